@@ -1,0 +1,45 @@
+"""fastconv: hand-written convolution and pooling kernels for NumPy and CUDA arrays.
+
+``import fastconv as F`` stands in for ``torch.nn.functional`` on NumPy arrays (CPU,
+Numba-parallel kernels) and CUDA arrays (numba.cuda kernels).
+"""
+
+from ._algorithms import algorithms
+from ._workspace import set_workspace_limit, workspace_limit
+from .ops.conv import (
+    conv1d,
+    conv2d,
+    conv3d,
+    conv_transpose1d,
+    conv_transpose2d,
+    conv_transpose3d,
+    depthwise_conv2d,
+    pointwise_conv2d,
+    separable_conv2d,
+)
+from .spec import AdaptivePoolSpec, ConvSpec, PoolSpec
+from . import filters
+from .arithmetic import *  # noqa: F403  (conv_output_shape, conv_flops, conv_params, receptive_field)
+from .ops.pooling import *  # noqa: F403  (max/avg/lp/adaptive/global/spatial-pyramid pooling)
+from .ops.windows import *  # noqa: F403  (unfold, fold, max_unpool*, fractional_max_pool2d)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "filters",
+    "AdaptivePoolSpec",
+    "ConvSpec",
+    "PoolSpec",
+    "algorithms",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
+    "depthwise_conv2d",
+    "pointwise_conv2d",
+    "separable_conv2d",
+    "set_workspace_limit",
+    "workspace_limit",
+]

@@ -1,0 +1,105 @@
+"""Which backend an array belongs to, dtype rules, and device round trips."""
+
+from __future__ import annotations
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+
+
+def is_cuda_array(x) -> bool:
+    return hasattr(x, "__cuda_array_interface__")
+
+
+def backend_of(op: str, x, device) -> str:
+    """The backend that runs this call: "cpu" for NumPy, "cuda" for CUDA arrays."""
+    if device not in (None, "cpu", "cuda"):
+        raise ValueError(f"{op}: device={device!r} is not supported; expected 'cpu', 'cuda' or None")
+    if device is not None:
+        if not isinstance(x, np.ndarray) and not is_cuda_array(x):
+            raise TypeError(f"{op}: input must be a numpy.ndarray or a CUDA array, got {type(x).__name__}")
+        return device
+    if isinstance(x, np.ndarray):
+        return "cpu"
+    if is_cuda_array(x):
+        return "cuda"
+    raise TypeError(
+        f"{op}: input must be a numpy.ndarray or an object with __cuda_array_interface__, "
+        f"got {type(x).__name__}"
+    )
+
+
+def dtype_of(x) -> np.dtype:
+    if isinstance(x, np.ndarray):
+        return x.dtype
+    if is_cuda_array(x):
+        return np.dtype(x.__cuda_array_interface__["typestr"])
+    return np.asarray(x).dtype
+
+
+def shape_of(x) -> tuple:
+    if isinstance(x, np.ndarray):
+        return x.shape
+    if is_cuda_array(x):
+        return tuple(x.__cuda_array_interface__["shape"])
+    return np.shape(x)
+
+
+def check_float(op: str, name: str, x) -> np.dtype:
+    dt = dtype_of(x)
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"{op}: {name} has dtype {dt}; expected float16, float32 or float64")
+    return dt
+
+
+def check_same_dtype(op: str, **arrays) -> np.dtype:
+    """All given (non-None) arrays are float and share one dtype; return it."""
+    named = {k: v for k, v in arrays.items() if v is not None}
+    dtypes = {k: check_float(op, k, v) for k, v in named.items()}
+    first_name, first = next(iter(dtypes.items()))
+    for name, dt in dtypes.items():
+        if dt != first:
+            raise TypeError(f"{op}: {name} has dtype {dt} but {first_name} has dtype {first}; they must match")
+    return first
+
+
+def check_array(op: str, name: str, x, backend: str):
+    if x is None:
+        return
+    if backend == "cpu" and not isinstance(x, np.ndarray):
+        if is_cuda_array(x):
+            raise TypeError(f"{op}: {name} is a CUDA array but input is a numpy.ndarray; put both on one device")
+        raise TypeError(f"{op}: {name} must be a numpy.ndarray, got {type(x).__name__}")
+    if backend == "cuda" and not (isinstance(x, np.ndarray) or is_cuda_array(x)):
+        raise TypeError(f"{op}: {name} must be a CUDA array or numpy.ndarray, got {type(x).__name__}")
+
+
+def working_dtype(dtype: np.dtype) -> np.dtype:
+    """Kernels compute in float32 for float16/float32 and float64 for float64."""
+    return np.dtype(np.float64) if dtype == np.float64 else np.dtype(np.float32)
+
+
+def to_host(x):
+    """A NumPy array from a NumPy or CUDA array."""
+    if isinstance(x, np.ndarray) or x is None:
+        return x
+    if hasattr(x, "copy_to_host"):
+        return x.copy_to_host()
+    if hasattr(x, "get"):
+        return x.get()
+    from numba import cuda
+
+    return cuda.as_cuda_array(x).copy_to_host()
+
+
+def like_input(result, x):
+    """Return a NumPy result as the same kind of array as ``x`` (NumPy, Numba device, CuPy)."""
+    if isinstance(x, np.ndarray) or not is_cuda_array(x):
+        return result
+    if type(x).__module__.startswith("cupy"):
+        import cupy
+
+        return cupy.asarray(result)
+    from numba import cuda
+
+    return cuda.to_device(result)

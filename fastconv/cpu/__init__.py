@@ -1,0 +1,1 @@
+"""Numba-parallel CPU kernels; each module registers its implementations in fastconv.dispatch."""

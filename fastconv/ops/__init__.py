@@ -1,0 +1,1 @@
+"""Public op front ends: validate, resolve a spec, dispatch to a backend."""

@@ -1,0 +1,135 @@
+"""conv1d/2d/3d, conv_transpose1d/2d/3d and the depthwise, pointwise and separable
+shortcuts, shaped like torch.nn.functional."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._arrays import check_same_dtype, shape_of
+from ..spec.conv import resolve_conv
+from ._call import batched, execute
+
+
+def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode,
+          padding_value, algo, activation, channels_last, device):
+    backend, x, unbatched = batched(op, input, nd, device, (("weight", weight), ("bias", bias)))
+    dtype = check_same_dtype(op, input=input, weight=weight, bias=bias)
+    spec = resolve_conv(
+        op, shape_of(x), shape_of(weight), stride=stride, padding=padding, dilation=dilation,
+        groups=groups, padding_mode=padding_mode, padding_value=padding_value,
+        bias_shape=None if bias is None else shape_of(bias), activation=activation,
+        channels_last=channels_last, dtype=dtype.name,
+    )
+    return execute("conv", backend, spec, algo, input, (x, weight, bias), unbatched,
+                   lambda: np.empty(spec.output_shape, dtype))
+
+
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+           padding_mode="zeros", padding_value=0.0, algo="auto", activation=None,
+           channels_last=False, device=None):
+    """1-D convolution of (N, C, W) input with (K, C/groups, kw) weight."""
+    return _conv("conv1d", 1, input, weight, bias, stride, padding, dilation, groups,
+                 padding_mode, padding_value, algo, activation, channels_last, device)
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+           padding_mode="zeros", padding_value=0.0, algo="auto", activation=None,
+           channels_last=False, device=None):
+    """2-D convolution of (N, C, H, W) input with (K, C/groups, kh, kw) weight.
+
+    >>> import numpy as np, fastconv as F
+    >>> x = np.ones((1, 1, 4, 4), np.float32)
+    >>> F.conv2d(x, np.ones((1, 1, 3, 3), np.float32), padding=1)[0, 0]
+    array([[4., 6., 6., 4.],
+           [6., 9., 9., 6.],
+           [6., 9., 9., 6.],
+           [4., 6., 6., 4.]], dtype=float32)
+    """
+    return _conv("conv2d", 2, input, weight, bias, stride, padding, dilation, groups,
+                 padding_mode, padding_value, algo, activation, channels_last, device)
+
+
+def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+           padding_mode="zeros", padding_value=0.0, algo="auto", activation=None,
+           channels_last=False, device=None):
+    """3-D convolution of (N, C, D, H, W) input with (K, C/groups, kd, kh, kw) weight."""
+    return _conv("conv3d", 3, input, weight, bias, stride, padding, dilation, groups,
+                 padding_mode, padding_value, algo, activation, channels_last, device)
+
+
+def _conv_transpose(op, nd, input, weight, bias, stride, padding, output_padding, groups,
+                    dilation, algo, activation, channels_last, device, output_size):
+    backend, x, unbatched = batched(op, input, nd, device, (("weight", weight), ("bias", bias)))
+    dtype = check_same_dtype(op, input=input, weight=weight, bias=bias)
+    spec = resolve_conv(
+        op, shape_of(x), shape_of(weight), stride=stride, padding=padding, dilation=dilation,
+        groups=groups, output_padding=output_padding, output_size=output_size,
+        bias_shape=None if bias is None else shape_of(bias), activation=activation,
+        channels_last=channels_last, dtype=dtype.name,
+    )
+    return execute("conv_transpose", backend, spec, algo, input, (x, weight, bias), unbatched,
+                   lambda: np.empty(spec.output_shape, dtype))
+
+
+def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1, *, algo="auto", activation=None, channels_last=False,
+                     device=None, output_size=None):
+    """1-D transposed convolution; weight (C, K/groups, kw)."""
+    return _conv_transpose("conv_transpose1d", 1, input, weight, bias, stride, padding,
+                           output_padding, groups, dilation, algo, activation, channels_last,
+                           device, output_size)
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1, *, algo="auto", activation=None, channels_last=False,
+                     device=None, output_size=None):
+    """2-D transposed convolution; weight (C, K/groups, kh, kw)."""
+    return _conv_transpose("conv_transpose2d", 2, input, weight, bias, stride, padding,
+                           output_padding, groups, dilation, algo, activation, channels_last,
+                           device, output_size)
+
+
+def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1, *, algo="auto", activation=None, channels_last=False,
+                     device=None, output_size=None):
+    """3-D transposed convolution; weight (C, K/groups, kd, kh, kw)."""
+    return _conv_transpose("conv_transpose3d", 3, input, weight, bias, stride, padding,
+                           output_padding, groups, dilation, algo, activation, channels_last,
+                           device, output_size)
+
+
+def _channels(op, input, channels_last):
+    shape = shape_of(input)
+    if len(shape) not in (3, 4):
+        raise ValueError(f"{op}: input must have 4 dims (N, C, H, W) or 3 (unbatched), got shape {tuple(shape)}")
+    return shape[-1] if channels_last else shape[-3]
+
+
+def depthwise_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, **kw):
+    """Depthwise 2-D convolution: weight (C*M, 1, kh, kw), M the channel multiplier."""
+    channels = _channels("depthwise_conv2d", input, kw.get("channels_last", False))
+    wshape = shape_of(weight)
+    if len(wshape) != 4 or wshape[1] != 1 or wshape[0] % max(channels, 1):
+        raise ValueError(
+            f"depthwise_conv2d: weight must have shape (C*M, 1, kh, kw) with C={channels} input "
+            f"channels, got {tuple(wshape)}"
+        )
+    return conv2d(input, weight, bias, stride, padding, dilation, channels, **kw)
+
+
+def pointwise_conv2d(input, weight, bias=None, **kw):
+    """1x1 convolution: weight (K, C, 1, 1) or (K, C)."""
+    wshape = shape_of(weight)
+    if len(wshape) == 2:
+        weight = weight.reshape(*wshape, 1, 1)
+    elif len(wshape) != 4 or tuple(wshape[2:]) != (1, 1):
+        raise ValueError(f"pointwise_conv2d: weight must have shape (K, C, 1, 1) or (K, C), got {tuple(wshape)}")
+    return conv2d(input, weight, bias, **kw)
+
+
+def separable_conv2d(input, depthwise_weight, pointwise_weight, bias=None, stride=1, padding=0,
+                     dilation=1, *, depthwise_bias=None, activation=None, **kw):
+    """Depthwise then pointwise convolution; ``activation`` applies after the pointwise bias."""
+    hidden = depthwise_conv2d(input, depthwise_weight, depthwise_bias, stride, padding, dilation, **kw)
+    kw = {k: v for k, v in kw.items() if k not in ("padding_mode", "padding_value")}
+    return pointwise_conv2d(hidden, pointwise_weight, bias, activation=activation, **kw)

@@ -1,0 +1,1 @@
+"""Shared by tests/ and bench/: tolerances, sample registries and workload loading."""
