@@ -1,0 +1,175 @@
+"""Convolution samples shared by tests/ and bench/.
+
+A sample is a plain description (op, shapes, keyword arguments, dtype) that prints as
+its ConvSpec name, so it serves as a pytest id. ``conv_samples()`` returns curated
+cases plus a seeded draw from the cartesian product of the argument groups, sized by
+FASTCONV_NUM_CASES (CI runs small, a deep run sets it large).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..spec.conv import resolve_conv
+
+WORKLOADS = Path(__file__).resolve().parents[2] / "bench" / "workloads"
+
+
+@dataclass(frozen=True)
+class ConvSample:
+    op: str  # conv1d..conv3d, conv_transpose1d..conv_transpose3d
+    input_shape: tuple  # channels-first
+    weight_shape: tuple
+    kwargs: tuple = ()  # sorted (name, value) pairs
+    dtype: str = "float64"
+    bias: bool = True
+    tags: frozenset = field(default_factory=frozenset)
+
+    @property
+    def args(self) -> dict:
+        return dict(self.kwargs)
+
+    @property
+    def nd(self) -> int:
+        return len(self.input_shape) - 2
+
+    @property
+    def transposed(self) -> bool:
+        return self.op.startswith("conv_transpose")
+
+    def spec(self, channels_last=False):
+        a = self.args
+        shape = self.input_shape
+        if channels_last:
+            shape = (shape[0], *shape[2:], shape[1])
+        keys = ("stride", "padding", "dilation", "groups", "padding_mode", "padding_value", "output_padding",
+                "activation")
+        return resolve_conv(self.op, shape, self.weight_shape, has_bias=self.bias, dtype=self.dtype,
+                            channels_last=channels_last, **{k: a[k] for k in keys if k in a})
+
+    def __str__(self) -> str:
+        return self.spec().name()
+
+    def arrays(self, rng: np.random.Generator):
+        """Input, weight, bias in the sample's dtype (small integers for float16 so sums are exact-ish)."""
+        dt = np.dtype(self.dtype)
+        x = rng.standard_normal(self.input_shape).astype(dt)
+        w = rng.standard_normal(self.weight_shape).astype(dt)
+        out_channels = self.weight_shape[1] * self.args.get("groups", 1) if self.transposed else self.weight_shape[0]
+        b = rng.standard_normal(out_channels).astype(dt) if self.bias else None
+        return x, w, b
+
+
+def sample(op, input_shape, weight_shape, dtype="float64", bias=True, tags=(), **kwargs) -> ConvSample:
+    return ConvSample(op, tuple(input_shape), tuple(weight_shape), tuple(sorted(kwargs.items())), dtype, bias,
+                      frozenset(tags))
+
+
+def curated() -> list[ConvSample]:
+    """Hand-picked cases: each names a corner that has broken kernels before."""
+    s = sample
+    return [
+        s("conv2d", (2, 3, 7, 9), (4, 3, 3, 3), padding=1),
+        s("conv2d", (1, 17, 7, 7), (5, 17, 3, 3), stride=2, padding=1, dtype="float32"),  # odd channels, stride tail
+        s("conv2d", (2, 4, 9, 8), (6, 2, 3, 3), groups=2, dilation=2, padding=2),
+        s("conv2d", (1, 6, 8, 8), (6, 1, 3, 3), groups=6, padding=1, tags={"depthwise"}),
+        s("conv2d", (2, 4, 9, 7), (12, 1, 3, 3), groups=4, stride=2, padding=((1, 2), (0, 1)),
+          tags={"depthwise"}),  # channel multiplier 3, per-side pads
+        s("conv2d", (1, 8, 6, 6), (4, 8, 1, 1), tags={"pointwise"}),
+        s("conv2d", (1, 8, 7, 6), (4, 8, 1, 1), stride=2, tags={"pointwise"}),
+        s("conv2d", (1, 3, 5, 5), (2, 3, 5, 5), padding=1),  # kernel larger than the padding
+        s("conv2d", (1, 2, 7, 9), (3, 2, 3, 2), stride=2, padding="same"),
+        s("conv2d", (1, 2, 6, 5), (3, 2, 2, 3), stride=(3, 2), padding="same"),  # even kernel, odd extra pad at end
+        s("conv2d", (1, 2, 5, 6), (3, 2, 3, 3), padding="full", dilation=(1, 2)),
+        s("conv2d", (1, 2, 6, 6), (3, 2, 3, 3), padding="valid", activation="relu"),
+        s("conv2d", (1, 2, 6, 6), (3, 2, 3, 3), padding=2, activation="relu6", dtype="float32"),
+        s("conv2d", (1, 3, 4, 5), (2, 3, 3, 3), padding=6, padding_mode="reflect"),  # pad beyond the input
+        s("conv2d", (1, 3, 4, 5), (2, 3, 3, 3), padding=(5, 7), padding_mode="circular"),
+        s("conv2d", (1, 3, 4, 5), (2, 3, 3, 3), padding=((3, 1), (0, 9)), padding_mode="symmetric"),
+        s("conv2d", (1, 3, 4, 5), (2, 3, 3, 3), padding=3, padding_mode="replicate"),
+        s("conv2d", (1, 3, 4, 5), (2, 3, 3, 3), padding=2, padding_mode="constant", padding_value=-1.5),
+        s("conv2d", (2, 6, 9, 9), (4, 6, 3, 3), padding=1, dtype="float16"),
+        s("conv1d", (2, 5, 17), (4, 5, 3), padding=((4, 0),), dilation=2),  # causal TCN
+        s("conv1d", (1, 4, 31), (6, 2, 5), stride=3, groups=2, padding=2),
+        s("conv1d", (1, 4, 9), (4, 1, 3), groups=4, padding="same", padding_mode="reflect"),
+        s("conv3d", (1, 3, 5, 6, 7), (4, 3, 3, 3, 3), padding=1),
+        s("conv3d", (2, 4, 4, 5, 5), (4, 2, 2, 3, 3), stride=(1, 2, 2), groups=2, padding=((1, 0), (1, 1), (0, 2))),
+        s("conv3d", (1, 4, 4, 5, 6), (4, 1, 3, 3, 3), groups=4, padding=1, padding_mode="circular"),
+        s("conv_transpose2d", (2, 4, 5, 6), (4, 3, 3, 3), stride=2, padding=1, output_padding=1),
+        s("conv_transpose2d", (1, 6, 4, 4), (6, 2, 4, 4), stride=2, padding=1, groups=3),
+        s("conv_transpose2d", (1, 4, 5, 5), (4, 2, 3, 3), stride=3, dilation=2, padding=((2, 0), (1, 3))),
+        s("conv_transpose2d", (1, 3, 4, 5), (3, 2, 2, 2), stride=2, padding="same"),
+        s("conv_transpose2d", (1, 3, 4, 5), (3, 2, 3, 3), padding="full"),
+        s("conv_transpose2d", (1, 3, 4, 4), (3, 2, 1, 1), stride=3, padding="same", activation="relu"),
+        s("conv_transpose1d", (2, 3, 9), (3, 4, 5), stride=2, padding=2, output_padding=1),
+        s("conv_transpose3d", (1, 4, 3, 4, 4), (4, 2, 2, 3, 3), stride=2, padding=1, dtype="float32"),
+        s("conv_transpose2d", (2, 4, 5, 6), (4, 3, 3, 3), stride=2, padding=1, dtype="float16"),
+    ]
+
+
+_GROUPS = {
+    "geometry": [dict(stride=1, padding=0), dict(stride=2, padding=1), dict(stride=(1, 2), padding=((2, 0), (1, 1))),
+                 dict(stride=2, padding="same"), dict(stride=1, padding="full")],
+    "dilation": [1, 2],
+    "channels": [(3, 5, 1), (4, 4, 2), (6, 6, 6), (7, 7, 1)],  # (C, K, groups)
+    "mode": ["zeros", "reflect", "replicate", "circular", "symmetric"],
+    "dtype": ["float32", "float64"],
+}
+
+
+def drawn(count: int, seed: int = 0) -> list[ConvSample]:
+    """``count`` cases drawn with a fixed seed from the product of the argument groups (2-D)."""
+    combos = list(itertools.product(*_GROUPS.values()))
+    random.Random(seed).shuffle(combos)
+    out = []
+    for geometry, dilation, (c, k, g), mode, dtype in combos[:count]:
+        out.append(sample("conv2d", (2, c, 9, 8), (k, c // g, 3, 3), dtype=dtype, dilation=dilation, groups=g,
+                          padding_mode=mode, **geometry))
+    return out
+
+
+def workload_layers(suite: str, scale_channels: int = 8, scale_spatial: int = 4) -> list[ConvSample]:
+    """Real layers from bench/workloads, shrunk (channels / scale, spatial / scale) for tests."""
+    layers = json.loads((WORKLOADS / f"{suite}.json").read_text())["layers"]
+    out = []
+    for layer in layers:
+        if not layer["op"].startswith("conv"):
+            continue
+        n, c, *sp = layer["input"]
+        w = list(layer["weight"])
+        g = layer.get("groups", 1)
+        cs = max(1, c // scale_channels)
+        if g == c:
+            g = cs
+        elif g > 1:
+            g = max(1, g // scale_channels)
+        cs = max(cs - cs % g, g)
+        sp = [max(s // scale_spatial, 1) for s in sp]
+        if layer["op"].startswith("conv_transpose"):
+            w = [cs, max(1, w[1] // scale_channels), *w[2:]]
+        else:
+            w = [max(g, w[0] // scale_channels // g * g), cs // g, *w[2:]]
+        kwargs = {k: layer[k] for k in ("stride", "padding", "dilation", "output_padding") if k in layer}
+        if isinstance(kwargs.get("padding"), list):
+            kwargs["padding"] = tuple(tuple(p) for p in kwargs["padding"])
+        extent = [d * (k - 1) + 1 for d, k in zip(_per_dim(kwargs.get("dilation", 1), len(sp)), w[2:])]
+        sp = [max(s, e) for s, e in zip(sp, extent)]
+        out.append(sample(layer["op"], (min(n, 2), cs, *sp), w, dtype="float32", groups=g,
+                          tags={f"{suite}:{layer['name']}"}, **kwargs))
+    return out
+
+
+def _per_dim(value, nd):
+    return (value,) * nd if isinstance(value, int) else tuple(value)
+
+
+def conv_samples(seed: int = 0) -> list[ConvSample]:
+    budget = int(os.environ.get("FASTCONV_NUM_CASES", "24"))
+    return curated() + drawn(budget, seed)

@@ -1,0 +1,58 @@
+"""Sessions: tests (the CI job), bench (the main job), lint, gpu_static, boundscheck.
+
+The environment may set OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE: tests keep them; the
+bench process unsets them for itself (see bench/run.py).
+"""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_external_run = True
+
+# One Numba cache per session kind: a bounds-checked build must not be served from,
+# or leak into, the ordinary cache (Numba's cache key does not include the flag).
+CACHE = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".nox", "numba-cache")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """CPU suite, then the GPU kernels under numba-cuda's simulator, then a bounds-checked run."""
+    session.install("-e", ".[test]")
+    env = {"NUMBA_CACHE_DIR": CACHE}
+    args = session.posargs or []
+    session.run("python", "-m", "pytest", "-m", "not cuda", *args, env=env)
+    session.run("python", "-m", "pytest", "-m", "cuda", "tests/test_cuda.py", *args,
+                env=dict(env, NUMBA_ENABLE_CUDASIM="1"))
+    session.run("python", "-m", "pytest", "-m", "not cuda and not slow", "-k", "not real_layers",
+                "tests/test_conv.py", "tests/test_pooling.py", "tests/test_windows.py", "-x", "-q",
+                env={"NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": CACHE + "-boundscheck",
+                     "FASTCONV_NUM_CASES": "6"})
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The main job: quick benchmark of the default suites, then the report and plots."""
+    session.install("-e", ".[bench]")
+    out = "bench/results/latest.json"
+    args = session.posargs or ["--suite", "dw_vs_standard", "--suite", "mobilenet_v2", "--suite", "resnet50",
+                               "--quick"]
+    session.run("python", "-m", "bench.run", *args, "--out", out, env={"NUMBA_CACHE_DIR": CACHE})
+    session.run("python", "-m", "bench.report", out, "--out", "reports/")
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.5")
+    session.run("ruff", "check", "fastconv", "bench", "tests", "tools", "noxfile.py")
+
+
+@nox.session
+def gpu_static(session: nox.Session) -> None:
+    """Compile every GPU kernel specialisation the workloads use to PTX and assemble with ptxas -v."""
+    session.install("-e", ".[gpu-static]")
+    session.run("python", "tools/gpu_static.py", *session.posargs)

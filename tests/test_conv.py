@@ -1,0 +1,210 @@
+"""Convolution and transposed convolution on the CPU, against the NumPy reference and PyTorch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch_oracle
+
+import fastconv as F
+from fastconv import reference as ref
+from fastconv.testing.conv_samples import ConvSample, conv_samples, sample, workload_layers
+from fastconv.testing.tolerances import assert_close
+
+OPS = {f"conv{n}d": getattr(F, f"conv{n}d") for n in (1, 2, 3)}
+OPS.update({f"conv_transpose{n}d": getattr(F, f"conv_transpose{n}d") for n in (1, 2, 3)})
+
+SAMPLES = conv_samples()
+WORKLOAD_SAMPLES = [s for suite in ("resnet50", "mobilenet_v2", "dilated", "transposed", "sequence_1d", "video_3d")
+                    for s in workload_layers(suite)]
+
+
+def reference_result(s: ConvSample, x, w, b):
+    a = s.args
+    if s.transposed:
+        return ref.conv_transpose(x, w, b, stride=a.get("stride", 1), padding=a.get("padding", 0),
+                                  output_padding=a.get("output_padding", 0), groups=a.get("groups", 1),
+                                  dilation=a.get("dilation", 1), activation=a.get("activation"))
+    return ref.conv(x, w, b, stride=a.get("stride", 1), padding=a.get("padding", 0), dilation=a.get("dilation", 1),
+                    groups=a.get("groups", 1), padding_mode=a.get("padding_mode", "zeros"),
+                    padding_value=a.get("padding_value", 0.0), activation=a.get("activation"))
+
+
+def torch_result(s: ConvSample, x, w, b):
+    spec = s.spec()
+    return (torch_oracle.conv_transpose if s.transposed else torch_oracle.conv)(spec, x, w, b)
+
+
+def algos_for(s: ConvSample):
+    family = "conv_transpose" if s.transposed else "conv"
+    from fastconv.dispatch import capable
+
+    return capable(family, "cpu", s.spec())
+
+
+def scale(s: ConvSample) -> float:
+    """atol grows with the number of terms in each output sum."""
+    w = s.weight_shape
+    return max(1.0, np.sqrt(np.prod(w[1:]) * (s.args.get("groups", 1) if s.transposed else 1)))
+
+
+def check(s: ConvSample, rng, algo="auto", channels_last=False):
+    x, w, b = s.arrays(rng)
+    expected = reference_result(s, x, w, b)
+    xin = np.ascontiguousarray(np.moveaxis(x, 1, -1)) if channels_last else x
+    got = OPS[s.op](xin, w, b, algo=algo, channels_last=channels_last, **s.args)
+    assert got.dtype == x.dtype
+    if channels_last:
+        got = np.moveaxis(got, -1, 1)
+    assert_close(got, expected, "conv", s.dtype, scale(s), what=f"{s} algo={algo}")
+    return x, w, b, expected
+
+
+CASES = [(s, a) for s in SAMPLES for a in algos_for(s)]
+
+
+@pytest.mark.parametrize("s, algo", CASES, ids=[f"{s}-{a}" for s, a in CASES])
+def test_matches_reference_and_torch(s, algo, rng):
+    x, w, b, expected = check(s, rng, algo)
+    oracle = torch_result(s, x, w, b)
+    if oracle is not None:  # torch has no symmetric mode nor reflect pads >= input
+        np.testing.assert_allclose(expected, oracle, rtol=1e-9, atol=1e-9, err_msg="reference vs torch")
+
+
+@pytest.mark.parametrize("s", WORKLOAD_SAMPLES, ids=[sorted(s.tags)[0] for s in WORKLOAD_SAMPLES])
+def test_real_layers_scaled_down(s, rng):
+    x, w, b, expected = check(s, rng)
+    oracle = torch_result(s, x, w, b)
+    np.testing.assert_allclose(expected, oracle, rtol=1e-9, atol=1e-9)
+
+
+LAYOUT_SAMPLES = [s for s in SAMPLES[:34] if s.dtype != "float16"][::3]
+
+
+@pytest.mark.parametrize("s", LAYOUT_SAMPLES, ids=str)
+def test_channels_last(s, rng):
+    check(s, rng, channels_last=True)
+
+
+def test_transposed_matches_input_gradient(rng):
+    """conv_transpose is the adjoint of conv: torch.nn.grad.conv*_input is an independent oracle."""
+    for s in [sample("conv_transpose2d", (2, 6, 5, 4), (6, 2, 3, 3), stride=2, padding=1, groups=3, dilation=2,
+                     bias=False),
+              sample("conv_transpose1d", (1, 4, 7), (4, 3, 4), stride=3, padding=2, bias=False),
+              sample("conv_transpose3d", (1, 2, 3, 3, 4), (2, 2, 2, 3, 2), stride=(1, 2, 2), padding=1, bias=False)]:
+        x, w, _ = s.arrays(rng)
+        spec = s.spec()
+        got = OPS[s.op](x, w, **s.args)
+        # conv_input(input_size, weight, grad_output): our input plays grad_output.
+        forward_spec = spec.with_(in_channels=spec.out_channels, out_channels=spec.in_channels,
+                                  in_size=spec.out_size, out_size=spec.in_size)
+        expected = torch_oracle.conv_input_grad(forward_spec, x, w)
+        assert_close(got, expected, "conv", s.dtype, scale(s))
+
+
+def test_output_size_chooses_output_padding(rng):
+    x = rng.standard_normal((1, 2, 5, 5))
+    w = rng.standard_normal((2, 3, 3, 3))
+    got = F.conv_transpose2d(x, w, stride=3, padding=1, output_size=(14, 15))
+    assert got.shape == (1, 3, 14, 15)
+    expected = ref.conv_transpose(x, w, stride=3, padding=1, output_padding=(1, 2))
+    assert_close(got, expected, "conv", "float64")
+
+
+@pytest.mark.parametrize("algo", ["direct", "im2col"])
+def test_non_contiguous_read_only_and_untouched(algo, rng):
+    base = rng.standard_normal((3, 8, 11, 10)).astype(np.float32)
+    x = base[::2, ::2, 1:, ::-1]  # strided, offset, negative stride
+    x.setflags(write=False)
+    w = rng.standard_normal((5, 4, 3, 3)).astype(np.float32)
+    w_view = np.asfortranarray(w)
+    b = rng.standard_normal(5).astype(np.float32)
+    before = (x.copy(), w.copy(), b.copy())
+    got = F.conv2d(x, w_view, b, padding=1, stride=(2, 1), algo=algo)
+    assert_close(got, ref.conv(x, w, b, padding=1, stride=(2, 1)), "conv", "float32", 6)
+    for arr, copy in zip((x, w, b), before):
+        np.testing.assert_array_equal(arr, copy)
+
+
+def test_transposed_non_contiguous_input(rng):
+    x = rng.standard_normal((2, 6, 5, 7))[:, ::2].transpose(0, 1, 3, 2)
+    w = rng.standard_normal((3, 2, 3, 3))
+    got = F.conv_transpose2d(x, w, stride=2, padding=1)
+    assert_close(got, ref.conv_transpose(x, w, stride=2, padding=1), "conv", "float64")
+
+
+@pytest.mark.parametrize("op, x_shape, w_shape", [
+    ("conv2d", (0, 3, 5, 5), (4, 3, 3, 3)),
+    ("conv1d", (0, 2, 9), (4, 2, 3)),
+    ("conv_transpose2d", (0, 3, 5, 5), (3, 4, 3, 3)),
+])
+def test_zero_batch(op, x_shape, w_shape):
+    x = np.zeros(x_shape, np.float32)
+    w = np.zeros(w_shape, np.float32)
+    got = OPS[op](x, w, padding=1)
+    expected_shape = (0, *F.ConvSpec.parse(F.ConvSpec.name(
+        __import__("fastconv.spec", fromlist=["resolve_conv"]).resolve_conv(op, (1, *x_shape[1:]), w_shape,
+                                                                             padding=1))).output_shape[1:])
+    assert got.shape == expected_shape and got.dtype == np.float32
+
+
+def test_unbatched_input(rng):
+    x = rng.standard_normal((3, 6, 7))
+    w = rng.standard_normal((4, 3, 3, 3))
+    got = F.conv2d(x, w, padding=1)
+    assert got.shape == (4, 6, 7)
+    assert_close(got, ref.conv(x[None], w, padding=1)[0], "conv", "float64")
+
+
+def test_depthwise_pointwise_separable(rng):
+    x = rng.standard_normal((2, 4, 9, 8)).astype(np.float32)
+    dw = rng.standard_normal((8, 1, 3, 3)).astype(np.float32)
+    pw = rng.standard_normal((5, 8, 1, 1)).astype(np.float32)
+    db = rng.standard_normal(8).astype(np.float32)
+    pb = rng.standard_normal(5).astype(np.float32)
+    assert_close(F.depthwise_conv2d(x, dw, db, stride=2, padding=1),
+                 ref.conv(x, dw, db, stride=2, padding=1, groups=4), "conv", "float32", 3)
+    assert_close(F.pointwise_conv2d(x, pw[:, :4, 0, 0] if False else pw[:4, :4], None),
+                 ref.conv(x, pw[:4, :4]), "conv", "float32", 3)
+    assert_close(F.pointwise_conv2d(x, pw[:4, :4, 0, 0]), ref.conv(x, pw[:4, :4]), "conv", "float32", 3)
+    got = F.separable_conv2d(x, dw, pw, pb, padding=1, depthwise_bias=db, activation="relu6")
+    expected = ref.separable_conv(x, dw, pw, pb, padding=1, depthwise_bias=db, activation="relu6")
+    assert_close(got, expected, "conv", "float32", 6)
+
+
+def test_float16_result_dtype(rng):
+    x = rng.integers(-3, 4, (1, 4, 6, 6)).astype(np.float16)
+    w = rng.integers(-2, 3, (2, 4, 3, 3)).astype(np.float16)
+    got = F.conv2d(x, w, padding=1)
+    assert got.dtype == np.float16
+    np.testing.assert_array_equal(got.astype(np.float64), ref.conv(x, w, padding=1))  # small integers: exact
+
+
+def test_padding_modes_beyond_input_match_numpy_pad(rng):
+    """Any pad size works in every mode: checked against np.pad directly, not only the reference."""
+    x = rng.standard_normal((1, 1, 3, 4))
+    ident = np.ones((1, 1, 1, 1))
+    for mode, np_mode in [("reflect", "reflect"), ("circular", "wrap"), ("symmetric", "symmetric"),
+                          ("replicate", "edge")]:
+        got = F.conv2d(x, ident, padding=((7, 2), (1, 9)), padding_mode=mode)
+        expected = np.pad(x, ((0, 0), (0, 0), (7, 2), (1, 9)), mode=np_mode)
+        np.testing.assert_array_equal(got, expected, err_msg=mode)
+
+
+def test_algorithms_lists_what_can_serve():
+    assert F.algorithms("conv2d", (1, 32, 56, 56), (32, 1, 3, 3), groups=32, padding=1) == \
+        ["direct", "im2col", "depthwise"]
+    assert F.algorithms("conv2d", (1, 32, 56, 56), (64, 32, 3, 3), padding=1) == ["direct", "im2col"]
+    assert F.algorithms("conv_transpose2d", (1, 8, 5, 5), (8, 4, 3, 3), stride=2) == ["direct"]
+
+
+def test_workspace_cap_forces_chunking_without_changing_results(rng):
+    x = rng.standard_normal((3, 4, 10, 9)).astype(np.float32)
+    w = rng.standard_normal((6, 4, 3, 3)).astype(np.float32)
+    expected = F.conv2d(x, w, padding=1, algo="im2col")
+    previous = F.set_workspace_limit(4096)  # smaller than one padded image: chunks of rows and images
+    try:
+        for algo in ("im2col", "direct"):
+            np.testing.assert_allclose(F.conv2d(x, w, padding=1, algo=algo), expected, rtol=1e-5, atol=1e-5)
+    finally:
+        F.set_workspace_limit(previous)
