@@ -68,7 +68,7 @@ def pick_index(vals, idx, y):
 
 
 def _flat(win, nd):
-    return win.reshape(win.shape[:win.ndim - nd] + (-1,))
+    return win.reshape(win.shape[:win.ndim - nd] + (math.prod(win.shape[win.ndim - nd:]),))
 
 
 def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
@@ -127,7 +127,8 @@ def _adaptive(x, output_size, mode, return_indices=False):
     idx = np.empty(x.shape[:2] + osz, dtype=np.int64)
     for pos in np.ndindex(*osz):
         sl = tuple(b[i] for b, i in zip(bounds, pos))
-        block = x[(slice(None), slice(None)) + sl].reshape(x.shape[:2] + (-1,))
+        block = x[(slice(None), slice(None)) + sl]
+        block = block.reshape(x.shape[:2] + (math.prod(block.shape[2:]),))
         y[(...,) + pos] = block.max(-1) if mode == "max" else block.mean(-1)
         if return_indices:
             idx[(...,) + pos] = pick_index(block, plane[sl].reshape(-1), y[(...,) + pos])
@@ -157,4 +158,5 @@ def spatial_pyramid_pool(x, levels=(1, 2, 4), mode="max"):
     if mode not in ("max", "avg"):
         raise ValueError(f"mode={mode!r}: expected 'max' or 'avg'")
     x = f64(x)
-    return np.concatenate([_adaptive(x, lv, mode).reshape(x.shape[0], -1) for lv in levels], axis=1)
+    flat = [_adaptive(x, lv, mode) for lv in levels]
+    return np.concatenate([f.reshape(f.shape[0], math.prod(f.shape[1:])) for f in flat], axis=1)
