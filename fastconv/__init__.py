@@ -18,8 +18,10 @@ from .ops.conv import (
     separable_conv2d,
 )
 from .spec import AdaptivePoolSpec, ConvSpec, PoolSpec
-from . import filters
+from . import arithmetic, filters
 from .arithmetic import *  # noqa: F403  (conv_output_shape, conv_flops, conv_params, receptive_field)
+from .ops import pooling as _pooling
+from .ops import windows as _windows
 from .ops.pooling import *  # noqa: F403  (max/avg/lp/adaptive/global/spatial-pyramid pooling)
 from .ops.windows import *  # noqa: F403  (unfold, fold, max_unpool*, fractional_max_pool2d)
 
@@ -43,3 +45,4 @@ __all__ = [
     "set_workspace_limit",
     "workspace_limit",
 ]
+__all__ += arithmetic.__all__ + _pooling.__all__ + _windows.__all__

@@ -124,9 +124,13 @@ class ConvSpec:
 
     # ---- canonical string ----------------------------------------------------
     def name(self) -> str:
-        """Short canonical form, e.g. ``conv2d_mb1_g1ic64oc64_ih56iw56_kh3kw3_ph1w1``.
+        """Short canonical form; defaults are omitted and ``ConvSpec.parse`` reads it back.
 
-        Defaults are omitted; ``ConvSpec.parse(spec.name()) == spec``.
+        >>> spec = resolve_conv("conv2d", (1, 64, 56, 56), (64, 64, 3, 3), padding=1)
+        >>> spec.name()
+        'conv2d_mb1_g1ic64oc64_ih56iw56_kh3kw3_ph1w1'
+        >>> ConvSpec.parse(spec.name()) == spec, spec.out_size, spec.flops
+        (True, (56, 56), 231211008)
         """
         axes = _AXES[self.nd]
         parts = [self.op, f"mb{self.batch}", f"g{self.groups}ic{self.in_channels}oc{self.out_channels}"]
