@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .._args import check_choice, int_tuple, is_int, resolve_pads, window_out_size
-from .conv import _AXES, DTYPES, _ITEMSIZE, _shape, split_input_shape
+from .conv import _AXES, _ITEMSIZE, DTYPES, _shape, split_input_shape
 
 POOL_MODES = ("max", "avg", "lp")
 
@@ -106,15 +108,19 @@ def resolve_pool(
     check_choice(op, "mode", mode, POOL_MODES)
     check_choice(op, "dtype", dtype, DTYPES)
     batch, channels, in_size = split_input_shape(op, tuple(input_shape), nd, channels_last)
+    if any(n < 1 for n in in_size):
+        raise ValueError(f"{op}: input spatial size {tuple(in_size)} has an empty dimension")
     kernel = int_tuple(op, "kernel_size", kernel_size, nd)
-    stride = kernel if stride is None or (not is_int(stride) and len(stride) == 0) else int_tuple(op, "stride", stride, nd)
+    empty_stride = isinstance(stride, Sequence) and not isinstance(stride, str) and len(stride) == 0
+    stride = kernel if stride is None or empty_stride else int_tuple(op, "stride", stride, nd)
     dilation = int_tuple(op, "dilation", dilation, nd)
     pads = resolve_pads(op, padding, in_size, kernel, stride, dilation)
     if divisor_override is not None:
         if not is_int(divisor_override) or divisor_override <= 0:
             raise ValueError(f"{op}: divisor_override={divisor_override!r} must be a positive int or None")
     if mode == "lp":
-        if not isinstance(norm_type, (int, float)) or isinstance(norm_type, bool) or norm_type <= 0:
+        if (not isinstance(norm_type, numbers.Real) or isinstance(norm_type, bool)
+                or math.isnan(norm_type) or norm_type <= 0):
             raise ValueError(f"{op}: norm_type={norm_type!r} must be a positive number")
     out_size = window_out_size(op, in_size, kernel, stride, dilation, pads, ceil_mode)
     return PoolSpec(

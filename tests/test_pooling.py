@@ -1,0 +1,694 @@
+"""Pooling on the CPU against the NumPy reference and torch.nn.functional.
+
+torch is the oracle wherever it has an answer (values and exact int64 indices);
+beyond it (per-side pads, large pads, avg/lp dilation, lp padding, "same" with a
+stride) the reference is. Shapes are small, and every kernel sees only C-contiguous
+float32/float64 arrays, so each compiles at most twice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+
+import fastconv as F
+from fastconv import reference as ref
+from fastconv.testing.tolerances import assert_close
+
+torch.set_num_threads(1)
+
+DTYPES = [np.float64, np.float32]
+WORKLOADS = pathlib.Path(__file__).resolve().parents[1] / "bench" / "workloads" / "pooling.json"
+
+
+# ---- helpers -------------------------------------------------------------------------
+
+def randn(rng, shape, dtype=np.float64):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def ties(rng, shape, dtype=np.float64):
+    """Small integers: many equal maxima, so the tie rule is tested."""
+    return rng.integers(-2, 3, shape).astype(dtype)
+
+
+def tt(x):
+    return torch.from_numpy(np.ascontiguousarray(x))
+
+
+def tn(y):
+    return y.numpy().astype(np.float64)
+
+
+def to_cl(x):
+    return np.ascontiguousarray(np.moveaxis(x, 1, -1))
+
+
+def from_cl(y):
+    return np.moveaxis(y, -1, 1)
+
+
+def family(mode):
+    return "pool_lp" if mode == "lp" else "pool"
+
+
+def call_cl(fn, x, *args, **kw):
+    """Run fn in channels-last layout and return channels-first results."""
+    out = fn(to_cl(x), *args, channels_last=True, **kw)
+    if isinstance(out, tuple):
+        return tuple(from_cl(o) for o in out)
+    return from_cl(out)
+
+
+def assert_same(a, b):
+    """Bitwise-identical results (NaN equal), for layout and view invariance."""
+    if isinstance(a, tuple):
+        assert isinstance(b, tuple) and len(a) == len(b)
+        for u, v in zip(a, b):
+            assert_same(u, v)
+        return
+    assert a.dtype == b.dtype and a.shape == b.shape
+    np.testing.assert_array_equal(a, b)
+
+
+POOL = {("max", n): getattr(F, f"max_pool{n}d") for n in (1, 2, 3)}
+POOL.update({("avg", n): getattr(F, f"avg_pool{n}d") for n in (1, 2, 3)})
+POOL.update({("lp", n): getattr(F, f"lp_pool{n}d") for n in (1, 2, 3)})
+TORCH_POOL = {("max", n): getattr(TF, f"max_pool{n}d") for n in (1, 2, 3)}
+TORCH_POOL.update({("avg", n): getattr(TF, f"avg_pool{n}d") for n in (1, 2, 3)})
+TORCH_POOL.update({("lp", n): getattr(TF, f"lp_pool{n}d") for n in (1, 2, 3)})
+
+
+# ---- max pooling ---------------------------------------------------------------------
+
+# (shape, kernel, stride, padding, dilation, ceil_mode): all within torch's limits.
+MAX_CASES = [
+    ((2, 3, 17), 3, 2, 1, 1, False),
+    ((1, 2, 7), 2, None, 0, 1, True),
+    ((1, 2, 5), 2, 2, 1, 1, True),          # ceil_mode: the last window drops
+    ((2, 3, 17), 4, 3, 2, 2, True),
+    ((2, 3, 7, 9), 3, 2, 1, 1, False),
+    ((1, 4, 17, 7), (3, 2), (2, 1), (1, 0), (2, 1), False),
+    ((2, 2, 8, 8), 2, 2, 0, 1, True),
+    ((1, 2, 5, 6), 2, 2, 1, 1, True),       # drops in H and W
+    ((1, 3, 7, 7), 3, 1, 1, 2, False),
+    ((1, 2, 7, 9), (2, 3), 3, "valid", 1, True),
+    ((1, 70, 5, 5), 3, 2, 1, 1, False),     # few pixels, many channels: channel blocks
+    ((1, 2, 5, 7, 6), 3, 2, 1, 1, False),
+    ((2, 3, 4, 5, 7), (2, 3, 2), (1, 2, 2), (0, 1, 1), (1, 1, 2), True),
+    ((1, 2, 7, 5, 5), 2, 2, 1, 1, True),
+]
+
+
+def _case_id(case):
+    shape, k, s, p, d, ceil = case
+    return f"{len(shape) - 2}d-{'x'.join(map(str, shape))}-k{k}-s{s}-p{p}-d{d}{'-ceil' if ceil else ''}"
+
+
+@pytest.mark.parametrize("data", ["randn", "ties"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("case", MAX_CASES, ids=_case_id)
+def test_max_pool_vs_torch_and_reference(case, dtype, data, rng):
+    shape, k, s, p, d, ceil = case
+    nd = len(shape) - 2
+    x = (randn if data == "randn" else ties)(rng, shape, dtype)
+    x_before = x.copy()
+    y, idx = POOL["max", nd](x, k, s, p, d, ceil, True)
+    assert y.dtype == dtype and idx.dtype == np.int64
+    tp = 0 if p == "valid" else p
+    ty, ti = TORCH_POOL["max", nd](tt(x), k, s if s is not None else None, tp, d, ceil, True)
+    assert_close(y, tn(ty), "pool", dtype, what="max vs torch")
+    np.testing.assert_array_equal(idx, ti.numpy())
+    ry, ri = ref.max_pool(x, k, s, p, d, ceil, return_indices=True)
+    assert_close(y, ry, "pool", dtype, what="max vs reference")
+    np.testing.assert_array_equal(idx, ri)
+    assert_same(POOL["max", nd](x, k, s, p, d, ceil), y)          # without indices
+    np.testing.assert_array_equal(x, x_before)
+
+
+@pytest.mark.parametrize("case", MAX_CASES, ids=_case_id)
+def test_max_pool_channels_last(case, rng):
+    shape, k, s, p, d, ceil = case
+    nd = len(shape) - 2
+    x = ties(rng, shape, np.float32)
+    expected = POOL["max", nd](x, k, s, p, d, ceil, True)
+    assert_same(call_cl(POOL["max", nd], x, k, s, p, d, ceil, True), expected)
+
+
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_max_pool_nan_propagates_like_torch(nd, rng):
+    shape = (2, 3) + (6,) * nd
+    x = randn(rng, shape, np.float32)
+    flat = x.reshape(2, 3, -1)
+    flat[0, 0, [1, 4]] = np.nan          # two NaNs, possibly in one window
+    flat[1, 2, :] = np.nan               # a whole plane of NaN
+    flat[0, 1, -1] = np.nan              # one NaN in the last window
+    y, idx = POOL["max", nd](x, 3, 2, 1, return_indices=True)
+    ty, ti = TORCH_POOL["max", nd](tt(x), 3, 2, 1, return_indices=True)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(ty.numpy()))
+    assert np.isnan(y).any()
+    assert_close(y, tn(ty), "pool", np.float32)
+    np.testing.assert_array_equal(idx, ti.numpy())
+    ry, ri = ref.max_pool(x, 3, 2, 1, return_indices=True)
+    np.testing.assert_array_equal(idx, ri)
+    assert_same(call_cl(POOL["max", nd], x, 3, 2, 1, return_indices=True), (y, idx))
+
+
+# ---- average pooling -----------------------------------------------------------------
+
+# (shape, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override)
+AVG_CASES = [
+    ((2, 3, 17), 3, 2, 1, False, True, None),
+    ((2, 3, 17), 3, 2, 1, True, False, None),
+    ((1, 2, 5), 2, 2, 1, True, True, None),
+    ((1, 2, 7), 4, 3, 2, True, True, None),
+    ((2, 3, 7, 9), 3, 2, 1, False, True, None),
+    ((2, 3, 7, 9), 3, 2, 1, True, False, None),
+    ((2, 3, 7, 9), 3, 2, 1, True, True, None),
+    ((1, 2, 6, 7), (3, 2), (2, 1), (1, 1), True, True, 5),
+    ((1, 2, 5, 6), 2, 2, 1, True, False, None),
+    ((1, 70, 5, 5), 3, 2, 1, False, False, None),
+    ((1, 2, 5, 7, 6), 3, 2, 1, False, True, None),
+    ((2, 2, 4, 5, 7), (2, 3, 2), (1, 2, 2), (1, 1, 0), True, False, None),
+    ((1, 2, 5, 5, 5), 3, 2, 1, True, True, 4),
+]
+
+
+def _avg_id(case):
+    shape, k, s, p, ceil, cip, div = case
+    return (f"{len(shape) - 2}d-{'x'.join(map(str, shape))}-k{k}-s{s}-p{p}"
+            f"{'-ceil' if ceil else ''}{'' if cip else '-excl'}{f'-div{div}' if div else ''}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("case", AVG_CASES, ids=_avg_id)
+def test_avg_pool_vs_torch_and_reference(case, dtype, rng):
+    shape, k, s, p, ceil, cip, div = case
+    nd = len(shape) - 2
+    x = randn(rng, shape, dtype)
+    y = POOL["avg", nd](x, k, s, p, ceil, cip, div)
+    assert y.dtype == dtype
+    targs = (tt(x), k, s, p, ceil, cip) + ((div,) if nd > 1 else ())
+    if nd > 1 or div is None:
+        assert_close(y, tn(TORCH_POOL["avg", nd](*targs)), "pool", dtype, what="avg vs torch")
+    assert_close(y, ref.avg_pool(x, k, s, p, ceil, cip, div), "pool", dtype, what="avg vs reference")
+    assert_same(call_cl(POOL["avg", nd], x, k, s, p, ceil, cip, div), y)
+
+
+def test_avg_pool1d_divisor_override_reference_only(rng):
+    x = randn(rng, (2, 3, 11))
+    assert_close(F.avg_pool1d(x, 3, 2, 1, divisor_override=2), ref.avg_pool(x, 3, 2, 1, divisor_override=2),
+                 "pool", np.float64)
+
+
+# ---- Lp pooling ----------------------------------------------------------------------
+
+# (shape, norm_type, kernel, stride); torch agrees when ceil_mode clips no window.
+LP_CASES = [
+    ((2, 3, 17), 2, 3, 2),
+    ((2, 3, 17), 1, 2, None),
+    ((1, 2, 9), 3, 3, 3),
+    ((2, 3, 7, 9), 2, 3, 2),
+    ((2, 3, 7, 9), 1.5, (2, 3), (1, 2)),
+    ((1, 70, 6, 6), 2, 3, 3),
+    ((1, 2, 5, 7, 6), 2, 2, 2),
+    ((1, 2, 5, 5, 6), 3, (1, 2, 3), (2, 1, 3)),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("case", LP_CASES, ids=lambda c: f"{len(c[0]) - 2}d-p{c[1]}-k{c[2]}-s{c[3]}")
+def test_lp_pool_vs_torch_and_reference(case, dtype, rng):
+    shape, p, k, s = case
+    nd = len(shape) - 2
+    x = randn(rng, shape, dtype)
+    if p not in (1, 2):
+        x = np.abs(x)               # x ** p of negative x is NaN for non-integer p
+    y = POOL["lp", nd](x, p, k, s)
+    assert y.dtype == dtype
+    assert_close(y, tn(TORCH_POOL["lp", nd](tt(x), p, k, s)), "pool_lp", dtype, what="lp vs torch")
+    assert_close(y, ref.lp_pool(x, p, k, s), "pool_lp", dtype, what="lp vs reference")
+    assert_same(call_cl(POOL["lp", nd], x, p, k, s), y)
+
+
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_lp_pool_ceil_mode_sums_in_input_taps(nd, rng):
+    """A window clipped by ceil_mode sums only its in-input taps (torch rescales it)."""
+    x = np.abs(randn(rng, (1, 2) + (5,) * nd))
+    y = POOL["lp", nd](x, 2, 2, ceil_mode=True)
+    assert y.shape[2:] == (3,) * nd
+    assert_close(y, ref.lp_pool(x, 2, 2, None, True), "pool_lp", np.float64)
+    # windows fully inside the input agree with torch
+    inner = (slice(None), slice(None)) + (slice(0, 2),) * nd
+    assert_close(y[inner], tn(TORCH_POOL["lp", nd](tt(x), 2, 2, ceil_mode=True))[inner],
+                 "pool_lp", np.float64)
+
+
+def test_lp_pool_negative_sum_is_nan_like_torch():
+    x = np.array([[[-1.0, -2.0, 3.0, 1.0]]])
+    y = F.lp_pool1d(x, 3, 2)
+    expected = tn(TF.lp_pool1d(tt(x), 3, 2))
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(expected))
+    assert_close(y, expected, "pool_lp", np.float64)
+
+
+def test_lp_pool_inf_norm_is_max_abs(rng):
+    x = randn(rng, (2, 3, 7, 8))
+    assert_close(F.lp_pool2d(x, math.inf, 3, 2, padding=1), ref.lp_pool(x, math.inf, 3, 2, padding=1),
+                 "pool_lp", np.float64)
+
+
+# ---- beyond torch: the reference alone -----------------------------------------------
+
+# (mode, shape, kwargs)
+BEYOND = [
+    ("max", (2, 3, 9), dict(kernel_size=3, stride=2, padding=((2, 0),))),
+    ("max", (1, 2, 7, 8), dict(kernel_size=3, stride=2, padding=((0, 2), (1, 0)))),
+    ("max", (1, 2, 7, 8), dict(kernel_size=2, stride=1, padding=3)),           # pad > k/2
+    ("max", (1, 2, 7, 9), dict(kernel_size=3, stride=2, padding="same")),
+    ("max", (1, 2, 7, 9), dict(kernel_size=3, stride=2, padding="same", dilation=2)),
+    ("max", (1, 2, 5, 6, 7), dict(kernel_size=(2, 3, 2), stride=3, padding="same", ceil_mode=True)),
+    ("max", (1, 2, 6, 7), dict(kernel_size=2, stride=2, padding="full", ceil_mode=True)),
+    ("max", (1, 2, 5, 5), dict(kernel_size=2, stride=1, padding=((4, 0), (0, 0)))),  # windows wholly in padding
+    ("avg", (2, 3, 9), dict(kernel_size=3, stride=2, padding=((2, 0),))),
+    ("avg", (2, 3, 9), dict(kernel_size=3, stride=2, padding=((0, 2),), count_include_pad=False)),
+    ("avg", (1, 2, 7, 8), dict(kernel_size=3, stride=2, padding=((0, 2), (1, 0)), ceil_mode=True)),
+    ("avg", (1, 2, 7, 8), dict(kernel_size=2, stride=1, padding=3)),
+    ("avg", (1, 2, 7, 8), dict(kernel_size=2, stride=1, padding=3, count_include_pad=False)),
+    ("avg", (1, 2, 9, 9), dict(kernel_size=3, stride=1, padding=2, dilation=2)),
+    ("avg", (1, 2, 9, 9), dict(kernel_size=3, stride=2, padding=1, dilation=(2, 3), count_include_pad=False)),
+    ("avg", (1, 2, 7, 9), dict(kernel_size=3, stride=2, padding="same")),
+    ("avg", (1, 2, 7, 9), dict(kernel_size=3, stride=2, padding="same", count_include_pad=False)),
+    ("avg", (1, 2, 5, 6, 7), dict(kernel_size=2, stride=(1, 2, 3), padding="same", dilation=2, divisor_override=3)),
+    ("avg", (1, 2, 5, 5), dict(kernel_size=2, stride=1, padding=((4, 0), (0, 0)), count_include_pad=False)),
+    ("lp", (2, 3, 9), dict(norm_type=2, kernel_size=3, stride=2, padding=1)),
+    ("lp", (1, 2, 7, 8), dict(norm_type=2, kernel_size=3, stride=2, padding=((0, 2), (1, 0)), dilation=2)),
+    ("lp", (1, 2, 7, 8), dict(norm_type=1, kernel_size=2, stride=2, padding="same", ceil_mode=True)),
+    ("lp", (1, 2, 5, 6, 7), dict(norm_type=3, kernel_size=2, stride=2, padding=1, dilation=(1, 2, 1))),
+]
+
+
+def _beyond_id(case):
+    mode, shape, kw = case
+    return f"{mode}{len(shape) - 2}d-" + "-".join(f"{k}={v}" for k, v in kw.items()).replace(" ", "")
+
+
+def _ref_pool(mode, x, kw):
+    kw = dict(kw)
+    if mode == "max":
+        return ref.max_pool(x, kw.pop("kernel_size"), return_indices=True, **kw)
+    if mode == "avg":
+        return ref.avg_pool(x, kw.pop("kernel_size"), **kw)
+    return ref.lp_pool(np.abs(x), kw.pop("norm_type"), kw.pop("kernel_size"), **kw)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("case", BEYOND, ids=_beyond_id)
+def test_beyond_torch_vs_reference(case, dtype, rng):
+    mode, shape, kw = case
+    nd = len(shape) - 2
+    x = ties(rng, shape, dtype) if mode == "max" else randn(rng, shape, dtype)
+    fn = POOL[mode, nd]
+    if mode == "max":
+        got = fn(x, return_indices=True, **kw)
+    elif mode == "lp":
+        got = fn(np.abs(x), **kw)
+    else:
+        got = fn(x, **kw)
+    expected = _ref_pool(mode, x, kw)
+    if mode == "max":
+        assert_close(got[0], expected[0], "pool", dtype, what="values")
+        np.testing.assert_array_equal(got[1], expected[1])
+    else:
+        assert_close(got, expected, family(mode), dtype)
+    if kw.get("padding") == "same":
+        stride = kw["stride"] if not isinstance(kw["stride"], int) else (kw["stride"],) * nd
+        out = got[0].shape[2:] if mode == "max" else got.shape[2:]
+        assert out == tuple(-(-n // s) for n, s in zip(shape[2:], stride))
+    xin = np.abs(x) if mode == "lp" else x
+    assert_same(call_cl(fn, xin, **({"return_indices": True} if mode == "max" else {}), **kw), got)
+
+
+def test_window_wholly_in_padding_gives_minus_inf_and_index_minus_one():
+    x = np.ones((1, 1, 3))
+    y, idx = F.max_pool1d(x, 2, 1, padding=((3, 0),), return_indices=True)
+    assert y[0, 0, 0] == -np.inf and idx[0, 0, 0] == -1
+    assert F.avg_pool1d(x, 2, 1, padding=((3, 0),), count_include_pad=False)[0, 0, 0] == 0.0
+
+
+# ---- adaptive, global, pyramid -------------------------------------------------------
+
+ADAPTIVE_CASES = [
+    ((2, 3, 17), 5),
+    ((2, 3, 7), 17),                     # more outputs than inputs: overlapping windows
+    ((1, 2, 9), 1),
+    ((2, 3, 7, 9), (3, 4)),
+    ((2, 3, 7, 9), (None, 2)),
+    ((1, 70, 7, 7), 2),
+    ((1, 2, 5, 7, 6), (2, 3, 4)),
+    ((1, 2, 4, 5, 3), (4, None, 5)),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("case", ADAPTIVE_CASES, ids=lambda c: f"{len(c[0]) - 2}d-{'x'.join(map(str, c[0]))}-o{c[1]}")
+def test_adaptive_avg_pool(case, dtype, rng):
+    shape, out = case
+    nd = len(shape) - 2
+    x = randn(rng, shape, dtype)
+    fn = getattr(F, f"adaptive_avg_pool{nd}d")
+    y = fn(x, out)
+    assert y.dtype == dtype
+    assert_close(y, tn(getattr(TF, f"adaptive_avg_pool{nd}d")(tt(x), out)), "pool", dtype, what="vs torch")
+    assert_close(y, ref.adaptive_avg_pool(x, out), "pool", dtype, what="vs reference")
+    assert_same(call_cl(fn, x, out), y)
+
+
+@pytest.mark.parametrize("data", ["randn", "ties"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("case", ADAPTIVE_CASES, ids=lambda c: f"{len(c[0]) - 2}d-{'x'.join(map(str, c[0]))}-o{c[1]}")
+def test_adaptive_max_pool(case, dtype, data, rng):
+    shape, out = case
+    nd = len(shape) - 2
+    x = (randn if data == "randn" else ties)(rng, shape, dtype)
+    fn = getattr(F, f"adaptive_max_pool{nd}d")
+    y, idx = fn(x, out, True)
+    assert y.dtype == dtype and idx.dtype == np.int64
+    ty, ti = getattr(TF, f"adaptive_max_pool{nd}d")(tt(x), out, True)
+    assert_close(y, tn(ty), "pool", dtype, what="vs torch")
+    np.testing.assert_array_equal(idx, ti.numpy())
+    ry, ri = ref.adaptive_max_pool(x, out, return_indices=True)
+    assert_close(y, ry, "pool", dtype, what="vs reference")
+    np.testing.assert_array_equal(idx, ri)
+    assert_same(fn(x, out), y)
+    assert_same(call_cl(fn, x, out, True), (y, idx))
+
+
+def test_adaptive_max_pool_nan_like_torch(rng):
+    x = randn(rng, (2, 3, 7, 9), np.float32)
+    x[0, 0, 1, 1] = x[0, 0, 2, 2] = np.nan
+    x[1, 2] = np.nan
+    y, idx = F.adaptive_max_pool2d(x, (3, 4), True)
+    ty, ti = TF.adaptive_max_pool2d(tt(x), (3, 4), True)
+    assert_close(y, tn(ty), "pool", np.float32)
+    np.testing.assert_array_equal(idx, ti.numpy())
+    assert np.isnan(F.global_max_pool(x)[0, 0]).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("shape", [(2, 3, 17), (2, 3, 7, 9), (2, 70, 3, 3), (1, 2, 5, 7, 6)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_global_pools(shape, dtype, rng):
+    nd = len(shape) - 2
+    x = randn(rng, shape, dtype)
+    for name, mode in (("global_avg_pool", "avg"), ("global_max_pool", "max")):
+        y = getattr(F, name)(x)
+        assert y.shape == shape[:2] + (1,) * nd and y.dtype == dtype
+        assert_close(y, getattr(ref, name)(x), "pool", dtype, what=name)
+        torch_fn = getattr(TF, f"adaptive_{mode}_pool{nd}d")
+        assert_close(y, tn(torch_fn(tt(x), 1)), "pool", dtype, what=f"{name} vs torch")
+        assert_same(call_cl(getattr(F, name), x), y)
+
+
+@pytest.mark.parametrize("mode", ["max", "avg"])
+@pytest.mark.parametrize("shape,levels", [((2, 3, 13, 11), (1, 2, 4)), ((2, 3, 17), (1, 3)),
+                                          ((1, 2, 5, 6, 7), (1, 2)), ((2, 3, 3, 3), 4)],
+                         ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else str(v))
+def test_spatial_pyramid_pool(shape, levels, mode, rng):
+    nd = len(shape) - 2
+    x = randn(rng, shape)
+    y = F.spatial_pyramid_pool(x, levels, mode)
+    lv = (levels,) if isinstance(levels, int) else levels
+    assert y.shape == (shape[0], shape[1] * sum(v ** nd for v in lv))
+    assert_close(y, ref.spatial_pyramid_pool(x, lv, mode), "pool", np.float64)
+    torch_fn = getattr(TF, f"adaptive_{mode}_pool{nd}d")
+    expected = torch.cat([torch_fn(tt(x), v).flatten(1) for v in lv], 1)
+    assert_close(y, tn(expected), "pool", np.float64, what="vs torch")
+    assert_same(F.spatial_pyramid_pool(to_cl(x), levels, mode, channels_last=True), y)
+    y32 = F.spatial_pyramid_pool(x.astype(np.float32), levels, mode)
+    assert y32.dtype == np.float32
+    assert_close(y32, ref.spatial_pyramid_pool(x.astype(np.float32), lv, mode), "pool", np.float32)
+
+
+# ---- arrays: dtypes, views, layouts, batches -----------------------------------------
+
+# name -> (fn(x, **kw), reference(x), spatial dims); reference results are channels-first.
+OPS = {
+    "max_pool1d": (lambda x, **kw: F.max_pool1d(x, 3, 2, 1, return_indices=True, **kw),
+                   lambda x: ref.max_pool(x, 3, 2, 1, return_indices=True), 1),
+    "max_pool2d": (lambda x, **kw: F.max_pool2d(x, 3, 2, 1, ceil_mode=True, return_indices=True, **kw),
+                   lambda x: ref.max_pool(x, 3, 2, 1, ceil_mode=True, return_indices=True), 2),
+    "max_pool3d": (lambda x, **kw: F.max_pool3d(x, 2, 1, **kw), lambda x: ref.max_pool(x, 2, 1), 3),
+    "avg_pool1d": (lambda x, **kw: F.avg_pool1d(x, 3, 2, 1, **kw), lambda x: ref.avg_pool(x, 3, 2, 1), 1),
+    "avg_pool2d": (lambda x, **kw: F.avg_pool2d(x, 3, 2, 1, True, False, **kw),
+                   lambda x: ref.avg_pool(x, 3, 2, 1, True, False), 2),
+    "avg_pool3d": (lambda x, **kw: F.avg_pool3d(x, 2, 2, 1, **kw), lambda x: ref.avg_pool(x, 2, 2, 1), 3),
+    "lp_pool1d": (lambda x, **kw: F.lp_pool1d(x, 2, 3, 2, **kw), lambda x: ref.lp_pool(x, 2, 3, 2), 1),
+    "lp_pool2d": (lambda x, **kw: F.lp_pool2d(x, 2, 2, **kw), lambda x: ref.lp_pool(x, 2, 2), 2),
+    "lp_pool3d": (lambda x, **kw: F.lp_pool3d(x, 1, 2, **kw), lambda x: ref.lp_pool(x, 1, 2), 3),
+    "adaptive_avg_pool2d": (lambda x, **kw: F.adaptive_avg_pool2d(x, (3, 2), **kw),
+                            lambda x: ref.adaptive_avg_pool(x, (3, 2)), 2),
+    "adaptive_max_pool1d": (lambda x, **kw: F.adaptive_max_pool1d(x, 4, True, **kw),
+                            lambda x: ref.adaptive_max_pool(x, 4, True), 1),
+    "adaptive_max_pool3d": (lambda x, **kw: F.adaptive_max_pool3d(x, 2, **kw),
+                            lambda x: ref.adaptive_max_pool(x, 2), 3),
+    "global_avg_pool": (lambda x, **kw: F.global_avg_pool(x, **kw), ref.global_avg_pool, 2),
+    "global_max_pool": (lambda x, **kw: F.global_max_pool(x, **kw), ref.global_max_pool, 3),
+}
+BATCHED_ONLY = ("global_avg_pool", "global_max_pool")
+
+
+def _shape(nd):
+    return (2, 3) + (9, 7, 6)[:nd] if nd < 3 else (2, 3, 5, 7, 6)
+
+
+def _check_ref(got, expected, mode_family, dtype):
+    if isinstance(expected, tuple):
+        assert_close(got[0], expected[0], mode_family, dtype)
+        np.testing.assert_array_equal(got[1], expected[1])
+        assert got[1].dtype == np.int64
+    else:
+        assert_close(got, expected, mode_family, dtype)
+
+
+def _fam(name):
+    return "pool_lp" if name.startswith("lp") else "pool"
+
+
+@pytest.mark.parametrize("name", OPS)
+def test_float16_computed_in_float32(name, rng):
+    fn, rfn, nd = OPS[name]
+    x = randn(rng, _shape(nd), np.float16)
+    if name.startswith("max") or name.startswith("adaptive_max"):
+        x[0, 0].flat[3] = np.nan
+    got = fn(x)
+    values = got[0] if isinstance(got, tuple) else got
+    assert values.dtype == np.float16
+    _check_ref(got, rfn(x.astype(np.float64)), _fam(name), np.float16)
+    assert_same(fn(to_cl(x), channels_last=True), tuple(to_cl(g) for g in got) if isinstance(got, tuple)
+                else to_cl(got))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", OPS)
+def test_non_contiguous_and_read_only_input(name, dtype, rng):
+    fn, rfn, nd = OPS[name]
+    base = randn(rng, (2, 6) + _shape(nd)[2:], dtype)
+    strided = base[:, ::2]                          # channel stride 2
+    expected = fn(np.ascontiguousarray(strided))
+    _check_ref(expected, rfn(strided), _fam(name), dtype)
+    assert_same(fn(strided), expected)
+    swapped = np.swapaxes(np.ascontiguousarray(np.swapaxes(base, 0, 1)), 0, 1)[:, :3]  # (C, N) storage
+    assert_same(fn(swapped), fn(np.ascontiguousarray(swapped)))
+    frozen = np.ascontiguousarray(strided)
+    frozen.setflags(write=False)
+    assert_same(fn(frozen), expected)
+    frozen_cl = to_cl(strided)
+    frozen_cl.setflags(write=False)
+    got_cl = fn(frozen_cl, channels_last=True)
+    assert_same(got_cl, tuple(to_cl(e) for e in expected) if isinstance(expected, tuple) else to_cl(expected))
+    reversed_view = base[:, :, ::-1]                # negative stride
+    assert_same(fn(reversed_view), fn(np.ascontiguousarray(reversed_view)))
+    np.testing.assert_array_equal(base, base.copy())
+
+
+@pytest.mark.parametrize("name", OPS)
+def test_input_not_modified(name, rng):
+    fn, _, nd = OPS[name]
+    for x in (randn(rng, _shape(nd), np.float32), to_cl(randn(rng, _shape(nd), np.float64))):
+        before = x.copy()
+        fn(x, channels_last=x.dtype == np.float64)
+        np.testing.assert_array_equal(x, before)
+
+
+@pytest.mark.parametrize("name", OPS)
+def test_zero_batch(name, rng):
+    fn, _, nd = OPS[name]
+    x = randn(rng, _shape(nd), np.float32)
+    full = fn(x)
+    empty = fn(x[:0])
+    for f, e in zip(full if isinstance(full, tuple) else (full,), empty if isinstance(empty, tuple) else (empty,)):
+        assert e.shape == (0,) + f.shape[1:] and e.dtype == f.dtype
+    empty_cl = fn(to_cl(x)[:0], channels_last=True)
+    first = empty_cl[0] if isinstance(empty_cl, tuple) else empty_cl
+    assert first.shape == (0,) + to_cl(full[0] if isinstance(full, tuple) else full).shape[1:]
+
+
+@pytest.mark.parametrize("name", [n for n in OPS if n not in BATCHED_ONLY])
+def test_unbatched_input(name, rng):
+    fn, _, nd = OPS[name]
+    x = randn(rng, _shape(nd), np.float64)
+    batched = fn(x[:1])
+    single = fn(x[0])
+    if isinstance(batched, tuple):
+        assert_same(single, tuple(b[0] for b in batched))
+    else:
+        assert_same(single, batched[0])
+    single_cl = fn(to_cl(x)[0], channels_last=True)
+    first = single_cl[0] if isinstance(single_cl, tuple) else single_cl
+    assert_same(np.moveaxis(first, -1, 0), batched[0][0] if isinstance(batched, tuple) else batched[0])
+
+
+@pytest.mark.parametrize("name", ["max_pool2d", "avg_pool1d", "adaptive_max_pool1d", "global_avg_pool"])
+def test_small_workspace_runs_in_chunks(name, rng):
+    fn, _, nd = OPS[name]
+    x = randn(rng, (5, 3) + _shape(nd)[2:], np.float32)
+    expected = fn(x)
+    previous = F.set_workspace_limit(64)
+    try:
+        got = fn(x)
+    finally:
+        F.set_workspace_limit(previous)
+    assert_same(got, expected)
+
+
+def test_padding_forms_agree():
+    x = np.random.default_rng(5).standard_normal((1, 2, 7, 9))
+    a = F.max_pool2d(x, 3, 2, 1)
+    assert_same(F.max_pool2d(x, 3, 2, (1, 1)), a)
+    assert_same(F.max_pool2d(x, 3, 2, ((1, 1), (1, 1))), a)
+    assert_same(F.max_pool2d(x, (3, 3), (2, 2), [1]), a)
+    assert_same(F.max_pool2d(x, 3, 2, "valid"), F.max_pool2d(x, 3, 2, 0))
+    assert_same(F.avg_pool2d(x, 3, 1, "same"), F.avg_pool2d(x, 3, 1, 1))
+    assert_same(F.max_pool2d(x, 3, []), F.max_pool2d(x, 3, 3))
+
+
+def test_algorithms_lists_the_cpu_pooling_kernels():
+    assert F.algorithms("max_pool2d", (1, 3, 8, 8)) == ["direct"]
+    assert F.algorithms("adaptive_avg_pool2d", (1, 3, 8, 8)) == ["direct"]
+
+
+# ---- workloads (scaled down) ---------------------------------------------------------
+
+def _workload_layers():
+    layers = json.loads(WORKLOADS.read_text())["layers"]
+    return [pytest.param(layer, id=layer["name"]) for layer in layers]
+
+
+def _scaled(shape):
+    n, c, *spatial = shape
+    return (min(n, 2), min(c, 8), *(max(7, s // 4) for s in spatial))
+
+
+@pytest.mark.parametrize("layer", _workload_layers())
+def test_workload_layers_scaled_down(layer, rng):
+    shape = _scaled(layer["input"])
+    x = randn(rng, shape, np.float32)
+    op = layer["op"]
+    fn = getattr(F, op)
+    if op.startswith(("max_pool", "avg_pool")):
+        args = (layer["kernel_size"], layer["stride"], layer["padding"])
+        got = fn(x, *args)
+        expected = (ref.max_pool if op.startswith("max") else ref.avg_pool)(x, *args)
+        torch_got = getattr(TF, op)(tt(x), *args)
+    elif op.startswith("adaptive"):
+        got = fn(x, layer["output_size"])
+        expected = getattr(ref, op[:-2])(x, layer["output_size"])
+        torch_got = getattr(TF, op)(tt(x), layer["output_size"])
+    elif op == "spatial_pyramid_pool":
+        got = fn(x, tuple(layer["levels"]))
+        expected = ref.spatial_pyramid_pool(x, tuple(layer["levels"]))
+        torch_got = torch.cat([TF.adaptive_max_pool2d(tt(x), v).flatten(1) for v in layer["levels"]], 1)
+    else:
+        got = fn(x)
+        expected = getattr(ref, op)(x)
+        torch_got = TF.adaptive_avg_pool2d(tt(x), 1)
+    assert got.dtype == np.float32
+    assert_close(got, expected, "pool", np.float32, what=layer["name"])
+    assert_close(got, tn(torch_got), "pool", np.float32, what=f"{layer['name']} vs torch")
+
+
+# ---- errors --------------------------------------------------------------------------
+
+X2 = np.zeros((1, 2, 6, 6), np.float32)
+X1 = np.zeros((1, 2, 6), np.float32)
+
+ERRORS = [
+    (lambda: F.max_pool2d(X2, 0), ValueError, r"max_pool2d: kernel_size=0 must be >= 1"),
+    (lambda: F.max_pool2d(X2, -2), ValueError, r"kernel_size=-2"),
+    (lambda: F.max_pool2d(X2, (2, 2, 2)), ValueError,
+     r"kernel_size=\(2, 2, 2\) must be an int or a sequence of 2 ints"),
+    (lambda: F.max_pool2d(X2, None), TypeError, r"max_pool2d: kernel_size must be an int .* got NoneType"),
+    (lambda: F.max_pool2d(X2, 2.5), TypeError, r"kernel_size must be an int"),
+    (lambda: F.avg_pool2d(X2, 7), ValueError, r"avg_pool2d: kernel extent 7 .* larger than the padded input 6"),
+    (lambda: F.max_pool2d(X2, 2, 0), ValueError, r"max_pool2d: stride=0 must be >= 1"),
+    (lambda: F.max_pool2d(X2, 2, 1.5), TypeError, r"max_pool2d: stride must be an int"),
+    (lambda: F.max_pool2d(X2, 2, (1, 2, 3)), ValueError, r"stride=\(1, 2, 3\)"),
+    (lambda: F.max_pool2d(X2, 2, 2, -1), ValueError, r"max_pool2d: padding=-1 must not be negative"),
+    (lambda: F.max_pool2d(X2, 2, 2, "middle"), ValueError, r"padding='middle' is not a padding word"),
+    (lambda: F.max_pool2d(X2, 2, 2, (1, 1, 1)), ValueError, r"padding=\(1, 1, 1\) has 3 entries .* 2 spatial dims"),
+    (lambda: F.max_pool2d(X2, 2, 2, ((1, 2, 3), 1)), ValueError, r"\(begin, end\) pair"),
+    (lambda: F.max_pool2d(X2, 2, 2, 1.0), TypeError, r"max_pool2d: padding must be an int"),
+    (lambda: F.max_pool2d(X2, 2, dilation=0), ValueError, r"dilation=0 must be >= 1"),
+    (lambda: F.max_pool2d(X2.astype(np.int32), 2), TypeError,
+     r"max_pool2d: input has dtype int32; expected float16, float32 or float64"),
+    (lambda: F.avg_pool1d(X1.astype(np.complex64), 2), TypeError, r"avg_pool1d: input has dtype complex64"),
+    (lambda: F.adaptive_avg_pool2d(X2.astype(bool), 2), TypeError, r"input has dtype bool"),
+    (lambda: F.max_pool2d(X1[0], 2), ValueError,
+     r"max_pool2d: input must have 4 dims \(batched\) or 3 \(unbatched\), got shape \(2, 6\)"),
+    (lambda: F.max_pool1d(X2, 2), ValueError, r"max_pool1d: input must have 3 dims .* got shape \(1, 2, 6, 6\)"),
+    (lambda: F.max_pool3d(X2[0, 0], 2), ValueError, r"max_pool3d: input must have 5 dims"),
+    (lambda: F.max_pool2d(X2.tolist(), 2), TypeError, r"max_pool2d: input must be a numpy.ndarray"),
+    (lambda: F.max_pool2d(X2, 2, device="tpu"), ValueError, r"device='tpu' is not supported"),
+    (lambda: F.max_pool2d(np.zeros((1, 2, 0, 4), np.float32), 1), ValueError,
+     r"max_pool2d: input spatial size \(0, 4\) has an empty dimension"),
+    (lambda: F.max_pool2d(X2, 2, ceil_mode="yes"), TypeError, r"max_pool2d: ceil_mode='yes' must be a bool"),
+    (lambda: F.max_pool2d(X2, 2, return_indices=None), TypeError, r"return_indices=None must be a bool"),
+    (lambda: F.avg_pool2d(X2, 2, count_include_pad="no"), TypeError, r"count_include_pad='no' must be a bool"),
+    (lambda: F.avg_pool2d(X2, 2, divisor_override=0), ValueError,
+     r"avg_pool2d: divisor_override=0 must be a positive int"),
+    (lambda: F.avg_pool2d(X2, 2, divisor_override=1.5), TypeError, r"divisor_override=1.5 must be a positive int"),
+    (lambda: F.avg_pool2d(X2, 2, channels_last=None), TypeError, r"avg_pool2d: channels_last=None must be a bool"),
+    (lambda: F.lp_pool2d(X2, 0, 2), ValueError, r"lp_pool2d: norm_type=0 must be a positive number"),
+    (lambda: F.lp_pool2d(X2, -1.5, 2), ValueError, r"norm_type=-1.5 must be a positive number"),
+    (lambda: F.lp_pool2d(X2, float("nan"), 2), ValueError, r"norm_type=nan must be a positive number"),
+    (lambda: F.lp_pool2d(X2, "2", 2), TypeError, r"lp_pool2d: norm_type must be a positive number, got str"),
+    (lambda: F.adaptive_avg_pool2d(X2, 0), ValueError, r"adaptive_avg_pool2d: output_size=0 must be >= 1"),
+    (lambda: F.adaptive_max_pool2d(X2, (2, 2, 2)), ValueError, r"output_size=\(2, 2, 2\) must have 2 entries"),
+    (lambda: F.adaptive_max_pool2d(X2, "2"), ValueError, r"output_size='2' must have 2 entries"),
+    (lambda: F.adaptive_max_pool2d(X2, 2.0), TypeError, r"output_size must be an int"),
+    (lambda: F.adaptive_avg_pool1d(X2, 2), ValueError, r"adaptive_avg_pool1d: input must have 3 dims"),
+    (lambda: F.global_avg_pool(X2[0, 0]), ValueError,
+     r"global_avg_pool: input must have 3, 4 or 5 dims .* got shape \(6, 6\)"),
+    (lambda: F.global_max_pool(np.zeros((1, 1, 1, 1, 1, 1), np.float32)), ValueError,
+     r"global_max_pool: input must have 3, 4 or 5 dims"),
+    (lambda: F.spatial_pyramid_pool(X2, mode="median"), ValueError,
+     r"spatial_pyramid_pool: mode='median' is not supported; expected 'max' or 'avg'"),
+    (lambda: F.spatial_pyramid_pool(X2, levels=(1, 0)), ValueError,
+     r"levels=\(1, 0\) must be a non-empty sequence of positive ints"),
+    (lambda: F.spatial_pyramid_pool(X2, levels=()), ValueError, r"levels=\(\) must be a non-empty"),
+    (lambda: F.spatial_pyramid_pool(X2, levels=1.5), TypeError,
+     r"levels must be a sequence of positive ints, got float"),
+]
+
+
+@pytest.mark.parametrize("call,exc,match", ERRORS, ids=[m for _, _, m in ERRORS])
+def test_errors(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
