@@ -4,8 +4,12 @@
 Numba-parallel kernels) and CUDA arrays (numba.cuda kernels).
 """
 
+from . import arithmetic, filters
 from ._algorithms import algorithms
 from ._workspace import set_workspace_limit, workspace_limit
+from .arithmetic import *  # noqa: F403  (conv_output_shape, conv_flops, conv_params, receptive_field)
+from .ops import pooling as _pooling
+from .ops import windows as _windows
 from .ops.conv import (
     conv1d,
     conv2d,
@@ -17,13 +21,9 @@ from .ops.conv import (
     pointwise_conv2d,
     separable_conv2d,
 )
-from .spec import AdaptivePoolSpec, ConvSpec, PoolSpec
-from . import arithmetic, filters
-from .arithmetic import *  # noqa: F403  (conv_output_shape, conv_flops, conv_params, receptive_field)
-from .ops import pooling as _pooling
-from .ops import windows as _windows
 from .ops.pooling import *  # noqa: F403  (max/avg/lp/adaptive/global/spatial-pyramid pooling)
 from .ops.windows import *  # noqa: F403  (unfold, fold, max_unpool*, fractional_max_pool2d)
+from .spec import AdaptivePoolSpec, ConvSpec, PoolSpec
 
 __version__ = "0.1.0"
 

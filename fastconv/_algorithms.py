@@ -1,32 +1,51 @@
-"""fastconv.algorithms(op, **args): which algorithms can serve a call."""
+"""fastconv.algorithms(op, ...): which algorithms can serve a call, from the dispatch table."""
 
 from __future__ import annotations
 
 import re
 
-from .dispatch import capable
+from .dispatch import capable, implementations
 from .spec.conv import resolve_conv
+from .spec.pool import resolve_adaptive_pool, resolve_pool
+
+_POOL = re.compile(r"(max|avg|lp)_pool([123])d")
+_ADAPTIVE = re.compile(r"adaptive_(max|avg)_pool([123])d")
+_WINDOWS = {"unfold": "unfold", "fold": "fold", "max_unpool1d": "max_unpool", "max_unpool2d": "max_unpool",
+            "max_unpool3d": "max_unpool", "fractional_max_pool2d": "fractional_max_pool"}
 
 
-def algorithms(op: str, input_shape, weight_shape=None, *, backend: str = "cpu", **args) -> list[str]:
-    """Names of the algorithms that can serve ``op`` with these shapes and arguments.
+def algorithms(op: str, input_shape=None, weight_shape=None, *, backend: str = "cpu", **args) -> list[str]:
+    """Names of the algorithms that can serve ``op`` on ``backend`` with these shapes and arguments.
+
+    Convolutions take the weight shape and conv arguments; pooling ops take their own
+    arguments (``kernel_size=``, ``stride=``, ``output_size=`` ...).
 
     >>> import fastconv
     >>> fastconv.algorithms("conv2d", (1, 32, 56, 56), (32, 1, 3, 3), groups=32, padding=1)
     ['direct', 'im2col', 'depthwise']
+    >>> fastconv.algorithms("max_pool2d", (1, 64, 112, 112), kernel_size=3, stride=2, padding=1)
+    ['direct']
     """
-    m = re.fullmatch(r"(conv|conv_transpose)([123])d", op)
-    if m is None:
-        if op in ("depthwise_conv2d", "pointwise_conv2d", "separable_conv2d"):
-            raise ValueError(f"algorithms: ask for 'conv2d' with the {op} weight and groups")
-        return capable("pool" if "pool" in op and "adaptive" not in op else "adaptive_pool", backend, None) \
-            if "pool" in op else _unknown(op)
-    if weight_shape is None:
-        raise ValueError(f"algorithms: {op} needs weight_shape")
-    family = m.group(1)
-    spec = resolve_conv(op, input_shape, weight_shape, **args)
-    return capable(family, backend, spec)
-
-
-def _unknown(op):
-    raise ValueError(f"algorithms: unknown op {op!r}; expected conv1d..3d, conv_transpose1d..3d or a pooling op")
+    if backend not in ("cpu", "cuda"):
+        raise ValueError(f"algorithms: backend={backend!r} is not supported; expected 'cpu' or 'cuda'")
+    if op in ("depthwise_conv2d", "pointwise_conv2d", "separable_conv2d"):
+        raise ValueError(f"algorithms: ask for 'conv2d' with the {op} weight and groups")
+    if op in _WINDOWS:
+        return list(implementations(_WINDOWS[op], backend))
+    if input_shape is None:
+        raise ValueError(f"algorithms: {op} needs input_shape")
+    if m := re.fullmatch(r"(conv|conv_transpose)([123])d", op):
+        if weight_shape is None:
+            raise ValueError(f"algorithms: {op} needs weight_shape")
+        return capable(m.group(1), backend, resolve_conv(op, input_shape, weight_shape, **args))
+    if m := _POOL.fullmatch(op):
+        kernel_size = args.pop("kernel_size", weight_shape)
+        spec = resolve_pool(op, m.group(1), int(m.group(2)), input_shape, kernel_size, **args)
+        return capable("pool", backend, spec)
+    if m := _ADAPTIVE.fullmatch(op):
+        spec = resolve_adaptive_pool(op, m.group(1), int(m.group(2)), input_shape, args.pop("output_size"), **args)
+        return capable("adaptive_pool", backend, spec)
+    raise ValueError(
+        f"algorithms: unknown op {op!r}; expected conv1d..3d, conv_transpose1d..3d, max/avg/lp_pool1d..3d, "
+        f"adaptive_max/avg_pool1d..3d or a windows op"
+    )

@@ -8,7 +8,8 @@ FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)
 
 
 def is_cuda_array(x) -> bool:
-    return hasattr(x, "__cuda_array_interface__")
+    # Numba's CUDA simulator arrays (NUMBA_ENABLE_CUDASIM=1) carry __cuda_ndarray__, not the interface.
+    return hasattr(x, "__cuda_array_interface__") or getattr(type(x), "__cuda_ndarray__", False) is True
 
 
 def backend_of(op: str, x, device) -> str:
@@ -33,7 +34,7 @@ def dtype_of(x) -> np.dtype:
     if isinstance(x, np.ndarray):
         return x.dtype
     if is_cuda_array(x):
-        return np.dtype(x.__cuda_array_interface__["typestr"])
+        return np.dtype(x.__cuda_array_interface__["typestr"]) if hasattr(x, "__cuda_array_interface__") else x.dtype
     return np.asarray(x).dtype
 
 
@@ -41,7 +42,7 @@ def shape_of(x) -> tuple:
     if isinstance(x, np.ndarray):
         return x.shape
     if is_cuda_array(x):
-        return tuple(x.__cuda_array_interface__["shape"])
+        return tuple(x.__cuda_array_interface__["shape"]) if hasattr(x, "__cuda_array_interface__") else tuple(x.shape)
     return np.shape(x)
 
 

@@ -88,3 +88,13 @@ def test_docstring_examples(module):
     mod = __import__(module, fromlist=["_"])
     result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0
+
+
+def test_algorithms_for_pooling_and_windows():
+    assert F.algorithms("avg_pool3d", (1, 2, 4, 4, 4), kernel_size=2) == ["direct"]
+    assert F.algorithms("adaptive_max_pool2d", (1, 2, 9, 9), output_size=3) == ["direct"]
+    assert F.algorithms("unfold") == ["direct"]
+    with pytest.raises(ValueError, match=r"algorithms: unknown op 'conv4d'"):
+        F.algorithms("conv4d", (1, 1, 1))
+    with pytest.raises(ValueError, match=r"backend='tpu'"):
+        F.algorithms("conv2d", (1, 1, 3, 3), (1, 1, 1, 1), backend="tpu")
