@@ -15,7 +15,8 @@ from dataclasses import dataclass
 BACKENDS = ("cpu", "cuda")
 
 _MODULES = {
-    ("conv", "cpu"): ("fastconv.cpu.conv_direct", "fastconv.cpu.conv_im2col", "fastconv.cpu.conv_depthwise"),
+    ("conv", "cpu"): ("fastconv.cpu.conv_direct", "fastconv.cpu.conv_im2col", "fastconv.cpu.conv_depthwise",
+                      "fastconv.cpu.conv_gemm"),
     ("conv_transpose", "cpu"): ("fastconv.cpu.conv_transpose",),
     ("pool", "cpu"): ("fastconv.cpu.pool_window",),
     ("adaptive_pool", "cpu"): ("fastconv.cpu.pool_adaptive",),
@@ -81,7 +82,9 @@ def auto_algorithm(family: str, backend: str, spec, names: list[str]) -> str:
     ordered = []
     if spec.is_depthwise:
         ordered.append("depthwise")
-    if spec.is_pointwise or spec.groups == 1 and spec.in_per_group * _taps(spec) >= 64:
+    if spec.is_pointwise:
+        ordered.append("gemm")
+    if spec.groups == 1 and spec.in_per_group * _taps(spec) >= 64:
         ordered.append("im2col")
     if spec.groups > 1 and spec.in_per_group < 16 and spec.out_per_group < 16:
         ordered.append("im2col")

@@ -196,6 +196,7 @@ def test_algorithms_lists_what_can_serve():
         ["direct", "im2col", "depthwise"]
     assert F.algorithms("conv2d", (1, 32, 56, 56), (64, 32, 3, 3), padding=1) == ["direct", "im2col"]
     assert F.algorithms("conv_transpose2d", (1, 8, 5, 5), (8, 4, 3, 3), stride=2) == ["direct"]
+    assert F.algorithms("conv2d", (1, 8, 5, 5), (4, 8, 1, 1), stride=2) == ["direct", "im2col", "gemm"]
 
 
 def test_workspace_cap_forces_chunking_without_changing_results(rng):

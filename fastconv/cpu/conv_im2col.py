@@ -3,8 +3,8 @@
 A Numba kernel copies the receptive fields of a chunk of output pixels into a column
 matrix (G, rows, KD*KH*KW*C/G); NumPy's BLAS multiplies it by the packed weight; a
 Numba epilogue adds bias and the activation. Columns are built in chunks of output
-rows that fit in half the workspace cap. A 1x1 convolution with stride 1 and no
-padding skips the copy: the channels-last input already is the column matrix.
+rows that fit in half the workspace cap. (1x1 convolutions have their own
+algorithm, "gemm", in conv_gemm.py, which needs no columns.)
 """
 
 from __future__ import annotations
@@ -58,16 +58,9 @@ def conv_im2col(spec, x, weight, bias):
     geom = geometry3(spec)
     groups, kg = spec.groups, spec.out_per_group
     taps_c = wmat.shape[1]
-    direct_columns = spec.is_pointwise and all(s == 1 for s in spec.stride)
 
     def call(xp, out, b, act):
         rows = out.reshape(-1, spec.out_channels)
-        if direct_columns:
-            cols_all = xp.reshape(-1, groups, taps_c)
-            for g in range(groups):
-                np.matmul(cols_all[:, g, :], wmat[g], out=rows[:, g * kg:(g + 1) * kg])
-            bias_activation_rows(rows, b, act)
-            return
         budget = workspace_limit() // 2
         for r0, r1 in chunks(rows.shape[0], groups * taps_c * dtype.itemsize, budget):
             cols = np.empty((groups, r1 - r0, taps_c), dtype)

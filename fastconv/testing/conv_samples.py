@@ -84,6 +84,8 @@ def curated() -> list[ConvSample]:
           tags={"depthwise"}),  # channel multiplier 3, per-side pads
         s("conv2d", (1, 8, 6, 6), (4, 8, 1, 1), tags={"pointwise"}),
         s("conv2d", (1, 8, 7, 6), (4, 8, 1, 1), stride=2, tags={"pointwise"}),
+        s("conv2d", (2, 6, 5, 4), (4, 3, 1, 1), groups=2, activation="relu", tags={"pointwise"}),
+        s("conv3d", (1, 5, 3, 4, 5), (7, 5, 1, 1, 1), stride=(1, 2, 1), dtype="float16", tags={"pointwise"}),
         s("conv2d", (1, 3, 5, 5), (2, 3, 5, 5), padding=1),  # kernel larger than the padding
         s("conv2d", (1, 2, 7, 9), (3, 2, 3, 2), stride=2, padding="same"),
         s("conv2d", (1, 2, 6, 5), (3, 2, 2, 3), stride=(3, 2), padding="same"),  # even kernel, odd extra pad at end

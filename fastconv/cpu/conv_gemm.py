@@ -1,0 +1,60 @@
+"""1x1 convolution as one GEMM in the input's own layout (no padding, no layout copy).
+
+Channels-first: out[n] (K, P) = W (K, C) @ x[n] (C, P), P the pixels; channels-last:
+out (N*P, K) = x (N*P, C) @ W.T. A stride is a strided view of the input, made
+contiguous (it is 1/stride^d of the input). A Numba epilogue adds bias and the
+activation in place.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from .._arrays import working_dtype
+from .._jit import parallel_kernel
+from ..dispatch import register
+from .layout import ACTIVATION_CODES, activate, bias_activation_rows, bias_vector
+
+
+@parallel_kernel
+def bias_activation_planes(out, bias, act):
+    """out (N, K, P) channels-first: out[n, k, :] += bias[k], then the activation; in place."""
+    n_img, k_n, p_n = out.shape
+    for t in prange(n_img * k_n):
+        n = t // k_n
+        k = t - n * k_n
+        b = bias[k]
+        for p in range(p_n):
+            out[n, k, p] = activate(out[n, k, p] + b, act)
+
+
+def _pointwise(spec):
+    return None if spec.is_pointwise else "kernel must be 1x1 with no padding (pointwise)"
+
+
+@register("conv", "cpu", "gemm", supports=_pointwise, note="1x1 conv as one BLAS GEMM in the input's layout")
+def conv_gemm(spec, x, weight, bias):
+    dtype = working_dtype(np.dtype(spec.dtype))
+    g, cg, kg = spec.groups, spec.in_per_group, spec.out_per_group
+    spatial = (slice(None, None, s) for s in spec.stride)
+    xs = x[(slice(None),) + ((*spatial, slice(None)) if spec.channels_last else (slice(None), *spatial))]
+    xs = np.ascontiguousarray(xs, dtype=dtype)
+    w = np.ascontiguousarray(weight.reshape(spec.out_channels, cg), dtype=dtype)
+    b = bias_vector(bias, spec, dtype)
+    act = ACTIVATION_CODES[spec.activation]
+    n, pixels = spec.batch, int(np.prod(spec.out_size))
+    if spec.channels_last:
+        rows = xs.reshape(n * pixels, spec.in_channels)
+        out = np.empty((n * pixels, spec.out_channels), dtype)
+        for j in range(g):
+            np.matmul(rows[:, j * cg:(j + 1) * cg], w[j * kg:(j + 1) * kg].T, out=out[:, j * kg:(j + 1) * kg])
+        bias_activation_rows(out, b, act)
+    else:
+        planes = xs.reshape(n, spec.in_channels, pixels)
+        out = np.empty((n, spec.out_channels, pixels), dtype)
+        for j in range(g):
+            np.matmul(w[j * kg:(j + 1) * kg], planes[:, j * cg:(j + 1) * cg], out=out[:, j * kg:(j + 1) * kg])
+        bias_activation_planes(out, b, act)
+    out = out.reshape(spec.output_shape)
+    return out if out.dtype == np.dtype(spec.dtype) else out.astype(spec.dtype)
