@@ -1,0 +1,108 @@
+"""fastconv's benchmark harness: real layers, FLOPs against wall-clock, PyTorch alongside.
+
+Modules (each owns one thing):
+
+- ``bench.problems``  workload JSON -> problems built from the library's own specs
+- ``bench.timing``    time budgets, interleaving, buffer pools, median and IQR, JIT apart
+- ``bench.machine``   what the machine is and what it can do (sgemm peak, triad bandwidth)
+- ``bench.run``       the CLI: ``python -m bench.run --suite dw_vs_standard --quick``
+- ``bench.report``    Markdown and PNG from saved JSON: ``python -m bench.report X.json``
+- ``bench.pytest_benchmarks``  the same problems as pytest-benchmark tests
+
+This file must stay free of heavy imports: :func:`prepare_environment` has to run before
+NumPy, Numba or PyTorch is imported, because the variables it changes are read once,
+when those libraries load (OpenBLAS reads ``OPENBLAS_CORETYPE`` in its constructor, Numba
+reads ``NUMBA_THREADING_LAYER`` when its config module loads, libgomp reads
+``OMP_WAIT_POLICY`` when it starts).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Variables that slow NumPy's OpenBLAS here (a forced core type or L2 size picks slower
+# kernels than the ones OpenBLAS detects); the benchmark process drops them for itself.
+UNSET_BY_DEFAULT = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+# Prefixes of environment variables recorded in every result file.
+RECORDED_ENV_PREFIXES = ("OPENBLAS_", "OMP_", "GOMP_", "KMP_", "MKL_", "NUMBA_", "OPENMP", "TORCH_",
+                         "ATEN_", "DNNL_", "ONEDNN_", "FASTCONV_", "PYTHONHASHSEED")
+
+HEAVY_MODULES = ("numpy", "numba", "torch")
+
+THREADING_LAYERS = ("workqueue", "omp", "tbb", "default")
+WAIT_POLICIES = ("passive", "active", "unset")
+
+
+def environment_plan(threading_layer: str = "workqueue", omp_wait_policy: str = "passive",
+                     keep_env: bool = False) -> dict:
+    """The environment changes the benchmark wants: {name: new value or None (unset)}.
+
+    - Numba's threading layer is ``workqueue``: Numba's OpenMP workers spin after a
+      parallel region and fight OpenBLAS (im2col's GEMM) and PyTorch's OpenMP threads
+      for the same cores; the workqueue layer does not use OpenMP at all.
+    - ``OMP_WAIT_POLICY=passive``: PyTorch's OpenMP threads sleep instead of spinning
+      between parallel regions. Measured on the project's 2-core machine while other
+      jobs ran (load average above 2): with libgomp's default spin, PyTorch's median
+      time for a 64-channel 56x56 3x3 conv went from 2.6 ms to 28-64 ms, bimodal at
+      multiples of the scheduler's time slice, because spinning burns the process's
+      fair share of CPU and its threads are then preempted inside the next parallel
+      region; ``GOMP_SPINCOUNT`` of 1e3-1e5 was slower or still bimodal. On a quiet,
+      dedicated machine spinning saves PyTorch a thread wake-up per call; run with
+      ``omp_wait_policy="unset"`` (``--omp-wait-policy unset``) to measure that.
+    - ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` are unset unless ``keep_env``.
+    """
+    plan: dict[str, str | None] = {}
+    if not keep_env:
+        for name in UNSET_BY_DEFAULT:
+            plan[name] = None
+    if threading_layer != "default":
+        plan["NUMBA_THREADING_LAYER"] = threading_layer
+    if omp_wait_policy != "unset":
+        plan["OMP_WAIT_POLICY"] = omp_wait_policy.upper()
+    return plan
+
+
+def prepare_environment(plan: dict, *, reexec_argv: list[str] | None = None) -> dict:
+    """Apply ``plan`` to this process; return what changed as {name: {"was", "now"}}.
+
+    When NumPy, Numba or PyTorch is already imported the change would come too late;
+    then, if ``reexec_argv`` is given, the process replaces itself with
+    ``sys.executable *reexec_argv`` under the new environment (the marker variable
+    ``FASTCONV_BENCH_REEXEC`` stops a loop). Without ``reexec_argv`` it applies the
+    change anyway and records ``"late": True`` so the result file says so.
+    """
+    changes = {}
+    for name, value in plan.items():
+        was = os.environ.get(name)
+        if was != value:
+            changes[name] = {"was": was, "now": value}
+    if not changes:
+        return {}
+    late = [m for m in HEAVY_MODULES if m in sys.modules]
+    if late and reexec_argv is not None and not os.environ.get("FASTCONV_BENCH_REEXEC"):
+        env = dict(os.environ)
+        for name, value in plan.items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
+        env["FASTCONV_BENCH_REEXEC"] = "1"
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(sys.executable, [sys.executable, *reexec_argv], env)
+    for name, value in plan.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    if late:
+        for change in changes.values():
+            change["late"] = late
+    return changes
+
+
+def recorded_environment() -> dict:
+    """The environment variables that bear on speed, as this process sees them."""
+    return {k: v for k, v in sorted(os.environ.items()) if k.startswith(RECORDED_ENV_PREFIXES)}

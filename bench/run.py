@@ -1,0 +1,455 @@
+"""Run benchmark suites: fastconv against PyTorch, in one process, saved as JSON.
+
+    python -m bench.run --quick                           # the default suites, short budgets
+    python -m bench.run --suite dw_vs_standard --quick --out bench/results/dw.json
+    python -m bench.run --suite mobilenet_v2 --match 'dw|dws2' --algo depthwise
+    python -m bench.run --suite all --threads 2 --report reports/
+    python -m bench.run --quick --compare bench/results/old.json   # exit 1 on regressions
+    python -m bench.run --list --suite resnet50           # the problems, not run
+
+Process environment (see ``bench/__init__.py``): before NumPy, Numba or PyTorch is
+imported, the run unsets ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` (``--keep-env``
+keeps them), selects Numba's ``workqueue`` threading layer (``--threading-layer``) and
+sets ``OMP_WAIT_POLICY=passive`` (``--omp-wait-policy unset`` keeps libgomp's spinning
+default; the reasons and measurements are in ``bench/__init__.py``); if one of those
+libraries was already imported, it re-executes itself. ``--threads`` sets Numba's
+thread count, ``torch.set_num_threads`` and the BLAS pool (threadpoolctl). All of it
+is recorded in the result file under ``environment``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import THREADING_LAYERS, WAIT_POLICIES, environment_plan, prepare_environment
+
+SCHEMA = "fastconv-bench/1"
+DEFAULT_SUITES = ("dw_vs_standard", "mobilenet_v2", "resnet50")
+DEFAULT_OUT = Path("bench/results/latest.json")
+DEFAULT_MARGIN = 0.15
+DEFAULT_POOL_MB = 64
+BUSY_LOAD = 0.25  # warn when the 1-minute load average exceeds this share of --threads
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0],
+                                epilog="examples:\n" + __doc__.split("\n\n")[1] + "\n\n" + __doc__.split("\n\n")[2],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--suite", action="append", metavar="NAME",
+                   help=f"workload suite (repeatable; 'all' for every suite); default: {', '.join(DEFAULT_SUITES)}")
+    p.add_argument("--match", metavar="REGEX",
+                   help="only problems whose 'suite:layer canonical-name' matches (re.search)")
+    p.add_argument("--algo", action="append", metavar="NAME",
+                   help="fastconv algorithm(s) to time (repeatable or comma-separated; 'auto', 'direct', "
+                        "'im2col', 'depthwise', ...); default: all that can serve each problem, and auto")
+    p.add_argument("--layout", default="nchw,nhwc",
+                   help="layouts, comma-separated: nchw (PyTorch NCHW) and nhwc (channels_last); default both")
+    p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    p.add_argument("--threads", type=int, default=None, help="threads for fastconv, PyTorch and BLAS "
+                   "(default: the CPUs this process may run on)")
+    p.add_argument("--quick", action="store_true", help="short time budgets (for CI and smoke runs)")
+    p.add_argument("--warmup", type=float, help="warm-up budget per candidate, seconds (overrides the mode)")
+    p.add_argument("--measure", type=float, help="measurement budget per candidate, seconds")
+    p.add_argument("--min-reps", type=int)
+    p.add_argument("--max-reps", type=int)
+    p.add_argument("--pool-mb", type=float, default=DEFAULT_POOL_MB,
+                   help="bytes of input buffers each problem cycles through, per layout (default %(default)s MB)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="result JSON (default %(default)s)")
+    p.add_argument("--compare", type=Path, metavar="OLD.json",
+                   help="flag layers whose fastconv/PyTorch ratio got worse than in OLD.json; exit 1 if any")
+    p.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
+                   help="--compare: how much worse a ratio may get before it is flagged (default %(default)s)")
+    p.add_argument("--report", type=Path, metavar="DIR", help="also write the Markdown report and plots to DIR")
+    p.add_argument("--list", action="store_true", help="list the selected problems and exit")
+    p.add_argument("--threading-layer", default="workqueue", choices=THREADING_LAYERS,
+                   help="NUMBA_THREADING_LAYER for this process (default %(default)s)")
+    p.add_argument("--omp-wait-policy", default="passive", choices=WAIT_POLICIES,
+                   help="OMP_WAIT_POLICY for this process: PyTorch's OpenMP threads sleep between calls instead "
+                        "of spinning; 'unset' keeps libgomp's default (default %(default)s; see bench/__init__.py)")
+    p.add_argument("--keep-env", action="store_true", help="keep OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+# ---------------------------------------------------------------------------------------
+# Selection
+# ---------------------------------------------------------------------------------------
+
+
+def select_problems(suites, match: str | None, dtype: str):
+    """[(suite, index, layer, problem)] for the chosen suites, filtered by ``match``."""
+    from .problems import load_suite, suite_names
+
+    names = []
+    for s in suites or DEFAULT_SUITES:
+        names += suite_names() if s == "all" else [s]
+    pattern = re.compile(match) if match else None
+    out = []
+    for suite in dict.fromkeys(names):
+        for index, (layer, problem) in enumerate(load_suite(suite, dtype)):
+            if pattern is None or pattern.search(f"{suite}:{layer} {problem.name()}"):
+                out.append((suite, index, layer, problem))
+    return out
+
+
+def split_list(values) -> list[str]:
+    out = []
+    for v in values or []:
+        out += [x.strip() for x in v.split(",") if x.strip()]
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# One problem
+# ---------------------------------------------------------------------------------------
+
+CHECK_TOL = {"float32": 1e-4, "float64": 1e-10}
+
+
+def plan_candidates(problem, layout: str, algos: list[str]) -> tuple[list[str], str | None]:
+    """(fastconv algorithms to time, the algorithm "auto" is an alias of or None)."""
+    every = not algos or "all" in algos
+    capable = problem.algorithms(layout)
+    explicit = [a for a in capable if a != "auto" and (every or a in algos)]
+    want_auto = every or "auto" in algos
+    alias = None
+    if want_auto:
+        auto = problem.auto_algorithm(layout)
+        if auto is not None and auto in explicit:
+            alias = auto
+        elif capable:
+            explicit.append("auto")
+    return explicit, alias
+
+
+def pool_sets(set_bytes: int, pool_bytes: int) -> int:
+    """How many argument sets to cycle through: at least 2, at most 64."""
+    return int(min(max(math.ceil(pool_bytes / max(set_bytes, 1)), 2), 64))
+
+
+def run_problem(problem, *, layouts, algos, budget, pool_bytes, rng, clock=time.perf_counter):
+    """Time every candidate of one problem; return (per-layout facts, result rows)."""
+    from .problems import Unsupported
+    from .timing import Candidate, _Turns, first_call, measure
+
+    n_sets = pool_sets(problem.set_bytes(), pool_bytes)
+    base = [problem.make_arrays(rng) for _ in range(n_sets)]
+    candidates, meta, facts = [], {}, {}
+    missing = problem.fastconv_missing()
+    for layout in layouts:
+        data = [problem.in_layout(a, layout) for a in base]
+        planned, alias = ([], None) if missing else plan_candidates(problem, layout, algos)
+        facts[layout] = {"algorithms": [] if missing else problem.algorithms(layout),
+                         "timed": planned, "auto_alias": alias,
+                         "auto_label": None if missing else problem.auto_label(layout),
+                         "fastconv_missing": missing, "pool_sets": n_sets,
+                         "set_bytes": problem.set_bytes(layout)}
+        for algo in planned:
+            fn = problem.fastconv_fn(algo, layout)
+            key = f"{layout}/fastconv/{algo}"
+            candidates.append(Candidate(key, _bind(fn, data), n_sets, is_numba=True))
+            meta[key] = {"layout": layout, "library": "fastconv", "algo": algo}
+        try:
+            tfn = problem.torch_fn(layout)
+        except Unsupported as exc:
+            facts[layout]["torch_unsupported"] = str(exc)
+            continue
+        import torch
+
+        tdata = [problem.torch_arrays(a, layout) for a in data]
+        key = f"{layout}/torch"
+        candidates.append(Candidate(key, _bind_torch(tfn, tdata, torch), n_sets))
+        meta[key] = {"layout": layout, "library": "torch", "algo": None}
+        facts[layout]["torch_note"] = problem.torch_note(layout)
+    if not any(m["library"] == "fastconv" for m in meta.values()):
+        return facts, []
+
+    # first calls on argument set 0, so every result can be checked against PyTorch
+    turns = _Turns()
+    firsts = {}
+    for c in candidates:
+        firsts[c.key] = first_call(Candidate(c.key, c.fn, 1, c.is_numba), clock)
+    checks = _check(problem, candidates, meta, firsts)
+    for m in firsts.values():
+        m.first_result = None
+    measured = measure(candidates, budget, clock, measurements=firsts, turns=turns)
+    rows = []
+    for c in candidates:
+        m = measured[c.key]
+        row = dict(meta[c.key])
+        row.update(first_call_s=m.first_call_s, warmup_calls=m.warmup_calls, warmup_s=m.warmup_s,
+                   stats=m.stats, samples_s=[float(f"{t:.6g}") for t in m.samples_s], error=m.error)
+        if row["library"] == "fastconv":
+            row["jit"] = m.jit
+            row["check"] = checks.get(c.key)
+        rows.append(row)
+    return facts, rows
+
+
+def _bind(fn, data):
+    def call(i):
+        return fn(*data[i])
+    return call
+
+
+def _bind_torch(fn, tdata, torch):
+    # autograd is off for the whole process (see _set_threads): no per-call context manager
+    def call(i):
+        return fn(*tdata[i])
+    return call
+
+
+def _check(problem, candidates, meta, firsts) -> dict:
+    """Each fastconv result against PyTorch's (NCHW if timed, else channels_last), same data."""
+    import numpy as np
+
+    ref = None
+    for layout in ("nchw", "nhwc"):
+        m = firsts.get(f"{layout}/torch")
+        if m is not None and m.error is None:
+            ref = problem.output_nchw(m.first_result, layout, "torch")
+            ref_layout = layout
+            break
+    out = {}
+    if ref is None:
+        return out
+    tol = CHECK_TOL.get(problem.dtype, 1e-4)
+    for c in candidates:
+        info = meta[c.key]
+        m = firsts[c.key]
+        if info["library"] != "fastconv" or m.error is not None:
+            continue
+        try:
+            got = problem.output_nchw(m.first_result, info["layout"], "fastconv")
+            want = ref
+            if problem.check_order_insensitive():
+                got, want = np.sort(got.reshape(got.shape[0], -1)), np.sort(want.reshape(want.shape[0], -1))
+            if got.shape != want.shape:
+                out[c.key] = {"ok": False, "error": f"shape {got.shape} != PyTorch's {want.shape}"}
+                continue
+            scale = max(float(np.max(np.abs(want))) if want.size else 0.0, 1e-30)
+            err = float(np.max(np.abs(got - want))) / scale if want.size else 0.0
+            out[c.key] = {"ok": bool(err <= tol), "rel_err": err, "tol": tol, "against": f"torch/{ref_layout}"}
+        except Exception as exc:
+            out[c.key] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Progress
+# ---------------------------------------------------------------------------------------
+
+
+class Progress:
+    """tqdm when it is importable, else a one-line bar on stderr (a line per item if not a tty)."""
+
+    def __init__(self, total: int, enabled: bool = True):
+        self.total, self.done, self.start = total, 0, time.perf_counter()
+        self.enabled = enabled
+        self.bar = None
+        if enabled:
+            try:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, unit="problem", dynamic_ncols=True)
+            except ImportError:
+                self.bar = None
+        self.tty = sys.stderr.isatty()
+
+    def update(self, label: str):
+        self.done += 1
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.set_postfix_str(label[:60])
+            self.bar.update(1)
+            return
+        elapsed = time.perf_counter() - self.start
+        eta = elapsed / self.done * (self.total - self.done)
+        width = 30
+        fill = int(width * self.done / max(self.total, 1))
+        text = (f"[{'#' * fill}{'.' * (width - fill)}] {self.done}/{self.total} "
+                f"{elapsed:5.0f}s elapsed, ~{eta:4.0f}s left  {label[:50]}")
+        if self.tty:
+            sys.stderr.write("\r" + text.ljust(120))
+            if self.done == self.total:
+                sys.stderr.write("\n")
+        else:
+            sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+    def write(self, line: str):
+        if self.bar is not None:
+            self.bar.write(line)
+        elif self.enabled and self.tty:
+            sys.stderr.write("\r" + " " * 120 + "\r" + line + "\n")
+        else:
+            print(line)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+# ---------------------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------------------
+
+
+def _budget(args):
+    from dataclasses import replace
+
+    from .timing import FULL, QUICK
+
+    b = QUICK if args.quick else FULL
+    over = {k: v for k, v in (("warmup_s", args.warmup), ("measure_s", args.measure),
+                              ("min_reps", args.min_reps), ("max_reps", args.max_reps)) if v is not None}
+    return replace(b, **over)
+
+
+def _set_threads(threads: int):
+    import numba
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    torch.set_num_threads(threads)
+    torch.set_grad_enabled(False)  # inference timing, as fastconv has no autograd
+    return threadpool_limits(limits=threads, user_api="blas")
+
+
+def _write_json(path: Path, doc: dict):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=1, allow_nan=True))
+    os.replace(tmp, path)
+
+
+def main(argv=None, *, reexec: bool = False) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    layouts = [x for x in split_list([args.layout])]
+    algos = split_list(args.algo)
+    if args.list:
+        for suite, _, layer, problem in select_problems(args.suite, args.match, args.dtype):
+            print(f"{suite:15s} {layer:18s} {problem.name():64s} {problem.flops / 1e6:10.2f} MFLOP "
+                  f"{problem.intensity:8.2f} FLOP/B")
+        return 0
+    changes = prepare_environment(environment_plan(args.threading_layer, args.omp_wait_policy, args.keep_env),
+                                  reexec_argv=["-m", "bench.run", *argv] if reexec else None)
+
+    import numpy as np
+
+    from . import machine
+    from .problems import LAYOUTS
+
+    for layout in layouts:
+        if layout not in LAYOUTS:
+            raise SystemExit(f"--layout: {layout!r} is not one of {', '.join(LAYOUTS)}")
+    threads = args.threads or len(os.sched_getaffinity(0))
+    limits = _set_threads(threads)
+    budget = _budget(args)
+    pool_bytes = int(args.pool_mb * 1024 ** 2)
+    problems = select_problems(args.suite, args.match, args.dtype)
+    if not problems:
+        raise SystemExit("no problem matches --suite/--match")
+
+    started = time.perf_counter()
+    doc = {
+        "schema": SCHEMA,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": ["python", "-m", "bench.run", *argv],
+        "settings": {"suites": list(dict.fromkeys(s for s, *_ in problems)), "match": args.match,
+                     "algos": algos or ["all"], "layouts": layouts, "dtype": args.dtype, "threads": threads,
+                     "quick": args.quick, "budget": budget.to_json(), "pool_bytes": pool_bytes,
+                     "seed": args.seed, "check_tol": CHECK_TOL},
+        "environment": {"changed": changes, "threading_layer": args.threading_layer,
+                        "omp_wait_policy": args.omp_wait_policy, "reexecuted": bool(os.environ.get(
+                            "FASTCONV_BENCH_REEXEC"))},
+        "machine": {},
+        "problems": [],
+        "results": [],
+        "skipped": [],
+        "finished": False,
+    }
+    print(f"measuring the machine ({threads} threads)...", file=sys.stderr)
+    measured = machine.measure(pool_bytes, quick=args.quick)
+    doc["machine"] = machine.describe()
+    doc["machine"]["measured"] = measured
+    print(f"  peak {measured['peak_gflops']:.1f} GFLOP/s ({measured['peak_source']}), bandwidth "
+          f"{measured['bandwidth_gbs']:.1f} GB/s (DRAM {measured['dram_bandwidth_gbs']:.1f}), "
+          f"load average {doc['machine']['load_avg'][0]:.2f}", file=sys.stderr)
+    if doc["machine"]["load_avg"][0] > BUSY_LOAD * threads:
+        print(f"  WARNING: load average {doc['machine']['load_avg'][0]:.2f} on {threads} threads: other processes "
+              "share the cores; times will be noisy (multithreaded BLAS calls especially). The report says so.",
+              file=sys.stderr)
+    _write_json(args.out, doc)
+
+    from .report import summarize_problem
+
+    rng = np.random.default_rng(args.seed)
+    progress = Progress(len(problems), enabled=not args.no_progress)
+    try:
+        for suite, index, layer, problem in problems:
+            record = {"suite": suite, "index": index, "layer": layer, **problem.describe()}
+            try:
+                facts, rows = run_problem(problem, layouts=layouts, algos=algos, budget=budget,
+                                          pool_bytes=pool_bytes, rng=rng)
+            except Exception as exc:  # one broken problem must not lose the run
+                doc["skipped"].append({"suite": suite, "layer": layer, "name": problem.name(),
+                                       "reason": f"{type(exc).__name__}: {exc}"})
+                progress.write(f"{suite}:{layer} failed: {type(exc).__name__}: {exc}")
+                progress.update(f"{suite}:{layer}")
+                continue
+            record["layouts"] = facts
+            if not rows:
+                reasons = {lay: f.get("fastconv_missing") or "no selected algorithm serves it"
+                           for lay, f in facts.items()}
+                doc["skipped"].append({"suite": suite, "layer": layer, "name": problem.name(),
+                                       "reason": "; ".join(sorted(set(reasons.values())))})
+            else:
+                doc["problems"].append(record)
+                for row in rows:
+                    doc["results"].append({"suite": suite, "layer": layer, "name": problem.name(), **row})
+                for line in summarize_problem(doc, suite, layer, problem.name()):
+                    progress.write(line)
+            doc["duration_s"] = time.perf_counter() - started
+            _write_json(args.out, doc)
+            progress.update(f"{suite}:{layer}")
+    finally:
+        progress.close()
+        limits.restore_original_limits()
+    doc["finished"] = True
+    doc["duration_s"] = time.perf_counter() - started
+    doc["load_avg_end"] = list(os.getloadavg())
+    status = 0
+    if args.compare:
+        from .report import compare, format_comparison
+
+        old = json.loads(args.compare.read_text())
+        comparison = compare(old, doc, args.margin)
+        comparison["against"] = str(args.compare)
+        doc["comparison"] = comparison
+        print(format_comparison(comparison))
+        status = 1 if comparison["flagged"] else 0
+    _write_json(args.out, doc)
+    print(f"wrote {args.out} ({len(doc['results'])} rows, {doc['duration_s']:.0f} s)", file=sys.stderr)
+    if args.report:
+        from .report import build_report
+
+        for path in build_report([doc], args.report, stem=args.out.stem):
+            print(f"wrote {path}", file=sys.stderr)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main(reexec=True))
