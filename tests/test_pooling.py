@@ -580,8 +580,8 @@ def test_padding_forms_agree():
 
 
 def test_algorithms_lists_the_cpu_pooling_kernels():
-    assert F.algorithms("max_pool2d", (1, 3, 8, 8)) == ["direct"]
-    assert F.algorithms("adaptive_avg_pool2d", (1, 3, 8, 8)) == ["direct"]
+    assert F.algorithms("max_pool2d", (1, 3, 8, 8), kernel_size=3, stride=2, padding=1) == ["direct"]
+    assert F.algorithms("adaptive_avg_pool2d", (1, 3, 8, 8), output_size=(2, 3)) == ["direct"]
 
 
 # ---- workloads (scaled down) ---------------------------------------------------------
