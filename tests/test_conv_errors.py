@@ -51,6 +51,8 @@ CASES = [
      r"input has 4 channels but weight expects 3 \(weight.shape\[0\]\)"),
     ("output_size unreachable", lambda: F.conv_transpose2d(X, WT, stride=2, output_size=(20, 20)), ValueError,
      r"output_size \(20, 20\) is not reachable in spatial dim 0"),
+    ("output_size with same", lambda: F.conv_transpose2d(X, WT, stride=2, padding="same", output_size=(12, 12)),
+     ValueError, r"give output_size or padding='same', not both"),
     ("crop everything", lambda: F.conv_transpose2d(X, WT, padding=9), ValueError, r"crops the whole output"),
     ("depthwise weight", lambda: F.depthwise_conv2d(X, np.zeros((4, 2, 3, 3), np.float32)), ValueError,
      r"depthwise_conv2d: weight must have shape \(C\*M, 1, kh, kw\) with C=4"),

@@ -36,7 +36,7 @@ __all__ = [
     "unfold",
 ]
 
-_AXES = {1: ("w",), 2: ("h", "w"), 3: ("d", "h", "w")}
+from ..spec.names import AXES as _AXES
 
 
 @dataclass(frozen=True)

@@ -39,12 +39,17 @@ def conv(x, w, b=None, stride=1, padding=0, dilation=1, groups=1,
     return activate(y, activation)
 
 
-def transpose_padding(padding, in_size, kernel, stride, dilation):
-    """(begin, end) cropped from the full transposed output (size (n-1)s + d(k-1) + 1)."""
-    if isinstance(padding, str) and padding == "same":  # output size n * s
+def transpose_padding(padding, in_size, kernel, stride, dilation, output_padding=0):
+    """(begin, end) cropped from the full transposed output (size (n-1)s + d(k-1) + 1 + output_padding).
+
+    "same" (ONNX SAME_UPPER for ConvTranspose): output size n * s, output_padding
+    included in the total; a negative total extends the end (a negative crop).
+    """
+    if isinstance(padding, str) and padding == "same":
         pads = []
-        for n, k, s, d in zip(in_size, kernel, stride, dilation):
-            total = (n - 1) * s + d * (k - 1) + 1 - n * s
+        ops = ntuple(output_padding, len(in_size), "output_padding")
+        for n, k, s, d, o in zip(in_size, kernel, stride, dilation, ops):
+            total = (n - 1) * s + d * (k - 1) + 1 + o - n * s
             pads.append((total // 2, total - total // 2) if total >= 0 else (0, total))
         return tuple(pads)
     return resolve_padding(padding, in_size, kernel, stride, dilation)
@@ -63,7 +68,7 @@ def conv_transpose(x, w, b=None, stride=1, padding=0, output_padding=0, groups=1
     if w.ndim != x.ndim or w.shape[0] != c or c % g:
         raise ValueError(f"conv_transpose: x {x.shape}, w {w.shape}, groups={g} do not match")
     s, d = ntuple(stride, nd, "stride"), ntuple(dilation, nd, "dilation")
-    pads = transpose_padding(padding, ins, kk, s, d)
+    pads = transpose_padding(padding, ins, kk, s, d, 0 if output_size is not None else output_padding)
     if output_size is not None:
         base = [(i - 1) * ss + dd * (k - 1) + 1 - bb - e
                 for i, k, ss, dd, (bb, e) in zip(ins, kk, s, d, pads)]

@@ -21,6 +21,7 @@ from .._args import (
     resolve_pads,
     window_out_size,
 )
+from . import names
 
 DTYPES = ("float16", "float32", "float64")
 _ITEMSIZE = {"float16": 2, "float32": 4, "float64": 8}
@@ -132,22 +133,16 @@ class ConvSpec:
         >>> ConvSpec.parse(spec.name()) == spec, spec.out_size, spec.flops
         (True, (56, 56), 231211008)
         """
-        axes = _AXES[self.nd]
-        parts = [self.op, f"mb{self.batch}", f"g{self.groups}ic{self.in_channels}oc{self.out_channels}"]
-        parts.append("".join(f"i{a}{n}" for a, n in zip(axes, self.in_size)))
-        parts.append("".join(f"k{a}{n}" for a, n in zip(axes, self.kernel)))
+        parts = [self.op, f"mb{self.batch}", f"g{self.groups}ic{self.in_channels}oc{self.out_channels}",
+                 names.sizes("i", self.in_size), names.sizes("k", self.kernel)]
         if any(s != 1 for s in self.stride):
-            parts.append("s" + "".join(f"{a}{n}" for a, n in zip(axes, self.stride)))
+            parts.append(names.steps("s", self.stride))
         if any(d != 1 for d in self.dilation):
-            parts.append("d" + "".join(f"{a}{n}" for a, n in zip(axes, self.dilation)))
+            parts.append(names.steps("d", self.dilation))
         if any(p != (0, 0) for p in self.pads):
-            parts.append(
-                "p" + "".join(
-                    f"{a}{b}" if b == e else f"{a}{b}.{e}" for a, (b, e) in zip(axes, self.pads)
-                )
-            )
+            parts.append(names.pads(self.pads))
         if self.transposed and any(self.output_padding):
-            parts.append("op" + "".join(f"{a}{n}" for a, n in zip(axes, self.output_padding)))
+            parts.append(names.steps("op", self.output_padding))
         if self.padding_mode != "zeros":
             mode = self.padding_mode
             if mode == "constant":
@@ -157,10 +152,7 @@ class ConvSpec:
             parts.append("bias")
         if self.activation:
             parts.append(self.activation)
-        if self.channels_last:
-            parts.append("nhwc")
-        if self.dtype != "float32":
-            parts.append({"float16": "f16", "float64": "f64"}[self.dtype])
+        parts += names.layout_dtype(self.channels_last, self.dtype)
         return "_".join(parts)
 
     __str__ = name
@@ -172,81 +164,45 @@ class ConvSpec:
         if not m:
             raise ValueError(f"ConvSpec.parse: {text!r} does not start with conv<N>d_ or conv_transpose<N>d_")
         transposed, nd, rest = bool(m.group(1)), int(m.group(2)), m.group(3)
-        axes = _AXES[nd]
-        fields = {"mb": 1, "stride": (1,) * nd, "dilation": (1,) * nd, "pads": ((0, 0),) * nd,
-                  "output_padding": (0,) * nd, "mode": "zeros", "value": 0.0, "bias": False,
-                  "activation": None, "channels_last": False, "dtype": "float32"}
-        for token in rest.split("_"):
-            if m := re.fullmatch(r"mb(\d+)", token):
-                fields["mb"] = int(m.group(1))
-            elif m := re.fullmatch(r"g(\d+)ic(\d+)oc(\d+)", token):
-                fields["g"], fields["ic"], fields["oc"] = map(int, m.groups())
-            elif token.startswith("i") and not token.startswith("ic"):
-                fields["in"] = _axis_values(token, "i", axes, text)
-            elif token.startswith("k"):
-                fields["kernel"] = _axis_values(token, "k", axes, text)
-            elif token.startswith("op"):
-                fields["output_padding"] = _axis_values(token[2:], "", axes, text)
-            elif token.startswith("pm"):
-                mode = token[2:]
-                if mode.startswith("constant"):
-                    fields["value"] = float(mode[len("constant"):] or 0.0)
-                    mode = "constant"
-                fields["mode"] = mode
-            elif token.startswith("s"):
-                fields["stride"] = _axis_values(token[1:], "", axes, text)
-            elif token.startswith("d"):
-                fields["dilation"] = _axis_values(token[1:], "", axes, text)
-            elif token.startswith("p"):
-                pads = []
-                for a in axes:
-                    pm = re.search(rf"{a}(\d+)(?:\.(\d+))?", token[1:])
-                    if not pm:
-                        raise ValueError(f"ConvSpec.parse: {text!r}: padding token {token!r} lacks axis {a}")
-                    b = int(pm.group(1))
-                    pads.append((b, int(pm.group(2)) if pm.group(2) else b))
-                fields["pads"] = tuple(pads)
-            elif token == "bias":
-                fields["bias"] = True
-            elif token in ("relu", "relu6"):
-                fields["activation"] = token
-            elif token == "nhwc":
-                fields["channels_last"] = True
-            elif token in ("f16", "f64"):
-                fields["dtype"] = {"f16": "float16", "f64": "float64"}[token]
-            else:
-                raise ValueError(f"ConvSpec.parse: {text!r}: unknown token {token!r}")
-        for key in ("g", "in", "kernel"):
-            if key not in fields:
-                raise ValueError(f"ConvSpec.parse: {text!r} lacks its {'g<G>ic<C>oc<K>' if key == 'g' else key} part")
+        where = f"ConvSpec.parse: {text!r}"
+        f = names.read(where, rest, nd, _FIELDS + (("output_padding",) if transposed else ()), _OWN_TOKENS)
+        names.require(where, f, "g_ic_oc", "in", "kernel")
+        groups, in_channels, out_channels = f["g_ic_oc"]
         weight = (
-            (fields["ic"], fields["oc"] // fields["g"], *fields["kernel"])
+            (in_channels, out_channels // groups, *f["kernel"])
             if transposed
-            else (fields["oc"], fields["ic"] // fields["g"], *fields["kernel"])
+            else (out_channels, in_channels // groups, *f["kernel"])
         )
+        mode, value = f.get("padding_mode", ("zeros", 0.0))
+        channels_last = f.get("nhwc", False)
         return resolve_conv(
             ("conv_transpose" if transposed else "conv") + f"{nd}d",
-            _shape(fields["mb"], fields["ic"], fields["in"], fields["channels_last"]),
+            _shape(f.get("mb", 1), in_channels, f["in"], channels_last),
             weight,
-            stride=fields["stride"], padding=fields["pads"], dilation=fields["dilation"],
-            groups=fields["g"], output_padding=fields["output_padding"],
-            padding_mode=fields["mode"], padding_value=fields["value"], has_bias=fields["bias"],
-            activation=fields["activation"], channels_last=fields["channels_last"],
-            dtype=fields["dtype"],
+            stride=f.get("stride", 1), padding=f.get("pads", 0), dilation=f.get("dilation", 1),
+            groups=groups, output_padding=f.get("output_padding", 0),
+            padding_mode=mode, padding_value=value, has_bias=f.get("bias", False),
+            activation=f.get("activation"), channels_last=channels_last,
+            dtype=f.get("dtype", "float32"),
         )
 
 
-_AXES = {1: ("w",), 2: ("h", "w"), 3: ("d", "h", "w")}
+_FIELDS = ("mb", "g_ic_oc", "in", "kernel", "stride", "dilation", "pads", "nhwc", "dtype")
 
 
-def _axis_values(token: str, prefix: str, axes, text) -> tuple:
-    values = []
-    for a in axes:
-        m = re.search(rf"{prefix}{a}(\d+)", token)
-        if not m:
-            raise ValueError(f"ConvSpec.parse: {text!r}: token {token!r} lacks axis {a}")
-        values.append(int(m.group(1)))
-    return tuple(values)
+def _padding_mode(m) -> tuple:
+    mode = m.group(1)
+    if mode.startswith("constant"):
+        return "constant", float(mode[len("constant"):] or 0.0)
+    return mode, 0.0
+
+
+# ConvSpec's own tokens, as names.read takes them: (field, regex, value of the match)
+_OWN_TOKENS = (
+    ("padding_mode", r"pm(.+)", _padding_mode),
+    ("bias", r"bias", lambda m: True),
+    ("activation", r"relu6?", lambda m: m.group(0)),
+)
 
 
 def _shape(batch, channels, spatial, channels_last):
@@ -256,7 +212,8 @@ def _shape(batch, channels, spatial, channels_last):
 def split_input_shape(op: str, shape, nd: int, channels_last: bool):
     """(batch, channels, spatial) of an input shape of ndim nd + 2."""
     if len(shape) != nd + 2:
-        layout = ("N", *_AXES[nd], "C") if channels_last else ("N", "C", *_AXES[nd])
+        axes = names.AXES[nd]
+        layout = ("N", *axes, "C") if channels_last else ("N", "C", *axes)
         raise ValueError(
             f"{op}: input must have {nd + 2} dims {tuple(a.upper() for a in layout)}, got shape {tuple(shape)}"
         )
@@ -352,7 +309,8 @@ def resolve_conv(
         out_channels=int(out_channels), groups=int(groups), in_size=tuple(map(int, in_size)),
         kernel=tuple(map(int, kernel)), stride=stride, dilation=dilation, pads=pads,
         out_size=out_size, output_padding=output_padding, padding_mode=padding_mode,
-        padding_value=float(padding_value), has_bias=bool(has_bias), activation=activation,
+        padding_value=float(padding_value) if padding_mode == "constant" else 0.0,
+        has_bias=bool(has_bias), activation=activation,
         channels_last=bool(channels_last), dtype=dtype,
     )
 
@@ -360,44 +318,48 @@ def resolve_conv(
 def _transposed_geometry(op, padding, in_size, kernel, stride, dilation, output_padding, output_size):
     """Crops (begin, end) of the full transposed output, the output size and output_padding.
 
-    A negative end crop (possible with "same" when stride > kernel extent) extends the
-    output with positions that receive no contribution, as output_padding does.
+    "same" gives output in * stride (ONNX SAME_UPPER, output_padding included in the
+    total); where that is longer than the full output (stride > dilated kernel), the
+    extension is carried by output_padding, so every crop stays >= 0.
     """
     nd = len(in_size)
     full = tuple((n - 1) * s + d * (k - 1) + 1 for n, k, s, d in zip(in_size, kernel, stride, dilation))
     pads = padding_pairs(op, padding, nd)
+    if output_size is not None:
+        if output_padding not in (0, None) and any(int_tuple(op, "output_padding", output_padding, nd, minimum=0)):
+            raise ValueError(f"{op}: give output_size or output_padding, not both")
+        if pads == "same":
+            raise ValueError(f"{op}: give output_size or padding='same', not both")
+    output_padding = int_tuple(op, "output_padding", 0 if output_padding is None else output_padding, nd,
+                               minimum=0)
+    for axis, (p, s, d) in enumerate(zip(output_padding, stride, dilation)):
+        if p >= max(s, d):
+            raise ValueError(
+                f"{op}: output_padding={p} in spatial dim {axis} must be smaller than "
+                f"stride ({s}) or dilation ({d})"
+            )
     if pads == "valid":
         pads = ((0, 0),) * nd
     elif pads == "full":
         pads = tuple((d * (k - 1), d * (k - 1)) for k, d in zip(kernel, dilation))
     elif pads == "same":
-        same = []
-        for f, n, s in zip(full, in_size, stride):
-            total = f - n * s
-            same.append((total // 2, total - total // 2) if total >= 0 else (0, total))
-        pads = tuple(same)
+        same, extended = [], []
+        for f, n, s, p in zip(full, in_size, stride, output_padding):
+            total = f + p - n * s
+            same.append((total // 2, total - total // 2) if total >= 0 else (0, 0))
+            extended.append(p if total >= 0 else p - total)
+        pads, output_padding = tuple(same), tuple(extended)
     base = tuple(f - b - e for f, (b, e) in zip(full, pads))
     if output_size is not None:
-        if output_padding not in (0, None) and any(int_tuple(op, "output_padding", output_padding, nd, minimum=0)):
-            raise ValueError(f"{op}: give output_size or output_padding, not both")
         if is_int(output_size):
             output_size = (output_size,) * nd
-        output_size = tuple(output_size)[-nd:]
-        output_size = int_tuple(op, "output_size", output_size, nd)
+        output_size = int_tuple(op, "output_size", tuple(output_size)[-nd:], nd)
         output_padding = tuple(o - b for o, b in zip(output_size, base))
         for axis, (o, b, s, d) in enumerate(zip(output_size, base, stride, dilation)):
             if not b <= o < b + max(s, d):
                 raise ValueError(
                     f"{op}: output_size {output_size} is not reachable in spatial dim {axis}: "
                     f"expected a size in [{b}, {b + max(s, d) - 1}]"
-                )
-    else:
-        output_padding = int_tuple(op, "output_padding", output_padding, nd, minimum=0)
-        for axis, (p, s, d) in enumerate(zip(output_padding, stride, dilation)):
-            if p >= max(s, d):
-                raise ValueError(
-                    f"{op}: output_padding={p} in spatial dim {axis} must be smaller than "
-                    f"stride ({s}) or dilation ({d})"
                 )
     out_size = tuple(b + p for b, p in zip(base, output_padding))
     if any(o < 1 for o in out_size):

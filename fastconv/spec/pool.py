@@ -1,14 +1,28 @@
-"""PoolSpec and AdaptivePoolSpec: one pooling call, resolved once."""
+"""PoolSpec and AdaptivePoolSpec: one pooling call, resolved once.
+
+Each prints as a canonical string (tokens in :mod:`fastconv.spec.names`) that its
+``parse`` reads back: ``Spec.parse(spec.name()) == spec``.
+
+    >>> spec = resolve_pool("max_pool2d", "max", 2, (1, 64, 112, 112), 3, 2, 1)
+    >>> spec.name()
+    'max_pool2d_mb1_c64_ih112iw112_kh3kw3_sh2w2_ph1w1'
+    >>> PoolSpec.parse(spec.name()) == spec, spec.out_size
+    (True, (56, 56))
+    >>> AdaptivePoolSpec.parse("adaptive_avg_pool2d_mb1_c512_ih14iw14_oh7ow7").out_size
+    (7, 7)
+"""
 
 from __future__ import annotations
 
 import math
 import numbers
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .._args import check_choice, int_tuple, is_int, resolve_pads, window_out_size
-from .conv import _AXES, _ITEMSIZE, DTYPES, _shape, split_input_shape
+from . import names
+from .conv import _ITEMSIZE, DTYPES, _shape, split_input_shape
 
 POOL_MODES = ("max", "avg", "lp")
 
@@ -59,32 +73,72 @@ class PoolSpec:
         return elems * _ITEMSIZE[self.dtype] + extra
 
     def name(self) -> str:
-        axes = _AXES[self.nd]
-        parts = [self.op, f"mb{self.batch}", f"c{self.channels}",
-                 "".join(f"i{a}{n}" for a, n in zip(axes, self.in_size)),
-                 "".join(f"k{a}{n}" for a, n in zip(axes, self.kernel))]
+        """Short canonical form; ``PoolSpec.parse`` reads it back.
+
+        The stride is left out when it equals the kernel (the default); ``excludepad``,
+        ``div<N>``, ``norm<p>`` (always for Lp) and ``indices`` appear when they are not
+        the defaults.
+        """
+        parts = [self.op, f"mb{self.batch}", f"c{self.channels}", names.sizes("i", self.in_size),
+                 names.sizes("k", self.kernel)]
         if self.stride != self.kernel:
-            parts.append("s" + "".join(f"{a}{n}" for a, n in zip(axes, self.stride)))
+            parts.append(names.steps("s", self.stride))
         if any(d != 1 for d in self.dilation):
-            parts.append("d" + "".join(f"{a}{n}" for a, n in zip(axes, self.dilation)))
+            parts.append(names.steps("d", self.dilation))
         if any(p != (0, 0) for p in self.pads):
-            parts.append("p" + "".join(
-                f"{a}{b}" if b == e else f"{a}{b}.{e}" for a, (b, e) in zip(axes, self.pads)))
+            parts.append(names.pads(self.pads))
         if self.ceil_mode:
             parts.append("ceil")
-        if self.mode == "avg" and not self.count_include_pad:
+        if not self.count_include_pad:
             parts.append("excludepad")
         if self.divisor_override:
             parts.append(f"div{self.divisor_override}")
-        if self.mode == "lp":
-            parts.append(f"norm{self.norm_type:g}")
-        if self.channels_last:
-            parts.append("nhwc")
-        if self.dtype != "float32":
-            parts.append({"float16": "f16", "float64": "f64"}[self.dtype])
+        if self.mode == "lp" or self.norm_type != 2.0:
+            parts.append(f"norm{_number(self.norm_type)}")
+        if self.return_indices:
+            parts.append("indices")
+        parts += names.layout_dtype(self.channels_last, self.dtype)
         return "_".join(parts)
 
     __str__ = name
+
+    @classmethod
+    def parse(cls, text: str) -> PoolSpec:
+        """Read back a string made by :meth:`name`; tokens left out take the defaults."""
+        m = re.fullmatch(r"(max|avg|lp)_pool([123])d_(.*)", text)
+        if not m:
+            raise ValueError(f"PoolSpec.parse: {text!r} does not start with max_pool<N>d_, avg_pool<N>d_ "
+                             f"or lp_pool<N>d_")
+        mode, nd = m.group(1), int(m.group(2))
+        where = f"PoolSpec.parse: {text!r}"
+        f = names.read(where, m.group(3), nd, _POOL_FIELDS, _POOL_TOKENS)
+        names.require(where, f, "c", "in", "kernel")
+        channels_last = f.get("nhwc", False)
+        return resolve_pool(
+            f"{mode}_pool{nd}d", mode, nd, _shape(f.get("mb", 1), f["c"], f["in"], channels_last), f["kernel"],
+            f.get("stride"), f.get("pads", 0), f.get("dilation", 1), ceil_mode=f.get("ceil_mode", False),
+            count_include_pad=f.get("count_include_pad", True), divisor_override=f.get("divisor_override"),
+            norm_type=f.get("norm_type", 2.0), return_indices=f.get("return_indices", False),
+            channels_last=channels_last, dtype=f.get("dtype", "float32"),
+        )
+
+
+def _number(value: float) -> str:
+    """A float as short as reads back exactly: ``2``, ``2.5``, ``0.3333333333333333``, ``inf``."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
+
+
+_POOL_FIELDS = ("mb", "c", "in", "kernel", "stride", "dilation", "pads", "nhwc", "dtype")
+_INDICES = ("return_indices", r"indices", lambda m: True)
+# PoolSpec's own tokens, as names.read takes them: (field, regex, value of the match)
+_POOL_TOKENS = (
+    ("ceil_mode", r"ceil", lambda m: True),
+    ("count_include_pad", r"excludepad", lambda m: False),
+    ("divisor_override", r"div(\d+)", lambda m: int(m.group(1))),
+    ("norm_type", r"norm(.+)", lambda m: float(m.group(1))),
+    _INDICES,
+)
 
 
 def resolve_pool(
@@ -168,17 +222,33 @@ class AdaptivePoolSpec:
         return (math.prod(self.input_shape) + math.prod(self.output_shape)) * _ITEMSIZE[self.dtype]
 
     def name(self) -> str:
-        axes = _AXES[self.nd]
-        parts = [self.op, f"mb{self.batch}", f"c{self.channels}",
-                 "".join(f"i{a}{n}" for a, n in zip(axes, self.in_size)),
-                 "".join(f"o{a}{n}" for a, n in zip(axes, self.out_size))]
-        if self.channels_last:
-            parts.append("nhwc")
-        if self.dtype != "float32":
-            parts.append({"float16": "f16", "float64": "f64"}[self.dtype])
+        """Short canonical form; ``AdaptivePoolSpec.parse`` reads it back."""
+        parts = [self.op, f"mb{self.batch}", f"c{self.channels}", names.sizes("i", self.in_size),
+                 names.sizes("o", self.out_size)]
+        if self.return_indices:
+            parts.append("indices")
+        parts += names.layout_dtype(self.channels_last, self.dtype)
         return "_".join(parts)
 
     __str__ = name
+
+    @classmethod
+    def parse(cls, text: str) -> AdaptivePoolSpec:
+        """Read back a string made by :meth:`name`."""
+        m = re.fullmatch(r"adaptive_(max|avg)_pool([123])d_(.*)", text)
+        if not m:
+            raise ValueError(f"AdaptivePoolSpec.parse: {text!r} does not start with adaptive_max_pool<N>d_ "
+                             f"or adaptive_avg_pool<N>d_")
+        mode, nd = m.group(1), int(m.group(2))
+        where = f"AdaptivePoolSpec.parse: {text!r}"
+        f = names.read(where, m.group(3), nd, ("mb", "c", "in", "out", "nhwc", "dtype"), (_INDICES,))
+        names.require(where, f, "c", "in", "out")
+        channels_last = f.get("nhwc", False)
+        return resolve_adaptive_pool(
+            f"adaptive_{mode}_pool{nd}d", mode, nd, _shape(f.get("mb", 1), f["c"], f["in"], channels_last),
+            f["out"], return_indices=f.get("return_indices", False), channels_last=channels_last,
+            dtype=f.get("dtype", "float32"),
+        )
 
 
 def resolve_adaptive_pool(op, mode, nd, input_shape, output_size, *, return_indices=False,

@@ -108,6 +108,7 @@ def curated() -> list[ConvSample]:
         s("conv_transpose2d", (1, 6, 4, 4), (6, 2, 4, 4), stride=2, padding=1, groups=3),
         s("conv_transpose2d", (1, 4, 5, 5), (4, 2, 3, 3), stride=3, dilation=2, padding=((2, 0), (1, 3))),
         s("conv_transpose2d", (1, 3, 4, 5), (3, 2, 2, 2), stride=2, padding="same"),
+        s("conv_transpose2d", (1, 3, 4, 5), (3, 2, 3, 3), stride=2, padding="same", output_padding=1),
         s("conv_transpose2d", (1, 3, 4, 5), (3, 2, 3, 3), padding="full"),
         s("conv_transpose2d", (1, 3, 4, 4), (3, 2, 1, 1), stride=3, padding="same", activation="relu"),
         s("conv_transpose1d", (2, 3, 9), (3, 4, 5), stride=2, padding=2, output_padding=1),
