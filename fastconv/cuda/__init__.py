@@ -1,0 +1,46 @@
+"""numba.cuda GPU kernels; importing this package registers them in fastconv.dispatch.
+
+Reached for inputs with ``__cuda_array_interface__`` (CuPy arrays, Numba device arrays)
+or ``device="cuda"``. Without a GPU the same kernels run under Numba's CUDA simulator
+(NUMBA_ENABLE_CUDASIM=1). Kernels never fall back to the CPU.
+
+Kernel factories and options: :mod:`fastconv.cuda._jit`. ``launches(family, algo, spec)``
+lists the kernel specialisations, grids and blocks a call runs (read by tools/).
+
+=================  ===========================================================
+module             kernels
+=================  ===========================================================
+pad                padded channels-last working copy (padding_index maps,
+                   dtype conversion, 32x32 shared-memory transpose)
+conv_direct        shared input tile with halo + staged weights, 4x4
+                   (pixels x channels) register tile per thread
+conv_im2col        im2col, weight packing, tiled shared-memory GEMM with
+                   deterministic split-K (also serves algo="gemm" for 1x1)
+conv_depthwise     shared input tile per 32-channel block, register sliding
+                   window, channel multiplier
+conv_transpose     gather form (no atomics), weights staged per channel chunk
+pool_window        max (+ indices) / avg / Lp, one thread per output
+pool_adaptive      adaptive/global avg and max: thread or warp per output
+=================  ===========================================================
+"""
+
+from . import (  # noqa: F401  (importing registers the implementations)
+    conv_depthwise,
+    conv_direct,
+    conv_im2col,
+    conv_transpose,
+    pool_adaptive,
+    pool_window,
+)
+
+MODULES = {
+    "conv": {"direct": conv_direct, "im2col": conv_im2col, "depthwise": conv_depthwise, "gemm": conv_im2col},
+    "conv_transpose": {"direct": conv_transpose},
+    "pool": {"direct": pool_window},
+    "adaptive_pool": {"direct": pool_adaptive},
+}
+
+
+def launches(family: str, algo: str, spec) -> list:
+    """The kernel launches (specialisation, grid, block) that ``algo`` runs for ``spec``."""
+    return MODULES[family][algo].launches(spec)
