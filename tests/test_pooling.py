@@ -692,3 +692,14 @@ ERRORS = [
 def test_errors(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+def test_all_minus_inf_window_gives_its_first_position_like_torch():
+    import torch
+
+    x = np.full((1, 1, 4, 4), -np.inf)
+    x[0, 0, 3, 3] = 1.0
+    values, idx = F.max_pool2d(x, 2, return_indices=True)
+    tv, ti = torch.nn.functional.max_pool2d(torch.from_numpy(x), 2, return_indices=True)
+    np.testing.assert_array_equal(values, tv.numpy())
+    np.testing.assert_array_equal(idx, ti.numpy())

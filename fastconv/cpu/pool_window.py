@@ -13,7 +13,8 @@ Semantics (PyTorch's where it has one):
 - max: padded cells never win; the first maximum in scan order wins; a NaN wins over
   everything and a later NaN takes its index (PyTorch CPU: ``v > max || isnan(v)``).
   Indices are flat over each channel's unpadded input plane. A window with no tap in
-  the input (only possible with pads beyond PyTorch's limits) gives -inf and index -1.
+  the input (only possible with pads beyond PyTorch's limits) gives -inf and index -1; a
+  window of -inf values gives the index of its first in-input tap, as PyTorch does.
 - avg: sum of the in-input taps / divisor; the divisor is ``divisor_override``, else
   the number of taps within [-begin, in + end) per dim (count_include_pad=True) or
   within the input (False). A zero divisor gives 0.
@@ -123,6 +124,7 @@ def max_pool_ndhwc(x, out, idx, want_idx, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh, 
         if want_idx:
             for c in range(c0, c1):
                 irow[c] = -1
+        seen = False
         for kd in range(kd_n):
             i_d = od * sd - pd + kd * dd
             if i_d < 0 or i_d >= in_d:
@@ -138,6 +140,12 @@ def max_pool_ndhwc(x, out, idx, want_idx, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh, 
                     xpix = x[n, i_d, i_h, i_w]
                     if want_idx:
                         flat = (i_d * in_h + i_h) * in_w + i_w
+                        if not seen:  # the first in-input tap wins ties with -inf, as in PyTorch
+                            seen = True
+                            for c in range(c0, c1):
+                                orow[c] = xpix[c]
+                                irow[c] = flat
+                            continue
                         for c in range(c0, c1):
                             v = xpix[c]
                             m = orow[c]
