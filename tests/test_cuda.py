@@ -390,6 +390,8 @@ def test_global_and_pyramid_pooling(kind, rng):
     _compare(on_gpu(kind, F.global_max_pool, x), ref.global_max_pool(x), "pool", np.float32, "global max")
     got = on_gpu(kind, F.spatial_pyramid_pool, x, (1, 2), "avg")
     _compare(got, ref.spatial_pyramid_pool(x, (1, 2), "avg"), "pool", np.float32, "spp")
+    got = on_gpu(kind, F.spatial_pyramid_pool, to_cl(x), (1, 3), "max", channels_last=True)
+    _compare(got, ref.spatial_pyramid_pool(x, (1, 3), "max"), "pool", np.float32, "spp channels_last")
     got = from_cl(on_gpu(kind, F.global_avg_pool, to_cl(x), channels_last=True))
     _compare(got, ref.global_avg_pool(x), "pool", np.float32, "global avg cl")
 

@@ -17,7 +17,7 @@ import numpy as np
 from .._args import is_int
 from .._arrays import check_same_dtype, like_input, shape_of, to_host
 from ..spec.pool import resolve_adaptive_pool, resolve_pool
-from ._call import batched, execute
+from ._call import _as_kind, batched, execute
 
 __all__ = [
     "max_pool1d", "max_pool2d", "max_pool3d",
@@ -265,6 +265,11 @@ def spatial_pyramid_pool(input, levels=(1, 2, 4), mode="max", *, channels_last=F
     if isinstance(input, np.ndarray) and device in (None, "cpu") and not channels_last:
         # one channels-last copy serves every level (else each level would transpose)
         x, channels_last = np.ascontiguousarray(np.moveaxis(input, 1, -1)), True
+    if not isinstance(input, np.ndarray):  # device input: levels stay on the device
+        from ..cuda.concat import concat_levels
+
+        parts = [_adaptive(op, mode, nd, x, int(lv), False, channels_last, device) for lv in levels]
+        return _as_kind(concat_levels(parts, channels_last), input)
     parts = []
     for lv in levels:
         y = to_host(_adaptive(op, mode, nd, x, int(lv), False, channels_last, device))
