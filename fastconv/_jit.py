@@ -5,10 +5,27 @@
 - ``fastmath={"contract"}``: FMA contraction only; no reassociation, so NaN/inf and
   summation order stay as written (max pooling must see NaN).
 - ``boundscheck`` follows NUMBA_BOUNDSCHECK, so a checked run of the suite is possible.
+
+Generated kernels (a factory builds one per static parameter set, e.g. the direct
+convolution's register tile) get their name from the factory and are compiled eagerly
+for explicit signatures with :func:`specialised_kernel`, so compile time is paid (or
+the on-disk cache is read) when the factory runs, not inside a timed call.
+
+:func:`simd` says what vector registers the code is compiled for; kernels that emit
+explicit vectors size their register tiles from it.
+
+Importing this module (it happens on the first CPU kernel call, not on ``import
+fastconv``) starts Numba's worker threads, by default with a passive OpenMP wait policy:
+see :func:`start_threads`.
 """
 
 from __future__ import annotations
 
+import functools
+import os
+from typing import NamedTuple
+
+import numba
 from numba import njit
 
 FASTMATH = frozenset({"contract"})
@@ -36,3 +53,87 @@ def serial_kernel(fn=None, **overrides):
 def inline_helper(fn):
     """Index helper inlined into its callers (usable from CPU and CUDA kernels alike)."""
     return njit(inline="always", cache=True)(fn)
+
+
+def specialised_kernel(fn, name: str, signatures, parallel: bool = True):
+    """Compile a factory-made kernel now, for ``signatures``, under ``name``.
+
+    The name becomes the function's ``__name__``/``__qualname__``: it shows in
+    profiles and names the kernel's file in Numba's on-disk cache (one file per
+    specialisation; the factory's static parameters are closure constants, which Numba
+    folds into the cache key). Explicit signatures mean a call with any other argument
+    types is an error rather than a silent recompile.
+    """
+    fn.__name__ = fn.__qualname__ = name
+    dispatcher = (parallel_kernel if parallel else serial_kernel)(fn)
+    for sig in signatures:
+        dispatcher.compile(sig)
+    dispatcher.disable_compile()
+    return dispatcher
+
+
+class Simd(NamedTuple):
+    vector_bytes: int  # widest vector register LLVM may use: 64 (AVX-512), 32 (AVX), 16
+    registers: int  # how many of them: 32 with AVX-512, else 16
+
+
+@functools.lru_cache(maxsize=1)
+def simd() -> Simd:
+    """The vector registers of the target Numba compiles for.
+
+    Read the way Numba's own code generator reads it: ``NUMBA_CPU_FEATURES`` when set,
+    else the host's features. 512-bit vectors need AVX-512F and, on LLVM's AVX10
+    model, EVEX512 (off on AVX10/256 parts).
+    """
+    import llvmlite.binding as ll
+    from numba.core import config
+
+    features = config.CPU_FEATURES if config.CPU_FEATURES is not None else ll.get_host_cpu_features().flatten()
+    enabled = {f[1:] for f in features.split(",") if f.startswith("+")}
+    disabled = {f[1:] for f in features.split(",") if f.startswith("-")}
+    if "avx512f" in enabled and "evex512" not in disabled:
+        return Simd(64, 32)
+    if "avx" in enabled:
+        return Simd(32, 16)
+    return Simd(16, 16)
+
+
+# Variables by which a user chooses how OpenMP workers wait; if any is set, it is theirs.
+WAIT_POLICY_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+
+
+def start_threads() -> str:
+    """Start Numba's thread pool with OpenMP workers that sleep, not spin, when idle.
+
+    OpenMP runtimes (Numba's default threading layer, PyTorch's own copy of libgomp)
+    keep each worker spinning for a while after a parallel region. When another thread
+    pool wants the same cores (OpenBLAS in im2col/gemm, PyTorch, another process), the
+    spinning threads and the ones with work preempt each other and a region that needs
+    0.1 ms takes a scheduler quantum. Measured on the 2-core project machine under
+    load: a 64-channel 56x56 3x3 direct conv 2.2-3.9 ms with passive workers, 1.4-2.4 ms
+    or 24 ms (bimodal) spinning; im2col 3.4-4.8 ms against 8-33 ms; alternating with
+    PyTorch calls, 16 ms per fastconv call and 24-32 ms per PyTorch call unless both
+    runtimes are passive (then 2.4 and 1.8 ms).
+
+    So, unless the user set one of WAIT_POLICY_VARIABLES, ``OMP_WAIT_POLICY=PASSIVE`` is
+    put into the environment before Numba loads its threading layer (libgomp reads it
+    then). It also reaches OpenMP runtimes loaded later and child processes, not ones
+    already loaded (PyTorch imported earlier keeps spinning: set the variable before
+    starting Python to cover it). Nothing is changed when Numba's threads already run.
+    The threading layer itself stays Numba's choice (workqueue would avoid OpenMP but
+    aborts when two Python threads launch parallel kernels at once). Returns what was done.
+    """
+    try:
+        return f"already running ({numba.threading_layer()}); wait policy untouched"
+    except ValueError:
+        pass
+    if any(name in os.environ for name in WAIT_POLICY_VARIABLES):
+        policy = "the user's wait policy"
+    else:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        policy = "OMP_WAIT_POLICY=PASSIVE set by fastconv"
+    numba.get_num_threads()  # loads the threading layer and starts the workers
+    return f"{numba.threading_layer()} layer, {policy}"
+
+
+THREADS = start_threads()

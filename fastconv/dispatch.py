@@ -76,7 +76,15 @@ def capable(family: str, backend: str, spec) -> list[str]:
 
 
 def auto_algorithm(family: str, backend: str, spec, names: list[str]) -> str:
-    """The algo="auto" rule, per call, from the spec alone (cheap)."""
+    """The algo="auto" rule, per call, from the spec alone (cheap).
+
+    Depthwise layers: the depthwise kernel; 1x1 layers: one BLAS GEMM; ungrouped 2-D and
+    3-D layers whose dilated kernel spans 12 or more rows (DeepLab's ASPP rates 6-18):
+    im2col, 1.2-1.8x faster there than the direct kernel, whose reads then spread over
+    distant rows; every other convolution: the register-tiled direct kernel, faster than
+    im2col on every such layer timed (ResNet-50 3x3 and 7x7, dilated residual blocks,
+    ResNeXt-style groups of 4 and 8 channels, 1-D at dilations 1-256, 3-D), by 1.05-5x.
+    """
     if family != "conv":
         return names[0]
     ordered = []
@@ -84,19 +92,10 @@ def auto_algorithm(family: str, backend: str, spec, names: list[str]) -> str:
         ordered.append("depthwise")
     if spec.is_pointwise:
         ordered.append("gemm")
-    if spec.groups == 1 and spec.in_per_group * _taps(spec) >= 64:
-        ordered.append("im2col")
-    if spec.groups > 1 and spec.in_per_group < 16 and spec.out_per_group < 16:
+    if spec.groups == 1 and max([(k - 1) * d for k, d in zip(spec.kernel[:-1], spec.dilation[:-1])] + [0]) >= 12:
         ordered.append("im2col")
     ordered += ["direct", "im2col", "gemm"]
     return next(name for name in ordered + names if name in names)
-
-
-def _taps(spec) -> int:
-    total = 1
-    for k in spec.kernel:
-        total *= k
-    return total
 
 
 def choose(family: str, backend: str, spec, algo: str = "auto") -> Implementation:

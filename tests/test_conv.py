@@ -209,3 +209,79 @@ def test_workspace_cap_forces_chunking_without_changing_results(rng):
             np.testing.assert_allclose(F.conv2d(x, w, padding=1, algo=algo), expected, rtol=1e-5, atol=1e-5)
     finally:
         F.set_workspace_limit(previous)
+
+
+# --- the direct kernel's register tiles (fastconv/cpu/conv_direct_tiled.py) -----------------------------
+
+
+def _tile_extents(spec):
+    """(plan, first row, rows, first column, columns) of every register tile the direct kernel runs."""
+    from fastconv.cpu.conv_direct import direct_plan
+
+    plan = direct_plan(spec)
+    shapes = np.array(plan.shape.shapes)
+    t = plan.tiles
+    return plan, t.row, shapes[t.sel, 0], t.col, shapes[t.sel, 1]
+
+
+def _coverage(rows_n, ow, row, rows, col, cols):
+    covered = np.zeros((rows_n, ow), int)
+    for r0, r, c0, c in zip(row, rows, col, cols):
+        covered[r0:r0 + r, c0:c0 + c] += 1
+    return covered
+
+
+def _overlapping_width(dtype, out_per_group, in_per_group, taps):
+    """A row width the direct kernel covers with an overlapping last tile on this CPU, or
+    None (with AVX2's tile widths 6, 4, 3, 2, 1 every row is covered exactly)."""
+    from fastconv.cpu.conv_direct_tiled import L1_BYTES, group_tiles, tile_shape
+
+    shape = tile_shape(out_per_group, dtype)
+    streams_l2 = in_per_group * taps * shape.v * np.dtype(dtype).itemsize > L1_BYTES
+    for ow in range(2, 64):
+        tiles = group_tiles(ow, 1, shape.shapes, shape.n_vec, streams_l2)[0]
+        ends = [col + shape.shapes[i][1] for _, col, i in tiles]
+        if any(end > col for end, (_, col, _) in zip(ends, tiles[1:])):
+            return ow
+    return None
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("oh, ow", [(1, "overlap"), (9, 17), (9, 5), (9, 3), (9, 1)])
+def test_direct_register_tiles(oh, ow, channels_last, dtype, rng):
+    """Rows the direct kernel covers with an overlapping last tile (one output row of a
+    width found for this CPU's tile shapes), a mix of multi-row and one-row tiles
+    (9 x 17), and planes narrower than its widest tile (5, 3 and 1 columns), with a
+    partial block of output channels (37 per group), two groups, bias and relu6;
+    against the reference."""
+    if ow == "overlap":
+        ow = _overlapping_width(dtype, 37, 3, 9)
+        if ow is None:
+            pytest.skip("this CPU's tile widths cover every row without overlap")
+    s = sample("conv2d", (2, 6, oh, ow), (74, 3, 3, 3), dtype=dtype, groups=2, padding=1, activation="relu6")
+    plan, row, rows, col, cols = _tile_extents(s.spec())
+    covered = _coverage(oh, ow, row, rows, col, cols)
+    assert (col >= 0).all() and covered.min() >= 1 and covered.shape == (oh, ow)
+    widest = max(c for _, c in plan.shape.shapes)
+    if oh == 1:
+        assert covered.max() >= 2  # recomputed pixels: the last tile starts inside the one before
+    if ow < widest:
+        assert (cols <= ow).all()
+    check(s, rng, "direct", channels_last)
+
+
+def test_direct_tiles_cover_every_output_pixel():
+    """For every plane up to 40 x 40 the tiles cover each output pixel and stay inside the plane."""
+    from fastconv.cpu.conv_direct_tiled import plane_tiles, tile_shape
+
+    for dtype, k in [("float32", 64), ("float32", 5), ("float64", 64)]:
+        shape = tile_shape(k, dtype)
+        for oh in (1, 2, 5, 7, 40):
+            for ow in range(1, 41):
+                for streams_l2 in (False, True):
+                    t = plane_tiles(2, oh, ow, shape, streams_l2)  # two depths
+                    rows, cols = np.array(shape.shapes)[t.sel].T
+                    assert (t.row // oh == (t.row + rows - 1) // oh).all()  # no tile spans two depths
+                    assert (t.col + cols <= ow).all()
+                    assert _coverage(2 * oh, ow, t.row, rows, t.col, cols).min() >= 1, (dtype, oh, ow)

@@ -1,64 +1,111 @@
-"""Direct convolution on the CPU: channels-last, output channels innermost.
+"""Direct convolution on the CPU (algo="direct"): register-tiled, any groups, strides,
+dilations and padding modes, bias and relu/relu6 fused, output in the user's layout.
 
-Each parallel task owns one output row (image, depth, height) and accumulates every
-tap into it; the innermost loop runs over the consecutive output channels of one
-group, which LLVM vectorizes.
+Per call, in this order:
+
+1. the plan for the spec (tile shape, kernel, input layout, tiling of the output) comes
+   from a cache: everything below that does not depend on the data;
+2. images, in chunks within the workspace cap, are padded into the row-planar,
+   stride-phase-split layout (conv_direct_tiled.pack_row_planar): the one layout
+   conversion of the input, from NCHW or NHWC alike;
+3. the kernel for the tile shape (conv_direct_tiled.direct_kernel): each task packs
+   its block of V output channels' weights (conv_direct_microkernel.pack_weight_block)
+   and writes the output straight into an array of the user's layout (NCHW or
+   channels-last): no output transpose. float16 is computed in float32, cast at the end.
+
+Files: conv_direct_tiled.py (tile shapes, tiling of the output plane, input packing,
+the kernel factory), conv_direct_microkernel.py (the register tile and the weight
+packer, as LLVM IR).
 """
 
 from __future__ import annotations
 
+import functools
+from typing import NamedTuple
+
+import numba
 import numpy as np
-from numba import prange
 
 from .._arrays import working_dtype
-from .._jit import parallel_kernel
 from ..dispatch import register
-from .conv_driver import run_on_padded_chunks
-from .layout import activate, geometry3
-from .weights import pack_conv_weight
+from ..padding_index import source_index
+from .conv_direct_tiled import (
+    L1_BYTES,
+    PlaneTiles,
+    TileShape,
+    column_map,
+    direct_kernel,
+    pack_row_planar,
+    plane_tiles,
+    reduction_offsets,
+    row_planar,
+    task_splits,
+    tile_shape,
+)
+from .layout import ACTIVATION_CODES, as_working, channels_last_5d, geometry3, image_chunks
+from .weights import grouped_weight, pack_bias_blocked
 
 
-@parallel_kernel
-def conv_direct_ndhwc(xp, wpk, bias, out, sd, sh, sw, dd, dh, dw, act):
-    """out (N, OD, OH, OW, K) = conv of padded xp (N, Dp, Hp, Wp, C) with wpk (G, KD, KH, KW, Cg, Kg)."""
-    n_img, od_n, oh_n, ow_n, k_n = out.shape
-    groups, kd_n, kh_n, kw_n, cg, kg = wpk.shape
-    for t in prange(n_img * od_n * oh_n):
-        n = t // (od_n * oh_n)
-        r = t - n * (od_n * oh_n)
-        od = r // oh_n
-        oh = r - od * oh_n
-        orow = out[n, od, oh]
-        for ow in range(ow_n):
-            for k in range(k_n):
-                orow[ow, k] = bias[k]
-        for g in range(groups):
-            c0 = g * cg
-            k0 = g * kg
-            for kd in range(kd_n):
-                for kh in range(kh_n):
-                    xrow = xp[n, od * sd + kd * dd, oh * sh + kh * dh]
-                    for kw in range(kw_n):
-                        wt = wpk[g, kd, kh, kw]
-                        for ow in range(ow_n):
-                            xpix = xrow[ow * sw + kw * dw]
-                            for ci in range(cg):
-                                xv = xpix[c0 + ci]
-                                for ko in range(kg):
-                                    orow[ow, k0 + ko] += xv * wt[ci, ko]
-        if act != 0:
-            for ow in range(ow_n):
-                for k in range(k_n):
-                    orow[ow, k] = activate(orow[ow, k], act)
+class DirectPlan(NamedTuple):
+    shape: TileShape
+    packed_shape: tuple  # one image of the row-planar input: (Dp, Hp, C, SW, WQ)
+    maps: tuple  # source index maps for depth, height, and (phase, column)
+    xoff: np.ndarray
+    tiles: PlaneTiles
+    pitches: tuple  # image, depth step, height step, group (in packed-input elements)
+    kb_n: int
 
 
-@register("conv", "cpu", "direct", note="direct loops, channels-last, output channels vectorized")
+@functools.lru_cache(maxsize=256)
+def direct_plan(spec) -> DirectPlan:
+    """Everything about a call that depends on its spec only. Cached: callers must not
+    write to its arrays (they stay writeable because Numba types read-only arrays apart)."""
+    dtype = working_dtype(np.dtype(spec.dtype))
+    geom = geometry3(spec)
+    shape = tile_shape(spec.out_per_group, dtype.name)
+    cg, channels = spec.in_per_group, spec.in_channels
+    planar = row_planar(geom)
+    xoff = reduction_offsets(geom, planar, channels, cg)
+    run = planar.phases * planar.wq
+    pitches = (planar.image_elems(channels), geom.stride[0] * planar.hp * channels * run,
+               geom.stride[1] * channels * run, cg * run)
+    od_n, oh_n, ow_n = geom.out_size
+    streams_l2 = xoff.size * shape.v * dtype.itemsize > L1_BYTES
+    tiles = plane_tiles(od_n, oh_n, ow_n, shape, streams_l2)
+    # the last element a tile reads, relative to its image, must lie inside the packed image
+    rows = np.array([r for r, _ in shape.shapes])[tiles.sel]
+    widths = np.array([s for _, s in shape.shapes])[tiles.sel]
+    last = tiles.row + rows - 1
+    reach = ((last // oh_n) * pitches[1] + (last % oh_n) * pitches[2] + tiles.col + widths - 1).max()
+    reach += (spec.groups - 1) * pitches[3] + int(xoff.max())
+    assert reach < pitches[0], (reach, pitches[0])
+    maps = [source_index(n, b, e, spec.padding_mode) for n, (b, e) in zip(geom.in_size, geom.pads)]
+    maps[2] = column_map(maps[2], planar.phases, planar.wq)
+    return DirectPlan(
+        shape, (planar.dp, planar.hp, channels, planar.phases, planar.wq), tuple(maps),
+        xoff, tiles, pitches, -(-spec.out_per_group // shape.v))
+
+
+@register("conv", "cpu", "direct",
+          note="register-tiled direct loops (pixels x output channels in vector registers), any groups")
 def conv_direct(spec, x, weight, bias):
     dtype = working_dtype(np.dtype(spec.dtype))
-    wpk = pack_conv_weight(weight, spec, dtype)
-    geom = geometry3(spec)
+    plan = direct_plan(spec)
+    kernel = direct_kernel(plan.shape)
+    w4 = grouped_weight(weight, spec, dtype)
+    bq = pack_bias_blocked(bias, spec, plan.shape.v, dtype)
+    od_n, oh_n, ow_n = geometry3(spec).out_size
+    tiles = plan.tiles
+    splits = task_splits(spec.groups * plan.kb_n, tiles.group_start.size - 1, numba.get_num_threads())
+    fill = dtype.type(spec.padding_value)
+    act = ACTIVATION_CODES[spec.activation]
 
-    def call(xp, out, b, act):
-        conv_direct_ndhwc(xp, wpk, b, out, *geom.stride, *geom.dilation, act)
-
-    return run_on_padded_chunks(spec, x, bias, call)
+    out = np.empty(spec.output_shape, dtype)
+    x5 = channels_last_5d(x, spec.nd, spec.channels_last)
+    for n0, n1 in image_chunks(spec, plan.pitches[0] * dtype.itemsize):
+        xq = np.empty((n1 - n0, *plan.packed_shape), dtype)
+        pack_row_planar(as_working(x5[n0:n1], dtype), *plan.maps, fill, xq)
+        kernel(xq.reshape(-1), w4, plan.xoff, bq.reshape(-1), out[n0:n1].reshape(-1), tiles.row, tiles.col,
+               tiles.sel, tiles.group_start, n1 - n0, od_n, oh_n, ow_n, *plan.pitches, plan.kb_n, splits,
+               spec.channels_last, act)
+    return out if out.dtype == np.dtype(spec.dtype) else out.astype(spec.dtype)

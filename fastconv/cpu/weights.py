@@ -34,3 +34,23 @@ def pack_depthwise_weight(weight, spec, dtype) -> np.ndarray:
     """(C*M, 1, *k) -> (KD, KH, KW, C*M), contiguous, working dtype."""
     w = _lifted(weight, spec)[:, 0]
     return np.ascontiguousarray(w.transpose(1, 2, 3, 0), dtype=dtype)
+
+
+def grouped_weight(weight, spec, dtype) -> np.ndarray:
+    """(K, C/G, *k) -> (G, K/G, C/G * taps), C-contiguous, working dtype (a view when it can be).
+
+    The direct kernel's tasks pack it block by block into the register tile's order,
+    (C/G * taps, V) for each block of V output channels, zero-padded past K/G
+    (conv_direct_microkernel.pack_weight_block): out[r * V + j] = w[g, kb*V + j, r].
+    """
+    g, kg = spec.groups, spec.out_per_group
+    return np.ascontiguousarray(np.asarray(weight).reshape(g, kg, -1), dtype=dtype)
+
+
+def pack_bias_blocked(bias, spec, v: int, dtype) -> np.ndarray:
+    """(K,) or None -> (G, KB*V), KB = ceil((K/G) / V), zero-padded like the weight blocks."""
+    g, kg = spec.groups, spec.out_per_group
+    out = np.zeros((g, -(-kg // v) * v), dtype)
+    if bias is not None:
+        out[:, :kg] = np.asarray(bias).reshape(g, kg)
+    return out
