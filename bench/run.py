@@ -9,7 +9,7 @@
 
 Process environment (see ``bench/__init__.py``): before NumPy, Numba or PyTorch is
 imported, the run unsets ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` (``--keep-env``
-keeps them), selects Numba's ``workqueue`` threading layer (``--threading-layer``) and
+keeps them), keeps Numba's default threading layer (``--threading-layer`` changes it) and
 sets ``OMP_WAIT_POLICY=passive`` (``--omp-wait-policy unset`` keeps libgomp's spinning
 default; the reasons and measurements are in ``bench/__init__.py``); if one of those
 libraries was already imported, it re-executes itself. ``--threads`` sets Numba's
@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--compare: how much worse a ratio may get before it is flagged (default %(default)s)")
     p.add_argument("--report", type=Path, metavar="DIR", help="also write the Markdown report and plots to DIR")
     p.add_argument("--list", action="store_true", help="list the selected problems and exit")
-    p.add_argument("--threading-layer", default="workqueue", choices=THREADING_LAYERS,
+    p.add_argument("--threading-layer", default="default", choices=THREADING_LAYERS,
                    help="NUMBA_THREADING_LAYER for this process (default %(default)s)")
     p.add_argument("--omp-wait-policy", default="passive", choices=WAIT_POLICIES,
                    help="OMP_WAIT_POLICY for this process: PyTorch's OpenMP threads sleep between calls instead "
