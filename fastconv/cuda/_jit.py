@@ -149,3 +149,11 @@ def elementwise(kernel: Kernel, total: int, what: str = "") -> Launch:
     """A grid-stride launch over ``total`` items; tiny inputs get one small block."""
     threads = min(kernel.threads, max(32, ceil_div(total, 32) * 32))
     return Launch(kernel, grid_stride_blocks(total, threads), what, threads)
+
+
+def pow2_at_least(n: int, cap: int) -> int:
+    """The smallest power of two >= n, at most cap: tile extents follow the problem's size."""
+    p = 1
+    while p < n and p < cap:
+        p *= 2
+    return p

@@ -20,17 +20,23 @@ from numba import cuda
 
 from ..cpu.layout import ACTIVATION_CODES, activate, geometry3
 from ..dispatch import register
-from ._jit import SUFFIX, WORK, WORK_NP, Kernel, Launch, array, ceil_div, dims, i64, layout_name, specialised
+from ._jit import (
+    SUFFIX,
+    WORK,
+    WORK_NP,
+    Kernel,
+    Launch,
+    array,
+    ceil_div,
+    dims,
+    i64,
+    layout_name,
+    pow2_at_least,
+    specialised,
+)
 from .pad import bias_or_dummy, conv_pad_launches, conv_working_input, lift_weight, output_array, user_shape
 
 SHARED_BUDGET = 40 * 1024
-
-
-def _pow2_at_least(n: int, cap: int) -> int:
-    p = 1
-    while p < n and p < cap:
-        p *= 2
-    return p
 
 
 def depthwise_tiling(spec) -> tuple:
@@ -41,11 +47,11 @@ def depthwise_tiling(spec) -> tuple:
     _, sh, sw = geom.stride
     _, dh, dw = geom.dilation
     if oh == 1:
-        th, tw, rp = 1, max(8, _pow2_at_least(ow, 64)), 8
+        th, tw, rp = 1, max(8, pow2_at_least(ow, 64)), 8
     else:
         th, tw = (8 if oh > 4 else 4), (8 if ow > 4 else 4)
         rp = tw
-    ct = max(4, _pow2_at_least(spec.out_channels, 32))
+    ct = max(4, pow2_at_least(spec.out_channels, 32))
     item = WORK_NP[spec.dtype]().itemsize
     while True:
         ih, iw = (th - 1) * sh + (kh - 1) * dh + 1, (tw - 1) * sw + (kw - 1) * dw + 1

@@ -25,19 +25,26 @@ from numba import cuda
 
 from ..cpu.layout import ACTIVATION_CODES, activate, geometry3
 from ..dispatch import register
-from ._jit import SUFFIX, WORK, WORK_NP, Kernel, Launch, array, ceil_div, dims, f32, i64, layout_name, specialised
+from ._jit import (
+    SUFFIX,
+    WORK,
+    WORK_NP,
+    Kernel,
+    Launch,
+    array,
+    ceil_div,
+    dims,
+    f32,
+    i64,
+    layout_name,
+    pow2_at_least,
+    specialised,
+)
 from .pad import bias_or_dummy, conv_pad_launches, conv_working_input, lift_weight, output_array, user_shape
 
 RP = 4  # output pixels per thread (along W)
 RK = 4  # output channels per thread
 SHARED_BUDGET = 40 * 1024  # bytes of static shared memory per block (48 KB is the static limit)
-
-
-def _pow2_at_least(n: int, cap: int) -> int:
-    p = 1
-    while p < n and p < cap:
-        p *= 2
-    return p
 
 
 def direct_tiling(spec) -> tuple:
@@ -48,14 +55,14 @@ def direct_tiling(spec) -> tuple:
     _, sh, sw = geom.stride
     _, dh, dw = geom.dilation
     if oh == 1:
-        th, tw = 1, max(16, _pow2_at_least(ow, 128))
+        th, tw = 1, max(16, pow2_at_least(ow, 128))
     else:
         th, tw = (8 if oh > 4 else 4), (16 if ow > 8 else 8)
-    tk = max(RK, _pow2_at_least(spec.out_per_group, 32))
+    tk = max(RK, pow2_at_least(spec.out_per_group, 32))
     item = WORK_NP[spec.dtype]().itemsize
     while True:
         ih, iw = (th - 1) * sh + (kh - 1) * dh + 1, (tw - 1) * sw + (kw - 1) * dw + 1
-        cc = _pow2_at_least(spec.in_per_group, 16)
+        cc = pow2_at_least(spec.in_per_group, 16)
         while cc > 1 and cc * (ih * iw + kh * kw * tk) * item > SHARED_BUDGET:
             cc //= 2
         if cc * (ih * iw + kh * kw * tk) * item <= SHARED_BUDGET or (th == 1 and tw == RP and tk == RK):

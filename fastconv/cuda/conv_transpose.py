@@ -22,7 +22,20 @@ from numba import cuda
 from ..cpu.conv_transpose import source_position
 from ..cpu.layout import ACTIVATION_CODES, activate, geometry3
 from ..dispatch import register
-from ._jit import SUFFIX, WORK, WORK_NP, Kernel, Launch, array, ceil_div, dims, i64, layout_name, specialised
+from ._jit import (
+    SUFFIX,
+    WORK,
+    WORK_NP,
+    Kernel,
+    Launch,
+    array,
+    ceil_div,
+    dims,
+    i64,
+    layout_name,
+    pow2_at_least,
+    specialised,
+)
 from .pad import bias_or_dummy, lift_weight, needs_pad, output_array, pad_launch, user_shape, working_input
 
 RP = 4
@@ -30,24 +43,17 @@ RK = 4
 SHARED_BUDGET = 40 * 1024
 
 
-def _pow2_at_least(n: int, cap: int) -> int:
-    p = 1
-    while p < n and p < cap:
-        p *= 2
-    return p
-
-
 def transpose_tiling(spec) -> tuple:
     """(TP, TK, CC): output pixels (flat over one output plane), channels, input-channel chunk."""
     _, oh, ow = geometry3(spec).out_size
     plane = oh * ow
     tp = 128 if plane > 64 else 64 if plane > 32 else 32 if plane > 16 else 16
-    tk = max(RK, _pow2_at_least(spec.out_per_group, 32))
+    tk = max(RK, pow2_at_least(spec.out_per_group, 32))
     taps = 1
     for k in spec.kernel:
         taps *= k
     item = WORK_NP[spec.dtype]().itemsize
-    cc = _pow2_at_least(spec.in_per_group, 16)
+    cc = pow2_at_least(spec.in_per_group, 16)
     while cc > 1 and taps * cc * tk * item > SHARED_BUDGET:
         cc //= 2
     while tk > RK and taps * cc * tk * item > SHARED_BUDGET:
