@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from numba import cuda
 
-from ..cpu.layout import ACTIVATION_CODES, activate, geometry3
+from ..cpu.layout import ACTIVATION_CODES, geometry3
 from ..dispatch import register
 from ._jit import (
     SUFFIX,
@@ -40,6 +40,7 @@ from ._jit import (
     pow2_at_least,
     specialised,
 )
+from .epilogue import conv_output_store
 from .pad import bias_or_dummy, conv_pad_launches, conv_working_input, lift_weight, output_array, user_shape
 
 RP = 4  # output pixels per thread (along W)
@@ -91,6 +92,7 @@ def direct_kernel(nd, kernel, stride_hw, dilation_hw, tile, dtype, channels_last
     xs_size = cc_n * ih * iw
     ws_size = cc_n * kh_n * kw_n * tk
     cl = channels_last
+    store = conv_output_store(work, channels_last)
     acc_n = RP * RK
 
     def kernel_fn(xp, w, bias, has_bias, out, sd, dd, groups, act):
@@ -192,14 +194,7 @@ def direct_kernel(nd, kernel, stride_hw, dilation_hw, tile, dtype, channels_last
                     for r in range(RK):
                         k = k0 + tkk + r * n_kt
                         if k < kg:
-                            v = acc[j * RK + r]
-                            if has_bias:
-                                v += work(bias[kbase + k])
-                            v = activate(v, act)
-                            if cl:
-                                out[n, od, oy, ox, kbase + k] = v
-                            else:
-                                out[n, kbase + k, od, oy, ox] = v
+                            store(out, n, kbase + k, od, oy, ox, acc[j * RK + r], bias, has_bias, act)
 
     spatial = (kernel, (1, *stride_hw), (1, *dilation_hw))
     names = [dims(v[3 - nd:]) for v in spatial]

@@ -29,7 +29,7 @@ import numpy as np
 from numba import cuda
 
 from .._workspace import workspace_limit
-from ..cpu.layout import ACTIVATION_CODES, activate, geometry3
+from ..cpu.layout import ACTIVATION_CODES, geometry3
 from ..dispatch import register
 from ._jit import (
     SUFFIX,
@@ -43,6 +43,7 @@ from ._jit import (
     i64,
     specialised,
 )
+from .epilogue import conv_output_store
 from .pad import bias_or_dummy, conv_pad_launches, conv_working_input, lift_weight, output_array, user_shape
 
 BK = 16  # reduction step staged per iteration
@@ -175,6 +176,7 @@ def gemm_kernel(tiling, dtype: str, channels_last: bool, split: bool) -> Kernel:
     as_size = BK * pitch
     bs_size = BK * bn
     cl = channels_last
+    store = conv_output_store(work, channels_last)
     acc_n = tm * tn
 
     def kernel(a, a_group_stride, bmat, bias, has_bias, out, row0, act, k_chunk, part):
@@ -272,14 +274,7 @@ def gemm_kernel(tiling, dtype: str, channels_last: bool, split: bool) -> Kernel:
                 for j in range(tn):
                     k = k0 + tc + j * tc_n
                     if k < kg:
-                        ov = res[i * tn + j]
-                        if has_bias:
-                            ov += work(bias[kbase + k])
-                        ov = activate(ov, act)
-                        if cl:
-                            out[n, od, oh, ow, kbase + k] = ov
-                        else:
-                            out[n, kbase + k, od, oh, ow] = ov
+                        store(out, n, kbase + k, od, oh, ow, res[i * tn + j], bias, has_bias, act)
 
     layout = "nhwc" if cl else "nchw"
     what = "gemm_splitk_partial" if split else f"gemm_bias_act_{layout}"
@@ -298,6 +293,7 @@ def splitk_reduce_kernel(dtype: str, channels_last: bool) -> Kernel:
     """out = act(sum over splits, in split order, of part[s, r, k] + bias): deterministic."""
     work = WORK[dtype]
     cl = channels_last
+    store = conv_output_store(work, channels_last)
 
     def kernel(part, bias, has_bias, out, row0, act):
         n_splits, n_rows, k_n = part.shape
@@ -318,9 +314,6 @@ def splitk_reduce_kernel(dtype: str, channels_last: bool) -> Kernel:
             ov = part[0, r, k]
             for s in range(1, n_splits):
                 ov += part[s, r, k]
-            if has_bias:
-                ov += work(bias[k])
-            ov = activate(ov, act)
             p = row0 + r
             ow = p % ow_n
             p = p // ow_n
@@ -328,10 +321,7 @@ def splitk_reduce_kernel(dtype: str, channels_last: bool) -> Kernel:
             p = p // oh_n
             od = p % od_n
             n = p // od_n
-            if cl:
-                out[n, od, oh, ow, k] = ov
-            else:
-                out[n, k, od, oh, ow] = ov
+            store(out, n, k, od, oh, ow, ov, bias, has_bias, act)
             i += step
 
     layout = "nhwc" if cl else "nchw"

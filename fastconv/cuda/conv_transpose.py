@@ -20,7 +20,7 @@ from __future__ import annotations
 from numba import cuda
 
 from ..cpu.conv_transpose import source_position
-from ..cpu.layout import ACTIVATION_CODES, activate, geometry3
+from ..cpu.layout import ACTIVATION_CODES, geometry3
 from ..dispatch import register
 from ._jit import (
     SUFFIX,
@@ -36,6 +36,7 @@ from ._jit import (
     pow2_at_least,
     specialised,
 )
+from .epilogue import conv_output_store
 from .pad import bias_or_dummy, lift_weight, needs_pad, output_array, pad_launch, user_shape, working_input
 
 RP = 4
@@ -72,6 +73,7 @@ def transpose_kernel(nd, kernel, tile, dtype, channels_last) -> Kernel:
     taps = kd_n * kh_n * kw_n
     ws_size = taps * cc_n * tk
     cl = channels_last
+    store = conv_output_store(work, channels_last)
     acc_n = RP * RK
 
     def kernel_fn(x, w, bias, has_bias, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, groups, act):
@@ -167,14 +169,7 @@ def transpose_kernel(nd, kernel, tile, dtype, channels_last) -> Kernel:
                 for r in range(RK):
                     k = k0 + tkk + r * n_kt
                     if k < kg:
-                        ov = acc[j * RK + r]
-                        if has_bias:
-                            ov += work(bias[kbase + k])
-                        ov = activate(ov, act)
-                        if cl:
-                            out[n, od, oh, ow, kbase + k] = ov
-                        else:
-                            out[n, kbase + k, od, oh, ow] = ov
+                        store(out, n, kbase + k, od, oh, ow, acc[j * RK + r], bias, has_bias, act)
 
     name = (f"conv_transpose{nd}d_gather_{layout_name(nd, cl)}_k{dims(kernel[3 - nd:])}"
             f"_t{tp_n}x{tk}_c{cc_n}_{SUFFIX[dtype]}")
