@@ -43,7 +43,7 @@ def bench(session: nox.Session) -> None:
     """
     session.install("-e", ".[bench]")
     session.run("python", "-m", "bench.run", "--quick", "--out", "bench/results/latest.json",
-                "--report", "reports/", *session.posargs, env={"NUMBA_CACHE_DIR": CACHE})
+                "--report", "reports/", "--readme", "README.md", *session.posargs, env={"NUMBA_CACHE_DIR": CACHE})
 
 
 @nox.session

@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
                    help="--compare: how much worse a ratio may get before it is flagged (default %(default)s)")
     p.add_argument("--report", type=Path, metavar="DIR", help="also write the Markdown report and plots to DIR")
+    p.add_argument("--readme", type=Path, metavar="README.md",
+                   help="with --report: also fill the file's <!-- bench-targets:start/end --> block with the "
+                        "targets table")
+    p.add_argument("--no-startup", action="store_true",
+                   help="skip timing import and first calls in fresh processes (bench/startup.py)")
     p.add_argument("--list", action="store_true", help="list the selected problems and exit")
     p.add_argument("--threading-layer", default="default", choices=THREADING_LAYERS,
                    help="NUMBA_THREADING_LAYER for this process (default %(default)s)")
@@ -392,6 +397,14 @@ def main(argv=None, *, reexec: bool = False) -> int:
         print(f"  WARNING: load average {doc['machine']['load_avg'][0]:.2f} on {threads} threads: other processes "
               "share the cores; times will be noisy (multithreaded BLAS calls especially). The report says so.",
               file=sys.stderr)
+    if not args.no_startup:
+        from . import startup
+
+        print("timing import and first calls in fresh processes (one with an empty Numba cache)...",
+              file=sys.stderr)
+        doc["startup"] = startup.measure()
+        print("  import {import_s:.2f} s, first call from cache {first_call_cached_s:.2f} s, cold "
+              "{first_call_cold_s:.1f} s".format(**doc["startup"]), file=sys.stderr)
     _write_json(args.out, doc)
 
     from .report import summarize_problem
@@ -446,7 +459,7 @@ def main(argv=None, *, reexec: bool = False) -> int:
     if args.report:
         from .report import build_report
 
-        for path in build_report([doc], args.report, stem=args.out.stem):
+        for path in build_report([doc], args.report, stem=args.out.stem, readme=args.readme):
             print(f"wrote {path}", file=sys.stderr)
     return status
 

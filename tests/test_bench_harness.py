@@ -394,6 +394,30 @@ def test_report_is_rebuilt_from_json(tmp_path):
     assert f"**{PEAK:.1f} GFLOP/s**" in md and f"**{BW:.1f} GB/s**" in md
 
 
+def test_targets_are_computed_from_the_run_and_fill_the_readme_block(tmp_path):
+    from bench import report
+
+    doc = synthetic_doc(TIMES, TORCH)
+    doc["startup"] = {"import_s": 0.2, "first_call_cached_s": 0.7, "first_call_cold_s": 4.0, "processes": 3}
+    path = tmp_path / "synthetic.json"
+    path.write_text(json.dumps(doc))
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- bench-targets:start -->\nold\n<!-- bench-targets:end -->\noutro\n")
+    assert report.main([str(path), "--out", str(tmp_path / "out"), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith("intro\n<!-- bench-targets:start -->") and text.endswith("<!-- bench-targets:end -->\noutro\n")
+    assert "old" not in text and "[out/synthetic.md](out/synthetic.md)" in text
+    # separable 2 ms against PyTorch's depthwise 0.25 + pointwise 0.5 ms: 2.67, over the 0.8 goal
+    assert "| dw_vs_standard: separable_conv2d / PyTorch depthwise + pointwise | nchw | 2.67 | 1 | at most 0.8 | missed |" \
+        in text
+    assert "| `import fastconv`, s | — | 0.20 | 3 | at most 0.5 | **met** |" in text
+    assert "| first call, kernels in Numba's cache, s | — | 0.70 | 3 | at most 0.5 | missed |" in text
+    assert "## Targets" in (tmp_path / "out" / "synthetic.md").read_text()
+    readme.write_text("no markers\n")
+    with pytest.raises(ValueError, match="bench-targets:start"):
+        report.main([str(path), "--out", str(tmp_path / "out"), "--readme", str(readme)])
+
+
 def test_compare_flags_ratios_that_got_worse(tmp_path, capsys):
     from bench import report
 

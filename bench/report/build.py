@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .derive import ceilings, derive
 from .markdown import render_markdown
 from .plots import plot_dw_vs_standard, plot_ratios, plot_roofline
+from .readme import update_readme
 from .summary import dw_pairs
 
 
@@ -30,8 +32,9 @@ def merge(docs: list[dict]) -> dict:
     return out
 
 
-def build_report(docs: list[dict], outdir, stem: str = "report", sources=None) -> list[Path]:
-    """Write NAME.md and the PNGs into ``outdir``; return the paths written."""
+def build_report(docs: list[dict], outdir, stem: str = "report", sources=None, readme=None) -> list[Path]:
+    """Write NAME.md and the PNGs into ``outdir``, and the targets block of ``readme`` when
+    given; return the paths written."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     entries = []
@@ -52,4 +55,8 @@ def build_report(docs: list[dict], outdir, stem: str = "report", sources=None) -
     path.write_text(md)
     written.append(path)
     written += [p for p in (roof, dwp, rat) if p is not None]
+    if readme is not None:
+        readme = Path(readme)
+        written.append(update_readme(readme, doc, entries, pairs, ceil.get("peak_gflops"),
+                                     Path(os.path.relpath(path, readme.parent))))
     return written

@@ -21,6 +21,8 @@ def main(argv=None) -> int:
     p.add_argument("--name", help="file stem of the report and plots (default: the first JSON's stem)")
     p.add_argument("--compare", type=Path, metavar="OLD.json", help="flag ratios worse than in OLD.json; exit 1")
     p.add_argument("--margin", type=float, default=0.15)
+    p.add_argument("--readme", type=Path, metavar="README.md",
+                   help="also fill the file's <!-- bench-targets:start/end --> block with the targets table")
     args = p.parse_args(argv)
     docs = load(args.results)
     status = 0
@@ -32,6 +34,7 @@ def main(argv=None) -> int:
         status = 1 if comparison["flagged"] else 0
         if len(docs) == 1:
             docs = [{**docs[0], "comparison": comparison}]
-    for path in build_report(docs, args.out, args.name or args.results[0].stem, sources=args.results):
+    for path in build_report(docs, args.out, args.name or args.results[0].stem, sources=args.results,
+                             readme=args.readme):
         print(f"wrote {path}", file=sys.stderr)
     return status

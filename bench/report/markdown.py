@@ -12,10 +12,12 @@ from .cells import fmt_bytes, fmt_ms, fmt_num, fmt_pct, fmt_ratio, md_table
 from .compare import format_comparison
 from .summary import by_role, geomean, summary
 from .tables import algorithms_table, first_calls_table, per_layer_table
+from .targets import targets_table
 
 
 def render_markdown(doc, entries, pairs, plots, sources=None) -> str:
     L = _intro(doc, entries, pairs, sources)
+    L += _targets(doc, entries, pairs)
     L += _machine(doc)
     L += _summary(entries, plots)
     L += _dw_vs_standard(pairs, plots)
@@ -81,6 +83,14 @@ def _headline(entries, pairs) -> list[str]:
                    f"maps and layouts) and {geomean(p['fastconv_saving'] for p in sel):.2f}x the time on fastconv, "
                    f"{geomean(p['torch_saving'] for p in sel):.2f}x on PyTorch.")
     return out
+
+
+def _targets(doc, entries, pairs) -> list[str]:
+    peak = doc.get("machine", {}).get("measured", {}).get("peak_gflops")
+    L = ["## Targets", "",
+         "The performance targets of issue 5, measured in this run (goals from the issue; ratios are "
+         "geometric means over layers, fastconv / PyTorch in the same layout):", ""]
+    return L + targets_table(doc, entries, pairs, peak) + [""]
 
 
 def _machine(doc) -> list[str]:
