@@ -86,6 +86,14 @@ def test_channels_last(s, rng):
     check(s, rng, channels_last=True)
 
 
+TRANSPOSED_LAYOUT_CASES = [(s, a) for s in SAMPLES if s.transposed for a in algos_for(s)]
+
+
+@pytest.mark.parametrize("s, algo", TRANSPOSED_LAYOUT_CASES, ids=[f"{s}-{a}" for s, a in TRANSPOSED_LAYOUT_CASES])
+def test_transposed_channels_last(s, algo, rng):
+    check(s, rng, algo, channels_last=True)
+
+
 def test_transposed_matches_input_gradient(rng):
     """conv_transpose is the adjoint of conv: torch.nn.grad.conv*_input is an independent oracle."""
     for s in [sample("conv_transpose2d", (2, 6, 5, 4), (6, 2, 3, 3), stride=2, padding=1, groups=3, dilation=2,
@@ -195,7 +203,7 @@ def test_algorithms_lists_what_can_serve():
     assert F.algorithms("conv2d", (1, 32, 56, 56), (32, 1, 3, 3), groups=32, padding=1) == \
         ["direct", "im2col", "depthwise"]
     assert F.algorithms("conv2d", (1, 32, 56, 56), (64, 32, 3, 3), padding=1) == ["direct", "im2col"]
-    assert F.algorithms("conv_transpose2d", (1, 8, 5, 5), (8, 4, 3, 3), stride=2) == ["direct"]
+    assert F.algorithms("conv_transpose2d", (1, 8, 5, 5), (8, 4, 3, 3), stride=2) == ["direct", "phases"]
     assert F.algorithms("conv2d", (1, 8, 5, 5), (4, 8, 1, 1), stride=2) == ["direct", "im2col", "gemm"]
 
 

@@ -114,6 +114,17 @@ def curated() -> list[ConvSample]:
         s("conv_transpose1d", (2, 3, 9), (3, 4, 5), stride=2, padding=2, output_padding=1),
         s("conv_transpose3d", (1, 4, 3, 4, 4), (4, 2, 2, 3, 3), stride=2, padding=1, dtype="float32"),
         s("conv_transpose2d", (2, 4, 5, 6), (4, 3, 3, 3), stride=2, padding=1, dtype="float16"),
+        # phase decomposition corners: gcd(stride, dilation) > 1, dilation 3 with stride 2
+        s("conv_transpose2d", (1, 4, 5, 4), (4, 3, 3, 3), stride=2, dilation=2, padding=1, output_padding=1),
+        s("conv_transpose2d", (1, 3, 4, 5), (3, 2, 3, 2), stride=2, dilation=3, padding=((4, 1), (0, 2)),
+          activation="relu6", dtype="float32"),
+        s("conv_transpose2d", (2, 4, 6, 5), (4, 3, 2, 2), stride=2, groups=2, activation="relu6"),  # stacked phases
+        s("conv_transpose2d", (1, 4, 3, 3), (4, 2, 2, 2), stride=2, activation="relu", dtype="float16"),
+        s("conv_transpose2d", (1, 3, 5, 4), (3, 2, 3, 4), stride=(2, 3), padding=(4, 5)),  # crops > kernel - 1
+        s("conv_transpose1d", (1, 2, 1), (2, 3, 2), stride=3),  # output shorter than the stride
+        s("conv_transpose1d", (2, 4, 9), (4, 2, 3), padding=3, groups=2),  # stride 1, crop > kernel - 1
+        s("conv_transpose3d", (1, 2, 3, 2, 3), (2, 4, 1, 2, 3), stride=(3, 2, 1), padding=(0, 1, 1),
+          output_padding=(2, 1, 0), activation="relu", dtype="float32"),  # kernel 1 < stride 3: bias-only phases
     ]
 
 

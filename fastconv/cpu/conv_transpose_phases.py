@@ -1,0 +1,223 @@
+"""Transposed convolution on the CPU by sub-pixel (phase) decomposition (algo="phases").
+
+With stride s, the outputs o = q * s + r of one phase r (per spatial dim) receive only
+the taps k with (r + pad_begin - k * dilation) % s == 0, from input q + (r + pad_begin
+- k * dilation) / s. So each phase is a stride-1 forward correlation of the input with
+that subset of taps, in reversed order, at dilation dilation / gcd(stride, dilation):
+the transposed conv becomes prod(stride) forward convolutions, each run by the forward
+CPU implementation that ``algo="auto"`` picks for it (1x1 sub-kernels: one GEMM; the
+others: the register-tiled direct kernel), with bias and activation fused. Phases
+whose sub-convolutions share the input window and sub-kernel shape run as one forward
+conv with their output channels stacked (U-Net's 2x2 stride 2: one GEMM).
+
+Input: the user's layout (channels-first or channels-last), cropped by views where a
+phase starts inside it; zero padding is left to the forward kernel. Weight (C, K/G,
+*k) becomes the forward (K', C/G, *k_sub) per stacked group. A phase with no tap, or
+whose window lies wholly outside the input, is bias (then activation) only.
+
+Copies: the per-phase weights (weight-sized), and the forward outputs, each copied
+once into its interleaved slots of the result (out[..., r_h::s_h, r_w::s_w]): one
+output-sized copy in all.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import NamedTuple
+
+import numpy as np
+from numba import prange
+
+from .._arrays import working_dtype
+from .._jit import parallel_kernel
+from ..dispatch import choose, register
+from ..spec.conv import resolve_conv
+from .layout import lift3
+
+
+class DimPhase(NamedTuple):
+    """One phase along one spatial dim: the taps, input window and forward geometry."""
+
+    offset: int  # first output position, r
+    count: int  # output positions r, r + s, ... (Q)
+    taps: slice | None  # kernel indices in forward (reversed) order; None: no tap reaches the input
+    taps_n: int
+    crop: tuple  # (begin, end) of the input slice
+    pads: tuple  # zero pads (begin, end) of the forward conv
+    dilation: int
+
+
+class PhaseGroup(NamedTuple):
+    """Phases that run as one forward conv: ``phases`` stacked along its output channels."""
+
+    phases: tuple  # tuples of DimPhase, one per spatial dim
+    spec: object  # forward ConvSpec, or None for bias-only phases
+
+
+def dim_phases(n: int, k: int, s: int, d: int, pad_begin: int, out: int) -> list[DimPhase]:
+    """The s phases of one spatial dim (input n, kernel k, ...; output size ``out``)."""
+    step = s // math.gcd(s, d)  # tap spacing within a phase
+    d_f = d // math.gcd(s, d)
+    phases = []
+    for r in range(s):
+        count = -(-(out - r) // s) if out > r else 0
+        if count == 0:
+            continue
+        taps = [t for t in range(k) if (r + pad_begin - t * d) % s == 0]
+        if not taps:
+            phases.append(DimPhase(r, count, None, 0, (0, 0), (0, 0), 1))
+            continue
+        e_min = (r + pad_begin - taps[-1] * d) // s
+        lo, hi = e_min, count + e_min + (len(taps) - 1) * d_f  # input range [lo, hi) the phase reads
+        begin, end = max(lo, 0), min(hi, n)
+        if begin >= end:
+            phases.append(DimPhase(r, count, None, 0, (0, 0), (0, 0), 1))
+            continue
+        sel, d_sub = slice(taps[-1], None, -step), d_f if len(taps) > 1 else 1
+        phases.append(DimPhase(r, count, sel, len(taps), (begin, end), (begin - lo, hi - end), d_sub))
+    return phases
+
+
+@functools.lru_cache(maxsize=256)
+def phase_plan(spec) -> tuple:
+    """PhaseGroups for a transposed-conv spec, phases sharing a forward geometry stacked."""
+    per_dim = [dim_phases(n, k, s, d, b, o) for n, k, s, d, (b, _), o in
+               zip(spec.in_size, spec.kernel, spec.stride, spec.dilation, spec.pads, spec.out_size)]
+    by_geometry: dict = {}
+    for combo in _product(per_dim):
+        if any(p.taps is None for p in combo):
+            key = None
+        else:
+            key = tuple((p.crop, p.pads, p.dilation, p.taps_n) for p in combo)
+        by_geometry.setdefault(key, []).append(combo)
+    groups = []
+    for key, phases in by_geometry.items():
+        groups.append(PhaseGroup(tuple(phases), None if key is None else _forward_spec(spec, key, len(phases))))
+    return tuple(groups)
+
+
+def _product(per_dim):
+    combos = [()]
+    for phases in per_dim:
+        combos = [c + (p,) for c in combos for p in phases]
+    return combos
+
+
+def _forward_spec(spec, key, stacked: int):
+    in_size = tuple(e - b for (b, e), _, _, _ in key)
+    shape = (spec.batch, *in_size, spec.in_channels) if spec.channels_last else (spec.batch, spec.in_channels,
+                                                                                 *in_size)
+    weight = (spec.out_channels * stacked, spec.in_per_group, *(m for _, _, _, m in key))
+    return resolve_conv(
+        f"conv{spec.nd}d", shape, weight, padding=tuple(p for _, p, _, _ in key),
+        dilation=tuple(d for _, _, d, _ in key), groups=spec.groups, has_bias=spec.has_bias,
+        activation=spec.activation, channels_last=spec.channels_last, dtype=spec.dtype)
+
+
+def _spatial(spec, index):
+    """An index of a batched array in the spec's layout: ``index`` on the spatial axes."""
+    return (slice(None), *index, slice(None)) if spec.channels_last else (slice(None), slice(None), *index)
+
+
+def _bias_only(spec, bias, dtype):
+    """activation(bias) per output channel, broadcastable over the spec's layout."""
+    b = np.zeros(spec.out_channels, dtype) if bias is None else np.asarray(bias, dtype=dtype)
+    if spec.activation is not None:
+        b = np.clip(b, 0, 6 if spec.activation == "relu6" else None)
+    return b if spec.channels_last else b.reshape((-1,) + (1,) * spec.nd)
+
+
+@parallel_kernel
+def interleave_channels_first(ys, table, out, sd, sh, sw, kg):
+    """out (N, K, OD, OH, OW)[n, k, rd + sd*qd, rh + sh*qh, rw + sw*qw] = ys[i][n, c(k), qd, qh, qw]
+    for each phase row (i, j, stacked, rd, rh, rw) of ``table``; c(k) = (k // kg * stacked + j) * kg + k % kg."""
+    n_img, k_n, od_n, oh_n, _ = out.shape
+    for t in prange(n_img * k_n * od_n * oh_n):
+        n = t // (k_n * od_n * oh_n)
+        r = t - n * (k_n * od_n * oh_n)
+        k = r // (od_n * oh_n)
+        r -= k * (od_n * oh_n)
+        od = r // oh_n
+        oh = r - od * oh_n
+        orow = out[n, k, od, oh]
+        for p in range(table.shape[0]):
+            if table[p, 3] != od % sd or table[p, 4] != oh % sh:
+                continue
+            y = ys[table[p, 0]]
+            src = y[n, (k // kg * table[p, 2] + table[p, 1]) * kg + k % kg, od // sd, oh // sh]
+            rw = table[p, 5]
+            for q in range(src.shape[0]):
+                orow[rw + q * sw] = src[q]
+
+
+@parallel_kernel
+def interleave_channels_last(ys, table, out, sd, sh, sw, kg):
+    """out (N, OD, OH, OW, K)[n, rd + sd*qd, rh + sh*qh, rw + sw*qw, k] = ys[i][n, qd, qh, qw, c(k)],
+    with the phase table and c(k) of :func:`interleave_channels_first`."""
+    n_img, od_n, oh_n, _, k_n = out.shape
+    groups = k_n // kg
+    for t in prange(n_img * od_n * oh_n):
+        n = t // (od_n * oh_n)
+        r = t - n * (od_n * oh_n)
+        od = r // oh_n
+        oh = r - od * oh_n
+        orow = out[n, od, oh]
+        for p in range(table.shape[0]):
+            if table[p, 3] != od % sd or table[p, 4] != oh % sh:
+                continue
+            src = ys[table[p, 0]][n, od // sd, oh // sh]
+            rw = table[p, 5]
+            for q in range(src.shape[0]):
+                dst = orow[rw + q * sw]
+                pix = src[q]
+                for g in range(groups):
+                    base = (g * table[p, 2] + table[p, 1]) * kg
+                    for kk in range(kg):
+                        dst[g * kg + kk] = pix[base + kk]
+
+
+def _lift(a, spec):
+    """A batched array in the spec's layout as 5-D, (N, K, D, H, W) or (N, D, H, W, K), bits as unsigned ints."""
+    a = a.view(f"u{a.dtype.itemsize}")
+    lead = (slice(None),) * (1 if spec.channels_last else 2)
+    return a[lead + (None,) * (3 - spec.nd)]
+
+
+@register("conv_transpose", "cpu", "phases",
+          note="one forward conv per output phase (sub-pixel decomposition), by the forward kernels")
+def conv_transpose_phases(spec, x, weight, bias):
+    dtype = np.dtype(spec.dtype)
+    g, cg, kg = spec.groups, spec.in_per_group, spec.out_per_group
+    # (C, K/G, *k) -> (G, K/G, C/G, *k): forward weights of each group, taps still unflipped
+    wf = np.asarray(weight).reshape(g, cg, kg, *spec.kernel).swapaxes(1, 2)
+    plan = phase_plan(spec)
+    if len(plan) == 1 and len(plan[0].phases) == 1 and plan[0].spec is not None:  # stride 1: one forward conv
+        return _forward(spec, plan[0], x, wf, bias)
+    out = np.empty(spec.output_shape, dtype)
+    ys, table = [], []
+    for group in plan:
+        if group.spec is None:
+            fill = _bias_only(spec, bias, working_dtype(dtype)).astype(dtype)
+            for phase in group.phases:
+                out[_spatial(spec, (slice(p.offset, None, s) for p, s in zip(phase, spec.stride)))] = fill
+            continue
+        for j, phase in enumerate(group.phases):
+            table.append((len(ys), j, len(group.phases), *lift3([p.offset for p in phase], 0)))
+        ys.append(_lift(np.ascontiguousarray(_forward(spec, group, x, wf, bias)), spec))
+    if ys:
+        interleave = interleave_channels_last if spec.channels_last else interleave_channels_first
+        interleave(tuple(ys), np.array(table, np.int64), _lift(out, spec), *lift3(spec.stride, 1), kg)
+    return out
+
+
+def _forward(spec, group, x, wf, bias):
+    """The forward conv of a PhaseGroup, in the user's layout: (N, G * P * K/G, *Q) channels-first."""
+    g, cg, kg = spec.groups, spec.in_per_group, spec.out_per_group
+    xs = x[_spatial(spec, (slice(*p.crop) for p in group.phases[0]))]
+    taps = [wf[(slice(None),) * 3 + tuple(p.taps for p in phase)] for phase in group.phases]
+    w = np.stack(taps, axis=1).reshape(-1, cg, *taps[0].shape[3:])  # (G * P * K/G, C/G, *k_sub)
+    b = None
+    if bias is not None:
+        b = np.broadcast_to(np.asarray(bias).reshape(g, 1, kg), (g, len(taps), kg)).reshape(-1)
+    return choose("conv", "cpu", group.spec).fn(group.spec, xs, w, b)
