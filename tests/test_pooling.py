@@ -703,3 +703,92 @@ def test_all_minus_inf_window_gives_its_first_position_like_torch():
     tv, ti = torch.nn.functional.max_pool2d(torch.from_numpy(x), 2, return_indices=True)
     np.testing.assert_array_equal(values, tv.numpy())
     np.testing.assert_array_equal(idx, ti.numpy())
+
+
+# ---- kernel variants: serial and parallel, layouts, routes ---------------------------
+
+# Calls whose kernels differ by layout and route (window, divisible adaptive, general
+# adaptive, global); odd sizes, edge windows cut by ceil_mode, strides 1, 2 and 3.
+VARIANT_CALLS = {
+    "max2d-s2-ceil": (lambda x, **kw: F.max_pool2d(x, 3, 2, 1, ceil_mode=True, return_indices=True, **kw),
+                      lambda x: ref.max_pool(x, 3, 2, 1, ceil_mode=True, return_indices=True)),
+    "max2d-s1-d2": (lambda x, **kw: F.max_pool2d(x, 3, 1, 2, 2, **kw), lambda x: ref.max_pool(x, 3, 1, 2, 2)),
+    "max2d-s3": (lambda x, **kw: F.max_pool2d(x, (2, 4), 3, return_indices=True, **kw),
+                 lambda x: ref.max_pool(x, (2, 4), 3, return_indices=True)),
+    "avg2d-excl-ceil": (lambda x, **kw: F.avg_pool2d(x, 3, 2, 1, True, False, **kw),
+                        lambda x: ref.avg_pool(x, 3, 2, 1, True, False)),
+    "avg2d-div": (lambda x, **kw: F.avg_pool2d(x, 2, 1, 1, divisor_override=3, **kw),
+                  lambda x: ref.avg_pool(x, 2, 1, 1, divisor_override=3)),
+    "lp2d-p3": (lambda x, **kw: F.lp_pool2d(np.abs(x), 3, 2, **kw), lambda x: ref.lp_pool(np.abs(x), 3, 2)),
+    "adaptive-avg-divisible": (lambda x, **kw: F.adaptive_avg_pool2d(x, (3, 1), **kw),
+                               lambda x: ref.adaptive_avg_pool(x, (3, 1))),
+    "adaptive-max-general": (lambda x, **kw: F.adaptive_max_pool2d(x, (4, 5), True, **kw),
+                             lambda x: ref.adaptive_max_pool(x, (4, 5), True)),
+    "adaptive-avg-general": (lambda x, **kw: F.adaptive_avg_pool2d(x, (2, 4), **kw),
+                             lambda x: ref.adaptive_avg_pool(x, (2, 4))),
+    "global-avg": (lambda x, **kw: F.global_avg_pool(x, **kw), ref.global_avg_pool),
+    "global-max": (lambda x, **kw: F.global_max_pool(x, **kw), ref.global_max_pool),
+}
+
+
+@pytest.fixture
+def parallel_only(monkeypatch):
+    """Every call takes the parallel kernels, however small."""
+    from fastconv.cpu import pool_run
+
+    monkeypatch.setattr(pool_run, "SERIAL_WORK", 0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", VARIANT_CALLS)
+def test_parallel_kernels_match_reference_and_serial(name, dtype, rng, monkeypatch):
+    from fastconv.cpu import pool_run
+
+    fn, rfn = VARIANT_CALLS[name]
+    x = ties(rng, (3, 5, 9, 11), dtype) if "max" in name else randn(rng, (3, 5, 9, 11), dtype)
+    x[1, 2, 4, 5] = np.nan if "max" in name else x[1, 2, 4, 5]
+    monkeypatch.setattr(pool_run, "SERIAL_WORK", 1 << 62)
+    serial = fn(x)
+    serial_cl = fn(to_cl(x), channels_last=True)
+    monkeypatch.setattr(pool_run, "SERIAL_WORK", 0)
+    parallel = fn(x)
+    _check_ref(parallel, rfn(x), "pool_lp" if name.startswith("lp") else "pool", dtype)
+    assert_same(parallel, serial)
+    cl = fn(to_cl(x), channels_last=True)
+    assert_same(cl, serial_cl)
+    assert_same(tuple(from_cl(c) for c in cl) if isinstance(cl, tuple) else from_cl(cl), parallel)
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("out", [2, 3], ids=["divisible", "general"])
+def test_adaptive_max_minus_inf_windows_give_first_position_like_torch(out, channels_last):
+    x = np.full((1, 2, 4, 4), -np.inf, np.float32)
+    x[0, 1, 3, 3] = 1.0
+    tv, ti = TF.adaptive_max_pool2d(tt(x), out, True)
+    got = (call_cl(F.adaptive_max_pool2d, x, out, True) if channels_last
+           else F.adaptive_max_pool2d(x, out, True))
+    np.testing.assert_array_equal(got[0], tv.numpy())
+    np.testing.assert_array_equal(got[1], ti.numpy())
+
+
+@pytest.mark.parametrize("name", ["max2d-s2-ceil", "avg2d-excl-ceil", "adaptive-max-general", "global-avg"])
+def test_parallel_kernels_read_views_and_float16(name, rng, parallel_only):
+    fn, rfn = VARIANT_CALLS[name]
+    base = randn(rng, (2, 10, 9, 11), np.float32)
+    view = base[:, ::2, :, ::-1]
+    _check_ref(fn(view), rfn(view), "pool", np.float32)
+    half = view.astype(np.float16)
+    got = fn(half)
+    assert (got[0] if isinstance(got, tuple) else got).dtype == np.float16
+    _check_ref(got, rfn(half.astype(np.float64)), "pool", np.float16)
+
+
+def test_spec_cache_tells_equal_values_of_other_types_apart():
+    x = np.zeros((1, 2, 6, 6), np.float32)
+    assert F.max_pool2d(x, 2).shape == (1, 2, 3, 3)
+    with pytest.raises(TypeError, match="kernel_size must be an int"):
+        F.max_pool2d(x, 2.0)
+    assert F.max_pool2d(x, 1).shape == (1, 2, 6, 6)
+    with pytest.raises(TypeError):
+        F.max_pool2d(x, True)
+    assert F.max_pool2d(x, [2, 2]).shape == F.max_pool2d(x, (2, 2)).shape

@@ -1,21 +1,34 @@
 """Adaptive average and max pooling on the CPU (global pooling is output size 1).
 
 Output cell i of a dim with input n and output o reads [floor(i n / o), ceil((i+1) n / o)),
-as PyTorch. Same working layout and task split as :mod:`fastconv.cpu.pool_window`:
-channels-last (N, D, H, W, C) input, one task per output pixel and channel block,
-contiguous channels innermost. Max follows PyTorch CPU: the first maximum wins, a NaN
-wins and a later NaN takes its index; indices are flat over the channel's input plane.
+as PyTorch. The user's array is read in its own layout (:mod:`fastconv.cpu.pool_run`).
+Max follows PyTorch CPU: the first maximum wins, a NaN wins and a later NaN takes its
+index, a window of -inf values gives its first position; indices are flat over the
+channel's input plane.
+
+Routes, each giving the same bits in both layouts (taps summed in (d, h, w) order,
+one division by the count):
+- every output size divides its input size: the windows are those of a window pool
+  with kernel = stride = n / o, so the window kernels of :mod:`fastconv.cpu.pool_window`
+  run (channels-last global pooling included);
+- channels-first global pooling: each plane is read in order;
+- otherwise the general kernels here: one task per output row (and channel block when
+  channels-last), window bounds per output column.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
+import numpy as np
 from numba import prange
 
-from .._jit import inline_helper, parallel_kernel
+from .._jit import inline_helper
 from ..dispatch import register
-from .pool_window import channel_block, channel_span, run_pool_chunks, task_position
+from .pool_run import lifted, run_pool, twin
+from .pool_window import avg_pool_ndhwc, channel_block, max_pool_ndhwc
+from .pool_window_nchw import avg_pool_nchw, max_pool_nchw
 
 
 @inline_helper
@@ -28,82 +41,173 @@ def adaptive_end(i, n, o):
     return ((i + 1) * n + o - 1) // o
 
 
-@parallel_kernel
-def adaptive_avg_ndhwc(x, out, cblock):
-    n_img, in_d, in_h, in_w, c_n = x.shape
-    od_n, oh_n, ow_n = out.shape[1], out.shape[2], out.shape[3]
-    n_cb = (c_n + cblock - 1) // cblock
-    for t in prange(n_img * od_n * oh_n * ow_n * n_cb):
-        n, od, oh, ow, cb = task_position(t, n_cb, ow_n, oh_n, od_n)
-        c0, c1 = channel_span(cb, cblock, c_n)
+# ---- channels-first kernels ----------------------------------------------------------
+
+def _global_avg_nchw(x, out):
+    """out[n, c] = mean of plane x[n, c], summed in order (out-of-order execution overlaps
+    the planes' dependency chains)."""
+    n_img, c_n, in_d, in_h, in_w = x.shape
+    xf = x.reshape(x.size)
+    of = out.reshape(out.size)
+    size = in_d * in_h * in_w
+    count = out.dtype.type(size)
+    zero = out.dtype.type(0)
+    for q in prange(n_img * c_n):
+        b = np.uint64(q * size)
+        a = zero
+        for i in range(size):
+            a += xf[b + np.uint64(i)]
+        of[q] = a / count
+
+
+def _adaptive_nchw(x, out, idx, is_max, want_idx):
+    """General adaptive avg / max of (N, C, D, H, W) input: one task per output row."""
+    n_img, c_n, in_d, in_h, in_w = x.shape
+    od_n, oh_n, ow_n = out.shape[2], out.shape[3], out.shape[4]
+    xf = x.reshape(x.size)
+    of = out.reshape(out.size)
+    jf = idx.reshape(idx.size)
+    plane = in_d * in_h * in_w
+    zero = out.dtype.type(0)
+    for t in prange(n_img * c_n * od_n * oh_n):
+        oh = t % oh_n
+        p = t // oh_n
+        od = p % od_n
+        x0 = (p // od_n) * plane
         d0 = adaptive_start(od, in_d, od_n)
         d1 = adaptive_end(od, in_d, od_n)
         h0 = adaptive_start(oh, in_h, oh_n)
         h1 = adaptive_end(oh, in_h, oh_n)
-        w0 = adaptive_start(ow, in_w, ow_n)
-        w1 = adaptive_end(ow, in_w, ow_n)
-        orow = out[n, od, oh, ow]
-        for c in range(c0, c1):
-            orow[c] = 0.0
-        for i_d in range(d0, d1):
-            for i_h in range(h0, h1):
-                for i_w in range(w0, w1):
-                    xpix = x[n, i_d, i_h, i_w]
-                    for c in range(c0, c1):
-                        orow[c] += xpix[c]
-        count = out.dtype.type((d1 - d0) * (h1 - h0) * (w1 - w0))
-        for c in range(c0, c1):
-            orow[c] = orow[c] / count
+        for ow in range(ow_n):
+            w0 = adaptive_start(ow, in_w, ow_n)
+            w1 = adaptive_end(ow, in_w, ow_n)
+            o = np.uint64(t * ow_n + ow)
+            if is_max:
+                best = xf[np.uint64(x0 + (d0 * in_h + h0) * in_w + w0)]
+                at = (d0 * in_h + h0) * in_w + w0
+                for i_d in range(d0, d1):
+                    for i_h in range(h0, h1):
+                        row = (i_d * in_h + i_h) * in_w
+                        for i_w in range(w0, w1):
+                            v = xf[np.uint64(x0 + row + i_w)]
+                            if (v > best) | (v != v):
+                                best = v
+                                at = row + i_w
+                of[o] = best
+                if want_idx:
+                    jf[o] = at
+            else:
+                acc = zero
+                for i_d in range(d0, d1):
+                    for i_h in range(h0, h1):
+                        row = x0 + (i_d * in_h + i_h) * in_w
+                        for i_w in range(w0, w1):
+                            acc += xf[np.uint64(row + i_w)]
+                of[o] = acc / out.dtype.type((d1 - d0) * (h1 - h0) * (w1 - w0))
 
 
-@parallel_kernel
-def adaptive_max_ndhwc(x, out, idx, want_idx, cblock):
+# ---- channels-last kernel ------------------------------------------------------------
+
+def _adaptive_ndhwc(x, out, idx, is_max, want_idx, cblock):
+    """General adaptive avg / max of (N, D, H, W, C) input: one task per output row and
+    channel block, contiguous channels innermost."""
     n_img, in_d, in_h, in_w, c_n = x.shape
     od_n, oh_n, ow_n = out.shape[1], out.shape[2], out.shape[3]
+    xf = x.reshape(x.size)
+    of = out.reshape(out.size)
+    jf = idx.reshape(idx.size)
+    zero = out.dtype.type(0)
     n_cb = (c_n + cblock - 1) // cblock
-    for t in prange(n_img * od_n * oh_n * ow_n * n_cb):
-        n, od, oh, ow, cb = task_position(t, n_cb, ow_n, oh_n, od_n)
-        c0, c1 = channel_span(cb, cblock, c_n)
+    for t in prange(n_img * od_n * oh_n * n_cb):
+        cb = t % n_cb
+        r = t // n_cb
+        oh = r % oh_n
+        od = (r // oh_n) % od_n
+        n = r // (oh_n * od_n)
+        c0 = cb * cblock
+        width = min(cblock, c_n - c0)
         d0 = adaptive_start(od, in_d, od_n)
         d1 = adaptive_end(od, in_d, od_n)
         h0 = adaptive_start(oh, in_h, oh_n)
         h1 = adaptive_end(oh, in_h, oh_n)
-        w0 = adaptive_start(ow, in_w, ow_n)
-        w1 = adaptive_end(ow, in_w, ow_n)
-        orow = out[n, od, oh, ow]
-        irow = idx[n, od, oh, ow] if want_idx else idx[0, 0, 0, 0]
-        for c in range(c0, c1):
-            orow[c] = -math.inf
-        if want_idx:
-            for c in range(c0, c1):
-                irow[c] = -1
-        for i_d in range(d0, d1):
-            for i_h in range(h0, h1):
-                for i_w in range(w0, w1):
-                    xpix = x[n, i_d, i_h, i_w]
-                    if want_idx:
-                        flat = (i_d * in_h + i_h) * in_w + i_w
-                        for c in range(c0, c1):
-                            v = xpix[c]
-                            m = orow[c]
-                            take = (v > m) | (v != v)
-                            orow[c] = v if take else m
-                            irow[c] = flat if take else irow[c]
-                    else:
-                        for c in range(c0, c1):
-                            v = xpix[c]
-                            m = orow[c]
-                            orow[c] = v if (v > m) | (v != v) else m
+        for ow in range(ow_n):
+            w0 = adaptive_start(ow, in_w, ow_n)
+            w1 = adaptive_end(ow, in_w, ow_n)
+            o = np.uint64((r * ow_n + ow) * c_n + c0)
+            for c in range(width):
+                of[o + np.uint64(c)] = -np.inf if is_max else zero
+            first = True
+            for i_d in range(d0, d1):
+                for i_h in range(h0, h1):
+                    row = (i_d * in_h + i_h) * in_w
+                    for i_w in range(w0, w1):
+                        flat = row + i_w
+                        xs = np.uint64((n * in_d * in_h * in_w + flat) * c_n + c0)
+                        if not is_max:
+                            for c in range(width):
+                                uc = np.uint64(c)
+                                of[o + uc] += xf[xs + uc]
+                        elif first:  # the first tap is taken whatever it holds, as in PyTorch
+                            first = False
+                            for c in range(width):
+                                uc = np.uint64(c)
+                                of[o + uc] = xf[xs + uc]
+                            if want_idx:
+                                for c in range(width):
+                                    jf[o + np.uint64(c)] = flat
+                        elif want_idx:
+                            for c in range(width):
+                                uc = np.uint64(c)
+                                v = xf[xs + uc]
+                                m = of[o + uc]
+                                take = (v > m) | (v != v)
+                                of[o + uc] = v if take else m
+                                jf[o + uc] = flat if take else jf[o + uc]
+                        else:
+                            for c in range(width):
+                                uc = np.uint64(c)
+                                v = xf[xs + uc]
+                                m = of[o + uc]
+                                of[o + uc] = v if (v > m) | (v != v) else m
+            if not is_max:
+                count = out.dtype.type((d1 - d0) * (h1 - h0) * (w1 - w0))
+                for c in range(width):
+                    of[o + np.uint64(c)] = of[o + np.uint64(c)] / count
 
 
-@register("adaptive_pool", "cpu", "direct", note="channels-last, channels vectorized")
+global_avg_nchw = twin(_global_avg_nchw)
+adaptive_nchw = twin(_adaptive_nchw)
+adaptive_ndhwc = twin(_adaptive_ndhwc)
+
+
+# ---- registered entry point ----------------------------------------------------------
+
+@functools.lru_cache(maxsize=512)
+def _plan(spec):
+    """(kernel pair, arguments after the arrays, whether it takes idx, work) of a spec."""
+    if spec.mode not in ("avg", "max"):
+        raise ValueError(f"{spec.op}: unknown adaptive pooling mode {spec.mode!r}")
+    is_max = spec.mode == "max"
+    cl = spec.channels_last
+    work = spec.batch * spec.channels * (math.prod(spec.in_size) + math.prod(spec.out_size))
+    tail = (channel_block(spec.channels, spec.batch * math.prod(spec.out_size[:-1])),) if cl else ()
+    if not cl and all(o == 1 for o in spec.out_size):  # a plane per task, read in order
+        if is_max:
+            return adaptive_nchw, (True, spec.return_indices), True, work
+        return global_avg_nchw, (), False, work
+    if all(n % o == 0 for n, o in zip(spec.in_size, spec.out_size)):
+        steps = lifted(tuple(n // o for n, o in zip(spec.in_size, spec.out_size)), 1)
+        window = (*steps, *steps, 1, 1, 1, 0, 0, 0)
+        if is_max:
+            return (max_pool_ndhwc if cl else max_pool_nchw), (spec.return_indices, *window, *tail), True, work
+        return (avg_pool_ndhwc if cl else avg_pool_nchw), (*window, 0, 0, 0, True, 0, *tail), False, work
+    return (adaptive_ndhwc if cl else adaptive_nchw), (is_max, spec.return_indices, *tail), True, work
+
+
+@register("adaptive_pool", "cpu", "direct", note="reads either layout in place, vectorized")
 def adaptive_pool_direct(spec, x):
-    cblock = channel_block(spec.channels, spec.batch * math.prod(spec.out_size))
-    if spec.mode == "avg":
-        return run_pool_chunks(spec, x, lambda xw, out, idx: adaptive_avg_ndhwc(xw, out, cblock), False)
-    if spec.mode == "max":
-        def call(xw, out, idx):
-            adaptive_max_ndhwc(xw, out, idx, spec.return_indices, cblock)
-
-        return run_pool_chunks(spec, x, call, spec.return_indices)
-    raise ValueError(f"{spec.op}: unknown adaptive pooling mode {spec.mode!r}")
+    kernels, args, takes_idx, work = _plan(spec)
+    kernel = kernels.pick(work)
+    if takes_idx:
+        return run_pool(spec, x, lambda xw, out, idx: kernel(xw, out, idx, *args), spec.return_indices)
+    return run_pool(spec, x, lambda xw, out, idx: kernel(xw, out, *args), False)

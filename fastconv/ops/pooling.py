@@ -9,13 +9,14 @@ Beyond PyTorch (as ONNX allows): ``padding`` also takes per-dim ``(begin, end)``
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 
 import numpy as np
 
 from .._args import is_int
-from .._arrays import check_same_dtype, like_input, shape_of, to_host
+from .._arrays import FLOAT_DTYPES, check_same_dtype, like_input, shape_of, to_host
 from ..spec.pool import resolve_adaptive_pool, resolve_pool
 from ._call import _as_kind, batched, execute
 
@@ -37,6 +38,55 @@ def _flag(op: str, name: str, value) -> bool:
     raise TypeError(f"{op}: {name}={value!r} must be a bool")
 
 
+# ---- spec resolution, cached per call signature -------------------------------------
+
+_PLAIN = (int, str, float, bool, type(None))
+
+
+def _key(value):
+    """A hashable key that tells apart values Python deems equal but the resolvers treat
+    differently (1, 1.0 and True; a list and a tuple); None for anything else."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return kind, value
+    if kind in (tuple, list):
+        items = tuple(_key(v) for v in value)
+        return None if None in items else (kind, items)
+    return None
+
+
+def _cached(resolve, size=1024):
+    """``resolve`` with its results kept for calls whose arguments are plain values
+    (ints, floats, strings, tuples and lists of them); the specs are frozen. Errors
+    are not kept: a bad call raises every time."""
+    cache = {}
+
+    @functools.wraps(resolve)
+    def wrapper(*args, **kwargs):
+        key = _key((args, tuple(kwargs.items())))
+        if key is None:
+            return resolve(*args, **kwargs)
+        spec = cache.get(key)
+        if spec is None:
+            spec = resolve(*args, **kwargs)
+            if len(cache) >= size:
+                cache.clear()
+            cache[key] = spec
+        return spec
+
+    return wrapper
+
+
+_resolve_pool = _cached(resolve_pool)
+_resolve_adaptive_pool = _cached(resolve_adaptive_pool)
+
+
+def _input_dtype(op, input):
+    if isinstance(input, np.ndarray) and input.dtype in FLOAT_DTYPES:
+        return input.dtype
+    return check_same_dtype(op, input=input)
+
+
 def _empty(spec, dtype, with_indices):
     def build():
         values = np.empty(spec.output_shape, dtype)
@@ -52,14 +102,14 @@ def _pool(op, mode, nd, input, kernel_size, stride, padding, dilation, ceil_mode
           norm_type=2.0, return_indices=False):
     channels_last = _flag(op, "channels_last", channels_last)
     backend, x, unbatched = batched(op, input, nd, device)
-    dtype = check_same_dtype(op, input=input)
+    dtype = _input_dtype(op, input)
     if isinstance(norm_type, bool) or not isinstance(norm_type, numbers.Real):
         raise TypeError(f"{op}: norm_type must be a positive number, got {type(norm_type).__name__}")
     if divisor_override is not None and (isinstance(divisor_override, bool)
                                          or not is_int(divisor_override)):
         raise TypeError(f"{op}: divisor_override={divisor_override!r} must be a positive int or None")
-    spec = resolve_pool(
-        op, mode, nd, shape_of(x), kernel_size, stride, padding, dilation,
+    spec = _resolve_pool(
+        op, mode, nd, tuple(shape_of(x)), kernel_size, stride, padding, dilation,
         ceil_mode=_flag(op, "ceil_mode", ceil_mode),
         count_include_pad=_flag(op, "count_include_pad", count_include_pad),
         divisor_override=divisor_override, norm_type=norm_type,
@@ -166,8 +216,8 @@ def _adaptive(op, mode, nd, input, output_size, return_indices, channels_last, d
     channels_last = _flag(op, "channels_last", channels_last)
     return_indices = _flag(op, "return_indices", return_indices)
     backend, x, unbatched = batched(op, input, nd, device)
-    dtype = check_same_dtype(op, input=input)
-    spec = resolve_adaptive_pool(op, mode, nd, shape_of(x), output_size,
+    dtype = _input_dtype(op, input)
+    spec = _resolve_adaptive_pool(op, mode, nd, tuple(shape_of(x)), output_size,
                                  return_indices=return_indices,
                                  channels_last=channels_last, dtype=dtype.name)
     return execute("adaptive_pool", backend, spec, "auto", input, (x,), unbatched,
