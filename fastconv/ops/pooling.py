@@ -40,32 +40,35 @@ def _flag(op: str, name: str, value) -> bool:
 
 # ---- spec resolution, cached per call signature -------------------------------------
 
-_PLAIN = (int, str, float, bool, type(None))
+_PLAIN = frozenset((int, str, float, bool, type(None)))
 
 
-def _key(value):
-    """A hashable key that tells apart values Python deems equal but the resolvers treat
-    differently (1, 1.0 and True; a list and a tuple); None for anything else."""
+def _plain(value) -> bool:
+    """An int, float, str, bool or None, or a tuple/list of those or of tuples/lists of them."""
     kind = type(value)
     if kind in _PLAIN:
-        return kind, value
-    if kind in (tuple, list):
-        items = tuple(_key(v) for v in value)
-        return None if None in items else (kind, items)
-    return None
+        return True
+    if kind is tuple or kind is list:
+        for item in value:
+            t = type(item)
+            if t not in _PLAIN and not ((t is tuple or t is list) and all(type(v) in _PLAIN for v in item)):
+                return False
+        return True
+    return False
 
 
 def _cached(resolve, size=1024):
-    """``resolve`` with its results kept for calls whose arguments are plain values
-    (ints, floats, strings, tuples and lists of them); the specs are frozen. Errors
-    are not kept: a bad call raises every time."""
+    """``resolve`` with its results kept for calls whose arguments are all plain (see
+    :func:`_plain`); the specs are frozen. The key is the arguments' repr, which tells
+    apart values Python deems equal but the resolvers do not (1, 1.0 and True; a list
+    and a tuple). Errors are not kept: a bad call raises every time."""
     cache = {}
 
     @functools.wraps(resolve)
     def wrapper(*args, **kwargs):
-        key = _key((args, tuple(kwargs.items())))
-        if key is None:
+        if not (all(map(_plain, args)) and all(map(_plain, kwargs.values()))):
             return resolve(*args, **kwargs)
+        key = repr((args, kwargs))
         spec = cache.get(key)
         if spec is None:
             spec = resolve(*args, **kwargs)
@@ -81,8 +84,11 @@ _resolve_pool = _cached(resolve_pool)
 _resolve_adaptive_pool = _cached(resolve_adaptive_pool)
 
 
+_DTYPE_NAMES = {dt: dt.name for dt in FLOAT_DTYPES}  # np.dtype.name is slow to compute
+
+
 def _input_dtype(op, input):
-    if isinstance(input, np.ndarray) and input.dtype in FLOAT_DTYPES:
+    if isinstance(input, np.ndarray) and input.dtype in _DTYPE_NAMES:
         return input.dtype
     return check_same_dtype(op, input=input)
 
@@ -114,7 +120,7 @@ def _pool(op, mode, nd, input, kernel_size, stride, padding, dilation, ceil_mode
         count_include_pad=_flag(op, "count_include_pad", count_include_pad),
         divisor_override=divisor_override, norm_type=norm_type,
         return_indices=_flag(op, "return_indices", return_indices),
-        channels_last=channels_last, dtype=dtype.name,
+        channels_last=channels_last, dtype=_DTYPE_NAMES[dtype],
     )
     return execute("pool", backend, spec, "auto", input, (x,), unbatched,
                    _empty(spec, dtype, spec.return_indices))
@@ -219,7 +225,7 @@ def _adaptive(op, mode, nd, input, output_size, return_indices, channels_last, d
     dtype = _input_dtype(op, input)
     spec = _resolve_adaptive_pool(op, mode, nd, tuple(shape_of(x)), output_size,
                                  return_indices=return_indices,
-                                 channels_last=channels_last, dtype=dtype.name)
+                                 channels_last=channels_last, dtype=_DTYPE_NAMES[dtype])
     return execute("adaptive_pool", backend, spec, "auto", input, (x,), unbatched,
                    _empty(spec, dtype, spec.return_indices))
 
