@@ -293,3 +293,52 @@ def test_direct_tiles_cover_every_output_pixel():
                     assert (t.row // oh == (t.row + rows - 1) // oh).all()  # no tile spans two depths
                     assert (t.col + cols <= ow).all()
                     assert _coverage(2 * oh, ow, t.row, rows, t.col, cols).min() >= 1, (dtype, oh, ow)
+
+
+# --- the depthwise kernels (fastconv/cpu/conv_depthwise*.py) ----------------------------------------------
+
+DEPTHWISE_SAMPLES = [s for s in SAMPLES if not s.transposed and s.spec().is_depthwise]
+
+
+@pytest.mark.parametrize("s", DEPTHWISE_SAMPLES, ids=str)
+def test_depthwise_channels_last(s, rng):
+    """Every depthwise sample through the channels-last kernel (the channels-first one runs
+    in test_matches_reference_and_torch)."""
+    check(s, rng, "depthwise", channels_last=True)
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_depthwise_non_contiguous_read_only_inputs(channels_last, rng):
+    base = rng.standard_normal((3, 11, 10, 12)).astype(np.float32)
+    x = base[::2, 1:, ::-1, 1:] if channels_last else base[::2, ::2, 1:, ::-1]  # (2, 10, 9, 11) / (2, 6, 9, 12)
+    x.setflags(write=False)
+    c = x.shape[-1] if channels_last else x.shape[1]
+    w = rng.standard_normal((2 * c, 1, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(2 * c).astype(np.float32)
+    w.setflags(write=False)
+    b.setflags(write=False)
+    before = (x.copy(), w.copy(), b.copy())
+    got = F.conv2d(x, w, b, padding=1, stride=(1, 2), groups=c, algo="depthwise", channels_last=channels_last,
+                   activation="relu")
+    xc = np.moveaxis(x, -1, 1) if channels_last else x
+    expected = ref.conv(xc, w, b, padding=1, stride=(1, 2), groups=c, activation="relu")
+    assert_close(np.moveaxis(got, -1, 1) if channels_last else got, expected, "conv", "float32", 3)
+    for arr, copy in zip((x, w, b), before):
+        np.testing.assert_array_equal(arr, copy)
+
+
+@pytest.mark.parametrize("mode", ["zeros", "reflect"])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_depthwise_chunks_within_workspace(mode, channels_last, rng):
+    """float16 input (copied to float32) and padded copies come in chunks of images under a small cap."""
+    x = rng.integers(-3, 4, (5, 4, 6, 7)).astype(np.float16)
+    w = rng.integers(-2, 3, (4, 1, 3, 3)).astype(np.float16)
+    expected = ref.conv(x, w, padding=1, groups=4, padding_mode=mode)
+    xin = np.ascontiguousarray(np.moveaxis(x, 1, -1)) if channels_last else x
+    previous = F.set_workspace_limit(1024)  # under two images
+    try:
+        got = F.conv2d(xin, w, padding=1, groups=4, padding_mode=mode, algo="depthwise", channels_last=channels_last)
+    finally:
+        F.set_workspace_limit(previous)
+    assert got.dtype == np.float16
+    np.testing.assert_array_equal((np.moveaxis(got, -1, 1) if channels_last else got).astype(np.float64), expected)

@@ -1,57 +1,106 @@
-"""Depthwise convolution on the CPU (groups == channels, channel multiplier M).
+"""Depthwise convolution on the CPU (algo="depthwise": groups == channels, channel multiplier M).
 
-Channels-last: the innermost loop runs over channels, so one tap of one output pixel
-is a vector multiply-add across all channels.
+Zeros padding (and constant padding with value 0), the common case: the kernel of the
+user's layout reads the user's array in place and writes the output in that layout,
+clipping windows at the borders; no copy of the input unless it is float16, not
+C-contiguous, read-only or unaligned (then chunks of images are copied, within the
+workspace cap). Other padding modes pad chunks of images into a channels-last copy
+(conv_driver.run_on_padded_chunks) and run the channels-last kernel on it unpadded.
+
+Files: conv_depthwise_nhwc.py (channels-last kernel), conv_depthwise_nchw.py
+(channels-first kernel), conv_depthwise_common.py (what both share).
 """
 
 from __future__ import annotations
 
+import functools
+import math
+from typing import NamedTuple
+
+import numba
 import numpy as np
-from numba import prange
 
 from .._arrays import working_dtype
-from .._jit import parallel_kernel
 from ..dispatch import register
+from .conv_depthwise_common import CLAMP_BOUNDS, interior_columns
+from .conv_depthwise_nchw import nchw_kernel
+from .conv_depthwise_nhwc import nhwc_kernel
 from .conv_driver import run_on_padded_chunks
-from .layout import activate, geometry3
+from .layout import bias_vector, geometry3, image_chunks
 from .weights import pack_depthwise_weight
 
+CHANNELS_L1 = 128  # channels-last: at most this many channels per task, so a tile's input rows stay in L1
+TASKS_PER_THREAD = 4
 
-@parallel_kernel
-def conv_depthwise_ndhwc(xp, wdw, bias, out, sd, sh, sw, dd, dh, dw, mult, act):
-    """out (N, OD, OH, OW, C*M); xp (N, Dp, Hp, Wp, C) padded; wdw (KD, KH, KW, C*M)."""
-    n_img, od_n, oh_n, ow_n, k_n = out.shape
-    kd_n, kh_n, kw_n, _ = wdw.shape
-    c_n = xp.shape[4]
-    for t in prange(n_img * od_n * oh_n):
-        n = t // (od_n * oh_n)
-        r = t - n * (od_n * oh_n)
-        od = r // oh_n
-        oh = r - od * oh_n
-        orow = out[n, od, oh]
-        for ow in range(ow_n):
-            for k in range(k_n):
-                orow[ow, k] = bias[k]
-        for kd in range(kd_n):
-            for kh in range(kh_n):
-                xrow = xp[n, od * sd + kd * dd, oh * sh + kh * dh]
-                for kw in range(kw_n):
-                    wt = wdw[kd, kh, kw]
-                    for ow in range(ow_n):
-                        xpix = xrow[ow * sw + kw * dw]
-                        opix = orow[ow]
-                        if mult == 1:
-                            for c in range(c_n):
-                                opix[c] += xpix[c] * wt[c]
-                        else:
-                            for c in range(c_n):
-                                xv = xpix[c]
-                                for m in range(mult):
-                                    opix[c * mult + m] += xv * wt[c * mult + m]
-        if act != 0:
-            for ow in range(ow_n):
-                for k in range(k_n):
-                    orow[ow, k] = activate(orow[ow, k], act)
+
+class DepthwisePlan(NamedTuple):
+    kernel: object
+    channels_last: bool  # the kernel's layout
+    padded: bool  # run on a padded channels-last copy (padding modes other than zeros)
+    in_size: tuple  # (D, H, W) the kernel reads
+    out_size: tuple
+    steps: tuple  # sd, sh, dd, dh, pd, ph, pw
+    columns: tuple  # interior output columns [lo, hi)
+    window: tuple  # (KD, KH, KW)
+
+
+def _zero_padding(spec) -> bool:
+    return spec.padding_mode == "zeros" or (spec.padding_mode == "constant" and spec.padding_value == 0)
+
+
+@functools.lru_cache(maxsize=256)
+def depthwise_plan(spec) -> DepthwisePlan:
+    dtype = working_dtype(np.dtype(spec.dtype)).name
+    geom = geometry3(spec)
+    padded = not _zero_padding(spec)
+    if padded:
+        in_size = tuple(n + b + e for n, (b, e) in zip(geom.in_size, geom.pads))
+        pads = (0, 0, 0)
+    else:
+        in_size = geom.in_size
+        pads = tuple(b for b, _ in geom.pads)
+    (kd, kh, kw), (sd, sh, sw), (dd, dh, dw) = geom.kernel, geom.stride, geom.dilation
+    channels_last = spec.channels_last or padded
+    kernel = (nhwc_kernel if channels_last else nchw_kernel)(kd, kh, kw, sw, dw, dtype)
+    columns = interior_columns(in_size[2], kw, sw, dw, pads[2], geom.out_size[2])
+    return DepthwisePlan(kernel, channels_last, padded, in_size, geom.out_size, (sd, sh, dd, dh, *pads), columns,
+                         geom.kernel)
+
+
+def _channel_block(k_n: int, rows: int, threads: int) -> int:
+    """Output channels per channels-last task: blocks of at most CHANNELS_L1, and enough of
+    them for TASKS_PER_THREAD tasks per thread; multiples of 16 where the count allows."""
+    blocks = max(-(-k_n // CHANNELS_L1), -(-TASKS_PER_THREAD * threads // max(rows, 1)))
+    blocks = min(blocks, max(1, k_n // 16))
+    per_block = -(-k_n // blocks)
+    return min(k_n, (per_block + 15) // 16 * 16)
+
+
+def _row_block(planes: int, rows: int, threads: int) -> int:
+    """Output rows per channels-first task: whole planes unless planes are too few for the threads."""
+    return -(-rows // max(1, min(rows, -(-TASKS_PER_THREAD * threads // max(planes, 1)))))
+
+
+def _kernel_ready(a, dtype) -> bool:
+    """Can Numba's kernel signature take ``a`` as it is (flattened without a copy)?"""
+    return a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable and a.flags.aligned
+
+
+def _run(plan, spec, x, w, b, out, lo, hi):
+    """One chunk: x and out C-contiguous in the kernel's layout (5-D or fewer dims)."""
+    n_img = x.shape[0]
+    c_n = spec.in_channels
+    mult = spec.out_per_group
+    d, h, wd = plan.in_size
+    od_n, oh_n, ow_n = plan.out_size
+    threads = numba.get_num_threads()
+    if plan.channels_last:
+        block = _channel_block(c_n * mult, n_img * od_n * oh_n, threads)
+    else:
+        block = _row_block(n_img * c_n * mult, od_n * oh_n, threads)
+    plan.kernel(x.reshape(-1), w, b, out.reshape(-1), n_img, *((d, h, wd, c_n) if plan.channels_last else
+                                                                (c_n, d, h, wd)),
+                od_n, oh_n, ow_n, *plan.steps, *plan.columns, mult, block, lo, hi, plan.window)
 
 
 def _depthwise_only(spec):
@@ -59,14 +108,28 @@ def _depthwise_only(spec):
 
 
 @register("conv", "cpu", "depthwise", supports=_depthwise_only,
-          note="dedicated depthwise kernel, channels vectorized")
+          note="depthwise kernels reading NCHW or NHWC in place, taps unrolled, sums in registers")
 def conv_depthwise(spec, x, weight, bias):
     dtype = working_dtype(np.dtype(spec.dtype))
-    wdw = pack_depthwise_weight(weight, spec, dtype)
-    geom = geometry3(spec)
-    mult = spec.out_per_group
+    plan = depthwise_plan(spec)
+    w = pack_depthwise_weight(weight, spec, dtype, plan.channels_last).reshape(-1)
+    b = bias_vector(bias, spec, dtype)
+    if not _kernel_ready(b, dtype):
+        b = np.array(b, dtype=dtype)
+    lo, hi = (dtype.type(v) for v in CLAMP_BOUNDS[spec.activation])
 
-    def call(xp, out, b, act):
-        conv_depthwise_ndhwc(xp, wdw, b, out, *geom.stride, *geom.dilation, mult, act)
+    if plan.padded:
+        def call(xp, out, _bias, _act):
+            _run(plan, spec, xp, w, b, out, lo, hi)
 
-    return run_on_padded_chunks(spec, x, bias, call)
+        return run_on_padded_chunks(spec, x, bias, call)
+
+    out = np.empty(spec.output_shape, dtype)
+    if _kernel_ready(x, dtype):
+        spans = [(0, spec.batch)]
+    else:
+        spans = image_chunks(spec, math.prod(x.shape[1:]) * dtype.itemsize)
+    for n0, n1 in spans:
+        xw = x[n0:n1] if _kernel_ready(x, dtype) else np.array(x[n0:n1], dtype=dtype, order="C")
+        _run(plan, spec, xw, w, b, out[n0:n1], lo, hi)
+    return out if out.dtype == np.dtype(spec.dtype) else out.astype(spec.dtype)

@@ -30,10 +30,11 @@ def pack_transposed_weight(weight, spec, dtype) -> np.ndarray:
     return np.ascontiguousarray(w, dtype=dtype)
 
 
-def pack_depthwise_weight(weight, spec, dtype) -> np.ndarray:
-    """(C*M, 1, *k) -> (KD, KH, KW, C*M), contiguous, working dtype."""
+def pack_depthwise_weight(weight, spec, dtype, channels_last: bool = True) -> np.ndarray:
+    """(C*M, 1, *k) -> (KD, KH, KW, C*M) (channels_last) or (C*M, KD, KH, KW), C-contiguous,
+    working dtype, always a new writeable array."""
     w = _lifted(weight, spec)[:, 0]
-    return np.ascontiguousarray(w.transpose(1, 2, 3, 0), dtype=dtype)
+    return np.array(w.transpose(1, 2, 3, 0) if channels_last else w, dtype=dtype, order="C")
 
 
 def grouped_weight(weight, spec, dtype) -> np.ndarray:

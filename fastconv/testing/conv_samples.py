@@ -125,6 +125,36 @@ def curated() -> list[ConvSample]:
         s("conv_transpose1d", (2, 4, 9), (4, 2, 3), padding=3, groups=2),  # stride 1, crop > kernel - 1
         s("conv_transpose3d", (1, 2, 3, 2, 3), (2, 4, 1, 2, 3), stride=(3, 2, 1), padding=(0, 1, 1),
           output_padding=(2, 1, 0), activation="relu", dtype="float32"),  # kernel 1 < stride 3: bias-only phases
+    ] + depthwise_curated()
+
+
+def depthwise_curated() -> list[ConvSample]:
+    """Depthwise corners of the CPU kernels (fastconv/cpu/conv_depthwise*.py): maps narrower
+    than their tiles, channels off the vector width, multipliers, strides, dilations, pads."""
+    s = sample
+    dw = {"depthwise"}
+    return [
+        s("conv2d", (1, 3, 13, 17), (3, 1, 3, 3), groups=3, padding=1, dtype="float32", tags=dw),
+        s("conv2d", (2, 17, 2, 2), (17, 1, 3, 3), groups=17, stride=2, padding=1, activation="relu6",
+          dtype="float32", tags=dw),
+        s("conv2d", (1, 960, 7, 7), (960, 1, 3, 3), groups=960, padding=1, activation="relu6", dtype="float32",
+          tags=dw),
+        s("conv2d", (1, 8, 1, 1), (8, 1, 3, 3), groups=8, padding=1, dtype="float32", tags=dw),
+        s("conv2d", (1, 20, 12, 40), (20, 1, 3, 3), groups=20, padding=1, dtype="float32", tags=dw),
+        s("conv2d", (1, 5, 13, 11), (10, 1, 3, 3), groups=5, stride=3, dilation=2, padding=2, tags=dw),  # M=2
+        s("conv2d", (2, 16, 9, 9), (16, 1, 3, 3), groups=16, padding=1, activation="relu6", dtype="float16",
+          tags=dw),
+        s("conv2d", (1, 4, 2, 3), (4, 1, 5, 5), groups=4, padding=2, dtype="float32", tags=dw),  # no interior
+        s("conv2d", (1, 6, 8, 9), (6, 1, 2, 4), groups=6, stride=2, padding="same", tags=dw),
+        s("conv2d", (1, 7, 9, 10), (7, 1, 3, 3), groups=7, stride=(2, 1), dilation=(1, 3), padding=((0, 2), (3, 0)),
+          tags=dw),
+        s("conv1d", (2, 6, 19), (12, 1, 5), groups=6, stride=2, padding=2, dtype="float32", tags=dw),
+        s("conv3d", (1, 4, 5, 6, 7), (4, 1, 3, 3, 3), groups=4, stride=(1, 2, 1), padding=1, dtype="float32",
+          tags=dw),
+        s("conv2d", (1, 5, 6, 7), (5, 1, 3, 3), groups=5, padding=2, padding_mode="constant", padding_value=0.5,
+          dtype="float32", tags=dw),
+        s("conv2d", (1, 5, 6, 7), (15, 1, 3, 3), groups=5, padding=(1, 2), padding_mode="replicate",
+          dtype="float32", tags=dw),  # M=3 on the padded path
     ]
 
 
