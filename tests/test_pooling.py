@@ -760,10 +760,10 @@ def test_parallel_kernels_match_reference_and_serial(name, dtype, rng, monkeypat
 
 
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
-@pytest.mark.parametrize("out", [2, 3], ids=["divisible", "general"])
+@pytest.mark.parametrize("out", [3, 2, 1], ids=["divisible", "general", "global"])
 def test_adaptive_max_minus_inf_windows_give_first_position_like_torch(out, channels_last):
-    x = np.full((1, 2, 4, 4), -np.inf, np.float32)
-    x[0, 1, 3, 3] = 1.0
+    x = np.full((1, 2, 9, 9), -np.inf, np.float32)
+    x[0, 1, 8, 8] = 1.0
     tv, ti = TF.adaptive_max_pool2d(tt(x), out, True)
     got = (call_cl(F.adaptive_max_pool2d, x, out, True) if channels_last
            else F.adaptive_max_pool2d(x, out, True))
@@ -792,3 +792,20 @@ def test_spec_cache_tells_equal_values_of_other_types_apart():
     with pytest.raises(TypeError):
         F.max_pool2d(x, True)
     assert F.max_pool2d(x, [2, 2]).shape == F.max_pool2d(x, (2, 2)).shape
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_adaptive_max_wide_windows_nan_and_ties_like_torch(channels_last, rng):
+    """Windows wider than the channels-first kernel's four interleaved scans."""
+    x = ties(rng, (2, 3, 11, 23), np.float32)
+    x[0, 0, 1, [2, 7, 9]] = np.nan        # NaNs in different scans of one window
+    x[0, 1, 4, 20] = np.nan
+    x[1, 2, :, :] = np.float32(-0.0)      # signed zeros tie: the first one wins
+    x[1, 2, 3, 5] = 0.0
+    for out in ((2, 3), 1):
+        tv, ti = TF.adaptive_max_pool2d(tt(x), out, True)
+        got = (call_cl(F.adaptive_max_pool2d, x, out, True) if channels_last
+               else F.adaptive_max_pool2d(x, out, True))
+        np.testing.assert_array_equal(got[0], tv.numpy())
+        np.testing.assert_array_equal(np.signbit(got[0]), np.signbit(tv.numpy()))
+        np.testing.assert_array_equal(got[1], ti.numpy())

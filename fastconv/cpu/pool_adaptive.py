@@ -41,6 +41,43 @@ def adaptive_end(i, n, o):
     return ((i + 1) * n + o - 1) // o
 
 
+@inline_helper
+def adaptive_bounds(n, o):
+    """[start, end) of each of the o output cells of a dim of n inputs."""
+    bounds = np.empty((o, 2), np.int64)
+    for i in range(o):
+        bounds[i, 0] = adaptive_start(i, n, o)
+        bounds[i, 1] = adaptive_end(i, n, o)
+    return bounds
+
+
+@inline_helper
+def max_step(v, at, best, best_at):
+    """One tap of a max scan in index order: a greater value or a NaN takes."""
+    if (v > best) | (v != v):
+        return v, at
+    return best, best_at
+
+
+@inline_helper
+def max_merge(va, ia, vb, ib):
+    """Merge two scans of interleaved taps as one scan in index order would end: the
+    last NaN, else the first maximum (ia or ib < 0: that scan saw no tap)."""
+    if ib < 0:
+        return va, ia
+    if ia < 0:
+        return vb, ib
+    a_nan = va != va
+    b_nan = vb != vb
+    if a_nan or b_nan:
+        if a_nan and b_nan:
+            return (va, ia) if ia > ib else (vb, ib)
+        return (va, ia) if a_nan else (vb, ib)
+    if va > vb or (va == vb and ia < ib):
+        return va, ia
+    return vb, ib
+
+
 # ---- channels-first kernels ----------------------------------------------------------
 
 def _global_avg_nchw(x, out):
@@ -69,6 +106,8 @@ def _adaptive_nchw(x, out, idx, is_max, want_idx):
     jf = idx.reshape(idx.size)
     plane = in_d * in_h * in_w
     zero = out.dtype.type(0)
+    ninf = out.dtype.type(-np.inf)
+    cols = adaptive_bounds(in_w, ow_n)
     for t in prange(n_img * c_n * od_n * oh_n):
         oh = t % oh_n
         p = t // oh_n
@@ -79,23 +118,35 @@ def _adaptive_nchw(x, out, idx, is_max, want_idx):
         h0 = adaptive_start(oh, in_h, oh_n)
         h1 = adaptive_end(oh, in_h, oh_n)
         for ow in range(ow_n):
-            w0 = adaptive_start(ow, in_w, ow_n)
-            w1 = adaptive_end(ow, in_w, ow_n)
+            w0 = cols[ow, 0]
+            w1 = cols[ow, 1]
             o = np.uint64(t * ow_n + ow)
             if is_max:
-                best = xf[np.uint64(x0 + (d0 * in_h + h0) * in_w + w0)]
-                at = (d0 * in_h + h0) * in_w + w0
+                # four independent chains (taps i_w % 4 == lane of each row), merged after;
+                # a chain that saw only -inf keeps index -1
+                b0 = b1 = b2 = b3 = ninf
+                k0 = k1 = k2 = k3 = -1
                 for i_d in range(d0, d1):
                     for i_h in range(h0, h1):
                         row = (i_d * in_h + i_h) * in_w
-                        for i_w in range(w0, w1):
-                            v = xf[np.uint64(x0 + row + i_w)]
-                            if (v > best) | (v != v):
-                                best = v
-                                at = row + i_w
-                of[o] = best
+                        i_w = w0
+                        while i_w + 4 <= w1:
+                            b0, k0 = max_step(xf[np.uint64(x0 + row + i_w)], row + i_w, b0, k0)
+                            b1, k1 = max_step(xf[np.uint64(x0 + row + i_w + 1)], row + i_w + 1, b1, k1)
+                            b2, k2 = max_step(xf[np.uint64(x0 + row + i_w + 2)], row + i_w + 2, b2, k2)
+                            b3, k3 = max_step(xf[np.uint64(x0 + row + i_w + 3)], row + i_w + 3, b3, k3)
+                            i_w += 4
+                        while i_w < w1:
+                            b0, k0 = max_step(xf[np.uint64(x0 + row + i_w)], row + i_w, b0, k0)
+                            i_w += 1
+                b0, k0 = max_merge(b0, k0, b1, k1)
+                b2, k2 = max_merge(b2, k2, b3, k3)
+                b0, k0 = max_merge(b0, k0, b2, k2)
+                if k0 < 0:  # a window of -inf: its first tap, as PyTorch
+                    k0 = (d0 * in_h + h0) * in_w + w0
+                of[o] = b0
                 if want_idx:
-                    jf[o] = at
+                    jf[o] = k0
             else:
                 acc = zero
                 for i_d in range(d0, d1):
@@ -118,6 +169,7 @@ def _adaptive_ndhwc(x, out, idx, is_max, want_idx, cblock):
     jf = idx.reshape(idx.size)
     zero = out.dtype.type(0)
     n_cb = (c_n + cblock - 1) // cblock
+    cols = adaptive_bounds(in_w, ow_n)
     for t in prange(n_img * od_n * oh_n * n_cb):
         cb = t % n_cb
         r = t // n_cb
@@ -131,8 +183,8 @@ def _adaptive_ndhwc(x, out, idx, is_max, want_idx, cblock):
         h0 = adaptive_start(oh, in_h, oh_n)
         h1 = adaptive_end(oh, in_h, oh_n)
         for ow in range(ow_n):
-            w0 = adaptive_start(ow, in_w, ow_n)
-            w1 = adaptive_end(ow, in_w, ow_n)
+            w0 = cols[ow, 0]
+            w1 = cols[ow, 1]
             o = np.uint64((r * ow_n + ow) * c_n + c0)
             for c in range(width):
                 of[o + np.uint64(c)] = -np.inf if is_max else zero
