@@ -129,59 +129,59 @@ def _bias_only(spec, bias, dtype):
 
 
 @parallel_kernel
-def interleave_channels_first(ys, table, out, sd, sh, sw, kg):
-    """out (N, K, OD, OH, OW)[n, k, rd + sd*qd, rh + sh*qh, rw + sw*qw] = ys[i][n, c(k), qd, qh, qw]
-    for each phase row (i, j, stacked, rd, rh, rw) of ``table``; c(k) = (k // kg * stacked + j) * kg + k % kg."""
-    n_img, k_n, od_n, oh_n, _ = out.shape
-    for t in prange(n_img * k_n * od_n * oh_n):
-        n = t // (k_n * od_n * oh_n)
-        r = t - n * (k_n * od_n * oh_n)
-        k = r // (od_n * oh_n)
-        r -= k * (od_n * oh_n)
-        od = r // oh_n
-        oh = r - od * oh_n
-        orow = out[n, k, od, oh]
+def interleave_channels_first(ys, table, out, k_n, od_n, oh_n, ow_n, sd, sh, sw, kg):
+    """out, flat (N, K, OD, OH, OW): out[n, k, rd + sd*qd, rh + sh*qh, rw + sw*qw] = ys[i][n, c, qd, qh, qw]
+    for each phase row (i, j, stacked, rd, rh, rw, QD, QH, QW) of ``table``; ys[i] flat (N, K * stacked, QD,
+    QH, QW); c = (k // kg * stacked + j) * kg + k % kg (phases stacked within each group)."""
+    plane = od_n * oh_n * ow_n
+    for t in prange(out.size // plane):
+        n = t // k_n
+        k = t - n * k_n
         for p in range(table.shape[0]):
-            if table[p, 3] != od % sd or table[p, 4] != oh % sh:
-                continue
             y = ys[table[p, 0]]
-            src = y[n, (k // kg * table[p, 2] + table[p, 1]) * kg + k % kg, od // sd, oh // sh]
-            rw = table[p, 5]
-            for q in range(src.shape[0]):
-                orow[rw + q * sw] = src[q]
+            stacked, rd, rh, rw = table[p, 2], table[p, 3], table[p, 4], table[p, 5]
+            qd_n, qh_n, qw_n = table[p, 6], table[p, 7], table[p, 8]
+            c = (k // kg * stacked + table[p, 1]) * kg + k % kg
+            src = (n * k_n * stacked + c) * qd_n * qh_n * qw_n
+            for qd in range(qd_n):
+                for qh in range(qh_n):
+                    dst = t * plane + ((rd + sd * qd) * oh_n + rh + sh * qh) * ow_n + rw
+                    for qw in range(qw_n):
+                        out[dst + sw * qw] = y[src + qw]
+                    src += qw_n
 
 
 @parallel_kernel
-def interleave_channels_last(ys, table, out, sd, sh, sw, kg):
-    """out (N, OD, OH, OW, K)[n, rd + sd*qd, rh + sh*qh, rw + sw*qw, k] = ys[i][n, qd, qh, qw, c(k)],
-    with the phase table and c(k) of :func:`interleave_channels_first`."""
-    n_img, od_n, oh_n, _, k_n = out.shape
+def interleave_channels_last(ys, table, out, od_n, oh_n, ow_n, k_n, sd, sh, sw, kg):
+    """out, flat (N, OD, OH, OW, K): out[n, rd + sd*qd, rh + sh*qh, rw + sw*qw, k] = ys[i][n, qd, qh, qw, c],
+    ys[i] flat (N, QD, QH, QW, K * stacked), with the phase table and c of :func:`interleave_channels_first`."""
     groups = k_n // kg
-    for t in prange(n_img * od_n * oh_n):
+    for t in prange(out.size // (ow_n * k_n)):
         n = t // (od_n * oh_n)
         r = t - n * (od_n * oh_n)
         od = r // oh_n
         oh = r - od * oh_n
-        orow = out[n, od, oh]
         for p in range(table.shape[0]):
             if table[p, 3] != od % sd or table[p, 4] != oh % sh:
                 continue
-            src = ys[table[p, 0]][n, od // sd, oh // sh]
-            rw = table[p, 5]
-            for q in range(src.shape[0]):
-                dst = orow[rw + q * sw]
-                pix = src[q]
+            y = ys[table[p, 0]]
+            j, stacked, rw = table[p, 1], table[p, 2], table[p, 5]
+            qd_n, qh_n, qw_n = table[p, 6], table[p, 7], table[p, 8]
+            ky = k_n * stacked
+            src = ((n * qd_n + od // sd) * qh_n + oh // sh) * qw_n * ky
+            for qw in range(qw_n):
+                dst = (t * ow_n + rw + sw * qw) * k_n
                 for g in range(groups):
-                    base = (g * table[p, 2] + table[p, 1]) * kg
+                    sg = src + (g * stacked + j) * kg
                     for kk in range(kg):
-                        dst[g * kg + kk] = pix[base + kk]
+                        out[dst + kk] = y[sg + kk]
+                    dst += kg
+                src += ky
 
 
-def _lift(a, spec):
-    """A batched array in the spec's layout as 5-D, (N, K, D, H, W) or (N, D, H, W, K), bits as unsigned ints."""
-    a = a.view(f"u{a.dtype.itemsize}")
-    lead = (slice(None),) * (1 if spec.channels_last else 2)
-    return a[lead + (None,) * (3 - spec.nd)]
+def _flat_bits(a):
+    """A C-contiguous array as a flat array of unsigned ints of its item size (the copy moves bits)."""
+    return np.ascontiguousarray(a).reshape(-1).view(f"u{a.dtype.itemsize}")
 
 
 @register("conv_transpose", "cpu", "phases",
@@ -203,11 +203,16 @@ def conv_transpose_phases(spec, x, weight, bias):
                 out[_spatial(spec, (slice(p.offset, None, s) for p, s in zip(phase, spec.stride)))] = fill
             continue
         for j, phase in enumerate(group.phases):
-            table.append((len(ys), j, len(group.phases), *lift3([p.offset for p in phase], 0)))
-        ys.append(_lift(np.ascontiguousarray(_forward(spec, group, x, wf, bias)), spec))
+            table.append((len(ys), j, len(group.phases), *lift3([p.offset for p in phase], 0),
+                          *lift3([p.count for p in phase], 1)))
+        ys.append(_flat_bits(_forward(spec, group, x, wf, bias)))
     if ys:
-        interleave = interleave_channels_last if spec.channels_last else interleave_channels_first
-        interleave(tuple(ys), np.array(table, np.int64), _lift(out, spec), *lift3(spec.stride, 1), kg)
+        args = (tuple(ys), np.array(table, np.int64), _flat_bits(out))
+        sizes = lift3(spec.out_size, 1)
+        if spec.channels_last:
+            interleave_channels_last(*args, *sizes, spec.out_channels, *lift3(spec.stride, 1), kg)
+        else:
+            interleave_channels_first(*args, spec.out_channels, *sizes, *lift3(spec.stride, 1), kg)
     return out
 
 
