@@ -42,6 +42,8 @@ class DepthwisePlan(NamedTuple):
     steps: tuple  # sd, sh, dd, dh, pd, ph, pw
     columns: tuple  # interior output columns [lo, hi)
     window: tuple  # (KD, KH, KW)
+    flat_rows: bool  # channels-first: runs of rows are one loop over the flattened plane
+    small: tuple  # channels-first: (use a zero-padded scratch plane, its rows, its columns)
 
 
 def _zero_padding(spec) -> bool:
@@ -64,7 +66,20 @@ def depthwise_plan(spec) -> DepthwisePlan:
     kernel = (nhwc_kernel if channels_last else nchw_kernel)(kd, kh, kw, sw, dw, dtype)
     columns = interior_columns(in_size[2], kw, sw, dw, pads[2], geom.out_size[2])
     return DepthwisePlan(kernel, channels_last, padded, in_size, geom.out_size, (sd, sh, dd, dh, *pads), columns,
-                         geom.kernel)
+                         geom.kernel, sh == 1 and sw == 1 and geom.out_size[2] == in_size[2],
+                         _small_plane(in_size, geom, pads))
+
+
+SMALL_PLANE_COLUMNS = 32  # channels-first planes up to this wide (padded) run on a zero-padded scratch copy
+
+
+def _small_plane(in_size, geom, pads) -> tuple:
+    """(use, Hp, Wp): the zero-padded plane a channels-first task copies its small 2-D plane into."""
+    (_, kh, kw), (_, sh, sw), (_, dh, dw), (_, oh, ow) = geom.kernel, geom.stride, geom.dilation, geom.out_size
+    hp = max(in_size[1] + pads[1], (oh - 1) * sh + (kh - 1) * dh + 1)
+    wp = max(in_size[2] + pads[2], (ow - 1) * sw + (kw - 1) * dw + 1)
+    use = in_size[0] == 1 and geom.kernel[0] == 1 and pads[0] == 0 and sh == sw and wp <= SMALL_PLANE_COLUMNS
+    return use, hp, wp
 
 
 def _channel_block(k_n: int, rows: int, threads: int) -> int:
@@ -96,11 +111,15 @@ def _run(plan, spec, x, w, b, out, lo, hi):
     threads = numba.get_num_threads()
     if plan.channels_last:
         block = _channel_block(c_n * mult, n_img * od_n * oh_n, threads)
+        layout_args = (d, h, wd, c_n)
+        extra = ()
     else:
         block = _row_block(n_img * c_n * mult, od_n * oh_n, threads)
-    plan.kernel(x.reshape(-1), w, b, out.reshape(-1), n_img, *((d, h, wd, c_n) if plan.channels_last else
-                                                                (c_n, d, h, wd)),
-                od_n, oh_n, ow_n, *plan.steps, *plan.columns, mult, block, lo, hi, plan.window)
+        layout_args = (c_n, d, h, wd)
+        tasks = n_img * c_n * mult * -(-od_n * oh_n // block)
+        extra = (plan.flat_rows, *plan.small, min(tasks, 4 * TASKS_PER_THREAD * threads))
+    plan.kernel(x.reshape(-1), w, b, out.reshape(-1), n_img, *layout_args, od_n, oh_n, ow_n, *plan.steps,
+                *plan.columns, mult, block, lo, hi, plan.window, *extra)
 
 
 def _depthwise_only(spec):
