@@ -18,7 +18,6 @@ one division by the count):
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
@@ -26,7 +25,7 @@ from numba import prange
 
 from .._jit import inline_helper
 from ..dispatch import register
-from .pool_run import lifted, run_pool, twin
+from .pool_run import lifted, make_plan, run_pool, spec_memo, twin
 from .pool_window import avg_pool_ndhwc, channel_block, max_pool_ndhwc
 from .pool_window_nchw import avg_pool_nchw, max_pool_nchw
 
@@ -234,9 +233,7 @@ adaptive_ndhwc = twin(_adaptive_ndhwc)
 
 # ---- registered entry point ----------------------------------------------------------
 
-@functools.lru_cache(maxsize=512)
-def _plan(spec):
-    """(kernel pair, arguments after the arrays, whether it takes idx, work) of a spec."""
+def _make_plan(spec):
     if spec.mode not in ("avg", "max"):
         raise ValueError(f"{spec.op}: unknown adaptive pooling mode {spec.mode!r}")
     is_max = spec.mode == "max"
@@ -246,23 +243,24 @@ def _plan(spec):
     if not cl and all(o == 1 for o in spec.out_size):  # a plane per task, read in order
         # one dependency chain per plane, not vectorized: ~4x the time per visit
         if is_max:
-            return adaptive_nchw, (True, spec.return_indices), True, 4 * work
-        return global_avg_nchw, (), False, 4 * work
+            return make_plan(spec, adaptive_nchw, (True, spec.return_indices), True, 4 * work)
+        return make_plan(spec, global_avg_nchw, (), False, 4 * work)
     if all(n % o == 0 for n, o in zip(spec.in_size, spec.out_size)):
         steps = lifted(tuple(n // o for n, o in zip(spec.in_size, spec.out_size)), 1)
         window = (*steps, *steps, 1, 1, 1, 0, 0, 0)
         if is_max:
-            return (max_pool_ndhwc if cl else max_pool_nchw), (spec.return_indices, *window, *tail), True, work
-        return (avg_pool_ndhwc if cl else avg_pool_nchw), (*window, 0, 0, 0, True, 0, *tail), False, work
+            return make_plan(spec, max_pool_ndhwc if cl else max_pool_nchw, (spec.return_indices, *window, *tail), True,
+                             work)
+        return make_plan(spec, avg_pool_ndhwc if cl else avg_pool_nchw, (*window, 0, 0, 0, True, 0, *tail), False,
+                         work)
     if cl:
-        return adaptive_ndhwc, (is_max, spec.return_indices, *tail), True, work
-    return adaptive_nchw, (is_max, spec.return_indices), True, 4 * work
+        return make_plan(spec, adaptive_ndhwc, (is_max, spec.return_indices, *tail), True, work)
+    return make_plan(spec, adaptive_nchw, (is_max, spec.return_indices), True, 4 * work)
+
+
+_plan = spec_memo(_make_plan)
 
 
 @register("adaptive_pool", "cpu", "direct", note="reads either layout in place, vectorized")
 def adaptive_pool_direct(spec, x):
-    kernels, args, takes_idx, work = _plan(spec)
-    kernel = kernels.pick(work)
-    if takes_idx:
-        return run_pool(spec, x, lambda xw, out, idx: kernel(xw, out, idx, *args), spec.return_indices)
-    return run_pool(spec, x, lambda xw, out, idx: kernel(xw, out, *args), False)
+    return run_pool(spec, x, _plan(spec))

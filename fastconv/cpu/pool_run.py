@@ -15,6 +15,7 @@ repay waking the worker threads.
 
 from __future__ import annotations
 
+import functools
 import math
 import types
 from typing import NamedTuple
@@ -67,30 +68,71 @@ def _working_shape(batch, channels, size, channels_last):
     return (batch, *size, channels) if channels_last else (batch, channels, *size)
 
 
-def run_pool(spec, x, kernel_call, with_indices: bool):
-    """Call ``kernel_call(xw, out, idx)`` on working-form chunks of ``x``; return the
-    result in the user's layout and dtype (and int64 indices when ``with_indices``).
+class Plan(NamedTuple):
+    """How one spec runs: ``kernels.pick(work)(xw, out, [idx,] *args)``."""
+    kernels: Twin
+    args: tuple
+    takes_idx: bool  # the kernel takes an idx array (max kernels)
+    work: int  # element visits, for the serial/parallel choice
+    with_indices: bool  # the caller wants the indices back
+    in_shape: tuple  # working (5-D) shapes
+    out_shape: tuple
+    dtype: np.dtype  # the user's
+    wdtype: np.dtype  # the kernels'
 
-    ``out`` and ``idx`` are 5-D views of the results; ``idx`` is a (1, 1, 1, 1, 1)
-    dummy when no indices are wanted.
-    """
+
+def make_plan(spec, kernels, args, takes_idx, work) -> Plan:
     dtype = np.dtype(spec.dtype)
-    wdtype = working_dtype(dtype)
-    in_shape = _working_shape(spec.batch, spec.channels, spec.in_size, spec.channels_last)
-    out_shape = _working_shape(spec.batch, spec.channels, spec.out_size, spec.channels_last)
-    out = np.empty(out_shape, wdtype)
-    idx = np.empty(out_shape if with_indices else (1, 1, 1, 1, 1), INDEX_DTYPE)
+    return Plan(kernels, tuple(args), takes_idx, work, bool(spec.return_indices),
+                _working_shape(spec.batch, spec.channels, spec.in_size, spec.channels_last),
+                _working_shape(spec.batch, spec.channels, spec.out_size, spec.channels_last),
+                dtype, working_dtype(dtype))
+
+
+def spec_memo(fn):
+    """``fn(spec)`` memoised: by the spec object first (the op front ends reuse resolved
+    specs, and identity is cheaper than hashing a spec), then by equality."""
+    by_value = functools.lru_cache(maxsize=512)(fn)
+    by_id = {}
+
+    def get(spec):
+        hit = by_id.get(id(spec))
+        if hit is not None and hit[0] is spec:
+            return hit[1]
+        value = by_value(spec)
+        if len(by_id) >= 1024:
+            by_id.clear()
+        by_id[id(spec)] = (spec, value)  # holding the spec keeps its id from being reused
+        return value
+
+    return get
+
+
+def run_pool(spec, x, plan: Plan):
+    """Run ``plan`` on working-form chunks of ``x``; return the result in the user's
+    layout and dtype (with int64 indices when the spec asks for them)."""
+    kernel = plan.kernels.pick(plan.work)
+    args = plan.args
+    wdtype = plan.wdtype
+    out = np.empty(plan.out_shape, wdtype)
+    idx = np.empty(plan.out_shape if plan.with_indices else (1, 1, 1, 1, 1), INDEX_DTYPE)
     if x.dtype == wdtype and x.flags.c_contiguous and x.flags.aligned and x.flags.writeable:
-        kernel_call(x.reshape(in_shape), out, idx)
+        spans = ((0, spec.batch, x.reshape(plan.in_shape)),)
     else:
-        per_image = max(1, math.prod(in_shape[1:])) * wdtype.itemsize
-        for n0, n1 in chunks(spec.batch, per_image, workspace_limit()):
-            xw = np.empty((n1 - n0, *in_shape[1:]), wdtype)
+        per_image = max(1, math.prod(plan.in_shape[1:])) * wdtype.itemsize
+        spans = ((n0, n1, None) for n0, n1 in chunks(spec.batch, per_image, workspace_limit()))
+    for n0, n1, xw in spans:
+        if xw is None:
+            xw = np.empty((n1 - n0, *plan.in_shape[1:]), wdtype)
             np.copyto(xw.reshape(x[n0:n1].shape), x[n0:n1], casting="unsafe")
-            kernel_call(xw, out[n0:n1], idx[n0:n1] if with_indices else idx)
+        o = out if n0 == 0 and n1 == spec.batch else out[n0:n1]
+        if plan.takes_idx:
+            kernel(xw, o, idx if not plan.with_indices or o is out else idx[n0:n1], *args)
+        else:
+            kernel(xw, o, *args)
     values = out.reshape(spec.output_shape)
-    if wdtype != dtype:
-        values = values.astype(dtype)
-    if with_indices:
+    if wdtype != plan.dtype:
+        values = values.astype(plan.dtype)
+    if plan.with_indices:
         return values, idx.reshape(spec.output_shape)
     return values

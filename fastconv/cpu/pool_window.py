@@ -27,14 +27,13 @@ Semantics (PyTorch's where it has one):
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
 from numba import prange
 
 from ..dispatch import register
-from .pool_run import lifted, run_pool, twin
+from .pool_run import lifted, make_plan, run_pool, spec_memo, twin
 from .pool_taps import avg_divisor, span, taps_within
 from .pool_window_nchw import avg_pool_nchw, lp_pool_nchw, max_pool_nchw
 
@@ -242,29 +241,28 @@ def window_args(spec):
     return window, tuple(e for _, e in pads)
 
 
-@functools.lru_cache(maxsize=512)
-def _plan(spec):
-    """(kernel pair, arguments after the arrays, work) of a window pool spec."""
+def _make_plan(spec):
     window, pads_end = window_args(spec)
     outputs = spec.batch * spec.channels * math.prod(spec.out_size)
     work = outputs * math.prod(spec.kernel) + spec.batch * spec.channels * math.prod(spec.in_size)
     cl = spec.channels_last
     tail = (channel_block(spec.channels, spec.batch * math.prod(spec.out_size[:-1])),) if cl else ()
     if spec.mode == "max":
-        return (max_pool_ndhwc if cl else max_pool_nchw), (spec.return_indices, *window, *tail), work
+        return make_plan(spec, max_pool_ndhwc if cl else max_pool_nchw,
+                         (spec.return_indices, *window, *tail), True, work)
     if spec.mode == "avg":
         divisor = int(spec.divisor_override or 0)
-        return ((avg_pool_ndhwc if cl else avg_pool_nchw),
-                (*window, *pads_end, spec.count_include_pad, divisor, *tail), work)
+        return make_plan(spec, avg_pool_ndhwc if cl else avg_pool_nchw,
+                         (*window, *pads_end, spec.count_include_pad, divisor, *tail), False, work)
     if spec.mode == "lp":
-        return (lp_pool_ndhwc if cl else lp_pool_nchw), (float(spec.norm_type), *window, *tail), work
+        return make_plan(spec, lp_pool_ndhwc if cl else lp_pool_nchw,
+                         (float(spec.norm_type), *window, *tail), False, work)
     raise ValueError(f"{spec.op}: unknown pooling mode {spec.mode!r}")
+
+
+_plan = spec_memo(_make_plan)
 
 
 @register("pool", "cpu", "direct", note="implicit padding, reads either layout in place, vectorized")
 def pool_direct(spec, x):
-    kernels, args, work = _plan(spec)
-    kernel = kernels.pick(work)
-    if spec.mode == "max":
-        return run_pool(spec, x, lambda xw, out, idx: kernel(xw, out, idx, *args), spec.return_indices)
-    return run_pool(spec, x, lambda xw, out, idx: kernel(xw, out, *args), False)
+    return run_pool(spec, x, _plan(spec))

@@ -58,7 +58,7 @@ def execute(family: str, backend: str, spec, algo, x_user, arrays, unbatched: bo
     ``arrays`` are the kernel's array arguments (input first, None allowed);
     ``empty_result()`` builds the NumPy result of an empty batch.
     """
-    impl = choose(family, backend, spec, algo)
+    impl = _choose(family, backend, spec, algo)
     if spec.batch == 0:
         result = empty_result()
     elif backend == "cpu":
@@ -67,6 +67,23 @@ def execute(family: str, backend: str, spec, algo, x_user, arrays, unbatched: bo
         result = _run_cuda(impl, spec, arrays)
     result = _as_kind(result, x_user)
     return _unbatch(result) if unbatched else result
+
+
+_CHOSEN: dict = {}
+
+
+def _choose(family, backend, spec, algo):
+    """``choose``, remembered for the spec object: front ends that cache resolved specs
+    (pooling) pass the same object again, and then skip the table walk. The entry holds
+    the spec, so its id is not reused while the entry lives."""
+    hit = _CHOSEN.get(id(spec))
+    if hit is not None and hit[0] is spec and hit[1] == (family, backend, algo):
+        return hit[2]
+    impl = choose(family, backend, spec, algo)
+    if len(_CHOSEN) >= 1024:
+        _CHOSEN.clear()
+    _CHOSEN[id(spec)] = (spec, (family, backend, algo), impl)
+    return impl
 
 
 def _run_cuda(impl, spec, arrays):

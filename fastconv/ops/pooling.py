@@ -9,7 +9,6 @@ Beyond PyTorch (as ONNX allows): ``padding`` also takes per-dim ``(begin, end)``
 
 from __future__ import annotations
 
-import functools
 import math
 import numbers
 
@@ -40,48 +39,45 @@ def _flag(op: str, name: str, value) -> bool:
 
 # ---- spec resolution, cached per call signature -------------------------------------
 
-_PLAIN = frozenset((int, str, float, bool, type(None)))
+class _Uncacheable(Exception):
+    pass
 
 
-def _plain(value) -> bool:
-    """An int, float, str, bool or None, or a tuple/list of those or of tuples/lists of them."""
+def _k(value):
+    """A user argument as part of a cache key: ints, strings, None, tuples of ints or of
+    int pairs as they are; floats tagged (2.0 must not find the spec of 2); anything
+    else (bools, lists, NumPy scalars) raises _Uncacheable and the call resolves afresh."""
     kind = type(value)
-    if kind in _PLAIN:
-        return True
-    if kind is tuple or kind is list:
+    if kind is int or kind is str or value is None:
+        return value
+    if kind is float:
+        return "float", value
+    if kind is tuple:
         for item in value:
             t = type(item)
-            if t not in _PLAIN and not ((t is tuple or t is list) and all(type(v) in _PLAIN for v in item)):
-                return False
-        return True
-    return False
+            if t is not int and not (t is tuple and all(type(v) is int for v in item)):
+                raise _Uncacheable
+        return value
+    raise _Uncacheable
 
 
-def _cached(resolve, size=1024):
-    """``resolve`` with its results kept for calls whose arguments are all plain (see
-    :func:`_plain`); the specs are frozen. The key is the arguments' repr, which tells
-    apart values Python deems equal but the resolvers do not (1, 1.0 and True; a list
-    and a tuple). Errors are not kept: a bad call raises every time."""
-    cache = {}
-
-    @functools.wraps(resolve)
-    def wrapper(*args, **kwargs):
-        if not (all(map(_plain, args)) and all(map(_plain, kwargs.values()))):
-            return resolve(*args, **kwargs)
-        key = repr((args, kwargs))
-        spec = cache.get(key)
-        if spec is None:
-            spec = resolve(*args, **kwargs)
-            if len(cache) >= size:
-                cache.clear()
-            cache[key] = spec
-        return spec
-
-    return wrapper
+_SPECS: dict = {}
 
 
-_resolve_pool = _cached(resolve_pool)
-_resolve_adaptive_pool = _cached(resolve_adaptive_pool)
+def _spec(key_parts, resolve, *args, **kwargs):
+    """``resolve(*args, **kwargs)``, kept under the key made of ``key_parts`` (a thunk
+    returning a tuple) when it is cacheable; errors are not kept, a bad call raises every time."""
+    try:
+        key = key_parts()
+    except _Uncacheable:
+        return resolve(*args, **kwargs)
+    spec = _SPECS.get(key)
+    if spec is None:
+        spec = resolve(*args, **kwargs)
+        if len(_SPECS) >= 2048:
+            _SPECS.clear()
+        _SPECS[key] = spec
+    return spec
 
 
 _DTYPE_NAMES = {dt: dt.name for dt in FLOAT_DTYPES}  # np.dtype.name is slow to compute
@@ -114,13 +110,19 @@ def _pool(op, mode, nd, input, kernel_size, stride, padding, dilation, ceil_mode
     if divisor_override is not None and (isinstance(divisor_override, bool)
                                          or not is_int(divisor_override)):
         raise TypeError(f"{op}: divisor_override={divisor_override!r} must be a positive int or None")
-    spec = _resolve_pool(
-        op, mode, nd, tuple(shape_of(x)), kernel_size, stride, padding, dilation,
-        ceil_mode=_flag(op, "ceil_mode", ceil_mode),
-        count_include_pad=_flag(op, "count_include_pad", count_include_pad),
+    shape = tuple(shape_of(x))
+    ceil_mode = _flag(op, "ceil_mode", ceil_mode)
+    count_include_pad = _flag(op, "count_include_pad", count_include_pad)
+    return_indices = _flag(op, "return_indices", return_indices)
+    name = _DTYPE_NAMES[dtype]
+    spec = _spec(
+        lambda: (op, mode, nd, shape, _k(kernel_size), _k(stride), _k(padding), _k(dilation), ceil_mode,
+                 count_include_pad, _k(divisor_override), _k(norm_type), return_indices,
+                 channels_last, name),
+        resolve_pool, op, mode, nd, shape, kernel_size, stride, padding, dilation,
+        ceil_mode=ceil_mode, count_include_pad=count_include_pad,
         divisor_override=divisor_override, norm_type=norm_type,
-        return_indices=_flag(op, "return_indices", return_indices),
-        channels_last=channels_last, dtype=_DTYPE_NAMES[dtype],
+        return_indices=return_indices, channels_last=channels_last, dtype=name,
     )
     return execute("pool", backend, spec, "auto", input, (x,), unbatched,
                    _empty(spec, dtype, spec.return_indices))
@@ -223,9 +225,11 @@ def _adaptive(op, mode, nd, input, output_size, return_indices, channels_last, d
     return_indices = _flag(op, "return_indices", return_indices)
     backend, x, unbatched = batched(op, input, nd, device)
     dtype = _input_dtype(op, input)
-    spec = _resolve_adaptive_pool(op, mode, nd, tuple(shape_of(x)), output_size,
-                                 return_indices=return_indices,
-                                 channels_last=channels_last, dtype=_DTYPE_NAMES[dtype])
+    shape = tuple(shape_of(x))
+    name = _DTYPE_NAMES[dtype]
+    spec = _spec(lambda: (op, mode, nd, shape, _k(output_size), return_indices, channels_last, name),
+                 resolve_adaptive_pool, op, mode, nd, shape, output_size,
+                 return_indices=return_indices, channels_last=channels_last, dtype=name)
     return execute("adaptive_pool", backend, spec, "auto", input, (x,), unbatched,
                    _empty(spec, dtype, spec.return_indices))
 
