@@ -11,9 +11,12 @@ one division by the count):
 - every output size divides its input size: the windows are those of a window pool
   with kernel = stride = n / o, so the window kernels of :mod:`fastconv.cpu.pool_window`
   run (channels-last global pooling included);
-- channels-first global pooling: each plane is read in order;
-- otherwise the general kernels here: one task per output row (and channel block when
-  channels-last), window bounds per output column.
+- channels-first global average: each plane is summed in order;
+- otherwise (and channels-first global max) the channels-last kernel here: one task per
+  output row and channel block, window bounds per output column, contiguous channels
+  innermost. Channels-first input is copied to channels-last order for it: the
+  channels-first form would be one scalar dependency chain per output, 5-30x slower
+  than that copy on SPP-sized layers.
 """
 
 from __future__ import annotations
@@ -50,33 +53,6 @@ def adaptive_bounds(n, o):
     return bounds
 
 
-@inline_helper
-def max_step(v, at, best, best_at):
-    """One tap of a max scan in index order: a greater value or a NaN takes."""
-    if (v > best) | (v != v):
-        return v, at
-    return best, best_at
-
-
-@inline_helper
-def max_merge(va, ia, vb, ib):
-    """Merge two scans of interleaved taps as one scan in index order would end: the
-    last NaN, else the first maximum (ia or ib < 0: that scan saw no tap)."""
-    if ib < 0:
-        return va, ia
-    if ia < 0:
-        return vb, ib
-    a_nan = va != va
-    b_nan = vb != vb
-    if a_nan or b_nan:
-        if a_nan and b_nan:
-            return (va, ia) if ia > ib else (vb, ib)
-        return (va, ia) if a_nan else (vb, ib)
-    if va > vb or (va == vb and ia < ib):
-        return va, ia
-    return vb, ib
-
-
 # ---- channels-first kernels ----------------------------------------------------------
 
 def _global_avg_nchw(x, out):
@@ -94,66 +70,6 @@ def _global_avg_nchw(x, out):
         for i in range(size):
             a += xf[b + np.uint64(i)]
         of[q] = a / count
-
-
-def _adaptive_nchw(x, out, idx, is_max, want_idx):
-    """General adaptive avg / max of (N, C, D, H, W) input: one task per output row."""
-    n_img, c_n, in_d, in_h, in_w = x.shape
-    od_n, oh_n, ow_n = out.shape[2], out.shape[3], out.shape[4]
-    xf = x.reshape(x.size)
-    of = out.reshape(out.size)
-    jf = idx.reshape(idx.size)
-    plane = in_d * in_h * in_w
-    zero = out.dtype.type(0)
-    ninf = out.dtype.type(-np.inf)
-    cols = adaptive_bounds(in_w, ow_n)
-    for t in prange(n_img * c_n * od_n * oh_n):
-        oh = t % oh_n
-        p = t // oh_n
-        od = p % od_n
-        x0 = (p // od_n) * plane
-        d0 = adaptive_start(od, in_d, od_n)
-        d1 = adaptive_end(od, in_d, od_n)
-        h0 = adaptive_start(oh, in_h, oh_n)
-        h1 = adaptive_end(oh, in_h, oh_n)
-        for ow in range(ow_n):
-            w0 = cols[ow, 0]
-            w1 = cols[ow, 1]
-            o = np.uint64(t * ow_n + ow)
-            if is_max:
-                # four independent chains (taps i_w % 4 == lane of each row), merged after;
-                # a chain that saw only -inf keeps index -1
-                b0 = b1 = b2 = b3 = ninf
-                k0 = k1 = k2 = k3 = -1
-                for i_d in range(d0, d1):
-                    for i_h in range(h0, h1):
-                        row = (i_d * in_h + i_h) * in_w
-                        i_w = w0
-                        while i_w + 4 <= w1:
-                            b0, k0 = max_step(xf[np.uint64(x0 + row + i_w)], row + i_w, b0, k0)
-                            b1, k1 = max_step(xf[np.uint64(x0 + row + i_w + 1)], row + i_w + 1, b1, k1)
-                            b2, k2 = max_step(xf[np.uint64(x0 + row + i_w + 2)], row + i_w + 2, b2, k2)
-                            b3, k3 = max_step(xf[np.uint64(x0 + row + i_w + 3)], row + i_w + 3, b3, k3)
-                            i_w += 4
-                        while i_w < w1:
-                            b0, k0 = max_step(xf[np.uint64(x0 + row + i_w)], row + i_w, b0, k0)
-                            i_w += 1
-                b0, k0 = max_merge(b0, k0, b1, k1)
-                b2, k2 = max_merge(b2, k2, b3, k3)
-                b0, k0 = max_merge(b0, k0, b2, k2)
-                if k0 < 0:  # a window of -inf: its first tap, as PyTorch
-                    k0 = (d0 * in_h + h0) * in_w + w0
-                of[o] = b0
-                if want_idx:
-                    jf[o] = k0
-            else:
-                acc = zero
-                for i_d in range(d0, d1):
-                    for i_h in range(h0, h1):
-                        row = x0 + (i_d * in_h + i_h) * in_w
-                        for i_w in range(w0, w1):
-                            acc += xf[np.uint64(row + i_w)]
-                of[o] = acc / out.dtype.type((d1 - d0) * (h1 - h0) * (w1 - w0))
 
 
 # ---- channels-last kernel ------------------------------------------------------------
@@ -227,7 +143,6 @@ def _adaptive_ndhwc(x, out, idx, is_max, want_idx, cblock):
 
 
 global_avg_nchw = twin(_global_avg_nchw)
-adaptive_nchw = twin(_adaptive_nchw)
 adaptive_ndhwc = twin(_adaptive_ndhwc)
 
 
@@ -239,23 +154,23 @@ def _make_plan(spec):
     is_max = spec.mode == "max"
     cl = spec.channels_last
     work = spec.batch * spec.channels * (math.prod(spec.in_size) + math.prod(spec.out_size))
-    tail = (channel_block(spec.channels, spec.batch * math.prod(spec.out_size[:-1])),) if cl else ()
-    if not cl and all(o == 1 for o in spec.out_size):  # a plane per task, read in order
-        # one dependency chain per plane, not vectorized: ~4x the time per visit
-        if is_max:
-            return make_plan(spec, adaptive_nchw, (True, spec.return_indices), True, 4 * work)
+    is_global = all(o == 1 for o in spec.out_size)
+    if not cl and is_global and not is_max:
+        # a plane per task, read in order: one dependency chain each, ~4x the time per visit
         return make_plan(spec, global_avg_nchw, (), False, 4 * work)
-    if all(n % o == 0 for n, o in zip(spec.in_size, spec.out_size)):
+    cblock = (channel_block(spec.channels, spec.batch * math.prod(spec.out_size[:-1])),)
+    divisible = all(n % o == 0 for n, o in zip(spec.in_size, spec.out_size))
+    if divisible and (cl or not is_global):
         steps = lifted(tuple(n // o for n, o in zip(spec.in_size, spec.out_size)), 1)
         window = (*steps, *steps, 1, 1, 1, 0, 0, 0)
+        tail = cblock if cl else ()
         if is_max:
-            return make_plan(spec, max_pool_ndhwc if cl else max_pool_nchw, (spec.return_indices, *window, *tail), True,
-                             work)
-        return make_plan(spec, avg_pool_ndhwc if cl else avg_pool_nchw, (*window, 0, 0, 0, True, 0, *tail), False,
-                         work)
-    if cl:
-        return make_plan(spec, adaptive_ndhwc, (is_max, spec.return_indices, *tail), True, work)
-    return make_plan(spec, adaptive_nchw, (is_max, spec.return_indices), True, 4 * work)
+            return make_plan(spec, max_pool_ndhwc if cl else max_pool_nchw,
+                             (spec.return_indices, *window, *tail), True, work)
+        return make_plan(spec, avg_pool_ndhwc if cl else avg_pool_nchw,
+                         (*window, 0, 0, 0, True, 0, *tail), False, work)
+    return make_plan(spec, adaptive_ndhwc, (is_max, spec.return_indices, *cblock), True, work,
+                     channels_last_kernel=True)
 
 
 _plan = spec_memo(_make_plan)

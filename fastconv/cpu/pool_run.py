@@ -7,7 +7,10 @@ channels-last ones. A writeable C-contiguous input in the working dtype is read 
 place (a reshape, no copy); any other input (read-only ones too: Numba would compile
 each kernel again for them) is copied into that form a chunk of images at a
 time, within the workspace cap. The output is allocated in the user's layout and
-returned as is (float16 results are cast once at the end).
+returned as is (float16 results are cast once at the end). Plans whose kernel is
+channels-last only (general adaptive windows: their channels-first form would be a
+scalar dependency chain per output) copy channels-first input to channels-last order
+and transpose the (smaller) result back.
 
 Every kernel exists twice (:func:`twin`): parallel, and serial for calls too small to
 repay waking the worker threads.
@@ -79,14 +82,18 @@ class Plan(NamedTuple):
     out_shape: tuple
     dtype: np.dtype  # the user's
     wdtype: np.dtype  # the kernels'
+    transposed: bool  # channels-first input run by a channels-last kernel on a copy
 
 
-def make_plan(spec, kernels, args, takes_idx, work) -> Plan:
+def make_plan(spec, kernels, args, takes_idx, work, *, channels_last_kernel=None) -> Plan:
+    """``channels_last_kernel=True`` on a channels-first spec: the input is copied to
+    channels-last order a chunk at a time and the result transposed back."""
     dtype = np.dtype(spec.dtype)
+    cl = spec.channels_last if channels_last_kernel is None else channels_last_kernel
     return Plan(kernels, tuple(args), takes_idx, work, bool(spec.return_indices),
-                _working_shape(spec.batch, spec.channels, spec.in_size, spec.channels_last),
-                _working_shape(spec.batch, spec.channels, spec.out_size, spec.channels_last),
-                dtype, working_dtype(dtype))
+                _working_shape(spec.batch, spec.channels, spec.in_size, cl),
+                _working_shape(spec.batch, spec.channels, spec.out_size, cl),
+                dtype, working_dtype(dtype), cl != spec.channels_last)
 
 
 def spec_memo(fn):
@@ -116,7 +123,8 @@ def run_pool(spec, x, plan: Plan):
     wdtype = plan.wdtype
     out = np.empty(plan.out_shape, wdtype)
     idx = np.empty(plan.out_shape if plan.with_indices else (1, 1, 1, 1, 1), INDEX_DTYPE)
-    if x.dtype == wdtype and x.flags.c_contiguous and x.flags.aligned and x.flags.writeable:
+    if (not plan.transposed and x.dtype == wdtype and x.flags.c_contiguous and x.flags.aligned
+            and x.flags.writeable):
         spans = ((0, spec.batch, x.reshape(plan.in_shape)),)
     else:
         per_image = max(1, math.prod(plan.in_shape[1:])) * wdtype.itemsize
@@ -124,15 +132,32 @@ def run_pool(spec, x, plan: Plan):
     for n0, n1, xw in spans:
         if xw is None:
             xw = np.empty((n1 - n0, *plan.in_shape[1:]), wdtype)
-            np.copyto(xw.reshape(x[n0:n1].shape), x[n0:n1], casting="unsafe")
+            if plan.transposed:  # (N, C, *spatial) -> (N, *spatial, C), lifted to 5-D
+                source = np.moveaxis(x[n0:n1], 1, -1)
+                np.copyto(xw.reshape(source.shape), source, casting="unsafe")
+            else:
+                np.copyto(xw.reshape(x[n0:n1].shape), x[n0:n1], casting="unsafe")
         o = out if n0 == 0 and n1 == spec.batch else out[n0:n1]
         if plan.takes_idx:
             kernel(xw, o, idx if not plan.with_indices or o is out else idx[n0:n1], *args)
         else:
             kernel(xw, o, *args)
+    if plan.transposed:
+        values = _channels_first(out, spec.output_shape, plan.dtype)
+        if plan.with_indices:
+            return values, _channels_first(idx, spec.output_shape, INDEX_DTYPE)
+        return values
     values = out.reshape(spec.output_shape)
     if wdtype != plan.dtype:
         values = values.astype(plan.dtype)
     if plan.with_indices:
         return values, idx.reshape(spec.output_shape)
     return values
+
+
+def _channels_first(out5, shape, dtype):
+    """A (N, OD, OH, OW, C) working result as a C-contiguous (N, C, *out_size) array."""
+    result = np.empty(shape, dtype)
+    np.copyto(result, np.moveaxis(out5.reshape((shape[0], *shape[2:], shape[1])), -1, 1),
+              casting="unsafe")
+    return result
