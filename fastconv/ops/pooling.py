@@ -330,10 +330,13 @@ def spatial_pyramid_pool(input, levels=(1, 2, 4), mode="max", *, channels_last=F
 
         parts = [_adaptive(op, mode, nd, x, int(lv), False, channels_last, device) for lv in levels]
         return _as_kind(concat_levels(parts, channels_last), input)
-    parts = []
-    for lv in levels:
-        y = to_host(_adaptive(op, mode, nd, x, int(lv), False, channels_last, device))
-        if channels_last:
-            y = np.moveaxis(y, -1, 1)
-        parts.append(y.reshape(y.shape[0], math.prod(y.shape[1:])))
-    return like_input(np.concatenate(parts, axis=1), input)
+    parts = [to_host(_adaptive(op, mode, nd, x, int(lv), False, channels_last, device)) for lv in levels]
+    n, c = parts[0].shape[0], parts[0].shape[-1 if channels_last else 1]
+    cells = [math.prod(y.shape[1:-1] if channels_last else y.shape[2:]) for y in parts]
+    out = np.empty((n, c * sum(cells)), parts[0].dtype)
+    col = 0
+    for y, k in zip(parts, cells):  # each level straight into its (C, cells) block
+        src = y.reshape(n, k, c).transpose(0, 2, 1) if channels_last else y.reshape(n, c, k)
+        np.copyto(out[:, col:col + c * k].reshape(n, c, k), src)
+        col += c * k
+    return like_input(out, input)
