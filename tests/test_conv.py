@@ -307,6 +307,20 @@ def test_depthwise_channels_last(s, rng):
     check(s, rng, "depthwise", channels_last=True)
 
 
+@pytest.mark.parametrize("s", DEPTHWISE_SAMPLES, ids=str)
+def test_depthwise_channels_first_row_path(s, rng, monkeypatch):
+    """Every depthwise sample through the channels-first row kernel (flat runs of rows, clipped top
+    and bottom rows, border columns), which small planes otherwise skip for the scratch-plane path."""
+    import fastconv.cpu.conv_depthwise as cd
+
+    monkeypatch.setattr(cd, "SMALL_PLANE_COLUMNS", 0)
+    cd.depthwise_plan.cache_clear()
+    try:
+        check(s, rng, "depthwise")
+    finally:
+        cd.depthwise_plan.cache_clear()
+
+
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
 def test_depthwise_non_contiguous_read_only_inputs(channels_last, rng):
     base = rng.standard_normal((3, 11, 10, 12)).astype(np.float32)
