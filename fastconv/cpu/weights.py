@@ -31,10 +31,10 @@ def pack_transposed_weight(weight, spec, dtype) -> np.ndarray:
 
 
 def pack_depthwise_weight(weight, spec, dtype, channels_last: bool = True) -> np.ndarray:
-    """(C*M, 1, *k) -> (KD, KH, KW, C*M) (channels_last) or (C*M, KD, KH, KW), C-contiguous,
-    working dtype, always a new writeable array."""
-    w = _lifted(weight, spec)[:, 0]
-    return np.array(w.transpose(1, 2, 3, 0) if channels_last else w, dtype=dtype, order="C")
+    """(C*M, 1, *k) -> (taps, C*M) (channels_last) or (C*M, taps), taps = KD*KH*KW in that
+    order; C-contiguous, working dtype, always a new writeable array."""
+    w = np.asarray(weight).reshape(spec.out_channels, -1)
+    return np.array(w.T if channels_last else w, dtype=dtype, order="C")
 
 
 def grouped_weight(weight, spec, dtype) -> np.ndarray:
