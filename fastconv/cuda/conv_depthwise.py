@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from numba import cuda
 
-from ..cpu.layout import ACTIVATION_CODES, activate, geometry3
+from ..cpu.layout import ACTIVATION_CODES, geometry3
 from ..dispatch import register
 from ._jit import (
     SUFFIX,
@@ -34,6 +34,7 @@ from ._jit import (
     pow2_at_least,
     specialised,
 )
+from .epilogue import conv_output_store
 from .pad import bias_or_dummy, conv_pad_launches, conv_working_input, lift_weight, output_array, user_shape
 
 SHARED_BUDGET = 40 * 1024
@@ -81,6 +82,7 @@ def depthwise_kernel(nd, kernel, stride_hw, dilation_hw, tile, dtype, channels_l
     xs_size = ih * iw * ct
     taps = kh_n * kw_n
     cl = channels_last
+    store = conv_output_store(work, channels_last)
 
     def kernel_fn(xp, w, bias, has_bias, out, mult, sd, dd, act):
         xs = cuda.shared.array(xs_size, work)
@@ -157,14 +159,7 @@ def depthwise_kernel(nd, kernel, stride_hw, dilation_hw, tile, dtype, channels_l
             for j in range(rp):
                 ox = ox0 + px * rp + j
                 if ox < ow_n:
-                    ov = acc[j]
-                    if has_bias:
-                        ov += work(bias[k])
-                    ov = activate(ov, act)
-                    if cl:
-                        out[n, od, oy, ox, k] = ov
-                    else:
-                        out[n, k, od, oy, ox] = ov
+                    store(out, n, k, od, oy, ox, acc[j], bias, has_bias, act)
 
     spatial = (kernel, (1, *stride_hw), (1, *dilation_hw))
     names = [dims(v[3 - nd:]) for v in spatial]

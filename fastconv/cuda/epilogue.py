@@ -1,6 +1,6 @@
 """The convolution kernels' epilogue: bias, activation, then the store into the
 user's layout. One device function per (working type, layout), shared by the direct,
-GEMM, split-K reduction and transposed kernels."""
+depthwise, GEMM, split-K reduction and transposed kernels."""
 
 from __future__ import annotations
 
