@@ -29,7 +29,10 @@ from .conv_driver import run_on_padded_chunks
 from .layout import bias_vector, geometry3, image_chunks
 from .weights import pack_depthwise_weight
 
-CHANNELS_L1 = 128  # channels-last: at most this many channels per task, so a tile's input rows stay in L1
+# Channels-last: at most this many channels per task. Larger blocks amortise each register tile's
+# setup over more channel vectors: 512 measured 5-25% faster than 128 (and 128 than 64) on
+# MobileNet layers of 144-960 channels, whose tiles' input rows then outgrow L1.
+CHANNELS_L1 = 512
 TASKS_PER_THREAD = 4
 
 
