@@ -73,13 +73,10 @@ def _max_pool_ndhwc(x, out, idx, want_idx, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh,
         h_lo, h_hi = span(oh * sh - ph, dh, in_h, kh_n)
         for ow in range(ow_n):
             o = np.uint64((r * ow_n + ow) * c_n + c0)
-            for c in range(width):
-                of[o + np.uint64(c)] = -np.inf
-            if want_idx:
-                for c in range(width):
-                    jf[o + np.uint64(c)] = -1
             w_lo, w_hi = span(ow * sw - pw, dw, in_w, kw_n)
-            first = True  # the first in-input tap wins ties with -inf, as in PyTorch
+            # the first in-input tap is stored as is (it wins ties with -inf, as in
+            # PyTorch); no separate -inf pass
+            first = True
             for kd in range(d_lo, d_hi):
                 i_d = od * sd - pd + kd * dd
                 for kh in range(h_lo, h_hi):
@@ -87,14 +84,15 @@ def _max_pool_ndhwc(x, out, idx, want_idx, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh,
                     for kw in range(w_lo, w_hi):
                         flat = row + ow * sw - pw + kw * dw
                         xs = np.uint64((n * in_d * in_h * in_w + flat) * c_n + c0)
-                        if want_idx:
-                            if first:
-                                first = False
+                        if first:
+                            first = False
+                            for c in range(width):
+                                uc = np.uint64(c)
+                                of[o + uc] = xf[xs + uc]
+                            if want_idx:
                                 for c in range(width):
-                                    uc = np.uint64(c)
-                                    of[o + uc] = xf[xs + uc]
-                                    jf[o + uc] = flat
-                                continue
+                                    jf[o + np.uint64(c)] = flat
+                        elif want_idx:
                             for c in range(width):
                                 uc = np.uint64(c)
                                 v = xf[xs + uc]
@@ -108,6 +106,12 @@ def _max_pool_ndhwc(x, out, idx, want_idx, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh,
                                 v = xf[xs + uc]
                                 m = of[o + uc]
                                 of[o + uc] = v if (v > m) | (v != v) else m
+            if first:  # no tap inside the input
+                for c in range(width):
+                    of[o + np.uint64(c)] = -np.inf
+                if want_idx:
+                    for c in range(width):
+                        jf[o + np.uint64(c)] = -1
 
 
 def _avg_pool_ndhwc(x, out, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh, dw,
@@ -133,18 +137,26 @@ def _avg_pool_ndhwc(x, out, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh, dw,
                 * avg_divisor(oh * sh - ph, kh_n, dh, ph, eh, in_h, include_pad))
         for ow in range(ow_n):
             o = np.uint64((r * ow_n + ow) * c_n + c0)
-            for c in range(width):
-                of[o + np.uint64(c)] = zero
             w_lo, w_hi = span(ow * sw - pw, dw, in_w, kw_n)
+            first = True  # the first tap stores 0 + x: no separate zeroing pass
             for kd in range(d_lo, d_hi):
                 i_d = od * sd - pd + kd * dd
                 for kh in range(h_lo, h_hi):
                     row = (i_d * in_h + oh * sh - ph + kh * dh) * in_w
                     for kw in range(w_lo, w_hi):
                         xs = np.uint64((n * in_d * in_h * in_w + row + ow * sw - pw + kw * dw) * c_n + c0)
-                        for c in range(width):
-                            uc = np.uint64(c)
-                            of[o + uc] += xf[xs + uc]
+                        if first:
+                            first = False
+                            for c in range(width):
+                                uc = np.uint64(c)
+                                of[o + uc] = zero + xf[xs + uc]
+                        else:
+                            for c in range(width):
+                                uc = np.uint64(c)
+                                of[o + uc] += xf[xs + uc]
+            if first:  # no tap inside the input
+                for c in range(width):
+                    of[o + np.uint64(c)] = zero
             if divisor_override > 0:
                 div = divisor_override
             else:
