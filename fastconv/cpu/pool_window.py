@@ -138,36 +138,41 @@ def _avg_pool_ndhwc(x, out, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh, dw,
         for ow in range(ow_n):
             o = np.uint64((r * ow_n + ow) * c_n + c0)
             w_lo, w_hi = span(ow * sw - pw, dw, in_w, kw_n)
-            first = True  # the first tap stores 0 + x: no separate zeroing pass
+            taps = (d_hi - d_lo) * (h_hi - h_lo) * (w_hi - w_lo)
+            if divisor_override > 0:
+                div = divisor_override
+            else:
+                div = vert * avg_divisor(ow * sw - pw, kw_n, dw, pw, ew, in_w, include_pad)
+            if taps == 0 or div <= 0:
+                for c in range(width):
+                    of[o + np.uint64(c)] = zero
+                continue
+            dv = out.dtype.type(div)  # divide in the working dtype, as PyTorch
+            # the first tap stores 0 + x and the last one divides: no separate passes
+            k = 0
             for kd in range(d_lo, d_hi):
                 i_d = od * sd - pd + kd * dd
                 for kh in range(h_lo, h_hi):
                     row = (i_d * in_h + oh * sh - ph + kh * dh) * in_w
                     for kw in range(w_lo, w_hi):
                         xs = np.uint64((n * in_d * in_h * in_w + row + ow * sw - pw + kw * dw) * c_n + c0)
-                        if first:
-                            first = False
+                        if taps == 1:
+                            for c in range(width):
+                                uc = np.uint64(c)
+                                of[o + uc] = (zero + xf[xs + uc]) / dv
+                        elif k == 0:
                             for c in range(width):
                                 uc = np.uint64(c)
                                 of[o + uc] = zero + xf[xs + uc]
+                        elif k == taps - 1:
+                            for c in range(width):
+                                uc = np.uint64(c)
+                                of[o + uc] = (of[o + uc] + xf[xs + uc]) / dv
                         else:
                             for c in range(width):
                                 uc = np.uint64(c)
                                 of[o + uc] += xf[xs + uc]
-            if first:  # no tap inside the input
-                for c in range(width):
-                    of[o + np.uint64(c)] = zero
-            if divisor_override > 0:
-                div = divisor_override
-            else:
-                div = vert * avg_divisor(ow * sw - pw, kw_n, dw, pw, ew, in_w, include_pad)
-            if div > 0:
-                dv = out.dtype.type(div)  # divide in the working dtype, as PyTorch
-                for c in range(width):
-                    of[o + np.uint64(c)] = of[o + np.uint64(c)] / dv
-            else:
-                for c in range(width):
-                    of[o + np.uint64(c)] = zero
+                        k += 1
 
 
 def _lp_pool_ndhwc(x, out, p, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh, dw, pd, ph, pw, cblock):
