@@ -101,9 +101,10 @@ def _adaptive_ndhwc(x, out, idx, is_max, want_idx, cblock):
             w0 = cols[ow, 0]
             w1 = cols[ow, 1]
             o = np.uint64((r * ow_n + ow) * c_n + c0)
-            for c in range(width):
-                of[o + np.uint64(c)] = -np.inf if is_max else zero
-            first = True
+            # windows are never empty: the first tap stores (avg: 0 + x), the last divides
+            taps = (d1 - d0) * (h1 - h0) * (w1 - w0)
+            count = out.dtype.type(taps)
+            k = 0
             for i_d in range(d0, d1):
                 for i_h in range(h0, h1):
                     row = (i_d * in_h + i_h) * in_w
@@ -111,11 +112,23 @@ def _adaptive_ndhwc(x, out, idx, is_max, want_idx, cblock):
                         flat = row + i_w
                         xs = np.uint64((n * in_d * in_h * in_w + flat) * c_n + c0)
                         if not is_max:
-                            for c in range(width):
-                                uc = np.uint64(c)
-                                of[o + uc] += xf[xs + uc]
-                        elif first:  # the first tap is taken whatever it holds, as in PyTorch
-                            first = False
+                            if taps == 1:
+                                for c in range(width):
+                                    uc = np.uint64(c)
+                                    of[o + uc] = (zero + xf[xs + uc]) / count
+                            elif k == 0:
+                                for c in range(width):
+                                    uc = np.uint64(c)
+                                    of[o + uc] = zero + xf[xs + uc]
+                            elif k == taps - 1:
+                                for c in range(width):
+                                    uc = np.uint64(c)
+                                    of[o + uc] = (of[o + uc] + xf[xs + uc]) / count
+                            else:
+                                for c in range(width):
+                                    uc = np.uint64(c)
+                                    of[o + uc] += xf[xs + uc]
+                        elif k == 0:  # the first tap is taken whatever it holds, as in PyTorch
                             for c in range(width):
                                 uc = np.uint64(c)
                                 of[o + uc] = xf[xs + uc]
@@ -136,10 +149,7 @@ def _adaptive_ndhwc(x, out, idx, is_max, want_idx, cblock):
                                 v = xf[xs + uc]
                                 m = of[o + uc]
                                 of[o + uc] = v if (v > m) | (v != v) else m
-            if not is_max:
-                count = out.dtype.type((d1 - d0) * (h1 - h0) * (w1 - w0))
-                for c in range(width):
-                    of[o + np.uint64(c)] = of[o + np.uint64(c)] / count
+                        k += 1
 
 
 global_avg_nchw = twin(_global_avg_nchw)
