@@ -27,7 +27,7 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from numba import prange
+from numba import prange, uint64
 
 from .._arrays import working_dtype
 from .._jit import parallel_kernel
@@ -53,6 +53,14 @@ class PhaseGroup(NamedTuple):
 
     phases: tuple  # tuples of DimPhase, one per spatial dim
     spec: object  # forward ConvSpec, or None for bias-only phases
+    weight_at: int  # where its forward weight starts in the buffer phase_weights fills
+
+
+class PhasePlan(NamedTuple):
+    groups: tuple  # PhaseGroups
+    weight_table: np.ndarray  # per phase with taps: (start of its group's weight, index in group, P, taps)
+    weight_taps: np.ndarray  # per phase with taps: flat kernel index of each forward tap
+    weight_elems: int
 
 
 def dim_phases(n: int, k: int, s: int, d: int, pad_begin: int, out: int) -> list[DimPhase]:
@@ -80,8 +88,9 @@ def dim_phases(n: int, k: int, s: int, d: int, pad_begin: int, out: int) -> list
 
 
 @functools.lru_cache(maxsize=256)
-def phase_plan(spec) -> tuple:
-    """PhaseGroups for a transposed-conv spec, phases sharing a forward geometry stacked."""
+def phase_plan(spec) -> PhasePlan:
+    """PhaseGroups for a transposed-conv spec, phases sharing a forward geometry stacked, and where
+    each phase's forward weight comes from. Cached: callers must not write to its arrays."""
     per_dim = [dim_phases(n, k, s, d, b, o) for n, k, s, d, (b, _), o in
                zip(spec.in_size, spec.kernel, spec.stride, spec.dilation, spec.pads, spec.out_size)]
     by_geometry: dict = {}
@@ -91,10 +100,21 @@ def phase_plan(spec) -> tuple:
         else:
             key = tuple((p.crop, p.pads, p.dilation, p.taps_n) for p in combo)
         by_geometry.setdefault(key, []).append(combo)
-    groups = []
+    groups, table, taps, at = [], [], [], 0
+    flat = np.arange(math.prod(spec.kernel)).reshape(spec.kernel)
     for key, phases in by_geometry.items():
-        groups.append(PhaseGroup(tuple(phases), None if key is None else _forward_spec(spec, key, len(phases))))
-    return tuple(groups)
+        if key is None:
+            groups.append(PhaseGroup(tuple(phases), None, 0))
+            continue
+        fspec = _forward_spec(spec, key, len(phases))
+        groups.append(PhaseGroup(tuple(phases), fspec, at))
+        for j, phase in enumerate(phases):
+            taps.append(flat[tuple(p.taps for p in phase)].ravel())
+            table.append((at, j, len(phases), taps[-1].size))
+        at += math.prod(fspec.weight_shape)
+    width = max([t.size for t in taps], default=1)
+    taps = np.array([np.pad(t, (0, width - t.size)) for t in taps], np.int64).reshape(-1, width)
+    return PhasePlan(tuple(groups), np.array(table, np.int64).reshape(-1, 4), taps, at)
 
 
 def _product(per_dim):
@@ -179,6 +199,31 @@ def interleave_channels_last(ys, table, out, od_n, oh_n, ow_n, k_n, sd, sh, sw, 
                 src += ky
 
 
+@parallel_kernel
+def phase_weights(w, g_n, cg, kg, table, taps, out):
+    """The forward weight of every phase group, from w, flat (G, C/G, K/G, T).
+
+    For phase row (at, p, P, T') of ``table``, out[at:] holds its group's (G, P, K/G, C/G, T') weight:
+    [g, p, kk, ci, j] = w[g, ci, kk, taps[row, j]]. A transpose of (C/G, K/G), in 16 x 16 blocks so that
+    reads follow 16 sequential streams and writes fill whole runs.
+    """
+    t_n = w.size // (g_n * cg * kg)
+    kb_n = (kg + 15) // 16
+    for task in prange(g_n * kb_n):
+        g = task // kb_n
+        k0 = (task - g * kb_n) * 16
+        for c0 in range(0, cg, 16):
+            for kk in range(k0, min(k0 + 16, kg)):
+                for r in range(table.shape[0]):
+                    at, p, p_n, t_sub = table[r, 0], table[r, 1], table[r, 2], table[r, 3]
+                    dst = at + (((g * p_n + p) * kg + kk) * cg + c0) * t_sub
+                    for ci in range(c0, min(c0 + 16, cg)):
+                        src = ((g * cg + ci) * kg + kk) * t_n
+                        for j in range(t_sub):
+                            out[uint64(dst + j)] = w[uint64(src + taps[r, j])]
+                        dst += t_sub
+
+
 def _flat_bits(a):
     """A C-contiguous array as a flat array of unsigned ints of its item size (the copy moves bits)."""
     return np.ascontiguousarray(a).reshape(-1).view(f"u{a.dtype.itemsize}")
@@ -189,14 +234,17 @@ def _flat_bits(a):
 def conv_transpose_phases(spec, x, weight, bias):
     dtype = np.dtype(spec.dtype)
     g, cg, kg = spec.groups, spec.in_per_group, spec.out_per_group
-    # (C, K/G, *k) -> (G, K/G, C/G, *k): forward weights of each group, taps still unflipped
-    wf = np.asarray(weight).reshape(g, cg, kg, *spec.kernel).swapaxes(1, 2)
     plan = phase_plan(spec)
-    if len(plan) == 1 and len(plan[0].phases) == 1 and plan[0].spec is not None:  # stride 1: one forward conv
-        return _forward(spec, plan[0], x, wf, bias)
+    wbits = _flat_bits(weight)
+    wsub = np.empty(plan.weight_elems, wbits.dtype)
+    phase_weights(wbits, g, cg, kg, plan.weight_table, plan.weight_taps, wsub)
+    wsub = wsub.view(dtype)
+    first = plan.groups[0]
+    if len(plan.groups) == 1 and len(first.phases) == 1 and first.spec is not None:  # stride 1: one forward conv
+        return _forward(spec, first, x, wsub, bias)
     out = np.empty(spec.output_shape, dtype)
     ys, table = [], []
-    for group in plan:
+    for group in plan.groups:
         if group.spec is None:
             fill = _bias_only(spec, bias, working_dtype(dtype)).astype(dtype)
             for phase in group.phases:
@@ -205,7 +253,7 @@ def conv_transpose_phases(spec, x, weight, bias):
         for j, phase in enumerate(group.phases):
             table.append((len(ys), j, len(group.phases), *lift3([p.offset for p in phase], 0),
                           *lift3([p.count for p in phase], 1)))
-        ys.append(_flat_bits(_forward(spec, group, x, wf, bias)))
+        ys.append(_flat_bits(_forward(spec, group, x, wsub, bias)))
     if ys:
         args = (tuple(ys), np.array(table, np.int64), _flat_bits(out))
         sizes = lift3(spec.out_size, 1)
@@ -216,13 +264,13 @@ def conv_transpose_phases(spec, x, weight, bias):
     return out
 
 
-def _forward(spec, group, x, wf, bias):
+def _forward(spec, group, x, wsub, bias):
     """The forward conv of a PhaseGroup, in the user's layout: (N, G * P * K/G, *Q) channels-first."""
-    g, cg, kg = spec.groups, spec.in_per_group, spec.out_per_group
+    g, kg, p_n = spec.groups, spec.out_per_group, len(group.phases)
     xs = x[_spatial(spec, (slice(*p.crop) for p in group.phases[0]))]
-    taps = [wf[(slice(None),) * 3 + tuple(p.taps for p in phase)] for phase in group.phases]
-    w = np.stack(taps, axis=1).reshape(-1, cg, *taps[0].shape[3:])  # (G * P * K/G, C/G, *k_sub)
+    shape = group.spec.weight_shape
+    w = wsub[group.weight_at:group.weight_at + math.prod(shape)].reshape(shape)
     b = None
     if bias is not None:
-        b = np.broadcast_to(np.asarray(bias).reshape(g, 1, kg), (g, len(taps), kg)).reshape(-1)
+        b = np.broadcast_to(np.asarray(bias).reshape(g, 1, kg), (g, p_n, kg)).reshape(-1)
     return choose("conv", "cpu", group.spec).fn(group.spec, xs, w, b)
