@@ -402,7 +402,8 @@ def test_adaptive_max_pool_nan_like_torch(rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("shape", [(2, 3, 17), (2, 3, 7, 9), (2, 70, 3, 3), (1, 2, 5, 7, 6)],
+@pytest.mark.parametrize("shape", [(2, 3, 17), (2, 3, 7, 9), (2, 70, 3, 3), (1, 2, 5, 7, 6), (2, 5, 2, 3),
+                                   (17, 600, 3, 5)],
                          ids=lambda s: "x".join(map(str, s)))
 def test_global_pools(shape, dtype, rng):
     nd = len(shape) - 2
