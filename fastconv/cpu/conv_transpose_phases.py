@@ -11,13 +11,16 @@ whose sub-convolutions share the input window and sub-kernel shape run as one fo
 conv with their output channels stacked (U-Net's 2x2 stride 2: one GEMM).
 
 Input: the user's layout (channels-first or channels-last), cropped by views where a
-phase starts inside it; zero padding is left to the forward kernel. Weight (C, K/G,
-*k) becomes the forward (K', C/G, *k_sub) per stacked group. A phase with no tap, or
-whose window lies wholly outside the input, is bias (then activation) only.
+phase starts inside it; zero padding is left to the forward kernel. A phase with no
+tap, or whose window lies wholly outside the input, is bias (then activation) only.
 
-Copies: the per-phase weights (weight-sized), and the forward outputs, each copied
-once into its interleaved slots of the result (out[..., r_h::s_h, r_w::s_w]): one
-output-sized copy in all.
+Copies, beyond what the forward kernels do themselves: the weight, once, by
+:func:`phase_weights` (transposed weight (C, K/G, *k) -> each group's forward weight
+(G * P * K/G, C/G, *k_sub), a blocked transpose); the forward outputs, once, into
+their interleaved slots of the result (out[..., r_h::s_h, r_w::s_w]) by one fused
+kernel per layout: one output-sized copy in all. Stride 1 (a single phase) returns
+the forward output itself. float16 is copied as bits (uint16); the forward kernels
+compute it in float32.
 """
 
 from __future__ import annotations
@@ -167,7 +170,7 @@ def interleave_channels_first(ys, table, out, k_n, od_n, oh_n, ow_n, sd, sh, sw,
                 for qh in range(qh_n):
                     dst = t * plane + ((rd + sd * qd) * oh_n + rh + sh * qh) * ow_n + rw
                     for qw in range(qw_n):
-                        out[dst + sw * qw] = y[src + qw]
+                        out[uint64(dst + sw * qw)] = y[uint64(src + qw)]
                     src += qw_n
 
 
@@ -194,7 +197,7 @@ def interleave_channels_last(ys, table, out, od_n, oh_n, ow_n, k_n, sd, sh, sw, 
                 for g in range(groups):
                     sg = src + (g * stacked + j) * kg
                     for kk in range(kg):
-                        out[dst + kk] = y[sg + kk]
+                        out[uint64(dst + kk)] = y[uint64(sg + kk)]
                     dst += kg
                 src += ky
 
