@@ -10,7 +10,9 @@ Padding is implicit: a tap is read only when it lies inside the unpadded input, 
 pads of any size, per side, cost nothing. Each parallel task owns one output row
 (n, od, oh) and one block of channels; for each output pixel the window's in-input
 taps are found once, and the innermost loop runs over the contiguous channels,
-accumulating straight into the output (no scratch).
+accumulating straight into the output (no scratch): the first tap stores, the others
+update, and the average's last tap also divides, so no pass over the channels is
+spent on initialising or dividing.
 
 Semantics (PyTorch's where it has one):
 - max: padded cells never win; the first maximum in scan order wins; a NaN wins over
