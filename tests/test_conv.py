@@ -94,6 +94,21 @@ def test_transposed_channels_last(s, algo, rng):
     check(s, rng, algo, channels_last=True)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_transposed_phases_one_conv_per_phase(channels_last, monkeypatch, rng):
+    """Few-channel layers run their phases as one conv over the union window; check the per-phase path too."""
+    from fastconv.cpu import conv_transpose_phases
+
+    monkeypatch.setattr(conv_transpose_phases, "UNION_CHANNELS", 0)
+    conv_transpose_phases.phase_plan.cache_clear()
+    try:
+        for s in SAMPLES:
+            if s.transposed:
+                check(s, rng, "phases", channels_last=channels_last)
+    finally:
+        conv_transpose_phases.phase_plan.cache_clear()
+
+
 def test_transposed_matches_input_gradient(rng):
     """conv_transpose is the adjoint of conv: torch.nn.grad.conv*_input is an independent oracle."""
     for s in [sample("conv_transpose2d", (2, 6, 5, 4), (6, 2, 3, 3), stride=2, padding=1, groups=3, dilation=2,

@@ -57,12 +57,13 @@ class PhaseGroup(NamedTuple):
     phases: tuple  # tuples of DimPhase, one per spatial dim
     spec: object  # forward ConvSpec, or None for bias-only phases
     weight_at: int  # where its forward weight starts in the buffer phase_weights fills
+    crop: tuple  # (begin, end) of the input slice, per spatial dim
 
 
 class PhasePlan(NamedTuple):
     groups: tuple  # PhaseGroups
     weight_table: np.ndarray  # per phase with taps: (start of its group's weight, index in group, P, taps)
-    weight_taps: np.ndarray  # per phase with taps: flat kernel index of each forward tap
+    weight_taps: np.ndarray  # per phase with taps: flat kernel index of each forward tap (-1: a zero)
     weight_elems: int
 
 
@@ -103,21 +104,66 @@ def phase_plan(spec) -> PhasePlan:
         else:
             key = tuple((p.crop, p.pads, p.dilation, p.taps_n) for p in combo)
         by_geometry.setdefault(key, []).append(combo)
-    groups, table, taps, at = [], [], [], 0
     flat = np.arange(math.prod(spec.kernel)).reshape(spec.kernel)
+    union = _union(spec, per_dim)
+    if union is not None:
+        phases = _product(per_dim)
+        by_geometry = {tuple(key for key, _ in union): phases}
+        phase_taps = [_union_taps(spec, phase, union) for phase in phases]
+    groups, table, taps, at = [], [], [], 0
     for key, phases in by_geometry.items():
         if key is None:
-            groups.append(PhaseGroup(tuple(phases), None, 0))
+            groups.append(PhaseGroup(tuple(phases), None, 0, ()))
             continue
         fspec = _forward_spec(spec, key, len(phases))
-        groups.append(PhaseGroup(tuple(phases), fspec, at))
+        groups.append(PhaseGroup(tuple(phases), fspec, at, tuple(crop for crop, _, _, _ in key)))
         for j, phase in enumerate(phases):
-            taps.append(flat[tuple(p.taps for p in phase)].ravel())
+            taps.append(phase_taps[j] if union is not None else flat[tuple(p.taps for p in phase)].ravel())
             table.append((at, j, len(phases), taps[-1].size))
         at += math.prod(fspec.weight_shape)
     width = max([t.size for t in taps], default=1)
     taps = np.array([np.pad(t, (0, width - t.size)) for t in taps], np.int64).reshape(-1, width)
     return PhasePlan(tuple(groups), np.array(table, np.int64).reshape(-1, 4), taps, at)
+
+
+UNION_CHANNELS = 16  # stacked output channels that one vector of floats holds
+
+
+def _union(spec, per_dim):
+    """Per spatial dim ((crop, pads, dilation, kernel), {phase offset: its tap window's start}) of one forward
+    conv over the union of every phase's window, each phase's taps in its place and zeros elsewhere; or
+    None. Worth it when the phases' output channels together still fit one vector: each phase alone
+    would leave most lanes of the register tile empty (DCGAN's last layer, 3 channels)."""
+    n_phases = math.prod(len(phases) for phases in per_dim)
+    if n_phases < 2 or spec.out_per_group * n_phases > UNION_CHANNELS:
+        return None
+    dims = []
+    for n, phases in zip(spec.in_size, per_dim):
+        if any(p.taps is None or p.dilation != 1 for p in phases) or len({p.count for p in phases}) > 1:
+            return None
+        lo = {p.offset: p.crop[0] - p.pads[0] for p in phases}  # input index of output 0's first tap
+        first, last = min(lo.values()), max(lo[p.offset] + p.taps_n for p in phases)
+        reach = last + phases[0].count - 1  # end of the input range the union reads
+        begin, end = max(first, 0), min(reach, n)
+        if begin >= end:
+            return None
+        dims.append((((begin, end), (begin - first, reach - end), 1, last - first),
+                     {r: start - first for r, start in lo.items()}))
+    return dims
+
+
+def _union_taps(spec, phase, union):
+    """Flat kernel index of each tap of the union window for one phase, -1 where the phase has none."""
+    per_dim = []
+    for p, k, ((_, _, _, width), starts) in zip(phase, spec.kernel, union):
+        idx = np.full(width, -1, np.int64)
+        start = starts[p.offset]
+        idx[start:start + p.taps_n] = np.arange(k)[p.taps]
+        per_dim.append(idx)
+    grids = np.meshgrid(*per_dim, indexing="ij")
+    valid = np.logical_and.reduce([g >= 0 for g in grids])
+    flat = np.ravel_multi_index(tuple(np.where(valid, g, 0) for g in grids), spec.kernel)
+    return np.where(valid, flat, -1).ravel()
 
 
 def _product(per_dim):
@@ -207,8 +253,8 @@ def phase_weights(w, g_n, cg, kg, table, taps, out):
     """The forward weight of every phase group, from w, flat (G, C/G, K/G, T).
 
     For phase row (at, p, P, T') of ``table``, out[at:] holds its group's (G, P, K/G, C/G, T') weight:
-    [g, p, kk, ci, j] = w[g, ci, kk, taps[row, j]]. A transpose of (C/G, K/G), in 16 x 16 blocks so that
-    reads follow 16 sequential streams and writes fill whole runs.
+    [g, p, kk, ci, j] = w[g, ci, kk, taps[row, j]], 0 where that is -1. A transpose of (C/G, K/G), in
+    16 x 16 blocks so that reads follow 16 sequential streams and writes fill whole runs.
     """
     t_n = w.size // (g_n * cg * kg)
     kb_n = (kg + 15) // 16
@@ -223,7 +269,8 @@ def phase_weights(w, g_n, cg, kg, table, taps, out):
                     for ci in range(c0, min(c0 + 16, cg)):
                         src = ((g * cg + ci) * kg + kk) * t_n
                         for j in range(t_sub):
-                            out[uint64(dst + j)] = w[uint64(src + taps[r, j])]
+                            t = taps[r, j]
+                            out[uint64(dst + j)] = w[uint64(src + t)] if t >= 0 else 0
                         dst += t_sub
 
 
@@ -270,7 +317,7 @@ def conv_transpose_phases(spec, x, weight, bias):
 def _forward(spec, group, x, wsub, bias):
     """The forward conv of a PhaseGroup, in the user's layout: (N, G * P * K/G, *Q) channels-first."""
     g, kg, p_n = spec.groups, spec.out_per_group, len(group.phases)
-    xs = x[_spatial(spec, (slice(*p.crop) for p in group.phases[0]))]
+    xs = x[_spatial(spec, (slice(*crop) for crop in group.crop))]
     shape = group.spec.weight_shape
     w = wsub[group.weight_at:group.weight_at + math.prod(shape)].reshape(shape)
     b = None
