@@ -8,7 +8,9 @@ the transposed conv becomes prod(stride) forward convolutions, each run by the f
 CPU implementation that ``algo="auto"`` picks for it (1x1 sub-kernels: one GEMM; the
 others: the register-tiled direct kernel), with bias and activation fused. Phases
 whose sub-convolutions share the input window and sub-kernel shape run as one forward
-conv with their output channels stacked (U-Net's 2x2 stride 2: one GEMM).
+conv with their output channels stacked (U-Net's 2x2 stride 2: one GEMM); when all
+phases' output channels together fit one vector (DCGAN's 3-channel last layer), all
+run as one conv over the union of their windows, zeros at the taps a phase lacks.
 
 Input: the user's layout (channels-first or channels-last), cropped by views where a
 phase starts inside it; zero padding is left to the forward kernel. A phase with no
