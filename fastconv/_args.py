@@ -9,6 +9,8 @@ from __future__ import annotations
 import numbers
 from collections.abc import Sequence
 
+import numpy as np
+
 PADDING_MODES = ("zeros", "constant", "reflect", "replicate", "circular", "symmetric")
 PADDING_WORDS = ("valid", "same", "full")
 ACTIVATIONS = (None, "relu", "relu6")
@@ -132,6 +134,15 @@ def window_out_size(op, in_size, kernel, stride, dilation, pads, ceil_mode=False
             o = span // s + 1
         out.append(o)
     return tuple(out)
+
+
+def check_flag(op: str, name: str, value) -> bool:
+    """A bool argument (NumPy bools and the ints 0 and 1 accepted) as a bool."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if is_int(value) and value in (0, 1):
+        return bool(value)
+    raise TypeError(f"{op}: {name}={value!r} must be a bool")
 
 
 def check_choice(op: str, name: str, value, choices) -> None:

@@ -72,3 +72,20 @@ def test_conv1d_and_3d_name_their_op():
         F.conv1d(X, W)
     with pytest.raises(ValueError, match=r"conv3d: input must have 5 dims"):
         F.conv3d(np.zeros((1, 2, 3), np.float32), np.zeros((1, 2, 1, 1, 1), np.float32))
+
+
+def test_spec_cache_does_not_hide_errors_behind_equal_values():
+    """Repeated calls reuse their resolved spec; values equal to a cached call's but of
+    another type (1.0, True) still get the error an uncached call gives."""
+    assert F.conv2d(X, W, stride=1, groups=1).shape == (1, 2, 4, 4)
+    for _ in range(2):
+        with pytest.raises(TypeError, match="groups must be an int"):
+            F.conv2d(X, W, stride=1, groups=1.0)
+        with pytest.raises(TypeError, match="stride"):
+            F.conv2d(X, W, stride=True, groups=1)
+        with pytest.raises(TypeError, match="channels_last"):
+            F.conv2d(X, W, channels_last="yes")
+    assert F.conv2d(X, W, stride=[2, 2]).shape == F.conv2d(X, W, stride=(2, 2)).shape == (1, 2, 2, 2)
+    assert F.conv_transpose2d(X, WT, stride=2).shape == (1, 2, 13, 13)
+    with pytest.raises(TypeError, match="output_padding"):
+        F.conv_transpose2d(X, WT, stride=2, output_padding=1.0)

@@ -8,17 +8,23 @@ import numpy as np
 from .._arrays import check_same_dtype, shape_of
 from ..spec.conv import resolve_conv
 from ._call import batched, execute
+from ._spec_cache import DTYPE_NAMES, cached_spec, flag_key, key_of
 
 
 def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode,
           padding_value, algo, activation, channels_last, device):
     backend, x, unbatched = batched(op, input, nd, device, (("weight", weight), ("bias", bias)))
     dtype = check_same_dtype(op, input=input, weight=weight, bias=bias)
-    spec = resolve_conv(
-        op, shape_of(x), shape_of(weight), stride=stride, padding=padding, dilation=dilation,
-        groups=groups, padding_mode=padding_mode, padding_value=padding_value,
-        bias_shape=None if bias is None else shape_of(bias), activation=activation,
-        channels_last=channels_last, dtype=dtype.name,
+    x_shape, w_shape = shape_of(x), shape_of(weight)
+    b_shape = None if bias is None else shape_of(bias)
+    name = DTYPE_NAMES[dtype]
+    spec = cached_spec(
+        lambda: (op, x_shape, w_shape, key_of(stride), key_of(padding), key_of(dilation), key_of(groups),
+                 key_of(padding_mode), key_of(padding_value), b_shape, key_of(activation),
+                 flag_key(channels_last), name),
+        resolve_conv, op, x_shape, w_shape, stride=stride, padding=padding, dilation=dilation,
+        groups=groups, padding_mode=padding_mode, padding_value=padding_value, bias_shape=b_shape,
+        activation=activation, channels_last=channels_last, dtype=name,
     )
     return execute("conv", backend, spec, algo, input, (x, weight, bias), unbatched,
                    lambda: np.empty(spec.output_shape, dtype))
@@ -61,11 +67,16 @@ def _conv_transpose(op, nd, input, weight, bias, stride, padding, output_padding
                     dilation, algo, activation, channels_last, device, output_size):
     backend, x, unbatched = batched(op, input, nd, device, (("weight", weight), ("bias", bias)))
     dtype = check_same_dtype(op, input=input, weight=weight, bias=bias)
-    spec = resolve_conv(
-        op, shape_of(x), shape_of(weight), stride=stride, padding=padding, dilation=dilation,
-        groups=groups, output_padding=output_padding, output_size=output_size,
-        bias_shape=None if bias is None else shape_of(bias), activation=activation,
-        channels_last=channels_last, dtype=dtype.name,
+    x_shape, w_shape = shape_of(x), shape_of(weight)
+    b_shape = None if bias is None else shape_of(bias)
+    name = DTYPE_NAMES[dtype]
+    spec = cached_spec(
+        lambda: (op, x_shape, w_shape, key_of(stride), key_of(padding), key_of(dilation), key_of(groups),
+                 key_of(output_padding), key_of(output_size), b_shape, key_of(activation),
+                 flag_key(channels_last), name),
+        resolve_conv, op, x_shape, w_shape, stride=stride, padding=padding, dilation=dilation,
+        groups=groups, output_padding=output_padding, output_size=output_size, bias_shape=b_shape,
+        activation=activation, channels_last=channels_last, dtype=name,
     )
     return execute("conv_transpose", backend, spec, algo, input, (x, weight, bias), unbatched,
                    lambda: np.empty(spec.output_shape, dtype))

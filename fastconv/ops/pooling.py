@@ -14,10 +14,11 @@ import numbers
 
 import numpy as np
 
-from .._args import is_int
-from .._arrays import FLOAT_DTYPES, check_same_dtype, like_input, shape_of, to_host
+from .._args import check_flag, is_int
+from .._arrays import like_input, shape_of, to_host
 from ..spec.pool import resolve_adaptive_pool, resolve_pool
 from ._call import _as_kind, batched, execute
+from ._spec_cache import DTYPE_NAMES, cached_spec, input_dtype, key_of
 
 __all__ = [
     "max_pool1d", "max_pool2d", "max_pool3d",
@@ -27,66 +28,6 @@ __all__ = [
     "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
     "global_avg_pool", "global_max_pool", "spatial_pyramid_pool",
 ]
-
-
-def _flag(op: str, name: str, value) -> bool:
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if is_int(value) and value in (0, 1):
-        return bool(value)
-    raise TypeError(f"{op}: {name}={value!r} must be a bool")
-
-
-# ---- spec resolution, cached per call signature -------------------------------------
-
-class _Uncacheable(Exception):
-    pass
-
-
-def _k(value):
-    """A user argument as part of a cache key: ints, strings, None, tuples of ints or of
-    int pairs as they are; floats tagged (2.0 must not find the spec of 2); anything
-    else (bools, lists, NumPy scalars) raises _Uncacheable and the call resolves afresh."""
-    kind = type(value)
-    if kind is int or kind is str or value is None:
-        return value
-    if kind is float:
-        return "float", value
-    if kind is tuple:
-        for item in value:
-            t = type(item)
-            if t is not int and not (t is tuple and all(type(v) is int for v in item)):
-                raise _Uncacheable
-        return value
-    raise _Uncacheable
-
-
-_SPECS: dict = {}
-
-
-def _spec(key_parts, resolve, *args, **kwargs):
-    """``resolve(*args, **kwargs)``, kept under the key made of ``key_parts`` (a thunk
-    returning a tuple) when it is cacheable; errors are not kept, a bad call raises every time."""
-    try:
-        key = key_parts()
-    except _Uncacheable:
-        return resolve(*args, **kwargs)
-    spec = _SPECS.get(key)
-    if spec is None:
-        spec = resolve(*args, **kwargs)
-        if len(_SPECS) >= 2048:
-            _SPECS.clear()
-        _SPECS[key] = spec
-    return spec
-
-
-_DTYPE_NAMES = {dt: dt.name for dt in FLOAT_DTYPES}  # np.dtype.name is slow to compute
-
-
-def _input_dtype(op, input):
-    if isinstance(input, np.ndarray) and input.dtype in _DTYPE_NAMES:
-        return input.dtype
-    return check_same_dtype(op, input=input)
 
 
 def _empty(spec, dtype, with_indices):
@@ -102,22 +43,22 @@ def _empty(spec, dtype, with_indices):
 def _pool(op, mode, nd, input, kernel_size, stride, padding, dilation, ceil_mode,
           channels_last, device, *, count_include_pad=True, divisor_override=None,
           norm_type=2.0, return_indices=False):
-    channels_last = _flag(op, "channels_last", channels_last)
+    channels_last = check_flag(op, "channels_last", channels_last)
     backend, x, unbatched = batched(op, input, nd, device)
-    dtype = _input_dtype(op, input)
+    dtype = input_dtype(op, input)
     if isinstance(norm_type, bool) or not isinstance(norm_type, numbers.Real):
         raise TypeError(f"{op}: norm_type must be a positive number, got {type(norm_type).__name__}")
     if divisor_override is not None and (isinstance(divisor_override, bool)
                                          or not is_int(divisor_override)):
         raise TypeError(f"{op}: divisor_override={divisor_override!r} must be a positive int or None")
     shape = tuple(shape_of(x))
-    ceil_mode = _flag(op, "ceil_mode", ceil_mode)
-    count_include_pad = _flag(op, "count_include_pad", count_include_pad)
-    return_indices = _flag(op, "return_indices", return_indices)
-    name = _DTYPE_NAMES[dtype]
-    spec = _spec(
-        lambda: (op, mode, nd, shape, _k(kernel_size), _k(stride), _k(padding), _k(dilation), ceil_mode,
-                 count_include_pad, _k(divisor_override), _k(norm_type), return_indices,
+    ceil_mode = check_flag(op, "ceil_mode", ceil_mode)
+    count_include_pad = check_flag(op, "count_include_pad", count_include_pad)
+    return_indices = check_flag(op, "return_indices", return_indices)
+    name = DTYPE_NAMES[dtype]
+    spec = cached_spec(
+        lambda: (op, mode, nd, shape, key_of(kernel_size), key_of(stride), key_of(padding), key_of(dilation), ceil_mode,
+                 count_include_pad, key_of(divisor_override), key_of(norm_type), return_indices,
                  channels_last, name),
         resolve_pool, op, mode, nd, shape, kernel_size, stride, padding, dilation,
         ceil_mode=ceil_mode, count_include_pad=count_include_pad,
@@ -221,13 +162,13 @@ def lp_pool3d(input, norm_type, kernel_size, stride=None, ceil_mode=False, *, pa
 # ---- adaptive ------------------------------------------------------------------------
 
 def _adaptive(op, mode, nd, input, output_size, return_indices, channels_last, device):
-    channels_last = _flag(op, "channels_last", channels_last)
-    return_indices = _flag(op, "return_indices", return_indices)
+    channels_last = check_flag(op, "channels_last", channels_last)
+    return_indices = check_flag(op, "return_indices", return_indices)
     backend, x, unbatched = batched(op, input, nd, device)
-    dtype = _input_dtype(op, input)
+    dtype = input_dtype(op, input)
     shape = tuple(shape_of(x))
-    name = _DTYPE_NAMES[dtype]
-    spec = _spec(lambda: (op, mode, nd, shape, _k(output_size), return_indices, channels_last, name),
+    name = DTYPE_NAMES[dtype]
+    spec = cached_spec(lambda: (op, mode, nd, shape, key_of(output_size), return_indices, channels_last, name),
                  resolve_adaptive_pool, op, mode, nd, shape, output_size,
                  return_indices=return_indices, channels_last=channels_last, dtype=name)
     return execute("adaptive_pool", backend, spec, "auto", input, (x,), unbatched,
@@ -311,7 +252,7 @@ def spatial_pyramid_pool(input, levels=(1, 2, 4), mode="max", *, channels_last=F
     nd = _spatial_dims(op, input)
     if mode not in ("max", "avg"):
         raise ValueError(f"{op}: mode={mode!r} is not supported; expected 'max' or 'avg'")
-    channels_last = _flag(op, "channels_last", channels_last)
+    channels_last = check_flag(op, "channels_last", channels_last)
     if is_int(levels):
         levels = (levels,)
     try:

@@ -15,6 +15,7 @@ from .._args import (
     ACTIVATIONS,
     PADDING_MODES,
     check_choice,
+    check_flag,
     int_tuple,
     is_int,
     padding_pairs,
@@ -250,6 +251,7 @@ def resolve_conv(
     if not m:
         raise ValueError(f"resolve_conv: unknown op {op!r}")
     transposed, nd = m.group(1) == "conv_transpose", int(m.group(2))
+    channels_last = check_flag(op, "channels_last", channels_last)
     batch, channels, in_size = split_input_shape(op, tuple(input_shape), nd, channels_last)
     weight_shape = tuple(weight_shape)
     if len(weight_shape) != nd + 2:
