@@ -3,7 +3,7 @@
 Channels-first: out[n] (K, P) = W (K, C) @ x[n] (C, P), P the pixels; channels-last:
 out (N*P, K) = x (N*P, C) @ W.T. A stride is a strided view of the input, made
 contiguous (it is 1/stride^d of the input). A Numba epilogue adds bias and the
-activation in place.
+activation in place (skipped when there is neither).
 """
 
 from __future__ import annotations
@@ -49,12 +49,14 @@ def conv_gemm(spec, x, weight, bias):
         out = np.empty((n * pixels, spec.out_channels), dtype)
         for j in range(g):
             np.matmul(rows[:, j * cg:(j + 1) * cg], w[j * kg:(j + 1) * kg].T, out=out[:, j * kg:(j + 1) * kg])
-        bias_activation_rows(out, b, act)
+        if bias is not None or act:
+            bias_activation_rows(out, b, act)
     else:
         planes = xs.reshape(n, spec.in_channels, pixels)
         out = np.empty((n, spec.out_channels, pixels), dtype)
         for j in range(g):
             np.matmul(w[j * kg:(j + 1) * kg], planes[:, j * cg:(j + 1) * cg], out=out[:, j * kg:(j + 1) * kg])
-        bias_activation_planes(out, b, act)
+        if bias is not None or act:
+            bias_activation_planes(out, b, act)
     out = out.reshape(spec.output_shape)
     return out if out.dtype == np.dtype(spec.dtype) else out.astype(spec.dtype)

@@ -67,6 +67,7 @@ def conv_im2col(spec, x, weight, bias):
             im2col_ndhwc(xp, r0, *geom.out_size, *geom.kernel, *geom.stride, *geom.dilation, cols)
             for g in range(groups):
                 np.matmul(cols[g], wmat[g], out=rows[r0:r1, g * kg:(g + 1) * kg])
-            bias_activation_rows(rows[r0:r1], b, act)
+            if bias is not None or act:
+                bias_activation_rows(rows[r0:r1], b, act)
 
     return run_on_padded_chunks(spec, x, bias, call, share=0.5)
