@@ -86,7 +86,7 @@ def auto_algorithm(family: str, backend: str, spec, names: list[str]) -> str:
     ResNeXt-style groups of 4 and 8 channels, 1-D at dilations 1-256, 3-D), by 1.05-5x.
 
     Transposed convolutions on the CPU: the phase decomposition (one forward conv per
-    output phase), 1.5-10x faster than the gather kernel on every layer timed (DCGAN 4x4
+    output phase), 2-14x faster than the gather kernel on every layer timed (DCGAN 4x4
     stride 2, U-Net 2x2 stride 2, FCN 3x3 stride 2, both layouts).
     """
     if family == "conv_transpose":
