@@ -11,23 +11,29 @@ from ._call import batched, execute
 from ._spec_cache import DTYPE_NAMES, cached_spec, flag_key, key_of
 
 
-def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode,
-          padding_value, algo, activation, channels_last, device):
+def _run(family, op, nd, input, weight, bias, algo, activation, channels_last, device, **args):
+    """Resolve (or find the resolved spec of) a conv or transposed-conv call and run it;
+    ``args`` are resolve_conv's geometry arguments (stride, padding, ...)."""
     backend, x, unbatched = batched(op, input, nd, device, (("weight", weight), ("bias", bias)))
     dtype = check_same_dtype(op, input=input, weight=weight, bias=bias)
     x_shape, w_shape = shape_of(x), shape_of(weight)
     b_shape = None if bias is None else shape_of(bias)
     name = DTYPE_NAMES[dtype]
     spec = cached_spec(
-        lambda: (op, x_shape, w_shape, key_of(stride), key_of(padding), key_of(dilation), key_of(groups),
-                 key_of(padding_mode), key_of(padding_value), b_shape, key_of(activation),
-                 flag_key(channels_last), name),
-        resolve_conv, op, x_shape, w_shape, stride=stride, padding=padding, dilation=dilation,
-        groups=groups, padding_mode=padding_mode, padding_value=padding_value, bias_shape=b_shape,
-        activation=activation, channels_last=channels_last, dtype=name,
+        lambda: (op, x_shape, w_shape, b_shape, key_of(activation), flag_key(channels_last), name,
+                 *(key_of(v) for v in args.values())),
+        resolve_conv, op, x_shape, w_shape, bias_shape=b_shape, activation=activation,
+        channels_last=channels_last, dtype=name, **args,
     )
-    return execute("conv", backend, spec, algo, input, (x, weight, bias), unbatched,
+    return execute(family, backend, spec, algo, input, (x, weight, bias), unbatched,
                    lambda: np.empty(spec.output_shape, dtype))
+
+
+def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode,
+          padding_value, algo, activation, channels_last, device):
+    return _run("conv", op, nd, input, weight, bias, algo, activation, channels_last, device, stride=stride,
+                padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode,
+                padding_value=padding_value)
 
 
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
@@ -65,21 +71,9 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
 
 def _conv_transpose(op, nd, input, weight, bias, stride, padding, output_padding, groups,
                     dilation, algo, activation, channels_last, device, output_size):
-    backend, x, unbatched = batched(op, input, nd, device, (("weight", weight), ("bias", bias)))
-    dtype = check_same_dtype(op, input=input, weight=weight, bias=bias)
-    x_shape, w_shape = shape_of(x), shape_of(weight)
-    b_shape = None if bias is None else shape_of(bias)
-    name = DTYPE_NAMES[dtype]
-    spec = cached_spec(
-        lambda: (op, x_shape, w_shape, key_of(stride), key_of(padding), key_of(dilation), key_of(groups),
-                 key_of(output_padding), key_of(output_size), b_shape, key_of(activation),
-                 flag_key(channels_last), name),
-        resolve_conv, op, x_shape, w_shape, stride=stride, padding=padding, dilation=dilation,
-        groups=groups, output_padding=output_padding, output_size=output_size, bias_shape=b_shape,
-        activation=activation, channels_last=channels_last, dtype=name,
-    )
-    return execute("conv_transpose", backend, spec, algo, input, (x, weight, bias), unbatched,
-                   lambda: np.empty(spec.output_shape, dtype))
+    return _run("conv_transpose", op, nd, input, weight, bias, algo, activation, channels_last, device,
+                stride=stride, padding=padding, output_padding=output_padding, groups=groups,
+                dilation=dilation, output_size=output_size)
 
 
 def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
