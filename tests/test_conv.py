@@ -356,6 +356,42 @@ def test_depthwise_non_contiguous_read_only_inputs(channels_last, rng):
         np.testing.assert_array_equal(arr, copy)
 
 
+def _guarded(shape, dtype):
+    """A C-contiguous writeable array whose last element ends a page followed by an unreadable page
+    (a read or write past the end crashes); None where mprotect is not available."""
+    import ctypes
+    import ctypes.util
+    import mmap
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    page = mmap.PAGESIZE
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    pages = -(-nbytes // page)
+    buf = mmap.mmap(-1, (pages + 1) * page)
+    addr = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+    if libc.mprotect(ctypes.c_void_p(addr + pages * page), ctypes.c_size_t(page), 0) != 0:  # PROT_NONE
+        return None, buf
+    start = pages * page - nbytes
+    return np.frombuffer(buf, dtype, count=int(np.prod(shape)), offset=start).reshape(shape), buf
+
+
+@pytest.mark.parametrize("dtype, c", [("float32", 37), ("float32", 48), ("float64", 13)])
+def test_depthwise_channels_last_input_ends_at_last_channel(dtype, c, rng):
+    """The vector tile's last loads (the bottom-right pixel's last channels, masked when C is not a
+    multiple of the vector) end exactly at the input's last element, which ends a readable page."""
+    x, buf = _guarded((1, 6, 11, c), dtype)
+    if x is None:
+        pytest.skip("mprotect not available")
+    x[...] = rng.standard_normal(x.shape)
+    w = rng.standard_normal((c, 1, 3, 3)).astype(dtype)
+    b = rng.standard_normal(c).astype(dtype)
+    got = F.conv2d(x, w, b, groups=c, algo="depthwise", channels_last=True)  # no padding: all pixels interior
+    expected = ref.conv(np.moveaxis(x, -1, 1), w, b, groups=c)
+    assert_close(np.moveaxis(got, -1, 1), expected, "conv", dtype, 3)
+    del x
+    buf.close()
+
+
 @pytest.mark.parametrize("mode", ["zeros", "reflect"])
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
 def test_depthwise_chunks_within_workspace(mode, channels_last, rng):

@@ -5,16 +5,16 @@ Arrays (all flat, C-contiguous, working dtype): input (N, D, H, W, C), output
 
 One parallel task is one output row (n, od, oh) by one block of output channels.
 On rows whose window rows all lie inside the input, the interior columns
-(conv_depthwise_common.interior_columns) run register tiles of 4 output pixels (2 at strides > 1):
-the loop over the block's channels is innermost (contiguous, vectorized), and every
-tap of the window is unrolled in it, so each pixel's sum stays in a register and is
-written once, bias and activation included. The other pixels (borders, clipped by
-the zeros padding) and channel multipliers M > 1 take a per-pixel path that clips
-the window and accumulates in the output pixel.
+(conv_depthwise_common.interior_columns) are one call of the vector row of
+conv_depthwise_microkernel.py: for each vector of channels the window's weights sit in
+registers while tiles of 8 output pixels (4 for windows over 12 taps) sweep the row,
+each input column loaded once per tile and window row, bias and activation applied
+before each pixel's single store. The other pixels (borders, clipped by the zeros
+padding) and channel multipliers M > 1 take a per-pixel path that clips the window and
+accumulates in the output pixel.
 
 Kernels are specialised on the window (KD, KH, KW), the width stride and dilation and
-the dtype: constant trip counts let LLVM unroll the taps and share loads between the
-pixels of a tile.
+the dtype (float32 and float64 both take the vector row, lanes = vector bytes / itemsize).
 """
 
 from __future__ import annotations
@@ -23,19 +23,17 @@ import functools
 
 from numba import prange, types
 
-from .._jit import specialised_kernel
+from .._jit import simd, specialised_kernel
 from .conv_depthwise_common import clamp, u
-
-# Output pixels per register tile: at stride 1 neighbouring pixels share input loads, so 4; at
-# larger strides they share none and 2 measured faster (fewer live pointers).
-PIXELS = {1: 4}
+from .conv_depthwise_microkernel import REVISION, dw_row, window_literal
 
 
 @functools.cache
 def nhwc_kernel(kd_n: int, kh_n: int, kw_n: int, sw: int, dw: int, dtype: str):
     """The channels-last kernel for one window, compiled (or loaded from the cache) on first use."""
-    pixels = PIXELS.get(sw, 2)
-    four = pixels == 4
+    pixels = 8 if kd_n * kh_n * kw_n <= 12 else 4
+    row_shape = window_literal(kd_n, kh_n, kw_n, sw, dw, pixels)  # literals of the intrinsic
+    lanes = simd().vector_bytes // (4 if dtype == "float32" else 8)
 
     def kernel(x, w, bias, out, n_img, in_d, in_h, in_w, c_n, od_n, oh_n, ow_n, sd, sh, dd, dh, pd, ph, pw,
                ow_lo, ow_hi, mult, cblock, lo, hi, window):
@@ -63,46 +61,8 @@ def nhwc_kernel(kd_n: int, kh_n: int, kw_n: int, sw: int, dw: int, dtype: str):
                 first = ow_lo
                 last = ow_hi
                 xrow = ((n * in_d + id0) * in_h + ih0) * in_w * cpix
-                ow = first
-                while ow + pixels <= last:
-                    xb = xrow + (ow * sw - pw) * cpix
-                    ob = obase + ow * k_n
-                    for c in range(k0, k1):
-                        a0 = bias[u(c)]
-                        a1 = a0
-                        a2 = a0
-                        a3 = a0
-                        for kd in range(kd_n):
-                            for kh in range(kh_n):
-                                xt = xb + kd * dstep + kh * hstep + c
-                                wt = (kd * kh_n + kh) * kw_n * k_n + c
-                                for kw in range(kw_n):
-                                    wv = w[u(wt + kw * k_n)]
-                                    i = xt + kw * dw * cpix
-                                    a0 += x[u(i)] * wv
-                                    a1 += x[u(i + sw * cpix)] * wv
-                                    if four:
-                                        a2 += x[u(i + 2 * sw * cpix)] * wv
-                                        a3 += x[u(i + 3 * sw * cpix)] * wv
-                        out[u(ob + c)] = clamp(a0, lo, hi)
-                        out[u(ob + k_n + c)] = clamp(a1, lo, hi)
-                        if four:
-                            out[u(ob + 2 * k_n + c)] = clamp(a2, lo, hi)
-                            out[u(ob + 3 * k_n + c)] = clamp(a3, lo, hi)
-                    ow += pixels
-                while ow < last:
-                    xb = xrow + (ow * sw - pw) * cpix
-                    ob = obase + ow * k_n
-                    for c in range(k0, k1):
-                        a0 = bias[u(c)]
-                        for kd in range(kd_n):
-                            for kh in range(kh_n):
-                                xt = xb + kd * dstep + kh * hstep + c
-                                wt = (kd * kh_n + kh) * kw_n * k_n + c
-                                for kw in range(kw_n):
-                                    a0 += x[u(xt + kw * dw * cpix)] * w[u(wt + kw * k_n)]
-                        out[u(ob + c)] = clamp(a0, lo, hi)
-                    ow += 1
+                dw_row(x, w, bias, out, xrow + (first * sw - pw) * cpix, obase + first * k_n, last - first, k0, k1,
+                       c_n, hstep, dstep, lo, hi, row_shape, lanes, REVISION)
             for j in range(ow_n - (last - first)):
                 ow = j if j < first else j + (last - first)
                 # one pixel, window clipped to the input, summed in the output pixel

@@ -125,7 +125,7 @@ def curated() -> list[ConvSample]:
         s("conv_transpose1d", (2, 4, 9), (4, 2, 3), padding=3, groups=2),  # stride 1, crop > kernel - 1
         s("conv_transpose3d", (1, 2, 3, 2, 3), (2, 4, 1, 2, 3), stride=(3, 2, 1), padding=(0, 1, 1),
           output_padding=(2, 1, 0), activation="relu", dtype="float32"),  # kernel 1 < stride 3: bias-only phases
-    ] + depthwise_curated()
+    ] + depthwise_curated() + pointwise_curated()
 
 
 def depthwise_curated() -> list[ConvSample]:
@@ -155,6 +155,34 @@ def depthwise_curated() -> list[ConvSample]:
           dtype="float32", tags=dw),
         s("conv2d", (1, 5, 6, 7), (15, 1, 3, 3), groups=5, padding=(1, 2), padding_mode="replicate",
           dtype="float32", tags=dw),  # M=3 on the padded path
+        # channels-last interior rows (conv_depthwise_microkernel): tiles of 8, 4, 2, 1 pixels, a masked
+        # last channel vector, stride 2, dilation, 5x5 windows (4-pixel tiles), float64 lanes
+        s("conv2d", (2, 37, 6, 17), (37, 1, 3, 3), groups=37, padding=1, activation="relu6", dtype="float32",
+          tags=dw),
+        s("conv2d", (1, 50, 9, 36), (50, 1, 3, 3), groups=50, stride=2, padding=1, dtype="float32", tags=dw),
+        s("conv2d", (1, 19, 11, 23), (19, 1, 3, 3), groups=19, dilation=2, padding=1, activation="relu",
+          dtype="float32", tags=dw),
+        s("conv2d", (1, 21, 9, 20), (21, 1, 5, 5), groups=21, padding=2, dtype="float32", tags=dw),
+        s("conv2d", (1, 11, 5, 19), (11, 1, 3, 3), groups=11, stride=(1, 2), padding=(0, 1), tags=dw),
+        s("conv2d", (2, 24, 7, 15), (24, 1, 3, 3), groups=24, padding=1, activation="relu6", dtype="float16",
+          tags=dw),
+    ]
+
+
+def pointwise_curated() -> list[ConvSample]:
+    """1x1 corners of the direct kernel's in-place path (fastconv/cpu/conv_direct_pointwise.py)
+    and of the GEMM: pixel counts off the tile widths, a last channel block of a few
+    channels, strides (pixels C*stride apart channels-last), groups, one narrow vector,
+    float64 lanes, float16, no bias, 1-D and 3-D."""
+    s = sample
+    pw = {"pointwise"}
+    return [
+        s("conv2d", (2, 37, 9, 11), (45, 37, 1, 1), activation="relu6", dtype="float32", tags=pw),
+        s("conv2d", (1, 20, 7, 9), (66, 10, 1, 1), stride=(2, 3), groups=2, dtype="float32", tags=pw),
+        s("conv2d", (1, 24, 15, 15), (144, 24, 1, 1), activation="relu", tags=pw),
+        s("conv2d", (1, 40, 3, 5), (7, 40, 1, 1), dtype="float32", bias=False, tags=pw),
+        s("conv1d", (2, 9, 31), (17, 9, 1), stride=2, activation="relu6", dtype="float16", tags=pw),
+        s("conv3d", (1, 6, 3, 4, 5), (10, 6, 1, 1, 1), stride=(2, 1, 2), dtype="float32", tags=pw),
     ]
 
 

@@ -1,0 +1,230 @@
+"""The channels-last depthwise row, emitted as LLVM IR: one run of interior output
+pixels of one output row, for a range of channels, in vectors of L channels.
+
+Why IR: with the channel loop innermost in Python code, each tap's input and weight
+stream is its own pointer, they outnumber the registers and spill, and Numba keeps
+LLVM's SLP vectorizer off. Here the loops are turned around: for each vector of L
+channels the window's weights are loaded once into registers (one vector per tap),
+then the row's pixels are swept in tiles of P: the tile loads each input column it
+needs once per window row (neighbouring pixels share columns at stride 1) and
+adds it with ``llvm.fmuladd`` into the accumulators of every pixel that uses it, in
+each pixel's tap order (kd, kh, kw): the same sums as the scalar path, bias first.
+Bias and the activation (clamp to [lo, hi], NaN kept) are applied in registers
+and each pixel's vector is stored once. Pixels left over go through tiles of P/2,
+..., 1; the last channel vector of a range that is not a multiple of L uses masked
+loads and stores (lanes past the range are neither read nor written).
+
+Addresses (flat C-contiguous arrays, C channels, mult 1): pixel p, tap (kd, kh, kw),
+channel c reads ``x[xb + kd*dstep + kh*hstep + (p*SW + kw*DW)*C + c]`` and
+``w[((kd*KH + kh)*KW + kw)*C + c]`` (weights (taps, C)), adds ``bias[c]`` and
+writes ``out[ob + p*C + c]``, for p < npix and c0 <= c < c1 <= C. Every load and
+store is of lanes c < c1 of addresses the caller guarantees inside the arrays (the
+pixels are interior: the whole window is in the input), so nothing reads past an
+array, even when the last channel is an array's last element.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic
+
+# Numba's cache does not see intrinsics' IR: kernels pass this hash of this file as a literal.
+REVISION = int(hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12], 16)
+
+
+def window_literal(kd: int, kh: int, kw: int, sw: int, dw: int, pixels: int) -> str:
+    """The compile-time shape dw_row reads: "KDxKHxKW sSW dDW pP"."""
+    return f"{kd}x{kh}x{kw} s{sw} d{dw} p{pixels}"
+
+
+def _parse(text: str):
+    window, s, d, p = text.split()
+    return tuple(int(n) for n in window.split("x")), int(s[1:]), int(d[1:]), int(p[1:])
+
+
+@intrinsic(prefer_literal=True)
+def dw_row(typingctx, x, w, bias, out, xb, ob, npix, c0, c1, cn, hstep, dstep, lo, hi, shape, lanes, revision):
+    """``dw_row(x, w, bias, out, xb, ob, npix, c0, c1, C, hstep, dstep, lo, hi, SHAPE, LANES,
+    REVISION)``: see the module docstring; the last three are literals (window_literal)."""
+    if not isinstance(shape, types.StringLiteral) or not all(
+            isinstance(a, types.IntegerLiteral) for a in (lanes, revision)):
+        return None
+    if not (x.dtype == w.dtype == bias.dtype == out.dtype == lo == hi):
+        return None
+    geometry, n_lanes = _parse(shape.literal_value), lanes.literal_value
+    n_scalars = 8
+    sig = types.none(x, w, bias, out, *([types.intp] * n_scalars), lo, hi, shape, lanes, revision)
+
+    def codegen(context, builder, signature, args):
+        arrays = [context.make_array(t)(context, builder, a) for t, a in zip(signature.args[:4], args[:4])]
+        scalars = [context.cast(builder, a, t, types.intp) for t, a in zip(signature.args[4:12], args[4:12])]
+        fn = _row_function(builder.module, context, x.dtype, n_lanes, geometry)
+        builder.call(fn, [a.data for a in arrays] + scalars + list(args[12:14]))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+_ARG_NAMES = ("x", "w", "bias", "out", "xb", "ob", "npix", "c0", "c1", "cn", "hstep", "dstep", "lo", "hi")
+
+
+def _row_function(module, context, dtype, lanes, geometry):
+    (kd_n, kh_n, kw_n), sw, dw, pixels = geometry
+    elem = context.get_data_type(dtype)
+    ptr = elem.as_pointer()
+    i64 = ir.IntType(64)
+    fnty = ir.FunctionType(ir.VoidType(), [ptr] * 4 + [i64] * 8 + [elem, elem])
+    name = f"fastconv_dw_row_k{kd_n}x{kh_n}x{kw_n}_s{sw}d{dw}p{pixels}_l{lanes}_f{dtype.bitwidth}"
+    fn = cgutils.get_or_insert_function(module, fnty, name)
+    if fn.is_declaration:
+        fn.linkage = "internal"
+        fn.attributes.add("noinline")
+        fn.attributes.add("nounwind")
+        for a, arg_name in zip(fn.args, _ARG_NAMES):
+            a.name = arg_name
+        builder = ir.IRBuilder(fn.append_basic_block("entry"))
+        _RowBuilder(builder, elem, dtype.bitwidth, lanes, fn.args, geometry).emit()
+        builder.ret_void()
+    return fn
+
+
+class _RowBuilder:
+    def __init__(self, builder, elem, bits, lanes, args, geometry):
+        self.b = builder
+        self.i64, self.i32 = ir.IntType(64), ir.IntType(32)
+        self.elem, self.lanes, self.align = elem, lanes, bits // 8
+        self.vec = ir.VectorType(elem, lanes)
+        self.vptr = self.vec.as_pointer()
+        self.maskty = ir.VectorType(ir.IntType(1), lanes)
+        (self.x, self.w, self.bias, self.out, self.xb, self.ob, self.npix, self.c0, self.c1, self.cn, self.hstep,
+         self.dstep, self.lo, self.hi) = args
+        (self.kd_n, self.kh_n, self.kw_n), self.sw, self.dw, self.pixels = geometry
+        module = builder.module
+        self.fmuladd = cgutils.get_or_insert_function(
+            module, ir.FunctionType(self.vec, [self.vec] * 3), f"llvm.fmuladd.v{lanes}f{bits}")
+        self.masked_load = cgutils.get_or_insert_function(
+            module, ir.FunctionType(self.vec, [self.vptr, self.i32, self.maskty, self.vec]),
+            f"llvm.masked.load.v{lanes}f{bits}.p0")
+        self.masked_store = cgutils.get_or_insert_function(
+            module, ir.FunctionType(ir.VoidType(), [self.vec, self.vptr, self.i32, self.maskty]),
+            f"llvm.masked.store.v{lanes}f{bits}.p0")
+
+    def c(self, value):
+        return ir.Constant(self.i64, value)
+
+    def ptr(self, base, index):
+        return self.b.bitcast(self.b.gep(base, [index], inbounds=True), self.vptr)
+
+    def load(self, base, index, mask):
+        if mask is None:
+            return self.b.load(self.ptr(base, index), align=self.align)
+        return self.b.call(self.masked_load, [self.ptr(base, index), ir.Constant(self.i32, self.align), mask,
+                                              ir.Constant(self.vec, None)])
+
+    def store(self, value, base, index, mask):
+        if mask is None:
+            self.b.store(value, self.ptr(base, index), align=self.align)
+        else:
+            self.b.call(self.masked_store, [value, self.ptr(base, index), ir.Constant(self.i32, self.align), mask])
+
+    def splat(self, scalar):
+        b = self.b
+        undef = ir.Constant(self.vec, ir.Undefined)
+        first = b.insert_element(undef, scalar, ir.Constant(self.i32, 0))
+        return b.shuffle_vector(first, undef, ir.Constant(ir.VectorType(self.i32, self.lanes), None))
+
+    def emit(self):
+        """for c in c0, c0+L, ... < c1: the full vector, or the masked last one."""
+        b = self.b
+        entry = b.block
+        head = b.append_basic_block("channels.head")
+        full = b.append_basic_block("channels.full")
+        part = b.append_basic_block("channels.part")
+        latch = b.append_basic_block("channels.latch")
+        exit_ = b.append_basic_block("channels.exit")
+        b.branch(head)
+        b.position_at_end(head)
+        c = b.phi(self.i64, "c")
+        c.add_incoming(self.c0, entry)
+        b.cbranch(b.icmp_signed("<", c, self.c1), full, exit_)
+        b.position_at_end(full)
+        c_next = b.add(c, self.c(self.lanes))
+        is_full = b.icmp_signed("<=", c_next, self.c1)
+        body = b.append_basic_block("channels.vector")
+        b.cbranch(is_full, body, part)
+        b.position_at_end(body)
+        self._channel_vector(c, None)
+        b.branch(latch)
+        b.position_at_end(part)
+        lane = ir.Constant(ir.VectorType(self.i64, self.lanes), list(range(self.lanes)))
+        mask = b.icmp_signed("<", lane, self._splat_i64(b.sub(self.c1, c)))
+        self._channel_vector(c, mask)
+        b.branch(latch)
+        b.position_at_end(latch)
+        c.add_incoming(c_next, latch)
+        b.branch(head)
+        b.position_at_end(exit_)
+
+    def _splat_i64(self, scalar):
+        b = self.b
+        vty = ir.VectorType(self.i64, self.lanes)
+        undef = ir.Constant(vty, ir.Undefined)
+        first = b.insert_element(undef, scalar, ir.Constant(self.i32, 0))
+        return b.shuffle_vector(first, undef, ir.Constant(ir.VectorType(self.i32, self.lanes), None))
+
+    def _channel_vector(self, c, mask):
+        """The window's weights and the bias of channels c..c+L-1, then the row's pixels in tiles."""
+        b = self.b
+        taps = self.kd_n * self.kh_n * self.kw_n
+        weights = [self.load(self.w, b.add(b.mul(self.c(t), self.cn), c), mask) for t in range(taps)]
+        bias = self.load(self.bias, c, mask)
+        clamp = (self.splat(self.lo), self.splat(self.hi))
+        p0 = self.c(0)
+        size = self.pixels
+        while size >= 1:
+            p0 = self._tile_loop(size, p0, c, weights, bias, clamp, mask)
+            size //= 2
+
+    def _tile_loop(self, size, start, c, weights, bias, clamp, mask):
+        """while p0 + size <= npix: one tile of `size` pixels. Returns p0 after the loop."""
+        b = self.b
+        entry = b.block
+        head = b.append_basic_block(f"tile{size}.head")
+        body = b.append_basic_block(f"tile{size}.body")
+        exit_ = b.append_basic_block(f"tile{size}.exit")
+        b.branch(head)
+        b.position_at_end(head)
+        p0 = b.phi(self.i64, f"p{size}")
+        p0.add_incoming(start, entry)
+        b.cbranch(b.icmp_signed("<=", b.add(p0, self.c(size)), self.npix), body, exit_)
+        b.position_at_end(body)
+        self._tile(size, p0, c, weights, bias, clamp, mask)
+        p0.add_incoming(b.add(p0, self.c(size)), b.block)
+        b.branch(head)
+        b.position_at_end(exit_)
+        return p0
+
+    def _tile(self, size, p0, c, weights, bias, clamp, mask):
+        b = self.b
+        xp = b.add(b.add(self.xb, b.mul(b.mul(p0, self.c(self.sw)), self.cn)), c)
+        accs = [bias] * size
+        columns = sorted({p * self.sw + k * self.dw for p in range(size) for k in range(self.kw_n)})
+        for kd in range(self.kd_n):
+            for kh in range(self.kh_n):
+                row = b.add(xp, b.add(b.mul(self.c(kd), self.dstep), b.mul(self.c(kh), self.hstep)))
+                for col in columns:
+                    users = [(p, k) for p in range(size) for k in range(self.kw_n) if p * self.sw + k * self.dw == col]
+                    xv = self.load(self.x, b.add(row, b.mul(self.c(col), self.cn)), mask)
+                    for p, k in users:
+                        wv = weights[(kd * self.kh_n + kh) * self.kw_n + k]
+                        accs[p] = b.call(self.fmuladd, [xv, wv, accs[p]])
+        lo, hi = clamp
+        op = b.add(b.add(self.ob, b.mul(p0, self.cn)), c)
+        for p, acc in enumerate(accs):
+            v = b.select(b.fcmp_ordered("<", acc, lo), lo, acc)
+            v = b.select(b.fcmp_ordered(">", v, hi), hi, v)
+            self.store(v, self.out, b.add(op, b.mul(self.c(p), self.cn)), mask)
