@@ -13,9 +13,12 @@ Per call, in this order:
    and writes the output straight into an array of the user's layout (NCHW or
    channels-last): no output transpose. float16 is computed in float32, cast at the end.
 
+1x1 convolutions without padding skip step 2: their tiles read the user's input in place
+(conv_direct_pointwise.py).
+
 Files: conv_direct_tiled.py (tile shapes, tiling of the output plane, input packing,
 the kernel factory), conv_direct_microkernel.py (the register tile and the weight
-packer, as LLVM IR).
+packer, as LLVM IR), conv_direct_pointwise.py (the in-place 1x1 path).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import numpy as np
 from .._arrays import working_dtype
 from ..dispatch import register
 from ..padding_index import source_index
+from .conv_direct_pointwise import pointwise_plan, run_pointwise
 from .conv_direct_tiled import (
     L1_BYTES,
     PlaneTiles,
@@ -90,15 +94,22 @@ def direct_plan(spec) -> DirectPlan:
           note="register-tiled direct loops (pixels x output channels in vector registers), any groups")
 def conv_direct(spec, x, weight, bias):
     dtype = working_dtype(np.dtype(spec.dtype))
+    act = ACTIVATION_CODES[spec.activation]
+    w4 = grouped_weight(weight, spec, dtype)
+    if spec.is_pointwise:
+        plan = pointwise_plan(spec)
+        bq = pack_bias_blocked(bias, spec, plan.shape.v, dtype)
+        splits = task_splits(spec.groups * plan.kb_n, plan.tiles.group_start.size - 1, numba.get_num_threads())
+        out = np.empty(spec.output_shape, dtype)
+        run_pointwise(spec, np.ascontiguousarray(as_working(x, dtype)), w4, bq, out, splits, act)
+        return out if out.dtype == np.dtype(spec.dtype) else out.astype(spec.dtype)
     plan = direct_plan(spec)
     kernel = direct_kernel(plan.shape)
-    w4 = grouped_weight(weight, spec, dtype)
     bq = pack_bias_blocked(bias, spec, plan.shape.v, dtype)
     od_n, oh_n, ow_n = geometry3(spec).out_size
     tiles = plan.tiles
     splits = task_splits(spec.groups * plan.kb_n, tiles.group_start.size - 1, numba.get_num_threads())
     fill = dtype.type(spec.padding_value)
-    act = ACTIVATION_CODES[spec.activation]
 
     out = np.empty(spec.output_shape, dtype)
     x5 = channels_last_5d(x, spec.nd, spec.channels_last)

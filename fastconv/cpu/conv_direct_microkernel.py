@@ -65,15 +65,32 @@ def fma_tile(typingctx, x, w, xoff, bias, out, xbase, xrow, wbase, bbase, obase,
     kstride, kvalid, act, sel, SHAPES, V, LANES, REVISION)``: one tile of shape
     ``parse_shapes(SHAPES)[sel]`` by V channels, in vectors of LANES elements. The last
     four are compile-time constants (literals)."""
+    return _tile_intrinsic((x, w, xoff, bias, out), (xbase, xrow, wbase, bbase, obase, orow, pstride, kstride,
+                                                      kvalid, act, sel), shapes, v, lanes, revision, False)
+
+
+@intrinsic(prefer_literal=True)
+def fma_tile_strided(typingctx, x, w, xoff, bias, out, xbase, xrow, wbase, bbase, obase, orow, pstride, kstride,
+                     kvalid, act, xpix, sel, shapes, v, lanes, revision):
+    """fma_tile whose pixel p reads ``x[xbase + i * xrow + xoff[r] + p * xpix]``: channels-last
+    input read in place by a 1x1 convolution (xpix = channels)."""
+    return _tile_intrinsic((x, w, xoff, bias, out), (xbase, xrow, wbase, bbase, obase, orow, pstride, kstride,
+                                                      kvalid, act, xpix, sel), shapes, v, lanes, revision, True)
+
+
+def _tile_intrinsic(arrays_t, scalars_t, shapes, v, lanes, revision, strided):
+    """Typing and code generation of fma_tile (strided: of fma_tile_strided): a switch over
+    the tile shapes, each calling its own tile function."""
     if not isinstance(shapes, types.StringLiteral) or not all(
             isinstance(a, types.IntegerLiteral) for a in (v, lanes, revision)):
         return None
+    x, w, _, bias, out = arrays_t
     tile_shapes, n_lanes = parse_shapes(shapes.literal_value), lanes.literal_value
     n_vec, rem = divmod(v.literal_value, n_lanes)
     if rem or not tile_shapes or not (x.dtype == w.dtype == bias.dtype == out.dtype):
         return None
-    n_scalars = 11
-    sig = types.none(x, w, xoff, bias, out, *([types.intp] * n_scalars), shapes, v, lanes, revision)
+    n_scalars = len(scalars_t)
+    sig = types.none(*arrays_t, *([types.intp] * n_scalars), shapes, v, lanes, revision)
 
     def codegen(context, builder, signature, args):
         arrays = [context.make_array(t)(context, builder, a) for t, a in zip(signature.args[:5], args[:5])]
@@ -83,7 +100,7 @@ def fma_tile(typingctx, x, w, xoff, bias, out, xbase, xrow, wbase, bbase, obase,
         done = builder.append_basic_block("tile.done")
         switch = builder.switch(scalars[-1], done)
         for i, (r, s) in enumerate(tile_shapes):
-            fn = _tile_function(builder.module, context, x.dtype, n_lanes, n_vec, r, s)
+            fn = _tile_function(builder.module, context, x.dtype, n_lanes, n_vec, r, s, strided)
             block = builder.append_basic_block(f"tile.{r}x{s}")
             switch.add_case(ir.Constant(ir.IntType(64), i), block)
             builder.position_at_end(block)
@@ -98,20 +115,22 @@ def fma_tile(typingctx, x, w, xoff, bias, out, xbase, xrow, wbase, bbase, obase,
 _SCALAR_NAMES = ("n_steps", "xbase", "xrow", "wbase", "bbase", "obase", "orow", "pstride", "kstride", "kvalid", "act")
 
 
-def _tile_function(module, context, dtype, lanes, n_vec, rows, s):
+def _tile_function(module, context, dtype, lanes, n_vec, rows, s, strided=False):
     """The tile of one shape as its own (internal, not inlined) function of the module:
-    LLVM optimizes each shape apart, which keeps compile time linear in the shapes."""
+    LLVM optimizes each shape apart, which keeps compile time linear in the shapes.
+    A strided tile takes the input's pixel stride as one more, last, argument."""
     elem = context.get_data_type(dtype)
     ptr = elem.as_pointer()
+    names = _SCALAR_NAMES + (("xpix",) if strided else ())
     fnty = ir.FunctionType(ir.VoidType(), [ptr, ptr, ir.IntType(64).as_pointer(), ptr, ptr]
-                           + [ir.IntType(64)] * len(_SCALAR_NAMES))
-    name = f"fastconv_fma_tile_{rows}x{s}_l{lanes}v{lanes * n_vec}_f{dtype.bitwidth}"
+                           + [ir.IntType(64)] * len(names))
+    name = f"fastconv_fma_tile_{rows}x{s}{'_px' if strided else ''}_l{lanes}v{lanes * n_vec}_f{dtype.bitwidth}"
     fn = cgutils.get_or_insert_function(module, fnty, name)
     if fn.is_declaration:
         fn.linkage = "internal"
         fn.attributes.add("noinline")
         fn.attributes.add("nounwind")
-        for a, arg_name in zip(fn.args, ("x", "w", "xoff", "bias", "out") + _SCALAR_NAMES):
+        for a, arg_name in zip(fn.args, ("x", "w", "xoff", "bias", "out") + names):
             a.name = arg_name
         builder = ir.IRBuilder(fn.append_basic_block("entry"))
         _TileBuilder(builder, elem, dtype.bitwidth, lanes, n_vec, fn.args).emit(rows, s)
@@ -130,7 +149,8 @@ class _TileBuilder:
         self.vec = ir.VectorType(self.elem, lanes)
         self.vptr = self.vec.as_pointer()
         (self.x, self.w, self.xoff, self.bias, self.out, self.n_steps, self.xbase, self.xrow, self.wbase, self.bbase,
-         self.obase, self.orow, self.pstride, self.kstride, self.kvalid, self.act) = args
+         self.obase, self.orow, self.pstride, self.kstride, self.kvalid, self.act) = args[:16]
+        self.xpix = args[16] if len(args) > 16 else None  # pixel stride of the input; None: 1, as constants
         self.fmuladd = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(self.vec, [self.vec] * 3), f"llvm.fmuladd.v{lanes}f{bits}")
         mask = ir.VectorType(ir.IntType(1), lanes)
@@ -161,12 +181,14 @@ class _TileBuilder:
         self._store(self._bias_activation(accs), rows, s)
 
     def _reduction_loop(self, rows, s):
-        """acc[i][p][j] += x[xbase + i*xrow + xoff[r] + p] * w[wbase + r*V + j*L : +L] for every step r."""
+        """acc[i][p][j] += x[xbase + i*xrow + xoff[r] + p*xpix] * w[wbase + r*V + j*L : +L] for every step r
+        (xpix 1, as constant offsets, unless the tile is strided)."""
         b = self.b
         entry = b.block
         loop = b.append_basic_block(f"tile.{rows}x{s}.loop")
         exit_ = b.append_basic_block(f"tile.{rows}x{s}.exit")
         row_bases = [self.at(self.x, b.add(self.xbase, b.mul(self.c(i), self.xrow))) for i in range(rows)]
+        pixel = [self.c(p) if self.xpix is None else b.mul(self.c(p), self.xpix) for p in range(s)]
         b.branch(loop)
         b.position_at_end(loop)
         r = b.phi(self.i64, "r")
@@ -184,7 +206,7 @@ class _TileBuilder:
             xrow = self.at(row_bases[i], step)
             new_row = []
             for p in range(s):
-                xv = self.splat(b.load(self.at(xrow, self.c(p))))
+                xv = self.splat(b.load(self.at(xrow, pixel[p])))
                 new_row.append([b.call(self.fmuladd, [xv, ws[j], accs[i][p][j]]) for j in range(self.n_vec)])
             new.append(new_row)
         r_next = b.add(r, self.c(1))
