@@ -3,10 +3,14 @@
 Channels-first: out[n] (K, P) = W (K, C) @ x[n] (C, P), P the pixels; channels-last:
 out (N*P, K) = x (N*P, C) @ W.T. A stride is a strided view of the input, made
 contiguous (it is 1/stride^d of the input). A Numba epilogue adds bias and the
-activation in place (skipped when there is neither).
+activation in place (skipped when there is neither). Around the GEMM, a call costs
+about 8 us of Python (no np.prod, no slicing when there is one group and no stride):
+on a 100 us layer that is the margin against PyTorch.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from numba import prange
@@ -37,26 +41,32 @@ def _pointwise(spec):
 def conv_gemm(spec, x, weight, bias):
     dtype = working_dtype(np.dtype(spec.dtype))
     g, cg, kg = spec.groups, spec.in_per_group, spec.out_per_group
-    spatial = (slice(None, None, s) for s in spec.stride)
-    xs = x[(slice(None),) + ((*spatial, slice(None)) if spec.channels_last else (slice(None), *spatial))]
-    xs = np.ascontiguousarray(xs, dtype=dtype)
+    if any(s != 1 for s in spec.stride):
+        spatial = tuple(slice(None, None, s) for s in spec.stride)
+        x = x[(slice(None),) + ((*spatial, slice(None)) if spec.channels_last else (slice(None), *spatial))]
+    xs = np.ascontiguousarray(x, dtype=dtype)
     w = np.ascontiguousarray(weight.reshape(spec.out_channels, cg), dtype=dtype)
-    b = bias_vector(bias, spec, dtype)
     act = ACTIVATION_CODES[spec.activation]
-    n, pixels = spec.batch, int(np.prod(spec.out_size))
+    n, pixels = spec.batch, math.prod(spec.out_size)
     if spec.channels_last:
         rows = xs.reshape(n * pixels, spec.in_channels)
         out = np.empty((n * pixels, spec.out_channels), dtype)
-        for j in range(g):
-            np.matmul(rows[:, j * cg:(j + 1) * cg], w[j * kg:(j + 1) * kg].T, out=out[:, j * kg:(j + 1) * kg])
+        if g == 1:
+            np.matmul(rows, w.T, out=out)
+        else:
+            for j in range(g):
+                np.matmul(rows[:, j * cg:(j + 1) * cg], w[j * kg:(j + 1) * kg].T, out=out[:, j * kg:(j + 1) * kg])
         if bias is not None or act:
-            bias_activation_rows(out, b, act)
+            bias_activation_rows(out, bias_vector(bias, spec, dtype), act)
     else:
         planes = xs.reshape(n, spec.in_channels, pixels)
         out = np.empty((n, spec.out_channels, pixels), dtype)
-        for j in range(g):
-            np.matmul(w[j * kg:(j + 1) * kg], planes[:, j * cg:(j + 1) * cg], out=out[:, j * kg:(j + 1) * kg])
+        if g == 1:
+            np.matmul(w, planes, out=out)
+        else:
+            for j in range(g):
+                np.matmul(w[j * kg:(j + 1) * kg], planes[:, j * cg:(j + 1) * cg], out=out[:, j * kg:(j + 1) * kg])
         if bias is not None or act:
-            bias_activation_planes(out, b, act)
+            bias_activation_planes(out, bias_vector(bias, spec, dtype), act)
     out = out.reshape(spec.output_shape)
-    return out if out.dtype == np.dtype(spec.dtype) else out.astype(spec.dtype)
+    return out if dtype == spec.dtype else out.astype(spec.dtype)
