@@ -56,3 +56,13 @@ def test_pointwise_non_contiguous_input(algo, channels_last, rng):
     if channels_last:
         got = np.moveaxis(got, -1, 1)
     assert_close(got, expected, "conv", "float32", np.sqrt(19), what=f"non-contiguous {algo}")
+
+
+@pytest.mark.parametrize("algo", ["direct", "gemm"])
+def test_pointwise_one_input_channel(algo, rng):
+    """C = 1 channels-last: consecutive pixels are consecutive elements (the strided tile with pitch 1)."""
+    x = rng.standard_normal((2, 1, 5, 16)).astype(np.float32)
+    w = rng.standard_normal((20, 1, 1, 1)).astype(np.float32)
+    expected = ref.conv(x.astype(np.float64), w)
+    got = np.moveaxis(F.conv2d(np.moveaxis(x, 1, -1).copy(), w, algo=algo, channels_last=True), -1, 1)
+    assert_close(got, expected, "conv", "float32", 1.0, what=f"one input channel {algo}")

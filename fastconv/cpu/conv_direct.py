@@ -13,12 +13,12 @@ Per call, in this order:
    and writes the output straight into an array of the user's layout (NCHW or
    channels-last): no output transpose. float16 is computed in float32, cast at the end.
 
-1x1 convolutions without padding skip step 2: their tiles read the user's input in place
-(conv_direct_pointwise.py).
+Channels-last 1x1 convolutions without padding skip step 2: their tiles read the user's
+input in place (conv_direct_pointwise.py).
 
 Files: conv_direct_tiled.py (tile shapes, tiling of the output plane, input packing,
 the kernel factory), conv_direct_microkernel.py (the register tile and the weight
-packer, as LLVM IR), conv_direct_pointwise.py (the in-place 1x1 path).
+packer, as LLVM IR), conv_direct_pointwise.py (the in-place channels-last 1x1 path).
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def conv_direct(spec, x, weight, bias):
     dtype = working_dtype(np.dtype(spec.dtype))
     act = ACTIVATION_CODES[spec.activation]
     w4 = grouped_weight(weight, spec, dtype)
-    if spec.is_pointwise:
+    if spec.is_pointwise and spec.channels_last:
         plan = pointwise_plan(spec)
         bq = pack_bias_blocked(bias, spec, plan.shape.v, dtype)
         splits = task_splits(spec.groups * plan.kb_n, plan.tiles.group_start.size - 1, numba.get_num_threads())
