@@ -14,13 +14,18 @@ and each pixel's vector is stored once. Pixels left over go through tiles of P/2
 ..., 1; the last channel vector of a range that is not a multiple of L uses masked
 loads and stores (lanes past the range are neither read nor written).
 
+Clipped windows (output pixels near the zeros-padded borders): only window depths and rows
+kd0 <= kd < kd1, kh0 <= kh < kh1 are read (a branch per window row, same for every channel
+vector), and in the single-pixel variant (window_literal(columns=True)) only columns
+kw0 <= kw < kw1; the caller passes the ranges inside the input, so indices of skipped taps,
+which may lie outside the arrays, are never loaded.
+
 Addresses (flat C-contiguous arrays, C channels, mult 1): pixel p, tap (kd, kh, kw),
 channel c reads ``x[xb + kd*dstep + kh*hstep + (p*SW + kw*DW)*C + c]`` and
 ``w[((kd*KH + kh)*KW + kw)*C + c]`` (weights (taps, C)), adds ``bias[c]`` and
 writes ``out[ob + p*C + c]``, for p < npix and c0 <= c < c1 <= C. Every load and
-store is of lanes c < c1 of addresses the caller guarantees inside the arrays (the
-pixels are interior: the whole window is in the input), so nothing reads past an
-array, even when the last channel is an array's last element.
+store is of lanes c < c1 of taps inside the input (the caller's tap ranges), so nothing
+reads past an array, even when the last channel is an array's last element.
 """
 
 from __future__ import annotations
@@ -36,49 +41,53 @@ from numba.extending import intrinsic
 REVISION = int(hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12], 16)
 
 
-def window_literal(kd: int, kh: int, kw: int, sw: int, dw: int, pixels: int) -> str:
-    """The compile-time shape dw_row reads: "KDxKHxKW sSW dDW pP"."""
-    return f"{kd}x{kh}x{kw} s{sw} d{dw} p{pixels}"
+def window_literal(kd: int, kh: int, kw: int, sw: int, dw: int, pixels: int, columns: bool = False) -> str:
+    """The compile-time shape dw_row reads: "KDxKHxKW sSW dDW pP cCOLUMNS" (columns: the
+    window's columns are clipped to [kw0, kw1) too, for single border pixels)."""
+    return f"{kd}x{kh}x{kw} s{sw} d{dw} p{pixels} c{int(columns)}"
 
 
 def _parse(text: str):
-    window, s, d, p = text.split()
-    return tuple(int(n) for n in window.split("x")), int(s[1:]), int(d[1:]), int(p[1:])
+    window, s, d, p, c = text.split()
+    return tuple(int(n) for n in window.split("x")), int(s[1:]), int(d[1:]), int(p[1:]), bool(int(c[1:]))
 
 
 @intrinsic(prefer_literal=True)
-def dw_row(typingctx, x, w, bias, out, xb, ob, npix, c0, c1, cn, hstep, dstep, lo, hi, shape, lanes, revision):
-    """``dw_row(x, w, bias, out, xb, ob, npix, c0, c1, C, hstep, dstep, lo, hi, SHAPE, LANES,
-    REVISION)``: see the module docstring; the last three are literals (window_literal)."""
+def dw_row(typingctx, x, w, bias, out, xb, ob, npix, c0, c1, cn, hstep, dstep, kd0, kd1, kh0, kh1, kw0, kw1, lo, hi,
+           shape, lanes, revision):
+    """``dw_row(x, w, bias, out, xb, ob, npix, c0, c1, C, hstep, dstep, kd0, kd1, kh0, kh1, kw0,
+    kw1, lo, hi, SHAPE, LANES, REVISION)``: see the module docstring; the last three are literals
+    (window_literal)."""
     if not isinstance(shape, types.StringLiteral) or not all(
             isinstance(a, types.IntegerLiteral) for a in (lanes, revision)):
         return None
     if not (x.dtype == w.dtype == bias.dtype == out.dtype == lo == hi):
         return None
     geometry, n_lanes = _parse(shape.literal_value), lanes.literal_value
-    n_scalars = 8
+    n_scalars = 14
     sig = types.none(x, w, bias, out, *([types.intp] * n_scalars), lo, hi, shape, lanes, revision)
 
     def codegen(context, builder, signature, args):
         arrays = [context.make_array(t)(context, builder, a) for t, a in zip(signature.args[:4], args[:4])]
-        scalars = [context.cast(builder, a, t, types.intp) for t, a in zip(signature.args[4:12], args[4:12])]
+        scalars = [context.cast(builder, a, t, types.intp) for t, a in zip(signature.args[4:18], args[4:18])]
         fn = _row_function(builder.module, context, x.dtype, n_lanes, geometry)
-        builder.call(fn, [a.data for a in arrays] + scalars + list(args[12:14]))
+        builder.call(fn, [a.data for a in arrays] + scalars + list(args[18:20]))
         return context.get_dummy_value()
 
     return sig, codegen
 
 
-_ARG_NAMES = ("x", "w", "bias", "out", "xb", "ob", "npix", "c0", "c1", "cn", "hstep", "dstep", "lo", "hi")
+_ARG_NAMES = ("x", "w", "bias", "out", "xb", "ob", "npix", "c0", "c1", "cn", "hstep", "dstep", "kd0", "kd1", "kh0",
+              "kh1", "kw0", "kw1", "lo", "hi")
 
 
 def _row_function(module, context, dtype, lanes, geometry):
-    (kd_n, kh_n, kw_n), sw, dw, pixels = geometry
+    (kd_n, kh_n, kw_n), sw, dw, pixels, columns = geometry
     elem = context.get_data_type(dtype)
     ptr = elem.as_pointer()
     i64 = ir.IntType(64)
-    fnty = ir.FunctionType(ir.VoidType(), [ptr] * 4 + [i64] * 8 + [elem, elem])
-    name = f"fastconv_dw_row_k{kd_n}x{kh_n}x{kw_n}_s{sw}d{dw}p{pixels}_l{lanes}_f{dtype.bitwidth}"
+    fnty = ir.FunctionType(ir.VoidType(), [ptr] * 4 + [i64] * 14 + [elem, elem])
+    name = f"fastconv_dw_row_k{kd_n}x{kh_n}x{kw_n}_s{sw}d{dw}p{pixels}c{int(columns)}_l{lanes}_f{dtype.bitwidth}"
     fn = cgutils.get_or_insert_function(module, fnty, name)
     if fn.is_declaration:
         fn.linkage = "internal"
@@ -101,8 +110,9 @@ class _RowBuilder:
         self.vptr = self.vec.as_pointer()
         self.maskty = ir.VectorType(ir.IntType(1), lanes)
         (self.x, self.w, self.bias, self.out, self.xb, self.ob, self.npix, self.c0, self.c1, self.cn, self.hstep,
-         self.dstep, self.lo, self.hi) = args
-        (self.kd_n, self.kh_n, self.kw_n), self.sw, self.dw, self.pixels = geometry
+         self.dstep, kd0, kd1, kh0, kh1, kw0, kw1, self.lo, self.hi) = args
+        (self.kd_n, self.kh_n, self.kw_n), self.sw, self.dw, self.pixels, self.columns = geometry
+        self.bounds = ((kd0, kd1), (kh0, kh1), (kw0, kw1))
         module = builder.module
         self.fmuladd = cgutils.get_or_insert_function(
             module, ir.FunctionType(self.vec, [self.vec] * 3), f"llvm.fmuladd.v{lanes}f{bits}")
@@ -215,16 +225,60 @@ class _RowBuilder:
         columns = sorted({p * self.sw + k * self.dw for p in range(size) for k in range(self.kw_n)})
         for kd in range(self.kd_n):
             for kh in range(self.kh_n):
-                row = b.add(xp, b.add(b.mul(self.c(kd), self.dstep), b.mul(self.c(kh), self.hstep)))
-                for col in columns:
-                    users = [(p, k) for p in range(size) for k in range(self.kw_n) if p * self.sw + k * self.dw == col]
-                    xv = self.load(self.x, b.add(row, b.mul(self.c(col), self.cn)), mask)
-                    for p, k in users:
-                        wv = weights[(kd * self.kh_n + kh) * self.kw_n + k]
-                        accs[p] = b.call(self.fmuladd, [xv, wv, accs[p]])
+                def window_row(accs, kd=kd, kh=kh):
+                    row = b.add(xp, b.add(b.mul(self.c(kd), self.dstep), b.mul(self.c(kh), self.hstep)))
+                    for col in columns:
+                        users = [(p, k) for p in range(size) for k in range(self.kw_n)
+                                 if p * self.sw + k * self.dw == col]
+                        if self.columns:  # one pixel: each column is one tap, skipped when clipped
+                            accs = self._when(self._inside(2, users[0][1]), accs,
+                                              lambda a, row=row, col=col, kd=kd, kh=kh, k=users[0][1]: self._taps(
+                                                  a, row, col, [(0, k)], weights, kd, kh, mask))
+                        else:
+                            accs = self._taps(accs, row, col, users, weights, kd, kh, mask)
+                    return accs
+
+                inside = b.and_(self._inside(0, kd), self._inside(1, kh))
+                accs = self._when(inside, accs, window_row)
         lo, hi = clamp
         op = b.add(b.add(self.ob, b.mul(p0, self.cn)), c)
         for p, acc in enumerate(accs):
             v = b.select(b.fcmp_ordered("<", acc, lo), lo, acc)
             v = b.select(b.fcmp_ordered(">", v, hi), hi, v)
             self.store(v, self.out, b.add(op, b.mul(self.c(p), self.cn)), mask)
+
+    def _taps(self, accs, row, col, users, weights, kd, kh, mask):
+        """Input column col of a window row, into the accumulators of its users (pixel, tap column)."""
+        b = self.b
+        accs = list(accs)
+        xv = self.load(self.x, b.add(row, b.mul(self.c(col), self.cn)), mask)
+        for p, k in users:
+            wv = weights[(kd * self.kh_n + kh) * self.kw_n + k]
+            accs[p] = b.call(self.fmuladd, [xv, wv, accs[p]])
+        return accs
+
+    def _inside(self, axis, k):
+        """lo <= k < hi for the clipped window range of axis (0: depth, 1: height, 2: width)."""
+        b = self.b
+        lo, hi = self.bounds[axis]
+        return b.and_(b.icmp_signed("<=", lo, self.c(k)), b.icmp_signed(">", hi, self.c(k)))
+
+    def _when(self, cond, accs, body):
+        """accs updated by body(accs) where cond holds, else unchanged (a branch and phis)."""
+        b = self.b
+        before = b.block
+        then = b.append_basic_block("taps.then")
+        merge = b.append_basic_block("taps.merge")
+        b.cbranch(cond, then, merge)
+        b.position_at_end(then)
+        updated = body(list(accs))
+        then_end = b.block
+        b.branch(merge)
+        b.position_at_end(merge)
+        out = []
+        for old, new in zip(accs, updated):
+            phi = b.phi(self.vec)
+            phi.add_incoming(old, before)
+            phi.add_incoming(new, then_end)
+            out.append(phi)
+        return out
