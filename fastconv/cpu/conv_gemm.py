@@ -6,6 +6,15 @@ contiguous (it is 1/stride^d of the input). A Numba epilogue adds bias and the
 activation in place (skipped when there is neither). Around the GEMM, a call costs
 about 8 us of Python (no np.prod, no slicing when there is one group and no stride):
 on a 100 us layer that is the margin against PyTorch.
+
+OpenBLAS's own threads run the GEMM. On the 2-core project machine, 2 BLAS threads were
+1.3-2x faster than 1 when the machine was otherwise idle; while another process kept
+one core busy, calls took 8, 16 or 32 ms, whole multiples of the scheduler tick (6-150x
+PyTorch's time on MobileNetV2/ResNet-50 1x1 layers; the waiting caller seems to spin in
+sched_yield, so its worker is not moved to the core it leaves free). Numba's passive
+OpenMP pool and PyTorch's slowed down to about one core's speed instead: algo="direct"
+(the input read in place when channels-last) is the robust choice there, and
+OPENBLAS_NUM_THREADS=1 removes the stalls at the cost of the second core.
 """
 
 from __future__ import annotations
