@@ -66,3 +66,17 @@ def test_pointwise_one_input_channel(algo, rng):
     expected = ref.conv(x.astype(np.float64), w)
     got = np.moveaxis(F.conv2d(np.moveaxis(x, 1, -1).copy(), w, algo=algo, channels_last=True), -1, 1)
     assert_close(got, expected, "conv", "float32", 1.0, what=f"one input channel {algo}")
+
+
+@pytest.mark.parametrize("algo, kernel", [("direct", 1), ("gemm", 1), ("direct", 3)])
+def test_read_only_input_and_weight(algo, kernel, rng):
+    """Read-only arrays (np.load(mmap_mode="r"), broadcast views) are accepted: the direct
+    kernels read the input in place (1x1 channels-last) and the weight as given."""
+    x = rng.standard_normal((1, 6, 7, 20)).astype(np.float32)
+    w = rng.standard_normal((40, 20, kernel, kernel)).astype(np.float32)
+    expected = ref.conv(np.moveaxis(x, -1, 1).astype(np.float64), w, padding=kernel // 2)
+    x.setflags(write=False)
+    w.setflags(write=False)
+    got = F.conv2d(x, w, padding=kernel // 2, algo=algo, channels_last=True)
+    assert_close(np.moveaxis(got, -1, 1), expected, "conv", "float32", np.sqrt(20 * kernel * kernel),
+                 what=f"read-only {algo} {kernel}x{kernel}")

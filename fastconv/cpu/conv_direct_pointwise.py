@@ -121,7 +121,8 @@ def strided_kernel(shape: TileShape):
     dt = types.float32 if shape.dtype == "float32" else types.float64
     flat = types.Array(dt, 1, "C")
     ints = types.Array(types.int64, 1, "C")
-    sig = (flat, types.Array(dt, 3, "C"), ints, flat, flat, ints, ints, ints, ints) + (types.int64,) * 12
+    readonly = functools.partial(types.Array, dt, layout="C", readonly=True)  # writeable arrays convert to it
+    sig = (readonly(1), readonly(3), ints, flat, flat, ints, ints, ints, ints) + (types.int64,) * 12
     return specialised_kernel(kernel, f"conv_direct_inplace_{shape.name}", [sig])
 
 

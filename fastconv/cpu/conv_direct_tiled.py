@@ -317,8 +317,8 @@ def direct_kernel(shape: TileShape):
     dt = types.float32 if shape.dtype == "float32" else types.float64
     flat = types.Array(dt, 1, "C")
     ints = types.Array(types.int64, 1, "C")
-    sig = (flat, types.Array(dt, 3, "C"), ints, flat, flat, ints, ints, ints, ints) + (types.int64,) * 10 + (
-        types.boolean, types.int64)
+    weights = types.Array(dt, 3, "C", readonly=True)  # the user's read-only weights too (writeable ones convert)
+    sig = (flat, weights, ints, flat, flat, ints, ints, ints, ints) + (types.int64,) * 10 + (types.boolean, types.int64)
     return specialised_kernel(kernel, f"conv_direct_rowplanar_{shape.name}", [sig])
 
 
