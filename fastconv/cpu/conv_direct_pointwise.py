@@ -28,8 +28,8 @@ from numba import prange, types
 
 from .._arrays import working_dtype
 from .._jit import simd, specialised_kernel
-from .conv_direct_microkernel import REVISION, fma_tile_strided, pack_weight_block, shapes_literal
-from .conv_direct_tiled import L1_BYTES, PlaneTiles, TileShape, plane_tiles, tile_shape
+from .conv_direct_microkernel import REVISION, fma_tile_strided, shapes_literal
+from .conv_direct_tiled import L1_BYTES, PlaneTiles, TileShape, plane_tiles, task_block, tile_shape
 from .layout import geometry3
 
 
@@ -93,20 +93,11 @@ def strided_kernel(shape: TileShape):
         every image; x is the user's channels-last input, flat, w the weight as (G, K/G, C/G),
         out channels-last."""
         groups, kg = w.shape[0], w.shape[1]
-        n_segments = group_start.size - 1
         plane = od_n * oh_n * ow_n
         k_n = groups * kg
         for t in prange(groups * kb_n * splits):
-            blk = t % (groups * kb_n)
-            split = t // (groups * kb_n)
-            g = blk // kb_n
-            kb = blk - g * kb_n
-            wblk = np.empty(xoff.size * v, w.dtype)
-            pack_weight_block(w, g, kb, wblk, v, lanes, revision)
-            k0 = g * kg + kb * v
-            kvalid = min(v, kg - kb * v)
-            first = group_start[split * n_segments // splits]
-            last = group_start[(split + 1) * n_segments // splits]
+            blk, g, k0, kvalid, first, last, wblk = task_block(t, w, xoff.size, group_start, kb_n, splits, v, lanes,
+                                                               revision)
             for n in range(n_img):
                 for i in range(first, last):
                     row = tile_row[i]

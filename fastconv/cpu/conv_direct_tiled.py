@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import prange, types
 
-from .._jit import parallel_kernel, simd, specialised_kernel
+from .._jit import inline_helper, parallel_kernel, simd, specialised_kernel
 from .conv_direct_microkernel import REVISION, fma_tile, pack_weight_block, shapes_literal
 
 # ---------------------------------------------------------------------------------------
@@ -266,6 +266,24 @@ def reduction_offsets(geom, planar: RowPlanar, channels: int, in_per_group: int)
 # The kernels
 # ---------------------------------------------------------------------------------------
 
+@inline_helper
+def task_block(t, w, steps, group_start, kb_n, splits, v, lanes, revision):
+    """Task t of the direct kernels' loop over (1/splits of the tile segments, group, block
+    of V output channels): its block index, group, first output channel and valid
+    channel count, its range of tiles, and its weight block packed for the micro-kernel."""
+    groups, kg = w.shape[0], w.shape[1]
+    n_segments = group_start.size - 1
+    blk = t % (groups * kb_n)
+    split = t // (groups * kb_n)
+    g = blk // kb_n
+    kb = blk - g * kb_n
+    wblk = np.empty(steps * v, w.dtype)
+    pack_weight_block(w, g, kb, wblk, v, lanes, revision)
+    first = group_start[split * n_segments // splits]
+    last = group_start[(split + 1) * n_segments // splits]
+    return blk, g, g * kg + kb * v, min(v, kg - kb * v), first, last, wblk
+
+
 @functools.cache
 def direct_kernel(shape: TileShape):
     """The parallel direct-convolution kernel for one tile shape, compiled (or loaded
@@ -284,20 +302,11 @@ def direct_kernel(shape: TileShape):
         one row.
         """
         groups, kg = w.shape[0], w.shape[1]
-        n_segments = group_start.size - 1
         plane = od_n * oh_n * ow_n
         k_n = groups * kg
         for t in prange(groups * kb_n * splits):
-            blk = t % (groups * kb_n)
-            split = t // (groups * kb_n)
-            g = blk // kb_n
-            kb = blk - g * kb_n
-            wblk = np.empty(xoff.size * v, w.dtype)
-            pack_weight_block(w, g, kb, wblk, v, lanes, revision)
-            k0 = g * kg + kb * v
-            kvalid = min(v, kg - kb * v)
-            first = group_start[split * n_segments // splits]
-            last = group_start[(split + 1) * n_segments // splits]
+            blk, g, k0, kvalid, first, last, wblk = task_block(t, w, xoff.size, group_start, kb_n, splits, v, lanes,
+                                                               revision)
             for n in range(n_img):
                 for i in range(first, last):
                     row = tile_row[i]
