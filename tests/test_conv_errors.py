@@ -89,3 +89,31 @@ def test_spec_cache_does_not_hide_errors_behind_equal_values():
     assert F.conv_transpose2d(X, WT, stride=2).shape == (1, 2, 13, 13)
     with pytest.raises(TypeError, match="output_padding"):
         F.conv_transpose2d(X, WT, stride=2, output_padding=1.0)
+
+
+def test_repeated_calls_check_what_the_first_call_did_not_see():
+    """A NumPy call seen before skips its checks and dispatch (ops/conv._host_key); a call
+    that differs in any array's kind, dtype or shape, or in device or algo, is checked
+    again, and a repeated unbatched call gives the unbatched result each time."""
+    assert F.conv2d(X, W).shape == (1, 2, 4, 4)
+    for _ in range(2):
+        with pytest.raises(TypeError, match="bias has dtype float64"):
+            F.conv2d(X, W, np.zeros(2, np.float64))
+        with pytest.raises(TypeError, match="weight has dtype float64"):
+            F.conv2d(X, W.astype(np.float64))
+        with pytest.raises(TypeError, match="weight must be a numpy.ndarray"):
+            F.conv2d(X, W.tolist())
+        with pytest.raises(ValueError, match="device"):
+            F.conv2d(X, W, device="tpu")
+        with pytest.raises(ValueError, match="algo"):
+            F.conv2d(X, W, algo="nope")
+        with pytest.raises(ValueError, match="bias"):
+            F.conv2d(X, W, np.zeros(3, np.float32))
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((4, 6, 6)).astype(np.float32), rng.standard_normal((2, 4, 3, 3)).astype(np.float32)
+    first = F.conv2d(x, w, padding=1)
+    again = F.conv2d(x, w, padding=1)
+    assert first.shape == again.shape == (2, 6, 6)
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_allclose(again, F.conv2d(x[None], w, padding=1)[0], rtol=1e-6)
+    np.testing.assert_array_equal(F.conv2d(x[:, ::2], w, padding=1), F.conv2d(x[:, ::2].copy(), w, padding=1))

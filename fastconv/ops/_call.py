@@ -58,7 +58,7 @@ def execute(family: str, backend: str, spec, algo, x_user, arrays, unbatched: bo
     ``arrays`` are the kernel's array arguments (input first, None allowed);
     ``empty_result()`` builds the NumPy result of an empty batch.
     """
-    impl = _choose(family, backend, spec, algo)
+    impl = choose_cached(family, backend, spec, algo)
     if spec.batch == 0:
         result = empty_result()
     elif backend == "cpu":
@@ -72,7 +72,7 @@ def execute(family: str, backend: str, spec, algo, x_user, arrays, unbatched: bo
 _CHOSEN: dict = {}
 
 
-def _choose(family, backend, spec, algo):
+def choose_cached(family, backend, spec, algo):
     """``choose``, remembered for the spec object: front ends that cache resolved specs
     (pooling) pass the same object again, and then skip the table walk. The entry holds
     the spec, so its id is not reused while the entry lives."""
