@@ -16,7 +16,7 @@ BACKENDS = ("cpu", "cuda")
 
 _MODULES = {
     ("conv", "cpu"): ("fastconv.cpu.conv_direct", "fastconv.cpu.conv_im2col", "fastconv.cpu.conv_depthwise",
-                      "fastconv.cpu.conv_gemm"),
+                      "fastconv.cpu.conv_gemm", "fastconv.cpu.conv_taps"),
     ("conv_transpose", "cpu"): ("fastconv.cpu.conv_transpose", "fastconv.cpu.conv_transpose_phases"),
     ("pool", "cpu"): ("fastconv.cpu.pool_window",),
     ("adaptive_pool", "cpu"): ("fastconv.cpu.pool_adaptive",),

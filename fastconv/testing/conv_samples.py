@@ -125,7 +125,17 @@ def curated() -> list[ConvSample]:
         s("conv_transpose1d", (2, 4, 9), (4, 2, 3), padding=3, groups=2),  # stride 1, crop > kernel - 1
         s("conv_transpose3d", (1, 2, 3, 2, 3), (2, 4, 1, 2, 3), stride=(3, 2, 1), padding=(0, 1, 1),
           output_padding=(2, 1, 0), activation="relu", dtype="float32"),  # kernel 1 < stride 3: bias-only phases
-    ] + depthwise_curated() + pointwise_curated()
+        # phases run by the direct kernel, output written interleaved (conv_transpose_tiled.py): K a multiple of V
+        s("conv_transpose2d", (2, 5, 4, 3), (5, 8, 4, 4), stride=2, padding=1),  # DCGAN: 2x2 windows, 4 offsets
+        s("conv_transpose2d", (1, 6, 5, 4), (6, 8, 3, 3), stride=2, padding=1, output_padding=1, activation="relu6",
+          dtype="float32"),  # FCN: 1, 2 and 4 taps per phase
+        s("conv_transpose2d", (1, 3, 4, 3), (3, 8, 3, 1), stride=2, output_padding=1, activation="relu",
+          dtype="float16"),  # kernel width 1 < stride: bias-only phases
+        s("conv_transpose2d", (1, 4, 5, 4), (4, 8, 3, 3), stride=2, dilation=3, padding=((4, 1), (0, 2)),
+          output_padding=(0, 1)),
+        s("conv_transpose1d", (2, 4, 7), (4, 16, 5), stride=2, padding=2, output_padding=1, dtype="float32"),
+        s("conv_transpose3d", (1, 3, 2, 3, 3), (3, 8, 2, 3, 3), stride=(1, 2, 2), padding=1, output_padding=(0, 1, 1)),
+    ] + depthwise_curated() + pointwise_curated() + dilated_curated()
 
 
 def depthwise_curated() -> list[ConvSample]:
@@ -183,6 +193,24 @@ def pointwise_curated() -> list[ConvSample]:
         s("conv2d", (1, 40, 3, 5), (7, 40, 1, 1), dtype="float32", bias=False, tags=pw),
         s("conv1d", (2, 9, 31), (17, 9, 1), stride=2, activation="relu6", dtype="float16", tags=pw),
         s("conv3d", (1, 6, 3, 4, 5), (10, 6, 1, 1, 1), stride=(2, 1, 2), dtype="float32", tags=pw),
+    ]
+
+
+def dilated_curated() -> list[ConvSample]:
+    """Zeros-padded dilated corners of the per-region tap GEMM ("taps", fastconv/cpu/conv_taps.py):
+    pads beyond the dilated kernel's reach (outputs that read only padding), taps that read
+    padding for every output, bands narrower than the merge threshold, strides, groups,
+    per-side pads, even kernels, 1-D and 3-D, float16/32/64, bias+relu/relu6."""
+    s = sample
+    return [
+        s("conv2d", (1, 6, 9, 11), (5, 6, 3, 3), dilation=4, padding=9, activation="relu6", dtype="float32"),
+        s("conv2d", (1, 3, 5, 6), (4, 3, 3, 3), dilation=7, padding=7),  # taps 0 and 2 read padding everywhere
+        s("conv2d", (2, 5, 13, 10), (4, 5, 3, 3), stride=2, dilation=6, padding=6, activation="relu",
+          dtype="float32"),
+        s("conv2d", (1, 6, 10, 9), (6, 2, 3, 3), groups=3, dilation=3, padding=3),
+        s("conv2d", (1, 7, 11, 13), (5, 7, 2, 3), dilation=(5, 3), padding=((6, 1), (0, 7)), dtype="float32"),
+        s("conv1d", (2, 5, 23), (6, 5, 3), dilation=8, padding=((16, 0),), dtype="float16"),  # causal
+        s("conv3d", (1, 4, 5, 6, 7), (3, 4, 3, 3, 3), stride=(1, 2, 1), dilation=(2, 3, 2), padding=(2, 3, 4)),
     ]
 
 
