@@ -810,3 +810,34 @@ def test_adaptive_max_wide_windows_nan_and_ties_like_torch(channels_last, rng):
         np.testing.assert_array_equal(got[0], tv.numpy())
         np.testing.assert_array_equal(np.signbit(got[0]), np.signbit(tv.numpy()))
         np.testing.assert_array_equal(got[1], ti.numpy())
+
+
+def test_repeated_calls_give_what_the_first_call_gave(rng):
+    """The runner kept for a repeated NumPy call (shape, dtype and arguments seen
+    before) tells apart what the full path tells apart: mode, layout, batch, types."""
+    x = randn(rng, (2, 3, 9, 8), np.float32)
+    calls = [
+        lambda: F.spatial_pyramid_pool(x, (1, 2), "max"),
+        lambda: F.spatial_pyramid_pool(x, (1, 2), "avg"),
+        lambda: F.global_avg_pool(x),
+        lambda: F.global_max_pool(x),
+        lambda: F.max_pool2d(x, 3, 2, 1, return_indices=True),
+        lambda: F.max_pool2d(x, 3, 2, 1),
+        lambda: F.max_pool2d(x[0], 3, 2, 1, return_indices=True),
+        lambda: F.avg_pool2d(x[:, :, ::2], (2, 2), 1, ((0, 1), (1, 0))),
+        lambda: F.avg_pool2d(x.astype(np.float16), 2),
+        lambda: F.lp_pool2d(np.abs(x), 2.0, 2),
+        lambda: F.lp_pool2d(np.abs(x), 3, 2),
+        lambda: F.adaptive_avg_pool2d(x[:0], 3),
+        lambda: F.adaptive_max_pool2d(to_cl(x), (2, 3), True, channels_last=True),
+    ]
+    first = [call() for call in calls]
+    for call, got in zip(calls, first):
+        assert_same(call(), got)
+    assert_close(first[1], ref.spatial_pyramid_pool(x, (1, 2), "avg"), "pool", np.float32)
+    assert_close(first[10], ref.lp_pool(np.abs(x), 3, 2), "pool_lp", np.float32)
+    assert first[11].shape == (0, 3, 3, 3)
+    with pytest.raises(TypeError, match="kernel_size must be an int"):
+        F.max_pool2d(x, 3.0, 2, 1)
+    with pytest.raises(TypeError, match="ceil_mode=None must be a bool"):
+        F.max_pool2d(x, 3, 2, 1, ceil_mode=None)

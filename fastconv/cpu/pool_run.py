@@ -83,6 +83,7 @@ class Plan(NamedTuple):
     dtype: np.dtype  # the user's
     wdtype: np.dtype  # the kernels'
     transposed: bool  # channels-first input run by a channels-last kernel on a copy
+    user_out_shape: tuple  # the result's shape (spec.output_shape)
 
 
 def make_plan(spec, kernels, args, takes_idx, work, *, channels_last_kernel=None) -> Plan:
@@ -93,7 +94,7 @@ def make_plan(spec, kernels, args, takes_idx, work, *, channels_last_kernel=None
     return Plan(kernels, tuple(args), takes_idx, work, bool(spec.return_indices),
                 _working_shape(spec.batch, spec.channels, spec.in_size, cl),
                 _working_shape(spec.batch, spec.channels, spec.out_size, cl),
-                dtype, working_dtype(dtype), cl != spec.channels_last)
+                dtype, working_dtype(dtype), cl != spec.channels_last, tuple(spec.output_shape))
 
 
 def spec_memo(fn):
@@ -115,6 +116,10 @@ def spec_memo(fn):
     return get
 
 
+# The idx argument of max kernels called without indices: never written.
+NO_INDICES = np.empty((1, 1, 1, 1, 1), INDEX_DTYPE)
+
+
 def run_pool(spec, x, plan: Plan):
     """Run ``plan`` on working-form chunks of ``x``; return the result in the user's
     layout and dtype (with int64 indices when the spec asks for them)."""
@@ -122,9 +127,18 @@ def run_pool(spec, x, plan: Plan):
     args = plan.args
     wdtype = plan.wdtype
     out = np.empty(plan.out_shape, wdtype)
-    idx = np.empty(plan.out_shape if plan.with_indices else (1, 1, 1, 1, 1), INDEX_DTYPE)
-    if (not plan.transposed and x.dtype == wdtype and x.flags.c_contiguous and x.flags.aligned
-            and x.flags.writeable):
+    flags = x.flags
+    if (not plan.transposed and x.dtype is wdtype and flags.c_contiguous and flags.aligned
+            and flags.writeable and not plan.with_indices):
+        # the common case, with nothing to copy or convert
+        if plan.takes_idx:
+            kernel(x.reshape(plan.in_shape), out, NO_INDICES, *args)
+        else:
+            kernel(x.reshape(plan.in_shape), out, *args)
+        return out.reshape(plan.user_out_shape)
+    idx = np.empty(plan.out_shape, INDEX_DTYPE) if plan.with_indices else NO_INDICES
+    if (not plan.transposed and x.dtype == wdtype and flags.c_contiguous and flags.aligned
+            and flags.writeable):
         spans = ((0, spec.batch, x.reshape(plan.in_shape)),)
     else:
         per_image = max(1, math.prod(plan.in_shape[1:])) * wdtype.itemsize
@@ -143,15 +157,15 @@ def run_pool(spec, x, plan: Plan):
         else:
             kernel(xw, o, *args)
     if plan.transposed:
-        values = _channels_first(out, spec.output_shape, plan.dtype)
+        values = _channels_first(out, plan.user_out_shape, plan.dtype)
         if plan.with_indices:
-            return values, _channels_first(idx, spec.output_shape, INDEX_DTYPE)
+            return values, _channels_first(idx, plan.user_out_shape, INDEX_DTYPE)
         return values
-    values = out.reshape(spec.output_shape)
+    values = out.reshape(plan.user_out_shape)
     if wdtype != plan.dtype:
         values = values.astype(plan.dtype)
     if plan.with_indices:
-        return values, idx.reshape(spec.output_shape)
+        return values, idx.reshape(plan.user_out_shape)
     return values
 
 

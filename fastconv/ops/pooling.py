@@ -16,9 +16,10 @@ import numpy as np
 
 from .._args import check_flag, is_int
 from .._arrays import like_input, shape_of, to_host
+from ..dispatch import choose
 from ..spec.pool import resolve_adaptive_pool, resolve_pool
 from ._call import _as_kind, batched, execute
-from ._spec_cache import DTYPE_NAMES, cached_spec, input_dtype, key_of
+from ._spec_cache import DTYPE_NAMES, Uncacheable, cached_spec, input_dtype, key_of
 
 __all__ = [
     "max_pool1d", "max_pool2d", "max_pool3d",
@@ -40,9 +41,71 @@ def _empty(spec, dtype, with_indices):
     return build
 
 
+# ---- repeated host calls ---------------------------------------------------------------
+#
+# A NumPy call whose input shape, dtype and arguments were seen before runs the runner
+# kept for them: the spec, the implementation and the batch handling are looked up
+# once, and argument checking is skipped (it passed on the first call). Arguments are
+# keyed with their types, so 2, 2.0 and True stay apart; anything but plain values
+# (see _spec_cache.key_of) takes the full path every time. Errors are never kept.
+
+_RUNNERS: dict = {}
+_PLAIN = frozenset({int, float, bool, str, type(None)})
+_KEYABLE = _PLAIN | {tuple}
+
+
+def _host_key(op, input, args):
+    """The runner key of a NumPy call (``args``: every argument but the input that the
+    result depends on), or None when the call must take the full path."""
+    if type(input) is not np.ndarray:
+        return None
+    types = tuple(map(type, args))
+    if not _KEYABLE.issuperset(types):
+        return None
+    if tuple in types:
+        try:
+            for value, kind in zip(args, types):
+                if kind is tuple:
+                    key_of(value)
+        except Uncacheable:
+            return None
+    return op, input.shape, input.dtype, args, types
+
+
+def _host_runner(family, spec, unbatched, dtype, shape):
+    """``run(input)`` for a NumPy call resolved to ``spec`` on the CPU (``shape``: the
+    batched input shape)."""
+    if spec.batch == 0:
+        empty = _empty(spec, dtype, spec.return_indices)
+        return lambda x: empty()
+    fn = choose(family, "cpu", spec, "auto").fn
+    if not unbatched:
+        return lambda x: fn(spec, x)
+
+    def run(x):
+        result = fn(spec, x.reshape(shape))
+        if isinstance(result, tuple):
+            return tuple(r.reshape(r.shape[1:]) for r in result)
+        return result.reshape(result.shape[1:])
+
+    return run
+
+
+def _remember(key, run):
+    if len(_RUNNERS) >= 2048:
+        _RUNNERS.clear()
+    _RUNNERS[key] = run
+
+
 def _pool(op, mode, nd, input, kernel_size, stride, padding, dilation, ceil_mode,
           channels_last, device, *, count_include_pad=True, divisor_override=None,
           norm_type=2.0, return_indices=False):
+    key = _host_key(op, input, (mode, kernel_size, stride, padding, dilation, ceil_mode, channels_last,
+                                device, count_include_pad, divisor_override, norm_type, return_indices))
+    if key is not None:
+        run = _RUNNERS.get(key)
+        if run is not None:
+            return run(input)
     channels_last = check_flag(op, "channels_last", channels_last)
     backend, x, unbatched = batched(op, input, nd, device)
     dtype = input_dtype(op, input)
@@ -65,6 +128,10 @@ def _pool(op, mode, nd, input, kernel_size, stride, padding, dilation, ceil_mode
         divisor_override=divisor_override, norm_type=norm_type,
         return_indices=return_indices, channels_last=channels_last, dtype=name,
     )
+    if key is not None and backend == "cpu":
+        run = _host_runner("pool", spec, unbatched, dtype, shape)
+        _remember(key, run)
+        return run(input)
     return execute("pool", backend, spec, "auto", input, (x,), unbatched,
                    _empty(spec, dtype, spec.return_indices))
 
@@ -162,6 +229,11 @@ def lp_pool3d(input, norm_type, kernel_size, stride=None, ceil_mode=False, *, pa
 # ---- adaptive ------------------------------------------------------------------------
 
 def _adaptive(op, mode, nd, input, output_size, return_indices, channels_last, device):
+    key = _host_key(op, input, (mode, output_size, return_indices, channels_last, device))
+    if key is not None:
+        run = _RUNNERS.get(key)
+        if run is not None:
+            return run(input)
     channels_last = check_flag(op, "channels_last", channels_last)
     return_indices = check_flag(op, "return_indices", return_indices)
     backend, x, unbatched = batched(op, input, nd, device)
@@ -171,6 +243,10 @@ def _adaptive(op, mode, nd, input, output_size, return_indices, channels_last, d
     spec = cached_spec(lambda: (op, mode, nd, shape, key_of(output_size), return_indices, channels_last, name),
                  resolve_adaptive_pool, op, mode, nd, shape, output_size,
                  return_indices=return_indices, channels_last=channels_last, dtype=name)
+    if key is not None and backend == "cpu":
+        run = _host_runner("adaptive_pool", spec, unbatched, dtype, shape)
+        _remember(key, run)
+        return run(input)
     return execute("adaptive_pool", backend, spec, "auto", input, (x,), unbatched,
                    _empty(spec, dtype, spec.return_indices))
 
