@@ -11,6 +11,10 @@ whose sub-convolutions share the input window and sub-kernel shape run as one fo
 conv with their output channels stacked (U-Net's 2x2 stride 2: one GEMM); when all
 phases' output channels together fit one vector (DCGAN's 3-channel last layer), all
 run as one conv over the union of their windows, zeros at the taps a phase lacks.
+Otherwise, where its conditions hold (ungrouped, output sizes multiples of the strides, ...),
+conv_transpose_tiled.py runs every phase through the compiled direct kernel with the input
+packed once and each phase's outputs written straight into their interleaved places
+(DCGAN's 4x4 and FCN's 3x3 stride-2 layers); 1x1 sub-kernels stay one GEMM.
 
 Input: the user's layout (channels-first or channels-last), cropped by views where a
 phase starts inside it; zero padding is left to the forward kernel. A phase with no
@@ -31,6 +35,7 @@ import functools
 import math
 from typing import NamedTuple
 
+import numba
 import numpy as np
 from numba import prange, uint64
 
@@ -67,6 +72,7 @@ class PhasePlan(NamedTuple):
     weight_table: np.ndarray  # per phase with taps: (start of its group's weight, index in group, P, taps)
     weight_taps: np.ndarray  # per phase with taps: flat kernel index of each forward tap (-1: a zero)
     weight_elems: int
+    union: bool  # all phases run as one conv over the union of their windows
 
 
 def dim_phases(n: int, k: int, s: int, d: int, pad_begin: int, out: int) -> list[DimPhase]:
@@ -125,7 +131,7 @@ def phase_plan(spec) -> PhasePlan:
         at += math.prod(fspec.weight_shape)
     width = max([t.size for t in taps], default=1)
     taps = np.array([np.pad(t, (0, width - t.size)) for t in taps], np.int64).reshape(-1, width)
-    return PhasePlan(tuple(groups), np.array(table, np.int64).reshape(-1, 4), taps, at)
+    return PhasePlan(tuple(groups), np.array(table, np.int64).reshape(-1, 4), taps, at, union is not None)
 
 
 UNION_CHANNELS = 16  # stacked output channels that one vector of floats holds
@@ -285,8 +291,12 @@ def _flat_bits(a):
           note="one forward conv per output phase (sub-pixel decomposition), by the forward kernels")
 def conv_transpose_phases(spec, x, weight, bias):
     dtype = np.dtype(spec.dtype)
-    g, cg, kg = spec.groups, spec.in_per_group, spec.out_per_group
     plan = phase_plan(spec)
+    if not plan.union:
+        out = _interleaved_in_kernel(spec, x, weight, bias)
+        if out is not None:
+            return out
+    g, cg, kg = spec.groups, spec.in_per_group, spec.out_per_group
     wbits = _flat_bits(weight)
     wsub = np.empty(plan.weight_elems, wbits.dtype)
     phase_weights(wbits, g, cg, kg, plan.weight_table, plan.weight_taps, wsub)
@@ -314,6 +324,23 @@ def conv_transpose_phases(spec, x, weight, bias):
         else:
             interleave_channels_first(*args, spec.out_channels, *sizes, *lift3(spec.stride, 1), kg)
     return out
+
+
+def _interleaved_in_kernel(spec, x, weight, bias):
+    """The phases by conv_transpose_tiled (the direct kernel writing each phase's outputs in their
+    interleaved places), or None where its conditions do not hold."""
+    from .conv_transpose_tiled import channels_first, run_tiled, tiled_plan  # it imports this module
+
+    tiled = tiled_plan(spec, numba.get_num_threads())
+    if tiled is None:
+        return None
+    dtype = np.dtype(spec.dtype)
+    out = run_tiled(spec, tiled, x, weight, bias, _bias_only(spec, bias, working_dtype(dtype)).reshape(-1))
+    if not spec.channels_last:
+        first = np.empty((spec.batch, spec.out_channels, *spec.out_size), out.dtype)
+        channels_first(out.reshape(-1), first.reshape(-1), spec.batch, math.prod(spec.out_size), spec.out_channels)
+        out = first
+    return out.reshape(spec.output_shape).astype(dtype, copy=False)
 
 
 def _forward(spec, group, x, wsub, bias):
