@@ -1,0 +1,72 @@
+"""Transposed conv's phases through the direct kernel (fastconv/cpu/conv_transpose_tiled.py): when it
+applies, and what the sample sweep in test_conv.py does not reach (strided input, image chunks)."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+import fastconv as F
+from fastconv import reference as ref
+from fastconv.cpu.conv_transpose_tiled import channels_first, tiled_plan
+from fastconv.spec.conv import resolve_conv
+from fastconv.testing.tolerances import assert_close
+
+
+def spec(input_shape, weight_shape, dtype="float32", **args):
+    return resolve_conv(f"conv_transpose{len(input_shape) - 2}d", input_shape, weight_shape, dtype=dtype, **args)
+
+
+def test_when_it_applies():
+    threads = numba.get_num_threads()
+    assert tiled_plan(spec((2, 64, 4, 4), (64, 32, 4, 4), stride=2, padding=1), threads) is not None  # DCGAN
+    assert tiled_plan(spec((1, 32, 7, 7), (32, 16, 3, 3), stride=2, padding=1, output_padding=1), threads)  # FCN
+    assert tiled_plan(spec((1, 32, 7, 7), (32, 16, 2, 2), stride=2), threads) is None  # 1x1 phases: one GEMM
+    assert tiled_plan(spec((1, 32, 7, 7), (32, 16, 3, 3), stride=2, padding=1), threads) is None  # 13: odd output
+    assert tiled_plan(spec((1, 32, 4, 4), (32, 8, 4, 4), stride=2, padding=1, groups=2), threads) is None
+    assert tiled_plan(spec((1, 32, 4, 4), (32, 12, 4, 4), stride=2, padding=1), threads) is None  # K % V
+    assert tiled_plan(spec((1, 8, 3, 4, 4), (8, 16, 2, 4, 4), stride=2, padding=1), threads) is None  # depth stride
+
+
+def _check(x, w, b, channels_last, **args):
+    expected = ref.conv_transpose(x, w, b, **args)
+    xin = np.moveaxis(x, 1, -1) if channels_last else x
+    got = F.conv_transpose2d(xin, w, b, channels_last=channels_last, algo="phases", **args)
+    if channels_last:
+        got = np.moveaxis(got, -1, 1)
+    assert_close(got, expected, "conv", x.dtype.name, np.sqrt(np.prod(w.shape[1:])))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_strided_input(channels_last, rng):
+    """Input read through a view with gaps (every other channel and column); weight not C-contiguous."""
+    big = rng.standard_normal((2, 10, 5, 9))
+    x = big[:, ::2, :, ::2]
+    w = np.asfortranarray(rng.standard_normal((5, 8, 4, 4)))
+    b = rng.standard_normal(8)
+    assert tiled_plan(spec((2, 5, 5, 5), w.shape, "float64", stride=2, padding=1), numba.get_num_threads())
+    _check(x, w, b, channels_last, stride=2, padding=1)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_image_chunks(channels_last, rng):
+    """A workspace cap under one packed image: one image per chunk."""
+    x = rng.standard_normal((3, 6, 5, 4))
+    w = rng.standard_normal((6, 8, 3, 3))
+    b = rng.standard_normal(8)
+    args = dict(stride=2, padding=1, output_padding=1)
+    assert tiled_plan(spec((3, 6, 5, 4), w.shape, "float64", **args), numba.get_num_threads())
+    previous = F.set_workspace_limit(1024)
+    try:
+        _check(x, w, b, channels_last, **args)
+    finally:
+        F.set_workspace_limit(previous)
+
+
+@pytest.mark.parametrize("n, p, k", [(1, 1, 1), (2, 17, 5), (1, 40, 33), (3, 16, 16)])
+def test_channels_first(n, p, k, rng):
+    src = rng.standard_normal((n, p, k)).astype(np.float32)
+    out = np.empty((n, k, p), np.float32)
+    channels_first(src.reshape(-1), out.reshape(-1), n, p, k)
+    np.testing.assert_array_equal(out, np.moveaxis(src, -1, 1))
