@@ -80,10 +80,16 @@ def auto_algorithm(family: str, backend: str, spec, names: list[str]) -> str:
 
     Depthwise layers: the depthwise kernel; 1x1 layers: one BLAS GEMM; ungrouped 2-D and
     3-D layers whose dilated kernel spans 12 or more rows (DeepLab's ASPP rates 6-18):
+    with zeros padding "taps" (im2col over only the taps that read the input), else
     im2col, 1.2-1.8x faster there than the direct kernel, whose reads then spread over
-    distant rows; every other convolution: the register-tiled direct kernel, faster than
-    im2col on every such layer timed (ResNet-50 3x3 and 7x7, dilated residual blocks,
-    ResNeXt-style groups of 4 and 8 channels, 1-D at dilations 1-256, 3-D), by 1.05-5x.
+    distant rows. taps against im2col and direct on ASPP's 512->256 3x3 convs on 33x33
+    (single-threaded CPU time, both layouts): 1.2x faster than im2col (1.03-1.08x than
+    direct) at rate 6, 1.5x and 2.0x faster than im2col at rates 12 and 18; on the dilated
+    residual blocks (rates 2 and 4 on 28x28, spans 4 and 8, few taps in padding) 1.3-1.5x
+    slower than direct, so the rule leaves them. Every other convolution: the register-tiled direct
+    kernel, faster than im2col on every such layer timed (ResNet-50 3x3 and 7x7, dilated
+    residual blocks, ResNeXt-style groups of 4 and 8 channels, 1-D at dilations 1-256,
+    3-D), by 1.05-5x.
 
     Transposed convolutions on the CPU: the phase decomposition (one forward conv per
     output phase), 2-14x faster than the gather kernel on every layer timed (DCGAN 4x4
@@ -99,7 +105,7 @@ def auto_algorithm(family: str, backend: str, spec, names: list[str]) -> str:
     if spec.is_pointwise:
         ordered.append("gemm")
     if spec.groups == 1 and max([(k - 1) * d for k, d in zip(spec.kernel[:-1], spec.dilation[:-1])] + [0]) >= 12:
-        ordered.append("im2col")
+        ordered += ["taps", "im2col"]
     ordered += ["direct", "im2col", "gemm"]
     return next(name for name in ordered + names if name in names)
 
