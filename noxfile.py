@@ -7,6 +7,8 @@ bench process unsets them for itself (see bench/run.py).
 from __future__ import annotations
 
 import os
+import subprocess
+import tempfile
 
 import nox
 
@@ -21,17 +23,34 @@ CACHE = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".nox", "numba-
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """CPU suite, then the GPU kernels under numba-cuda's simulator, then a bounds-checked run."""
+    """CPU suite and bounds-checked run side by side, then the GPU kernels under numba-cuda's simulator.
+
+    A cold run is nearly all Numba compiling, one kernel at a time per process: the CPU suite and the
+    bounds-checked run (its own cache, every kernel compiled again with checks) run as two processes on
+    the two cores, with no kernel compiled twice in either cache; the simulator run, pure Python, then
+    takes both cores with pytest-xdist. Extra arguments go to the CPU suite and the simulator run.
+    """
     session.install("-e", ".[test]")
-    env = {"NUMBA_CACHE_DIR": CACHE}
     args = session.posargs or []
-    session.run("python", "-m", "pytest", "-m", "not cuda", *args, env=env)
-    session.run("python", "-m", "pytest", "-m", "cuda", "tests/test_cuda.py", *args,
-                env=dict(env, NUMBA_ENABLE_CUDASIM="1"))
-    session.run("python", "-m", "pytest", "-m", "not cuda and not slow", "-k", "not real_layers",
-                "tests/test_conv.py", "tests/test_pooling.py", "tests/test_windows.py", "-x", "-q",
-                env={"NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": CACHE + "-boundscheck",
-                     "FASTCONV_NUM_CASES": "6"})
+    checked = ["-m", "not cuda and not slow", "-k", "not real_layers", "tests/test_conv.py", "tests/test_pooling.py",
+               "tests/test_windows.py", "-x", "-q"]
+    checked_env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=CACHE + "-boundscheck",
+                       FASTCONV_NUM_CASES="6")
+    with tempfile.TemporaryFile("w+") as log:
+        session.log("started in the background: NUMBA_BOUNDSCHECK=1 pytest " + " ".join(checked))
+        background = subprocess.Popen([os.path.join(session.bin, "python"), "-m", "pytest", *checked],
+                                      env=checked_env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            session.run("python", "-m", "pytest", "-m", "not cuda", *args, env={"NUMBA_CACHE_DIR": CACHE})
+        finally:
+            code = background.wait()
+            log.seek(0)
+            session.log(f"bounds-checked run (exit {code}):")
+            print(log.read(), flush=True)
+    if code != 0:
+        session.error(f"bounds-checked run failed (exit {code})")
+    session.run("python", "-m", "pytest", "-m", "cuda", "tests/test_cuda.py", "-n", "2", *args,
+                env={"NUMBA_CACHE_DIR": CACHE, "NUMBA_ENABLE_CUDASIM": "1"})
 
 
 @nox.session

@@ -103,7 +103,8 @@ def curated() -> list[ConvSample]:
         s("conv1d", (1, 4, 9), (4, 1, 3), groups=4, padding="same", padding_mode="reflect"),
         s("conv3d", (1, 3, 5, 6, 7), (4, 3, 3, 3, 3), padding=1),
         s("conv3d", (2, 4, 4, 5, 5), (4, 2, 2, 3, 3), stride=(1, 2, 2), groups=2, padding=((1, 0), (1, 1), (0, 2))),
-        s("conv3d", (1, 4, 4, 5, 6), (4, 1, 3, 3, 3), groups=4, padding=1, padding_mode="circular"),
+        s("conv3d", (1, 4, 4, 5, 6), (4, 1, 3, 3, 3), groups=4, padding=1, padding_mode="circular",
+          dtype="float32"),  # shares its depthwise kernels with the 3-D one below; f64 lanes: the 2-D samples
         s("conv_transpose2d", (2, 4, 5, 6), (4, 3, 3, 3), stride=2, padding=1, output_padding=1),
         s("conv_transpose2d", (1, 6, 4, 4), (6, 2, 4, 4), stride=2, padding=1, groups=3),
         s("conv_transpose2d", (1, 4, 5, 5), (4, 2, 3, 3), stride=3, dilation=2, padding=((2, 0), (1, 3))),
@@ -151,13 +152,13 @@ def depthwise_curated() -> list[ConvSample]:
           tags=dw),
         s("conv2d", (1, 8, 1, 1), (8, 1, 3, 3), groups=8, padding=1, dtype="float32", tags=dw),
         s("conv2d", (1, 20, 12, 40), (20, 1, 3, 3), groups=20, padding=1, dtype="float32", tags=dw),
-        s("conv2d", (1, 5, 13, 11), (10, 1, 3, 3), groups=5, stride=3, dilation=2, padding=2, tags=dw),  # M=2
+        s("conv2d", (1, 5, 13, 11), (10, 1, 3, 3), groups=5, dilation=2, padding=2, tags=dw),  # M=2, dilated
         s("conv2d", (2, 16, 9, 9), (16, 1, 3, 3), groups=16, padding=1, activation="relu6", dtype="float16",
           tags=dw),
         s("conv2d", (1, 4, 2, 3), (4, 1, 5, 5), groups=4, padding=2, dtype="float32", tags=dw),  # no interior
         s("conv2d", (1, 6, 8, 9), (6, 1, 2, 4), groups=6, stride=2, padding="same", tags=dw),
-        s("conv2d", (1, 7, 9, 10), (7, 1, 3, 3), groups=7, stride=(2, 1), dilation=(1, 3), padding=((0, 2), (3, 0)),
-          tags=dw),
+        s("conv2d", (1, 7, 9, 10), (7, 1, 3, 3), groups=7, stride=(2, 1), dilation=(1, 2), padding=((0, 2), (3, 0)),
+          dtype="float32", tags=dw),
         s("conv1d", (2, 6, 19), (12, 1, 5), groups=6, stride=2, padding=2, dtype="float32", tags=dw),
         s("conv3d", (1, 4, 5, 6, 7), (4, 1, 3, 3, 3), groups=4, stride=(1, 2, 1), padding=1, dtype="float32",
           tags=dw),
