@@ -25,7 +25,9 @@ def test_when_it_applies():
     assert tiled_plan(spec((1, 32, 7, 7), (32, 16, 2, 2), stride=2), threads) is None  # 1x1 phases: one GEMM
     assert tiled_plan(spec((1, 32, 7, 7), (32, 16, 3, 3), stride=2, padding=1), threads) is None  # 13: odd output
     assert tiled_plan(spec((1, 32, 4, 4), (32, 8, 4, 4), stride=2, padding=1, groups=2), threads) is None
-    assert tiled_plan(spec((1, 32, 4, 4), (32, 12, 4, 4), stride=2, padding=1), threads) is None  # K % V
+    # K % V: phases grouped along the width (DCGAN) do not need it, single phases (FCN) do
+    assert tiled_plan(spec((1, 32, 4, 4), (32, 12, 4, 4), stride=2, padding=1), threads).calls[0].w_shape[0] == 2
+    assert tiled_plan(spec((1, 32, 7, 7), (32, 12, 3, 3), stride=2, padding=1, output_padding=1), threads) is None
     assert tiled_plan(spec((1, 8, 3, 4, 4), (8, 16, 2, 4, 4), stride=2, padding=1), threads) is None  # depth stride
 
 
@@ -62,6 +64,15 @@ def test_image_chunks(channels_last, rng):
         _check(x, w, b, channels_last, **args)
     finally:
         F.set_workspace_limit(previous)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_grouped_phases_partial_channel_block(channels_last, rng):
+    """DCGAN-like: the two width phases as groups of one kernel call, 12 of 16 lanes valid."""
+    x = rng.standard_normal((2, 5, 3, 4)).astype(np.float32)
+    w = rng.standard_normal((5, 12, 4, 4)).astype(np.float32)
+    b = rng.standard_normal(12).astype(np.float32)
+    _check(x, w, b, channels_last, stride=2, padding=1, activation="relu")
 
 
 @pytest.mark.parametrize("n, p, k", [(1, 1, 1), (2, 17, 5), (1, 40, 33), (3, 16, 16)])
