@@ -100,16 +100,17 @@ def weight_blocks(taps, kernel):
 
 @parallel_kernel
 def pack_weight(w, groups, cg, taps, out):
-    """out[g, t, c, k] = w[g*Kg + k, c, t]: (K, Cg, taps) to (G, taps, Cg, Kg), both flat; tiles
-    of 16 output channels, so reads stream 16 weight rows and writes are 16-wide runs."""
+    """out[g, t, c, k] = w[g*Kg + k, c, t]: (K, Cg, taps) to (G, taps, Cg, Kg), both flat, in tiles
+    of 16 output channels: per input channel, the adjacent taps of 16 weight rows are read
+    together and written as 16-wide runs."""
     kg = w.size // (groups * cg * taps)
     k_tiles = (kg + 15) // 16
     for task in prange(groups * k_tiles):
         g = task // k_tiles
         k0 = (task - g * k_tiles) * 16
         k1 = min(k0 + 16, kg)
-        for t in range(taps):
-            for c in range(cg):
+        for c in range(cg):
+            for t in range(taps):
                 o = ((g * taps + t) * cg + c) * kg
                 i = (g * kg * cg + c) * taps + t
                 for k in range(k0, k1):
@@ -186,25 +187,29 @@ def scatter_nhwc(acc, bias, act, region, l0, out):
 
 @parallel_kernel
 def scatter_nchw(acc, bias, act, region, l0, out):
-    """out[n, g*Kg + k, od, oh, ow] = act(acc[g, p, k] + bias) (out (N, K, OD, OH, OW)) over the region's lines l0.."""
+    """out[n, g*Kg + k, od, oh, ow] = act(acc[g, p, k] + bias) (out (N, K, OD, OH, OW)) over the
+    region's lines l0..; tiles of 16 channels, so a line's (width, 16) block of acc stays in L1."""
     groups, n_p, kg = acc.shape
     od0, od1, oh0, oh1, ow0, ow1 = region[0], region[1], region[2], region[3], region[4], region[5]
     width = ow1 - ow0
     n_oh = oh1 - oh0
     n_od = od1 - od0
     n_lines = n_p // width
-    for task in prange(groups * kg):
-        g = task // kg
-        k = task - g * kg
-        b = bias[task]
+    k_tiles = (kg + 15) // 16
+    for task in prange(groups * k_tiles):
+        g = task // k_tiles
+        k0 = (task - g * k_tiles) * 16
+        k1 = min(k0 + 16, kg)
         for li in range(n_lines):
             line = l0 + li
             n = line // (n_od * n_oh)
             q = line - n * (n_od * n_oh)
             od = od0 + q // n_oh
             oh = oh0 + q % n_oh
-            for j in range(width):
-                out[n, task, od, oh, ow0 + j] = activate(acc[g, li * width + j, k] + b, act)
+            for k in range(k0, k1):
+                b = bias[g * kg + k]
+                for j in range(width):
+                    out[n, g * kg + k, od, oh, ow0 + j] = activate(acc[g, li * width + j, k] + b, act)
 
 
 def _zeros_dilated(spec):
