@@ -417,6 +417,16 @@ def test_global_pools(shape, dtype, rng):
         assert_same(call_cl(getattr(F, name), x), y)
 
 
+def test_global_avg_channels_last_sums_like_channels_first_at_every_pixel_count(rng):
+    """The channels-last kernel's partial sums take four pixels per pass, then one:
+    every count of pixels per partial sum (and the tail past the last multiple of 8)."""
+    for pixels in (*range(1, 20), 31, 32, 33, 40, 49, 57, 64, 65):
+        x = randn(rng, (2, 37, 1, pixels), np.float32)
+        y = F.global_avg_pool(x)
+        assert_close(y, ref.global_avg_pool(x), "pool", np.float32, what=f"{pixels} pixels")
+        assert_same(call_cl(F.global_avg_pool, x), y)
+
+
 @pytest.mark.parametrize("mode", ["max", "avg"])
 @pytest.mark.parametrize("shape,levels", [((2, 3, 13, 11), (1, 2, 4)), ((2, 3, 17), (1, 3)),
                                           ((1, 2, 5, 6, 7), (1, 2)), ((2, 3, 3, 3), 4)],

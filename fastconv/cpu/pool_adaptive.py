@@ -172,15 +172,26 @@ def _adaptive_ndhwc(x, out, idx, is_max, want_idx, cblock):
                         k += 1
 
 
+@inline_helper
+def lane_pixel(lane, q, rounds, n8):
+    """The q-th pixel summed into partial sum ``lane`` (module docstring): lane + 8 q for
+    the first ``rounds`` of them, then (lane 0 only) the pixels from n8 on."""
+    return lane + 8 * q if q < rounds else n8 + q - rounds
+
+
 def _global_avg_ndhwc(x, out, cblock):
     """out[n, c] = mean over the pixels of x[n, ..., c] in eight partial sums (module
-    docstring), kept in an (8, channel block) scratch per task."""
+    docstring), kept in an (8, channel block) scratch per task. Each partial sum adds
+    four of its pixels per pass over the channels (in its own pixel order), so the
+    scratch is read and written once per four input pixels."""
     n_img, in_d, in_h, in_w, c_n = x.shape
     xf = x.reshape(x.size)
     of = out.reshape(out.size)
     size = in_d * in_h * in_w
     n8 = size - size % 8
+    rounds = n8 // 8
     count = out.dtype.type(size)
+    zero = out.dtype.type(0)
     n_cb = (c_n + cblock - 1) // cblock
     for t in prange(n_img * n_cb):
         cb = t % n_cb
@@ -188,13 +199,32 @@ def _global_avg_ndhwc(x, out, cblock):
         c0 = cb * cblock
         width = min(cblock, c_n - c0)
         uw = np.uint64(width)
-        acc = np.zeros(8 * width, out.dtype)
-        for p in range(size):
-            lane = np.uint64(p % 8 if p < n8 else 0) * uw
-            xs = np.uint64((n * size + p) * c_n + c0)
-            for c in range(width):
-                uc = np.uint64(c)
-                acc[lane + uc] += xf[xs + uc]
+        acc = np.empty(8 * width, out.dtype)
+        first_pixel = n * size
+        for lane in range(8):
+            a = np.uint64(lane) * uw
+            pixels = rounds + (size - n8 if lane == 0 else 0)
+            if pixels == 0:
+                for c in range(width):
+                    acc[a + np.uint64(c)] = zero
+            q = 0
+            while q < pixels:
+                first = q == 0
+                x0 = np.uint64((first_pixel + lane_pixel(lane, q, rounds, n8)) * c_n + c0)
+                if pixels - q < 4:
+                    for c in range(width):
+                        uc = np.uint64(c)
+                        acc[a + uc] = (zero if first else acc[a + uc]) + xf[x0 + uc]
+                    q += 1
+                    continue
+                x1 = np.uint64((first_pixel + lane_pixel(lane, q + 1, rounds, n8)) * c_n + c0)
+                x2 = np.uint64((first_pixel + lane_pixel(lane, q + 2, rounds, n8)) * c_n + c0)
+                x3 = np.uint64((first_pixel + lane_pixel(lane, q + 3, rounds, n8)) * c_n + c0)
+                for c in range(width):
+                    uc = np.uint64(c)
+                    s = (zero if first else acc[a + uc]) + xf[x0 + uc]
+                    acc[a + uc] = ((s + xf[x1 + uc]) + xf[x2 + uc]) + xf[x3 + uc]
+                q += 4
         o = np.uint64(n * c_n + c0)
         for c in range(width):
             uc = np.uint64(c)
