@@ -31,7 +31,7 @@ import numpy as np
 from numba import prange, uint64
 
 from .._arrays import working_dtype
-from .._jit import parallel_kernel
+from .._jit import inline_helper, parallel_kernel
 from .._workspace import chunks, workspace_limit
 from ..dispatch import register
 from .layout import ACTIVATION_CODES, activate, bias_vector, channels_last_5d, geometry3, padded_input
@@ -117,30 +117,42 @@ def pack_weight(w, groups, cg, taps, out):
                     out[uint64(o + k)] = w[uint64(i + k * cg * taps)]
 
 
+# Columns of a piece (a chunk of one region's output lines), one row of the int64 piece table.
+OD0, OW0, KD0, L0, N_P, RUN, COL_OFF, P_OFF, LINE_OFF, FIELDS = 0, 4, 6, 12, 13, 14, 15, 16, 17, 18
+
+
+@inline_helper
+def _piece_line(pieces, i, line):
+    """(n, od, oh) of piece i's region line ``line`` (flat over n, od, oh)."""
+    n_oh = pieces[i, 3] - pieces[i, 2]
+    n_od_oh = (pieces[i, 1] - pieces[i, 0]) * n_oh
+    n = line // n_od_oh
+    q = line - n * n_od_oh
+    return n, pieces[i, 0] + q // n_oh, pieces[i, 2] + q % n_oh
+
+
 @parallel_kernel
-def gather_nhwc(x, shape, region, taps, geo, l0, n_p, run, cols):
-    """cols[g, t // run, p, (t % run)*Cg + c] = x[n, id, ih, iw, g*Cg + c], or 0 where that reads
-    padding, for the region's output lines l0.. (flat over n, od, oh; p = line * width + ow)
-    and its taps t (kd, kh, kw): each run of taps (one weight block) is its own contiguous
-    matrix. x and cols are flat: x (N, D, H, W, C) of ``shape``, cols (G, T/run, n_p, run*Cg)."""
+def gather_nhwc(x, shape, geo, pieces, pix_owner, cols):
+    """Per piece (a row of ``pieces``) and its pixel p (flat over its lines, then ow):
+    cols[off + ((g*B + t // run)*n_p + p)*run*Cg + (t % run)*Cg + c] = x[n, id, ih, iw, g*Cg + c],
+    or 0 where that reads padding, for its taps t (kd, kh, kw): each run of taps (one weight
+    block) is its own contiguous (n_p, run*Cg) matrix. x (N, D, H, W, C) of ``shape``, flat."""
     in_d, in_h, in_w, c_n, groups = shape[1], shape[2], shape[3], shape[4], shape[5]
     cg = c_n // groups
-    od0, od1, oh0, oh1, ow0, ow1 = region[0], region[1], region[2], region[3], region[4], region[5]
-    kd0, kd1, kh0, kh1, kw0, kw1 = taps[0], taps[1], taps[2], taps[3], taps[4], taps[5]
     sd, sh, sw, dd, dh, dw, pd, ph, pw = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5], geo[6], geo[7], geo[8]
-    width = ow1 - ow0
-    n_oh = oh1 - oh0
-    n_od = od1 - od0
-    n_taps = (kd1 - kd0) * (kh1 - kh0) * (kw1 - kw0)
-    block = n_p * run * cg  # one weight block's matrix
     zero = cols.dtype.type(0)
-    for p in prange(n_p):
-        line = l0 + p // width
-        ow = ow0 + p % width
-        n = line // (n_od * n_oh)
-        q = line - n * (n_od * n_oh)
-        od = od0 + q // n_oh
-        oh = oh0 + q % n_oh
+    for pp in prange(pix_owner.size):
+        pi = pix_owner[pp]
+        kd0, kd1, kh0, kh1 = pieces[pi, 6], pieces[pi, 7], pieces[pi, 8], pieces[pi, 9]
+        kw0, kw1 = pieces[pi, 10], pieces[pi, 11]
+        width = pieces[pi, 5] - pieces[pi, 4]
+        n_p = pieces[pi, N_P]
+        run = pieces[pi, RUN]
+        p = pp - pieces[pi, P_OFF]
+        n, od, oh = _piece_line(pieces, pi, pieces[pi, L0] + p // width)
+        ow = pieces[pi, OW0] + p % width
+        n_taps = (kd1 - kd0) * (kh1 - kh0) * (kw1 - kw0)
+        block = n_p * run * cg  # one weight block's matrix
         t = 0
         for kd in range(kd0, kd1):
             i_d = od * sd + kd * dd - pd
@@ -149,7 +161,7 @@ def gather_nhwc(x, shape, region, taps, geo, l0, n_p, run, cols):
                 for kw in range(kw0, kw1):
                     i_w = ow * sw + kw * dw - pw
                     b = t // run
-                    dst = b * block + (p * run + t - b * run) * cg
+                    dst = pieces[pi, COL_OFF] + b * block + (p * run + t - b * run) * cg
                     if 0 <= i_d < in_d and 0 <= i_h < in_h and 0 <= i_w < in_w:
                         src = (((n * in_d + i_d) * in_h + i_h) * in_w + i_w) * c_n
                         for g in range(groups):
@@ -166,50 +178,107 @@ def gather_nhwc(x, shape, region, taps, geo, l0, n_p, run, cols):
 
 
 @parallel_kernel
-def scatter_nhwc(acc, bias, act, region, l0, out):
-    """out[n, od, oh, ow, g*Kg + k] = act(acc[g, p, k] + bias) (out (N, OD, OH, OW, K)) over the region's lines l0.."""
-    groups, n_p, kg = acc.shape
-    od0, od1, oh0, oh1, ow0, ow1 = region[0], region[1], region[2], region[3], region[4], region[5]
-    width = ow1 - ow0
-    n_oh = oh1 - oh0
-    n_od = od1 - od0
-    for li in prange(n_p // width):
-        line = l0 + li
-        n = line // (n_od * n_oh)
-        q = line - n * (n_od * n_oh)
-        od = od0 + q // n_oh
-        oh = oh0 + q % n_oh
+def scatter_nhwc(acc, bias, act, pieces, line_owner, out):
+    """out[n, od, oh, ow, g*Kg + k] = act(acc[g, p, k] + bias) (out (N, OD, OH, OW, K)) for every
+    pixel of every piece (acc (G, pixels of all pieces, Kg))."""
+    groups, _, kg = acc.shape
+    for li in prange(line_owner.size):
+        pi = line_owner[li]
+        width = pieces[pi, 5] - pieces[pi, 4]
+        local = li - pieces[pi, LINE_OFF]
+        n, od, oh = _piece_line(pieces, pi, pieces[pi, L0] + local)
+        p = pieces[pi, P_OFF] + local * width
+        ow0 = pieces[pi, OW0]
         for j in range(width):
             for g in range(groups):
                 for k in range(kg):
-                    out[n, od, oh, ow0 + j, g * kg + k] = activate(acc[g, li * width + j, k] + bias[g * kg + k], act)
+                    out[n, od, oh, ow0 + j, g * kg + k] = activate(acc[g, p + j, k] + bias[g * kg + k], act)
 
 
 @parallel_kernel
-def scatter_nchw(acc, bias, act, region, l0, out):
-    """out[n, g*Kg + k, od, oh, ow] = act(acc[g, p, k] + bias) (out (N, K, OD, OH, OW)) over the
-    region's lines l0..; tiles of 16 channels, so a line's (width, 16) block of acc stays in L1."""
-    groups, n_p, kg = acc.shape
-    od0, od1, oh0, oh1, ow0, ow1 = region[0], region[1], region[2], region[3], region[4], region[5]
-    width = ow1 - ow0
-    n_oh = oh1 - oh0
-    n_od = od1 - od0
-    n_lines = n_p // width
+def scatter_nchw(acc, bias, act, pieces, line_owner, out):
+    """out[n, g*Kg + k, od, oh, ow] = act(acc[g, p, k] + bias) (out (N, K, OD, OH, OW)), as
+    scatter_nhwc; tasks of one line and 16 channels, so the line's (width, 16) block of acc
+    stays in L1 while it is transposed."""
+    groups, _, kg = acc.shape
     k_tiles = (kg + 15) // 16
-    for task in prange(groups * k_tiles):
-        g = task // k_tiles
-        k0 = (task - g * k_tiles) * 16
-        k1 = min(k0 + 16, kg)
-        for li in range(n_lines):
-            line = l0 + li
-            n = line // (n_od * n_oh)
-            q = line - n * (n_od * n_oh)
-            od = od0 + q // n_oh
-            oh = oh0 + q % n_oh
-            for k in range(k0, k1):
-                b = bias[g * kg + k]
-                for j in range(width):
-                    out[n, g * kg + k, od, oh, ow0 + j] = activate(acc[g, li * width + j, k] + b, act)
+    tiles = groups * k_tiles
+    for task in prange(line_owner.size * tiles):
+        li = task // tiles
+        g = (task - li * tiles) // k_tiles
+        k0 = (task - li * tiles - g * k_tiles) * 16
+        pi = line_owner[li]
+        width = pieces[pi, 5] - pieces[pi, 4]
+        local = li - pieces[pi, LINE_OFF]
+        n, od, oh = _piece_line(pieces, pi, pieces[pi, L0] + local)
+        p = pieces[pi, P_OFF] + local * width
+        ow0 = pieces[pi, OW0]
+        for k in range(k0, min(k0 + 16, kg)):
+            b = bias[g * kg + k]
+            for j in range(width):
+                out[n, g * kg + k, od, oh, ow0 + j] = activate(acc[g, p + j, k] + b, act)
+
+
+def _batches(geom, n_img, c_n, budget):
+    """Lists of pieces (region box, taps, first line, lines), each list's columns within
+    ``budget`` elements (a single line over it is a batch of its own)."""
+    batch, size = [], 0
+    for box, taps in regions(geom):
+        n_taps = math.prod(k1 - k0 for k0, k1 in taps)
+        width = box[5] - box[4]
+        line = max(width * n_taps * c_n, 1)
+        for l0, l1 in chunks(n_img * (box[1] - box[0]) * (box[3] - box[2]), line, budget):
+            cost = (l1 - l0) * line
+            if batch and size + cost > budget:
+                yield batch
+                batch, size = [], 0
+            batch.append((box, taps, l0, l1 - l0))
+            size += cost
+    if batch:
+        yield batch
+
+
+def _run_batch(batch, xflat, shape, geo, wp, bias, act, channels_last, out):
+    """Gather every piece's columns (one parallel kernel), then every GEMM (BLAS threads), then
+    write every piece (one parallel kernel): switching between Numba's and OpenBLAS's thread
+    pools per region instead stalled calls for whole scheduler ticks on a busy 2-core machine."""
+    g_n, kernel, cg, kg = wp.shape[0], wp.shape[1:4], wp.shape[4], wp.shape[5]
+    dtype = wp.dtype
+    table = np.zeros((len(batch), FIELDS), np.int64)
+    work = []
+    col_off = p_off = line_off = 0
+    for i, (box, taps, l0, lines) in enumerate(batch):
+        width = box[5] - box[4]
+        n_p = lines * width
+        n_taps = math.prod(k1 - k0 for k0, k1 in taps)
+        run, blocks = weight_blocks(taps, kernel) if n_taps else (1, [])
+        table[i, :12] = [*box, *(k for r in taps for k in r)]
+        table[i, L0:] = [l0, n_p, run, col_off, p_off, line_off]
+        work.append((n_p, n_taps, run, blocks, col_off, p_off))
+        col_off += g_n * n_taps * cg * n_p
+        p_off += n_p
+        line_off += lines
+    cols = np.empty(max(col_off, 1), dtype)
+    gather_nhwc(xflat, shape, geo, table, np.repeat(np.arange(len(batch)), table[:, N_P]), cols)
+    acc = np.empty((g_n, p_off, kg), dtype)
+    tmp = None
+    for n_p, n_taps, run, blocks, c0, p0 in work:
+        if not blocks:  # every tap reads padding: the bias alone
+            acc[:, p0:p0 + n_p] = 0
+            continue
+        piece = cols[c0:c0 + g_n * n_taps * cg * n_p].reshape(g_n, len(blocks), n_p, run * cg)
+        for g in range(g_n):
+            for i, index in enumerate(blocks):
+                wb = wp[g][index].reshape(-1, kg)  # a view: (run * Cg, Kg)
+                if i == 0:
+                    np.matmul(piece[g, i], wb, out=acc[g, p0:p0 + n_p])
+                else:
+                    if tmp is None or tmp.shape[0] < n_p:
+                        tmp = np.empty((n_p, kg), dtype)
+                    np.matmul(piece[g, i], wb, out=tmp[:n_p])
+                    acc[g, p0:p0 + n_p] += tmp[:n_p]
+    line_owner = np.repeat(np.arange(len(batch)), [lines for *_, lines in batch])
+    (scatter_nhwc if channels_last else scatter_nchw)(acc, bias, act, table, line_owner, out)
 
 
 def _zeros_dilated(spec):
@@ -234,7 +303,6 @@ def conv_taps(spec, x, weight, bias):
     else:  # one parallel pass to contiguous channels-last (0.7 ms single-threaded on ASPP's 2.2 MB input)
         xs = padded_input(channels_last_5d(x, spec.nd, cl), geom._replace(pads=((0, 0),) * 3), "zeros", 0.0, dtype)
     out = np.empty(lifted_out, dtype)
-    xflat = xs.reshape(-1)
     shape = np.array([n, *geom.in_size, spec.in_channels, g_n], np.int64)
     # (G, KD, KH, KW, Cg, Kg): a region's taps are row runs of wp[g], each a contiguous (run * Cg, Kg)
     # GEMM operand (as a transposed view of (Kg, run * Cg) rows the GEMMs took 5-10% longer)
@@ -244,44 +312,8 @@ def conv_taps(spec, x, weight, bias):
     b = bias_vector(bias, spec, dtype)
     act = ACTIVATION_CODES[spec.activation]
     geo = np.array([*geom.stride, *geom.dilation, *(p[0] for p in geom.pads)], np.int64)
-    scatter = scatter_nhwc if cl else scatter_nchw
-    plan = []
-    for box, taps in regions(geom):
-        n_lines = n * (box[1] - box[0]) * (box[3] - box[2])
-        n_taps = math.prod(k1 - k0 for k0, k1 in taps)
-        run, blocks = weight_blocks(taps, geom.kernel) if n_taps else (0, [])
-        plan.append((np.array(box, np.int64), np.array([k for r in taps for k in r], np.int64), n_lines,
-                     box[5] - box[4], n_taps, run, blocks))
-    # One buffer each for columns and products, reused by every region: a fresh array per
-    # region pays the page faults of its first touch again.
-    line_elems = max(width * g_n * n_taps * cg for *_, width, n_taps, _, _ in plan)
     budget = max(1, min(workspace_limit() // 2, CHUNK_BYTES) // dtype.itemsize)
-    lines = max(1, min(max(p[2] for p in plan), budget // max(line_elems, 1)))
-    max_p = lines * max(p[3] for p in plan)
-    cols_buf = np.empty(max(lines * line_elems, 1), dtype)
-    acc_buf = np.empty(g_n * kg * max_p, dtype)
-    tmp_buf = np.empty(kg * max_p, dtype)
-    for region, tap_box, n_lines, width, n_taps, run, blocks in plan:
-        step = max(1, budget // max(width * g_n * n_taps * cg, 1))
-        for l0, l1 in chunks(n_lines, 1, min(step, lines)):
-            n_p = (l1 - l0) * width
-            acc = acc_buf[:g_n * kg * n_p].reshape(g_n, n_p, kg)
-            if n_taps == 0:
-                acc[...] = 0
-                scatter(acc, b, act, region, l0, out)
-                continue
-            cols = cols_buf[:g_n * n_taps * cg * n_p]
-            gather_nhwc(xflat, shape, region, tap_box, geo, l0, n_p, run, cols)
-            cols = cols.reshape((g_n, len(blocks), n_p, run * cg))
-            tmp = tmp_buf[:kg * n_p].reshape(n_p, kg)
-            for g in range(g_n):
-                for i, index in enumerate(blocks):
-                    wb = wp[g][index].reshape(-1, kg)  # a view: (run * Cg, Kg)
-                    if i == 0:
-                        np.matmul(cols[g, i], wb, out=acc[g])
-                    else:
-                        np.matmul(cols[g, i], wb, out=tmp)
-                        acc[g] += tmp
-            scatter(acc, b, act, region, l0, out)
+    for batch in _batches(geom, n, g_n * cg, budget):
+        _run_batch(batch, xs.reshape(-1), shape, geo, wp, b, act, cl, out)
     out = out.reshape(spec.output_shape)
     return out if dtype == spec.dtype else out.astype(spec.dtype)
