@@ -34,7 +34,7 @@ from numba import prange
 from .._jit import inline_helper
 from ..dispatch import register
 from .pool_run import lifted, make_plan, run_pool, spec_memo, twin
-from .pool_window import avg_pool_ndhwc, channel_block, max_pool_ndhwc
+from .pool_window import avg_pool_ndhwc, channel_blocks, max_pool_ndhwc
 from .pool_window_nchw import avg_pool_nchw, max_pool_nchw
 
 
@@ -247,22 +247,25 @@ def _make_plan(spec):
     cl = spec.channels_last
     work = spec.batch * spec.channels * (math.prod(spec.in_size) + math.prod(spec.out_size))
     is_global = all(o == 1 for o in spec.out_size)
-    cblock = (channel_block(spec.channels, spec.batch * math.prod(spec.out_size[:-1])),)
+    cblock, serial_block = channel_blocks(spec)
     if is_global and not is_max:
         if cl:  # the 8 partial sums of a 512-channel block fit in L1
-            return make_plan(spec, global_avg_ndhwc, (min(cblock[0], 512),), False, work)
+            return make_plan(spec, global_avg_ndhwc, (min(cblock[0], 512),), False, work,
+                             serial_args=(min(serial_block[0], 512),))
         return make_plan(spec, global_avg_nchw, (), False, 2 * work)
     divisible = all(n % o == 0 for n, o in zip(spec.in_size, spec.out_size))
     if divisible and (cl or not is_global):
         steps = lifted(tuple(n // o for n, o in zip(spec.in_size, spec.out_size)), 1)
         window = (*steps, *steps, 1, 1, 1, 0, 0, 0)
-        tail = cblock if cl else ()
+        tail, serial_tail = (cblock, serial_block) if cl else ((), ())
+        head = (spec.return_indices, *window) if is_max else (*window, 0, 0, 0, True, 0)
         if is_max:
-            return make_plan(spec, max_pool_ndhwc if cl else max_pool_nchw,
-                             (spec.return_indices, *window, *tail), True, work)
-        return make_plan(spec, avg_pool_ndhwc if cl else avg_pool_nchw,
-                         (*window, 0, 0, 0, True, 0, *tail), False, work)
-    return make_plan(spec, adaptive_ndhwc, (is_max, spec.return_indices, *cblock), True, work,
+            kernels = max_pool_ndhwc if cl else max_pool_nchw
+        else:
+            kernels = avg_pool_ndhwc if cl else avg_pool_nchw
+        return make_plan(spec, kernels, (*head, *tail), is_max, work, serial_args=(*head, *serial_tail))
+    head = (is_max, spec.return_indices)
+    return make_plan(spec, adaptive_ndhwc, (*head, *cblock), True, work, serial_args=(*head, *serial_block),
                      channels_last_kernel=True)
 
 

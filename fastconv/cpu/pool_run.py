@@ -41,9 +41,6 @@ class Twin(NamedTuple):
     parallel: object
     serial: object
 
-    def pick(self, work: int):
-        return self.serial if work < SERIAL_WORK else self.parallel
-
 
 def twin(fn) -> Twin:
     """``fn`` compiled as a parallel and as a serial kernel (``prange`` runs as ``range``).
@@ -72,9 +69,11 @@ def _working_shape(batch, channels, size, channels_last):
 
 
 class Plan(NamedTuple):
-    """How one spec runs: ``kernels.pick(work)(xw, out, [idx,] *args)``."""
+    """How one spec runs: ``kernels.parallel(xw, out, [idx,] *args)``, or with fewer
+    than SERIAL_WORK element visits ``kernels.serial(xw, out, [idx,] *serial_args)``."""
     kernels: Twin
     args: tuple
+    serial_args: tuple  # channels-last kernels: one block of all channels (no tasks to share)
     takes_idx: bool  # the kernel takes an idx array (max kernels)
     work: int  # element visits, for the serial/parallel choice
     with_indices: bool  # the caller wants the indices back
@@ -86,12 +85,16 @@ class Plan(NamedTuple):
     user_out_shape: tuple  # the result's shape (spec.output_shape)
 
 
-def make_plan(spec, kernels, args, takes_idx, work, *, channels_last_kernel=None) -> Plan:
-    """``channels_last_kernel=True`` on a channels-first spec: the input is copied to
-    channels-last order a chunk at a time and the result transposed back."""
+def make_plan(spec, kernels, args, takes_idx, work, *, serial_args=None,
+              channels_last_kernel=None) -> Plan:
+    """``serial_args``: the serial kernel's, when not ``args``. ``channels_last_kernel=True``
+    on a channels-first spec: the input is copied to channels-last order a chunk at a
+    time and the result transposed back."""
     dtype = np.dtype(spec.dtype)
     cl = spec.channels_last if channels_last_kernel is None else channels_last_kernel
-    return Plan(kernels, tuple(args), takes_idx, work, bool(spec.return_indices),
+    args = tuple(args)
+    serial_args = args if serial_args is None else tuple(serial_args)
+    return Plan(kernels, args, serial_args, takes_idx, work, bool(spec.return_indices),
                 _working_shape(spec.batch, spec.channels, spec.in_size, cl),
                 _working_shape(spec.batch, spec.channels, spec.out_size, cl),
                 dtype, working_dtype(dtype), cl != spec.channels_last, tuple(spec.output_shape))
@@ -123,8 +126,10 @@ NO_INDICES = np.empty((1, 1, 1, 1, 1), INDEX_DTYPE)
 def run_pool(spec, x, plan: Plan):
     """Run ``plan`` on working-form chunks of ``x``; return the result in the user's
     layout and dtype (with int64 indices when the spec asks for them)."""
-    kernel = plan.kernels.pick(plan.work)
-    args = plan.args
+    if plan.work < SERIAL_WORK:
+        kernel, args = plan.kernels.serial, plan.serial_args
+    else:
+        kernel, args = plan.kernels.parallel, plan.args
     wdtype = plan.wdtype
     out = np.empty(plan.out_shape, wdtype)
     flags = x.flags
