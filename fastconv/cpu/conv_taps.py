@@ -6,13 +6,13 @@ dim, the kernel taps whose input lies inside the unpadded input form one range p
 output index, and consecutive outputs with the same range form a band (bands under
 MIN_BAND outputs merge into a neighbour, their few padded taps gathered as zeros); a
 product of bands is a region: a box of output pixels that all read the same box of
-taps. Per region (and chunk of its output lines), a Numba kernel gathers the columns of
-those taps only, one contiguous matrix per contiguous block of the packed weight (taps
-outside the region's range in an inner kernel dim split it); NumPy's BLAS multiplies
-each by its block, the products are summed in float32/float64 (a rounding order of its
-own, within the conv tolerances), and a Numba epilogue adds the bias and the activation
-while writing the region into the output in the user's layout. A region whose taps all
-read padding gets the bias alone.
+taps. For every region (in chunks of output lines within the workspace), one Numba
+kernel gathers the columns of those taps only, one contiguous matrix per contiguous
+block of the packed weight (taps outside the region's range in an inner kernel dim split
+it); then NumPy's BLAS multiplies each by its block, the products of a region are summed
+in float32/float64 (a rounding order of its own, within the conv tolerances), and one
+Numba epilogue adds the bias and the activation while writing every region into the
+output in the user's layout. A region whose taps all read padding gets the bias alone.
 
 Layouts: contiguous channels-last input in the working dtype is read in place; anything
 else (channels-first, non-contiguous, float16) is first copied to contiguous
@@ -20,6 +20,12 @@ channels-last in one parallel pass (0.7 ms single-threaded for ASPP's 2.2 MB inp
 against about 20 ms of GEMMs). Gathering from channels-first directly was slower (41
 against 34 ms single-threaded at rate 6): its columns come out transposed, and the GEMM
 then reads the weight with a stride.
+
+Threads: the GEMMs run on OpenBLAS's threads, the rest on Numba's. On the 2-core project
+machine with other processes busy, multithreaded OpenBLAS calls stalled for whole
+scheduler ticks (ASPP calls 3-20x PyTorch's time, against about 1.5x with
+OPENBLAS_NUM_THREADS=1), as conv_gemm's docstring describes; gathering all regions
+before all GEMMs (one switch between the pools per call, not one per region) halved that.
 """
 
 from __future__ import annotations
