@@ -77,10 +77,10 @@ def test_non_contiguous_read_only_and_untouched(channels_last, rng):
         np.testing.assert_array_equal(arr, copy)
 
 
-@pytest.mark.parametrize("limit", [1024, 16384])  # a line per chunk; chunks of several regions' lines
+@pytest.mark.parametrize("limit", [1024, 65536])  # a line per chunk; chunks of several regions
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
 def test_workspace_cap_chunks_lines(channels_last, limit, rng):
-    s = sample("conv2d", (3, 4, 12, 11), (6, 4, 3, 3), dilation=3, padding=3, dtype="float32")
+    s = sample("conv2d", (3, 4, 14, 13), (6, 4, 3, 3), dilation=4, padding=4, dtype="float32")  # 3x3 regions
     x, w, b = s.arrays(rng)
     xin = np.ascontiguousarray(np.moveaxis(x, 1, -1)) if channels_last else x
     expected = OPS["conv2d"](xin, w, b, algo="taps", channels_last=channels_last, **s.args)
