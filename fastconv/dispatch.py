@@ -1,6 +1,7 @@
 """One table of implementations, keyed by (op family, backend, algorithm).
 
-Op families: "conv", "conv_transpose", "pool" (max/avg/lp windows), "adaptive_pool".
+Op families: "conv", "conv_transpose", "pool" (max/avg/lp windows), "adaptive_pool",
+"separable" (depthwise then pointwise in one kernel; spec.conv.SeparablePair).
 Backends register on import of their modules; those are imported lazily, the first
 time a (family, backend) pair is asked for, so ``import fastconv`` stays cheap.
 ``algo="auto"`` is decided in :func:`auto_algorithm`, and nowhere else.
@@ -18,6 +19,7 @@ _MODULES = {
     ("conv", "cpu"): ("fastconv.cpu.conv_direct", "fastconv.cpu.conv_im2col", "fastconv.cpu.conv_depthwise",
                       "fastconv.cpu.conv_gemm", "fastconv.cpu.conv_taps"),
     ("conv_transpose", "cpu"): ("fastconv.cpu.conv_transpose", "fastconv.cpu.conv_transpose_phases"),
+    ("separable", "cpu"): ("fastconv.cpu.conv_separable_nhwc",),
     ("pool", "cpu"): ("fastconv.cpu.pool_window",),
     ("adaptive_pool", "cpu"): ("fastconv.cpu.pool_adaptive",),
     ("unfold", "cpu"): ("fastconv.cpu.windows",),
@@ -97,6 +99,8 @@ def auto_algorithm(family: str, backend: str, spec, names: list[str]) -> str:
     """
     if family == "conv_transpose":
         return "phases" if "phases" in names else names[0]
+    if family == "separable":
+        return "fused" if "fused" in names else "composed"
     if family != "conv":
         return names[0]
     ordered = []
@@ -114,7 +118,7 @@ def choose(family: str, backend: str, spec, algo: str = "auto") -> Implementatio
     table = implementations(family, backend)
     names = capable(family, backend, spec)
     op = spec.op
-    if not names:
+    if not names and (algo == "auto" or algo not in table):
         raise ValueError(f"{op}: no {backend} implementation can serve {spec.name()}")
     if algo == "auto":
         return table[auto_algorithm(family, backend, spec, names)]
@@ -129,6 +133,6 @@ def choose(family: str, backend: str, spec, algo: str = "auto") -> Implementatio
     if reason is not None:
         raise ValueError(
             f"{op}: algo={algo!r} cannot serve this call ({reason}); the ones that can: "
-            f"{', '.join(names)}"
+            f"{', '.join(names) or 'none'}"
         )
     return table[algo]

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._arrays import check_same_dtype, shape_of
-from ..spec.conv import resolve_conv
+from .._arrays import check_array, check_same_dtype, shape_of
+from ..spec.conv import SeparablePair, resolve_conv
 from ._call import batched, choose_cached, execute
 from ._spec_cache import DTYPE_NAMES, Uncacheable, cached_spec, flag_key, key_of
 
@@ -32,6 +32,26 @@ def _host_key(op, input, weight, bias, algo, activation, channels_last, device, 
         return None
 
 
+def _resolve(op, nd, input, weight, bias, activation, channels_last, device, args):
+    """(backend, batched input, was_unbatched, spec) of a checked conv call."""
+    backend, x, unbatched = batched(op, input, nd, device, (("weight", weight), ("bias", bias)))
+    dtype = check_same_dtype(op, input=input, weight=weight, bias=bias)
+    spec = _spec(op, shape_of(x), weight, bias, activation, channels_last, DTYPE_NAMES[dtype], args)
+    return backend, x, unbatched, spec
+
+
+def _spec(op, x_shape, weight, bias, activation, channels_last, dtype_name, args):
+    """The resolved spec of a call on input of ``x_shape`` (batched) whose arrays are checked."""
+    w_shape = shape_of(weight)
+    b_shape = None if bias is None else shape_of(bias)
+    return cached_spec(
+        lambda: (op, x_shape, w_shape, b_shape, key_of(activation), flag_key(channels_last), dtype_name,
+                 *(key_of(v) for v in args.values())),
+        resolve_conv, op, x_shape, w_shape, bias_shape=b_shape, activation=activation,
+        channels_last=channels_last, dtype=dtype_name, **args,
+    )
+
+
 def _run(family, op, nd, input, weight, bias, algo, activation, channels_last, device, **args):
     """Resolve (or find the resolved spec of) a conv or transposed-conv call and run it;
     ``args`` are resolve_conv's geometry arguments (stride, padding, ...).
@@ -46,19 +66,9 @@ def _run(family, op, nd, input, weight, bias, algo, activation, channels_last, d
         out = fn(spec, input.reshape((1, *input.shape)) if unbatched else input, weight, bias)
         return out.reshape(out.shape[1:]) if unbatched else out
 
-    backend, x, unbatched = batched(op, input, nd, device, (("weight", weight), ("bias", bias)))
-    dtype = check_same_dtype(op, input=input, weight=weight, bias=bias)
-    x_shape, w_shape = shape_of(x), shape_of(weight)
-    b_shape = None if bias is None else shape_of(bias)
-    name = DTYPE_NAMES[dtype]
-    spec = cached_spec(
-        lambda: (op, x_shape, w_shape, b_shape, key_of(activation), flag_key(channels_last), name,
-                 *(key_of(v) for v in args.values())),
-        resolve_conv, op, x_shape, w_shape, bias_shape=b_shape, activation=activation,
-        channels_last=channels_last, dtype=name, **args,
-    )
+    backend, x, unbatched, spec = _resolve(op, nd, input, weight, bias, activation, channels_last, device, args)
     result = execute(family, backend, spec, algo, input, (x, weight, bias), unbatched,
-                     lambda: np.empty(spec.output_shape, dtype))
+                     lambda: np.empty(spec.output_shape, spec.dtype))
     if key is not None and backend == "cpu" and spec.batch > 0:
         if len(_HOST_CALLS) >= 2048:
             _HOST_CALLS.clear()
@@ -147,31 +157,82 @@ def _channels(op, input, channels_last):
     return shape[-1] if channels_last else shape[-3]
 
 
-def depthwise_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, **kw):
-    """Depthwise 2-D convolution: weight (C*M, 1, kh, kw), M the channel multiplier."""
-    channels = _channels("depthwise_conv2d", input, kw.get("channels_last", False))
+def _depthwise_checked(op, input, weight, channels_last):
+    """The input's channel count, after checking the depthwise weight's shape against it."""
+    channels = _channels(op, input, channels_last)
     wshape = shape_of(weight)
     if len(wshape) != 4 or wshape[1] != 1 or wshape[0] % max(channels, 1):
         raise ValueError(
-            f"depthwise_conv2d: weight must have shape (C*M, 1, kh, kw) with C={channels} input "
+            f"{op}: weight must have shape (C*M, 1, kh, kw) with C={channels} input "
             f"channels, got {tuple(wshape)}"
         )
+    return channels
+
+
+def _pointwise_weight(op, weight):
+    """The pointwise weight as (K, C, 1, 1), from (K, C, 1, 1) or (K, C)."""
+    wshape = shape_of(weight)
+    if len(wshape) == 2:
+        return weight.reshape(*wshape, 1, 1)
+    if len(wshape) != 4 or tuple(wshape[2:]) != (1, 1):
+        raise ValueError(f"{op}: weight must have shape (K, C, 1, 1) or (K, C), got {tuple(wshape)}")
+    return weight
+
+
+def depthwise_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, **kw):
+    """Depthwise 2-D convolution: weight (C*M, 1, kh, kw), M the channel multiplier."""
+    channels = _depthwise_checked("depthwise_conv2d", input, weight, kw.get("channels_last", False))
     return conv2d(input, weight, bias, stride, padding, dilation, channels, **kw)
 
 
 def pointwise_conv2d(input, weight, bias=None, **kw):
     """1x1 convolution: weight (K, C, 1, 1) or (K, C)."""
-    wshape = shape_of(weight)
-    if len(wshape) == 2:
-        weight = weight.reshape(*wshape, 1, 1)
-    elif len(wshape) != 4 or tuple(wshape[2:]) != (1, 1):
-        raise ValueError(f"pointwise_conv2d: weight must have shape (K, C, 1, 1) or (K, C), got {tuple(wshape)}")
-    return conv2d(input, weight, bias, **kw)
+    return conv2d(input, _pointwise_weight("pointwise_conv2d", weight), bias, **kw)
+
+
+_SEPARABLE_KEYWORDS = {"padding_mode", "padding_value", "algo", "channels_last", "device"}
 
 
 def separable_conv2d(input, depthwise_weight, pointwise_weight, bias=None, stride=1, padding=0,
                      dilation=1, *, depthwise_bias=None, activation=None, **kw):
-    """Depthwise then pointwise convolution; ``activation`` applies after the pointwise bias."""
+    """Depthwise then pointwise convolution; ``activation`` applies after the pointwise bias.
+
+    On NumPy input with algo "auto" or "fused", the separable family of the dispatch table
+    may run both steps in one kernel ("fused"); otherwise the two ops run one after the
+    other, each with ``algo``."""
+    algo = kw.get("algo", "auto")
+    if algo in ("auto", "fused") and type(input) is np.ndarray and kw.get("device") in (None, "cpu") \
+            and set(kw) <= _SEPARABLE_KEYWORDS:
+        fused = _separable_fused(input, depthwise_weight, pointwise_weight, bias, stride, padding, dilation,
+                                 depthwise_bias, activation, algo, kw)
+        if fused is not None:
+            return fused
     hidden = depthwise_conv2d(input, depthwise_weight, depthwise_bias, stride, padding, dilation, **kw)
     kw = {k: v for k, v in kw.items() if k not in ("padding_mode", "padding_value")}
     return pointwise_conv2d(hidden, pointwise_weight, bias, activation=activation, **kw)
+
+
+def _separable_fused(input, depthwise_weight, pointwise_weight, bias, stride, padding, dilation, depthwise_bias,
+                     activation, algo, kw):
+    """The fused kernel's result, or None where the ops are to run one after the other."""
+    from ..dispatch import auto_algorithm, capable, choose
+
+    op, channels_last = "separable_conv2d", kw.get("channels_last", False)
+    channels = _depthwise_checked(op, input, depthwise_weight, channels_last)
+    pw = _pointwise_weight(op, pointwise_weight)
+    geometry = {"stride": stride, "padding": padding, "dilation": dilation, "groups": channels,
+                "padding_mode": kw.get("padding_mode", "zeros"), "padding_value": kw.get("padding_value", 0.0)}
+    backend, x, unbatched, d = _resolve("conv2d", 2, input, depthwise_weight, depthwise_bias, None,
+                                        channels_last, kw.get("device"), geometry)
+    for name, arr in (("pointwise_weight", pw), ("bias", bias)):
+        check_array(op, name, arr, backend)
+    check_same_dtype(op, input=input, pointwise_weight=pw, bias=bias)
+    pair = SeparablePair(d, _spec("conv2d", d.output_shape, pw, bias, activation, channels_last, d.dtype, {}))
+    names = capable("separable", backend, pair)
+    if algo == "auto" and auto_algorithm("separable", backend, pair, names) != "fused":
+        return None
+    impl = choose("separable", backend, pair, "fused")
+    if d.batch == 0:
+        return np.empty(pair.pointwise.output_shape, d.dtype)
+    out = impl.fn(pair, x, depthwise_weight, depthwise_bias, pw, bias)
+    return out.reshape(out.shape[1:]) if unbatched else out
