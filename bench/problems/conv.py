@@ -143,15 +143,24 @@ class SeparableProblem(Problem):
         return [tuple(self.spec_for(layout).input_shape), tuple(self.spec.weight_shape),
                 tuple(self.pointwise.weight_shape)]
 
+    def _pair(self, layout):
+        from fastconv.spec.conv import SeparablePair
+
+        return SeparablePair(self.spec_for(layout), with_layout(self.pointwise, layout))
+
     def algorithms(self, layout):
+        """The separable family's own kernels ("fused"), then each conv algorithm both parts take."""
         dw = capable_algos("conv", self.spec_for(layout))
         pw = capable_algos("conv", with_layout(self.pointwise, layout))
-        return ["auto"] + [a for a in dw if a in pw]
+        return ["auto"] + capable_algos("separable", self._pair(layout)) + [a for a in dw if a in pw]
 
     def auto_algorithm(self, layout):
         return None  # "auto" may pick a different algorithm for each part: timed as its own row
 
     def auto_label(self, layout) -> str | None:
+        fused = auto_algo("separable", self._pair(layout))
+        if fused:
+            return fused
         a, b = auto_algo("conv", self.spec_for(layout)), auto_algo("conv", with_layout(self.pointwise, layout))
         return f"{a}+{b}" if a and b else None
 
