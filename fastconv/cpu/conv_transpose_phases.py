@@ -304,6 +304,8 @@ def conv_transpose_phases(spec, x, weight, bias):
     first = plan.groups[0]
     if len(plan.groups) == 1 and len(first.phases) == 1 and first.spec is not None:  # stride 1: one forward conv
         return _forward(spec, first, x, wsub, bias)
+    if _depth_to_space(spec, plan):
+        return _depth_to_space_copy(spec, _forward(spec, first, x, wsub, bias))
     out = np.empty(spec.output_shape, dtype)
     ys, table = [], []
     for group in plan.groups:
@@ -323,6 +325,34 @@ def conv_transpose_phases(spec, x, weight, bias):
             interleave_channels_last(*args, *sizes, spec.out_channels, *lift3(spec.stride, 1), kg)
         else:
             interleave_channels_first(*args, spec.out_channels, *sizes, *lift3(spec.stride, 1), kg)
+    return out
+
+
+DEPTH_TO_SPACE_CHANNELS = 16  # fewer output channels: runs too short for NumPy's copy; the interleave kernel
+
+
+def _depth_to_space(spec, plan) -> bool:
+    """Whether the phases are one channels-last forward conv, ungrouped, its channels every phase's K stacked
+    in phase order (U-Net's 2x2 stride 2), with equal output counts: the interleave is then a depth-to-space
+    copy whose runs are s_w * K long."""
+    group = plan.groups[0]
+    return (spec.channels_last and spec.groups == 1 and spec.out_channels >= DEPTH_TO_SPACE_CHANNELS
+            and len(plan.groups) == 1 and group.spec is not None and len(group.phases) == math.prod(spec.stride)
+            and not any(o % s for o, s in zip(spec.out_size, spec.stride)))
+
+
+def _depth_to_space_copy(spec, y):
+    """out[n, q_d*s_d + r_d, ..., q_w*s_w + r_w, k] = y[n, q_d, ..., q_w, ((r_d * s_h + r_h) * s_w + r_w) * K + k]
+    for y (N, *Q, prod(s) * K), channels-last: one NumPy copy (measured 2x faster than the interleave kernel
+    on U-Net's 112x112x128 output, whose K-long runs it copies one at a time)."""
+    nd, k_n = spec.nd, spec.out_channels
+    q = [o // s for o, s in zip(spec.out_size, spec.stride)]
+    out = np.empty(spec.output_shape, y.dtype)
+    # out as (N, Q_1, s_1, ..., Q_nd, s_nd * K) and y as (N, Q_1, ..., Q_nd, s_1, ..., s_nd * K)
+    dst = out.reshape(spec.batch, *[v for qs in zip(q, spec.stride[:-1]) for v in qs], q[-1], spec.stride[-1] * k_n)
+    src = y.reshape(spec.batch, *q, *spec.stride[:-1], spec.stride[-1] * k_n)
+    order = [0] + [a for i in range(nd - 1) for a in (1 + i, 1 + nd + i)] + [nd, 2 * nd]
+    np.copyto(dst, src.transpose(order))
     return out
 
 

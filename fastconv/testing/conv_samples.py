@@ -136,6 +136,9 @@ def curated() -> list[ConvSample]:
           output_padding=(0, 1)),
         s("conv_transpose1d", (2, 4, 7), (4, 16, 5), stride=2, padding=2, output_padding=1, dtype="float32"),
         s("conv_transpose3d", (1, 3, 2, 3, 3), (3, 8, 2, 3, 3), stride=(1, 2, 2), padding=1, output_padding=(0, 1, 1)),
+        # kernel == stride, 16+ channels: one GEMM, then a depth-to-space copy in channels-last
+        s("conv_transpose2d", (1, 6, 3, 4), (6, 16, 2, 2), stride=2, activation="relu", dtype="float16"),
+        s("conv_transpose3d", (1, 4, 2, 3, 2), (4, 16, 2, 3, 2), stride=(2, 3, 2)),
     ] + depthwise_curated() + pointwise_curated() + dilated_curated()
 
 
