@@ -155,3 +155,11 @@ def test_fused_input_ends_at_last_channel(dtype, c, rng):
     assert_close(np.moveaxis(got, -1, 1), want, "conv", dtype, 4)
     del x
     buf.close()
+
+
+def test_auto_fuses_while_the_pointwise_weight_fits():
+    small = (1, 64, 8, 8, 64, 3, 1, 1, 1, 1, "zeros")
+    large = (1, 512, 4, 4, 512, 3, 1, 1, 1, 1, "zeros")
+    for case, want in ((small, "fused"), (large, "composed")):
+        pair = _pair(case, "float32", True)
+        assert dispatch.auto_algorithm("separable", "cpu", pair, dispatch.capable("separable", "cpu", pair)) == want
