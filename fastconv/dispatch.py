@@ -91,7 +91,10 @@ def auto_algorithm(family: str, backend: str, spec, names: list[str]) -> str:
     (single-threaded CPU time, both layouts): 1.2x faster than im2col (1.03-1.08x than
     direct) at rate 6, 1.5x and 2.0x faster than im2col at rates 12 and 18; on the dilated
     residual blocks (rates 2 and 4 on 28x28, spans 4 and 8, few taps in padding) 1.3-1.5x
-    slower than direct, so the rule leaves them. Every other convolution: the register-tiled direct
+    slower than direct, so the rule leaves them. With 2 threads (bench.run --quick, load
+    average 1.3) ASPP ran at 1.06-1.32x PyTorch's time channels-last (im2col 1.6-2.4x) and
+    0.48-1.18x channels-first (im2col 1.0-1.24x). Under heavier load its 9-17 OpenBLAS calls
+    per layer stalled (0.1-0.7 s; see conv_taps). Every other convolution: the register-tiled direct
     kernel, faster than im2col on every such layer timed (ResNet-50 3x3 and 7x7, dilated
     residual blocks, ResNeXt-style groups of 4 and 8 channels, 1-D at dilations 1-256,
     3-D), by 1.05-5x.
