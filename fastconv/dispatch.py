@@ -16,7 +16,7 @@ from dataclasses import dataclass
 BACKENDS = ("cpu", "cuda")
 
 # Pointwise weights up to this size (bytes) take the fused separable kernel (auto_algorithm).
-SEPARABLE_FUSED_WEIGHT_BYTES = 256 * 1024
+SEPARABLE_FUSED_WEIGHT_BYTES = 8 * 1024
 
 _MODULES = {
     ("conv", "cpu"): ("fastconv.cpu.conv_direct", "fastconv.cpu.conv_im2col", "fastconv.cpu.conv_depthwise",
@@ -101,11 +101,12 @@ def auto_algorithm(family: str, backend: str, spec, names: list[str]) -> str:
 
     Separable convolutions (channels-last, zeros padding, multiplier 1): the fused kernel
     while the pointwise weight fits SEPARABLE_FUSED_WEIGHT_BYTES, else the depthwise and
-    pointwise ops in turn ("composed"). Each fused task streams the whole pointwise
-    weight over its rows; single-threaded CPU time against the composed ops (dw_vs_standard
-    separable layers, 3x3): 0.67, 0.73 and 0.47x at 32, 64 and 128 channels, 0.81x at 256
-    channels batch 8, 1.06x at 256 channels batch 1 (28x28), 1.04x and 1.25x at 512 (14x14)
-    and 728 channels (19x19, 2 MB of weight).
+    pointwise ops in turn ("composed"). The fused kernel's 1x1 runs on the direct
+    kernel's tiles, slower than OpenBLAS's GEMM once the reduction is long; measured at
+    2 threads, fastconv / PyTorch dw+pw (dw_vs_standard separable layers, 3x3, quiet
+    machine): 32 channels at 112x112 fused 0.42, composed 1.19 (the composed op runs
+    well over its parts' sum there); 64 channels 0.99 / 0.90; 128-728 channels 0.50-1.26
+    fused against 0.40-0.73 composed.
 
     Transposed convolutions on the CPU: the phase decomposition (one forward conv per
     output phase), 2-14x faster than the gather kernel on every layer timed (DCGAN 4x4

@@ -158,8 +158,8 @@ def test_fused_input_ends_at_last_channel(dtype, c, rng):
 
 
 def test_auto_fuses_while_the_pointwise_weight_fits():
-    small = (1, 64, 8, 8, 64, 3, 1, 1, 1, 1, "zeros")
-    large = (1, 512, 4, 4, 512, 3, 1, 1, 1, 1, "zeros")
+    small = (1, 32, 8, 8, 32, 3, 1, 1, 1, 1, "zeros")
+    large = (1, 128, 4, 4, 128, 3, 1, 1, 1, 1, "zeros")
     for case, want in ((small, "fused"), (large, "composed")):
         pair = _pair(case, "float32", True)
         assert dispatch.auto_algorithm("separable", "cpu", pair, dispatch.capable("separable", "cpu", pair)) == want

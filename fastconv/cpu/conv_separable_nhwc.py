@@ -18,8 +18,10 @@ conv_gemm.py on what that costs on a busy machine).
 from __future__ import annotations
 
 import functools
+import threading
 from typing import NamedTuple
 
+import numba
 import numpy as np
 from numba import prange, types
 
@@ -93,11 +95,11 @@ def separable_kernel(kh_n: int, kw_n: int, sw: int, dw: int, shape: TileShape):
     v, lanes, shapes, tile_rev = shape.v, shape.lanes, shapes_literal(shape.shapes), TILE_REVISION
     max_width = max(s for _, s in shape.shapes)
 
-    def kernel(x, wd, dbias, wp, pbias, xoff, widths, out, n_img, in_h, in_w, c_n, oh_n, ow_n, sh, dh, ph, pw,
+    def kernel(x, wd, dbias, wp, pbias, xoff, widths, out, scratch, n_img, in_h, in_w, c_n, oh_n, ow_n, sh, dh, ph, pw,
                ow_lo, ow_hi, rows, k_n, act, lo, hi):
         """x (N, H, W, C), wd (KH*KW, C), dbias (C,), wp (1, K, C), pbias blocked (KB*V,),
-        out (N, OH, OW, K); lo and hi are -inf and inf (no depthwise activation); see the
-        module docstring."""
+        out (N, OH, OW, K), scratch (threads, rows*OW*C): one block per thread; lo and hi
+        are -inf and inf (no depthwise activation); see the module docstring."""
         kb_n = (k_n + v - 1) // v
         wpk = np.empty(kb_n * c_n * v, wp.dtype)
         for kb in range(kb_n):
@@ -108,7 +110,7 @@ def separable_kernel(kh_n: int, kw_n: int, sw: int, dw: int, shape: TileShape):
             n = t // blocks
             r0 = (t - n * blocks) * rows
             r1 = min(r0 + rows, oh_n)
-            hidden = np.empty((r1 - r0) * ow_n * c_n, x.dtype)
+            hidden = scratch[numba.get_thread_id()]
             for oh in range(r0, r1):
                 ih0 = oh * sh - ph
                 kh0 = 0 if ih0 >= 0 else (dh - 1 - ih0) // dh
@@ -140,9 +142,23 @@ def separable_kernel(kh_n: int, kw_n: int, sw: int, dw: int, shape: TileShape):
     dt = types.float32 if shape.dtype == "float32" else types.float64
     flat = types.Array(dt, 1, "C")
     ints = types.Array(types.int64, 1, "C")
-    sig = (flat, flat, flat, types.Array(dt, 3, "C"), flat, ints, ints, flat) + (types.int64,) * 15 + (dt, dt)
+    sig = (flat, flat, flat, types.Array(dt, 3, "C"), flat, ints, ints, flat, types.Array(dt, 2, "C")) + \
+        (types.int64,) * 15 + (dt, dt)
     name = f"conv_separable_nhwc_k{kh_n}x{kw_n}_s{sw}d{dw}_{shape.name}"
     return specialised_kernel(kernel, name, [sig])
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(threads: int, elems: int, dtype) -> np.ndarray:
+    """(threads, elems) of this Python thread's scratch, kept between calls: a fresh block
+    per call (or per task) costs its page faults every time, and they serialise the threads."""
+    buffers = _SCRATCH.__dict__.setdefault("buffers", {})
+    buf = buffers.get(dtype)
+    if buf is None or buf.size < threads * elems:
+        buf = buffers[dtype] = np.empty(threads * elems, dtype)
+    return buf[:threads * elems].reshape(threads, elems)
 
 
 def _ready(a, dtype) -> bool:
@@ -156,8 +172,6 @@ def _working(a, dtype):
 @register("separable", "cpu", "fused", supports=fused_supports,
           note="channels-last depthwise rows into an L2-sized block, then its 1x1 by register tiles, one pass")
 def separable_fused(pair: SeparablePair, x, dw_weight, dw_bias, pw_weight, pw_bias):
-    import numba
-
     d, p = pair
     dtype = working_dtype(np.dtype(d.dtype))
     plan = separable_plan(pair, numba.get_num_threads())
@@ -172,7 +186,8 @@ def separable_fused(pair: SeparablePair, x, dw_weight, dw_bias, pw_weight, pw_bi
     xoff = np.arange(c_n, dtype=np.int64)
     out = np.empty(p.output_shape, dtype)
     _, oh_n, ow_n = geom.out_size
-    kernel(_working(x, dtype).reshape(-1), wd, db, wp, pb, xoff, plan.widths, out.reshape(-1), d.batch,
+    scratch = _scratch(numba.config.NUMBA_NUM_THREADS, plan.rows * ow_n * c_n, dtype)
+    kernel(_working(x, dtype).reshape(-1), wd, db, wp, pb, xoff, plan.widths, out.reshape(-1), scratch, d.batch,
            geom.in_size[1], geom.in_size[2], c_n, oh_n, ow_n, sh, dh, geom.pads[1][0], geom.pads[2][0],
            *plan.columns, plan.rows, k_n, ACTIVATION_CODES[p.activation], dtype.type(-np.inf), dtype.type(np.inf))
     return out if out.dtype == np.dtype(p.dtype) else out.astype(p.dtype)
