@@ -22,7 +22,7 @@ _MODULES = {
     ("conv", "cpu"): ("fastconv.cpu.conv_direct", "fastconv.cpu.conv_im2col", "fastconv.cpu.conv_depthwise",
                       "fastconv.cpu.conv_gemm", "fastconv.cpu.conv_taps"),
     ("conv_transpose", "cpu"): ("fastconv.cpu.conv_transpose", "fastconv.cpu.conv_transpose_phases"),
-    ("separable", "cpu"): ("fastconv.cpu.conv_separable_nhwc",),
+    ("separable", "cpu"): ("fastconv.cpu.conv_separable", "fastconv.cpu.conv_separable_nhwc"),
     ("pool", "cpu"): ("fastconv.cpu.pool_window",),
     ("adaptive_pool", "cpu"): ("fastconv.cpu.pool_adaptive",),
     ("unfold", "cpu"): ("fastconv.cpu.windows",),

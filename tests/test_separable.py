@@ -65,11 +65,17 @@ def _torch(case, x, wd, wp, db, pb, activation, channels_last):
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 @pytest.mark.parametrize("channels_last", [True, False], ids=["nhwc", "nchw"])
-def test_separable_matches_reference_and_torch(rng, case, channels_last):
+@pytest.mark.parametrize("algo", ["auto", "fused", "composed"])
+def test_separable_matches_reference_and_torch(rng, case, channels_last, algo):
+    fusable = channels_last and case[9] == 1 and case[10] == "zeros"
     for dtype, activation in (("float32", "relu6"), ("float64", None), ("float16", "relu")):
         x, wd, wp, db, pb = _arrays(rng, case, dtype, channels_last)
         _, c, _, _, _, _, stride, padding, dilation, _, mode = case
-        kw = {"channels_last": channels_last, "padding_mode": mode}
+        kw = {"channels_last": channels_last, "padding_mode": mode, "algo": algo}
+        if algo == "fused" and not fusable:
+            with pytest.raises(ValueError, match="algo='fused' cannot serve this call"):
+                F.separable_conv2d(x, wd, wp, pb, stride, padding, dilation, depthwise_bias=db, **kw)
+            continue
         before = [a.copy() for a in (x, wd, wp, db, pb)]
         got = F.separable_conv2d(x, wd, wp, pb, stride, padding, dilation, depthwise_bias=db,
                                  activation=activation, **kw)
@@ -97,13 +103,13 @@ def _pair(case, dtype, channels_last):
 
 def test_fused_kernel_serves_channels_last_zeros_padding_only():
     capable = lambda case, cl: dispatch.capable("separable", "cpu", _pair(case, "float32", cl))  # noqa: E731
-    assert all(capable(case, True) == ["fused"] for case in CASES if case[9] == 1 and case[10] == "zeros")
-    assert capable(CASES[0], False) == []
-    assert capable(CASES[-2], True) == []  # multiplier 2
-    assert capable(CASES[-1], True) == []  # reflect
+    assert all(capable(case, True) == ["composed", "fused"] for case in CASES if case[9] == 1 and case[10] == "zeros")
+    assert capable(CASES[0], False) == ["composed"]
+    assert capable(CASES[-2], True) == ["composed"]  # multiplier 2
+    assert capable(CASES[-1], True) == ["composed"]  # reflect
 
 
-@pytest.mark.parametrize("algo", ["fused", "auto"])
+@pytest.mark.parametrize("algo", ["fused", "composed", "auto"])
 def test_fused_path_on_awkward_inputs(rng, algo):
     case = CASES[1]
     x, wd, wp, db, pb = _arrays(rng, case, "float32", True)

@@ -149,7 +149,7 @@ class SeparableProblem(Problem):
         return SeparablePair(self.spec_for(layout), with_layout(self.pointwise, layout))
 
     def algorithms(self, layout):
-        """The separable family's own kernels ("fused"), then each conv algorithm both parts take."""
+        """The separable family's choices ("composed", "fused"), then each conv algorithm both parts take."""
         dw = capable_algos("conv", self.spec_for(layout))
         pw = capable_algos("conv", with_layout(self.pointwise, layout))
         return ["auto"] + capable_algos("separable", self._pair(layout)) + [a for a in dw if a in pw]
@@ -158,9 +158,8 @@ class SeparableProblem(Problem):
         return None  # "auto" may pick a different algorithm for each part: timed as its own row
 
     def auto_label(self, layout) -> str | None:
-        fused = auto_algo("separable", self._pair(layout))
-        if fused:
-            return fused
+        if auto_algo("separable", self._pair(layout)) == "fused":
+            return "fused"
         a, b = auto_algo("conv", self.spec_for(layout)), auto_algo("conv", with_layout(self.pointwise, layout))
         return f"{a}+{b}" if a and b else None
 

@@ -197,25 +197,26 @@ def separable_conv2d(input, depthwise_weight, pointwise_weight, bias=None, strid
                      dilation=1, *, depthwise_bias=None, activation=None, **kw):
     """Depthwise then pointwise convolution; ``activation`` applies after the pointwise bias.
 
-    On NumPy input with algo "auto" or "fused", the separable family of the dispatch table
-    may run both steps in one kernel ("fused"); otherwise the two ops run one after the
-    other, each with ``algo``."""
+    On NumPy input, algo "auto", "fused" or "composed" is a choice in the separable family
+    of the dispatch table (both steps in one kernel, or one after the other); any other
+    algo, and other arrays, run the two ops one after the other, each with ``algo``."""
     algo = kw.get("algo", "auto")
-    if algo in ("auto", "fused") and type(input) is np.ndarray and kw.get("device") in (None, "cpu") \
+    if algo in _SEPARABLE_ALGOS and type(input) is np.ndarray and kw.get("device") in (None, "cpu") \
             and set(kw) <= _SEPARABLE_KEYWORDS:
-        fused = _separable_fused(input, depthwise_weight, pointwise_weight, bias, stride, padding, dilation,
-                                 depthwise_bias, activation, algo, kw)
-        if fused is not None:
-            return fused
+        return _separable_table(input, depthwise_weight, pointwise_weight, bias, stride, padding, dilation,
+                                depthwise_bias, activation, algo, kw)
     hidden = depthwise_conv2d(input, depthwise_weight, depthwise_bias, stride, padding, dilation, **kw)
     kw = {k: v for k, v in kw.items() if k not in ("padding_mode", "padding_value")}
     return pointwise_conv2d(hidden, pointwise_weight, bias, activation=activation, **kw)
 
 
-def _separable_fused(input, depthwise_weight, pointwise_weight, bias, stride, padding, dilation, depthwise_bias,
+_SEPARABLE_ALGOS = ("auto", "fused", "composed")
+
+
+def _separable_table(input, depthwise_weight, pointwise_weight, bias, stride, padding, dilation, depthwise_bias,
                      activation, algo, kw):
-    """The fused kernel's result, or None where the ops are to run one after the other."""
-    from ..dispatch import auto_algorithm, capable, choose
+    """separable_conv2d on NumPy arrays through the separable family of the dispatch table."""
+    from ..dispatch import choose
 
     op, channels_last = "separable_conv2d", kw.get("channels_last", False)
     channels = _depthwise_checked(op, input, depthwise_weight, channels_last)
@@ -228,10 +229,7 @@ def _separable_fused(input, depthwise_weight, pointwise_weight, bias, stride, pa
         check_array(op, name, arr, backend)
     check_same_dtype(op, input=input, pointwise_weight=pw, bias=bias)
     pair = SeparablePair(d, _spec("conv2d", d.output_shape, pw, bias, activation, channels_last, d.dtype, {}))
-    names = capable("separable", backend, pair)
-    if algo == "auto" and auto_algorithm("separable", backend, pair, names) != "fused":
-        return None
-    impl = choose("separable", backend, pair, "fused")
+    impl = choose("separable", backend, pair, algo)
     if d.batch == 0:
         return np.empty(pair.pointwise.output_shape, d.dtype)
     out = impl.fn(pair, x, depthwise_weight, depthwise_bias, pw, bias)
