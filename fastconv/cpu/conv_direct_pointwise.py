@@ -29,7 +29,7 @@ from numba import prange, types
 from .._arrays import working_dtype
 from .._jit import simd, specialised_kernel
 from .conv_direct_microkernel import REVISION, fma_tile_strided, shapes_literal
-from .conv_direct_tiled import L1_BYTES, PlaneTiles, TileShape, plane_tiles, task_block, tile_shape
+from .conv_direct_tiled import L1_BYTES, PlaneTiles, TileShape, plane_tiles, task_block, tile_origin, tile_shape
 from .layout import geometry3
 
 
@@ -100,11 +100,9 @@ def strided_kernel(shape: TileShape):
                                                                revision)
             for n in range(n_img):
                 for i in range(first, last):
-                    row = tile_row[i]
-                    col = tile_col[i]
-                    od = row // oh_n
-                    oh = row - od * oh_n
-                    xbase = n * img_pitch + od * d_pitch + oh * h_pitch + g * g_pitch + col * col_pitch
+                    row, col, xrow = tile_origin(i, n, g, tile_row, tile_col, oh_n, img_pitch, d_pitch, h_pitch,
+                                                 g_pitch)
+                    xbase = xrow + col * col_pitch
                     obase = (n * plane + row * ow_n + col) * k_n + k0
                     fma_tile_strided(x, wblk, xoff, bias, out, xbase, h_pitch, 0, blk * v, obase, ow_n * k_n, k_n, 1,
                                      kvalid, act, col_pitch, tile_sel[i], shapes, v, lanes, revision)

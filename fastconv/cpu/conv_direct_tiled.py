@@ -284,6 +284,16 @@ def task_block(t, w, steps, group_start, kb_n, splits, v, lanes, revision):
     return blk, g, g * kg + kb * v, min(v, kg - kb * v), first, last, wblk
 
 
+@inline_helper
+def tile_origin(i, n, g, tile_row, tile_col, oh_n, img_pitch, d_pitch, h_pitch, g_pitch):
+    """Tile i of image n, group g: its output row (of the flattened depth x height plane)
+    and column, and where its input starts before the column's offset."""
+    row = tile_row[i]
+    od = row // oh_n
+    oh = row - od * oh_n
+    return row, tile_col[i], n * img_pitch + od * d_pitch + oh * h_pitch + g * g_pitch
+
+
 @functools.cache
 def direct_kernel(shape: TileShape):
     """The parallel direct-convolution kernel for one tile shape, compiled (or loaded
@@ -309,11 +319,9 @@ def direct_kernel(shape: TileShape):
                                                                revision)
             for n in range(n_img):
                 for i in range(first, last):
-                    row = tile_row[i]
-                    col = tile_col[i]
-                    od = row // oh_n
-                    oh = row - od * oh_n
-                    xbase = n * img_pitch + od * d_pitch + oh * h_pitch + g * g_pitch + col
+                    row, col, xrow = tile_origin(i, n, g, tile_row, tile_col, oh_n, img_pitch, d_pitch, h_pitch,
+                                                 g_pitch)
+                    xbase = xrow + col
                     if chan_last:
                         obase = (n * plane + row * ow_n + col) * k_n + k0
                         fma_tile(x, wblk, xoff, bias, out, xbase, h_pitch, 0, blk * v, obase, ow_n * k_n, k_n, 1,
