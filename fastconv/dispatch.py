@@ -91,7 +91,10 @@ def auto_algorithm(family: str, backend: str, spec, names: list[str]) -> str:
     (single-threaded CPU time, both layouts): 1.2x faster than im2col (1.03-1.08x than
     direct) at rate 6, 1.5x and 2.0x faster than im2col at rates 12 and 18; on the dilated
     residual blocks (rates 2 and 4 on 28x28, spans 4 and 8, few taps in padding) 1.3-1.5x
-    slower than direct, so the rule leaves them. With 2 threads (bench.run --quick, load
+    slower than direct single-threaded, but 1.13-1.27x faster with 2 threads in the
+    committed benchmark (reports/latest.md, both layouts), so every ungrouped dilated
+    2-D/3-D layer with zeros padding takes taps (1-D TCN layers stay direct: taps ran
+    3-5x slower there). With 2 threads (bench.run --quick, load
     average 1.3) ASPP ran at 1.06-1.32x PyTorch's time channels-last (im2col 1.6-2.4x) and
     0.48-1.18x channels-first (im2col 1.0-1.24x). Under heavier load its 9-17 OpenBLAS calls
     per layer stalled (0.1-0.7 s; see conv_taps). Every other convolution: the register-tiled direct
@@ -125,8 +128,10 @@ def auto_algorithm(family: str, backend: str, spec, names: list[str]) -> str:
         ordered.append("depthwise")
     if spec.is_pointwise:
         ordered.append("gemm")
+    if spec.groups == 1 and spec.nd >= 2 and max(spec.dilation) > 1:
+        ordered.append("taps")
     if spec.groups == 1 and max([(k - 1) * d for k, d in zip(spec.kernel[:-1], spec.dilation[:-1])] + [0]) >= 12:
-        ordered += ["taps", "im2col"]
+        ordered.append("im2col")
     ordered += ["direct", "im2col", "gemm"]
     return next(name for name in ordered + names if name in names)
 
