@@ -26,7 +26,7 @@ from .conv_depthwise_common import CLAMP_BOUNDS, interior_columns
 from .conv_depthwise_nchw import nchw_kernel
 from .conv_depthwise_nhwc import nhwc_kernel
 from .conv_driver import run_on_padded_chunks
-from .layout import bias_vector, geometry3, image_chunks
+from .layout import bias_vector, geometry3, image_chunks, kernel_array, kernel_ready
 from .weights import pack_depthwise_weight
 
 # Channels-last: at most this many channels per task. Larger blocks amortise each register tile's
@@ -103,11 +103,6 @@ def _row_block(planes: int, rows: int, threads: int) -> int:
     return -(-rows // max(1, min(rows, -(-TASKS_PER_THREAD * threads // max(planes, 1)))))
 
 
-def _kernel_ready(a, dtype) -> bool:
-    """Can Numba's kernel signature take ``a`` as it is (flattened without a copy)?"""
-    return a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable and a.flags.aligned
-
-
 def _run(plan, spec, x, w, b, out, lo, hi):
     """One chunk: x and out C-contiguous in the kernel's layout (5-D or fewer dims)."""
     n_img = x.shape[0]
@@ -139,9 +134,7 @@ def conv_depthwise(spec, x, weight, bias):
     dtype = working_dtype(np.dtype(spec.dtype))
     plan = depthwise_plan(spec)
     w = pack_depthwise_weight(weight, spec, dtype, plan.channels_last).reshape(-1)
-    b = bias_vector(bias, spec, dtype)
-    if not _kernel_ready(b, dtype):
-        b = np.array(b, dtype=dtype)
+    b = kernel_array(bias_vector(bias, spec, dtype), dtype)
     lo, hi = (dtype.type(v) for v in CLAMP_BOUNDS[spec.activation])
 
     if plan.padded:
@@ -151,11 +144,11 @@ def conv_depthwise(spec, x, weight, bias):
         return run_on_padded_chunks(spec, x, bias, call)
 
     out = np.empty(spec.output_shape, dtype)
-    if _kernel_ready(x, dtype):
+    if kernel_ready(x, dtype):
         spans = [(0, spec.batch)]
     else:
         spans = image_chunks(spec, math.prod(x.shape[1:]) * dtype.itemsize)
     for n0, n1 in spans:
-        xw = x[n0:n1] if _kernel_ready(x, dtype) else np.array(x[n0:n1], dtype=dtype, order="C")
+        xw = x[n0:n1] if kernel_ready(x, dtype) else np.array(x[n0:n1], dtype=dtype, order="C")
         _run(plan, spec, xw, w, b, out[n0:n1], lo, hi)
     return out if out.dtype == np.dtype(spec.dtype) else out.astype(spec.dtype)

@@ -36,7 +36,7 @@ from .conv_direct_microkernel import REVISION as TILE_REVISION
 from .conv_direct_microkernel import fma_tile_strided, pack_weight_block, shapes_literal
 from .conv_direct_pointwise import strided_shape
 from .conv_direct_tiled import TileShape, tile_shape
-from .layout import ACTIVATION_CODES, geometry3
+from .layout import ACTIVATION_CODES, geometry3, kernel_array
 from .weights import pack_bias_blocked
 
 # The depthwise rows of one task, as bytes: within L2 (2 MB here) beside the pointwise weights.
@@ -161,14 +161,6 @@ def _scratch(threads: int, elems: int, dtype) -> np.ndarray:
     return buf[:threads * elems].reshape(threads, elems)
 
 
-def _ready(a, dtype) -> bool:
-    return a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable and a.flags.aligned
-
-
-def _working(a, dtype):
-    return a if _ready(a, dtype) else np.array(a, dtype=dtype, order="C")
-
-
 @register("separable", "cpu", "fused", supports=fused_supports,
           note="channels-last depthwise rows into an L2-sized block, then its 1x1 by register tiles, one pass")
 def separable_fused(pair: SeparablePair, x, dw_weight, dw_bias, pw_weight, pw_bias):
@@ -180,14 +172,14 @@ def separable_fused(pair: SeparablePair, x, dw_weight, dw_bias, pw_weight, pw_bi
     kernel = separable_kernel(kh, kw, sw, dw, plan.shape)
     c_n, k_n = d.in_channels, p.out_channels
     wd = np.array(np.asarray(dw_weight).reshape(c_n, kh * kw).T, dtype=dtype, order="C").reshape(-1)
-    db = np.zeros(c_n, dtype) if dw_bias is None else _working(np.asarray(dw_bias).reshape(-1), dtype)
-    wp = _working(np.asarray(pw_weight).reshape(1, k_n, c_n), dtype)
+    db = np.zeros(c_n, dtype) if dw_bias is None else kernel_array(np.asarray(dw_bias).reshape(-1), dtype)
+    wp = kernel_array(np.asarray(pw_weight).reshape(1, k_n, c_n), dtype)
     pb = pack_bias_blocked(pw_bias, p, plan.shape.v, dtype).reshape(-1)
     xoff = np.arange(c_n, dtype=np.int64)
     out = np.empty(p.output_shape, dtype)
     _, oh_n, ow_n = geom.out_size
     scratch = _scratch(numba.config.NUMBA_NUM_THREADS, plan.rows * ow_n * c_n, dtype)
-    kernel(_working(x, dtype).reshape(-1), wd, db, wp, pb, xoff, plan.widths, out.reshape(-1), scratch, d.batch,
+    kernel(kernel_array(x, dtype).reshape(-1), wd, db, wp, pb, xoff, plan.widths, out.reshape(-1), scratch, d.batch,
            geom.in_size[1], geom.in_size[2], c_n, oh_n, ow_n, sh, dh, geom.pads[1][0], geom.pads[2][0],
            *plan.columns, plan.rows, k_n, ACTIVATION_CODES[p.activation], dtype.type(-np.inf), dtype.type(np.inf))
     return out if out.dtype == np.dtype(p.dtype) else out.astype(p.dtype)

@@ -48,6 +48,17 @@ def channels_last_5d(x, nd: int, channels_last: bool):
     return x[(slice(None),) + (None,) * (3 - nd)]
 
 
+def kernel_ready(a, dtype) -> bool:
+    """Can a kernel whose signature takes C-contiguous, writeable arrays of ``dtype`` take
+    ``a`` as it is (flattened without a copy)?"""
+    return a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable and a.flags.aligned
+
+
+def kernel_array(a, dtype):
+    """``a`` when kernel_ready, else a C-contiguous writeable copy in ``dtype``."""
+    return a if kernel_ready(a, dtype) else np.array(a, dtype=dtype, order="C")
+
+
 def as_working(x, dtype):
     """float16 becomes float32 (Numba has no CPU float16); others pass through."""
     return x.astype(working_dtype(x.dtype)) if x.dtype == np.float16 else x

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._arrays import check_array, check_same_dtype, shape_of
+from ..dispatch import choose
 from ..spec.conv import SeparablePair, resolve_conv
 from ._call import batched, choose_cached, execute
 from ._spec_cache import DTYPE_NAMES, Uncacheable, cached_spec, flag_key, key_of
@@ -191,6 +192,7 @@ def pointwise_conv2d(input, weight, bias=None, **kw):
 
 
 _SEPARABLE_KEYWORDS = {"padding_mode", "padding_value", "algo", "channels_last", "device"}
+_SEPARABLE_ALGOS = ("auto", "fused", "composed")
 
 
 def separable_conv2d(input, depthwise_weight, pointwise_weight, bias=None, stride=1, padding=0,
@@ -210,14 +212,9 @@ def separable_conv2d(input, depthwise_weight, pointwise_weight, bias=None, strid
     return pointwise_conv2d(hidden, pointwise_weight, bias, activation=activation, **kw)
 
 
-_SEPARABLE_ALGOS = ("auto", "fused", "composed")
-
-
 def _separable_table(input, depthwise_weight, pointwise_weight, bias, stride, padding, dilation, depthwise_bias,
                      activation, algo, kw):
     """separable_conv2d on NumPy arrays through the separable family of the dispatch table."""
-    from ..dispatch import choose
-
     op, channels_last = "separable_conv2d", kw.get("channels_last", False)
     channels = _depthwise_checked(op, input, depthwise_weight, channels_last)
     pw = _pointwise_weight(op, pointwise_weight)
