@@ -137,6 +137,17 @@ def _piece_line(pieces, i, line):
     return n, pieces[i, 0] + q // n_oh, pieces[i, 2] + q % n_oh
 
 
+@inline_helper
+def _line_origin(pieces, line_owner, li):
+    """Output line li (of all pieces' lines): its piece's width, (n, od, oh), first column,
+    and where its first pixel sits in the accumulator."""
+    pi = line_owner[li]
+    width = pieces[pi, 5] - pieces[pi, 4]
+    local = li - pieces[pi, LINE_OFF]
+    n, od, oh = _piece_line(pieces, pi, pieces[pi, L0] + local)
+    return width, n, od, oh, pieces[pi, OW0], pieces[pi, P_OFF] + local * width
+
+
 @parallel_kernel
 def gather_nhwc(x, shape, geo, pieces, pix_owner, cols):
     """Per piece (a row of ``pieces``) and its pixel p (flat over its lines, then ow):
@@ -189,12 +200,7 @@ def scatter_nhwc(acc, bias, act, pieces, line_owner, out):
     pixel of every piece (acc (G, pixels of all pieces, Kg))."""
     groups, _, kg = acc.shape
     for li in prange(line_owner.size):
-        pi = line_owner[li]
-        width = pieces[pi, 5] - pieces[pi, 4]
-        local = li - pieces[pi, LINE_OFF]
-        n, od, oh = _piece_line(pieces, pi, pieces[pi, L0] + local)
-        p = pieces[pi, P_OFF] + local * width
-        ow0 = pieces[pi, OW0]
+        width, n, od, oh, ow0, p = _line_origin(pieces, line_owner, li)
         for j in range(width):
             for g in range(groups):
                 for k in range(kg):
@@ -213,12 +219,7 @@ def scatter_nchw(acc, bias, act, pieces, line_owner, out):
         li = task // tiles
         g = (task - li * tiles) // k_tiles
         k0 = (task - li * tiles - g * k_tiles) * 16
-        pi = line_owner[li]
-        width = pieces[pi, 5] - pieces[pi, 4]
-        local = li - pieces[pi, LINE_OFF]
-        n, od, oh = _piece_line(pieces, pi, pieces[pi, L0] + local)
-        p = pieces[pi, P_OFF] + local * width
-        ow0 = pieces[pi, OW0]
+        width, n, od, oh, ow0, p = _line_origin(pieces, line_owner, li)
         for k in range(k0, min(k0 + 16, kg)):
             b = bias[g * kg + k]
             for j in range(width):
