@@ -15,18 +15,18 @@ the on-disk cache is read) when the factory runs, not inside a timed call.
 explicit vectors size their register tiles from it.
 
 Importing this module (it happens on the first CPU kernel call, not on ``import
-fastconv``) starts Numba's worker threads, by default with a passive OpenMP wait policy:
-see :func:`start_threads`.
+fastconv``) starts Numba's worker threads on fastconv's thread runtime, Numba's TBB
+layer: see :mod:`fastconv._threads`.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 from typing import NamedTuple
 
-import numba
 from numba import njit
+
+from ._threads import start as start_threads
 
 FASTMATH = frozenset({"contract"})
 
@@ -96,44 +96,6 @@ def simd() -> Simd:
     if "avx" in enabled:
         return Simd(32, 16)
     return Simd(16, 16)
-
-
-# Variables by which a user chooses how OpenMP workers wait; if any is set, it is theirs.
-WAIT_POLICY_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
-
-
-def start_threads() -> str:
-    """Start Numba's thread pool with OpenMP workers that sleep, not spin, when idle.
-
-    OpenMP runtimes (Numba's default threading layer, PyTorch's own copy of libgomp)
-    keep each worker spinning for a while after a parallel region. When another thread
-    pool wants the same cores (OpenBLAS in im2col/gemm, PyTorch, another process), the
-    spinning threads and the ones with work preempt each other and a region that needs
-    0.1 ms takes a scheduler quantum. Measured on the 2-core project machine under
-    load: a 64-channel 56x56 3x3 direct conv 2.2-3.9 ms with passive workers, 1.4-2.4 ms
-    or 24 ms (bimodal) spinning; im2col 3.4-4.8 ms against 8-33 ms; alternating with
-    PyTorch calls, 16 ms per fastconv call and 24-32 ms per PyTorch call unless both
-    runtimes are passive (then 2.4 and 1.8 ms).
-
-    So, unless the user set one of WAIT_POLICY_VARIABLES, ``OMP_WAIT_POLICY=PASSIVE`` is
-    put into the environment before Numba loads its threading layer (libgomp reads it
-    then). It also reaches OpenMP runtimes loaded later and child processes, not ones
-    already loaded (PyTorch imported earlier keeps spinning: set the variable before
-    starting Python to cover it). Nothing is changed when Numba's threads already run.
-    The threading layer itself stays Numba's choice (workqueue would avoid OpenMP but
-    aborts when two Python threads launch parallel kernels at once). Returns what was done.
-    """
-    try:
-        return f"already running ({numba.threading_layer()}); wait policy untouched"
-    except ValueError:
-        pass
-    if any(name in os.environ for name in WAIT_POLICY_VARIABLES):
-        policy = "the user's wait policy"
-    else:
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-        policy = "OMP_WAIT_POLICY=PASSIVE set by fastconv"
-    numba.get_num_threads()  # loads the threading layer and starts the workers
-    return f"{numba.threading_layer()} layer, {policy}"
 
 
 THREADS = start_threads()

@@ -31,6 +31,7 @@ import numpy as np
 from numba import prange, types
 
 from .._jit import specialised_kernel
+from .._threads import balanced, restore
 from .conv_depthwise_common import clamp, u
 
 FLAT_STEP = 16  # the small-plane loop's length is rounded up to this (no scalar remainder after vectors)
@@ -51,6 +52,7 @@ def nchw_kernel(kd_n: int, kh_n: int, kw_n: int, sw: int, dw: int, dtype: str):
         dstep = dd * in_h * in_w
         hstep = dh * in_w
         n_tasks = n_img * k_n * n_rb
+        previous = balanced(n_chunks)
         for chunk in prange(n_chunks):
             # scratch for small planes, once per chunk of tasks: padding stays zero, the flat loop
             # runs a multiple of FLAT_STEP long (the extra reads hit the zeroed tail)
@@ -147,6 +149,7 @@ def nchw_kernel(kd_n: int, kh_n: int, kw_n: int, sw: int, dw: int, dtype: str):
                                             w[u(wk + (kd * kh_rt + kh) * kw_rt + kw)]
                         out[u(ob + i * ow_n + ow)] = clamp(acc, lo, hi)
                     r += run
+        restore(previous)
 
     dt = types.float32 if dtype == "float32" else types.float64
     flat = types.Array(dt, 1, "C")

@@ -24,6 +24,7 @@ import functools
 from numba import prange, types
 
 from .._jit import simd, specialised_kernel
+from .._threads import balanced, restore
 from .conv_depthwise_common import clamp, u
 from .conv_depthwise_microkernel import REVISION, dw_row, window_literal
 
@@ -50,6 +51,7 @@ def nhwc_kernel(kd_n: int, kh_n: int, kw_n: int, sw: int, dw: int, dtype: str):
         cpix = c_n  # input elements per pixel
         dstep = dd * in_h * in_w * cpix
         hstep = dh * in_w * cpix
+        previous = balanced(n_img * rows * n_cb)
         for t in prange(n_img * rows * n_cb):
             cb = t % n_cb
             r = t // n_cb
@@ -106,6 +108,7 @@ def nhwc_kernel(kd_n: int, kh_n: int, kw_n: int, sw: int, dw: int, dtype: str):
                                     out[u(ob + k)] += x[u(xb + k // mult)] * w[u(wb + k)]
                 for k in range(k0, k1):
                     out[u(ob + k)] = clamp(out[u(ob + k)], lo, hi)
+        restore(previous)
 
     dt = types.float32 if dtype == "float32" else types.float64
     flat = types.Array(dt, 1, "C")

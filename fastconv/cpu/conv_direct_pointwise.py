@@ -28,6 +28,7 @@ from numba import prange, types
 
 from .._arrays import working_dtype
 from .._jit import simd, specialised_kernel
+from .._threads import balanced, restore
 from .conv_direct_microkernel import REVISION, fma_tile_strided, shapes_literal
 from .conv_direct_tiled import L1_BYTES, PlaneTiles, TileShape, plane_tiles, task_block, tile_origin, tile_shape
 from .layout import geometry3
@@ -95,6 +96,7 @@ def strided_kernel(shape: TileShape):
         groups, kg = w.shape[0], w.shape[1]
         plane = od_n * oh_n * ow_n
         k_n = groups * kg
+        previous = balanced(groups * kb_n * splits)
         for t in prange(groups * kb_n * splits):
             blk, g, k0, kvalid, first, last, wblk = task_block(t, w, xoff.size, group_start, kb_n, splits, v, lanes,
                                                                revision)
@@ -106,6 +108,7 @@ def strided_kernel(shape: TileShape):
                     obase = (n * plane + row * ow_n + col) * k_n + k0
                     fma_tile_strided(x, wblk, xoff, bias, out, xbase, h_pitch, 0, blk * v, obase, ow_n * k_n, k_n, 1,
                                      kvalid, act, col_pitch, tile_sel[i], shapes, v, lanes, revision)
+        restore(previous)
 
     dt = types.float32 if shape.dtype == "float32" else types.float64
     flat = types.Array(dt, 1, "C")

@@ -25,6 +25,7 @@ import numpy as np
 from numba import prange, types
 
 from .._jit import inline_helper, parallel_kernel, simd, specialised_kernel
+from .._threads import balanced, restore
 from .conv_direct_microkernel import REVISION, fma_tile, pack_weight_block, shapes_literal
 
 # ---------------------------------------------------------------------------------------
@@ -314,6 +315,7 @@ def direct_kernel(shape: TileShape):
         groups, kg = w.shape[0], w.shape[1]
         plane = od_n * oh_n * ow_n
         k_n = groups * kg
+        previous = balanced(groups * kb_n * splits)
         for t in prange(groups * kb_n * splits):
             blk, g, k0, kvalid, first, last, wblk = task_block(t, w, xoff.size, group_start, kb_n, splits, v, lanes,
                                                                revision)
@@ -330,6 +332,7 @@ def direct_kernel(shape: TileShape):
                         obase = (n * k_n + k0) * plane + row * ow_n + col
                         fma_tile(x, wblk, xoff, bias, out, xbase, h_pitch, 0, blk * v, obase, ow_n, 1, plane,
                                  kvalid, act, tile_sel[i], shapes, v, lanes, revision)
+        restore(previous)
 
     dt = types.float32 if shape.dtype == "float32" else types.float64
     flat = types.Array(dt, 1, "C")

@@ -7,14 +7,9 @@ activation in place (skipped when there is neither). Around the GEMM, a call cos
 about 8 us of Python (no np.prod, no slicing when there is one group and no stride):
 on a 100 us layer that is the margin against PyTorch.
 
-OpenBLAS's own threads run the GEMM. On the 2-core project machine, 2 BLAS threads were
-1.3-2x faster than 1 when the machine was otherwise idle; while another process kept
-one core busy, calls took 8, 16 or 32 ms, whole multiples of the scheduler tick (6-150x
-PyTorch's time on MobileNetV2/ResNet-50 1x1 layers; the waiting caller seems to spin in
-sched_yield, so its worker is not moved to the core it leaves free). Numba's passive
-OpenMP pool and PyTorch's slowed down to about one core's speed instead: algo="direct"
-(the input read in place when channels-last) is the robust choice there, and
-OPENBLAS_NUM_THREADS=1 removes the stalls at the cost of the second core.
+The GEMM runs on fastconv's own threads (:func:`fastconv.cpu.blas.gemm`: OpenBLAS on one
+thread per block), not on OpenBLAS's pool, whose calls waited for whole scheduler ticks
+(8-32 ms) while another process kept a core busy.
 """
 
 from __future__ import annotations
@@ -27,6 +22,7 @@ from numba import prange
 from .._arrays import working_dtype
 from .._jit import parallel_kernel
 from ..dispatch import register
+from .blas import gemm
 from .layout import ACTIVATION_CODES, activate, bias_activation_rows, bias_vector
 
 
@@ -46,7 +42,8 @@ def _pointwise(spec):
     return None if spec.is_pointwise else "kernel must be 1x1 with no padding (pointwise)"
 
 
-@register("conv", "cpu", "gemm", supports=_pointwise, note="1x1 conv as one BLAS GEMM in the input's layout")
+@register("conv", "cpu", "gemm", supports=_pointwise,
+          note="1x1 conv as one GEMM in the input's layout (OpenBLAS per block on fastconv's threads)")
 def conv_gemm(spec, x, weight, bias):
     dtype = working_dtype(np.dtype(spec.dtype))
     g, cg, kg = spec.groups, spec.in_per_group, spec.out_per_group
@@ -61,20 +58,20 @@ def conv_gemm(spec, x, weight, bias):
         rows = xs.reshape(n * pixels, spec.in_channels)
         out = np.empty((n * pixels, spec.out_channels), dtype)
         if g == 1:
-            np.matmul(rows, w.T, out=out)
+            gemm(rows, w.T, out)
         else:
             for j in range(g):
-                np.matmul(rows[:, j * cg:(j + 1) * cg], w[j * kg:(j + 1) * kg].T, out=out[:, j * kg:(j + 1) * kg])
+                gemm(rows[:, j * cg:(j + 1) * cg], w[j * kg:(j + 1) * kg].T, out[:, j * kg:(j + 1) * kg])
         if bias is not None or act:
             bias_activation_rows(out, bias_vector(bias, spec, dtype), act)
     else:
         planes = xs.reshape(n, spec.in_channels, pixels)
         out = np.empty((n, spec.out_channels, pixels), dtype)
         if g == 1:
-            np.matmul(w, planes, out=out)
+            gemm(w, planes, out)
         else:
             for j in range(g):
-                np.matmul(w[j * kg:(j + 1) * kg], planes[:, j * cg:(j + 1) * cg], out=out[:, j * kg:(j + 1) * kg])
+                gemm(w[j * kg:(j + 1) * kg], planes[:, j * cg:(j + 1) * cg], out[:, j * kg:(j + 1) * kg])
         if bias is not None or act:
             bias_activation_planes(out, bias_vector(bias, spec, dtype), act)
     out = out.reshape(spec.output_shape)

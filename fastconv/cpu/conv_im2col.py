@@ -1,7 +1,7 @@
 """im2col + GEMM convolution on the CPU.
 
 A Numba kernel copies the receptive fields of a chunk of output pixels into a column
-matrix (G, rows, KD*KH*KW*C/G); NumPy's BLAS multiplies it by the packed weight; a
+matrix (G, rows, KD*KH*KW*C/G); :func:`fastconv.cpu.blas.gemm` multiplies it by the packed weight; a
 Numba epilogue adds bias and the activation. Columns are built in chunks of output
 rows that fit in half the workspace cap. (1x1 convolutions have their own
 algorithm, "gemm", in conv_gemm.py, which needs no columns.)
@@ -16,6 +16,7 @@ from .._arrays import working_dtype
 from .._jit import parallel_kernel
 from .._workspace import chunks, workspace_limit
 from ..dispatch import register
+from .blas import gemm
 from .conv_driver import run_on_padded_chunks
 from .layout import bias_activation_rows, geometry3
 from .weights import pack_conv_weight
@@ -51,7 +52,7 @@ def _gemm_weight(weight, spec, dtype):
     return wpk.reshape(spec.groups, -1, spec.out_per_group)
 
 
-@register("conv", "cpu", "im2col", note="im2col columns (Numba) + NumPy BLAS GEMM, chunked")
+@register("conv", "cpu", "im2col", note="im2col columns (Numba) + GEMM on fastconv's threads, chunked")
 def conv_im2col(spec, x, weight, bias):
     dtype = working_dtype(np.dtype(spec.dtype))
     wmat = _gemm_weight(weight, spec, dtype)
@@ -66,7 +67,7 @@ def conv_im2col(spec, x, weight, bias):
             cols = np.empty((groups, r1 - r0, taps_c), dtype)
             im2col_ndhwc(xp, r0, *geom.out_size, *geom.kernel, *geom.stride, *geom.dilation, cols)
             for g in range(groups):
-                np.matmul(cols[g], wmat[g], out=rows[r0:r1, g * kg:(g + 1) * kg])
+                gemm(cols[g], wmat[g], rows[r0:r1, g * kg:(g + 1) * kg])
             if bias is not None or act:
                 bias_activation_rows(rows[r0:r1], b, act)
 

@@ -27,6 +27,7 @@ from numba import prange, types
 
 from .._arrays import working_dtype
 from .._jit import simd, specialised_kernel
+from .._threads import balanced, restore
 from ..dispatch import register
 from ..spec.conv import SeparablePair
 from .conv_depthwise_common import interior_columns
@@ -106,6 +107,7 @@ def separable_kernel(kh_n: int, kw_n: int, sw: int, dw: int, shape: TileShape):
             pack_weight_block(wp, 0, kb, wpk[kb * c_n * v:(kb + 1) * c_n * v], v, lanes, tile_rev)
         hstep = dh * in_w * c_n
         blocks = (oh_n + rows - 1) // rows
+        previous = balanced(n_img * blocks)
         for t in prange(n_img * blocks):
             n = t // blocks
             r0 = (t - n * blocks) * rows
@@ -137,6 +139,7 @@ def separable_kernel(kh_n: int, kw_n: int, sw: int, dw: int, shape: TileShape):
                                      obase + p0 * k_n + kb * v, 0, k_n, 1, kvalid, act, c_n, sel, shapes, v, lanes,
                                      tile_rev)
                     p0 += widths_px[sel]
+        restore(previous)
 
     widths_px = tuple(s for _, s in shape.shapes)
     dt = types.float32 if shape.dtype == "float32" else types.float64

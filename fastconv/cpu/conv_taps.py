@@ -21,11 +21,11 @@ against about 20 ms of GEMMs). Gathering from channels-first directly was slower
 against 34 ms single-threaded at rate 6): its columns come out transposed, and the GEMM
 then reads the weight with a stride.
 
-Threads: the GEMMs run on OpenBLAS's threads, the rest on Numba's. On the 2-core project
-machine with other processes busy, multithreaded OpenBLAS calls stalled for whole
-scheduler ticks (ASPP calls 3-20x PyTorch's time, against about 1.5x with
-OPENBLAS_NUM_THREADS=1), as conv_gemm's docstring describes; gathering all regions
-before all GEMMs (one switch between the pools per call, not one per region) halved that.
+Threads: every step runs on fastconv's threads, the GEMMs through
+:func:`fastconv.cpu.blas.gemm` (OpenBLAS on one thread per block; later blocks of a
+region accumulate into its output with beta = 1). With OpenBLAS's own pool, calls
+stalled for whole scheduler ticks while other processes were busy (ASPP 3-20x PyTorch's
+time).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from .._arrays import working_dtype
 from .._jit import inline_helper, parallel_kernel
 from .._workspace import chunks, workspace_limit
 from ..dispatch import register
+from .blas import gemm
 from .layout import ACTIVATION_CODES, activate, bias_vector, channels_last_5d, geometry3, padded_input
 
 # Bands narrower than this merge into a neighbour (their taps' hull): fewer, larger GEMMs
@@ -246,9 +247,8 @@ def _batches(geom, n_img, c_n, budget):
 
 
 def _run_batch(batch, xflat, shape, geo, wp, bias, act, channels_last, out):
-    """Gather every piece's columns (one parallel kernel), then every GEMM (BLAS threads), then
-    write every piece (one parallel kernel): switching between Numba's and OpenBLAS's thread
-    pools per region instead stalled calls for whole scheduler ticks on a busy 2-core machine."""
+    """Gather every piece's columns (one parallel kernel), then every GEMM, then write every
+    piece (one parallel kernel)."""
     g_n, kernel, cg, kg = wp.shape[0], wp.shape[1:4], wp.shape[4], wp.shape[5]
     dtype = wp.dtype
     table = np.zeros((len(batch), FIELDS), np.int64)
@@ -268,7 +268,6 @@ def _run_batch(batch, xflat, shape, geo, wp, bias, act, channels_last, out):
     cols = np.empty(max(col_off, 1), dtype)
     gather_nhwc(xflat, shape, geo, table, np.repeat(np.arange(len(batch)), table[:, N_P]), cols)
     acc = np.empty((g_n, p_off, kg), dtype)
-    tmp = None
     for n_p, n_taps, run, blocks, c0, p0 in work:
         if not blocks:  # every tap reads padding: the bias alone
             acc[:, p0:p0 + n_p] = 0
@@ -277,13 +276,7 @@ def _run_batch(batch, xflat, shape, geo, wp, bias, act, channels_last, out):
         for g in range(g_n):
             for i, index in enumerate(blocks):
                 wb = wp[g][index].reshape(-1, kg)  # a view: (run * Cg, Kg)
-                if i == 0:
-                    np.matmul(piece[g, i], wb, out=acc[g, p0:p0 + n_p])
-                else:
-                    if tmp is None or tmp.shape[0] < n_p:
-                        tmp = np.empty((n_p, kg), dtype)
-                    np.matmul(piece[g, i], wb, out=tmp[:n_p])
-                    acc[g, p0:p0 + n_p] += tmp[:n_p]
+                gemm(piece[g, i], wb, acc[g, p0:p0 + n_p], accumulate=i > 0)
     line_owner = np.repeat(np.arange(len(batch)), [lines for *_, lines in batch])
     (scatter_nhwc if channels_last else scatter_nchw)(acc, bias, act, table, line_owner, out)
 
@@ -297,7 +290,7 @@ def _zeros_dilated(spec):
 
 
 @register("conv", "cpu", "taps", supports=_zeros_dilated,
-          note="im2col over only the taps inside the input, per output region; NumPy BLAS GEMM")
+          note="im2col over only the taps inside the input, per output region; GEMM on fastconv's threads")
 def conv_taps(spec, x, weight, bias):
     dtype = working_dtype(np.dtype(spec.dtype))
     geom = geometry3(spec)

@@ -1,0 +1,233 @@
+"""GEMM on fastconv's own threads: NumPy's OpenBLAS, one thread per task, inside a TBB loop.
+
+OpenBLAS's own thread pool is a second runtime beside fastconv's (TBB, see
+:mod:`fastconv._threads`): its workers poll for a while after each call, and when another
+process holds a core, a call waits for whole scheduler ticks (8-32 ms for a 0.05 ms 1x1
+layer, measured on the 2-core project machine). Here the product is cut into blocks along
+its larger side, and each task of a Numba parallel loop runs one block through
+``cblas_?gemm`` with OpenBLAS held to one thread, so one work-stealing pool owns the cores.
+
+The ``cblas_?gemm`` of the OpenBLAS that NumPy loaded is found among the process's
+mapped libraries and bound to an LLVM symbol name, so the kernels that call it stay in
+Numba's on-disk cache. Every integer is passed as 64 bits: right for an ILP64 build
+(NumPy's), and for an LP64 one too, since each integer argument takes a full register
+or stack slot on x86-64 and AArch64. Where no OpenBLAS is found, :func:`gemm` runs
+``np.matmul`` instead.
+
+While a call runs, OpenBLAS's process-wide thread count is 1 (saved and restored around
+the outermost call): a BLAS call that another Python thread makes meanwhile runs on one
+thread. OpenBLAS's ``openblas_set_num_threads_local`` is no way out: it sets the same
+global.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+
+import numpy as np
+from llvmlite import binding as llvm
+from llvmlite import ir
+from numba import prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .._jit import parallel_kernel
+from .._threads import balanced, restore
+
+ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
+
+# Blocks are at least this many columns (or rows) wide: narrower ones repack the other
+# operand for too little work.
+MIN_BLOCK = 32
+# Below this many multiply-adds a product runs as one block on the calling thread.
+SERIAL_MACS = 1 << 17
+
+_SYMBOLS = {"s": "fastconv_cblas_sgemm", "d": "fastconv_cblas_dgemm"}
+
+
+def _openblas() -> ctypes.CDLL | None:
+    """The OpenBLAS library NumPy has loaded (read from /proc/self/maps), or None."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        try:
+            return ctypes.CDLL(path)
+        except OSError:
+            continue
+    return None
+
+
+def _find(lib, names):
+    for name in names:
+        fn = getattr(lib, name, None)
+        if fn is not None:
+            return fn
+    return None
+
+
+class _Library:
+    """The bound OpenBLAS: gemm symbols registered with LLVM, and its thread count."""
+
+    def __init__(self):
+        self.lib = _openblas()
+        self.ok = False
+        if self.lib is None:
+            return
+        gemms = {p: _find(self.lib, (f"scipy_cblas_{p}gemm64_", f"cblas_{p}gemm64_", f"cblas_{p}gemm"))
+                 for p in _SYMBOLS}
+        self.get = _find(self.lib, ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_",
+                                    "openblas_get_num_threads"))
+        self.set = _find(self.lib, ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_",
+                                    "openblas_set_num_threads"))
+        if None in gemms.values() or self.get is None or self.set is None:
+            return
+        for p, fn in gemms.items():
+            llvm.add_symbol(_SYMBOLS[p], ctypes.cast(fn, ctypes.c_void_p).value)
+        self.get.restype = ctypes.c_int
+        self.set.argtypes = [ctypes.c_int]
+        self.lock = threading.Lock()
+        self.depth = 0
+        self.saved = 1
+        self.ok = True
+
+    def __enter__(self):
+        with self.lock:
+            if self.depth == 0:
+                self.saved = self.get()
+                if self.saved != 1:
+                    self.set(1)
+            self.depth += 1
+
+    def __exit__(self, *exc):
+        with self.lock:
+            self.depth -= 1
+            if self.depth == 0 and self.saved != 1:
+                self.set(self.saved)
+
+
+LIBRARY = _Library()
+
+
+def _declare_gemm(prefix):
+    @intrinsic
+    def call(typingctx, order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+        real = types.float32 if prefix == "s" else types.float64
+        sig = types.void(*(types.int64,) * 6, real, types.intp, types.int64, types.intp, types.int64, real,
+                         types.intp, types.int64)
+
+        def codegen(context, builder, signature, args):
+            i64 = ir.IntType(64)
+            flt = context.get_value_type(real)
+            fnty = ir.FunctionType(ir.VoidType(), [i64] * 6 + [flt, i64, i64, i64, i64, flt, i64, i64])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, _SYMBOLS[prefix])
+            cast = [context.cast(builder, v, t, s) for v, t, s in zip(args, signature.args, sig.args)]
+            builder.call(fn, cast)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return call
+
+
+_sgemm = _declare_gemm("s")
+_dgemm = _declare_gemm("d")
+
+
+@parallel_kernel
+def _gemm_blocks(a, b, c, batch, m, n, k, lda, ldb, ldc, sa, sb, sc, ta, tb, by_cols, blocks, beta):
+    """c[i] (m, n) = a[i] (m, k) @ b[i] (k, n) + beta * c[i] for i < batch; task = (image, block).
+
+    Offsets and leading dimensions count elements of the arrays' common dtype; ``ta`` /
+    ``tb`` say that a / b are stored transposed (row-major (k, m) / (n, k)).
+    """
+    size = c.itemsize
+    pa, pb, pc = a.ctypes.data, b.ctypes.data, c.ctypes.data
+    span = n if by_cols else m
+    total = batch * blocks
+    previous = balanced(total)
+    for t in prange(total):
+        i = t // blocks
+        j = t - i * blocks
+        lo = j * span // blocks
+        hi = (j + 1) * span // blocks
+        oa, ob, oc = i * sa, i * sb, i * sc
+        mm, nn = m, n
+        if by_cols:
+            ob += lo * ldb if tb else lo
+            oc += lo
+            nn = hi - lo
+        else:
+            oa += lo if ta else lo * lda
+            oc += lo * ldc
+            mm = hi - lo
+        trans_a = 112 if ta else 111
+        trans_b = 112 if tb else 111
+        if size == 4:
+            _sgemm(101, trans_a, trans_b, mm, nn, k, np.float32(1.0), pa + oa * size, lda, pb + ob * size, ldb,
+                   np.float32(beta), pc + oc * size, ldc)
+        else:
+            _dgemm(101, trans_a, trans_b, mm, nn, k, 1.0, pa + oa * size, lda, pb + ob * size, ldb, beta,
+                   pc + oc * size, ldc)
+    restore(previous)
+
+
+def _operand(x):
+    """(base 1-D view, leading dimension, transposed?) of a 2-D or batched operand, or None."""
+    s = x.strides[-2:]
+    item = x.itemsize
+    rows, cols = x.shape[-2:]
+    if s[1] == item and (rows == 1 or s[0] >= cols * item) and s[0] % item == 0:
+        return s[0] // item if rows > 1 else max(cols, 1), False
+    if s[0] == item and (cols == 1 or s[1] >= rows * item) and s[1] % item == 0:
+        return s[1] // item if cols > 1 else max(rows, 1), True
+    return None
+
+
+def _flat(x):
+    """A 1-D array starting at x's first element and covering all of it (no copy)."""
+    span = 1 + sum((d - 1) * s for d, s in zip(x.shape, x.strides)) // x.itemsize
+    return np.lib.stride_tricks.as_strided(x, shape=(span,), strides=(x.itemsize,))
+
+
+def gemm(a, b, out, accumulate: bool = False, threads: int | None = None):
+    """``out = a @ b`` (``out += a @ b`` when ``accumulate``), on fastconv's threads.
+
+    ``a`` (…, M, K), ``b`` (…, K, N) and ``out`` (…, M, N) share a float32 or float64
+    dtype; a leading batch axis is optional on each (a missing one broadcasts). Each
+    matrix needs a unit stride along one of its last two axes (a transposed view
+    qualifies); ``out`` along its last. Anything else runs through ``np.matmul``.
+    """
+    m, n = out.shape[-2:]
+    k = a.shape[-1]
+    batch = out.shape[0] if out.ndim == 3 else 1
+    fa, fb, fc = _operand(a), _operand(b), _operand(out)
+    usable = (LIBRARY.ok and a.dtype == b.dtype == out.dtype and out.dtype in (np.float32, np.float64)
+              and all(x.strides[0] >= 0 for x in (a, b, out) if x.ndim == 3)
+              and fa and fb and fc and not fc[1] and min(m, n, k, batch) > 0)
+    if not usable:
+        if accumulate:
+            out += np.matmul(a, b)
+        else:
+            np.matmul(a, b, out=out)
+        return out
+    by_cols = n >= m
+    span = n if by_cols else m
+    if m * n * k * batch < SERIAL_MACS:
+        blocks = 1
+    else:
+        import numba
+
+        want = (threads or numba.get_num_threads()) * 4
+        blocks = max(1, min(span // MIN_BLOCK, -(-want // batch)))
+
+    def batch_stride(x):
+        return x.strides[0] // x.itemsize if x.ndim == 3 and x.shape[0] > 1 else 0
+
+    with LIBRARY:
+        _gemm_blocks(_flat(a), _flat(b), _flat(out), batch, m, n, k, fa[0], fb[0], fc[0], batch_stride(a),
+                     batch_stride(b), batch_stride(out), fa[1], fb[1], by_cols, blocks, 1.0 if accumulate else 0.0)
+    return out
