@@ -35,26 +35,21 @@ THREADING_LAYERS = ("workqueue", "omp", "tbb", "default")
 WAIT_POLICIES = ("passive", "active", "unset")
 
 
-def environment_plan(threading_layer: str = "default", omp_wait_policy: str = "passive",
+def environment_plan(threading_layer: str = "default", omp_wait_policy: str = "unset",
                      keep_env: bool = False) -> dict:
-    """The environment changes the benchmark wants: {name: new value or None (unset)}.
+    """The in-process mode's environment changes: {name: new value or None (unset)}.
 
-    - Numba's threading layer is left as users get it (``default``): fastconv itself sets
-      ``OMP_WAIT_POLICY=passive`` (unless the user set a wait policy) so Numba's OpenMP
-      workers sleep instead of spinning against OpenBLAS and PyTorch threads. The
-      ``workqueue`` layer (``--threading-layer workqueue``) avoids OpenMP altogether but
-      measured about 10% slower on the direct kernels, and aborts when two Python threads
-      launch kernels at once, so the library does not use it.
-    - ``OMP_WAIT_POLICY=passive``: PyTorch's OpenMP threads sleep instead of spinning
-      between parallel regions. Measured on the project's 2-core machine while other
-      jobs ran (load average above 2): with libgomp's default spin, PyTorch's median
-      time for a 64-channel 56x56 3x3 conv went from 2.6 ms to 28-64 ms, bimodal at
-      multiples of the scheduler's time slice, because spinning burns the process's
-      fair share of CPU and its threads are then preempted inside the next parallel
-      region; ``GOMP_SPINCOUNT`` of 1e3-1e5 was slower or still bimodal. On a quiet,
-      dedicated machine spinning saves PyTorch a thread wake-up per call; run with
-      ``omp_wait_policy="unset"`` (``--omp-wait-policy unset``) to measure that.
-    - ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` are unset unless ``keep_env``.
+    - Numba's threading layer is left as users get it (``default``: fastconv's TBB runtime,
+      see ``fastconv/_threads.py``); ``--threading-layer`` picks another one to compare.
+    - ``OMP_WAIT_POLICY`` is left as users get it (``unset``): it is PyTorch's setting
+      (fastconv no longer uses OpenMP), and the benchmark tunes neither side. Earlier
+      runs set it to passive for both libraries in one process, which roughly doubled
+      PyTorch's times on small layers (oneDNN's threads then sleep between calls).
+    - ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` are unset unless ``keep_env``: they
+      select slower OpenBLAS kernels for NumPy on this machine.
+
+    The process mode (the default) sets none of these for PyTorch's process and only the
+    last for fastconv's: see ``bench/processes.py``.
     """
     plan: dict[str, str | None] = {}
     if not keep_env:

@@ -1,20 +1,25 @@
-"""Run benchmark suites: fastconv against PyTorch, in one process, saved as JSON.
+"""Run benchmark suites: fastconv against PyTorch, saved as JSON.
 
     python -m bench.run --quick                           # the default suites, short budgets
     python -m bench.run --suite dw_vs_standard --quick --out bench/results/dw.json
     python -m bench.run --suite mobilenet_v2 --match 'dw|dws2' --algo depthwise
-    python -m bench.run --suite all --threads 2 --report reports/
+    python -m bench.run --suite all --also inprocess,busy --report reports/
     python -m bench.run --quick --compare bench/results/old.json   # exit 1 on regressions
     python -m bench.run --list --suite resnet50           # the problems, not run
 
-Process environment (see ``bench/__init__.py``): before NumPy, Numba or PyTorch is
-imported, the run unsets ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` (``--keep-env``
-keeps them), keeps Numba's default threading layer (``--threading-layer`` changes it) and
-sets ``OMP_WAIT_POLICY=passive`` (``--omp-wait-policy unset`` keeps libgomp's spinning
-default; the reasons and measurements are in ``bench/__init__.py``); if one of those
-libraries was already imported, it re-executes itself. ``--threads`` sets Numba's
-thread count, ``torch.set_num_threads`` and the BLAS pool (threadpoolctl). All of it
-is recorded in the result file under ``environment``.
+Modes. ``--mode process`` (the default and the headline): fastconv and PyTorch each run in
+a worker process of its own with its own default environment, alternating over rounds
+(``bench/processes.py`` says what each worker gets). ``--mode inprocess``: both in this
+process, interleaved; before NumPy, Numba or PyTorch is imported the run then unsets
+``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` (``--keep-env`` keeps them), and applies
+``--threading-layer`` and ``--omp-wait-policy`` when given (by default neither is set); if
+one of those libraries was already imported, it re-executes itself; ``--threads`` sets
+Numba's thread count, ``torch.set_num_threads`` and the BLAS pool. ``--busy-core`` keeps
+one core busy while timing. ``--also inprocess,busy`` adds the passes the targets need.
+Everything is recorded in the result file under ``environment`` and ``settings``.
+
+The run writes the JSON (``--out``) and, with ``--report DIR``, the report; README.md only
+with ``--update-readme``.
 """
 
 from __future__ import annotations
@@ -53,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layout", default="nchw,nhwc",
                    help="layouts, comma-separated: nchw (PyTorch NCHW) and nhwc (channels_last); default both")
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
-    p.add_argument("--threads", type=int, default=None, help="threads for fastconv, PyTorch and BLAS "
-                   "(default: the CPUs this process may run on)")
+    p.add_argument("--threads", type=int, default=None, help="threads for fastconv and PyTorch (and BLAS in "
+                   "inprocess mode); default: each library's own default (inprocess: the CPUs this process may use)")
     p.add_argument("--quick", action="store_true", help="short time budgets (for CI and smoke runs)")
     p.add_argument("--warmup", type=float, help="warm-up budget per candidate, seconds (overrides the mode)")
     p.add_argument("--measure", type=float, help="measurement budget per candidate, seconds")
@@ -72,14 +77,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--readme", type=Path, metavar="README.md",
                    help="with --report: also fill the file's <!-- bench-targets:start/end --> block with the "
                         "targets table")
+    p.add_argument("--update-readme", action="store_true",
+                   help="with --report: rewrite README.md's figures (--readme README.md); never by default")
+    p.add_argument("--mode", default="process", choices=("process", "inprocess"),
+                   help="process (default): fastconv and PyTorch each in a process of its own, each with its own "
+                        "default environment, alternating over rounds (bench/processes.py); inprocess: both in "
+                        "this process, interleaved, with the environment plan below")
+    p.add_argument("--busy-core", action="store_true",
+                   help="keep one core busy with a spinning process while timing (both libraries alike)")
+    p.add_argument("--also", action="append", metavar="PASS",
+                   help="extra passes the targets need, auto only, each to OUT-PASS.json: 'inprocess' (fastconv "
+                        "with PyTorch in its process), 'busy' (ResNet-50 3x3 and MobileNetV2 depthwise layers with "
+                        "one core busy); comma-separated or repeated")
     p.add_argument("--no-startup", action="store_true",
                    help="skip timing import and first calls in fresh processes (bench/startup.py)")
     p.add_argument("--list", action="store_true", help="list the selected problems and exit")
     p.add_argument("--threading-layer", default="default", choices=THREADING_LAYERS,
-                   help="NUMBA_THREADING_LAYER for this process (default %(default)s)")
-    p.add_argument("--omp-wait-policy", default="passive", choices=WAIT_POLICIES,
-                   help="OMP_WAIT_POLICY for this process: PyTorch's OpenMP threads sleep between calls instead "
-                        "of spinning; 'unset' keeps libgomp's default (default %(default)s; see bench/__init__.py)")
+                   help="inprocess mode: NUMBA_THREADING_LAYER for this process (default %(default)s: fastconv's)")
+    p.add_argument("--omp-wait-policy", default="unset", choices=WAIT_POLICIES,
+                   help="inprocess mode: OMP_WAIT_POLICY for this process (PyTorch's OpenMP threads); 'unset' keeps "
+                        "libgomp's default (default %(default)s; see bench/__init__.py)")
     p.add_argument("--keep-env", action="store_true", help="keep OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -214,38 +231,49 @@ def _bind_torch(fn, tdata, torch):
 
 
 def _check(problem, candidates, meta, firsts) -> dict:
-    """Each fastconv result against PyTorch's (NCHW if timed, else channels_last), same data."""
+    """In-process mode: each fastconv first result against PyTorch's, same data."""
+    results = {}
+    for c in candidates:
+        m = firsts[c.key]
+        if m.error is None:
+            info = meta[c.key]
+            results[c.key] = problem.output_nchw(m.first_result, info["layout"], info["library"])
+    return check_results(problem, meta, results)
+
+
+def check_results(problem, meta, results) -> dict:
+    """Each fastconv result against PyTorch's (NCHW if timed, else channels_last), same data.
+
+    ``results`` maps candidate keys to first results as NCHW NumPy arrays (None: failed).
+    """
     import numpy as np
 
     ref = None
     for layout in ("nchw", "nhwc"):
-        m = firsts.get(f"{layout}/torch")
-        if m is not None and m.error is None:
-            ref = problem.output_nchw(m.first_result, layout, "torch")
+        if results.get(f"{layout}/torch") is not None:
+            ref = np.asarray(results[f"{layout}/torch"], dtype=np.float64)
             ref_layout = layout
             break
     out = {}
     if ref is None:
         return out
     tol = CHECK_TOL.get(problem.dtype, 1e-4)
-    for c in candidates:
-        info = meta[c.key]
-        m = firsts[c.key]
-        if info["library"] != "fastconv" or m.error is not None:
+    for key, info in meta.items():
+        if info["library"] != "fastconv" or results.get(key) is None:
             continue
         try:
-            got = problem.output_nchw(m.first_result, info["layout"], "fastconv")
+            got = np.asarray(results[key], dtype=np.float64)
             want = ref
             if problem.check_order_insensitive():
                 got, want = np.sort(got.reshape(got.shape[0], -1)), np.sort(want.reshape(want.shape[0], -1))
             if got.shape != want.shape:
-                out[c.key] = {"ok": False, "error": f"shape {got.shape} != PyTorch's {want.shape}"}
+                out[key] = {"ok": False, "error": f"shape {got.shape} != PyTorch's {want.shape}"}
                 continue
             scale = max(float(np.max(np.abs(want))) if want.size else 0.0, 1e-30)
             err = float(np.max(np.abs(got - want))) / scale if want.size else 0.0
-            out[c.key] = {"ok": bool(err <= tol), "rel_err": err, "tol": tol, "against": f"torch/{ref_layout}"}
+            out[key] = {"ok": bool(err <= tol), "rel_err": err, "tol": tol, "against": f"torch/{ref_layout}"}
         except Exception as exc:
-            out[c.key] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            out[key] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     return out
 
 
@@ -349,79 +377,145 @@ def main(argv=None, *, reexec: bool = False) -> int:
             print(f"{suite:15s} {layer:18s} {problem.name():64s} {problem.flops / 1e6:10.2f} MFLOP "
                   f"{problem.intensity:8.2f} FLOP/B")
         return 0
-    changes = prepare_environment(environment_plan(args.threading_layer, args.omp_wait_policy, args.keep_env),
-                                  reexec_argv=["-m", "bench.run", *argv] if reexec else None)
-
-    import numpy as np
-
-    from . import machine
+    if args.update_readme and args.readme is None:
+        args.readme = Path("README.md")
+    if args.readme is not None and args.report is None:
+        raise SystemExit("--readme/--update-readme need --report (the README links the report)")
+    changes = {}
+    if args.mode == "inprocess":
+        changes = prepare_environment(environment_plan(args.threading_layer, args.omp_wait_policy, args.keep_env),
+                                      reexec_argv=["-m", "bench.run", *argv] if reexec else None)
     from .problems import LAYOUTS
 
     for layout in layouts:
         if layout not in LAYOUTS:
             raise SystemExit(f"--layout: {layout!r} is not one of {', '.join(LAYOUTS)}")
-    threads = args.threads or len(os.sched_getaffinity(0))
-    limits = _set_threads(threads)
-    budget = _budget(args)
-    pool_bytes = int(args.pool_mb * 1024 ** 2)
     problems = select_problems(args.suite, args.match, args.dtype)
     if not problems:
         raise SystemExit("no problem matches --suite/--match")
+    passes = [(args.mode, args.busy_core, algos, problems, args.out)]
+    for extra in split_list(args.also):
+        if extra not in COMPANIONS:
+            raise SystemExit(f"--also: {extra!r} is not one of {', '.join(COMPANIONS)}")
+        if extra == "inprocess" and args.mode == "inprocess":
+            continue
+        chosen = [p for p in problems if COMPANIONS[extra]["select"](p)]
+        if chosen:
+            out = args.out.with_name(f"{args.out.stem}-{extra}{args.out.suffix}")
+            passes.append((COMPANIONS[extra]["mode"], extra == "busy", ["auto"], chosen, out))
+    docs, status = [], 0
+    for mode, busy, pass_algos, pass_problems, out in passes:
+        doc = run_pass(args, argv, mode, busy, pass_algos, pass_problems, layouts, out, changes,
+                       startup=not args.no_startup and not docs)
+        if not docs and args.compare:
+            from .report import compare, format_comparison
 
+            comparison = compare(json.loads(args.compare.read_text()), doc, args.margin)
+            comparison["against"] = str(args.compare)
+            doc["comparison"] = comparison
+            print(format_comparison(comparison))
+            status = 1 if comparison["flagged"] else 0
+            _write_json(out, doc)
+        docs.append(doc)
+    if args.report:
+        from .report import build_report
+
+        companions = {doc["settings"]["pass"]: doc for doc in docs[1:]}
+        for path in build_report([docs[0]], args.report, stem=args.out.stem, readme=args.readme,
+                                 companions=companions):
+            print(f"wrote {path}", file=sys.stderr)
+    return status
+
+
+# Extra passes (``--also``) that the targets need beside the main run: auto only.
+COMPANIONS = {
+    "inprocess": {"mode": "inprocess", "select": lambda p: True},
+    "busy": {"mode": "process",
+             "select": lambda p: p[0] in ("resnet50", "mobilenet_v2") and p[3].describe().get("role")
+             in ("standard", "depthwise") and (p[3].describe().get("role") == "depthwise"
+                                              or list(p[3].describe().get("kernel") or []) == [3, 3])},
+}
+
+
+def run_pass(args, argv, mode, busy, algos, problems, layouts, out, changes, startup) -> dict:
+    """Time ``problems`` in ``mode`` ("process" or "inprocess"); write and return the result doc."""
+    import numpy as np
+
+    from . import machine
+    from .processes import BusyCore, ProcessPair
+
+    threads = args.threads
+    limits = _set_threads(threads or len(os.sched_getaffinity(0))) if mode == "inprocess" else None
+    budget = _budget(args)
+    pool_bytes = int(args.pool_mb * 1024 ** 2)
+    label = f"{mode}{' with one core busy' if busy else ''}"
     started = time.perf_counter()
     doc = {
         "schema": SCHEMA,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": ["python", "-m", "bench.run", *argv],
-        "settings": {"suites": list(dict.fromkeys(s for s, *_ in problems)), "match": args.match,
-                     "algos": algos or ["all"], "layouts": layouts, "dtype": args.dtype, "threads": threads,
-                     "quick": args.quick, "budget": budget.to_json(), "pool_bytes": pool_bytes,
-                     "seed": args.seed, "check_tol": CHECK_TOL},
-        "environment": {"changed": changes, "threading_layer": args.threading_layer,
-                        "omp_wait_policy": args.omp_wait_policy, "reexecuted": bool(os.environ.get(
-                            "FASTCONV_BENCH_REEXEC"))},
+        "settings": {"pass": "main" if out == args.out else ("busy" if busy else mode), "mode": mode,
+                     "busy_core": busy, "suites": list(dict.fromkeys(s for s, *_ in problems)),
+                     "match": args.match, "algos": algos or ["all"], "layouts": layouts, "dtype": args.dtype,
+                     "threads": threads, "quick": args.quick, "budget": budget.to_json(),
+                     "pool_bytes": pool_bytes, "seed": args.seed, "check_tol": CHECK_TOL},
+        "environment": {"changed": changes, "threading_layer": args.threading_layer if mode == "inprocess" else None,
+                        "omp_wait_policy": args.omp_wait_policy if mode == "inprocess" else None,
+                        "reexecuted": bool(os.environ.get("FASTCONV_BENCH_REEXEC"))},
         "machine": {},
         "problems": [],
         "results": [],
         "skipped": [],
         "finished": False,
     }
-    print(f"measuring the machine ({threads} threads)...", file=sys.stderr)
+    print(f"[{label}] measuring the machine...", file=sys.stderr)
     measured = machine.measure(pool_bytes, quick=args.quick)
     doc["machine"] = machine.describe()
     doc["machine"]["measured"] = measured
     print(f"  peak {measured['peak_gflops']:.1f} GFLOP/s ({measured['peak_source']}), bandwidth "
           f"{measured['bandwidth_gbs']:.1f} GB/s (DRAM {measured['dram_bandwidth_gbs']:.1f}), "
           f"load average {doc['machine']['load_avg'][0]:.2f}", file=sys.stderr)
-    if doc["machine"]["load_avg"][0] > BUSY_LOAD * threads:
-        print(f"  WARNING: load average {doc['machine']['load_avg'][0]:.2f} on {threads} threads: other processes "
-              "share the cores; times will be noisy (multithreaded BLAS calls especially). The report says so.",
-              file=sys.stderr)
-    if not args.no_startup:
-        from . import startup
+    cpus = len(os.sched_getaffinity(0))
+    if doc["machine"]["load_avg"][0] > BUSY_LOAD * cpus:
+        print(f"  WARNING: load average {doc['machine']['load_avg'][0]:.2f} on {cpus} CPUs: other processes "
+              "share the cores; times will be noisy. The report says so.", file=sys.stderr)
+    if startup:
+        from . import startup as startup_probe
 
         print("timing import and first calls in fresh processes (one with an empty Numba cache)...",
               file=sys.stderr)
-        doc["startup"] = startup.measure()
+        doc["startup"] = startup_probe.measure()
         print("  import {import_s:.2f} s, first call from cache {first_call_cached_s:.2f} s, cold "
               "{first_call_cold_s:.1f} s".format(**doc["startup"]), file=sys.stderr)
-    _write_json(args.out, doc)
+    _write_json(out, doc)
 
     from .report import summarize_problem
 
+    pair = ProcessPair(args.dtype, keep_env=args.keep_env, threads=threads) if mode == "process" else None
+    hog = None
     rng = np.random.default_rng(args.seed)
     progress = Progress(len(problems), enabled=not args.no_progress)
     try:
+        if pair is not None:
+            doc["environment"]["workers"] = pair.describe()
+        hog = BusyCore() if busy else None
         for suite, index, layer, problem in problems:
             record = {"suite": suite, "index": index, "layer": layer, **problem.describe()}
             try:
-                facts, rows = run_problem(problem, layouts=layouts, algos=algos, budget=budget,
-                                          pool_bytes=pool_bytes, rng=rng)
+                if pair is not None:
+                    facts, rows = pair.run_problem(suite, index, problem, layouts=layouts, algos=algos,
+                                                   budget=budget, pool_bytes=pool_bytes, seed=args.seed)
+                else:
+                    facts, rows = run_problem(problem, layouts=layouts, algos=algos, budget=budget,
+                                              pool_bytes=pool_bytes, rng=rng)
             except Exception as exc:  # one broken problem must not lose the run
                 doc["skipped"].append({"suite": suite, "layer": layer, "name": problem.name(),
                                        "reason": f"{type(exc).__name__}: {exc}"})
                 progress.write(f"{suite}:{layer} failed: {type(exc).__name__}: {exc}")
                 progress.update(f"{suite}:{layer}")
+                if pair is not None and any(w.proc.poll() is not None for w in pair.workers.values()):
+                    pair.close()
+                    pair = ProcessPair(args.dtype, keep_env=args.keep_env, threads=threads)
                 continue
             record["layouts"] = facts
             if not rows:
@@ -436,32 +530,22 @@ def main(argv=None, *, reexec: bool = False) -> int:
                 for line in summarize_problem(doc, suite, layer, problem.name()):
                     progress.write(line)
             doc["duration_s"] = time.perf_counter() - started
-            _write_json(args.out, doc)
+            _write_json(out, doc)
             progress.update(f"{suite}:{layer}")
     finally:
         progress.close()
-        limits.restore_original_limits()
+        if hog is not None:
+            hog.close()
+        if pair is not None:
+            pair.close()
+        if limits is not None:
+            limits.restore_original_limits()
     doc["finished"] = True
     doc["duration_s"] = time.perf_counter() - started
     doc["load_avg_end"] = list(os.getloadavg())
-    status = 0
-    if args.compare:
-        from .report import compare, format_comparison
-
-        old = json.loads(args.compare.read_text())
-        comparison = compare(old, doc, args.margin)
-        comparison["against"] = str(args.compare)
-        doc["comparison"] = comparison
-        print(format_comparison(comparison))
-        status = 1 if comparison["flagged"] else 0
-    _write_json(args.out, doc)
-    print(f"wrote {args.out} ({len(doc['results'])} rows, {doc['duration_s']:.0f} s)", file=sys.stderr)
-    if args.report:
-        from .report import build_report
-
-        for path in build_report([doc], args.report, stem=args.out.stem, readme=args.readme):
-            print(f"wrote {path}", file=sys.stderr)
-    return status
+    _write_json(out, doc)
+    print(f"wrote {out} ({len(doc['results'])} rows, {doc['duration_s']:.0f} s)", file=sys.stderr)
+    return doc
 
 
 if __name__ == "__main__":

@@ -32,9 +32,11 @@ def merge(docs: list[dict]) -> dict:
     return out
 
 
-def build_report(docs: list[dict], outdir, stem: str = "report", sources=None, readme=None) -> list[Path]:
+def build_report(docs: list[dict], outdir, stem: str = "report", sources=None, readme=None,
+                 companions: dict | None = None) -> list[Path]:
     """Write NAME.md and the PNGs into ``outdir``, and the targets block of ``readme`` when
-    given; return the paths written."""
+    given; return the paths written. ``companions`` ({"inprocess": doc, "busy": doc}) are the
+    extra passes the targets need (``bench.run --also``)."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     entries = []
@@ -50,13 +52,12 @@ def build_report(docs: list[dict], outdir, stem: str = "report", sources=None, r
     dwp = plot_dw_vs_standard(pairs, outdir / f"{stem}-dw-vs-standard.png",
                               "Depthwise-separable vs standard conv: does the FLOP saving become time?")
     rat = plot_ratios(entries, outdir / f"{stem}-ratios.png", title)
-    md = render_markdown(doc, entries, pairs, {"roofline": roof, "dw": dwp, "ratios": rat}, sources)
+    md = render_markdown(doc, entries, pairs, {"roofline": roof, "dw": dwp, "ratios": rat}, sources, companions)
     path = outdir / f"{stem}.md"
     path.write_text(md)
     written.append(path)
     written += [p for p in (roof, dwp, rat) if p is not None]
     if readme is not None:
         readme = Path(readme)
-        written.append(update_readme(readme, doc, entries, pairs, ceil.get("peak_gflops"),
-                                     Path(os.path.relpath(path, readme.parent))))
+        written.append(update_readme(readme, doc, entries, companions, Path(os.path.relpath(path, readme.parent))))
     return written

@@ -15,9 +15,21 @@ from .tables import algorithms_table, first_calls_table, per_layer_table
 from .targets import targets_table
 
 
-def render_markdown(doc, entries, pairs, plots, sources=None) -> str:
+def mode_text(settings: dict) -> str:
+    """How the libraries were run, in words."""
+    if settings.get("mode", "inprocess") == "process":
+        text = "each library in its own process with its own default environment, alternating over rounds"
+    else:
+        text = "both libraries in one process (in-process mode), interleaved"
+    if settings.get("busy_core"):
+        text += ", one core kept busy by another process"
+    threads = settings.get("threads")
+    return text + (f", {threads} threads set for both" if threads else "")
+
+
+def render_markdown(doc, entries, pairs, plots, sources=None, companions=None) -> str:
     L = _intro(doc, entries, pairs, sources)
-    L += _targets(doc, entries, pairs)
+    L += _targets(doc, entries, companions)
     L += _machine(doc)
     L += _summary(entries, plots)
     L += _dw_vs_standard(pairs, plots)
@@ -42,7 +54,7 @@ def _intro(doc, entries, pairs, sources) -> list[str]:
              f"{'those files' if several else 'that file'} (rebuild without re-running).")
     L.append(f"Run {doc.get('created', '?')}: `{' '.join(doc.get('command', []))}` — commit "
              f"`{(git.get('commit') or '?')[:12]}`{' with uncommitted changes' if git.get('dirty') else ''}; "
-             f"{'quick' if s.get('quick') else 'full'} budgets; {s.get('threads')} threads; {s.get('dtype')}; "
+             f"{'quick' if s.get('quick') else 'full'} budgets; {mode_text(s)}; {s.get('dtype')}; "
              f"{doc.get('duration_s', 0):.0f} s"
              f"{'' if doc.get('finished', True) else ' (UNFINISHED: the run stopped early)'}.")
     if doc.get("merged_from"):
@@ -57,7 +69,7 @@ def _intro(doc, entries, pairs, sources) -> list[str]:
     L.append("")
     L += _headline(entries, pairs)
     L.append("")
-    L.append("Ratios are fastconv time / PyTorch time in the same layout and process (below 1: fastconv is "
+    L.append("Ratios are fastconv time / PyTorch time in the same layout (below 1: fastconv is "
              "faster). *fastconv* means what `algo=\"auto\"` runs; *best* is the fastest algorithm timed. "
              "Times are medians in milliseconds; IQR is the interquartile range.")
     L.append("")
@@ -85,12 +97,18 @@ def _headline(entries, pairs) -> list[str]:
     return out
 
 
-def _targets(doc, entries, pairs) -> list[str]:
-    peak = doc.get("machine", {}).get("measured", {}).get("peak_gflops")
-    L = ["## Targets", "",
-         "The performance targets of issue 5, measured in this run (goals from the issue; ratios are "
-         "geometric means over layers, fastconv / PyTorch in the same layout):", ""]
-    return L + targets_table(doc, entries, pairs, peak) + [""]
+def _targets(doc, entries, companions) -> list[str]:
+    from .targets import __doc__ as about
+
+    L = ["## Targets", "", about.split("\n\n", 1)[1].strip(), ""]
+    for name, comp in (companions or {}).items():
+        cs = comp.get("settings", {})
+        L.append(f"- companion run *{name}*: {comp.get('created', '?')}, {mode_text(cs)}, "
+                 f"{len(comp.get('problems', []))} layers, load average at start "
+                 f"{(comp.get('machine', {}).get('load_avg') or ['?'])[0]}")
+    if companions:
+        L.append("")
+    return L + targets_table(doc, entries, companions) + [""]
 
 
 def _machine(doc) -> list[str]:
@@ -117,11 +135,21 @@ def _machine(doc) -> list[str]:
                  f"{meas.get('dram_bandwidth_gbs', 0):.1f} GB/s from DRAM "
                  f"({fmt_bytes(bw.get('dram', {}).get('footprint_bytes'))}); ridge point "
                  f"{meas['ridge_flop_per_byte']:.1f} FLOP/byte")
-    numba = mach.get("numba", {})
     env = doc.get("environment", {})
-    L.append(f"- Threads: {s.get('threads')} (Numba {numba.get('num_threads')}, threading layer "
-             f"{numba.get('threading_layer')}; PyTorch {mach.get('torch_build', {}).get('num_threads')}); "
-             f"OMP_WAIT_POLICY {env.get('omp_wait_policy')}")
+    workers = env.get("workers")
+    if workers:
+        for lib, w in workers.items():
+            setting = (f"Numba {w.get('numba')}, {w.get('runtime')}, {w.get('num_threads')} threads"
+                       if lib == "fastconv" else
+                       f"{w.get('num_threads')} intra-op / {w.get('num_interop_threads')} inter-op threads, "
+                       f"grad mode {'on' if w.get('grad_enabled') else 'off'}")
+            envs = ", ".join(f"`{k}={v}`" for k, v in (w.get("env") or {}).items()) or "none of the recorded variables"
+            L.append(f"- {lib} process: {setting}; environment: {envs}")
+    else:
+        numba = mach.get("numba", {})
+        L.append(f"- Threads: {s.get('threads')} (Numba {numba.get('num_threads')}, threading layer "
+                 f"{numba.get('threading_layer')}; PyTorch {mach.get('torch_build', {}).get('num_threads')}); "
+                 f"OMP_WAIT_POLICY {env.get('omp_wait_policy')}")
     changed = env.get("changed") or {}
     if changed:
         L.append("- Environment changed for the run: " + ", ".join(
@@ -130,13 +158,15 @@ def _machine(doc) -> list[str]:
     if load0:
         from ..run import BUSY_LOAD
 
-        busy = load0[0] > BUSY_LOAD * (s.get("threads") or 1)
+        cpus = (doc.get("machine", {}).get("cpu") or {}).get("affinity") or s.get("threads") or 1
+        busy = load0[0] > BUSY_LOAD * cpus
         L.append(f"- Load average at start {load0[0]:.2f}" + (f", at end {load1[0]:.2f}" if load1 else "")
                  + (" — **the machine was busy: other processes shared the cores; treat times with care**"
                     if busy else ""))
     b = s.get("budget", {})
     L.append(f"- Timing: first call apart; warm-up {b.get('warmup_s')} s, measurement {b.get('measure_s')} s per "
-             f"candidate ({b.get('min_reps')}–{b.get('max_reps')} calls in {b.get('rounds')} interleaved rounds); "
+             f"candidate ({b.get('min_reps')}–{b.get('max_reps')} calls in {b.get('rounds')} "
+             f"{'rounds alternating between the processes' if s.get('mode') == 'process' else 'interleaved rounds'}); "
              f"inputs cycled through {fmt_bytes(s.get('pool_bytes'))} of buffers per layout")
     L.append("")
     return L
