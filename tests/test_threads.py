@@ -195,3 +195,14 @@ def test_gemm_leaves_openblas_thread_count_as_it_was():
     a = np.ones((300, 200), np.float32)
     blas.gemm(a, a.T, np.empty((300, 300), np.float32))
     assert blas.LIBRARY.get() == before
+
+
+def test_gemm_shapes_it_cannot_split_go_to_numpy():
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((4, 8, 5)).astype(np.float32)
+    b = rng.standard_normal((5, 6)).astype(np.float32)
+    out = np.empty((4, 8, 6), np.float32)
+    blas.gemm(a, b, out)  # a batched, b shared
+    np.testing.assert_allclose(out, a @ b, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError):
+        blas.gemm(a, b, np.empty((8, 6), np.float32))  # a batch the 2-D output cannot hold: NumPy's error

@@ -206,8 +206,10 @@ def gemm(a, b, out, accumulate: bool = False, threads: int | None = None):
     batch = out.shape[0] if out.ndim == 3 else 1
     fa, fb, fc = _operand(a), _operand(b), _operand(out)
     usable = (LIBRARY.ok and a.dtype == b.dtype == out.dtype and out.dtype in (np.float32, np.float64)
-              and all(x.strides[0] >= 0 for x in (a, b, out) if x.ndim == 3)
-              and fa and fb and fc and not fc[1] and min(m, n, k, batch) > 0)
+              and fa and fb and fc and not fc[1] and min(m, n, k, batch) > 0
+              and all(x.ndim == 2 or (x.ndim == 3 and x.shape[0] in (1, batch) and x.strides[0] >= 0)
+                      for x in (a, b))
+              and (out.ndim == 2 or (out.ndim == 3 and (batch == 1 or out.strides[0] >= m * fc[0] * out.itemsize))))
     if not usable:
         if accumulate:
             out += np.matmul(a, b)
