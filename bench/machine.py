@@ -30,6 +30,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 
+BUSY_LOAD = 0.25  # a run is "busy" when the 1-minute load average exceeds this share of the CPUs
+
+
+def is_busy(load_avg: float, cpus: int) -> bool:
+    """Whether other processes shared the cores: the load average says so before the run's own threads."""
+    return load_avg > BUSY_LOAD * max(cpus, 1)
+
 
 # ---------------------------------------------------------------------------------------
 # Description

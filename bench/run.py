@@ -41,7 +41,6 @@ DEFAULT_SUITES = ("dw_vs_standard", "mobilenet_v2", "resnet50")
 DEFAULT_OUT = Path("bench/results/latest.json")
 DEFAULT_MARGIN = 0.15
 DEFAULT_POOL_MB = 64
-BUSY_LOAD = 0.25  # warn when the 1-minute load average exceeds this share of --threads
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -476,7 +475,7 @@ def run_pass(args, argv, mode, busy, algos, problems, layouts, out, changes, sta
           f"{measured['bandwidth_gbs']:.1f} GB/s (DRAM {measured['dram_bandwidth_gbs']:.1f}), "
           f"load average {doc['machine']['load_avg'][0]:.2f}", file=sys.stderr)
     cpus = len(os.sched_getaffinity(0))
-    if doc["machine"]["load_avg"][0] > BUSY_LOAD * cpus:
+    if machine.is_busy(doc["machine"]["load_avg"][0], cpus):
         print(f"  WARNING: load average {doc['machine']['load_avg'][0]:.2f} on {cpus} CPUs: other processes "
               "share the cores; times will be noisy. The report says so.", file=sys.stderr)
     if startup:

@@ -156,10 +156,10 @@ def _machine(doc) -> list[str]:
             f"`{k}` {c.get('was')!r} → {c.get('now')!r}" for k, c in changed.items()))
     load0, load1 = mach.get("load_avg"), doc.get("load_avg_end")
     if load0:
-        from ..run import BUSY_LOAD
+        from ..machine import is_busy
 
         cpus = (doc.get("machine", {}).get("cpu") or {}).get("affinity") or s.get("threads") or 1
-        busy = load0[0] > BUSY_LOAD * cpus
+        busy = is_busy(load0[0], cpus)
         L.append(f"- Load average at start {load0[0]:.2f}" + (f", at end {load1[0]:.2f}" if load1 else "")
                  + (" — **the machine was busy: other processes shared the cores; treat times with care**"
                     if busy else ""))
