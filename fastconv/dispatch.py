@@ -17,6 +17,27 @@ BACKENDS = ("cpu", "cuda")
 
 # Pointwise weights up to this size (bytes) take the fused separable kernel (auto_algorithm).
 SEPARABLE_FUSED_WEIGHT_BYTES = 8 * 1024
+# A dilated convolution takes "taps" when fewer than this share of its (output, tap) pairs
+# read the input; the rest read padding, which taps skips and the direct kernel computes.
+TAPS_MAX_READ_SHARE = 0.6
+# Ungrouped layers whose dilated kernel spans this many rows or more take im2col when taps
+# cannot serve them (padding modes other than zeros): the direct kernel's reads spread.
+IM2COL_MIN_SPAN = 12
+
+
+def read_share(spec) -> float:
+    """Share of a convolution's (output pixel, tap) pairs whose input lies inside the input."""
+    share = 1.0
+    for n, o, k, s, d, (p0, _) in zip(spec.in_size, spec.out_size, spec.kernel, spec.stride, spec.dilation,
+                                      spec.pads):
+        inside = 0
+        for t in range(k):
+            # outputs y with 0 <= y*s - p0 + t*d < n
+            lo = max(0, -(-(p0 - t * d) // s))
+            hi = min(o, (n - 1 + p0 - t * d) // s + 1)
+            inside += max(0, hi - lo)
+        share *= inside / max(k * o, 1)
+    return share
 
 _MODULES = {
     ("conv", "cpu"): ("fastconv.cpu.conv_direct", "fastconv.cpu.conv_im2col", "fastconv.cpu.conv_depthwise",
@@ -83,24 +104,15 @@ def capable(family: str, backend: str, spec) -> list[str]:
 def auto_algorithm(family: str, backend: str, spec, names: list[str]) -> str:
     """The algo="auto" rule, per call, from the spec alone (cheap).
 
-    Depthwise layers: the depthwise kernel; 1x1 layers: one BLAS GEMM; ungrouped 2-D and
-    3-D layers whose dilated kernel spans 12 or more rows (DeepLab's ASPP rates 6-18):
-    with zeros padding "taps" (im2col over only the taps that read the input), else
-    im2col, 1.2-1.8x faster there than the direct kernel, whose reads then spread over
-    distant rows. taps against im2col and direct on ASPP's 512->256 3x3 convs on 33x33
-    (single-threaded CPU time, both layouts): 1.2x faster than im2col (1.03-1.08x than
-    direct) at rate 6, 1.5x and 2.0x faster than im2col at rates 12 and 18; on the dilated
-    residual blocks (rates 2 and 4 on 28x28, spans 4 and 8, few taps in padding) 1.3-1.5x
-    slower than direct single-threaded, but 1.13-1.27x faster with 2 threads in the
-    committed benchmark (reports/latest.md, both layouts), so every ungrouped dilated
-    2-D/3-D layer with zeros padding takes taps (1-D TCN layers stay direct: taps ran
-    3-5x slower there). With 2 threads (bench.run --quick, load
-    average 1.3) ASPP ran at 1.06-1.32x PyTorch's time channels-last (im2col 1.6-2.4x) and
-    0.48-1.18x channels-first (im2col 1.0-1.24x). Under heavier load its 9-17 OpenBLAS calls
-    per layer stalled (0.1-0.7 s; see conv_taps). Every other convolution: the register-tiled direct
-    kernel, faster than im2col on every such layer timed (ResNet-50 3x3 and 7x7, dilated
-    residual blocks, ResNeXt-style groups of 4 and 8 channels, 1-D at dilations 1-256,
-    3-D), by 1.05-5x.
+    Depthwise layers: the depthwise kernel; 1x1 layers: one GEMM; ungrouped dilated 2-D
+    and 3-D layers where fewer than TAPS_MAX_READ_SHARE of the (output, tap) pairs read the
+    input (DeepLab's ASPP at rates 12 and 18 on 33x33): "taps", which skips the rest; with
+    a padding mode other than zeros, im2col once the dilated kernel spans IM2COL_MIN_SPAN
+    rows; every other convolution: the register-tiled direct kernel (dilated residual
+    blocks and ASPP at rate 6 included: with fastconv's own threads the direct kernel ran
+    them 1.4-1.7x faster than taps, which multiplies at about half the direct kernel's
+    rate per useful FLOP). The measurements behind each rule are in the benchmark report
+    (its algorithm table times every algorithm on every layer).
 
     Separable convolutions (channels-last, zeros padding, multiplier 1): the fused kernel
     while the pointwise weight fits SEPARABLE_FUSED_WEIGHT_BYTES, else the depthwise and
@@ -128,9 +140,10 @@ def auto_algorithm(family: str, backend: str, spec, names: list[str]) -> str:
         ordered.append("depthwise")
     if spec.is_pointwise:
         ordered.append("gemm")
-    if spec.groups == 1 and spec.nd >= 2 and max(spec.dilation) > 1:
+    if spec.groups == 1 and spec.nd >= 2 and max(spec.dilation) > 1 and read_share(spec) < TAPS_MAX_READ_SHARE:
         ordered.append("taps")
-    if spec.groups == 1 and max([(k - 1) * d for k, d in zip(spec.kernel[:-1], spec.dilation[:-1])] + [0]) >= 12:
+    span = max([(k - 1) * d for k, d in zip(spec.kernel[:-1], spec.dilation[:-1])] + [0])
+    if spec.groups == 1 and span >= IM2COL_MIN_SPAN and "taps" not in names:
         ordered.append("im2col")
     ordered += ["direct", "im2col", "gemm"]
     return next(name for name in ordered + names if name in names)

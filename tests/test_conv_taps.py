@@ -102,3 +102,38 @@ def test_other_padding_modes_are_refused():
     with pytest.raises(ValueError, match="taps"):
         F.conv2d(np.zeros((1, 3, 9, 9)), np.zeros((4, 3, 3, 3)), padding=4, dilation=4, padding_mode="reflect",
                  algo="taps")
+
+
+@pytest.mark.parametrize("size, kernel, stride, dilation, padding", [
+    ((33, 33), (3, 3), 1, 18, 18), ((28, 28), (3, 3), 1, 2, 2), ((13, 9), (3, 5), 2, (3, 1), (4, 2)),
+    ((7, 7, 7), (3, 3, 3), 1, 3, 3), ((5, 6), (2, 2), 1, 1, 0),
+])
+def test_read_share_counts_the_pairs_that_read_the_input(size, kernel, stride, dilation, padding):
+    from fastconv.dispatch import read_share
+    from fastconv.spec import resolve_conv
+
+    spec = resolve_conv(f"conv{len(size)}d", (1, 2, *size), (2, 2, *kernel), stride=stride, padding=padding,
+                        dilation=dilation)
+    inside = total = 1
+    for n, o, k, st, d, (p0, _) in zip(spec.in_size, spec.out_size, spec.kernel, spec.stride, spec.dilation,
+                                       spec.pads):
+        inside *= sum(0 <= y * st - p0 + t * d < n for y in range(o) for t in range(k))
+        total *= o * k
+    assert read_share(spec) == pytest.approx(inside / total)
+
+
+@pytest.mark.parametrize("layer, algo", [("res.d2", "direct"), ("res.d4", "direct"), ("aspp.d6", "direct"),
+                                         ("aspp.d12", "taps"), ("aspp.d18", "taps")])
+def test_auto_takes_taps_where_most_taps_read_padding(layer, algo):
+    from fastconv.dispatch import choose
+    from fastconv.spec import resolve_conv
+
+    shapes = {"res": ((1, 256, 28, 28), (256, 256, 3, 3)), "aspp": ((1, 512, 33, 33), (256, 512, 3, 3))}
+    x, w = shapes[layer.split(".")[0]]
+    d = int(layer.split(".d")[1])
+    for channels_last in (False, True):
+        shape = (x[0], *x[2:], x[1]) if channels_last else x
+        spec = resolve_conv("conv2d", shape, w, padding=d, dilation=d, channels_last=channels_last)
+        assert choose("conv", "cpu", spec, "auto").algo == algo
+    reflect = resolve_conv("conv2d", x, w, padding=d, dilation=d, padding_mode="reflect")
+    assert choose("conv", "cpu", reflect, "auto").algo == ("im2col" if 2 * d >= 12 else "direct")
