@@ -104,11 +104,13 @@ def capable(family: str, backend: str, spec) -> list[str]:
 def auto_algorithm(family: str, backend: str, spec, names: list[str]) -> str:
     """The algo="auto" rule, per call, from the spec alone (cheap).
 
-    Depthwise layers: the depthwise kernel; 1x1 layers: one GEMM; ungrouped dilated 2-D
-    and 3-D layers where fewer than TAPS_MAX_READ_SHARE of the (output, tap) pairs read the
-    input (DeepLab's ASPP at rates 12 and 18 on 33x33): "taps", which skips the rest; with
-    a padding mode other than zeros, im2col once the dilated kernel spans IM2COL_MIN_SPAN
-    rows; every other convolution: the register-tiled direct kernel (dilated residual
+    Depthwise layers: the depthwise kernel. 1x1 layers: one GEMM channels-first, and
+    channels-last the direct kernel (its in-place 1x1 tiles), which beat the GEMM there on
+    most of ResNet-50's and MobileNetV2's 1x1 layers. Ungrouped dilated 2-D and 3-D layers
+    where fewer than TAPS_MAX_READ_SHARE of the (output, tap) pairs read the input
+    (DeepLab's ASPP at rates 12 and 18 on 33x33): "taps", which skips the rest; with a
+    padding mode other than zeros, im2col once the dilated kernel spans IM2COL_MIN_SPAN
+    rows. Every other convolution: the register-tiled direct kernel (dilated residual
     blocks and ASPP at rate 6 included: with fastconv's own threads the direct kernel ran
     them 1.4-1.7x faster than taps, which multiplies at about half the direct kernel's
     rate per useful FLOP). The measurements behind each rule are in the benchmark report
@@ -138,7 +140,7 @@ def auto_algorithm(family: str, backend: str, spec, names: list[str]) -> str:
     ordered = []
     if spec.is_depthwise:
         ordered.append("depthwise")
-    if spec.is_pointwise:
+    if spec.is_pointwise and not spec.channels_last:
         ordered.append("gemm")
     if spec.groups == 1 and spec.nd >= 2 and max(spec.dilation) > 1 and read_share(spec) < TAPS_MAX_READ_SHARE:
         ordered.append("taps")
