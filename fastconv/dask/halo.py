@@ -14,11 +14,13 @@ sizes); no padding rule is derived again. For each output chunk of one axis an
   and constant padding, pooling's padding), non-zero only at the array's outer edges;
 - ``size``: the output chunk's length; ``output_padding`` (transposed conv only).
 
-Output chunks start where a window starts: output chunk ``k`` begins at the first
-output whose window starts at or after input chunk ``k``'s first element (for a
-transposed conv, at input chunk ``k``'s first full-output position), so chunk starts are
-multiples of the stride in the padded input. Input chunks are read where they are;
-no data is moved to rechunk.
+Output chunks follow the input's chunks, with output ``j`` standing for input position
+``j * stride`` (forward ops) or ``j / stride`` (transposed conv): an input chunk boundary
+``b`` becomes the output boundary ``ceil(b / stride)`` (forward) or ``b * stride``
+(transposed). So every output chunk starts at a stride multiple of the input, as if the
+input were rechunked at ``ceil(b / stride) * stride``, and a stride-1 "same" conv keeps
+the input's chunks. Nothing is rechunked: each output chunk reads its region from the
+input chunks where they are.
 """
 
 from __future__ import annotations
@@ -49,22 +51,21 @@ def _lengths(cuts) -> tuple:
     return tuple(int(b - a) for a, b in zip(cuts[:-1], cuts[1:]))
 
 
-def window_out_chunks(in_chunks, stride: int, pad_begin: int, out_size: int) -> tuple:
+def window_out_chunks(in_chunks, stride: int, out_size: int) -> tuple:
     """Output chunk lengths of a windowed op (conv, pooling) over input chunks ``in_chunks``."""
     starts = boundaries(in_chunks)[1:-1]
     cut = {0, out_size}
     for b in starts:
-        j = -(-(int(b) + pad_begin) // stride)
-        cut.add(min(max(j, 0), out_size))
+        cut.add(min(-(-int(b) // stride), out_size))
     return _lengths(sorted(cut))
 
 
-def transposed_out_chunks(in_chunks, stride: int, crop_begin: int, out_size: int) -> tuple:
+def transposed_out_chunks(in_chunks, stride: int, out_size: int) -> tuple:
     """Output chunk lengths of a transposed conv over input chunks ``in_chunks``."""
     starts = boundaries(in_chunks)[1:-1]
     cut = {0, out_size}
     for b in starts:
-        cut.add(min(max(int(b) * stride - crop_begin, 0), out_size))
+        cut.add(min(int(b) * stride, out_size))
     return _lengths(sorted(cut))
 
 
@@ -110,7 +111,7 @@ def window_axis(in_chunks, n: int, kernel: int, stride: int, dilation: int, pads
     in_bounds = boundaries(in_chunks)
     pb, pe = pads
     span = dilation * (kernel - 1) + 1
-    out_chunks = window_out_chunks(in_chunks, stride, pb, out_size)
+    out_chunks = window_out_chunks(in_chunks, stride, out_size)
     blocks = []
     j0 = 0
     for m in out_chunks:
@@ -147,7 +148,7 @@ def transposed_axis(in_chunks, n: int, kernel: int, stride: int, dilation: int, 
     reach = dilation * (kernel - 1)
     blocks = []
     j0 = 0
-    for m in transposed_out_chunks(in_chunks, stride, cb_global, out_size):
+    for m in transposed_out_chunks(in_chunks, stride, out_size):
         j1 = j0 + m
         first = j0 + cb_global  # full-output position of the chunk's first output
         i0 = min(-(-(first - reach) // stride), first // stride)
