@@ -71,12 +71,26 @@ def numba_threads(threads):
         numba.set_num_threads(old)
 
 
-def _assemble(parts, axis: int, ndim: int):
-    """Concatenate a nested list of arrays (depth ndim), without copying single pieces."""
-    if axis == ndim - 1:
-        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=axis)
-    inner = [_assemble(p, axis + 1, ndim) for p in parts]
-    return inner[0] if len(inner) == 1 else np.concatenate(inner, axis=axis)
+def _assemble(parts, blocks):
+    """The region that ``blocks`` read, from the nested list (depth ndim) of their pieces:
+    a single piece as it is (no copy), several copied once into one new array."""
+    lengths = [[p[2] - p[1] for p in b.pieces] for b in blocks]
+    if all(len(n) == 1 for n in lengths):
+        inner = parts
+        for _ in blocks:
+            inner = inner[0]
+        return inner
+    offsets = [np.concatenate([[0], np.cumsum(n)]) for n in lengths]
+    first = parts
+    for _ in blocks:
+        first = first[0]
+    region = np.empty(tuple(int(o[-1]) for o in offsets), first.dtype)
+    for pidx in itertools.product(*(range(len(n)) for n in lengths)):
+        piece = parts
+        for i in pidx:
+            piece = piece[i]
+        region[tuple(slice(o[i], o[i + 1]) for o, i in zip(offsets, pidx))] = piece
+    return region
 
 
 def _nest(flat, shape):
@@ -91,7 +105,7 @@ def _run_block(parts, blocks, run, threads):
     if parts is None:
         region = None
     else:
-        region = _assemble(parts, 0, len(blocks))
+        region = _assemble(parts, blocks)
         for axis, b in enumerate(blocks):
             if b.index is not None:
                 region = np.take(region, b.index, axis=axis)
