@@ -147,6 +147,34 @@ def test_other_algorithms(rng, algo):
     np.testing.assert_allclose(got, F.conv2d(x, w, padding=1, algo=algo), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_single_channel_filters_run_banded_depthwise(rng, mode, channels_last, monkeypatch):
+    """algo="auto" on a 1-in, 1-out channel 2-D filter runs the depthwise kernel over row
+    bands of each chunk; its result is the in-memory direct kernel's, bitwise."""
+    from fastconv.dask import conv as dask_conv
+
+    monkeypatch.setattr(dask_conv, "BAND_ROWS", 7)  # several bands per chunk, a ragged last one
+    shape = (2, 41, 37, 1) if channels_last else (2, 1, 41, 37)
+    x = _rand(rng, shape)
+    chunks = (1, (20, 21), (9, 28), 1) if channels_last else (1, 1, (20, 21), (9, 28))
+    dx = da.from_array(x, chunks=chunks)
+    b = np.array([0.3], np.float32)
+    cases = [(filters.sobel(0), None, dict(padding="same")),
+             (filters.gaussian(5, 1.0), b, dict(padding=3, stride=2, activation="relu")),
+             (_rand(rng, (1, 1, 4, 3)), b, dict(padding=((5, 1), (0, 2)), dilation=(2, 3), stride=(3, 1),
+                                                activation="relu6"))]
+    for w, bias, kw in cases:
+        kw = dict(kw, padding_mode=mode, padding_value=0.75, channels_last=channels_last)
+        got = fd.conv2d(dx, w, bias, **kw)
+        assert got.__dask_graph__()  # lazy
+        same(got, ref(F.conv2d, x, w, bias, algo="direct", **kw))
+    x16 = x.astype(np.float16)
+    w16 = filters.gaussian(3, 1.0, dtype=np.float16)
+    same(fd.conv2d(da.from_array(x16, chunks=chunks), w16, padding=1, channels_last=channels_last),
+         ref(F.conv2d, x16, w16, padding=1, algo="direct", channels_last=channels_last))
+
+
 @pytest.mark.parametrize("mode", ["zeros", "constant"])
 def test_chunk_wholly_in_padding(rng, mode):
     """The last output chunk's only window lies in the end padding (no input read)."""

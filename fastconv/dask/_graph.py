@@ -101,7 +101,14 @@ def _nest(flat, shape):
     return [_nest(flat[i * step:(i + 1) * step], shape[1:]) for i in range(shape[0])]
 
 
+def _copy_slice(chunk, slices):
+    return np.array(chunk[slices], copy=True)
+
+
 def _run_block(parts, blocks, run, threads):
+    if parts is not None and hasattr(run, "takes_parts") and run.takes_parts(blocks):
+        with numba_threads(threads):
+            return run.from_parts(parts, blocks)
     if parts is None:
         region = None
     else:
@@ -138,7 +145,12 @@ def blocked(op: str, x: Array, plans, run, dtype, threads, token, *, outputs=Non
                     keys.append((x.name, *chunk))
                 else:
                     key = (piece_name, *idx, *pidx)
-                    dsk[key] = (operator.getitem, (x.name, *chunk), slices)
+                    part = np.prod([s.stop - s.start for s in slices])
+                    whole_size = np.prod([x.chunks[a][c] for a, c in enumerate(chunk)])
+                    # a halo strip is copied, so that the neighbour chunk it comes from can be
+                    # released as soon as its own tasks have run; larger parts stay views
+                    take = _copy_slice if 2 * part <= whole_size else operator.getitem
+                    dsk[key] = (take, (x.name, *chunk), slices)
                     keys.append(key)
             parts = _nest(keys, tuple(len(b.pieces) for b in blocks))
         dsk[(name, *idx)] = (_run_block, parts, blocks, run_name, threads)

@@ -15,6 +15,8 @@ then they agree to rounding only. Pin ``algo`` where bitwise equality matters.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from .. import ops
@@ -27,15 +29,117 @@ __all__ = ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
            "depthwise_conv2d", "separable_conv2d"]
 
 _GATHERED = ("reflect", "replicate", "circular", "symmetric")
+BAND_ROWS = 128  # output rows per band of a single-channel filter (see _Banded)
+
+
+_LOCAL = threading.local()
+
+
+def _scratch(shape, dtype):
+    """An uninitialised array, kept for the next task of this thread (same shape and
+    dtype, as most chunks are): fresh pages cost a fault each, about as much as the
+    depthwise kernel's own work on them. Only _Banded uses it, for the bands it hands
+    to conv2d, which returns a new array and keeps no reference to its input."""
+    buf = getattr(_LOCAL, "bands", None)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        _LOCAL.bands = None
+        buf = _LOCAL.bands = np.empty(shape, dtype)
+    return buf
+
+
+class _Banded:
+    """A single-channel 2-D filter (1 input channel, 1 output channel, groups 1) as
+    fastconv's depthwise kernel over row bands of the chunk.
+
+    The direct kernel vectorises over output channels and so runs one channel at a
+    fraction of its width (about 330 MPixel/s on one thread here, 3x3); the depthwise
+    kernel vectorises along rows (about 3.4 GPixel/s). The in-memory conv2d offers
+    "depthwise" only for groups == channels > 1, so with ``algo="auto"`` each task cuts
+    its padded region into bands of BAND_ROWS output rows (with their halo rows), stacks
+    them as channels and runs ``conv2d(bands, weight repeated, groups=bands,
+    algo="depthwise")``; the bands' outputs, in order, are the chunk's output rows. Each
+    output is the same sum of the same taps in the same order as the direct kernel's,
+    then the bias and the activation as the direct kernel applies them (tests/test_dask.py
+    checks bitwise equality with ``algo="direct"`` in memory)."""
+
+    def __init__(self, weight, bias, stride, dilation, activation, channels_last, fill):
+        self.weight, self.bias, self.activation = weight, bias, activation
+        self.stride, self.dilation, self.channels_last, self.fill = stride, dilation, channels_last, fill
+
+    def __call__(self, tiles, size, pads, out_size):
+        """``tiles``: (array (N, h, w), first row, first column) pieces that tile the real
+        input region of ``size`` (rows, columns); ``pads``: the region's (begin, end) pads."""
+        first = tiles[0][0]
+        n, dtype = first.shape[0], first.dtype
+        h, w = size
+        (pt, _), (pl, _) = pads
+        ho, wo = out_size
+        (sh, sw), (dh, dw) = self.stride, self.dilation
+        kh, kw = self.weight.shape[2:]
+        wp = (wo - 1) * sw + dw * (kw - 1) + 1
+        bands = max(2, -(-ho // BAND_ROWS))
+        rows = -(-ho // bands)
+        hb = (rows - 1) * sh + dh * (kh - 1) + 1
+        buf = _scratch((n, bands, hb, wp), dtype)
+        cols = min(w, wp - pl)
+        buf[..., :pl] = self.fill
+        buf[..., pl + cols:] = self.fill
+        for r in range(bands):
+            p0 = r * rows * sh  # the band's first row, in padded coordinates
+            lo, hi = max(p0, pt), min(p0 + hb, pt + h)
+            if hi <= lo:
+                buf[:, r, :, pl:pl + cols] = self.fill
+                continue
+            buf[:, r, :lo - p0, pl:pl + cols] = self.fill
+            buf[:, r, hi - p0:, pl:pl + cols] = self.fill
+            for tile, r0, c0 in tiles:
+                a, b = max(lo - pt, r0), min(hi - pt, r0 + tile.shape[1])
+                c1 = min(c0 + tile.shape[2], cols)
+                if a < b and c0 < c1:
+                    buf[:, r, a + pt - p0:b + pt - p0, pl + c0:pl + c1] = tile[:, a - r0:b - r0, :c1 - c0]
+        weight = np.repeat(self.weight, bands, axis=0)
+        out = ops.conv.conv2d(buf, weight, None, self.stride, 0, self.dilation, bands, algo="depthwise")
+        out = out.reshape(n, bands * rows, wo)[:, :ho]
+        # bias and activation after the sum, as the direct kernel applies them (the depthwise
+        # kernel starts its sums from the bias, which rounds differently)
+        if self.bias is not None:
+            out += self.bias[0]
+        if self.activation is not None:
+            out[out < 0] = 0
+            if self.activation == "relu6":
+                out[out > 6] = 6
+        return out[..., None] if self.channels_last else out[:, None]
 
 
 class _ConvRun:
     """One output chunk of a forward conv: the in-memory op on the chunk's region."""
 
-    def __init__(self, fn, args, kwargs, spatial, padding_mode, padding_value, in_channels, channels_last, dtype):
+    def __init__(self, fn, args, kwargs, spatial, padding_mode, padding_value, in_channels, channels_last, dtype,
+                 banded=None):
         self.fn, self.args, self.kwargs = fn, args, kwargs
         self.spatial, self.padding_mode, self.padding_value = spatial, padding_mode, padding_value
         self.in_channels, self.channels_last, self.dtype = in_channels, channels_last, dtype
+        self.banded = banded
+
+    def takes_parts(self, blocks):
+        """Can this chunk be built from its input pieces without assembling them first?
+        (single-channel filters with zeros/constant padding: the pieces go straight into
+        the bands, one copy fewer)"""
+        return self.banded is not None and self.padding_mode not in _GATHERED
+
+    def from_parts(self, parts, blocks):
+        h_axis, w_axis = self.spatial
+        grid = parts[0] if self.channels_last else parts[0][0]
+        starts = [np.concatenate([[0], np.cumsum([p[2] - p[1] for p in blocks[a].pieces])]) for a in self.spatial]
+        tiles = []
+        for i, row in enumerate(grid):
+            for j, piece in enumerate(row):
+                tile = piece[0] if self.channels_last else piece  # channels-last: [channel chunk]
+                tile = tile[..., 0] if self.channels_last else tile[:, 0]
+                tiles.append((tile, int(starts[0][i]), int(starts[1][j])))
+        pads = (blocks[h_axis].pads, blocks[w_axis].pads)
+        size = (int(starts[0][-1]), int(starts[1][-1]))
+        return self.banded(tiles, size, pads, (blocks[h_axis].size, blocks[w_axis].size))
 
     def __call__(self, region, blocks):
         if region is None:  # some axis of this chunk lies wholly in (zeros/constant) padding
@@ -48,6 +152,10 @@ class _ConvRun:
             padding, mode = 0, "zeros"  # the region is already padded (halo.window_axis gathered it)
         else:
             padding, mode = tuple(blocks[a].pads for a in self.spatial), self.padding_mode
+        if self.banded is not None:
+            pads = ((0, 0),) * 2 if padding == 0 else padding
+            x = region[..., 0] if self.channels_last else region[:, 0]
+            return self.banded([(x, 0, 0)], x.shape[1:], pads, tuple(blocks[a].size for a in self.spatial))
         out = self.fn(region, *self.args, padding=padding, padding_mode=mode, padding_value=self.padding_value,
                       **self.kwargs)
         return crop_to(out, blocks, self.spatial)
@@ -79,8 +187,14 @@ def _forward(op, nd, fn, input, weight_args, spec_weight, stride, padding, dilat
         plans[a] = halo.window_axis(x.chunks[a], spec.in_size[i], spec.kernel[i], spec.stride[i], spec.dilation[i],
                                     spec.pads[i], spec.out_size[i], mode=spec.padding_mode)
     kwargs = {k: v for k, v in call_kwargs.items() if k != "device"}
+    banded = None
+    if (op == "conv2d" and kwargs.get("algo") == "auto" and spec.in_channels == 1 and spec.out_channels == 1
+            and spec.groups == 1 and not (x.dtype == np.float16 and weight_args[1] is not None)):
+        # (float16 with a bias: the direct kernel adds the bias before rounding to float16)
+        banded = _Banded(weight_args[0], weight_args[1], spec.stride, spec.dilation, kwargs.get("activation"),
+                         channels_last, spec.padding_value if spec.padding_mode == "constant" else 0.0)
     run = _ConvRun(fn, weight_args, kwargs, spatial, spec.padding_mode, spec.padding_value, spec.in_channels,
-                   channels_last, x.dtype)
+                   channels_last, x.dtype, banded)
     token = (op, weight_args, stride, spec.pads, dilation, groups, padding_mode, padding_value, kwargs, threads)
     out = blocked(op, x, plans, run, x.dtype, threads, token)
     return unbatch(out, unbatched)
