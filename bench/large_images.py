@@ -11,11 +11,14 @@ Three parts, each written to the JSON file and to ``reports/large_images.md``:
   fastconv.dask, by dask-image (``ndfilters.correlate``, SciPy per chunk, the same
   chunks, scheduler and worker count; correlate, not convolve, because fastconv's conv
   is a cross-correlation) and by the in-memory fastconv call on the whole array (its
-  own threads). The input is a NumPy array in memory wrapped by ``da.from_array``;
-  the output is stored (``da.store``) into a preallocated NumPy array, so the time is
-  the filter's, not a reduction's. Throughput is input pixels (voxels) per second;
-  peak memory is the process's resident set above what it held before the call (the
-  input and the output array, both touched beforehand, are not counted).
+  own threads). All with ``algo="auto"``: fastconv.dask runs a single-channel 2-D
+  filter on the depthwise kernel over row bands (``fastconv/dask/conv.py``), the 3-D
+  conv and the in-memory calls on the direct kernel. The input is a NumPy array in
+  memory wrapped by ``da.from_array``; the output is stored (``da.store``) into a
+  preallocated NumPy array, so the time is the filter's, not a reduction's. Throughput
+  is input pixels (voxels) per second; peak memory is the resident set above what the
+  process held before the call (the input and the output array, both touched
+  beforehand, are not counted). Each row runs in a fresh process.
 - ``memory``: the 16k x 16k Gaussian of an image generated chunk by chunk
   (``da.random``) reduced to its sum: the whole output (1 GiB) never exists; the peak
   is reported in chunks.
@@ -60,6 +63,7 @@ def build_parser():
     p.add_argument("--workers", type=int, default=None, help="Dask workers (default: CPUs this process may use)")
     p.add_argument("--quick", action="store_true", help="4k image, 128^3 volume, 2k scheduler job, 1 run")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--row", help=argparse.SUPPRESS)  # internal: one row, in this process, JSON on stdout
     return p
 
 
@@ -126,7 +130,13 @@ def _timed(fn, repeat):
     return best, peak
 
 
-# ---- part 1: filters ------------------------------------------------------------------------
+# ---- rows: each measured in its own process --------------------------------------------------
+#
+# A process's resident set keeps what its allocator holds after earlier work (glibc serves
+# a freed 16 MiB block again from its heap rather than the system), so each row runs in a
+# fresh process (``--row``): its peak is its own, and no row inherits another's warm caches.
+
+LIBRARIES = ("fastconv.dask", "dask-image", "fastconv (in memory)")
 
 
 def _filter_cases(args):
@@ -137,74 +147,90 @@ def _filter_cases(args):
     rng = np.random.default_rng(0)
     cube = rng.standard_normal((3, 3, 3)).astype(np.float32).reshape(1, 1, 3, 3, 3)
     side, vol = args.size, args.volume
-    return [
-        ("sobel3x3", 2, (side, side), filters.sobel(axis=0), args.chunk),
-        ("gaussian5x5", 2, (side, side), filters.gaussian(5, 1.0), args.chunk),
-        ("conv3x3x3", 3, (vol, vol, vol), cube, args.volume_chunk),
-    ]
+    return {
+        "sobel3x3": (2, (side, side), filters.sobel(axis=0), args.chunk),
+        "gaussian5x5": (2, (side, side), filters.gaussian(5, 1.0), args.chunk),
+        "conv3x3x3": (3, (vol, vol, vol), cube, args.volume_chunk),
+    }
 
 
-def run_filters(args, workers, progress):
-    return [_filter_case(args, workers, progress, *case) for case in _filter_cases(args)]
+def _image(shape):
+    import numpy as np
+
+    image = np.empty(shape, np.float32)
+    rng = np.random.default_rng(1)
+    for i in range(0, shape[0], 256):  # in slabs: no float64 copy of the whole image
+        image[i:i + 256] = rng.random((min(256, shape[0] - i), *shape[1:]), dtype=np.float32)
+    return image
 
 
-def _filter_case(args, workers, progress, name, nd, shape, weight, chunk):
-    """One row of the filters part: fastconv.dask, dask-image and the in-memory call."""
+def filter_row(args, workers, progress, case, library):
+    """One (case, library) row of the filters part, in this process."""
     import dask.array as da
     import numba
     import numpy as np
-    from dask_image import ndfilters
 
     import fastconv as F
     import fastconv.dask as fd
 
+    nd, shape, weight, chunk = _filter_cases(args)[case]
     pixels = int(np.prod(shape))
-    image = np.empty(shape, np.float32)
-    rng = np.random.default_rng(1)
-    for i in range(0, shape[0], 256):  # fill in slabs: no float64 copy of the whole image
-        image[i:i + 256] = rng.random((min(256, shape[0] - i), *shape[1:]), dtype=np.float32)
-    out = np.zeros(shape, np.float32)  # touched now, so its pages are not counted as peak
-    dimage = da.from_array(image, chunks=chunk)
-    conv = F.conv2d if nd == 2 else F.conv3d
-    fconv = fd.conv2d if nd == 2 else fd.conv3d
-    ours = fconv(dimage[None, None], weight, padding="same", algo="direct")[0, 0]
-    theirs = ndfilters.correlate(dimage, weight[0, 0], mode="constant", cval=0.0)
-    print(f"[large_images] {name} {'x'.join(map(str, shape))} chunks {chunk}: warm-up", file=sys.stderr)
-    small = da.from_array(image[(slice(0, 2 * chunk),) * nd], chunks=chunk)[None, None]
-    fconv(small, weight, padding="same", algo="direct").compute()  # JIT: load this chunk shape's kernels
+    image = _image(shape)
+    out = np.full(shape, 0, np.float32)  # every page touched now: not counted in the peak
 
-    def store(arr):
-        def go():
-            with _progress(progress):
-                da.store(arr, out, lock=False, scheduler="threads", num_workers=workers)
-        return go
-
-    entries = {}
-    for label, arr in (("fastconv.dask", ours), ("dask-image", theirs)):
-        print(f"[large_images] {name}: {label}", file=sys.stderr)
-        seconds, peak = _timed(store(arr), args.repeat)
-        entries[label] = {"seconds": seconds, "mpix_s": pixels / seconds / 1e6, "peak_bytes": peak}
-    check = out.copy()  # dask-image's result
-    store(ours)()
-    agree = float(np.max(np.abs(check - out)))
-    del check
-
-    def whole():
+    if library == "fastconv (in memory)":
+        conv = F.conv2d if nd == 2 else F.conv3d
         numba.set_num_threads(workers)
-        conv(image[None, None], weight, padding="same", algo="direct")
 
-    print(f"[large_images] {name}: in-memory fastconv", file=sys.stderr)
-    whole()  # JIT warm-up at this shape's kernels
-    seconds, peak = _timed(whole, args.repeat)
-    entries["fastconv (in memory)"] = {"seconds": seconds, "mpix_s": pixels / seconds / 1e6, "peak_bytes": peak}
-    return {"case": name, "shape": list(shape), "chunk": chunk, "chunk_bytes": chunk ** nd * 4,
-            "scheduler": f"threads ({workers} workers)", "max_abs_diff_vs_dask_image": agree, "results": entries}
+        def run():
+            conv(image[None, None], weight, padding="same")
+
+        print(f"[large_images] {case}: in-memory fastconv, warm-up", file=sys.stderr)
+        run()
+    else:
+        dimage = da.from_array(image, chunks=chunk)
+        if library == "fastconv.dask":
+            fconv = fd.conv2d if nd == 2 else fd.conv3d
+            result = fconv(dimage[None, None], weight, padding="same")[0, 0]
+            small = da.from_array(image[(slice(0, 2 * chunk),) * nd], chunks=chunk)[None, None]
+            print(f"[large_images] {case}: fastconv.dask, warm-up (JIT)", file=sys.stderr)
+            fconv(small, weight, padding="same").compute()
+        else:
+            from dask_image import ndfilters
+
+            # correlate, not convolve: fastconv's conv is a cross-correlation
+            result = ndfilters.correlate(dimage, weight[0, 0], mode="constant", cval=0.0)
+
+        def run():
+            with _progress(progress):
+                da.store(result, out, lock=False, scheduler="threads", num_workers=workers)
+
+    print(f"[large_images] {case}: {library}", file=sys.stderr)
+    seconds, peak = _timed(run, args.repeat)
+    return {"seconds": seconds, "mpix_s": pixels / seconds / 1e6, "peak_bytes": peak}
 
 
-# ---- part 2: memory -------------------------------------------------------------------------
+def _agreement(case_args):
+    """Largest difference between fastconv.dask and dask-image on a 1024^nd crop of each case."""
+    import dask.array as da
+    import numpy as np
+    from dask_image import ndfilters
+
+    import fastconv.dask as fd
+
+    diffs = {}
+    for case, (nd, shape, weight, chunk) in case_args.items():
+        crop = tuple(min(s, 1024 if nd == 2 else 128) for s in shape)
+        image = da.from_array(_image(crop), chunks=min(chunk, crop[0] // 2))
+        fconv = fd.conv2d if nd == 2 else fd.conv3d
+        ours = fconv(image[None, None], weight, padding="same")[0, 0].compute()
+        theirs = ndfilters.correlate(image, weight[0, 0], mode="constant", cval=0.0).compute()
+        diffs[case] = float(np.max(np.abs(ours - theirs)))
+    return diffs
 
 
-def run_memory(args, workers, progress):
+def memory_row(args, workers, progress):
+    """The 16k x 16k Gaussian of a generated image, reduced to its sum."""
     import dask.array as da
     import numpy as np
 
@@ -213,7 +239,9 @@ def run_memory(args, workers, progress):
 
     side, chunk = args.size, args.chunk
     image = da.random.default_rng(2).random((1, 1, side, side), dtype=np.float32, chunks=(1, 1, chunk, chunk))
-    total = fd.conv2d(image, filters.gaussian(5, 1.0), padding="same", algo="direct").sum(dtype=np.float64)
+    total = fd.conv2d(image, filters.gaussian(5, 1.0), padding="same").sum(dtype=np.float64)
+    small = da.random.default_rng(2).random((1, 1, 2 * chunk, 2 * chunk), dtype=np.float32, chunks=chunk)
+    fd.conv2d(small, filters.gaussian(5, 1.0), padding="same").sum().compute()  # JIT, before the baseline
 
     def go():
         with _progress(progress):
@@ -227,59 +255,76 @@ def run_memory(args, workers, progress):
             "peak_per_worker_in_chunks": peak / chunk_bytes / workers, "workers": workers}
 
 
-# ---- part 3: schedulers ---------------------------------------------------------------------
+SCHEDULERS = ("threads", "processes", "distributed-processes", "distributed-threads")
 
 
-def _scheduler_job(side, chunk, threads):
+def scheduler_row(args, workers, progress, kind, threads):
+    """The scheduler job (generated image, 5x5 Gaussian, sum) on one scheduler."""
     import dask.array as da
     import numpy as np
 
     import fastconv.dask as fd
     from fastconv import filters
 
-    image = da.random.default_rng(3).random((1, 1, side, side), dtype=np.float32, chunks=(1, 1, chunk, chunk))
-    return fd.conv2d(image, filters.gaussian(5, 1.0), padding="same", algo="direct",
-                     threads=threads).sum(dtype=np.float64)
-
-
-def run_schedulers(args, workers, progress):
-    import distributed
-
     side = args.scheduler_size
     chunk = min(args.chunk, side // 2)
-    rows = []
+    image = da.random.default_rng(3).random((1, 1, side, side), dtype=np.float32, chunks=(1, 1, chunk, chunk))
+    job = fd.conv2d(image, filters.gaussian(5, 1.0), padding="same", threads=threads).sum(dtype=np.float64)
+    cluster = client = None
+    if kind.startswith("distributed"):
+        import distributed
 
-    def record(label, fn, threads):
-        print(f"[large_images] schedulers: {label}, threads per task {threads or 'all'}", file=sys.stderr)
-        fn()  # warm-up (JIT load in each worker)
-        seconds, peak = _timed(fn, args.repeat)
-        rows.append({"scheduler": label, "threads_per_task": threads or "all", "seconds": seconds,
-                     "mpix_s": side * side / seconds / 1e6, "peak_bytes": peak})
+        n_workers, per = (workers, 1) if kind == "distributed-processes" else (1, workers)
+        cluster = distributed.LocalCluster(n_workers=n_workers, threads_per_worker=per, processes=True,
+                                           dashboard_address=None, silence_logs=40)
+        client = distributed.Client(cluster)
+        label = f"distributed LocalCluster ({n_workers} process x {per} thread)"
 
-    for threads in (1, None):
-        job = _scheduler_job(side, chunk, threads)
+        def go():
+            future = client.compute(job)
+            if progress:
+                distributed.progress(future, notebook=False)
+                print(file=sys.stderr)
+            future.result()
+    else:
+        label = f"{kind} ({workers} workers)"
 
-        def local(kind, job=job):
-            def go():
-                with _progress(progress):
-                    job.compute(scheduler=kind, num_workers=workers)
-            return go
+        def go():
+            with _progress(progress):
+                job.compute(scheduler=kind, num_workers=workers)
 
-        record(f"threads ({workers} workers)", local("threads"), threads)
-        record(f"processes ({workers} workers)", local("processes"), threads)
-        for n_workers, per in ((workers, 1), (1, workers)):
-            with distributed.LocalCluster(n_workers=n_workers, threads_per_worker=per, processes=True,
-                                          dashboard_address=None, silence_logs=40) as cluster, \
-                    distributed.Client(cluster) as client:
-                def go(client=client, job=job):
-                    future = client.compute(job)
-                    if progress:
-                        distributed.progress(future, notebook=False)
-                        print(file=sys.stderr)
-                    future.result()
+    print(f"[large_images] schedulers: {label}, threads per task {threads or 'all'}", file=sys.stderr)
+    try:
+        go()  # warm-up: loads the kernels in every worker
+        seconds, peak = _timed(go, args.repeat)
+    finally:
+        if client is not None:
+            client.close()
+            cluster.close()
+    return {"scheduler": label, "threads_per_task": threads or "all", "seconds": seconds,
+            "mpix_s": side * side / seconds / 1e6, "peak_bytes": peak}
 
-                record(f"distributed LocalCluster ({n_workers} process x {per} thread)", go, threads)
-    return {"shape": [side, side], "chunk": chunk, "rows": rows}
+
+def _in_process(argv, row):
+    """Run ``row`` (a --row spec) in a fresh process with the same arguments; its JSON."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "bench.large_images", *argv, "--row", row]
+    done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _row(args, workers, progress):
+    kind, _, rest = args.row.partition(":")
+    if kind == "filters":
+        case, _, library = rest.partition(":")
+        return filter_row(args, workers, progress, case, library)
+    if kind == "memory":
+        return memory_row(args, workers, progress)
+    if kind == "schedulers":
+        name, _, threads = rest.partition(":")
+        return scheduler_row(args, workers, progress, name, None if threads == "all" else int(threads))
+    raise SystemExit(f"--row {args.row!r}: unknown")
 
 
 # ---- report ---------------------------------------------------------------------------------
@@ -303,8 +348,11 @@ def markdown(doc) -> str:
         lines += ["## Filters: fastconv.dask vs dask-image vs in-memory fastconv", "",
                   "Same chunks, threaded scheduler, same worker count for both Dask rows; dask-image runs "
                   "`ndfilters.correlate` (SciPy) per chunk via `map_overlap`; fastconv.dask runs `conv2d`/`conv3d` "
-                  "with `padding=\"same\"`, `algo=\"direct\"`, one Numba thread per task. The in-memory row is one "
-                  "`fastconv.conv2d`/`conv3d` call on the whole array with all threads.", "",
+                  "with `padding=\"same\"`, `algo=\"auto\"` (2-D: the depthwise kernel over row bands; 3-D: the "
+                  "direct kernel), one Numba thread per task. The in-memory row is one `fastconv.conv2d`/`conv3d` "
+                  "call on the whole array with all threads (`algo=\"auto\"`: the direct kernel). Input "
+                  "from a NumPy array in memory, output stored into a preallocated one. Each row ran in its own "
+                  "process.", "",
                   "| case | shape | chunk | library | time (s) | MPixel/s | peak memory | vs dask-image |",
                   "|---|---|---|---|---:|---:|---:|---:|"]
         for row in doc["filters"]:
@@ -317,7 +365,7 @@ def markdown(doc) -> str:
                  if row["max_abs_diff_vs_dask_image"] is not None]
         if diffs:
             lines += ["", "Largest difference between fastconv.dask's and dask-image's outputs (zeros padding, "
-                      "mode='constant'): " + ", ".join(diffs) + "."]
+                      "mode='constant', on a crop of 1024^2 or 128^3): " + ", ".join(diffs) + "."]
         lines.append("")
     if doc.get("memory"):
         m = doc["memory"]
@@ -376,15 +424,29 @@ def main(argv=None) -> int:
     parts = args.part or ["filters", "memory", "schedulers"]
     workers = args.workers or len(os.sched_getaffinity(0))
     progress = not args.no_progress
+    if args.row:
+        print(json.dumps(_row(args, workers, progress)))
+        return 0
     doc = {"schema": SCHEMA, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "argv": argv,
            "repeat": args.repeat, "workers": workers, "machine": _machine()}
     t0 = time.perf_counter()
+    base = [a for a in argv if a != "--quick"] + (["--quick"] if args.quick else [])
     if "filters" in parts:
-        doc["filters"] = run_filters(args, workers, progress)
+        cases = _filter_cases(args)
+        diffs = _agreement(cases)
+        doc["filters"] = []
+        for case, (nd, shape, _, chunk) in cases.items():
+            results = {lib: _in_process(base, f"filters:{case}:{lib}") for lib in LIBRARIES}
+            doc["filters"].append({"case": case, "shape": list(shape), "chunk": chunk, "chunk_bytes": chunk ** nd * 4,
+                                   "scheduler": f"threads ({workers} workers)",
+                                   "max_abs_diff_vs_dask_image": diffs[case], "results": results})
     if "memory" in parts:
-        doc["memory"] = run_memory(args, workers, progress)
+        doc["memory"] = _in_process(base, "memory")
     if "schedulers" in parts:
-        doc["schedulers"] = run_schedulers(args, workers, progress)
+        side = args.scheduler_size
+        doc["schedulers"] = {"shape": [side, side], "chunk": min(args.chunk, side // 2),
+                             "rows": [_in_process(base, f"schedulers:{kind}:{threads}")
+                                      for threads in ("1", "all") for kind in SCHEDULERS]}
     doc["seconds"] = time.perf_counter() - t0
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
