@@ -13,7 +13,6 @@ Files: conv_depthwise_nhwc.py (channels-last kernel), conv_depthwise_nchw.py
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import NamedTuple
 
@@ -21,6 +20,7 @@ import numba
 import numpy as np
 
 from .._arrays import working_dtype
+from .._cache import cached_plan
 from ..dispatch import register
 from .conv_depthwise_common import CLAMP_BOUNDS, interior_columns
 from .conv_depthwise_nchw import nchw_kernel
@@ -53,7 +53,7 @@ def _zero_padding(spec) -> bool:
     return spec.padding_mode == "zeros" or (spec.padding_mode == "constant" and spec.padding_value == 0)
 
 
-@functools.lru_cache(maxsize=256)
+@cached_plan
 def depthwise_plan(spec) -> DepthwisePlan:
     dtype = working_dtype(np.dtype(spec.dtype)).name
     geom = geometry3(spec)

@@ -23,13 +23,13 @@ packer, as LLVM IR), conv_direct_pointwise.py (the in-place channels-last 1x1 pa
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import numba
 import numpy as np
 
 from .._arrays import working_dtype
+from .._cache import cached_plan
 from ..dispatch import register
 from ..padding_index import source_index
 from .conv_direct_pointwise import pointwise_plan, run_pointwise
@@ -60,7 +60,7 @@ class DirectPlan(NamedTuple):
     kb_n: int
 
 
-@functools.lru_cache(maxsize=256)
+@cached_plan
 def direct_plan(spec) -> DirectPlan:
     """Everything about a call that depends on its spec only. Cached: callers must not
     write to its arrays (they stay writeable because Numba types read-only arrays apart)."""

@@ -24,6 +24,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import prange, types
 
+from .._cache import cached_plan
 from .._jit import inline_helper, parallel_kernel, simd, specialised_kernel
 from .conv_direct_microkernel import REVISION, fma_tile, pack_weight_block, shapes_literal
 
@@ -88,7 +89,7 @@ def step_cycles(q: int, n_vec: int, streams_l2: bool) -> float:
     return max(q * n_vec / 2, (q + n_vec + 1) / 2, l2) + 0.5
 
 
-@functools.lru_cache(maxsize=1024)
+@cached_plan
 def group_tiles(ow_n: int, rows: int, shapes: tuple, n_vec: int, streams_l2: bool) -> tuple:
     """((row offset, start column, shape index), ...) covering ``rows`` output rows of
     ``ow_n`` columns at the least modelled cost, and that cost.
@@ -137,7 +138,7 @@ class PlaneTiles(NamedTuple):
 SEGMENT_TILES = 8  # long rows are cut into segments of this many tiles, for parallel tasks
 
 
-@functools.lru_cache(maxsize=256)
+@cached_plan
 def plane_tiles(od_n: int, oh_n: int, ow_n: int, shape: TileShape, streams_l2: bool) -> PlaneTiles:
     """Tiles covering the output plane: rows in groups of R (the cheapest R by the
     model; leftover rows one at a time), each group covered by :func:`group_tiles`.
