@@ -121,7 +121,6 @@ def test_output_beyond_memory_fails_at_once(s, rng):
     script = f"""
         import resource, numpy as np, fastconv as F
         from fastconv.testing.pool_samples import op_samples
-from fastconv.testing.tolerances import assert_close
         s = [s for s in op_samples() if str(s) == {str(s)!r}][0]
         arrays = s.arrays(np.random.default_rng(0))
         with open("/proc/self/status") as f:
