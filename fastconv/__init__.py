@@ -6,6 +6,7 @@ Numba-parallel kernels) and CUDA arrays (numba.cuda kernels).
 
 from . import arithmetic, filters
 from ._algorithms import algorithms
+from ._cache import clear_caches
 from ._workspace import set_workspace_limit, workspace_limit
 from .arithmetic import *  # noqa: F403  (conv_output_shape, conv_flops, conv_params, receptive_field)
 from .ops import pooling as _pooling
@@ -33,6 +34,7 @@ __all__ = [
     "ConvSpec",
     "PoolSpec",
     "algorithms",
+    "clear_caches",
     "conv1d",
     "conv2d",
     "conv3d",

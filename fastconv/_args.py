@@ -15,6 +15,18 @@ PADDING_MODES = ("zeros", "constant", "reflect", "replicate", "circular", "symme
 PADDING_WORDS = ("valid", "same", "full")
 ACTIVATIONS = (None, "relu", "relu6")
 
+# Largest kernel size, stride, dilation, pad or output size accepted: kernels index in
+# int64, and a pitch is a stride times an image's extent, so geometry far beyond any
+# allocatable array would overflow there (an OverflowError naming nothing).
+MAX_GEOMETRY = 2**31 - 1
+
+
+def check_geometry_int(op: str, name: str, value, given) -> int:
+    """``value`` (an int from argument ``name``, as the user ``given`` it) within MAX_GEOMETRY."""
+    if value > MAX_GEOMETRY:
+        raise ValueError(f"{op}: {name}={given!r} is too large; expected at most {MAX_GEOMETRY} (2**31 - 1)")
+    return value
+
 
 def is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
@@ -39,6 +51,8 @@ def int_tuple(op: str, name: str, value, nd: int, *, minimum: int | None = 1) ->
         )
     if minimum is not None and any(v < minimum for v in out):
         raise ValueError(f"{op}: {name}={value!r} must be >= {minimum} in every dimension")
+    for v in out:
+        check_geometry_int(op, name, v, value)
     return out
 
 
@@ -90,7 +104,18 @@ def padding_pairs(op: str, padding, nd: int, name: str = "padding"):
         )
     if any(v < 0 for pair in pairs for v in pair):
         raise ValueError(f"{op}: {name}={padding!r} must not be negative")
+    for pair in pairs:
+        for v in pair:
+            check_geometry_int(op, name, v, padding)
     return pairs
+
+
+def check_padding_value(op: str, value) -> float:
+    """padding_value as a float: a real number (NumPy scalars included), else TypeError."""
+    if isinstance(value, (numbers.Real, np.floating, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return float(value)
+    raise TypeError(f"{op}: padding_value={value!r} must be a real number (the value of padded cells with "
+                    f"padding_mode='constant'), got {type(value).__name__}")
 
 
 def same_pads(in_size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:

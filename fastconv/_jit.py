@@ -1,6 +1,8 @@
 """The one place that sets Numba options for CPU kernels.
 
-- ``cache=True``: compiled kernels land in Numba's on-disk cache (__pycache__).
+- on-disk cache: compiled kernels land in Numba's cache (__pycache__ or NUMBA_CACHE_DIR),
+  as with ``cache=True``, through :func:`fastconv._jit_cache.robust_cache`: a damaged or
+  unwritable cache means a compile in memory and one warning, never a failed call.
 - ``error_model="numpy"``: no Python exception checks in arithmetic.
 - ``fastmath={"contract"}``: FMA contraction only; no reassociation, so NaN/inf and
   summation order stay as written (max pooling must see NaN).
@@ -26,11 +28,12 @@ from typing import NamedTuple
 
 from numba import njit
 
+from ._jit_cache import robust_cache
 from ._threads import start as start_threads
 
 FASTMATH = frozenset({"contract"})
 
-_COMMON = dict(cache=True, error_model="numpy", nogil=True)
+_COMMON = dict(cache=False, error_model="numpy", nogil=True)  # the disk cache comes from robust_cache
 
 
 def parallel_kernel(fn=None, **overrides):
@@ -38,21 +41,21 @@ def parallel_kernel(fn=None, **overrides):
     options = dict(_COMMON, parallel=True, fastmath=set(FASTMATH))
     options.update(overrides)
     if fn is None:
-        return lambda f: njit(**options)(f)
-    return njit(**options)(fn)
+        return lambda f: robust_cache(njit(**options)(f))
+    return robust_cache(njit(**options)(fn))
 
 
 def serial_kernel(fn=None, **overrides):
     options = dict(_COMMON, fastmath=set(FASTMATH))
     options.update(overrides)
     if fn is None:
-        return lambda f: njit(**options)(f)
-    return njit(**options)(fn)
+        return lambda f: robust_cache(njit(**options)(f))
+    return robust_cache(njit(**options)(fn))
 
 
 def inline_helper(fn):
     """Index helper inlined into its callers (usable from CPU and CUDA kernels alike)."""
-    return njit(inline="always", cache=True)(fn)
+    return robust_cache(njit(inline="always")(fn))
 
 
 def specialised_kernel(fn, name: str, signatures, parallel: bool = True):

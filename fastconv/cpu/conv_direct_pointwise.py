@@ -27,6 +27,7 @@ import numpy as np
 from numba import prange, types
 
 from .._arrays import working_dtype
+from .._cache import cached_plan
 from .._jit import simd, specialised_kernel
 from .._threads import balanced, restore
 from .conv_direct_microkernel import REVISION, fma_tile_strided, shapes_literal
@@ -54,7 +55,7 @@ def strided_shape(shape: TileShape) -> TileShape:
     return shape._replace(shapes=tuple((1, w) for w in widths if w <= p))
 
 
-@functools.lru_cache(maxsize=256)
+@cached_plan
 def pointwise_plan(spec) -> PointwisePlan:
     """Everything about a channels-last 1x1 call that depends on its spec only (cached; do
     not write to its arrays)."""

@@ -26,6 +26,7 @@ import numpy as np
 from numba import prange, types
 
 from .._arrays import working_dtype
+from .._cache import cached_plan
 from .._jit import simd, specialised_kernel
 from .._threads import balanced, restore
 from ..dispatch import register
@@ -68,7 +69,7 @@ def fused_supports(pair: SeparablePair):
     return None
 
 
-@functools.lru_cache(maxsize=256)
+@cached_plan
 def separable_plan(pair: SeparablePair, threads: int) -> SeparablePlan:
     d, p = pair
     dtype = working_dtype(np.dtype(d.dtype))

@@ -31,7 +31,6 @@ compute it in float32.
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import NamedTuple
 
@@ -40,6 +39,7 @@ import numpy as np
 from numba import prange, uint64
 
 from .._arrays import working_dtype
+from .._cache import cached_plan
 from .._jit import parallel_kernel
 from ..dispatch import choose, register
 from ..spec.conv import resolve_conv
@@ -80,8 +80,8 @@ def dim_phases(n: int, k: int, s: int, d: int, pad_begin: int, out: int) -> list
     step = s // math.gcd(s, d)  # tap spacing within a phase
     d_f = d // math.gcd(s, d)
     phases = []
-    for r in range(s):
-        count = -(-(out - r) // s) if out > r else 0
+    for r in range(min(s, out)):  # phases r >= out have no outputs (a stride of 2**31 must not loop that long)
+        count = -(-(out - r) // s)
         if count == 0:
             continue
         taps = [t for t in range(k) if (r + pad_begin - t * d) % s == 0]
@@ -99,7 +99,7 @@ def dim_phases(n: int, k: int, s: int, d: int, pad_begin: int, out: int) -> list
     return phases
 
 
-@functools.lru_cache(maxsize=256)
+@cached_plan
 def phase_plan(spec) -> PhasePlan:
     """PhaseGroups for a transposed-conv spec, phases sharing a forward geometry stacked, and where
     each phase's forward weight comes from. Cached: callers must not write to its arrays."""

@@ -33,7 +33,6 @@ NumPy's copy through a transposed view).
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import NamedTuple
 
@@ -41,6 +40,7 @@ import numpy as np
 from numba import prange, uint64
 
 from .._arrays import working_dtype
+from .._cache import cached_plan
 from .._jit import parallel_kernel
 from .conv_direct_tiled import (
     L1_BYTES,
@@ -84,7 +84,7 @@ class TiledPlan(NamedTuple):
     kb_n: int
 
 
-@functools.lru_cache(maxsize=256)
+@cached_plan
 def tiled_plan(spec, threads: int) -> TiledPlan | None:
     """The plan of a transposed-conv spec, or None when the conditions above do not hold. Cached:
     callers must not write to its arrays."""

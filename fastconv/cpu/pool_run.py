@@ -18,7 +18,6 @@ repay waking the worker threads.
 
 from __future__ import annotations
 
-import functools
 import math
 import types
 from typing import NamedTuple
@@ -26,6 +25,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._arrays import working_dtype
+from .._cache import identity_memo as spec_memo  # noqa: F401  (pool_window, pool_adaptive)
 from .._jit import parallel_kernel, serial_kernel
 from .._workspace import chunks, workspace_limit
 
@@ -98,25 +98,6 @@ def make_plan(spec, kernels, args, takes_idx, work, *, serial_args=None,
                 _working_shape(spec.batch, spec.channels, spec.in_size, cl),
                 _working_shape(spec.batch, spec.channels, spec.out_size, cl),
                 dtype, working_dtype(dtype), cl != spec.channels_last, tuple(spec.output_shape))
-
-
-def spec_memo(fn):
-    """``fn(spec)`` memoised: by the spec object first (the op front ends reuse resolved
-    specs, and identity is cheaper than hashing a spec), then by equality."""
-    by_value = functools.lru_cache(maxsize=512)(fn)
-    by_id = {}
-
-    def get(spec):
-        hit = by_id.get(id(spec))
-        if hit is not None and hit[0] is spec:
-            return hit[1]
-        value = by_value(spec)
-        if len(by_id) >= 1024:
-            by_id.clear()
-        by_id[id(spec)] = (spec, value)  # holding the spec keeps its id from being reused
-        return value
-
-    return get
 
 
 # The idx argument of max kernels called without indices: never written.

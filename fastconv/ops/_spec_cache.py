@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._arrays import FLOAT_DTYPES, check_same_dtype
+from .._cache import CACHE
 
 
 class Uncacheable(Exception):
@@ -43,22 +44,17 @@ def flag_key(value):
     return value
 
 
-_SPECS: dict = {}
-
-
 def cached_spec(key_parts, resolve, *args, **kwargs):
-    """``resolve(*args, **kwargs)``, kept under the key made of ``key_parts`` (a thunk
-    returning a tuple) when it is cacheable."""
+    """``resolve(*args, **kwargs)``, kept in the one cache (fastconv/_cache.py) under the
+    key made of ``key_parts`` (a thunk returning a tuple) when it is cacheable."""
     try:
-        key = key_parts()
+        key = ("spec", *key_parts())
     except Uncacheable:
         return resolve(*args, **kwargs)
-    spec = _SPECS.get(key)
+    spec = CACHE.get(key)
     if spec is None:
         spec = resolve(*args, **kwargs)
-        if len(_SPECS) >= 2048:
-            _SPECS.clear()
-        _SPECS[key] = spec
+        CACHE.put(key, spec, 0)
     return spec
 
 

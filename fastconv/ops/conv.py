@@ -8,10 +8,8 @@ import numpy as np
 from .._arrays import check_array, check_same_dtype, shape_of
 from ..dispatch import choose
 from ..spec.conv import SeparablePair, resolve_conv
-from ._call import batched, choose_cached, execute
+from ._call import CallPlan, batched, call_plan, check_output, choose_cached, execute, remember
 from ._spec_cache import DTYPE_NAMES, Uncacheable, cached_spec, flag_key, key_of
-
-_HOST_CALLS: dict = {}
 
 
 def _host_key(op, input, weight, bias, algo, activation, channels_last, device, args):
@@ -27,7 +25,8 @@ def _host_key(op, input, weight, bias, algo, activation, channels_last, device, 
     else:
         return None
     try:
-        return (op, input.shape, input.dtype, weight.shape, weight.dtype, b, key_of(algo), key_of(activation),
+        return ("conv call", op, input.shape, input.dtype, weight.shape, weight.dtype, b, key_of(algo),
+                key_of(activation),
                 flag_key(channels_last), device, *(key_of(v) for v in args.values()))
     except Uncacheable:
         return None
@@ -61,20 +60,34 @@ def _run(family, op, nd, input, weight, bias, algo, activation, channels_last, d
     served it: its checks passed then and depend on nothing the key leaves out. Errors
     and empty batches are never kept."""
     key = _host_key(op, input, weight, bias, algo, activation, channels_last, device, args)
-    hit = None if key is None else _HOST_CALLS.get(key)
-    if hit is not None:
-        spec, fn, unbatched = hit
-        out = fn(spec, input.reshape((1, *input.shape)) if unbatched else input, weight, bias)
-        return out.reshape(out.shape[1:]) if unbatched else out
+    if key is not None:
+        plan = call_plan(key)
+        if plan is not None:
+            return plan.run(input, weight, bias)
 
     backend, x, unbatched, spec = _resolve(op, nd, input, weight, bias, activation, channels_last, device, args)
-    result = execute(family, backend, spec, algo, input, (x, weight, bias), unbatched,
-                     lambda: np.empty(spec.output_shape, spec.dtype))
-    if key is not None and backend == "cpu" and spec.batch > 0:
-        if len(_HOST_CALLS) >= 2048:
-            _HOST_CALLS.clear()
-        _HOST_CALLS[key] = (spec, choose_cached(family, backend, spec, algo).fn, unbatched)
+    if key is None or backend != "cpu" or spec.batch == 0:
+        return execute(family, backend, spec, algo, input, (x, weight, bias), unbatched,
+                       lambda: np.empty(spec.output_shape, spec.dtype))
+    check_output(op, spec.output_shape, spec.dtype)
+    impl = choose_cached(family, backend, spec, algo)
+    plan = CallPlan(spec, impl, _host_runner(spec, impl.fn, unbatched))
+    result = plan.run(input, weight, bias)
+    remember(key, plan)
     return result
+
+
+def _host_runner(spec, fn, unbatched):
+    """``run(input, weight, bias)`` of a conv call on NumPy arrays resolved to ``spec``."""
+    if not unbatched:
+        return lambda x, weight, bias: fn(spec, x, weight, bias)
+    batched_shape = spec.input_shape
+
+    def run(x, weight, bias):
+        out = fn(spec, x.reshape(batched_shape), weight, bias)
+        return out.reshape(out.shape[1:])
+
+    return run
 
 
 def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode,
@@ -203,10 +216,15 @@ def separable_conv2d(input, depthwise_weight, pointwise_weight, bias=None, strid
     of the dispatch table (both steps in one kernel, or one after the other); any other
     algo, and other arrays, run the two ops one after the other, each with ``algo``."""
     algo = kw.get("algo", "auto")
-    if algo in _SEPARABLE_ALGOS and type(input) is np.ndarray and kw.get("device") in (None, "cpu") \
+    if algo in _SEPARABLE_ALGOS and isinstance(input, np.ndarray) and kw.get("device") in (None, "cpu") \
             and set(kw) <= _SEPARABLE_KEYWORDS:
         return _separable_table(input, depthwise_weight, pointwise_weight, bias, stride, padding, dilation,
                                 depthwise_bias, activation, algo, kw)
+    if algo == "fused":
+        raise ValueError("separable_conv2d: algo='fused' serves NumPy input on the CPU only; "
+                         "use algo='composed' or 'auto' here")
+    if algo == "composed":  # the two ops one after the other, each choosing its own kernel
+        kw = {**kw, "algo": "auto"}
     hidden = depthwise_conv2d(input, depthwise_weight, depthwise_bias, stride, padding, dilation, **kw)
     kw = {k: v for k, v in kw.items() if k not in ("padding_mode", "padding_value")}
     return pointwise_conv2d(hidden, pointwise_weight, bias, activation=activation, **kw)
@@ -226,6 +244,7 @@ def _separable_table(input, depthwise_weight, pointwise_weight, bias, stride, pa
         check_array(op, name, arr, backend)
     check_same_dtype(op, input=input, pointwise_weight=pw, bias=bias)
     pair = SeparablePair(d, _spec("conv2d", d.output_shape, pw, bias, activation, channels_last, d.dtype, {}))
+    check_output(op, pair.pointwise.output_shape, d.dtype)
     impl = choose("separable", backend, pair, algo)
     if d.batch == 0:
         return np.empty(pair.pointwise.output_shape, d.dtype)

@@ -18,7 +18,7 @@ from .._args import check_flag, is_int
 from .._arrays import like_input, shape_of, to_host
 from ..dispatch import choose
 from ..spec.pool import resolve_adaptive_pool, resolve_pool
-from ._call import _as_kind, batched, execute
+from ._call import CallPlan, _as_kind, batched, call_plan, check_output, execute, remember
 from ._spec_cache import DTYPE_NAMES, Uncacheable, cached_spec, input_dtype, key_of
 
 __all__ = [
@@ -49,7 +49,6 @@ def _empty(spec, dtype, with_indices):
 # keyed with their types, so 2, 2.0 and True stay apart; anything but plain values
 # (see _spec_cache.key_of) takes the full path every time. Errors are never kept.
 
-_RUNNERS: dict = {}
 _PLAIN = frozenset({int, float, bool, str, type(None)})
 _KEYABLE = _PLAIN | {tuple}
 
@@ -69,18 +68,20 @@ def _host_key(op, input, args):
                     key_of(value)
         except Uncacheable:
             return None
-    return op, input.shape, input.dtype, args, types
+    return "pool call", op, input.shape, input.dtype, args, types
 
 
-def _host_runner(family, spec, unbatched, dtype, shape):
-    """``run(input)`` for a NumPy call resolved to ``spec`` on the CPU (``shape``: the
-    batched input shape)."""
+def _host_runner(family, spec, unbatched, dtype, shape, op):
+    """The CallPlan of a NumPy call resolved to ``spec`` on the CPU (``shape``: the
+    batched input shape); its ``run(input)`` returns the result."""
     if spec.batch == 0:
         empty = _empty(spec, dtype, spec.return_indices)
-        return lambda x: empty()
-    fn = choose(family, "cpu", spec, "auto").fn
+        return CallPlan(spec, None, lambda x: empty())
+    check_output(op, spec.output_shape, dtype, 8 * bool(spec.return_indices))
+    impl = choose(family, "cpu", spec, "auto")
+    fn = impl.fn
     if not unbatched:
-        return lambda x: fn(spec, x)
+        return CallPlan(spec, impl, lambda x: fn(spec, x))
 
     def run(x):
         result = fn(spec, x.reshape(shape))
@@ -88,13 +89,7 @@ def _host_runner(family, spec, unbatched, dtype, shape):
             return tuple(r.reshape(r.shape[1:]) for r in result)
         return result.reshape(result.shape[1:])
 
-    return run
-
-
-def _remember(key, run):
-    if len(_RUNNERS) >= 2048:
-        _RUNNERS.clear()
-    _RUNNERS[key] = run
+    return CallPlan(spec, impl, run)
 
 
 def _pool(op, mode, nd, input, kernel_size, stride, padding, dilation, ceil_mode,
@@ -103,9 +98,9 @@ def _pool(op, mode, nd, input, kernel_size, stride, padding, dilation, ceil_mode
     key = _host_key(op, input, (mode, kernel_size, stride, padding, dilation, ceil_mode, channels_last,
                                 device, count_include_pad, divisor_override, norm_type, return_indices))
     if key is not None:
-        run = _RUNNERS.get(key)
-        if run is not None:
-            return run(input)
+        plan = call_plan(key)
+        if plan is not None:
+            return plan.run(input)
     channels_last = check_flag(op, "channels_last", channels_last)
     backend, x, unbatched = batched(op, input, nd, device)
     dtype = input_dtype(op, input)
@@ -129,9 +124,10 @@ def _pool(op, mode, nd, input, kernel_size, stride, padding, dilation, ceil_mode
         return_indices=return_indices, channels_last=channels_last, dtype=name,
     )
     if key is not None and backend == "cpu":
-        run = _host_runner("pool", spec, unbatched, dtype, shape)
-        _remember(key, run)
-        return run(input)
+        plan = _host_runner("pool", spec, unbatched, dtype, shape, op)
+        result = plan.run(input)
+        remember(key, plan)
+        return result
     return execute("pool", backend, spec, "auto", input, (x,), unbatched,
                    _empty(spec, dtype, spec.return_indices))
 
@@ -231,9 +227,9 @@ def lp_pool3d(input, norm_type, kernel_size, stride=None, ceil_mode=False, *, pa
 def _adaptive(op, mode, nd, input, output_size, return_indices, channels_last, device):
     key = _host_key(op, input, (mode, output_size, return_indices, channels_last, device))
     if key is not None:
-        run = _RUNNERS.get(key)
-        if run is not None:
-            return run(input)
+        plan = call_plan(key)
+        if plan is not None:
+            return plan.run(input)
     channels_last = check_flag(op, "channels_last", channels_last)
     return_indices = check_flag(op, "return_indices", return_indices)
     backend, x, unbatched = batched(op, input, nd, device)
@@ -244,9 +240,10 @@ def _adaptive(op, mode, nd, input, output_size, return_indices, channels_last, d
                  resolve_adaptive_pool, op, mode, nd, shape, output_size,
                  return_indices=return_indices, channels_last=channels_last, dtype=name)
     if key is not None and backend == "cpu":
-        run = _host_runner("adaptive_pool", spec, unbatched, dtype, shape)
-        _remember(key, run)
-        return run(input)
+        plan = _host_runner("adaptive_pool", spec, unbatched, dtype, shape, op)
+        result = plan.run(input)
+        remember(key, plan)
+        return result
     return execute("adaptive_pool", backend, spec, "auto", input, (x,), unbatched,
                    _empty(spec, dtype, spec.return_indices))
 

@@ -17,6 +17,7 @@ from .._args import (
     PADDING_MODES,
     check_choice,
     check_flag,
+    check_padding_value,
     int_tuple,
     is_int,
     padding_pairs,
@@ -303,6 +304,7 @@ def resolve_conv(
     stride = int_tuple(op, "stride", stride, nd)
     dilation = int_tuple(op, "dilation", dilation, nd)
     check_choice(op, "padding_mode", padding_mode, PADDING_MODES)
+    padding_value = check_padding_value(op, padding_value)
     check_choice(op, "activation", activation, ACTIVATIONS)
     check_choice(op, "dtype", dtype, DTYPES)
     if bias_shape is not None:
@@ -325,7 +327,7 @@ def resolve_conv(
         out_channels=int(out_channels), groups=int(groups), in_size=tuple(map(int, in_size)),
         kernel=tuple(map(int, kernel)), stride=stride, dilation=dilation, pads=pads,
         out_size=out_size, output_padding=output_padding, padding_mode=padding_mode,
-        padding_value=float(padding_value) if padding_mode == "constant" else 0.0,
+        padding_value=padding_value if padding_mode == "constant" else 0.0,
         has_bias=bool(has_bias), activation=activation,
         channels_last=bool(channels_last), dtype=dtype,
     )
