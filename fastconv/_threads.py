@@ -155,7 +155,7 @@ def _thread_count(typingctx):
     return types.intp(), codegen
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(inline="always")  # inlined into cached kernels; needs no cache of its own
 def balanced(n_tasks):
     """Before a ``prange`` over ``n_tasks``: cut it into CHUNKS_PER_THREAD chunks per thread.
 
@@ -167,6 +167,6 @@ def balanced(n_tasks):
     return _swap_chunksize(max(1, -(-n_tasks // (threads * CHUNKS_PER_THREAD))))
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(inline="always")  # inlined into cached kernels; needs no cache of its own
 def restore(previous):
     _swap_chunksize(previous)
