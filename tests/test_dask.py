@@ -447,3 +447,31 @@ def test_errors():
         fd.max_pool2d(x, (2, 2, 2))
     with pytest.raises(ValueError, match="unknown chunk sizes"):
         fd.max_pool1d(x[x > 0][None, None], 2)
+
+
+# ---- API -------------------------------------------------------------------------------------
+
+def test_same_arguments_as_the_numpy_ops():
+    """Every fastconv.dask op takes the NumPy op's arguments, with the same defaults."""
+    import inspect
+
+    for name in fd.__all__:
+        if name in ("get_threads", "set_threads"):
+            continue
+        ours = inspect.signature(getattr(fd, name)).parameters
+        for pname, p in inspect.signature(getattr(F, name)).parameters.items():
+            if p.kind is p.VAR_KEYWORD:
+                continue
+            assert pname in ours, (name, pname)
+            assert ours[pname].default == p.default, (name, pname)
+        if not name.startswith("global_"):  # the global pools are Dask reductions, no fastconv kernel
+            assert "threads" in ours, name
+
+
+def test_docstring_examples():
+    import doctest
+
+    import fastconv.dask.conv
+
+    result = doctest.testmod(fastconv.dask.conv, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
