@@ -186,6 +186,15 @@ def test_chunk_wholly_in_padding(rng, mode):
     got = fd.conv1d(dx, w, b, **kw)
     assert got.chunks[2] == (2, 1)
     same(got, ref(F.conv1d, x, w, b, **kw))
+    # the same in 2-D on one channel (the banded depthwise path), both layouts
+    x2 = _rand(rng, (1, 1, 5, 6))
+    w2, b2 = _rand(rng, (1, 1, 1, 2)), _rand(rng, (1,))
+    for channels_last in (False, True):
+        xx = np.ascontiguousarray(np.moveaxis(x2, 1, -1)) if channels_last else x2
+        chunks = (1, (4, 1), 6, 1) if channels_last else (1, 1, (4, 1), 6)
+        kw2 = dict(stride=(3, 1), padding=((0, 4), (0, 1)), padding_mode=mode, padding_value=2.0,
+                   channels_last=channels_last)
+        same(fd.conv2d(da.from_array(xx, chunks=chunks), w2, b2, **kw2), ref(F.conv2d, xx, w2, b2, algo="direct", **kw2))
 
 
 @pytest.mark.parametrize("mode", ["zeros", "symmetric"])
