@@ -186,6 +186,15 @@ def test_chunk_wholly_in_padding(rng, mode):
     got = fd.conv1d(dx, w, b, **kw)
     assert got.chunks[2] == (2, 1)
     same(got, ref(F.conv1d, x, w, b, **kw))
+    # the same in 2-D on one channel (the banded depthwise path), both layouts
+    x2 = _rand(rng, (1, 1, 5, 6))
+    w2, b2 = _rand(rng, (1, 1, 1, 2)), _rand(rng, (1,))
+    for channels_last in (False, True):
+        xx = np.ascontiguousarray(np.moveaxis(x2, 1, -1)) if channels_last else x2
+        chunks = (1, (4, 1), 6, 1) if channels_last else (1, 1, (4, 1), 6)
+        kw2 = dict(stride=(3, 1), padding=((0, 4), (0, 1)), padding_mode=mode, padding_value=2.0,
+                   channels_last=channels_last)
+        same(fd.conv2d(da.from_array(xx, chunks=chunks), w2, b2, **kw2), ref(F.conv2d, xx, w2, b2, algo="direct", **kw2))
 
 
 @pytest.mark.parametrize("mode", ["zeros", "symmetric"])
@@ -447,3 +456,31 @@ def test_errors():
         fd.max_pool2d(x, (2, 2, 2))
     with pytest.raises(ValueError, match="unknown chunk sizes"):
         fd.max_pool1d(x[x > 0][None, None], 2)
+
+
+# ---- API -------------------------------------------------------------------------------------
+
+def test_same_arguments_as_the_numpy_ops():
+    """Every fastconv.dask op takes the NumPy op's arguments, with the same defaults."""
+    import inspect
+
+    for name in fd.__all__:
+        if name in ("get_threads", "set_threads"):
+            continue
+        ours = inspect.signature(getattr(fd, name)).parameters
+        for pname, p in inspect.signature(getattr(F, name)).parameters.items():
+            if p.kind is p.VAR_KEYWORD:
+                continue
+            assert pname in ours, (name, pname)
+            assert ours[pname].default == p.default, (name, pname)
+        if not name.startswith("global_"):  # the global pools are Dask reductions, no fastconv kernel
+            assert "threads" in ours, name
+
+
+def test_docstring_examples():
+    import doctest
+
+    import fastconv.dask.conv
+
+    result = doctest.testmod(fastconv.dask.conv, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0

@@ -6,11 +6,15 @@ known chunks. Each output chunk is one task that runs the in-memory fastconv op 
 exactly the input region the chunk reads, fetched from as many input chunks as its halo
 reaches; padding and padding modes apply at the array's outer edges only. With the same
 ``algo`` and thread count a chunked result equals the in-memory one bitwise
-(``global_avg_pool`` agrees to rounding: it is a chunked sum).
+(``global_avg_pool`` agrees to rounding: it is a chunked sum). A single-channel 2-D
+filter with ``algo="auto"`` runs the depthwise kernel over row bands of each chunk
+(conv.py, ``_Banded``), bitwise the in-memory ``algo="direct"`` result.
 
 Threads: each task runs fastconv's Numba kernels on 1 thread by default, because Dask's
 workers are the parallelism. ``set_threads(n)`` changes the default for arrays built
-afterwards, and every op takes ``threads=`` (``None``: Numba's whole pool).
+afterwards, and every op takes ``threads=`` (``None``: Numba's whole pool). Use Dask's
+threaded scheduler on one machine and dask.distributed across machines; the README's
+"Larger than memory" section has the measurements.
 
 Needs ``dask[array]`` (``pip install fastconv[dask]``, which also brings
 ``distributed``); ``import fastconv`` never imports this package.
