@@ -331,7 +331,7 @@ def test_window_pooling(case, mode, extra, dtype, kind, rng):
     extra = dict(extra)
     if mode == "lp":
         p_norm = extra.pop("norm_type")
-        x = np.abs(_data(rng, shape, dtype)) if p_norm != 2.0 else _data(rng, shape, dtype)
+        x = _data(rng, shape, dtype)  # negative values too: the norm takes |x|
         got = on_gpu(kind, F.__dict__[f"lp_pool{nd}d"], x, p_norm, k, s, ceil, padding=p, dilation=d)
         expected = ref.lp_pool(x, p_norm, k, s, ceil, padding=p, dilation=d)
         _compare(got, expected, "pool_lp", dtype, f"lp{p_norm}")
@@ -416,6 +416,33 @@ def test_max_pool_nan_and_window_rules(rng):
         assert got[1].item() == 0
         got = on_gpu(kind, F.adaptive_max_pool2d, y, (2, 1), True)
         np.testing.assert_array_equal(got[1].ravel(), [0, 3 * 8])
+
+
+def test_windows_past_the_padded_end(rng):
+    """ceil_mode windows running past the padded end (issue 11): PyTorch's shapes and values."""
+    x = rng.standard_normal((2, 2, 1, 17)).astype(np.float32)
+    kw = dict(stride=3, padding=(1, 2), ceil_mode=True)
+    for i, include in enumerate((True, False)):
+        got = on_gpu(kind_for(i), F.avg_pool2d, x, 5, count_include_pad=include, **kw)
+        assert got.shape == (2, 2, 1, 7)
+        _compare(got, ref.avg_pool(x, 5, count_include_pad=include, **kw), "pool", np.float32, "avg past end")
+    x = rng.standard_normal((2, 2, 17, 4))
+    kw = dict(stride=3, padding=(1, 2), dilation=(1, 2), ceil_mode=True, return_indices=True)
+    got = on_gpu(KINDS[0], F.max_pool2d, x, (3, 5), **kw)
+    assert got[0].shape == (2, 2, 6, 1)
+    _compare(got, ref.max_pool(x, (3, 5), **kw), "pool", np.float64, "max past end")
+    if torch is not None:
+        np.testing.assert_array_equal(got[1], TF.max_pool2d(torch.from_numpy(x), (3, 5), **kw)[1].numpy())
+
+
+def test_lp_pool_of_negative_input_is_the_norm():
+    """(sum |x|**p) ** (1/p) for odd and fractional p (issue 11), every kind of p."""
+    x = np.array([[[-1.0, -2.0, 3.0, 1.0, -0.5, -4.0]]], np.float32)
+    for i, p in enumerate((1.0, 3.0, 1.5, 2.0)):
+        got = on_gpu(kind_for(i), F.lp_pool1d, x, p, 2)
+        expected = (np.abs(x.astype(np.float64)).reshape(1, 1, 3, 2) ** p).sum(-1) ** (1 / p)
+        _compare(got, expected, "pool_lp", np.float32, f"lp{p}")
+        _compare(got, ref.lp_pool(x, p, 2), "pool_lp", np.float32, f"lp{p} ref")
 
 
 def test_conv_samples_registry_is_shared():

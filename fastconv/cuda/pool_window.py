@@ -16,7 +16,7 @@ Semantics are the CPU kernels' (fastconv.cpu.pool_window), tap for tap:
 - avg: in-input sum / divisor: ``divisor_override``, else the taps within
   [-begin, in + end) (count_include_pad) or within the input, counted by the CPU
   module's ``taps_within`` helper; a zero divisor gives 0.
-- lp: (sum of x**p) ** (1/p) with the CPU's cases p = 1, 2, inf, whole p, any p.
+- lp: (sum of |x|**p) ** (1/p) with the CPU's cases p = 1, 2, inf, whole p, any p.
 """
 
 from __future__ import annotations
@@ -111,8 +111,10 @@ def window_pool_kernel(mode: str, nd: int, kernel3: tuple, dtype: str, channels_
                                         if best < 0 or v > acc or v != v:
                                             acc = v
                                             best = (i_d * in_h + i_h) * in_w + i_w
-                                    elif is_avg or kind == 1:
+                                    elif is_avg:
                                         acc += v
+                                    elif kind == 1:
+                                        acc += abs(v)
                                     elif kind == 2:
                                         acc += v * v
                                     elif kind == 3:
@@ -120,9 +122,9 @@ def window_pool_kernel(mode: str, nd: int, kernel3: tuple, dtype: str, channels_
                                         if a > acc or a != a:
                                             acc = a
                                     elif kind == 4:
-                                        acc += v ** ip
+                                        acc += abs(v) ** ip
                                     else:
-                                        acc += v ** p
+                                        acc += abs(v) ** p
             if is_avg:
                 if divisor > 0:
                     div = divisor

@@ -203,17 +203,21 @@ def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
 
 def lp_pool1d(input, norm_type, kernel_size, stride=None, ceil_mode=False, *, padding=0,
               dilation=1, channels_last=False, device=None):
-    """1-D power-average pooling: (sum over the window of x**p) ** (1/p)."""
+    """1-D Lp pooling: (sum over the window of |x|**p) ** (1/p), as ONNX LpPool."""
     return _pool("lp_pool1d", "lp", 1, input, kernel_size, stride, padding, dilation,
                  ceil_mode, channels_last, device, norm_type=norm_type)
 
 
 def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False, *, padding=0,
               dilation=1, channels_last=False, device=None):
-    """2-D power-average pooling: (sum over the window of x**p) ** (1/p).
+    """2-D Lp pooling: (sum over the window of |x|**p) ** (1/p), the Lp norm as ONNX
+    LpPool defines it.
 
-    Padded cells add nothing. Windows clipped by ``ceil_mode`` sum their in-input taps
-    (PyTorch instead rescales them by kernel size / taps); ``norm_type=inf`` is max |x|.
+    PyTorch takes the root of ``s = sum x**p`` instead (x, not |x|): the two agree for
+    even p and for non-negative input; on negative input PyTorch gives negative values
+    (p = 1) or NaN (other odd or fractional p), fastconv the norm. Padded cells add nothing.
+    Windows clipped by ``ceil_mode`` sum their in-input taps (PyTorch instead rescales
+    them by kernel size / taps); ``norm_type=inf`` is max |x|.
     """
     return _pool("lp_pool2d", "lp", 2, input, kernel_size, stride, padding, dilation,
                  ceil_mode, channels_last, device, norm_type=norm_type)
@@ -221,7 +225,7 @@ def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False, *, pa
 
 def lp_pool3d(input, norm_type, kernel_size, stride=None, ceil_mode=False, *, padding=0,
               dilation=1, channels_last=False, device=None):
-    """3-D power-average pooling: (sum over the window of x**p) ** (1/p)."""
+    """3-D Lp pooling: (sum over the window of |x|**p) ** (1/p), as ONNX LpPool."""
     return _pool("lp_pool3d", "lp", 3, input, kernel_size, stride, padding, dilation,
                  ceil_mode, channels_last, device, norm_type=norm_type)
 

@@ -100,14 +100,15 @@ def avg_pool(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_incl
 
 
 def lp_pool(x, norm_type, kernel_size, stride=None, ceil_mode=False, padding=0, dilation=1):
-    """(sum over taps inside the input of x**p) ** (1/p); p = +-inf: max / min of |x|."""
+    """(sum over taps inside the input of |x|**p) ** (1/p), the Lp norm as ONNX LpPool
+    defines it (PyTorch raises x itself to the power p); p = +-inf: max / min of |x|."""
     x, p = f64(x), float(norm_type)
     args = (kernel_size, stride, padding, dilation, ceil_mode)
     if math.isinf(p):
         return max_pool(np.abs(x), *args) if p > 0 else -max_pool(-np.abs(x), *args)
     geom = pool_geometry(x.shape[2:], *args[:4], ceil_mode)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        total = pool_windows(x ** p, geom, 0.0).sum(axis=tuple(range(-(x.ndim - 2), 0)))
+        total = pool_windows(np.abs(x) ** p, geom, 0.0).sum(axis=tuple(range(-(x.ndim - 2), 0)))
         return total ** (1.0 / p)
 
 
