@@ -8,6 +8,19 @@ import numpy as np
 from .layout import lift3
 
 
+def all_finite(a) -> bool:
+    """Whether ``a`` holds no NaN or inf: its sum is finite (one pass, no temporary; a sum that
+    overflows says no, which only sends the call to a slower exact path). float16 sums in float32.
+
+    Kernels that skip the taps reading zero padding (depthwise and taps, their implicit
+    padding; the phases of a transposed conv, whose forward convs read zeros where a
+    transposed conv has no term) check their weight with it: a NaN or inf weight must meet
+    the padded zeros of a forward conv (0 * inf is NaN, as in PyTorch and the reference) and
+    must not meet the phases' zeros."""
+    total = np.sum(a, dtype=np.float32 if a.dtype == np.float16 else None)
+    return bool(np.isfinite(total))
+
+
 def _lifted(weight, spec):
     """Weight with kernel dims lifted to 3: (A, B, KD, KH, KW)."""
     kd, kh, kw = lift3(spec.kernel, 1)
