@@ -445,6 +445,73 @@ def test_lp_pool_of_negative_input_is_the_norm():
         _compare(got, ref.lp_pool(x, p, 2), "pool_lp", np.float32, f"lp{p} ref")
 
 
+# ---- non-finite values (the CPU side: tests/test_nonfinite.py) ----------------------------
+
+def _nonfinite_samples():
+    """Registry samples small enough for the simulator: every transposed one, and one forward
+    sample per GPU algorithm (direct with padding and dilation, depthwise, 1x1 gemm, im2col)."""
+    small = [s for s in curated() if math.prod(s.spec().output_shape) <= 600]
+    chosen = [s for s in small if s.transposed][:8]
+    for algo in ("direct", "depthwise", "gemm", "im2col"):
+        chosen += [next(s for s in small if not s.transposed and algo in gpu_algos(s)
+                        and (algo != "direct" or s.args.get("dilation", 1) != 1))]
+    return chosen
+
+
+NONFINITE_CASES = [(s, a) for s in _nonfinite_samples() for a in gpu_algos(s)]
+
+
+@pytest.mark.parametrize("s, algo", NONFINITE_CASES, ids=[f"{s}-{a}" for s, a in NONFINITE_CASES])
+def test_conv_nonfinite_placement(s, algo, rng):
+    """NaN/inf in input, weight or bias land where the reference and PyTorch put them (issue 11)."""
+    from test_nonfinite import PATTERNS, assert_same_nonfinite, conv_reference, with_nonfinite, zero_some
+
+    x, w, b = s.arrays(rng)
+    w = zero_some(w, rng)
+    for i, (where, values) in enumerate(PATTERNS):
+        arrays = with_nonfinite((x, w, b), where, values, rng)
+        if arrays is None:
+            continue
+        expected = conv_reference(s, *arrays)
+        with np.errstate(invalid="ignore", over="ignore"):
+            got = on_gpu(kind_for(i), CONV[s.op], *arrays, algo=algo, **s.args)
+        assert_same_nonfinite(got, expected, "conv", s.dtype, f"{s} algo={algo} {where}={values}")
+
+
+def test_pooling_nonfinite_placement(rng):
+    """max (indices too), avg, Lp (p = 1, 1.5, inf), adaptive and global pooling with NaN, +inf and -inf."""
+    from test_nonfinite import POOL_PATTERNS, assert_same_nonfinite
+
+    base = rng.standard_normal((1, 3, 6, 7))
+    for i, values in enumerate(POOL_PATTERNS):
+        x = base.copy()
+        x.reshape(-1)[rng.choice(x.size, len(values), replace=False)] = values
+        kind = kind_for(i)
+        got = on_gpu(kind, F.max_pool2d, x, 3, 2, 1, 1, True, True)
+        expected = ref.max_pool(x, 3, 2, 1, 1, True, return_indices=True)
+        assert_same_nonfinite(got[0], expected[0], "pool", np.float64, f"max {values}")
+        np.testing.assert_array_equal(got[1], expected[1])
+        with np.errstate(invalid="ignore", over="ignore"):
+            for include in (True, False):
+                got = on_gpu(kind, F.avg_pool2d, x, 3, 2, 1, True, include)
+                assert_same_nonfinite(got, ref.avg_pool(x, 3, 2, 1, True, include), "pool", np.float64,
+                                      f"avg {values}")
+            for p in (1.0, 1.5, math.inf):
+                got = on_gpu(kind, F.lp_pool2d, x, p, 2, padding=1)
+                assert_same_nonfinite(got, ref.lp_pool(x, p, 2, padding=1), "pool_lp", np.float64,
+                                      f"lp{p} {values}")
+            got = on_gpu(kind, F.adaptive_max_pool2d, x, (4, 3), True)
+            expected = ref.adaptive_max_pool(x, (4, 3), True)
+            assert_same_nonfinite(got[0], expected[0], "pool", np.float64, f"adaptive max {values}")
+            np.testing.assert_array_equal(got[1], expected[1])
+            assert_same_nonfinite(on_gpu(kind, F.adaptive_avg_pool2d, x, (4, 3)), ref.adaptive_avg_pool(x, (4, 3)),
+                                  "pool", np.float64, f"adaptive avg {values}")
+            assert_same_nonfinite(on_gpu(kind, F.global_avg_pool, x), ref.global_avg_pool(x), "pool", np.float64,
+                                  f"global avg {values}")
+            assert_same_nonfinite(on_gpu(kind, F.global_max_pool, x), ref.global_max_pool(x), "pool", np.float64,
+                                  f"global max {values}")
+
+
 def test_conv_samples_registry_is_shared():
     """The GPU cases come from the registry the CPU tests use."""
     names = {str(s) for s in conv_samples()}
