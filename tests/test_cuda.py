@@ -512,6 +512,35 @@ def test_pooling_nonfinite_placement(rng):
                                   f"global max {values}")
 
 
+# ---- integer max pooling (the CPU side: tests/test_integer_pooling.py) ---------------------
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.int32, np.int64], ids=lambda d: np.dtype(d).name)
+def test_integer_max_pooling(dtype, rng):
+    """Exact values and indices in the input's integer dtype: window (both layouts, a window
+    wholly in padding), adaptive (thread and warp kernels), global and pyramid max pooling."""
+    from test_integer_pooling import assert_exact, full_range
+
+    info = np.iinfo(dtype)
+    x = full_range(rng, (1, 2, 5, 6), dtype, ties=True)
+    for i, cl in enumerate((False, True)):
+        xin = to_cl(x) if cl else x
+        got = on_gpu(kind_for(i), F.max_pool2d, xin, 3, 2, 1, 1, True, True, channels_last=cl)
+        assert_exact(from_cl(got) if cl else got, ref.max_pool(x, 3, 2, 1, 1, True, return_indices=True), dtype,
+                     f"max cl={cl}")
+    got = on_gpu(KINDS[0], F.max_pool1d, x[0], 2, 1, ((3, 0),), return_indices=True)
+    assert (got[0][..., :2] == info.min).all() and (got[1][..., :2] == -1).all()
+    assert_exact(got, ref.max_pool(x[0], 2, 1, ((3, 0),), return_indices=True), dtype, "wholly padded")
+    big = full_range(rng, (1, 2, 9, 8), dtype)
+    for i, out in enumerate(((2, 3), 1)):  # 1: a channels-first mean window of 72 taps, the warp kernel
+        got = on_gpu(kind_for(i), F.adaptive_max_pool2d, big, out, True)
+        assert_exact(got, ref.adaptive_max_pool(big, out, True), dtype, f"adaptive {out}")
+    assert_exact(on_gpu(KINDS[0], F.global_max_pool, x), ref.global_max_pool(x), dtype, "global")
+    assert_exact(on_gpu(KINDS[0], F.spatial_pyramid_pool, x, (1, 2)), ref.spatial_pyramid_pool(x, (1, 2)), dtype,
+                 "pyramid")
+    with pytest.raises(TypeError, match=r"avg_pool2d: input has dtype .*; expected float16, float32 or float64"):
+        on_gpu(KINDS[0], F.avg_pool2d, x, 2)
+
+
 def test_conv_samples_registry_is_shared():
     """The GPU cases come from the registry the CPU tests use."""
     names = {str(s) for s in conv_samples()}

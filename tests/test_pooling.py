@@ -753,8 +753,11 @@ ERRORS = [
     (lambda: F.max_pool2d(X2, 2, 2, ((1, 2, 3), 1)), ValueError, r"\(begin, end\) pair"),
     (lambda: F.max_pool2d(X2, 2, 2, 1.0), TypeError, r"max_pool2d: padding must be an int"),
     (lambda: F.max_pool2d(X2, 2, dilation=0), ValueError, r"dilation=0 must be >= 1"),
-    (lambda: F.max_pool2d(X2.astype(np.int32), 2), TypeError,
-     r"max_pool2d: input has dtype int32; expected float16, float32 or float64"),
+    (lambda: F.avg_pool2d(X2.astype(np.int32), 2), TypeError,
+     r"avg_pool2d: input has dtype int32; expected float16, float32 or float64 \(integer input is accepted by "
+     r"max_pool\*"),
+    (lambda: F.max_pool2d(X2.astype(np.uint32), 2), TypeError,
+     r"max_pool2d: input has dtype uint32; expected float16, float32, float64, int8, uint8, int16, int32 or int64"),
     (lambda: F.avg_pool1d(X1.astype(np.complex64), 2), TypeError, r"avg_pool1d: input has dtype complex64"),
     (lambda: F.adaptive_avg_pool2d(X2.astype(bool), 2), TypeError, r"input has dtype bool"),
     (lambda: F.max_pool2d(X1[0], 2), ValueError,

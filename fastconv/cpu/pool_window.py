@@ -40,7 +40,7 @@ from numba import prange
 
 from ..dispatch import register
 from .pool_run import lifted, make_plan, run_pool, spec_memo, twin
-from .pool_taps import avg_divisor, next_tap, span, taps_within
+from .pool_taps import avg_divisor, lowest, next_tap, span, taps_within
 from .pool_window_nchw import avg_pool_nchw, lp_pool_nchw, max_pool_nchw
 
 __all__ = ["taps_within", "channel_block", "channel_blocks", "pool_direct"]
@@ -122,7 +122,7 @@ def _max_pool_ndhwc(x, out, idx, want_idx, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh,
                                 of[o + uc] = v if (v > m) | (v != v) else m
             if first:  # no tap inside the input
                 for c in range(width):
-                    of[o + np.uint64(c)] = -np.inf
+                    of[o + np.uint64(c)] = lowest(out)
                 if want_idx:
                     for c in range(width):
                         jf[o + np.uint64(c)] = -1

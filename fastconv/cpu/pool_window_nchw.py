@@ -19,7 +19,7 @@ from numba import prange
 
 from .._jit import inline_helper
 from .pool_run import twin
-from .pool_taps import avg_divisor, span
+from .pool_taps import avg_divisor, lowest, span
 
 
 @inline_helper
@@ -61,7 +61,7 @@ def _max_pool_nchw(x, out, idx, want_idx, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh, 
         x0 = (p // od_n) * plane
         o0 = np.uint64(t * ow_n)
         for j in range(ow_n):
-            of[o0 + np.uint64(j)] = -np.inf
+            of[o0 + np.uint64(j)] = lowest(out)  # -inf, or an integer dtype's minimum
         if want_idx:
             for j in range(ow_n):
                 jf[o0 + np.uint64(j)] = -1
