@@ -140,6 +140,26 @@ def test_transposed_issue_example(value, nan, inf, channels_last):
         assert_same_nonfinite(y, expected.astype(np.float64), "conv", np.float32, f"algo={algo}")
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_transposed_checks_the_output_when_it_is_the_smaller(channels_last, rng):
+    """A weight larger than the output: "phases" looks at its output first and recomputes exactly only
+    when that holds NaN or inf (both sides of that choice: tests/test_nonfinite's samples mostly check
+    the operands first)."""
+    x = rng.standard_normal((1, 16, 2, 3))
+    w = zero_some(rng.standard_normal((16, 4, 3, 3)), rng)  # 576 weights, 4 * 5 * 7 = 140 outputs
+    for xx, ww in ((x, w), *(with_nonfinite((x, w, None), where, values, rng)[:2] for where, values in PATTERNS[:5])):
+        expected = conv_reference(ConvSample("conv_transpose2d", x.shape, w.shape, (("stride", 2),)), xx, ww, None)
+        oracle = TF.conv_transpose2d(torch.from_numpy(xx), torch.from_numpy(ww), stride=2).numpy()
+        for a, o in zip(masks(expected), masks(oracle)):
+            np.testing.assert_array_equal(a, o)
+        xin = np.ascontiguousarray(np.moveaxis(xx, 1, -1)) if channels_last else xx
+        for algo in ("phases", "direct"):
+            with np.errstate(invalid="ignore"):
+                got = F.conv_transpose2d(xin, ww, stride=2, algo=algo, channels_last=channels_last)
+            got = np.moveaxis(got, -1, 1) if channels_last else got
+            assert_same_nonfinite(got, expected, "conv", np.float64, f"{algo}")
+
+
 SEPARABLE = [((1, 8, 9, 10), 3, 1, 1), ((2, 32, 7, 8), 3, 2, 1), ((1, 16, 8, 8), 5, 1, 2)]
 
 

@@ -298,14 +298,38 @@ def _flat_bits(a):
 @register("conv_transpose", "cpu", "phases",
           note="one forward conv per output phase (sub-pixel decomposition), by the forward kernels")
 def conv_transpose_phases(spec, x, weight, bias):
-    if not all_finite(weight):  # the phases' zero pads would meet it (0 * inf): the gather form
+    """Two things make a NaN here that the definition does not: a NaN or inf weight meeting a phase's
+    zero pads, and (union plan) a NaN or inf input meeting the union's zero taps. Both only add NaN,
+    so a finite output needs no second look: the cheaper of the two checks runs, the operands before
+    (one pass over the weight, and the input for a union plan) or the output after."""
+    plan = phase_plan(spec)
+    after = math.prod(spec.output_shape) < weight.size + (x.size if plan.union else 0)
+    if not after:
+        exact = _nonfinite_route(spec, plan, x, weight, bias)
+        if exact is not None:
+            return exact()
+    out = _phases(spec, plan, x, weight, bias)
+    if after and not all_finite(out):
+        exact = _nonfinite_route(spec, plan, x, weight, bias)
+        if exact is not None:
+            return exact()
+    return out
+
+
+def _nonfinite_route(spec, plan, x, weight, bias):
+    """The exact computation when the operands hold NaN or inf where the phases would misplace it, else None:
+    a non-finite weight goes to the gather form, a non-finite input of a union plan to the phases apart."""
+    if not all_finite(weight):
         from .conv_transpose import conv_transpose_direct
 
-        return conv_transpose_direct(spec, x, weight, bias)
-    dtype = np.dtype(spec.dtype)
-    plan = phase_plan(spec)
+        return lambda: conv_transpose_direct(spec, x, weight, bias)
     if plan.union and not all_finite(x):
-        plan = phase_plan(spec, False)  # the union's zero taps would turn inf into NaN (0 * inf)
+        return lambda: _phases(spec, phase_plan(spec, False), x, weight, bias)
+    return None
+
+
+def _phases(spec, plan, x, weight, bias):
+    dtype = np.dtype(spec.dtype)
     if not plan.union:
         out = _interleaved_in_kernel(spec, x, weight, bias)
         if out is not None:
