@@ -461,6 +461,8 @@ def _nonfinite_samples():
 NONFINITE_CASES = [(s, a) for s in _nonfinite_samples() for a in gpu_algos(s)]
 
 
+# NaN/inf arithmetic warns from the simulator's threads, outside np.errstate
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
 @pytest.mark.parametrize("s, algo", NONFINITE_CASES, ids=[f"{s}-{a}" for s, a in NONFINITE_CASES])
 def test_conv_nonfinite_placement(s, algo, rng):
     """NaN/inf in input, weight or bias land where the reference and PyTorch put them (issue 11)."""
@@ -478,6 +480,8 @@ def test_conv_nonfinite_placement(s, algo, rng):
         assert_same_nonfinite(got, expected, "conv", s.dtype, f"{s} algo={algo} {where}={values}")
 
 
+# NaN/inf arithmetic warns from the simulator's threads, outside np.errstate
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_pooling_nonfinite_placement(rng):
     """max (indices too), avg, Lp (p = 1, 1.5, inf), adaptive and global pooling with NaN, +inf and -inf."""
     from test_nonfinite import POOL_PATTERNS, assert_same_nonfinite

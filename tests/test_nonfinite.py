@@ -29,6 +29,7 @@ from fastconv.testing.conv_samples import ConvSample, conv_samples
 from fastconv.testing.tolerances import assert_close
 
 torch.set_num_threads(1)
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NaN/inf arithmetic, on purpose
 
 OPS = {f"conv{n}d": getattr(F, f"conv{n}d") for n in (1, 2, 3)}
 OPS.update({f"conv_transpose{n}d": getattr(F, f"conv_transpose{n}d") for n in (1, 2, 3)})
