@@ -10,13 +10,13 @@ others: the register-tiled direct kernel), with bias and activation fused. Phase
 whose sub-convolutions share the input window and sub-kernel shape run as one forward
 conv with their output channels stacked (U-Net's 2x2 stride 2: one GEMM); when all
 phases' output channels together fit one vector (DCGAN's 3-channel last layer), all
-run as one conv over the union of their windows, zeros at the taps a phase lacks; as
-0 * inf is NaN, that happens only when the input holds no NaN or inf (one summing pass
-over the input decides), else the phases run apart and non-finite values land exactly
-where the math puts them (an output is non-finite only through the taps it has). A weight
-holding NaN or inf goes to the gather form (conv_transpose.py, algo "direct"): each phase's
-forward conv reads zeros past the input's edges, where a transposed conv has no term at all,
-and 0 * inf there would be NaN where PyTorch and the definition give a finite value.
+run as one conv over the union of their windows, zeros at the taps a phase lacks. As
+0 * inf is NaN, a NaN or inf input runs such phases apart instead, and a NaN or inf weight
+goes to the gather form (conv_transpose.py, algo "direct"): each phase's forward conv reads
+zeros past the input's edges, where a transposed conv has no term at all. Non-finite values
+then land exactly where the definition (and PyTorch) puts them: an output is non-finite
+only through the terms it has. Which check runs, on the operands before or on the output
+after (both causes only add NaN), is whichever reads fewer elements.
 Otherwise, where its conditions hold (ungrouped, output sizes multiples of the strides, ...),
 conv_transpose_tiled.py runs every phase through the compiled direct kernel with the input
 packed once and each phase's outputs written straight into their interleaved places
