@@ -145,18 +145,21 @@ def window_out_size(op, in_size, kernel, stride, dilation, pads, ceil_mode=False
     for axis, (n, k, s, d, (b, e)) in enumerate(zip(in_size, kernel, stride, dilation, pads)):
         extent = d * (k - 1) + 1
         span = n + b + e - extent
-        if span < 0:
-            raise ValueError(
-                f"{op}: kernel extent {extent} (kernel {k}, dilation {d}) is larger than "
-                f"the padded input {n + b + e} (input {n} + padding {b}+{e}) in spatial dim {axis}"
-            )
         if ceil_mode:
+            # PyTorch's rule: ceil((n + b + e - extent) / s) + 1 windows (so one window
+            # that runs past the padded end by less than a stride still counts), and the
+            # last window must start inside the input or left padding.
             o = -(-span // s) + 1
-            # PyTorch's rule: the last window must start inside the input or left padding.
             if (o - 1) * s >= n + b:
                 o -= 1
         else:
             o = span // s + 1
+        if o < 1:
+            raise ValueError(
+                f"{op}: kernel extent {extent} (kernel {k}, dilation {d}) is larger than "
+                f"the padded input {n + b + e} (input {n} + padding {b}+{e}) in spatial dim {axis}"
+                + (f" by {-span} >= stride {s}, so even ceil_mode leaves no window" if ceil_mode else "")
+            )
         out.append(o)
     return tuple(out)
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+# max pooling (window, adaptive, global, pyramid) and max_unpool also take these, exactly
+INT_DTYPES = tuple(np.dtype(t) for t in ("int8", "uint8", "int16", "int32", "int64"))
+MAX_ONLY = ("integer input is accepted by max_pool*, adaptive_max_pool*, global_max_pool, "
+            "spatial_pyramid_pool(mode='max') and max_unpool* only")
 
 
 def is_cuda_array(x) -> bool:
@@ -53,6 +57,20 @@ def check_float(op: str, name: str, x) -> np.dtype:
     return dt
 
 
+def check_pool_dtype(op: str, name: str, x, integers: bool) -> np.dtype:
+    """The dtype of a pooling op's ``name`` array: float16/32/64, and with ``integers`` (max
+    pooling) also int8, uint8, int16, int32, int64; else TypeError saying what is accepted."""
+    dt = dtype_of(x)
+    if dt in FLOAT_DTYPES or integers and dt in INT_DTYPES:
+        return dt
+    if integers:
+        raise TypeError(f"{op}: {name} has dtype {dt}; expected float16, float32, float64, int8, uint8, int16, "
+                        f"int32 or int64")
+    if dt in INT_DTYPES:
+        raise TypeError(f"{op}: {name} has dtype {dt}; expected float16, float32 or float64 ({MAX_ONLY})")
+    raise TypeError(f"{op}: {name} has dtype {dt}; expected float16, float32 or float64")
+
+
 def check_same_dtype(op: str, **arrays) -> np.dtype:
     """All given (non-None) arrays are float and share one dtype; return it."""
     named = {k: v for k, v in arrays.items() if v is not None}
@@ -76,7 +94,10 @@ def check_array(op: str, name: str, x, backend: str):
 
 
 def working_dtype(dtype: np.dtype) -> np.dtype:
-    """Kernels compute in float32 for float16/float32 and float64 for float64."""
+    """Kernels compute in float32 for float16/float32 and float64 for float64; integer dtypes
+    (max pooling, max_unpool) in themselves, exactly."""
+    if dtype.kind in "iu":
+        return dtype
     return np.dtype(np.float64) if dtype == np.float64 else np.dtype(np.float32)
 
 

@@ -331,7 +331,7 @@ def test_window_pooling(case, mode, extra, dtype, kind, rng):
     extra = dict(extra)
     if mode == "lp":
         p_norm = extra.pop("norm_type")
-        x = np.abs(_data(rng, shape, dtype)) if p_norm != 2.0 else _data(rng, shape, dtype)
+        x = _data(rng, shape, dtype)  # negative values too: the norm takes |x|
         got = on_gpu(kind, F.__dict__[f"lp_pool{nd}d"], x, p_norm, k, s, ceil, padding=p, dilation=d)
         expected = ref.lp_pool(x, p_norm, k, s, ceil, padding=p, dilation=d)
         _compare(got, expected, "pool_lp", dtype, f"lp{p_norm}")
@@ -416,6 +416,133 @@ def test_max_pool_nan_and_window_rules(rng):
         assert got[1].item() == 0
         got = on_gpu(kind, F.adaptive_max_pool2d, y, (2, 1), True)
         np.testing.assert_array_equal(got[1].ravel(), [0, 3 * 8])
+
+
+def test_windows_past_the_padded_end(rng):
+    """ceil_mode windows running past the padded end (issue 11): PyTorch's shapes and values."""
+    x = rng.standard_normal((2, 2, 1, 17)).astype(np.float32)
+    kw = dict(stride=3, padding=(1, 2), ceil_mode=True)
+    for i, include in enumerate((True, False)):
+        got = on_gpu(kind_for(i), F.avg_pool2d, x, 5, count_include_pad=include, **kw)
+        assert got.shape == (2, 2, 1, 7)
+        _compare(got, ref.avg_pool(x, 5, count_include_pad=include, **kw), "pool", np.float32, "avg past end")
+    x = rng.standard_normal((2, 2, 17, 4))
+    kw = dict(stride=3, padding=(1, 2), dilation=(1, 2), ceil_mode=True, return_indices=True)
+    got = on_gpu(KINDS[0], F.max_pool2d, x, (3, 5), **kw)
+    assert got[0].shape == (2, 2, 6, 1)
+    _compare(got, ref.max_pool(x, (3, 5), **kw), "pool", np.float64, "max past end")
+    if torch is not None:
+        np.testing.assert_array_equal(got[1], TF.max_pool2d(torch.from_numpy(x), (3, 5), **kw)[1].numpy())
+
+
+def test_lp_pool_of_negative_input_is_the_norm():
+    """(sum |x|**p) ** (1/p) for odd and fractional p (issue 11), every kind of p."""
+    x = np.array([[[-1.0, -2.0, 3.0, 1.0, -0.5, -4.0]]], np.float32)
+    for i, p in enumerate((1.0, 3.0, 1.5, 2.0)):
+        got = on_gpu(kind_for(i), F.lp_pool1d, x, p, 2)
+        expected = (np.abs(x.astype(np.float64)).reshape(1, 1, 3, 2) ** p).sum(-1) ** (1 / p)
+        _compare(got, expected, "pool_lp", np.float32, f"lp{p}")
+        _compare(got, ref.lp_pool(x, p, 2), "pool_lp", np.float32, f"lp{p} ref")
+
+
+# ---- non-finite values (the CPU side: tests/test_nonfinite.py) ----------------------------
+
+def _nonfinite_samples():
+    """Registry samples small enough for the simulator: every transposed one, and one forward
+    sample per GPU algorithm (direct with padding and dilation, depthwise, 1x1 gemm, im2col)."""
+    small = [s for s in curated() if math.prod(s.spec().output_shape) <= 600]
+    chosen = [s for s in small if s.transposed][:8]
+    for algo in ("direct", "depthwise", "gemm", "im2col"):
+        chosen += [next(s for s in small if not s.transposed and algo in gpu_algos(s)
+                        and (algo != "direct" or s.args.get("dilation", 1) != 1))]
+    return chosen
+
+
+NONFINITE_CASES = [(s, a) for s in _nonfinite_samples() for a in gpu_algos(s)]
+
+
+# NaN/inf arithmetic warns from the simulator's threads, outside np.errstate
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("s, algo", NONFINITE_CASES, ids=[f"{s}-{a}" for s, a in NONFINITE_CASES])
+def test_conv_nonfinite_placement(s, algo, rng):
+    """NaN/inf in input, weight or bias land where the reference and PyTorch put them (issue 11)."""
+    from test_nonfinite import PATTERNS, assert_same_nonfinite, conv_reference, with_nonfinite, zero_some
+
+    x, w, b = s.arrays(rng)
+    w = zero_some(w, rng)
+    for i, (where, values) in enumerate(PATTERNS):
+        arrays = with_nonfinite((x, w, b), where, values, rng)
+        if arrays is None:
+            continue
+        expected = conv_reference(s, *arrays)
+        with np.errstate(invalid="ignore", over="ignore"):
+            got = on_gpu(kind_for(i), CONV[s.op], *arrays, algo=algo, **s.args)
+        assert_same_nonfinite(got, expected, "conv", s.dtype, f"{s} algo={algo} {where}={values}")
+
+
+# NaN/inf arithmetic warns from the simulator's threads, outside np.errstate
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_pooling_nonfinite_placement(rng):
+    """max (indices too), avg, Lp (p = 1, 1.5, inf), adaptive and global pooling with NaN, +inf and -inf."""
+    from test_nonfinite import POOL_PATTERNS, assert_same_nonfinite
+
+    base = rng.standard_normal((1, 3, 6, 7))
+    for i, values in enumerate(POOL_PATTERNS):
+        x = base.copy()
+        x.reshape(-1)[rng.choice(x.size, len(values), replace=False)] = values
+        kind = kind_for(i)
+        got = on_gpu(kind, F.max_pool2d, x, 3, 2, 1, 1, True, True)
+        expected = ref.max_pool(x, 3, 2, 1, 1, True, return_indices=True)
+        assert_same_nonfinite(got[0], expected[0], "pool", np.float64, f"max {values}")
+        np.testing.assert_array_equal(got[1], expected[1])
+        with np.errstate(invalid="ignore", over="ignore"):
+            for include in (True, False):
+                got = on_gpu(kind, F.avg_pool2d, x, 3, 2, 1, True, include)
+                assert_same_nonfinite(got, ref.avg_pool(x, 3, 2, 1, True, include), "pool", np.float64,
+                                      f"avg {values}")
+            for p in (1.0, 1.5, math.inf):
+                got = on_gpu(kind, F.lp_pool2d, x, p, 2, padding=1)
+                assert_same_nonfinite(got, ref.lp_pool(x, p, 2, padding=1), "pool_lp", np.float64,
+                                      f"lp{p} {values}")
+            got = on_gpu(kind, F.adaptive_max_pool2d, x, (4, 3), True)
+            expected = ref.adaptive_max_pool(x, (4, 3), True)
+            assert_same_nonfinite(got[0], expected[0], "pool", np.float64, f"adaptive max {values}")
+            np.testing.assert_array_equal(got[1], expected[1])
+            assert_same_nonfinite(on_gpu(kind, F.adaptive_avg_pool2d, x, (4, 3)), ref.adaptive_avg_pool(x, (4, 3)),
+                                  "pool", np.float64, f"adaptive avg {values}")
+            assert_same_nonfinite(on_gpu(kind, F.global_avg_pool, x), ref.global_avg_pool(x), "pool", np.float64,
+                                  f"global avg {values}")
+            assert_same_nonfinite(on_gpu(kind, F.global_max_pool, x), ref.global_max_pool(x), "pool", np.float64,
+                                  f"global max {values}")
+
+
+# ---- integer max pooling (the CPU side: tests/test_integer_pooling.py) ---------------------
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.int32, np.int64], ids=lambda d: np.dtype(d).name)
+def test_integer_max_pooling(dtype, rng):
+    """Exact values and indices in the input's integer dtype: window (both layouts, a window
+    wholly in padding), adaptive (thread and warp kernels), global and pyramid max pooling."""
+    from test_integer_pooling import assert_exact, full_range
+
+    info = np.iinfo(dtype)
+    x = full_range(rng, (1, 2, 5, 6), dtype, ties=True)
+    for i, cl in enumerate((False, True)):
+        xin = to_cl(x) if cl else x
+        got = on_gpu(kind_for(i), F.max_pool2d, xin, 3, 2, 1, 1, True, True, channels_last=cl)
+        assert_exact(from_cl(got) if cl else got, ref.max_pool(x, 3, 2, 1, 1, True, return_indices=True), dtype,
+                     f"max cl={cl}")
+    got = on_gpu(KINDS[0], F.max_pool1d, x[0], 2, 1, ((3, 0),), return_indices=True)
+    assert (got[0][..., :2] == info.min).all() and (got[1][..., :2] == -1).all()
+    assert_exact(got, ref.max_pool(x[0], 2, 1, ((3, 0),), return_indices=True), dtype, "wholly padded")
+    big = full_range(rng, (1, 2, 9, 8), dtype)
+    for i, out in enumerate(((2, 3), 1)):  # 1: a channels-first mean window of 72 taps, the warp kernel
+        got = on_gpu(kind_for(i), F.adaptive_max_pool2d, big, out, True)
+        assert_exact(got, ref.adaptive_max_pool(big, out, True), dtype, f"adaptive {out}")
+    assert_exact(on_gpu(KINDS[0], F.global_max_pool, x), ref.global_max_pool(x), dtype, "global")
+    assert_exact(on_gpu(KINDS[0], F.spatial_pyramid_pool, x, (1, 2)), ref.spatial_pyramid_pool(x, (1, 2)), dtype,
+                 "pyramid")
+    with pytest.raises(TypeError, match=r"avg_pool2d: input has dtype .*; expected float16, float32 or float64"):
+        on_gpu(KINDS[0], F.avg_pool2d, x, 2)
 
 
 def test_conv_samples_registry_is_shared():

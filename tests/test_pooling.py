@@ -228,11 +228,10 @@ def test_lp_pool_vs_torch_and_reference(case, dtype, rng):
     shape, p, k, s = case
     nd = len(shape) - 2
     x = randn(rng, shape, dtype)
-    if p not in (1, 2):
-        x = np.abs(x)               # x ** p of negative x is NaN for non-integer p
     y = POOL["lp", nd](x, p, k, s)
     assert y.dtype == dtype
-    assert_close(y, tn(TORCH_POOL["lp", nd](tt(x), p, k, s)), "pool_lp", dtype, what="lp vs torch")
+    # the Lp norm, (sum |x|**p) ** (1/p): torch computes it for non-negative input
+    assert_close(y, tn(TORCH_POOL["lp", nd](tt(np.abs(x)), p, k, s)), "pool_lp", dtype, what="lp vs torch")
     assert_close(y, ref.lp_pool(x, p, k, s), "pool_lp", dtype, what="lp vs reference")
     assert_same(call_cl(POOL["lp", nd], x, p, k, s), y)
 
@@ -250,12 +249,22 @@ def test_lp_pool_ceil_mode_sums_in_input_taps(nd, rng):
                  "pool_lp", np.float64)
 
 
-def test_lp_pool_negative_sum_is_nan_like_torch():
-    x = np.array([[[-1.0, -2.0, 3.0, 1.0]]])
-    y = F.lp_pool1d(x, 3, 2)
-    expected = tn(TF.lp_pool1d(tt(x), 3, 2))
-    np.testing.assert_array_equal(np.isnan(y), np.isnan(expected))
-    assert_close(y, expected, "pool_lp", np.float64)
+@pytest.mark.parametrize("p", [1, 3, 1.5, 2.5])
+def test_lp_pool_of_negative_input_is_the_norm(p):
+    """(sum |x|**p) ** (1/p), as ONNX LpPool; torch takes the root of sum x**p, which is
+    negative (p = 1) or NaN (odd or fractional p) on these windows."""
+    x = np.array([[[-1.0, -2.0, 3.0, 1.0, -0.5, -4.0]]])
+    expected = (np.abs(x).reshape(1, 1, 3, 2) ** p).sum(-1) ** (1 / p)
+    for dtype in (np.float64, np.float32):
+        y = F.lp_pool1d(x.astype(dtype), p, 2)
+        assert np.isfinite(y).all() and (y > 0).all()
+        assert_close(y, expected, "pool_lp", dtype)
+        assert_close(F.lp_pool1d(to_cl(x).astype(dtype), p, 2, channels_last=True, padding=1),
+                     ref.lp_pool(x, p, 2, padding=1).transpose(0, 2, 1), "pool_lp", dtype)
+    assert_close(ref.lp_pool(x, p, 2), expected, "pool_lp", np.float64)
+    assert_close(F.lp_pool1d(x, p, 2), tn(TF.lp_pool1d(tt(np.abs(x)), p, 2)), "pool_lp", np.float64)
+    torch_y = tn(TF.lp_pool1d(tt(x), p, 2))
+    assert (np.isnan(torch_y) | (torch_y < 0)).any()  # where PyTorch's definition differs
 
 
 def test_lp_pool_inf_norm_is_max_abs(rng):
@@ -635,6 +644,91 @@ def test_workload_layers_scaled_down(layer, rng):
     assert_close(got, tn(torch_got), "pool", np.float32, what=f"{layer['name']} vs torch")
 
 
+# ---- windows that run past the padded end (ceil_mode) ---------------------------------
+
+def _torch_ceil_cases():
+    """Every 1-D geometry (in n, kernel k, stride s, pad p <= k/2, dilation d) in a small
+    range where the last ceil_mode window runs past the padded end, so that the padded
+    input is shorter than the window extent or the last window is clipped by the end."""
+    cases = []
+    for n in range(1, 5):
+        for k in range(1, 6):
+            for s in range(1, 4):
+                for p in range(0, k // 2 + 1):
+                    for d in (1, 2):
+                        extent = d * (k - 1) + 1
+                        span = n + 2 * p - extent
+                        if span < 0 or span % s:
+                            cases.append((n, k, s, p, d))
+    return cases
+
+
+CEIL_CASES = _torch_ceil_cases()
+
+
+def test_windows_past_the_padded_end_issue_calls(rng):
+    """The two calls of issue 11 that PyTorch accepts: the window extent exceeds the padded input."""
+    x = randn(rng, (2, 2, 1, 17))
+    for include in (True, False):
+        args = (5,), dict(stride=3, padding=(1, 2), ceil_mode=True, count_include_pad=include)
+        y = F.avg_pool2d(x, *args[0], **args[1])
+        assert y.shape == (2, 2, 1, 7)
+        assert_close(y, tn(TF.avg_pool2d(tt(x), *args[0], **args[1])), "pool", np.float64, what="avg vs torch")
+        assert_close(y, ref.avg_pool(x, *args[0], **args[1]), "pool", np.float64, what="avg vs reference")
+        assert_same(call_cl(F.avg_pool2d, x, *args[0], **args[1]), y)
+    x = randn(rng, (2, 2, 17, 4))
+    kw = dict(stride=3, padding=(1, 2), dilation=(1, 2), ceil_mode=True, return_indices=True)
+    y, i = F.max_pool2d(x, (3, 5), **kw)
+    ty, ti = TF.max_pool2d(tt(x), (3, 5), **kw)
+    assert y.shape == (2, 2, 6, 1)
+    np.testing.assert_array_equal(y, tn(ty))
+    np.testing.assert_array_equal(i, ti.numpy())
+    ry, ri = ref.max_pool(x, (3, 5), **kw)
+    np.testing.assert_array_equal(y, ry)
+    np.testing.assert_array_equal(i, ri)
+    assert_same(call_cl(F.max_pool2d, x, (3, 5), **kw), (y, i))
+
+
+@pytest.mark.parametrize("mode", ["max", "avg_include", "avg_exclude"])
+def test_windows_past_the_padded_end_match_torch(mode, rng):
+    """Every small geometry whose ceil_mode windows run past the padded end: fastconv accepts
+    exactly the calls PyTorch accepts, with its shape, values, divisors and indices (2-D, the
+    geometry on H, a plain 3-wide W, both layouts)."""
+    accepted = 0
+    for n, k, s, p, d in CEIL_CASES:
+        if mode != "max" and d > 1:
+            continue
+        x = randn(rng, (1, 3, n, 4))
+        kw = dict(stride=(s, 1), padding=(p, 0), ceil_mode=True)
+        if mode == "max":
+            fn, tfn, kw = F.max_pool2d, TF.max_pool2d, dict(kw, dilation=(d, 1), return_indices=True)
+        else:
+            fn, tfn, kw = F.avg_pool2d, TF.avg_pool2d, dict(kw, count_include_pad=mode == "avg_include")
+        try:
+            expected = tfn(tt(x), (k, 3), **kw)
+        except RuntimeError:
+            with pytest.raises(ValueError, match=r"larger than the padded input .* even ceil_mode leaves no window"):
+                fn(x, (k, 3), **kw)
+            continue
+        accepted += 1
+        got = fn(x, (k, 3), **kw)
+        if mode == "max":
+            np.testing.assert_array_equal(got[0], tn(expected[0]))
+            reference = ref.max_pool(x, (k, 3), **kw)
+            np.testing.assert_array_equal(got[0], reference[0])
+            np.testing.assert_array_equal(got[1], reference[1])
+            # a window with no tap in the input (dilation steps over it) is -inf with index -1
+            # (README); torch reports an index of some cell outside the window there
+            empty = reference[1] == -1
+            assert np.isneginf(got[0][empty]).all()
+            np.testing.assert_array_equal(got[1][~empty], expected[1].numpy()[~empty])
+        else:
+            assert_close(got, tn(expected), "pool", np.float64, what=f"{(n, k, s, p)} vs torch")
+            assert_close(got, ref.avg_pool(x, (k, 3), **kw), "pool", np.float64, what=f"{(n, k, s, p)} vs ref")
+        assert_same(call_cl(fn, x, (k, 3), **kw), got)
+    assert accepted > 20
+
+
 # ---- errors --------------------------------------------------------------------------
 
 X2 = np.zeros((1, 2, 6, 6), np.float32)
@@ -648,6 +742,8 @@ ERRORS = [
     (lambda: F.max_pool2d(X2, None), TypeError, r"max_pool2d: kernel_size must be an int .* got NoneType"),
     (lambda: F.max_pool2d(X2, 2.5), TypeError, r"kernel_size must be an int"),
     (lambda: F.avg_pool2d(X2, 7), ValueError, r"avg_pool2d: kernel extent 7 .* larger than the padded input 6"),
+    (lambda: F.avg_pool2d(X2, 8, 1, ceil_mode=True), ValueError,
+     r"avg_pool2d: kernel extent 8 .* larger than the padded input 6 .* by 2 >= stride 1, so even ceil_mode"),
     (lambda: F.max_pool2d(X2, 2, 0), ValueError, r"max_pool2d: stride=0 must be >= 1"),
     (lambda: F.max_pool2d(X2, 2, 1.5), TypeError, r"max_pool2d: stride must be an int"),
     (lambda: F.max_pool2d(X2, 2, (1, 2, 3)), ValueError, r"stride=\(1, 2, 3\)"),
@@ -657,8 +753,11 @@ ERRORS = [
     (lambda: F.max_pool2d(X2, 2, 2, ((1, 2, 3), 1)), ValueError, r"\(begin, end\) pair"),
     (lambda: F.max_pool2d(X2, 2, 2, 1.0), TypeError, r"max_pool2d: padding must be an int"),
     (lambda: F.max_pool2d(X2, 2, dilation=0), ValueError, r"dilation=0 must be >= 1"),
-    (lambda: F.max_pool2d(X2.astype(np.int32), 2), TypeError,
-     r"max_pool2d: input has dtype int32; expected float16, float32 or float64"),
+    (lambda: F.avg_pool2d(X2.astype(np.int32), 2), TypeError,
+     r"avg_pool2d: input has dtype int32; expected float16, float32 or float64 \(integer input is accepted by "
+     r"max_pool\*"),
+    (lambda: F.max_pool2d(X2.astype(np.uint32), 2), TypeError,
+     r"max_pool2d: input has dtype uint32; expected float16, float32, float64, int8, uint8, int16, int32 or int64"),
     (lambda: F.avg_pool1d(X1.astype(np.complex64), 2), TypeError, r"avg_pool1d: input has dtype complex64"),
     (lambda: F.adaptive_avg_pool2d(X2.astype(bool), 2), TypeError, r"input has dtype bool"),
     (lambda: F.max_pool2d(X1[0], 2), ValueError,

@@ -27,7 +27,7 @@ from .conv_depthwise_nchw import nchw_kernel
 from .conv_depthwise_nhwc import nhwc_kernel
 from .conv_driver import ChunkedOutput, run_on_padded_chunks
 from .layout import bias_vector, geometry3, image_chunks, kernel_array, kernel_ready
-from .weights import pack_depthwise_weight
+from .weights import all_finite, pack_depthwise_weight
 
 # Channels-last: at most this many channels per task. Larger blocks amortise each register tile's
 # setup over more channel vectors: 512 measured 5-25% faster than 128 (and 128 than 64) on
@@ -133,6 +133,12 @@ def _depthwise_only(spec):
 def conv_depthwise(spec, x, weight, bias):
     dtype = working_dtype(np.dtype(spec.dtype))
     plan = depthwise_plan(spec)
+    if not plan.padded and not all_finite(weight):
+        # implicit zero padding skips the taps that read it; a NaN or inf weight must meet those
+        # zeros (0 * inf is NaN, as in PyTorch and the reference): the direct kernel pads them
+        from .conv_direct import conv_direct
+
+        return conv_direct(spec, x, weight, bias)
     w = pack_depthwise_weight(weight, spec, dtype, plan.channels_last).reshape(-1)
     b = kernel_array(bias_vector(bias, spec, dtype), dtype)
     lo, hi = (dtype.type(v) for v in CLAMP_BOUNDS[spec.activation])

@@ -39,7 +39,7 @@ from .conv_direct_microkernel import fma_tile_strided, pack_weight_block, shapes
 from .conv_direct_pointwise import strided_shape
 from .conv_direct_tiled import TileShape, tile_shape
 from .layout import ACTIVATION_CODES, geometry3, kernel_array
-from .weights import pack_bias_blocked
+from .weights import all_finite, pack_bias_blocked
 
 # The depthwise rows of one task, as bytes: within L2 (2 MB here) beside the pointwise weights.
 SCRATCH_BYTES = 256 * 1024
@@ -169,6 +169,12 @@ def _scratch(threads: int, elems: int, dtype) -> np.ndarray:
           note="channels-last depthwise rows into an L2-sized block, then its 1x1 by register tiles, one pass")
 def separable_fused(pair: SeparablePair, x, dw_weight, dw_bias, pw_weight, pw_bias):
     d, p = pair
+    if not all_finite(dw_weight):
+        # the depthwise rows skip the taps that read zero padding; a NaN or inf weight must meet
+        # those zeros (0 * inf is NaN, as in PyTorch): the two convs one after the other
+        from .conv_separable import separable_composed
+
+        return separable_composed(pair, x, dw_weight, dw_bias, pw_weight, pw_bias)
     dtype = working_dtype(np.dtype(d.dtype))
     plan = separable_plan(pair, numba.get_num_threads())
     geom = geometry3(d)

@@ -42,6 +42,7 @@ from .._workspace import chunks, workspace_limit
 from ..dispatch import register
 from .blas import gemm
 from .layout import ACTIVATION_CODES, activate, bias_vector, channels_last_5d, geometry3, padded_input
+from .weights import all_finite
 
 # Bands narrower than this merge into a neighbour (their taps' hull): fewer, larger GEMMs
 # for a few products with padding (ASPP at dilation 18 on 33 rows: bands 15, 3, 15 -> 18, 15).
@@ -292,6 +293,12 @@ def _zeros_dilated(spec):
 @register("conv", "cpu", "taps", supports=_zeros_dilated,
           note="im2col over only the taps inside the input, per output region; GEMM on fastconv's threads")
 def conv_taps(spec, x, weight, bias):
+    if not all_finite(weight):
+        # the taps that read padding are skipped; a NaN or inf weight must meet those zeros
+        # (0 * inf is NaN, as in PyTorch and the reference): the direct kernel pads them
+        from .conv_direct import conv_direct
+
+        return conv_direct(spec, x, weight, bias)
     dtype = working_dtype(np.dtype(spec.dtype))
     geom = geometry3(spec)
     cl = spec.channels_last

@@ -10,7 +10,13 @@ others: the register-tiled direct kernel), with bias and activation fused. Phase
 whose sub-convolutions share the input window and sub-kernel shape run as one forward
 conv with their output channels stacked (U-Net's 2x2 stride 2: one GEMM); when all
 phases' output channels together fit one vector (DCGAN's 3-channel last layer), all
-run as one conv over the union of their windows, zeros at the taps a phase lacks.
+run as one conv over the union of their windows, zeros at the taps a phase lacks. As
+0 * inf is NaN, a NaN or inf input runs such phases apart instead, and a NaN or inf weight
+goes to the gather form (conv_transpose.py, algo "direct"): each phase's forward conv reads
+zeros past the input's edges, where a transposed conv has no term at all. Non-finite values
+then land exactly where the definition (and PyTorch) puts them: an output is non-finite
+only through the terms it has. Which check runs, on the operands before or on the output
+after (both causes only add NaN), is whichever reads fewer elements.
 Otherwise, where its conditions hold (ungrouped, output sizes multiples of the strides, ...),
 conv_transpose_tiled.py runs every phase through the compiled direct kernel with the input
 packed once and each phase's outputs written straight into their interleaved places
@@ -44,6 +50,7 @@ from .._jit import parallel_kernel
 from ..dispatch import choose, register
 from ..spec.conv import resolve_conv
 from .layout import lift3
+from .weights import all_finite
 
 
 class DimPhase(NamedTuple):
@@ -100,9 +107,10 @@ def dim_phases(n: int, k: int, s: int, d: int, pad_begin: int, out: int) -> list
 
 
 @cached_plan
-def phase_plan(spec) -> PhasePlan:
+def phase_plan(spec, union_ok: bool = True) -> PhasePlan:
     """PhaseGroups for a transposed-conv spec, phases sharing a forward geometry stacked, and where
-    each phase's forward weight comes from. Cached: callers must not write to its arrays."""
+    each phase's forward weight comes from; ``union_ok=False`` never runs the phases as one conv
+    over the union of their windows. Cached: callers must not write to its arrays."""
     per_dim = [dim_phases(n, k, s, d, b, o) for n, k, s, d, (b, _), o in
                zip(spec.in_size, spec.kernel, spec.stride, spec.dilation, spec.pads, spec.out_size)]
     by_geometry: dict = {}
@@ -113,7 +121,7 @@ def phase_plan(spec) -> PhasePlan:
             key = tuple((p.crop, p.pads, p.dilation, p.taps_n) for p in combo)
         by_geometry.setdefault(key, []).append(combo)
     flat = np.arange(math.prod(spec.kernel)).reshape(spec.kernel)
-    union = _union(spec, per_dim)
+    union = _union(spec, per_dim) if union_ok else None
     if union is not None:
         phases = _product(per_dim)
         by_geometry = {tuple(key for key, _ in union): phases}
@@ -290,8 +298,38 @@ def _flat_bits(a):
 @register("conv_transpose", "cpu", "phases",
           note="one forward conv per output phase (sub-pixel decomposition), by the forward kernels")
 def conv_transpose_phases(spec, x, weight, bias):
-    dtype = np.dtype(spec.dtype)
+    """Two things make a NaN here that the definition does not: a NaN or inf weight meeting a phase's
+    zero pads, and (union plan) a NaN or inf input meeting the union's zero taps. Both only add NaN,
+    so a finite output needs no second look: the cheaper of the two checks runs, the operands before
+    (one pass over the weight, and the input for a union plan) or the output after."""
     plan = phase_plan(spec)
+    after = math.prod(spec.output_shape) < weight.size + (x.size if plan.union else 0)
+    if not after:
+        exact = _nonfinite_route(spec, plan, x, weight, bias)
+        if exact is not None:
+            return exact()
+    out = _phases(spec, plan, x, weight, bias)
+    if after and not all_finite(out):
+        exact = _nonfinite_route(spec, plan, x, weight, bias)
+        if exact is not None:
+            return exact()
+    return out
+
+
+def _nonfinite_route(spec, plan, x, weight, bias):
+    """The exact computation when the operands hold NaN or inf where the phases would misplace it, else None:
+    a non-finite weight goes to the gather form, a non-finite input of a union plan to the phases apart."""
+    if not all_finite(weight):
+        from .conv_transpose import conv_transpose_direct
+
+        return lambda: conv_transpose_direct(spec, x, weight, bias)
+    if plan.union and not all_finite(x):
+        return lambda: _phases(spec, phase_plan(spec, False), x, weight, bias)
+    return None
+
+
+def _phases(spec, plan, x, weight, bias):
+    dtype = np.dtype(spec.dtype)
     if not plan.union:
         out = _interleaved_in_kernel(spec, x, weight, bias)
         if out is not None:

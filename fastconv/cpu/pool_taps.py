@@ -3,7 +3,25 @@ channels-first and channels-last kernels (and the GPU ones)."""
 
 from __future__ import annotations
 
+import numpy as np
+from numba.extending import overload
+from numba.np.numpy_support import as_dtype
+
 from .._jit import inline_helper
+
+
+def lowest(a):
+    """What a padded cell holds in a max over ``a``'s dtype (and a window with no tap in the
+    input gives): -inf for floats, the dtype's minimum for integers (exact integer pooling)."""
+    dt = np.asarray(a).dtype
+    return dt.type(np.iinfo(dt).min) if dt.kind in "iu" else dt.type(-np.inf)
+
+
+@overload(lowest, inline="always")
+def _lowest(a):
+    dt = as_dtype(a.dtype)
+    value = dt.type(np.iinfo(dt).min) if dt.kind in "iu" else dt.type(-np.inf)
+    return lambda a: value
 
 
 @inline_helper

@@ -25,8 +25,10 @@ Semantics (PyTorch's where it has one):
 - avg: sum of the in-input taps / divisor; the divisor is ``divisor_override``, else
   the number of taps within [-begin, in + end) per dim (count_include_pad=True) or
   within the input (False). A zero divisor gives 0.
-- lp: (sum over in-input taps of x**p) ** (1/p), as PyTorch's x.pow(p) definition
-  (PyTorch rescales windows clipped by ceil_mode; we do not); p = inf gives max |x|.
+- lp: (sum over in-input taps of |x|**p) ** (1/p), the Lp norm as ONNX LpPool defines
+  it (PyTorch raises x, not |x|, to the power p, so on negative input it gives negative
+  values for p = 1 and NaN for other odd or fractional p; it also rescales windows
+  clipped by ceil_mode; we do neither); p = inf gives max |x|.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from numba import prange
 
 from ..dispatch import register
 from .pool_run import lifted, make_plan, run_pool, spec_memo, twin
-from .pool_taps import avg_divisor, next_tap, span, taps_within
+from .pool_taps import avg_divisor, lowest, next_tap, span, taps_within
 from .pool_window_nchw import avg_pool_nchw, lp_pool_nchw, max_pool_nchw
 
 __all__ = ["taps_within", "channel_block", "channel_blocks", "pool_direct"]
@@ -120,7 +122,7 @@ def _max_pool_ndhwc(x, out, idx, want_idx, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh,
                                 of[o + uc] = v if (v > m) | (v != v) else m
             if first:  # no tap inside the input
                 for c in range(width):
-                    of[o + np.uint64(c)] = -np.inf
+                    of[o + np.uint64(c)] = lowest(out)
                 if want_idx:
                     for c in range(width):
                         jf[o + np.uint64(c)] = -1
@@ -204,7 +206,7 @@ def _avg_pool_ndhwc(x, out, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh, dw,
 
 
 def _lp_pool_ndhwc(x, out, p, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh, dw, pd, ph, pw, cblock):
-    """out = (sum of in-input x**p) ** (1/p); p = inf: max |x| (NaN propagates)."""
+    """out = (sum of in-input |x|**p) ** (1/p); p = inf: max |x| (NaN propagates)."""
     n_img, in_d, in_h, in_w, c_n = x.shape
     od_n, oh_n, ow_n = out.shape[1], out.shape[2], out.shape[3]
     xf = x.reshape(x.size)
@@ -239,7 +241,7 @@ def _lp_pool_ndhwc(x, out, p, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh, dw, pd, ph, 
                         if kind == 1:
                             for c in range(width):
                                 uc = np.uint64(c)
-                                of[o + uc] += xf[xs + uc]
+                                of[o + uc] += abs(xf[xs + uc])
                         elif kind == 2:
                             for c in range(width):
                                 uc = np.uint64(c)
@@ -254,7 +256,7 @@ def _lp_pool_ndhwc(x, out, p, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh, dw, pd, ph, 
                         elif kind == 4:
                             for c in range(width):
                                 uc = np.uint64(c)
-                                v = xf[xs + uc]
+                                v = abs(xf[xs + uc])
                                 pw_ = v
                                 for _ in range(ip - 1):
                                     pw_ *= v
@@ -262,7 +264,7 @@ def _lp_pool_ndhwc(x, out, p, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh, dw, pd, ph, 
                         else:
                             for c in range(width):
                                 uc = np.uint64(c)
-                                of[o + uc] += xf[xs + uc] ** p
+                                of[o + uc] += abs(xf[xs + uc]) ** p
             if kind == 2:
                 for c in range(width):
                     of[o + np.uint64(c)] = np.sqrt(of[o + np.uint64(c)])

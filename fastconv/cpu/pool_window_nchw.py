@@ -19,7 +19,7 @@ from numba import prange
 
 from .._jit import inline_helper
 from .pool_run import twin
-from .pool_taps import avg_divisor, span
+from .pool_taps import avg_divisor, lowest, span
 
 
 @inline_helper
@@ -61,7 +61,7 @@ def _max_pool_nchw(x, out, idx, want_idx, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh, 
         x0 = (p // od_n) * plane
         o0 = np.uint64(t * ow_n)
         for j in range(ow_n):
-            of[o0 + np.uint64(j)] = -np.inf
+            of[o0 + np.uint64(j)] = lowest(out)  # -inf, or an integer dtype's minimum
         if want_idx:
             for j in range(ow_n):
                 jf[o0 + np.uint64(j)] = -1
@@ -144,7 +144,7 @@ def _avg_pool_nchw(x, out, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh, dw, pd, ph, pw,
 
 
 def _lp_pool_nchw(x, out, p, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh, dw, pd, ph, pw):
-    """out = (sum of in-input x**p) ** (1/p); p = inf: max |x| (NaN propagates)."""
+    """out = (sum of in-input |x|**p) ** (1/p); p = inf: max |x| (NaN propagates)."""
     n_img, c_n, in_d, in_h, in_w = x.shape
     od_n, oh_n, ow_n = out.shape[2], out.shape[3], out.shape[4]
     xf = x.reshape(x.size)
@@ -179,7 +179,7 @@ def _lp_pool_nchw(x, out, p, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh, dw, pd, ph, p
                     if kind == 1:
                         for j in range(hi - lo):
                             uj = np.uint64(j)
-                            of[os + uj] += xf[xs + uj * usw]
+                            of[os + uj] += abs(xf[xs + uj * usw])
                     elif kind == 2:
                         for j in range(hi - lo):
                             uj = np.uint64(j)
@@ -194,7 +194,7 @@ def _lp_pool_nchw(x, out, p, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh, dw, pd, ph, p
                     elif kind == 4:
                         for j in range(hi - lo):
                             uj = np.uint64(j)
-                            v = xf[xs + uj * usw]
+                            v = abs(xf[xs + uj * usw])
                             r = v
                             for _ in range(ip - 1):
                                 r *= v
@@ -202,7 +202,7 @@ def _lp_pool_nchw(x, out, p, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh, dw, pd, ph, p
                     else:
                         for j in range(hi - lo):
                             uj = np.uint64(j)
-                            of[os + uj] += xf[xs + uj * usw] ** p
+                            of[os + uj] += abs(xf[xs + uj * usw]) ** p
         if kind == 2:
             for j in range(ow_n):
                 of[o0 + np.uint64(j)] = np.sqrt(of[o0 + np.uint64(j)])

@@ -3,9 +3,26 @@ runs over consecutive output channels of one group."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .layout import lift3
+
+
+def all_finite(a) -> bool:
+    """Whether ``a`` holds no NaN or inf: its sum of squares is finite (one pass, no temporary; a sum
+    that overflows says no, which only sends the call to a slower exact path). float16 sums in float32.
+
+    Kernels that skip the taps reading zero padding (depthwise and taps, their implicit
+    padding; the phases of a transposed conv, whose forward convs read zeros where a
+    transposed conv has no term) check their weight with it: a NaN or inf weight must meet
+    the padded zeros of a forward conv (0 * inf is NaN, as in PyTorch and the reference) and
+    must not meet the phases' zeros."""
+    if a.dtype == np.float16:
+        return bool(np.isfinite(np.sum(a, dtype=np.float32)))
+    flat = a.reshape(-1)
+    return math.isfinite(flat @ flat)  # sum of squares by BLAS: faster than np.sum on small weights
 
 
 def _lifted(weight, spec):

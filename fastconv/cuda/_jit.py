@@ -27,6 +27,7 @@ Options, set here and nowhere else:
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -35,10 +36,22 @@ from numba import config, cuda, types
 SIMULATOR = bool(config.ENABLE_CUDASIM)
 
 # float16 is stored as float16 and computed in float32; float64 computes in float64.
+# Integer dtypes (max pooling only) are stored and computed in themselves, exactly.
+_INTS = ("int8", "uint8", "int16", "int32", "int64")
 STORE = {"float16": types.float16, "float32": types.float32, "float64": types.float64}
+STORE.update({name: getattr(types, name) for name in _INTS})
 WORK = {"float16": types.float32, "float32": types.float32, "float64": types.float64}
+WORK.update({name: getattr(types, name) for name in _INTS})
 WORK_NP = {"float16": np.float32, "float32": np.float32, "float64": np.float64}
-SUFFIX = {"float16": "f16", "float32": "f32", "float64": "f64"}
+WORK_NP.update({name: getattr(np, name) for name in _INTS})
+SUFFIX = {"float16": "f16", "float32": "f32", "float64": "f64", "int8": "i8", "uint8": "u8", "int16": "i16",
+          "int32": "i32", "int64": "i64"}
+
+
+def lowest(dtype: str):
+    """What a max starts from (and a window with no tap in the input gives): -inf, or an
+    integer dtype's minimum."""
+    return int(np.iinfo(dtype).min) if dtype in _INTS else -math.inf
 
 i64 = types.int64
 f32 = types.float32

@@ -80,7 +80,6 @@ def transpose_kernel(nd, kernel, tile, dtype, channels_last) -> Kernel:
         ws = cuda.shared.array(ws_size, work)
         acc = cuda.local.array(acc_n, work)
         wr = cuda.local.array(RK, work)
-        xr = cuda.local.array(RP, work)
         oh_j = cuda.local.array(RP, i64)
         ow_j = cuda.local.array(RP, i64)
         src_h = cuda.local.array(RP, i64)
@@ -154,14 +153,13 @@ def transpose_kernel(nd, kernel, tile, dtype, channels_last) -> Kernel:
                             if c0 + cc < cg:
                                 for r in range(RK):
                                     wr[r] = ws[(tap * cc_n + cc) * tk + tkk + r * n_kt]
+                                # only real input pixels meet the weight: a pixel without a source adds
+                                # nothing (not 0 * w, which is NaN for an inf weight)
                                 for j in range(RP):
-                                    xv = work(0)
                                     if src_w[j] >= 0:
                                         xv = x[n, i_d, src_h[j], src_w[j], cbase + c0 + cc]
-                                    xr[j] = xv
-                                for j in range(RP):
-                                    for r in range(RK):
-                                        acc[j * RK + r] += xr[j] * wr[r]
+                                        for r in range(RK):
+                                            acc[j * RK + r] += xv * wr[r]
         for j in range(RP):
             oh = oh_j[j]
             ow = ow_j[j]

@@ -20,14 +20,25 @@ the window was split. Indices are int64, flat over the channel's input plane.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import cuda
 
 from ..cpu.pool_adaptive import adaptive_end, adaptive_start
 from ..dispatch import register
-from ._jit import SUFFIX, WORK, Kernel, Launch, array, ceil_div, elementwise, i64, layout_name, specialised
+from ._jit import (
+    SUFFIX,
+    WORK,
+    WORK_NP,
+    Kernel,
+    Launch,
+    array,
+    ceil_div,
+    elementwise,
+    i64,
+    layout_name,
+    lowest,
+    specialised,
+)
 from .pad import lift5
 from .pool_window import pool_outputs, pool_result
 
@@ -41,7 +52,7 @@ def adaptive_thread_kernel(mode: str, nd: int, dtype: str, channels_last: bool, 
     work = WORK[dtype]
     cl = channels_last
     is_max = mode == "max"
-    neg_inf = -math.inf
+    neg_inf = lowest(dtype)  # -inf, or an integer dtype's minimum (integers: max pooling only)
 
     def kernel(x, out, idx):
         if cl:
@@ -94,7 +105,7 @@ def adaptive_thread_kernel(mode: str, nd: int, dtype: str, channels_last: bool, 
                         else:
                             acc += v
             if not is_max:
-                acc = acc / work((d1 - d0) * (h1 - h0) * (w1 - w0))
+                acc = work(acc / work((d1 - d0) * (h1 - h0) * (w1 - w0)))  # one type for integer dtypes
             if cl:
                 out[n, od, oh, ow, c] = acc
                 if want_idx:
@@ -116,7 +127,7 @@ def adaptive_warp_kernel(mode: str, nd: int, dtype: str, want_idx: bool) -> Kern
     """Channels-first input, one warp per output element."""
     work = WORK[dtype]
     is_max = mode == "max"
-    neg_inf = -math.inf
+    neg_inf = lowest(dtype)
     threads = LANES * WARPS
 
     def kernel(x, out, idx):
@@ -193,14 +204,14 @@ def adaptive_warp_kernel(mode: str, nd: int, dtype: str, want_idx: bool) -> Kern
             if is_max:
                 out[n, c, od, oh, ow] = sv[t]
             else:
-                out[n, c, od, oh, ow] = sv[t] / work(count)
+                out[n, c, od, oh, ow] = work(sv[t] / work(count))
             if want_idx:
                 idx[n, c, od, oh, ow] = si[t]
 
     what = "max_idx" if want_idx else mode
     name = f"adaptive_{what}_pool{nd}d_{layout_name(nd, False)}_warp{LANES}x{WARPS}_{SUFFIX[dtype]}"
     argtypes = (array(dtype, 5), array(dtype, 5), array(i64, 5))
-    shared = threads * (np.dtype(np.float64 if dtype == "float64" else np.float32).itemsize + 8)
+    shared = threads * (np.dtype(WORK_NP[dtype]).itemsize + 8)
     return Kernel(name, kernel, argtypes, threads, shared)
 
 

@@ -16,7 +16,7 @@ Semantics are the CPU kernels' (fastconv.cpu.pool_window), tap for tap:
 - avg: in-input sum / divisor: ``divisor_override``, else the taps within
   [-begin, in + end) (count_include_pad) or within the input, counted by the CPU
   module's ``taps_within`` helper; a zero divisor gives 0.
-- lp: (sum of x**p) ** (1/p) with the CPU's cases p = 1, 2, inf, whole p, any p.
+- lp: (sum of |x|**p) ** (1/p) with the CPU's cases p = 1, 2, inf, whole p, any p.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from numba import cuda
 from ..cpu.layout import geometry3
 from ..cpu.pool_window import taps_within
 from ..dispatch import register
-from ._jit import SUFFIX, WORK, WORK_NP, Kernel, array, dims, elementwise, i64, layout_name, specialised
+from ._jit import SUFFIX, WORK, WORK_NP, Kernel, array, dims, elementwise, i64, layout_name, lowest, specialised
 from .pad import lift5
 
 LP_KINDS = {"sum": 1, "square": 2, "max_abs": 3, "whole": 4, "any": 0}
@@ -55,7 +55,7 @@ def window_pool_kernel(mode: str, nd: int, kernel3: tuple, dtype: str, channels_
     kind = variant if mode == "lp" else -1
     is_max = mode == "max"
     is_avg = mode == "avg"
-    neg_inf = -math.inf
+    neg_inf = lowest(dtype)  # -inf, or an integer dtype's minimum (integers: max pooling only)
 
     def kernel(x, out, idx, sd, sh, sw, dd, dh, dw, pd, ph, pw, ed, eh, ew, include_pad, divisor, p, ip):
         if cl:
@@ -111,8 +111,10 @@ def window_pool_kernel(mode: str, nd: int, kernel3: tuple, dtype: str, channels_
                                         if best < 0 or v > acc or v != v:
                                             acc = v
                                             best = (i_d * in_h + i_h) * in_w + i_w
-                                    elif is_avg or kind == 1:
+                                    elif is_avg:
                                         acc += v
+                                    elif kind == 1:
+                                        acc += abs(v)
                                     elif kind == 2:
                                         acc += v * v
                                     elif kind == 3:
@@ -120,9 +122,9 @@ def window_pool_kernel(mode: str, nd: int, kernel3: tuple, dtype: str, channels_
                                         if a > acc or a != a:
                                             acc = a
                                     elif kind == 4:
-                                        acc += v ** ip
+                                        acc += abs(v) ** ip
                                     else:
-                                        acc += v ** p
+                                        acc += abs(v) ** p
             if is_avg:
                 if divisor > 0:
                     div = divisor
@@ -133,13 +135,13 @@ def window_pool_kernel(mode: str, nd: int, kernel3: tuple, dtype: str, channels_
                     div = (taps_within(bd, kd_n, dd, 0, in_d) * taps_within(bh, kh_n, dh, 0, in_h)
                            * taps_within(bw, kw_n, dw, 0, in_w))
                 if div > 0:
-                    acc = acc / work(div)
+                    acc = work(acc / work(div))  # the cast keeps acc one type for integer dtypes
                 else:
                     acc = work(0)
             elif kind == 2:
-                acc = math.sqrt(acc)
+                acc = work(math.sqrt(acc))
             elif kind == 0 or kind == 4:
-                acc = acc ** work(inv_p)
+                acc = work(acc ** work(inv_p))
             if cl:
                 out[n, od, oh, ow, c] = acc
                 if want_idx:

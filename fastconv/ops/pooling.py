@@ -5,6 +5,11 @@ Beyond PyTorch (as ONNX allows): ``padding`` also takes per-dim ``(begin, end)``
 ``"same"`` (output ``ceil(in / stride)``, the odd pad at the end), ``"valid"`` and
 ``"full"``; pads may be any size; ``avg_pool*`` and ``lp_pool*`` take ``dilation=`` and
 ``padding=``. Padded cells never win a max and never add to a sum.
+
+Max pooling (window, adaptive, global, pyramid) also takes int8, uint8, int16, int32 and
+int64 input, computed exactly in its dtype: padded cells hold the dtype's minimum, and a
+window wholly in padding gives that minimum with index -1 (floats: -inf). Average and Lp
+pooling of integers raise TypeError.
 """
 
 from __future__ import annotations
@@ -15,11 +20,11 @@ import numbers
 import numpy as np
 
 from .._args import check_flag, is_int
-from .._arrays import like_input, shape_of, to_host
+from .._arrays import check_pool_dtype, like_input, shape_of, to_host
 from ..dispatch import choose
 from ..spec.pool import resolve_adaptive_pool, resolve_pool
 from ._call import CallPlan, _as_kind, batched, call_plan, check_output, execute, remember
-from ._spec_cache import DTYPE_NAMES, Uncacheable, cached_spec, input_dtype, key_of
+from ._spec_cache import DTYPE_NAMES, Uncacheable, cached_spec, key_of
 
 __all__ = [
     "max_pool1d", "max_pool2d", "max_pool3d",
@@ -29,6 +34,13 @@ __all__ = [
     "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
     "global_avg_pool", "global_max_pool", "spatial_pyramid_pool",
 ]
+
+
+def _input_dtype(op, mode, input):
+    """The input's dtype: float16/32/64, and for max pooling the integer dtypes too (exact)."""
+    if isinstance(input, np.ndarray) and input.dtype in DTYPE_NAMES:
+        return input.dtype
+    return check_pool_dtype(op, "input", input, integers=mode == "max")
 
 
 def _empty(spec, dtype, with_indices):
@@ -103,7 +115,7 @@ def _pool(op, mode, nd, input, kernel_size, stride, padding, dilation, ceil_mode
             return plan.run(input)
     channels_last = check_flag(op, "channels_last", channels_last)
     backend, x, unbatched = batched(op, input, nd, device)
-    dtype = input_dtype(op, input)
+    dtype = _input_dtype(op, mode, input)
     if isinstance(norm_type, bool) or not isinstance(norm_type, numbers.Real):
         raise TypeError(f"{op}: norm_type must be a positive number, got {type(norm_type).__name__}")
     if divisor_override is not None and (isinstance(divisor_override, bool)
@@ -113,7 +125,7 @@ def _pool(op, mode, nd, input, kernel_size, stride, padding, dilation, ceil_mode
     ceil_mode = check_flag(op, "ceil_mode", ceil_mode)
     count_include_pad = check_flag(op, "count_include_pad", count_include_pad)
     return_indices = check_flag(op, "return_indices", return_indices)
-    name = DTYPE_NAMES[dtype]
+    name = DTYPE_NAMES.get(dtype) or dtype.name
     spec = cached_spec(
         lambda: (op, mode, nd, shape, key_of(kernel_size), key_of(stride), key_of(padding), key_of(dilation), ceil_mode,
                  count_include_pad, key_of(divisor_override), key_of(norm_type), return_indices,
@@ -199,17 +211,21 @@ def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
 
 def lp_pool1d(input, norm_type, kernel_size, stride=None, ceil_mode=False, *, padding=0,
               dilation=1, channels_last=False, device=None):
-    """1-D power-average pooling: (sum over the window of x**p) ** (1/p)."""
+    """1-D Lp pooling: (sum over the window of |x|**p) ** (1/p), as ONNX LpPool."""
     return _pool("lp_pool1d", "lp", 1, input, kernel_size, stride, padding, dilation,
                  ceil_mode, channels_last, device, norm_type=norm_type)
 
 
 def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False, *, padding=0,
               dilation=1, channels_last=False, device=None):
-    """2-D power-average pooling: (sum over the window of x**p) ** (1/p).
+    """2-D Lp pooling: (sum over the window of |x|**p) ** (1/p), the Lp norm as ONNX
+    LpPool defines it.
 
-    Padded cells add nothing. Windows clipped by ``ceil_mode`` sum their in-input taps
-    (PyTorch instead rescales them by kernel size / taps); ``norm_type=inf`` is max |x|.
+    PyTorch takes the root of ``s = sum x**p`` instead (x, not |x|): the two agree for
+    even p and for non-negative input; on negative input PyTorch gives negative values
+    (p = 1) or NaN (other odd or fractional p), fastconv the norm. Padded cells add nothing.
+    Windows clipped by ``ceil_mode`` sum their in-input taps (PyTorch instead rescales
+    them by kernel size / taps); ``norm_type=inf`` is max |x|.
     """
     return _pool("lp_pool2d", "lp", 2, input, kernel_size, stride, padding, dilation,
                  ceil_mode, channels_last, device, norm_type=norm_type)
@@ -217,7 +233,7 @@ def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False, *, pa
 
 def lp_pool3d(input, norm_type, kernel_size, stride=None, ceil_mode=False, *, padding=0,
               dilation=1, channels_last=False, device=None):
-    """3-D power-average pooling: (sum over the window of x**p) ** (1/p)."""
+    """3-D Lp pooling: (sum over the window of |x|**p) ** (1/p), as ONNX LpPool."""
     return _pool("lp_pool3d", "lp", 3, input, kernel_size, stride, padding, dilation,
                  ceil_mode, channels_last, device, norm_type=norm_type)
 
@@ -233,9 +249,9 @@ def _adaptive(op, mode, nd, input, output_size, return_indices, channels_last, d
     channels_last = check_flag(op, "channels_last", channels_last)
     return_indices = check_flag(op, "return_indices", return_indices)
     backend, x, unbatched = batched(op, input, nd, device)
-    dtype = input_dtype(op, input)
+    dtype = _input_dtype(op, mode, input)
     shape = tuple(shape_of(x))
-    name = DTYPE_NAMES[dtype]
+    name = DTYPE_NAMES.get(dtype) or dtype.name
     spec = cached_spec(lambda: (op, mode, nd, shape, key_of(output_size), return_indices, channels_last, name),
                  resolve_adaptive_pool, op, mode, nd, shape, output_size,
                  return_indices=return_indices, channels_last=channels_last, dtype=name)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._args import int_tuple, padding_pairs, resolve_pads, window_out_size
-from .._arrays import check_float, is_cuda_array, shape_of, to_host
+from .._arrays import check_float, check_pool_dtype, is_cuda_array, shape_of, to_host
 from ._call import batched, execute
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "unfold",
 ]
 
+from ..spec import names
 from ..spec.names import AXES as _AXES
 
 
@@ -96,7 +97,7 @@ class WindowSpec:
             parts.append("p" + "".join(
                 f"{a}{b}" if b == e else f"{a}{b}.{e}" for a, (b, e) in zip(axes, self.pads)))
         if self.dtype != "float32":
-            parts.append({"float16": "f16", "float64": "f64"}[self.dtype])
+            parts.append(names.DTYPE_TOKENS[self.dtype])
         return "_".join(parts)
 
     __str__ = name
@@ -247,7 +248,7 @@ def _unpool_pads(op, padding, grid, kernel, stride):
 def _max_unpool(op, nd, input, indices, kernel_size, stride, padding, output_size):
     layout = ("N", "C", *(a.upper() for a in _AXES[nd]))
     x, unbatched = _batched(op, "input", input, nd, layout)
-    dtype = check_float(op, "input", input)
+    dtype = check_pool_dtype(op, "input", input, integers=True)
     _check_array(op, "indices", indices)
     ind = to_host(indices)
     if ind.dtype.kind not in "iu":

@@ -1,4 +1,5 @@
-"""Reference convolutions: window view + one einsum, float64 throughout."""
+"""Reference convolutions, float64 throughout: forward conv as a window view + one einsum,
+transposed conv as its scatter definition (one einsum per tap)."""
 
 import numpy as np
 
@@ -59,8 +60,12 @@ def conv_transpose(x, w, b=None, stride=1, padding=0, output_padding=0, groups=1
                    dilation=1, activation=None, output_size=None):
     """x (N, C, *spatial), w (C, K/groups, *kernel) -> (N, K, *out) float64.
 
-    Forward conv of the stride-zero-inserted input with the flipped, in/out-swapped
-    kernel, padded d(k-1) - begin left and d(k-1) - end + output_padding right."""
+    The scatter form, term by term as the definition reads: input pixel i and tap k add
+    x[i] * w[k] to full output position i * s + k * d (full size (n-1)s + d(k-1) + 1), one
+    einsum over channels per tap; then (begin, end) is cropped from the full output (a
+    negative end extends it) and output_padding zeros are appended. Only real input
+    pixels meet the weights: no zero is inserted between them, so a non-finite weight
+    reaches exactly the outputs its tap reaches (as in PyTorch)."""
     x, w = f64(x), f64(w)
     nd, g = x.ndim - 2, groups
     n, c = x.shape[:2]
@@ -77,13 +82,27 @@ def conv_transpose(x, w, b=None, stride=1, padding=0, output_padding=0, groups=1
             raise ValueError(f"output_size={output_size!r}: smallest possible is {base}")
     else:
         op = ntuple(output_padding, nd, "output_padding")
-    z = np.zeros((n, c) + tuple((i - 1) * ss + 1 for i, ss in zip(ins, s)))
-    z[(slice(None), slice(None)) + tuple(slice(None, None, ss) for ss in s)] = x
-    wf = w.reshape(g, c // g, w.shape[1], *kk).swapaxes(1, 2)         # (G, K/G, C/G, *k)
-    wf = np.flip(wf, axis=tuple(range(3, 3 + nd))).reshape(g * w.shape[1], c // g, *kk)
-    fpads = tuple((dd * (k - 1) - bb, dd * (k - 1) - e + o)
-                  for k, dd, (bb, e), o in zip(kk, d, pads, op))
-    return conv(z, wf, b, 1, fpads, d, g, activation=activation)
+    kg = w.shape[1]
+    full = tuple((i - 1) * ss + dd * (k - 1) + 1 for i, k, ss, dd in zip(ins, kk, s, d))
+    y = np.zeros((n, g, kg) + full)
+    sp = "xyz"[:nd]
+    xg, wg = x.reshape(n, g, c // g, *ins), w.reshape(g, c // g, kg, *kk)
+    for tap in np.ndindex(*kk):
+        part = np.einsum(f"ngc{sp},gco->ngo{sp}", xg, wg[(slice(None),) * 3 + tap])
+        at = tuple(slice(t * dd, t * dd + (i - 1) * ss + 1, ss) for t, dd, i, ss in zip(tap, d, ins, s))
+        y[(slice(None),) * 3 + at] += part
+    y = y.reshape((n, g * kg) + full)
+    out_size = tuple(f - bb - e + o for f, (bb, e), o in zip(full, pads, op))
+    out = np.zeros((n, g * kg) + out_size)
+    src, dst = [slice(None)] * 2, [slice(None)] * 2
+    for f, (bb, _), m in zip(full, pads, out_size):
+        lo, hi = max(bb, 0), min(f, bb + m)
+        src.append(slice(lo, max(lo, hi)))
+        dst.append(slice(lo - bb, max(lo, hi) - bb))
+    out[tuple(dst)] = y[tuple(src)]
+    if b is not None:
+        out = out + f64(b).reshape((1, g * kg) + (1,) * nd)
+    return activate(out, activation)
 
 
 def depthwise_conv(x, w, b=None, stride=1, padding=0, dilation=1, **kw):

@@ -2,7 +2,8 @@
 
 Shape rule (PyTorch): out = floor or ceil((n + b + e - d(k-1) - 1) / s) + 1; with ceil_mode
 the last window is dropped if it starts at or beyond n + b, i.e. in the right padding.
-Max: pad cells are -inf and never win; a NaN in the window gives NaN. Indices are flat
+Max: pad cells are -inf and never win; a NaN in the window gives NaN. Integer input stays in
+its dtype (exact), pad cells holding the dtype's minimum. Indices are flat
 over each channel's unpadded plane: the first tap equal to the max in row-major scan
 order, or for a NaN window the LAST NaN (PyTorch CPU: `val > max || isnan(val)`).
 """
@@ -67,16 +68,24 @@ def pick_index(vals, idx, y):
     return np.take_along_axis(idx, pos[..., None], -1)[..., 0].astype(np.int64)
 
 
+def _max_input(x):
+    """(array, padding value) for max pooling: integers as they are, anything else float64."""
+    x = np.asarray(x)
+    if x.dtype.kind in "iu":
+        return x, np.iinfo(x.dtype).min
+    return f64(x), -np.inf
+
+
 def _flat(win, nd):
     return win.reshape(win.shape[:win.ndim - nd] + (math.prod(win.shape[win.ndim - nd:]),))
 
 
 def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
              return_indices=False):
-    x = f64(x)
+    x, lowest = _max_input(x)
     nd = x.ndim - 2
     geom = pool_geometry(x.shape[2:], kernel_size, stride, padding, dilation, ceil_mode)
-    win = _flat(pool_windows(x, geom, -np.inf), nd)
+    win = _flat(pool_windows(x, geom, lowest), nd)
     y = win.max(-1)
     if not return_indices:
         return y
@@ -100,14 +109,15 @@ def avg_pool(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_incl
 
 
 def lp_pool(x, norm_type, kernel_size, stride=None, ceil_mode=False, padding=0, dilation=1):
-    """(sum over taps inside the input of x**p) ** (1/p); p = +-inf: max / min of |x|."""
+    """(sum over taps inside the input of |x|**p) ** (1/p), the Lp norm as ONNX LpPool
+    defines it (PyTorch raises x itself to the power p); p = +-inf: max / min of |x|."""
     x, p = f64(x), float(norm_type)
     args = (kernel_size, stride, padding, dilation, ceil_mode)
     if math.isinf(p):
         return max_pool(np.abs(x), *args) if p > 0 else -max_pool(-np.abs(x), *args)
     geom = pool_geometry(x.shape[2:], *args[:4], ceil_mode)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        total = pool_windows(x ** p, geom, 0.0).sum(axis=tuple(range(-(x.ndim - 2), 0)))
+        total = pool_windows(np.abs(x) ** p, geom, 0.0).sum(axis=tuple(range(-(x.ndim - 2), 0)))
         return total ** (1.0 / p)
 
 
@@ -117,13 +127,13 @@ def adaptive_bounds(n, o):
 
 
 def _adaptive(x, output_size, mode, return_indices=False):
-    x = f64(x)
+    x = _max_input(x)[0] if mode == "max" else f64(x)
     n = x.shape[2:]
     osz = ntuple(output_size, len(n), "output_size") if isinstance(output_size, (int, np.integer)) \
         else tuple(m if o is None else int(o) for o, m in zip(output_size, n))
     bounds = [adaptive_bounds(m, o) for m, o in zip(n, osz)]
     plane = np.arange(math.prod(n), dtype=np.int64).reshape(n)
-    y = np.empty(x.shape[:2] + osz)
+    y = np.empty(x.shape[:2] + osz, x.dtype)
     idx = np.empty(x.shape[:2] + osz, dtype=np.int64)
     for pos in np.ndindex(*osz):
         sl = tuple(b[i] for b, i in zip(bounds, pos))
@@ -149,7 +159,7 @@ def global_avg_pool(x):
 
 
 def global_max_pool(x):
-    x = f64(x)
+    x = _max_input(x)[0]
     return x.max(axis=tuple(range(2, x.ndim)), keepdims=True)
 
 
@@ -157,6 +167,5 @@ def spatial_pyramid_pool(x, levels=(1, 2, 4), mode="max"):
     """(N, C * sum(l ** nd)): per level adaptive pool flattened (C, l, ..) per sample, concatenated."""
     if mode not in ("max", "avg"):
         raise ValueError(f"mode={mode!r}: expected 'max' or 'avg'")
-    x = f64(x)
     flat = [_adaptive(x, lv, mode) for lv in levels]
     return np.concatenate([f.reshape(f.shape[0], math.prod(f.shape[1:])) for f in flat], axis=1)

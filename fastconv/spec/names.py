@@ -34,7 +34,8 @@ import re
 from collections.abc import Callable, Iterable
 
 AXES = {1: ("w",), 2: ("h", "w"), 3: ("d", "h", "w")}
-DTYPE_TOKENS = {"float16": "f16", "float64": "f64"}
+DTYPE_TOKENS = {"float16": "f16", "float64": "f64", "int8": "i8", "uint8": "u8", "int16": "i16", "int32": "i32",
+                "int64": "i64"}
 TOKEN_DTYPES = {token: dtype for dtype, token in DTYPE_TOKENS.items()}
 
 # ---- writing ------------------------------------------------------------------------

@@ -20,11 +20,24 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from .._args import check_choice, int_tuple, is_int, resolve_pads, window_out_size
+from .._arrays import INT_DTYPES
 from . import names
 from .conv import _ITEMSIZE, DTYPES, _shape, split_input_shape
 
 POOL_MODES = ("max", "avg", "lp")
+INT_NAMES = tuple(dt.name for dt in INT_DTYPES)
+
+
+def _check_dtype(op, mode, dtype):
+    """float16/32/64; max pooling also the integer dtypes (computed exactly in them)."""
+    check_choice(op, "dtype", dtype, DTYPES + INT_NAMES if mode == "max" else DTYPES)
+
+
+def _itemsize(dtype: str) -> int:
+    return _ITEMSIZE.get(dtype) or np.dtype(dtype).itemsize
 
 
 @dataclass(frozen=True)
@@ -70,7 +83,7 @@ class PoolSpec:
     def min_bytes(self) -> int:
         elems = math.prod(self.input_shape) + math.prod(self.output_shape)
         extra = math.prod(self.output_shape) * 8 if self.return_indices else 0
-        return elems * _ITEMSIZE[self.dtype] + extra
+        return elems * _itemsize(self.dtype) + extra
 
     def name(self) -> str:
         """Short canonical form; ``PoolSpec.parse`` reads it back.
@@ -160,7 +173,7 @@ def resolve_pool(
     dtype="float32",
 ) -> PoolSpec:
     check_choice(op, "mode", mode, POOL_MODES)
-    check_choice(op, "dtype", dtype, DTYPES)
+    _check_dtype(op, mode, dtype)
     batch, channels, in_size = split_input_shape(op, tuple(input_shape), nd, channels_last)
     if any(n < 1 for n in in_size):
         raise ValueError(f"{op}: input spatial size {tuple(in_size)} has an empty dimension")
@@ -219,7 +232,7 @@ class AdaptivePoolSpec:
 
     @property
     def min_bytes(self) -> int:
-        return (math.prod(self.input_shape) + math.prod(self.output_shape)) * _ITEMSIZE[self.dtype]
+        return (math.prod(self.input_shape) + math.prod(self.output_shape)) * _itemsize(self.dtype)
 
     def name(self) -> str:
         """Short canonical form; ``AdaptivePoolSpec.parse`` reads it back."""
@@ -253,7 +266,7 @@ class AdaptivePoolSpec:
 
 def resolve_adaptive_pool(op, mode, nd, input_shape, output_size, *, return_indices=False,
                           channels_last=False, dtype="float32") -> AdaptivePoolSpec:
-    check_choice(op, "dtype", dtype, DTYPES)
+    _check_dtype(op, mode, dtype)
     batch, channels, in_size = split_input_shape(op, tuple(input_shape), nd, channels_last)
     if any(n < 1 for n in in_size):
         raise ValueError(f"{op}: input spatial size {in_size} has an empty dimension")
