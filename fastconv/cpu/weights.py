@@ -3,26 +3,60 @@ runs over consecutive output channels of one group."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
+from numba import prange
 
+from .._jit import parallel_kernel, serial_kernel
+from .._threads import balanced, restore
 from .layout import lift3
+
+# Elements per task of the parallel finiteness check (a few hundred KB: worth a thread).
+FINITE_BLOCK = 1 << 16
+
+
+@serial_kernel
+def _finite_serial(flat):
+    acc = flat[0] * 0
+    for i in range(1, flat.size):
+        acc += flat[i] * 0
+    return acc == 0
+
+
+@parallel_kernel
+def _finite_parallel(flat, block, flags):
+    n_blocks = flags.size
+    previous = balanced(n_blocks)
+    for b in prange(n_blocks):
+        lo = b * block
+        hi = min(lo + block, flat.size)
+        acc = flat[lo] * 0
+        for i in range(lo + 1, hi):
+            acc += flat[i] * 0
+        flags[b] = acc == 0
+    restore(previous)
 
 
 def all_finite(a) -> bool:
-    """Whether ``a`` holds no NaN or inf: its sum of squares is finite (one pass, no temporary; a sum
-    that overflows says no, which only sends the call to a slower exact path). float16 sums in float32.
+    """Whether ``a`` holds no NaN or inf: the sum of ``x * 0`` over it is 0 (NaN when any x is
+    not finite; one vectorised pass, no temporary, exact). Large arrays are checked in parallel
+    on fastconv's threads (a BLAS dot product would wake OpenBLAS's own pool). float16 sums in
+    float32.
 
     Kernels that skip the taps reading zero padding (depthwise and taps, their implicit
     padding; the phases of a transposed conv, whose forward convs read zeros where a
     transposed conv has no term) check their weight with it: a NaN or inf weight must meet
     the padded zeros of a forward conv (0 * inf is NaN, as in PyTorch and the reference) and
     must not meet the phases' zeros."""
+    if a.size == 0:
+        return True
     if a.dtype == np.float16:
         return bool(np.isfinite(np.sum(a, dtype=np.float32)))
-    flat = a.reshape(-1)
-    return math.isfinite(flat @ flat)  # sum of squares by BLAS: faster than np.sum on small weights
+    flat = np.ascontiguousarray(a).reshape(-1)
+    if flat.size <= FINITE_BLOCK:
+        return bool(_finite_serial(flat))
+    flags = np.empty(-(-flat.size // FINITE_BLOCK), np.bool_)
+    _finite_parallel(flat, FINITE_BLOCK, flags)
+    return bool(flags.all())
 
 
 def _lifted(weight, spec):
