@@ -19,6 +19,7 @@ Errors are never kept: a bad call raises every time.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -54,13 +55,16 @@ CHECK_OUTPUT_BYTES = 64 << 20
 def check_output(op: str, shape, dtype, extra_itemsize: int = 0) -> None:
     """Fail at once, before any planning, when the output cannot be allocated.
 
-    The bytes are counted in Python ints (no overflow); above CHECK_OUTPUT_BYTES the
-    output is allocated once and freed: the allocator, with the process's address-space
-    limit and the kernel's overcommit rule, is the one judge of what can be allocated
-    (free memory is not: pages are committed lazily, and other processes come and go).
-    No page is touched, so a trial that succeeds costs an mmap and a munmap. The kernel
-    allocates the output again right after; what this guards against is planning
-    structures, working copies and a long kernel before a MemoryError.
+    Bytes are counted in Python ints (no overflow). Above CHECK_OUTPUT_BYTES, the output
+    cannot be allocated when (a) it is larger than the machine's RAM and swap together,
+    which no overcommit setting can back (with overcommit "always", Linux's
+    vm.overcommit_memory=1, the allocation itself succeeds and the process dies later
+    filling it), or (b) allocating it fails: the output is allocated once and freed, so
+    the allocator, with the process's address-space limit and the kernel's overcommit
+    rule, judges (free memory does not: pages are committed lazily and other processes
+    come and go). No page is touched, so a trial that succeeds costs an mmap and a
+    munmap; the kernel then allocates the output itself. What this guards against is
+    planning structures, working copies and a long kernel before a MemoryError.
     ``extra_itemsize``: bytes per output element of a second output (pooling indices).
     """
     elements = math.prod(int(n) for n in shape)
@@ -69,9 +73,9 @@ def check_output(op: str, shape, dtype, extra_itemsize: int = 0) -> None:
     if nbytes <= CHECK_OUTPUT_BYTES:
         return
     try:
-        if elements * itemsize >= 2**63:
+        if nbytes > machine_memory():
             raise MemoryError
-        trial = np.empty(elements * (itemsize + extra_itemsize), np.uint8)
+        trial = np.empty(nbytes, np.uint8)
         del trial
     except (MemoryError, ValueError):
         raise MemoryError(
@@ -79,6 +83,24 @@ def check_output(op: str, shape, dtype, extra_itemsize: int = 0) -> None:
             f"({np.dtype(dtype).name}{' and int64 indices' if extra_itemsize else ''}): {nbytes} bytes "
             f"({nbytes / 2**30:.3g} GiB)"
         ) from None
+
+
+def machine_memory() -> int:
+    """Bytes of RAM plus swap (RAM alone where /proc/meminfo is missing); 2**63 if unknown."""
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 2**63
+    swap = 0
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("SwapTotal:"):
+                    swap = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    return ram + swap
 
 
 def batched(op: str, x, nd: int, device, names_and_arrays=()):
