@@ -19,6 +19,7 @@ conv_direct_microkernel.py.
 from __future__ import annotations
 
 import functools
+import itertools
 from typing import NamedTuple
 
 import numpy as np
@@ -149,27 +150,47 @@ def plane_tiles(od_n: int, oh_n: int, ow_n: int, shape: TileShape, streams_l2: b
     """
     heights = sorted({r for r, _ in shape.shapes})
 
-    def plan(height):
-        groups = [height] * (oh_n // height) + [1] * (oh_n % height)
-        return sum(group_tiles(ow_n, g, shape.shapes, shape.n_vec, streams_l2)[1] for g in groups), groups
+    def cost(height):  # oh_n // height groups of height rows, the rest one row each, summed in that order
+        one = group_tiles(ow_n, 1, shape.shapes, shape.n_vec, streams_l2)[1]
+        full = group_tiles(ow_n, height, shape.shapes, shape.n_vec, streams_l2)[1]
+        return sum(itertools.chain(itertools.repeat(full, oh_n // height), itertools.repeat(one, oh_n % height)))
 
-    _, groups = min((plan(h) for h in heights if h <= oh_n), key=lambda cg: cg[0])
-    rows, cols, sels, starts = [], [], [], [0]
-    for od in range(od_n):
-        oh = 0
-        for g in groups:
-            end = -1  # last column covered so far in this group
-            for k, col, i in group_tiles(ow_n, g, shape.shapes, shape.n_vec, streams_l2)[0]:
-                if len(rows) - starts[-1] >= SEGMENT_TILES * g and col > end:
-                    starts.append(len(rows))
-                rows.append(od * oh_n + oh + k)
-                cols.append(col)
-                sels.append(i)
-                end = max(end, col + shape.shapes[i][1] - 1)
-            starts.append(len(rows))
-            oh += g
-    as_array = lambda a: np.array(a, np.int64)  # noqa: E731
-    return PlaneTiles(as_array(rows), as_array(cols), as_array(sels), as_array(starts))
+    height = min((h for h in heights if h <= oh_n), key=cost)
+    # The plane repeats two row groups (height rows, and single rows for the remainder),
+    # each with the same tiles and the same segment cuts at every place: build each once
+    # (Python, per tile of one group) and lay them out with NumPy (no Python per tile of
+    # the plane: a large plane's arrays take 24 bytes per tile and no time per tile).
+    blocks = [(height, oh_n // height, 0), (1, oh_n % height, (oh_n // height) * height)]
+    rows, cols, sels, starts, first = [], [], [], [], 0
+    per_depth = 0
+    for g, count, oh0 in blocks:
+        if count == 0:
+            continue
+        tiles = group_tiles(ow_n, g, shape.shapes, shape.n_vec, streams_l2)[0]
+        k, col, sel = (np.array(a, np.int64) for a in zip(*tiles))
+        cuts, end = [], -1  # segment starts inside the group (after its first tile)
+        for t, (_, c, i) in enumerate(tiles):
+            if t - (cuts[-1] if cuts else 0) >= SEGMENT_TILES * g and c > end:
+                cuts.append(t)
+            end = max(end, c + shape.shapes[i][1] - 1)
+        n = len(tiles)
+        group_rows = oh0 + g * np.arange(count, dtype=np.int64)
+        rows.append((group_rows[:, None] + k[None, :]).reshape(-1))
+        cols.append(np.tile(col, count))
+        sels.append(np.tile(sel, count))
+        bounds = np.array(cuts + [n], np.int64)  # segment ends relative to the group's first tile
+        starts.append((first + n * np.arange(count, dtype=np.int64)[:, None] + bounds[None, :]).reshape(-1))
+        first += n * count
+        per_depth += n * count
+    depth_rows = np.concatenate(rows)
+    depth_starts = np.concatenate(starts)
+    depths = np.arange(od_n, dtype=np.int64)[:, None]
+    return PlaneTiles(
+        (depths * oh_n + depth_rows[None, :]).reshape(-1),
+        np.tile(np.concatenate(cols), od_n),
+        np.tile(np.concatenate(sels), od_n),
+        np.concatenate([np.zeros(1, np.int64), (depths * per_depth + depth_starts[None, :]).reshape(-1)]),
+    )
 
 
 # ---------------------------------------------------------------------------------------
