@@ -25,7 +25,7 @@ from ..dispatch import register
 from .conv_depthwise_common import CLAMP_BOUNDS, interior_columns
 from .conv_depthwise_nchw import nchw_kernel
 from .conv_depthwise_nhwc import nhwc_kernel
-from .conv_driver import run_on_padded_chunks
+from .conv_driver import ChunkedOutput, run_on_padded_chunks
 from .layout import bias_vector, geometry3, image_chunks, kernel_array, kernel_ready
 from .weights import pack_depthwise_weight
 
@@ -143,12 +143,16 @@ def conv_depthwise(spec, x, weight, bias):
 
         return run_on_padded_chunks(spec, x, bias, call)
 
-    out = np.empty(spec.output_shape, dtype)
-    if kernel_ready(x, dtype):
+    result = ChunkedOutput(spec, dtype, spec.channels_last)  # float16: float32 output per chunk only
+    if kernel_ready(x, dtype) and result.direct:
         spans = [(0, spec.batch)]
     else:
-        spans = image_chunks(spec, math.prod(x.shape[1:]) * dtype.itemsize)
+        spans = image_chunks(spec, math.prod(x.shape[1:]) * dtype.itemsize + result.bytes_per_image)
     for n0, n1 in spans:
         xw = x[n0:n1] if kernel_ready(x, dtype) else np.array(x[n0:n1], dtype=dtype, order="C")
-        _run(plan, spec, xw, w, b, out[n0:n1], lo, hi)
-    return out if out.dtype == np.dtype(spec.dtype) else out.astype(spec.dtype)
+        out = result.chunk(n0, n1)
+        _run(plan, spec, xw, w, b, out, lo, hi)
+        xw = None  # the next chunk's copy is not allocated while this one lives
+        result.store(n0, n1, out)
+        out = None
+    return result.out

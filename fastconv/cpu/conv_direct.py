@@ -23,6 +23,7 @@ packer, as LLVM IR), conv_direct_pointwise.py (the in-place channels-last 1x1 pa
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numba
@@ -46,6 +47,7 @@ from .conv_direct_tiled import (
     task_splits,
     tile_shape,
 )
+from .conv_driver import ChunkedOutput
 from .layout import ACTIVATION_CODES, as_working, channels_last_5d, geometry3, image_chunks
 from .weights import grouped_weight, pack_bias_blocked
 
@@ -111,12 +113,19 @@ def conv_direct(spec, x, weight, bias):
     splits = task_splits(spec.groups * plan.kb_n, tiles.group_start.size - 1, numba.get_num_threads())
     fill = dtype.type(spec.padding_value)
 
-    out = np.empty(spec.output_shape, dtype)
+    result = ChunkedOutput(spec, dtype, spec.channels_last)  # float16: float32 output per chunk only
     x5 = channels_last_5d(x, spec.nd, spec.channels_last)
-    for n0, n1 in image_chunks(spec, plan.pitches[0] * dtype.itemsize):
+    per_image = plan.pitches[0] * dtype.itemsize + result.bytes_per_image
+    if x5.dtype != dtype:  # the chunk's input converted to the working dtype before packing
+        per_image += math.prod(x5.shape[1:]) * dtype.itemsize
+    for n0, n1 in image_chunks(spec, per_image):
         xq = np.empty((n1 - n0, *plan.packed_shape), dtype)
         pack_row_planar(as_working(x5[n0:n1], dtype), *plan.maps, fill, xq)
-        kernel(xq.reshape(-1), w4, plan.xoff, bq.reshape(-1), out[n0:n1].reshape(-1), tiles.row, tiles.col,
+        out = result.chunk(n0, n1)
+        kernel(xq.reshape(-1), w4, plan.xoff, bq.reshape(-1), out.reshape(-1), tiles.row, tiles.col,
                tiles.sel, tiles.group_start, n1 - n0, od_n, oh_n, ow_n, *plan.pitches, plan.kb_n, splits,
                spec.channels_last, act)
-    return out if out.dtype == np.dtype(spec.dtype) else out.astype(spec.dtype)
+        xq = None  # the next chunk's packing is not allocated while this one lives
+        result.store(n0, n1, out)
+        out = None
+    return result.out

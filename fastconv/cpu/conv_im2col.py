@@ -62,8 +62,10 @@ def conv_im2col(spec, x, weight, bias):
     def call(xp, out, b, act):
         rows = out.reshape(-1, spec.out_channels)
         budget = workspace_limit() // 2
+        step = max(1, budget // max(groups * taps_c * dtype.itemsize, 1))
+        buffer = np.empty(groups * min(step, rows.shape[0]) * taps_c, dtype)  # one chunk's columns, reused
         for r0, r1 in chunks(rows.shape[0], groups * taps_c * dtype.itemsize, budget):
-            cols = np.empty((groups, r1 - r0, taps_c), dtype)
+            cols = buffer[:groups * (r1 - r0) * taps_c].reshape(groups, r1 - r0, taps_c)
             im2col_ndhwc(xp, r0, *geom.out_size, *geom.kernel, *geom.stride, *geom.dilation, cols)
             for g in range(groups):
                 np.matmul(cols[g], wmat[g], out=rows[r0:r1, g * kg:(g + 1) * kg])
