@@ -27,7 +27,8 @@ from numba import prange
 from .._arrays import working_dtype
 from .._jit import parallel_kernel
 from ..dispatch import register
-from .layout import ACTIVATION_CODES, activate, bias_activation_rows, bias_vector
+from .conv_driver import ChunkedOutput
+from .layout import ACTIVATION_CODES, activate, bias_activation_rows, bias_vector, image_chunks
 
 
 @parallel_kernel
@@ -53,29 +54,38 @@ def conv_gemm(spec, x, weight, bias):
     if any(s != 1 for s in spec.stride):
         spatial = tuple(slice(None, None, s) for s in spec.stride)
         x = x[(slice(None),) + ((*spatial, slice(None)) if spec.channels_last else (slice(None), *spatial))]
-    xs = np.ascontiguousarray(x, dtype=dtype)
     w = np.ascontiguousarray(weight.reshape(spec.out_channels, cg), dtype=dtype)
     act = ACTIVATION_CODES[spec.activation]
-    n, pixels = spec.batch, math.prod(spec.out_size)
-    if spec.channels_last:
-        rows = xs.reshape(n * pixels, spec.in_channels)
-        out = np.empty((n * pixels, spec.out_channels), dtype)
-        if g == 1:
-            np.matmul(rows, w.T, out=out)
+    b = None if bias is None and not act else bias_vector(bias, spec, dtype)
+    pixels = math.prod(spec.out_size)
+    # Strided, non-contiguous or float16 input is copied, and a float16 output computed in
+    # float32, one chunk of images at a time within the workspace cap.
+    result = ChunkedOutput(spec, dtype, spec.channels_last)
+    copy = not (x.dtype == dtype and x.flags.c_contiguous)
+    per_image = (math.prod(x.shape[1:]) * dtype.itemsize if copy else 0) + result.bytes_per_image
+    for n0, n1 in image_chunks(spec, per_image) if per_image else [(0, spec.batch)]:
+        xs = np.ascontiguousarray(x[n0:n1], dtype=dtype)
+        out = result.chunk(n0, n1)
+        n = n1 - n0
+        if spec.channels_last:
+            rows, o = xs.reshape(n * pixels, spec.in_channels), out.reshape(n * pixels, spec.out_channels)
+            if g == 1:
+                np.matmul(rows, w.T, out=o)
+            else:
+                for j in range(g):
+                    np.matmul(rows[:, j * cg:(j + 1) * cg], w[j * kg:(j + 1) * kg].T, out=o[:, j * kg:(j + 1) * kg])
+            if b is not None:
+                bias_activation_rows(o, b, act)
         else:
-            for j in range(g):
-                np.matmul(rows[:, j * cg:(j + 1) * cg], w[j * kg:(j + 1) * kg].T, out=out[:, j * kg:(j + 1) * kg])
-        if bias is not None or act:
-            bias_activation_rows(out, bias_vector(bias, spec, dtype), act)
-    else:
-        planes = xs.reshape(n, spec.in_channels, pixels)
-        out = np.empty((n, spec.out_channels, pixels), dtype)
-        if g == 1:
-            np.matmul(w, planes, out=out)
-        else:
-            for j in range(g):
-                np.matmul(w[j * kg:(j + 1) * kg], planes[:, j * cg:(j + 1) * cg], out=out[:, j * kg:(j + 1) * kg])
-        if bias is not None or act:
-            bias_activation_planes(out, bias_vector(bias, spec, dtype), act)
-    out = out.reshape(spec.output_shape)
-    return out if dtype == spec.dtype else out.astype(spec.dtype)
+            planes, o = xs.reshape(n, spec.in_channels, pixels), out.reshape(n, spec.out_channels, pixels)
+            if g == 1:
+                np.matmul(w, planes, out=o)
+            else:
+                for j in range(g):
+                    np.matmul(w[j * kg:(j + 1) * kg], planes[:, j * cg:(j + 1) * cg], out=o[:, j * kg:(j + 1) * kg])
+            if b is not None:
+                bias_activation_planes(o, b, act)
+        xs = rows = planes = None  # the next chunk's copy is not allocated while this one lives
+        result.store(n0, n1, out)
+        out = o = None
+    return result.out
