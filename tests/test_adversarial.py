@@ -236,3 +236,13 @@ def test_no_writable_cache_directory_compiles_in_memory(tmp_path):
            "XDG_CACHE_HOME": str(blocker / "cache"),
            "NUMBA_CACHE_LOCATOR_CLASSES": "UserProvidedCacheLocator,UserWideCacheLocator"}
     assert _python(_CALL, env) == "[1.0, 3.0, 5.0, 7.0] 1"
+
+
+@pytest.mark.parametrize("stride", [10**6, 2**31 - 1])
+def test_transposed_stride_beyond_the_output_plans_per_output(stride, rng):
+    """A stride far beyond a small output: the phase planner walks the output's phases only
+    (it once looped over every residue of the stride)."""
+    x, w = rng.standard_normal((1, 2, 1, 1)), rng.standard_normal((2, 3, 3, 3))
+    got = F.conv_transpose2d(x, w, stride=stride)
+    from fastconv.reference import conv_transpose
+    np.testing.assert_allclose(got, conv_transpose(x, w, stride=stride), rtol=1e-12, atol=1e-12)

@@ -80,8 +80,8 @@ def dim_phases(n: int, k: int, s: int, d: int, pad_begin: int, out: int) -> list
     step = s // math.gcd(s, d)  # tap spacing within a phase
     d_f = d // math.gcd(s, d)
     phases = []
-    for r in range(s):
-        count = -(-(out - r) // s) if out > r else 0
+    for r in range(min(s, out)):  # phases r >= out have no outputs (a stride of 2**31 must not loop that long)
+        count = -(-(out - r) // s)
         if count == 0:
             continue
         taps = [t for t in range(k) if (r + pad_begin - t * d) % s == 0]
