@@ -246,3 +246,8 @@ def test_transposed_stride_beyond_the_output_plans_per_output(stride, rng):
     got = F.conv_transpose2d(x, w, stride=stride)
     from fastconv.reference import conv_transpose
     np.testing.assert_allclose(got, conv_transpose(x, w, stride=stride), rtol=1e-12, atol=1e-12)
+
+
+def test_fractional_pool_seed_is_named(rng):
+    with pytest.raises(ValueError, match=r"fractional_max_pool2d: seed=-9223372036854775808 must be"):
+        F.fractional_max_pool2d(rng.standard_normal((1, 2, 8, 8)), 2, output_size=4, seed=-(2**63))

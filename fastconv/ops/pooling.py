@@ -71,13 +71,13 @@ def _host_key(op, input, args):
     return "pool call", op, input.shape, input.dtype, args, types
 
 
-def _host_runner(family, spec, unbatched, dtype, shape):
+def _host_runner(family, spec, unbatched, dtype, shape, op):
     """The CallPlan of a NumPy call resolved to ``spec`` on the CPU (``shape``: the
     batched input shape); its ``run(input)`` returns the result."""
     if spec.batch == 0:
         empty = _empty(spec, dtype, spec.return_indices)
         return CallPlan(spec, None, lambda x: empty())
-    check_output(spec.op, spec.output_shape, dtype, 8 * bool(spec.return_indices))
+    check_output(op, spec.output_shape, dtype, 8 * bool(spec.return_indices))
     impl = choose(family, "cpu", spec, "auto")
     fn = impl.fn
     if not unbatched:
@@ -124,7 +124,7 @@ def _pool(op, mode, nd, input, kernel_size, stride, padding, dilation, ceil_mode
         return_indices=return_indices, channels_last=channels_last, dtype=name,
     )
     if key is not None and backend == "cpu":
-        plan = _host_runner("pool", spec, unbatched, dtype, shape)
+        plan = _host_runner("pool", spec, unbatched, dtype, shape, op)
         result = plan.run(input)
         remember(key, plan)
         return result
@@ -240,7 +240,7 @@ def _adaptive(op, mode, nd, input, output_size, return_indices, channels_last, d
                  resolve_adaptive_pool, op, mode, nd, shape, output_size,
                  return_indices=return_indices, channels_last=channels_last, dtype=name)
     if key is not None and backend == "cpu":
-        plan = _host_runner("adaptive_pool", spec, unbatched, dtype, shape)
+        plan = _host_runner("adaptive_pool", spec, unbatched, dtype, shape, op)
         result = plan.run(input)
         remember(key, plan)
         return result

@@ -394,7 +394,12 @@ def fractional_max_pool2d(input, kernel_size, output_size=None, output_ratio=Non
         if samples.size and not (np.all(samples >= 0) and np.all(samples <= 1)):
             raise ValueError(f"{op}: _random_samples must lie in [0, 1]")
     else:
-        samples = np.random.default_rng(seed).random((batch, channels, 2)).astype(dtype)
+        try:
+            rng = np.random.default_rng(seed)
+        except (ValueError, TypeError) as e:
+            raise type(e)(f"{op}: seed={seed!r} must be None, a non-negative int or a NumPy seed "
+                          f"({e})") from None
+        samples = rng.random((batch, channels, 2)).astype(dtype)
     starts_w = fractional_starts(samples[..., 0], w, grid[1], kernel[1])
     starts_h = fractional_starts(samples[..., 1], h, grid[0], kernel[0])
     for name, starts, n, k in (("height", starts_h, h, kernel[0]), ("width", starts_w, w, kernel[1])):
