@@ -173,7 +173,8 @@ def identity_memo(fn):
         if hit is not None and hit[0] is spec:
             return hit[1]
         value = by_value(spec)
-        CACHE.put((tag, "id", id(spec)), (spec, value), 0)  # the arrays count once, in the by-value entry
+        # counted in full too: this entry may outlive the by-value one (shared arrays count twice)
+        CACHE.put((tag, "id", id(spec)), (spec, value))
         return value
 
     get.cache_clear = clear_caches
