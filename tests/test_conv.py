@@ -243,8 +243,8 @@ def _tile_extents(spec):
 
     plan = direct_plan(spec)
     shapes = np.array(plan.shape.shapes)
-    t = plan.tiles
-    return plan, t.row, shapes[t.sel, 0], t.col, shapes[t.sel, 1]
+    row, col, sel, _ = plan.tiles.expand(spec.out_size[-2] if spec.nd > 1 else 1)
+    return plan, row, shapes[sel, 0], col, shapes[sel, 1]
 
 
 def _coverage(rows_n, ow, row, rows, col, cols):
@@ -303,11 +303,11 @@ def test_direct_tiles_cover_every_output_pixel():
         for oh in (1, 2, 5, 7, 40):
             for ow in range(1, 41):
                 for streams_l2 in (False, True):
-                    t = plane_tiles(2, oh, ow, shape, streams_l2)  # two depths
-                    rows, cols = np.array(shape.shapes)[t.sel].T
-                    assert (t.row // oh == (t.row + rows - 1) // oh).all()  # no tile spans two depths
-                    assert (t.col + cols <= ow).all()
-                    assert _coverage(2 * oh, ow, t.row, rows, t.col, cols).min() >= 1, (dtype, oh, ow)
+                    t_row, t_col, t_sel, _ = plane_tiles(2, oh, ow, shape, streams_l2).expand(oh)  # two depths
+                    rows, cols = np.array(shape.shapes)[t_sel].T
+                    assert (t_row // oh == (t_row + rows - 1) // oh).all()  # no tile spans two depths
+                    assert (t_col + cols <= ow).all()
+                    assert _coverage(2 * oh, ow, t_row, rows, t_col, cols).min() >= 1, (dtype, oh, ow)
 
 
 # --- the depthwise kernels (fastconv/cpu/conv_depthwise*.py) ----------------------------------------------

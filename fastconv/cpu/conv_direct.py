@@ -79,10 +79,11 @@ def direct_plan(spec) -> DirectPlan:
     streams_l2 = xoff.size * shape.v * dtype.itemsize > L1_BYTES
     tiles = plane_tiles(od_n, oh_n, ow_n, shape, streams_l2)
     # the last element a tile reads, relative to its image, must lie inside the packed image
-    rows = np.array([r for r, _ in shape.shapes])[tiles.sel]
-    widths = np.array([s for _, s in shape.shapes])[tiles.sel]
-    last = tiles.row + rows - 1
-    reach = ((last // oh_n) * pitches[1] + (last % oh_n) * pitches[2] + tiles.col + widths - 1).max()
+    t_row, t_col, t_sel = tiles.last_groups(oh_n, od_n)
+    rows = np.array([r for r, _ in shape.shapes])[t_sel]
+    widths = np.array([s for _, s in shape.shapes])[t_sel]
+    last = t_row + rows - 1
+    reach = ((last // oh_n) * pitches[1] + (last % oh_n) * pitches[2] + t_col + widths - 1).max()
     reach += (spec.groups - 1) * pitches[3] + int(xoff.max())
     assert reach < pitches[0], (reach, pitches[0])
     maps = [source_index(n, b, e, spec.padding_mode) for n, (b, e) in zip(geom.in_size, geom.pads)]
@@ -101,7 +102,7 @@ def conv_direct(spec, x, weight, bias):
     if spec.is_pointwise and spec.channels_last:
         plan = pointwise_plan(spec)
         bq = pack_bias_blocked(bias, spec, plan.shape.v, dtype)
-        splits = task_splits(spec.groups * plan.kb_n, plan.tiles.group_start.size - 1, numba.get_num_threads())
+        splits = task_splits(spec.groups * plan.kb_n, plan.tiles.segments, numba.get_num_threads())
         out = np.empty(spec.output_shape, dtype)
         run_pointwise(spec, np.ascontiguousarray(as_working(x, dtype)), w4, bq, out, splits, act)
         return out if out.dtype == np.dtype(spec.dtype) else out.astype(spec.dtype)
@@ -110,7 +111,7 @@ def conv_direct(spec, x, weight, bias):
     bq = pack_bias_blocked(bias, spec, plan.shape.v, dtype)
     od_n, oh_n, ow_n = geometry3(spec).out_size
     tiles = plan.tiles
-    splits = task_splits(spec.groups * plan.kb_n, tiles.group_start.size - 1, numba.get_num_threads())
+    splits = task_splits(spec.groups * plan.kb_n, tiles.segments, numba.get_num_threads())
     fill = dtype.type(spec.padding_value)
 
     result = ChunkedOutput(spec, dtype, spec.channels_last)  # float16: float32 output per chunk only

@@ -31,7 +31,16 @@ from .._cache import cached_plan
 from .._jit import simd, specialised_kernel
 from .._threads import balanced, restore
 from .conv_direct_microkernel import REVISION, fma_tile_strided, shapes_literal
-from .conv_direct_tiled import L1_BYTES, PlaneTiles, TileShape, plane_tiles, task_block, tile_origin, tile_shape
+from .conv_direct_tiled import (
+    L1_BYTES,
+    PlaneTiles,
+    TileShape,
+    plane_tiles,
+    segment_tiles,
+    task_block,
+    tile_origin,
+    tile_shape,
+)
 from .layout import geometry3
 
 
@@ -72,11 +81,12 @@ def pointwise_plan(spec) -> PointwisePlan:
     streams_l2 = xoff.size * shape.v * dtype.itemsize > L1_BYTES
     tiles = plane_tiles(*out_size, shape, streams_l2)
     # the last element a tile reads, relative to its image, must lie inside the image
-    rows = np.array([r for r, _ in shape.shapes])[tiles.sel]
-    widths = np.array([s for _, s in shape.shapes])[tiles.sel]
-    last = tiles.row + rows - 1
     oh_n = out_size[1]
-    reach = ((last // oh_n) * pitches[1] + (last % oh_n) * pitches[2] + (tiles.col + widths - 1) * col_pitch).max()
+    t_row, t_col, t_sel = tiles.last_groups(oh_n, out_size[0])
+    rows = np.array([r for r, _ in shape.shapes])[t_sel]
+    widths = np.array([s for _, s in shape.shapes])[t_sel]
+    last = t_row + rows - 1
+    reach = ((last // oh_n) * pitches[1] + (last % oh_n) * pitches[2] + (t_col + widths - 1) * col_pitch).max()
     reach += (spec.groups - 1) * pitches[3] + int(xoff.max())
     assert reach < pitches[0], (reach, pitches[0])
     return PointwisePlan(shape, out_size, xoff, tiles, pitches, col_pitch, -(-spec.out_per_group // shape.v))
@@ -102,13 +112,15 @@ def strided_kernel(shape: TileShape):
             blk, g, k0, kvalid, first, last, wblk = task_block(t, w, xoff.size, group_start, kb_n, splits, v, lanes,
                                                                revision)
             for n in range(n_img):
-                for i in range(first, last):
-                    row, col, xrow = tile_origin(i, n, g, tile_row, tile_col, oh_n, img_pitch, d_pitch, h_pitch,
-                                                 g_pitch)
-                    xbase = xrow + col * col_pitch
-                    obase = (n * plane + row * ow_n + col) * k_n + k0
-                    fma_tile_strided(x, wblk, xoff, bias, out, xbase, h_pitch, 0, blk * v, obase, ow_n * k_n, k_n, 1,
-                                     kvalid, act, col_pitch, tile_sel[i], shapes, v, lanes, revision)
+                for s in range(first, last):
+                    base, t0, t1 = segment_tiles(s, group_start, oh_n)
+                    for i in range(t0, t1):
+                        row = base + tile_row[i]
+                        col = tile_col[i]
+                        xbase = tile_origin(row, n, g, oh_n, img_pitch, d_pitch, h_pitch, g_pitch) + col * col_pitch
+                        obase = (n * plane + row * ow_n + col) * k_n + k0
+                        fma_tile_strided(x, wblk, xoff, bias, out, xbase, h_pitch, 0, blk * v, obase, ow_n * k_n,
+                                         k_n, 1, kvalid, act, col_pitch, tile_sel[i], shapes, v, lanes, revision)
         restore(previous)
 
     dt = types.float32 if shape.dtype == "float32" else types.float64

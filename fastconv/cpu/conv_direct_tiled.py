@@ -130,11 +130,69 @@ def group_tiles(ow_n: int, rows: int, shapes: tuple, n_vec: int, streams_l2: boo
     return tuple(sorted(tiles, key=lambda t: (t[1], t[0]))), n_bulk * bulk_cost + cost[tail]
 
 
+# Where the header fields of PlaneTiles.group_start are (the segment bounds follow).
+N_A, Q_A, Q_B, H_A, S_A, S_B, SEGMENTS, HEAD = range(8)
+
+
 class PlaneTiles(NamedTuple):
-    row: np.ndarray  # first output row of each tile, counted over (depth, height)
+    """The tiling of an output plane, by kinds of row group: its size is the tiles of one
+    row group of each kind, not the tiles of the plane.
+
+    A plane of oh_n rows (per depth) is Q_A row groups of H_A rows, then Q_B single rows;
+    every group of a kind has the same tiles and the same segment cuts. Kind A's tiles
+    come first in ``row``/``col``/``sel``, then kind B's (from N_A). ``group_start`` is
+    the header (N_A, Q_A, Q_B, H_A, S_A, S_B, SEGMENTS), then kind A's S_A + 1 segment
+    bounds and kind B's S_B + 1, as tile indices within a group; segment s of the plane
+    is found by :func:`segment_tiles`.
+    """
+
+    row: np.ndarray  # each kind's tile: its row inside the group
     col: np.ndarray  # first output column
     sel: np.ndarray  # index of its shape in TileShape.shapes
-    group_start: np.ndarray  # tiles [group_start[i], group_start[i+1]) form segment i
+    group_start: np.ndarray  # header and segment bounds (see above)
+
+    @property
+    def segments(self) -> int:
+        """Segments of the whole plane (every depth): the units of parallel work."""
+        return int(self.group_start[SEGMENTS])
+
+    def last_groups(self, oh_n: int, od_n: int):
+        """(rows, cols, sels) of the tiles of each kind's last row group at the last depth:
+        the tiles that reach furthest into their image (for bounds checks)."""
+        n_a, q_a, q_b, h_a = (int(v) for v in self.group_start[[N_A, Q_A, Q_B, H_A]])
+        depth = (od_n - 1) * oh_n
+        base = np.where(np.arange(self.row.size) < n_a, depth + (q_a - 1) * h_a, depth + q_a * h_a + q_b - 1)
+        return base + self.row, self.col, self.sel  # kind B has no tiles when q_b == 0
+
+    def expand(self, oh_n: int):
+        """(row, col, sel, start) per tile of the whole plane, rows counted over (depth,
+        height), tiles of segment i at [start[i], start[i+1]): for tests and checks."""
+        rows, cols, sels, starts = [], [], [], [0]
+        for s in range(self.segments):
+            base, t0, t1 = segment_tiles(s, self.group_start, oh_n)
+            rows += [base + r for r in self.row[t0:t1]]
+            cols += list(self.col[t0:t1])
+            sels += list(self.sel[t0:t1])
+            starts.append(len(rows))
+        return tuple(np.array(a, np.int64) for a in (rows, cols, sels, starts))
+
+
+@inline_helper
+def segment_tiles(s, layout, oh_n):
+    """Segment s of a plane tiled as PlaneTiles says: the first output row of its row group
+    (counted over depth and height) and the range of its tiles in the kinds' arrays."""
+    n_a, q_a, q_b, h_a, s_a, s_b = layout[0], layout[1], layout[2], layout[3], layout[4], layout[5]
+    per_depth = q_a * s_a + q_b * s_b
+    od = s // per_depth
+    rem = s - od * per_depth
+    if rem < q_a * s_a:
+        j = rem // s_a
+        at = 7 + rem - j * s_a
+        return od * oh_n + j * h_a, layout[at], layout[at + 1]
+    rem -= q_a * s_a
+    j = rem // s_b
+    at = 7 + s_a + 1 + rem - j * s_b
+    return od * oh_n + q_a * h_a + j, n_a + layout[at], n_a + layout[at + 1]
 
 
 SEGMENT_TILES = 8  # long rows are cut into segments of this many tiles, for parallel tasks
@@ -147,7 +205,8 @@ def plane_tiles(od_n: int, oh_n: int, ow_n: int, shape: TileShape, streams_l2: b
 
     Parallel tasks take whole "segments": a row group, or for long rows a run of
     SEGMENT_TILES tiles of it (cut only where tiles do not overlap, so no two tasks
-    write the same pixel). Segments never span two depths.
+    write the same pixel). Segments never span two depths. The result holds one row
+    group of each kind (PlaneTiles), a few kilobytes for any plane.
     """
     heights = sorted({r for r, _ in shape.shapes})
 
@@ -157,41 +216,24 @@ def plane_tiles(od_n: int, oh_n: int, ow_n: int, shape: TileShape, streams_l2: b
         return sum(itertools.chain(itertools.repeat(full, oh_n // height), itertools.repeat(one, oh_n % height)))
 
     height = min((h for h in heights if h <= oh_n), key=cost)
-    # The plane repeats two row groups (height rows, and single rows for the remainder),
-    # each with the same tiles and the same segment cuts at every place: build each once
-    # (Python, per tile of one group) and lay them out with NumPy (no Python per tile of
-    # the plane: a large plane's arrays take 24 bytes per tile and no time per tile).
-    blocks = [(height, oh_n // height, 0), (1, oh_n % height, (oh_n // height) * height)]
-    rows, cols, sels, starts, first = [], [], [], [], 0
-    per_depth = 0
-    for g, count, oh0 in blocks:
-        if count == 0:
-            continue
-        tiles = group_tiles(ow_n, g, shape.shapes, shape.n_vec, streams_l2)[0]
-        k, col, sel = (np.array(a, np.int64) for a in zip(*tiles))
-        cuts, end = [], -1  # segment starts inside the group (after its first tile)
-        for t, (_, c, i) in enumerate(tiles):
-            if t - (cuts[-1] if cuts else 0) >= SEGMENT_TILES * g and c > end:
+    kinds = [(height, oh_n // height), (1, oh_n % height)]
+    rows, cols, sels, bounds, counts = [], [], [], [], []
+    for g, count in kinds:
+        tiles = group_tiles(ow_n, g, shape.shapes, shape.n_vec, streams_l2)[0] if count else ()
+        cuts, end = [0], -1  # segment starts inside the group
+        for t, (k, c, i) in enumerate(tiles):
+            if t - cuts[-1] >= SEGMENT_TILES * g and c > end:
                 cuts.append(t)
             end = max(end, c + shape.shapes[i][1] - 1)
-        n = len(tiles)
-        group_rows = oh0 + g * np.arange(count, dtype=np.int64)
-        rows.append((group_rows[:, None] + k[None, :]).reshape(-1))
-        cols.append(np.tile(col, count))
-        sels.append(np.tile(sel, count))
-        bounds = np.array(cuts + [n], np.int64)  # segment ends relative to the group's first tile
-        starts.append((first + n * np.arange(count, dtype=np.int64)[:, None] + bounds[None, :]).reshape(-1))
-        first += n * count
-        per_depth += n * count
-    depth_rows = np.concatenate(rows)
-    depth_starts = np.concatenate(starts)
-    depths = np.arange(od_n, dtype=np.int64)[:, None]
-    return PlaneTiles(
-        (depths * oh_n + depth_rows[None, :]).reshape(-1),
-        np.tile(np.concatenate(cols), od_n),
-        np.tile(np.concatenate(sels), od_n),
-        np.concatenate([np.zeros(1, np.int64), (depths * per_depth + depth_starts[None, :]).reshape(-1)]),
-    )
+            rows.append(k)
+            cols.append(c)
+            sels.append(i)
+        bounds.append(cuts + [len(tiles)] if tiles else [0])
+        counts.append(len(tiles))
+    s_a, s_b = len(bounds[0]) - 1, len(bounds[1]) - 1
+    header = [counts[0], kinds[0][1], kinds[1][1], height, s_a, s_b, od_n * (kinds[0][1] * s_a + kinds[1][1] * s_b)]
+    as_array = lambda a: np.array(a, np.int64)  # noqa: E731
+    return PlaneTiles(as_array(rows), as_array(cols), as_array(sels), as_array(header + bounds[0] + bounds[1]))
 
 
 # ---------------------------------------------------------------------------------------
@@ -290,31 +332,30 @@ def reduction_offsets(geom, planar: RowPlanar, channels: int, in_per_group: int)
 # ---------------------------------------------------------------------------------------
 
 @inline_helper
-def task_block(t, w, steps, group_start, kb_n, splits, v, lanes, revision):
-    """Task t of the direct kernels' loop over (1/splits of the tile segments, group, block
-    of V output channels): its block index, group, first output channel and valid
-    channel count, its range of tiles, and its weight block packed for the micro-kernel."""
+def task_block(t, w, steps, layout, kb_n, splits, v, lanes, revision):
+    """Task t of the direct kernels' loop over (1/splits of the plane's segments, group,
+    block of V output channels): its block index, group, first output channel and valid
+    channel count, its range of segments, and its weight block packed for the micro-kernel."""
     groups, kg = w.shape[0], w.shape[1]
-    n_segments = group_start.size - 1
+    n_segments = layout[6]
     blk = t % (groups * kb_n)
     split = t // (groups * kb_n)
     g = blk // kb_n
     kb = blk - g * kb_n
     wblk = np.empty(steps * v, w.dtype)
     pack_weight_block(w, g, kb, wblk, v, lanes, revision)
-    first = group_start[split * n_segments // splits]
-    last = group_start[(split + 1) * n_segments // splits]
+    first = split * n_segments // splits
+    last = (split + 1) * n_segments // splits
     return blk, g, g * kg + kb * v, min(v, kg - kb * v), first, last, wblk
 
 
 @inline_helper
-def tile_origin(i, n, g, tile_row, tile_col, oh_n, img_pitch, d_pitch, h_pitch, g_pitch):
-    """Tile i of image n, group g: its output row (of the flattened depth x height plane)
-    and column, and where its input starts before the column's offset."""
-    row = tile_row[i]
+def tile_origin(row, n, g, oh_n, img_pitch, d_pitch, h_pitch, g_pitch):
+    """A tile of image n, group g, at ``row`` of the flattened depth x height plane: where
+    its input starts before the column's offset."""
     od = row // oh_n
     oh = row - od * oh_n
-    return row, tile_col[i], n * img_pitch + od * d_pitch + oh * h_pitch + g * g_pitch
+    return n * img_pitch + od * d_pitch + oh * h_pitch + g * g_pitch
 
 
 @functools.cache
@@ -327,7 +368,8 @@ def direct_kernel(shape: TileShape):
     def kernel(x, w, xoff, bias, out, tile_row, tile_col, tile_sel, group_start, n_img, od_n, oh_n, ow_n, img_pitch,
                d_pitch, h_pitch, g_pitch, kb_n, splits, chan_last, act):
         """One task per (group, block of V output channels, 1/splits of the segments), over
-        every image of the chunk; see the module docstring.
+        every image of the chunk; see the module docstring. tile_row/tile_col/tile_sel and
+        group_start are a PlaneTiles (one row group per kind, and the segment layout).
 
         w is the weight as (G, K/G, C/G * taps); each task packs its channel block into a
         scratch buffer first. d_pitch and h_pitch are the input distances of one output
@@ -342,18 +384,20 @@ def direct_kernel(shape: TileShape):
             blk, g, k0, kvalid, first, last, wblk = task_block(t, w, xoff.size, group_start, kb_n, splits, v, lanes,
                                                                revision)
             for n in range(n_img):
-                for i in range(first, last):
-                    row, col, xrow = tile_origin(i, n, g, tile_row, tile_col, oh_n, img_pitch, d_pitch, h_pitch,
-                                                 g_pitch)
-                    xbase = xrow + col
-                    if chan_last:
-                        obase = (n * plane + row * ow_n + col) * k_n + k0
-                        fma_tile(x, wblk, xoff, bias, out, xbase, h_pitch, 0, blk * v, obase, ow_n * k_n, k_n, 1,
-                                 kvalid, act, tile_sel[i], shapes, v, lanes, revision)
-                    else:
-                        obase = (n * k_n + k0) * plane + row * ow_n + col
-                        fma_tile(x, wblk, xoff, bias, out, xbase, h_pitch, 0, blk * v, obase, ow_n, 1, plane,
-                                 kvalid, act, tile_sel[i], shapes, v, lanes, revision)
+                for s in range(first, last):
+                    base, t0, t1 = segment_tiles(s, group_start, oh_n)
+                    for i in range(t0, t1):
+                        row = base + tile_row[i]
+                        col = tile_col[i]
+                        xbase = tile_origin(row, n, g, oh_n, img_pitch, d_pitch, h_pitch, g_pitch) + col
+                        if chan_last:
+                            obase = (n * plane + row * ow_n + col) * k_n + k0
+                            fma_tile(x, wblk, xoff, bias, out, xbase, h_pitch, 0, blk * v, obase, ow_n * k_n, k_n, 1,
+                                     kvalid, act, tile_sel[i], shapes, v, lanes, revision)
+                        else:
+                            obase = (n * k_n + k0) * plane + row * ow_n + col
+                            fma_tile(x, wblk, xoff, bias, out, xbase, h_pitch, 0, blk * v, obase, ow_n, 1, plane,
+                                     kvalid, act, tile_sel[i], shapes, v, lanes, revision)
         restore(previous)
 
     dt = types.float32 if shape.dtype == "float32" else types.float64

@@ -141,7 +141,7 @@ def tiled_plan(spec, threads: int) -> TiledPlan | None:
             tiles = plane_tiles(*counts, shape, steps * shape.v * np.dtype(dtype).itemsize > L1_BYTES)
             w_shape = (g_n, k_n, steps) if grouped else (1, sw * k_n, steps)
             calls.append(TiledCall(x_at, out_at, np.ascontiguousarray(xoff), g_pitch, at, w_shape, tiles,
-                                   task_splits(g_n * kb_n, tiles.group_start.size - 1, threads)))
+                                   task_splits(g_n * kb_n, tiles.segments, threads)))
             for j, p in enumerate(group):
                 taps.append(flat[tuple(q.taps for q in (*rows, p))].ravel())
                 table.append((at, j, g_n, steps // c_n))
