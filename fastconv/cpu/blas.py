@@ -142,14 +142,14 @@ _dgemm = _declare_gemm("d")
 
 
 @parallel_kernel
-def _gemm_blocks(a, b, c, batch, m, n, k, lda, ldb, ldc, sa, sb, sc, ta, tb, by_cols, blocks, beta):
+def _gemm_blocks(pa, pb, pc, size, batch, m, n, k, lda, ldb, ldc, sa, sb, sc, ta, tb, by_cols, blocks, beta):
     """c[i] (m, n) = a[i] (m, k) @ b[i] (k, n) + beta * c[i] for i < batch; task = (image, block).
 
-    Offsets and leading dimensions count elements of the arrays' common dtype; ``ta`` /
-    ``tb`` say that a / b are stored transposed (row-major (k, m) / (n, k)).
+    pa, pb, pc are the addresses of the matrices' first elements (the caller keeps the arrays
+    alive), ``size`` their itemsize (4: float32, 8: float64). Offsets and leading dimensions
+    count elements; ``ta`` / ``tb`` say that a / b are stored transposed (row-major (k, m) /
+    (n, k)). Only integers cross the call: Numba types them faster than arrays.
     """
-    size = c.itemsize
-    pa, pb, pc = a.ctypes.data, b.ctypes.data, c.ctypes.data
     span = n if by_cols else m
     total = batch * blocks
     previous = balanced(total)
@@ -180,7 +180,7 @@ def _gemm_blocks(a, b, c, batch, m, n, k, lda, ldb, ldc, sa, sb, sc, ta, tb, by_
 
 
 def _operand(x):
-    """(base 1-D view, leading dimension, transposed?) of a 2-D or batched operand, or None."""
+    """(leading dimension, transposed?) of a 2-D or batched operand, or None (no unit stride)."""
     s = x.strides[-2:]
     item = x.itemsize
     rows, cols = x.shape[-2:]
@@ -189,12 +189,6 @@ def _operand(x):
     if s[0] == item and (cols == 1 or s[1] >= rows * item) and s[1] % item == 0:
         return s[1] // item if cols > 1 else max(rows, 1), True
     return None
-
-
-def _flat(x):
-    """A 1-D array starting at x's first element and covering all of it (no copy)."""
-    span = 1 + sum((d - 1) * s for d, s in zip(x.shape, x.strides)) // x.itemsize
-    return np.lib.stride_tricks.as_strided(x, shape=(span,), strides=(x.itemsize,))
 
 
 def gemm(a, b, out, accumulate: bool = False, threads: int | None = None):
@@ -236,6 +230,7 @@ def gemm(a, b, out, accumulate: bool = False, threads: int | None = None):
         return x.strides[0] // x.itemsize if x.ndim == 3 and x.shape[0] > 1 else 0
 
     with LIBRARY:
-        _gemm_blocks(_flat(a), _flat(b), _flat(out), batch, m, n, k, fa[0], fb[0], fc[0], batch_stride(a),
-                     batch_stride(b), batch_stride(out), fa[1], fb[1], by_cols, blocks, 1.0 if accumulate else 0.0)
+        _gemm_blocks(a.ctypes.data, b.ctypes.data, out.ctypes.data, out.itemsize, batch, m, n, k, fa[0], fb[0],
+                     fc[0], batch_stride(a), batch_stride(b), batch_stride(out), fa[1], fb[1], by_cols, blocks,
+                     1.0 if accumulate else 0.0)
     return out
