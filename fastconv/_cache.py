@@ -21,32 +21,18 @@ threads filling the cache at once cannot corrupt the byte count.
 from __future__ import annotations
 
 import functools
-import math
-import os
 import threading
-import warnings
 from collections import OrderedDict
 
 import numpy as np
+
+from ._env import mib_from_environment
 
 DEFAULT_MB = 64
 ENTRY_BYTES = 1024  # the estimate for an entry's key, spec and small objects
 _MISSING = object()
 
 
-def _limit_from_environment() -> int:
-    text = os.environ.get("FASTCONV_CACHE_MB")
-    if text is None:
-        return DEFAULT_MB << 20
-    try:
-        mb = float(text)
-    except ValueError:
-        mb = math.nan
-    if not (math.isfinite(mb) and mb >= 0):
-        warnings.warn(f"FASTCONV_CACHE_MB={text!r} is not a number of MiB >= 0; using the default, "
-                      f"{DEFAULT_MB} MiB", RuntimeWarning, stacklevel=2)
-        return DEFAULT_MB << 20
-    return int(mb * (1 << 20))
 
 
 def size_of(value, _depth: int = 0) -> int:
@@ -123,7 +109,7 @@ class ByteCache:
         return len(self._values)
 
 
-CACHE = ByteCache(_limit_from_environment())
+CACHE = ByteCache(mib_from_environment("FASTCONV_CACHE_MB", DEFAULT_MB, allow_zero=True))
 
 
 def clear_caches() -> None:

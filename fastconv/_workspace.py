@@ -8,31 +8,11 @@ chunk.
 
 from __future__ import annotations
 
-import math
-import os
-import warnings
+from ._env import mib_from_environment
 
 DEFAULT_MB = 256
 
-
-def _from_environment() -> int:
-    """The cap from FASTCONV_WORKSPACE_MB (a positive number of MiB); a bad value gets a
-    warning and the default, so that ``import fastconv`` never fails on it."""
-    text = os.environ.get("FASTCONV_WORKSPACE_MB")
-    if text is None:
-        return DEFAULT_MB << 20
-    try:
-        mb = float(text)
-    except ValueError:
-        mb = math.nan
-    if not (math.isfinite(mb) and mb > 0 and mb * (1 << 20) >= 1):
-        warnings.warn(f"FASTCONV_WORKSPACE_MB={text!r} is not a positive number of MiB; using the default, "
-                      f"{DEFAULT_MB} MiB", RuntimeWarning, stacklevel=2)
-        return DEFAULT_MB << 20
-    return int(mb * (1 << 20))
-
-
-_limit = _from_environment()
+_limit = mib_from_environment("FASTCONV_WORKSPACE_MB", DEFAULT_MB)
 
 
 def workspace_limit() -> int:
