@@ -52,9 +52,9 @@ _LAYERS = textwrap.dedent("""
                                            dict(padding=1, groups=144, channels_last=True)),
         "MobileNetV2 dw s2 56x56x192, NHWC": (r(1, 56, 56, 192), r(192, 1, 3, 3),
                                               dict(stride=2, padding=1, groups=192, channels_last=True)),
-        "1x1 14x14 384->64, NHWC (gemm)": (r(1, 14, 14, 384), r(64, 384, 1, 1), dict(channels_last=True)),
+        "1x1 14x14 384->64, NHWC": (r(1, 14, 14, 384), r(64, 384, 1, 1), dict(channels_last=True)),
         "ResNet-50 3x3 56x56x64, NCHW": (r(1, 64, 56, 56), r(64, 64, 3, 3), dict(padding=1)),
-        "dilated 3x3 d2 28x28x256, NCHW (taps)": (r(1, 256, 28, 28), r(256, 256, 3, 3),
+        "dilated 3x3 d2 28x28x256, NCHW": (r(1, 256, 28, 28), r(256, 256, 3, 3),
                                                   dict(padding=2, dilation=2)),
     }
 """)
@@ -227,12 +227,46 @@ def render(doc: dict) -> str:
     return "\n".join(L) + "\n"
 
 
+def readme_block(doc: dict, report: str) -> str:
+    """The README's summary: per layer, each runtime alone, beside PyTorch, with a core busy."""
+    res = doc["results"]
+    short = {"tbb (fastconv's default)": "TBB", "omp, libgomp's default spin": "OpenMP spin",
+             "omp, OMP_WAIT_POLICY=PASSIVE (fastconv before)": "OpenMP passive", "workqueue": "workqueue"}
+    layers = next((list(r["times_ms"]) for runs in res.values() for r in runs
+                   if isinstance(r.get("times_ms"), dict) and "exit" not in r["times_ms"]), [])
+
+    def cell(key, layer):
+        vals = [r["times_ms"][layer] for r in res.get(key, []) if layer in r.get("times_ms", {})]
+        return f"{_median(vals):.3f}" if vals else "—"
+
+    head = ["layer (ms)"] + [f"{short[c]}: {s}" for c in CONFIGS if c != "workqueue"
+                             for s in ("alone", "torch used", "busy core")] + ["PyTorch alone", "PyTorch busy"]
+    lines = [f"Measured {doc['created']} by `python -m bench.runtimes` ([{report}]({report}) has every "
+             "column, fork and threads):", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for layer in layers:
+        row = [layer] + [cell(f"{c} | {s}", layer) for c in CONFIGS if c != "workqueue"
+                         for s in ("alone", "torch used", "busy core")]
+        row += [cell("PyTorch | alone", layer), cell("PyTorch | busy core", layer)]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def update_readme(path: Path, doc: dict, report: str) -> None:
+    start, end = "<!-- runtimes:start -->", "<!-- runtimes:end -->"
+    text = path.read_text()
+    if text.count(start) != 1 or text.count(end) != 1:
+        raise ValueError(f"{path}: expected one {start} ... {end} block")
+    head, rest = text.split(start, 1)
+    path.write_text(head + start + "\n" + readme_block(doc, report) + "\n" + end + rest.split(end, 1)[1])
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.runtimes", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("bench/results/runtimes.json"))
     p.add_argument("--report", type=Path, default=Path("reports/runtimes.md"))
     p.add_argument("--repeats", type=int, default=3, help="fresh processes per cell; medians are reported")
     p.add_argument("--render-only", action="store_true", help="rebuild the report from --out without running")
+    p.add_argument("--update-readme", action="store_true", help="also fill README.md's runtimes block")
     args = p.parse_args(argv)
     if args.render_only:
         doc = json.loads(args.out.read_text())
@@ -242,6 +276,8 @@ def main(argv=None) -> int:
         args.out.write_text(json.dumps(doc, indent=1))
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(render(doc))
+    if args.update_readme:
+        update_readme(Path("README.md"), doc, args.report.as_posix())
     print(f"wrote {args.out} and {args.report}", file=sys.stderr)
     return 0
 
