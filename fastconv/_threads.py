@@ -1,17 +1,18 @@
 """fastconv's thread runtime: Numba's TBB threading layer, started before any kernel loads.
 
 Why TBB and not Numba's default (GNU OpenMP), measured on the 2-core project machine
-(README "Threads" has the figures):
+(``python -m bench.runtimes``; README "Threads" has the figures):
 
 - **fork**: GNU OpenMP cannot run in a child made by ``fork`` once the parent ran a
   parallel region; Numba then kills the child with SIGTERM. TBB stops its workers before
   ``fork`` and starts them again in both processes, so a child runs kernels in parallel.
 - **busy cores**: a passive OpenMP worker woken on a core that another process holds
-  waits for the scheduler's tick (5-13 ms calls where 0.2 ms was due); a spinning one
-  burns the time the other threads need. TBB's workers spin briefly, then sleep, and its
-  parallel loop is work-stealing: the calling thread takes over chunks a late or
-  preempted worker has not started (kernels ask for several chunks per thread through
-  :func:`balanced`).
+  waits for the scheduler's tick; spinning workers keep their core on small layers but
+  collapsed to whole ticks in some runs (a 0.7 ms layer at 4.8-12.8 ms), and always under
+  heavier load. TBB's workers spin briefly, then sleep, and its parallel loop is
+  work-stealing: the calling thread takes over the chunks a late worker has not started
+  (kernels ask for several chunks per thread through :func:`balanced`), so a call runs
+  at about one core's speed there (2x its quiet time) and never waits for a tick.
 - **PyTorch in the same process**: PyTorch's libgomp is the same soname as the system
   one, so whichever loads first serves both, with the wait policy of whoever loaded it.
   TBB is a runtime of fastconv's own: importing torch before or after fastconv changes
