@@ -248,6 +248,27 @@ def test_transposed_stride_beyond_the_output_plans_per_output(stride, rng):
     np.testing.assert_allclose(got, conv_transpose(x, w, stride=stride), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("activation", [None, "relu"])
+def test_transposed_stride_far_above_the_kernel_plans_the_tapped_phases_only(channels_last, activation, rng):
+    """Stride 40 with a 3x3 kernel: 1591 of 1600 phases have no tap. They are one fill of
+    activation(bias), not an entry each; the values match the reference."""
+    from fastconv.cpu import conv_transpose_phases
+    from fastconv.reference import activate, conv_transpose
+    from fastconv.spec import resolve_conv
+
+    x, w, b = rng.standard_normal((2, 3, 5, 4)), rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(2)
+    want = activate(conv_transpose(x, w, b, stride=40, padding=1), activation)
+    xin = np.ascontiguousarray(np.moveaxis(x, 1, -1)) if channels_last else x
+    got = F.conv_transpose2d(xin, w, b, stride=40, padding=1, activation=activation, channels_last=channels_last)
+    got = np.moveaxis(got, -1, 1) if channels_last else got
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    spec = resolve_conv("conv_transpose2d", xin.shape, w.shape, stride=40, padding=1, has_bias=True,
+                        activation=activation, channels_last=channels_last)
+    plan = conv_transpose_phases.phase_plan(spec)
+    assert sum(len(g.phases) for g in plan.groups) == 9  # the 3x3 phases with taps; the fill group lists none
+
+
 def test_fractional_pool_seed_is_named(rng):
     with pytest.raises(ValueError, match=r"fractional_max_pool2d: seed=-9223372036854775808 must be"):
         F.fractional_max_pool2d(rng.standard_normal((1, 2, 8, 8)), 2, output_size=4, seed=-(2**63))

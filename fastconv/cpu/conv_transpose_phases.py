@@ -69,7 +69,7 @@ class PhaseGroup(NamedTuple):
     """Phases that run as one forward conv: ``phases`` stacked along its output channels."""
 
     phases: tuple  # tuples of DimPhase, one per spatial dim
-    spec: object  # forward ConvSpec, or None for bias-only phases
+    spec: object  # forward ConvSpec, or None: fill the whole output with activation(bias) first
     weight_at: int  # where its forward weight starts in the buffer phase_weights fills
     crop: tuple  # (begin, end) of the input slice, per spatial dim
 
@@ -113,13 +113,14 @@ def phase_plan(spec, union_ok: bool = True) -> PhasePlan:
     over the union of their windows. Cached: callers must not write to its arrays."""
     per_dim = [dim_phases(n, k, s, d, b, o) for n, k, s, d, (b, _), o in
                zip(spec.in_size, spec.kernel, spec.stride, spec.dilation, spec.pads, spec.out_size)]
-    by_geometry: dict = {}
-    for combo in _product(per_dim):
-        if any(p.taps is None for p in combo):
-            key = None
-        else:
-            key = tuple((p.crop, p.pads, p.dilation, p.taps_n) for p in combo)
-        by_geometry.setdefault(key, []).append(combo)
+    tapped = [[p for p in phases if p.taps is not None] for phases in per_dim]
+    # Phases with no tap (any dim without one) hold activation(bias): one fill of the whole
+    # output before the phases with taps write theirs, not an entry per such phase (a stride
+    # far above the kernel makes nearly all of stride**nd phases tapless).
+    fill = math.prod(len(phases) for phases in per_dim) > math.prod(len(phases) for phases in tapped)
+    by_geometry: dict = {None: []} if fill else {}
+    for combo in _product(tapped):
+        by_geometry.setdefault(tuple((p.crop, p.pads, p.dilation, p.taps_n) for p in combo), []).append(combo)
     flat = np.arange(math.prod(spec.kernel)).reshape(spec.kernel)
     union = _union(spec, per_dim) if union_ok else None
     if union is not None:
@@ -347,10 +348,8 @@ def _phases(spec, plan, x, weight, bias):
     out = np.empty(spec.output_shape, dtype)
     ys, table = [], []
     for group in plan.groups:
-        if group.spec is None:
-            fill = _bias_only(spec, bias, working_dtype(dtype)).astype(dtype)
-            for phase in group.phases:
-                out[_spatial(spec, (slice(p.offset, None, s) for p, s in zip(phase, spec.stride)))] = fill
+        if group.spec is None:  # the tapless phases; the phases with taps overwrite their places below
+            out[...] = _bias_only(spec, bias, working_dtype(dtype)).astype(dtype)
             continue
         for j, phase in enumerate(group.phases):
             table.append((len(ys), j, len(group.phases), *lift3([p.offset for p in phase], 0),

@@ -84,6 +84,11 @@ class TiledPlan(NamedTuple):
     kb_n: int
 
 
+# Phases without taps that the tiled kernel lists one by one (a stride far above the kernel
+# makes nearly all stride**nd phases tapless; the phases path then fills them in one pass).
+MAX_BIAS_ONLY = 64
+
+
 @cached_plan
 def tiled_plan(spec, threads: int) -> TiledPlan | None:
     """The plan of a transposed-conv spec, or None when the conditions above do not hold. Cached:
@@ -97,6 +102,9 @@ def tiled_plan(spec, threads: int) -> TiledPlan | None:
         return None
     per_dim = [dim_phases(n, k, s, d, b, o) for n, k, s, d, (b, _), o in
                zip(geom.in_size, geom.kernel, geom.stride, geom.dilation, geom.pads, geom.out_size)]
+    tapless = math.prod(map(len, per_dim)) - math.prod(sum(p.taps is not None for p in ps) for ps in per_dim)
+    if tapless > MAX_BIAS_ONLY:
+        return None  # the phases path fills them in one pass instead of listing each
     counts = tuple(o // s for o, s in zip(geom.out_size, geom.stride))
     # per dim: the union [lo, hi) of the input ranges the phases with taps read
     lo = [min((p.crop[0] - p.pads[0] for p in ps if p.taps is not None), default=0) for ps in per_dim]
