@@ -168,13 +168,13 @@ def _gemm_blocks(pa, pb, pc, size, batch, m, n, k, lda, ldb, ldc, sa, sb, sc, ta
             oa += lo if ta else lo * lda
             oc += lo * ldc
             mm = hi - lo
-        trans_a = 112 if ta else 111
-        trans_b = 112 if tb else 111
+        trans_a = TRANS if ta else NO_TRANS
+        trans_b = TRANS if tb else NO_TRANS
         if size == 4:
-            _sgemm(101, trans_a, trans_b, mm, nn, k, np.float32(1.0), pa + oa * size, lda, pb + ob * size, ldb,
+            _sgemm(ROW_MAJOR, trans_a, trans_b, mm, nn, k, np.float32(1.0), pa + oa * size, lda, pb + ob * size, ldb,
                    np.float32(beta), pc + oc * size, ldc)
         else:
-            _dgemm(101, trans_a, trans_b, mm, nn, k, 1.0, pa + oa * size, lda, pb + ob * size, ldb, beta,
+            _dgemm(ROW_MAJOR, trans_a, trans_b, mm, nn, k, 1.0, pa + oa * size, lda, pb + ob * size, ldb, beta,
                    pc + oc * size, ldc)
     restore(previous)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .._jit import parallel_kernel, serial_kernel
+from .._jit import inline_helper, parallel_kernel, serial_kernel
 from .._threads import balanced, restore
 from .layout import lift3
 
@@ -14,12 +14,18 @@ from .layout import lift3
 FINITE_BLOCK = 1 << 16
 
 
-@serial_kernel
-def _finite_serial(flat):
-    acc = flat[0] * 0
-    for i in range(1, flat.size):
+@inline_helper
+def _finite_range(flat, lo, hi):
+    """Whether flat[lo:hi] (lo < hi) holds no NaN or inf: x * 0 is 0 for finite x, NaN otherwise."""
+    acc = flat[lo] * 0
+    for i in range(lo + 1, hi):
         acc += flat[i] * 0
     return acc == 0
+
+
+@serial_kernel
+def _finite_serial(flat):
+    return _finite_range(flat, 0, flat.size)
 
 
 @parallel_kernel
@@ -27,12 +33,7 @@ def _finite_parallel(flat, block, flags):
     n_blocks = flags.size
     previous = balanced(n_blocks)
     for b in prange(n_blocks):
-        lo = b * block
-        hi = min(lo + block, flat.size)
-        acc = flat[lo] * 0
-        for i in range(lo + 1, hi):
-            acc += flat[i] * 0
-        flags[b] = acc == 0
+        flags[b] = _finite_range(flat, b * block, min((b + 1) * block, flat.size))
     restore(previous)
 
 
