@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,11 +50,10 @@ def worker_env(library: str, keep_env: bool, base: dict | None = None) -> dict:
 class WorkerProcess:
     """A running ``bench.worker``: ``call(op, **args)`` sends a command and returns the reply."""
 
-    def __init__(self, library: str, dtype: str, env: dict, threads: int | None = None):
+    def __init__(self, library: str, dtype: str, env: dict):
         self.library = library
         self.proc = subprocess.Popen([sys.executable, "-m", "bench.worker", library, dtype], cwd=ROOT, env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
-        self.threads = threads
 
     def call(self, op: str, **args) -> dict:
         self.proc.stdin.write(json.dumps({"op": op, **args}) + "\n")
@@ -133,7 +133,7 @@ class ProcessPair:
                 for key, got in w.call("round", seconds=per_round, min_reps=min_reps, max_reps=max_reps).items():
                     samples[key] += got["samples"]
                     if got["samples"]:
-                        round_medians[key].append(_median(got["samples"]))
+                        round_medians[key].append(statistics.median(got["samples"]))
                     if got.get("error") and not errors.get(key):
                         errors[key] = got["error"]
         for f in firsts.values():
@@ -159,9 +159,3 @@ def _load(path):
     import numpy as np
 
     return np.load(path)
-
-
-def _median(values):
-    s = sorted(values)
-    mid = len(s) // 2
-    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2

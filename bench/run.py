@@ -427,12 +427,17 @@ def main(argv=None, *, reexec: bool = False) -> int:
 
 
 # Extra passes (``--also``) that the targets need beside the main run: auto only.
+def _busy_target_layer(selected) -> bool:
+    """ResNet-50's 3x3 layers and MobileNetV2's depthwise layers: the busy-core targets."""
+    suite, _, _, problem = selected
+    facts = problem.describe()
+    return ((suite == "resnet50" and facts.get("role") == "standard" and list(facts.get("kernel") or []) == [3, 3])
+            or (suite == "mobilenet_v2" and facts.get("role") == "depthwise"))
+
+
 COMPANIONS = {
-    "inprocess": {"mode": "inprocess", "select": lambda p: True},
-    "busy": {"mode": "process",
-             "select": lambda p: p[0] in ("resnet50", "mobilenet_v2") and p[3].describe().get("role")
-             in ("standard", "depthwise") and (p[3].describe().get("role") == "depthwise"
-                                              or list(p[3].describe().get("kernel") or []) == [3, 3])},
+    "inprocess": {"mode": "inprocess", "select": lambda selected: True},
+    "busy": {"mode": "process", "select": _busy_target_layer},
 }
 
 
