@@ -223,6 +223,13 @@ def _torch_limits(k, p):
     return isinstance(p, int) and 2 * p <= min(ks)
 
 
+
+def _channels_first(y, channels_last):
+    """A result (or a tuple of results) back in (N, C, *spatial) order."""
+    if isinstance(y, tuple):
+        return tuple(_channels_first(v, channels_last) for v in y)
+    return np.moveaxis(y, -1, 1) if channels_last else y
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("case", WINDOWS, ids=lambda c: "x".join(map(str, c[0])) + f"-k{c[1]}s{c[2]}")
 def test_window_pooling_nonfinite(case, dtype, rng):
@@ -236,10 +243,7 @@ def test_window_pooling_nonfinite(case, dtype, rng):
         for cl in (False, True):
             xin = np.ascontiguousarray(np.moveaxis(x, 1, -1)) if cl else x
 
-            def back(y, cl=cl):
-                return tuple(back(v) for v in y) if isinstance(y, tuple) else (np.moveaxis(y, -1, 1) if cl else y)
-
-            got, idx = back(getattr(F, f"max_pool{nd}d")(xin, k, s, p, d, ceil, True, channels_last=cl))
+            got, idx = _channels_first(getattr(F, f"max_pool{nd}d")(xin, k, s, p, d, ceil, True, channels_last=cl), cl)
             expected, eidx = ref.max_pool(x, k, s, p, d, ceil, return_indices=True)
             assert_same_nonfinite(got, expected, "pool", dtype, f"max {values} cl={cl}")
             np.testing.assert_array_equal(idx, eidx, err_msg=f"max indices {values}")
@@ -248,7 +252,7 @@ def test_window_pooling_nonfinite(case, dtype, rng):
                 assert_same_nonfinite(got, ty.numpy().astype(np.float64), "pool", dtype, f"max vs torch {values}")
                 np.testing.assert_array_equal(idx, ti.numpy())
             for include in (True, False):
-                got = back(getattr(F, f"avg_pool{nd}d")(xin, k, s, p, ceil, include, dilation=d, channels_last=cl))
+                got = _channels_first(getattr(F, f"avg_pool{nd}d")(xin, k, s, p, ceil, include, dilation=d, channels_last=cl), cl)
                 with np.errstate(invalid="ignore"):
                     expected = ref.avg_pool(x, k, s, p, ceil, include, dilation=d)
                 assert_same_nonfinite(got, expected, "pool", dtype, f"avg include={include} {values} cl={cl}")
@@ -256,8 +260,8 @@ def test_window_pooling_nonfinite(case, dtype, rng):
                     ty = getattr(TF, f"avg_pool{nd}d")(torch.from_numpy(x), k, s, p, ceil, include).numpy()
                     assert_same_nonfinite(got, ty.astype(np.float64), "pool", dtype, f"avg vs torch {values}")
             for norm in (1.0, 2.0, 3.0, 1.5, np.inf):
-                got = back(getattr(F, f"lp_pool{nd}d")(xin, norm, k, s, ceil, padding=p, dilation=d,
-                                                        channels_last=cl))
+                got = _channels_first(getattr(F, f"lp_pool{nd}d")(xin, norm, k, s, ceil, padding=p, dilation=d,
+                                                        channels_last=cl), cl)
                 with np.errstate(invalid="ignore", over="ignore"):
                     expected = ref.lp_pool(x, norm, k, s, ceil, padding=p, dilation=d)
                 assert_same_nonfinite(got, expected, "pool_lp", dtype, f"lp{norm} {values} cl={cl}")
@@ -273,10 +277,7 @@ def test_adaptive_global_and_pyramid_pooling_nonfinite(shape, out, rng):
         for cl in (False, True):
             xin = np.ascontiguousarray(np.moveaxis(x, 1, -1)) if cl else x
 
-            def back(y, cl=cl):
-                return tuple(back(v) for v in y) if isinstance(y, tuple) else (np.moveaxis(y, -1, 1) if cl else y)
-
-            got, idx = back(getattr(F, f"adaptive_max_pool{nd}d")(xin, out, True, channels_last=cl))
+            got, idx = _channels_first(getattr(F, f"adaptive_max_pool{nd}d")(xin, out, True, channels_last=cl), cl)
             expected, eidx = ref.adaptive_max_pool(x, out, True)
             assert_same_nonfinite(got, expected, "pool", np.float64, f"adaptive max {values}")
             np.testing.assert_array_equal(idx, eidx)
@@ -285,14 +286,14 @@ def test_adaptive_global_and_pyramid_pooling_nonfinite(shape, out, rng):
             np.testing.assert_array_equal(idx, ti.numpy())
             with np.errstate(invalid="ignore"):
                 expected = ref.adaptive_avg_pool(x, out)
-            got = back(getattr(F, f"adaptive_avg_pool{nd}d")(xin, out, channels_last=cl))
+            got = _channels_first(getattr(F, f"adaptive_avg_pool{nd}d")(xin, out, channels_last=cl), cl)
             assert_same_nonfinite(got, expected, "pool", np.float64, f"adaptive avg {values}")
             ty = getattr(TF, f"adaptive_avg_pool{nd}d")(torch.from_numpy(x), out).numpy()
             assert_same_nonfinite(got, ty, "pool", np.float64, f"adaptive avg vs torch {values}")
             with np.errstate(invalid="ignore"):
-                assert_same_nonfinite(back(F.global_avg_pool(xin, channels_last=cl)), ref.global_avg_pool(x),
+                assert_same_nonfinite(_channels_first(F.global_avg_pool(xin, channels_last=cl), cl), ref.global_avg_pool(x),
                                       "pool", np.float64, f"global avg {values}")
-                assert_same_nonfinite(back(F.global_max_pool(xin, channels_last=cl)), ref.global_max_pool(x),
+                assert_same_nonfinite(_channels_first(F.global_max_pool(xin, channels_last=cl), cl), ref.global_max_pool(x),
                                       "pool", np.float64, f"global max {values}")
                 if nd == 2:
                     for mode in ("max", "avg"):
