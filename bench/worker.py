@@ -61,7 +61,7 @@ class Worker:
             import numba
 
             import fastconv
-            from fastconv import _jit
+            from fastconv.cpu import _jit
 
             out.update(fastconv=fastconv.__version__, numba=numba.__version__, runtime=_jit.THREADS,
                        threading_layer=numba.threading_layer(), num_threads=numba.get_num_threads())
@@ -150,7 +150,7 @@ class Worker:
         else:
             import numba
 
-            from fastconv import _jit  # noqa: F401  (starts fastconv's runtime first)
+            from fastconv.cpu import _jit  # noqa: F401  (starts fastconv's runtime first)
 
             numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
 

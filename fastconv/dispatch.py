@@ -40,12 +40,12 @@ def read_share(spec) -> float:
     return share
 
 _MODULES = {
-    ("conv", "cpu"): ("fastconv.cpu.conv_direct", "fastconv.cpu.conv_im2col", "fastconv.cpu.conv_depthwise",
-                      "fastconv.cpu.conv_gemm", "fastconv.cpu.conv_taps"),
-    ("conv_transpose", "cpu"): ("fastconv.cpu.conv_transpose", "fastconv.cpu.conv_transpose_phases"),
-    ("separable", "cpu"): ("fastconv.cpu.conv_separable", "fastconv.cpu.conv_separable_nhwc"),
-    ("pool", "cpu"): ("fastconv.cpu.pool_window",),
-    ("adaptive_pool", "cpu"): ("fastconv.cpu.pool_adaptive",),
+    ("conv", "cpu"): ("fastconv.cpu.conv.direct.run", "fastconv.cpu.conv.im2col", "fastconv.cpu.conv.depthwise.run",
+                      "fastconv.cpu.conv.gemm", "fastconv.cpu.conv.taps"),
+    ("conv_transpose", "cpu"): ("fastconv.cpu.conv.transpose.direct", "fastconv.cpu.conv.transpose.phases"),
+    ("separable", "cpu"): ("fastconv.cpu.conv.separable.composed", "fastconv.cpu.conv.separable.fused"),
+    ("pool", "cpu"): ("fastconv.cpu.pool.window",),
+    ("adaptive_pool", "cpu"): ("fastconv.cpu.pool.adaptive",),
     ("unfold", "cpu"): ("fastconv.cpu.windows",),
     ("fold", "cpu"): ("fastconv.cpu.windows",),
     ("max_unpool", "cpu"): ("fastconv.cpu.windows",),

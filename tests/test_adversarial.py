@@ -253,7 +253,7 @@ def test_transposed_stride_beyond_the_output_plans_per_output(stride, rng):
 def test_transposed_stride_far_above_the_kernel_plans_the_tapped_phases_only(channels_last, activation, rng):
     """Stride 40 with a 3x3 kernel: 1591 of 1600 phases have no tap. They are one fill of
     activation(bias), not an entry each; the values match the reference."""
-    from fastconv.cpu import conv_transpose_phases
+    from fastconv.cpu.conv.transpose import phases as conv_transpose_phases
     from fastconv.reference import activate, conv_transpose
     from fastconv.spec import resolve_conv
 

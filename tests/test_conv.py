@@ -97,7 +97,7 @@ def test_transposed_channels_last(s, algo, rng):
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_transposed_phases_one_conv_per_phase(channels_last, monkeypatch, rng):
     """Few-channel layers run their phases as one conv over the union window; check the per-phase path too."""
-    from fastconv.cpu import conv_transpose_phases
+    from fastconv.cpu.conv.transpose import phases as conv_transpose_phases
 
     monkeypatch.setattr(conv_transpose_phases, "UNION_CHANNELS", 0)
     conv_transpose_phases.phase_plan.cache_clear()
@@ -234,12 +234,12 @@ def test_workspace_cap_forces_chunking_without_changing_results(rng):
         F.set_workspace_limit(previous)
 
 
-# --- the direct kernel's register tiles (fastconv/cpu/conv_direct_tiled.py) -----------------------------
+# --- the direct kernel's register tiles (fastconv/cpu/conv/direct/tiled.py) -----------------------------
 
 
 def _tile_extents(spec):
     """(plan, first row, rows, first column, columns) of every register tile the direct kernel runs."""
-    from fastconv.cpu.conv_direct import direct_plan
+    from fastconv.cpu.conv.direct.run import direct_plan
 
     plan = direct_plan(spec)
     shapes = np.array(plan.shape.shapes)
@@ -257,7 +257,7 @@ def _coverage(rows_n, ow, row, rows, col, cols):
 def _overlapping_width(dtype, out_per_group, in_per_group, taps):
     """A row width the direct kernel covers with an overlapping last tile on this CPU, or
     None (with AVX2's tile widths 6, 4, 3, 2, 1 every row is covered exactly)."""
-    from fastconv.cpu.conv_direct_tiled import L1_BYTES, group_tiles, tile_shape
+    from fastconv.cpu.conv.direct.tiled import L1_BYTES, group_tiles, tile_shape
 
     shape = tile_shape(out_per_group, dtype)
     streams_l2 = in_per_group * taps * shape.v * np.dtype(dtype).itemsize > L1_BYTES
@@ -296,7 +296,7 @@ def test_direct_register_tiles(oh, ow, channels_last, dtype, rng):
 
 def test_direct_tiles_cover_every_output_pixel():
     """For every plane up to 40 x 40 the tiles cover each output pixel and stay inside the plane."""
-    from fastconv.cpu.conv_direct_tiled import plane_tiles, tile_shape
+    from fastconv.cpu.conv.direct.tiled import plane_tiles, tile_shape
 
     for dtype, k in [("float32", 64), ("float32", 5), ("float64", 64)]:
         shape = tile_shape(k, dtype)
@@ -310,7 +310,7 @@ def test_direct_tiles_cover_every_output_pixel():
                     assert _coverage(2 * oh, ow, t_row, rows, t_col, cols).min() >= 1, (dtype, oh, ow)
 
 
-# --- the depthwise kernels (fastconv/cpu/conv_depthwise*.py) ----------------------------------------------
+# --- the depthwise kernels (fastconv/cpu/conv/depthwise/) ----------------------------------------------
 
 DEPTHWISE_SAMPLES = [s for s in SAMPLES if not s.transposed and s.spec().is_depthwise]
 
@@ -326,7 +326,7 @@ def test_depthwise_channels_last(s, rng):
 def test_depthwise_channels_first_row_path(s, rng, monkeypatch):
     """Every depthwise sample through the channels-first row kernel (flat runs of rows, clipped top
     and bottom rows, border columns), which small planes otherwise skip for the scratch-plane path."""
-    import fastconv.cpu.conv_depthwise as cd
+    import fastconv.cpu.conv.depthwise.run as cd
 
     monkeypatch.setattr(cd, "SMALL_PLANE_COLUMNS", 0)
     cd.depthwise_plan.cache_clear()

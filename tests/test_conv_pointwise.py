@@ -1,5 +1,5 @@
 """1x1 convolutions in both layouts: the direct kernel's in-place path
-(fastconv/cpu/conv_direct_pointwise.py) and the GEMM, against the NumPy reference."""
+(fastconv/cpu/conv/direct/pointwise.py) and the GEMM, against the NumPy reference."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The per-region tap GEMM ("taps", fastconv/cpu/conv_taps.py) beyond the shared sample loop:
+"""The per-region tap GEMM ("taps", fastconv/cpu/conv/taps.py) beyond the shared sample loop:
 its band arithmetic, channels-last, non-contiguous input, chunking, and undilated calls."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from test_conv import OPS, check
 
 import fastconv as F
 from fastconv import reference as ref
-from fastconv.cpu import conv_taps
+from fastconv.cpu.conv import taps as conv_taps
 from fastconv.dispatch import implementations
 from fastconv.testing.conv_samples import conv_samples, sample
 from fastconv.testing.tolerances import assert_close

@@ -1,4 +1,4 @@
-"""Transposed conv's phases through the direct kernel (fastconv/cpu/conv_transpose_tiled.py): when it
+"""Transposed conv's phases through the direct kernel (fastconv/cpu/conv/transpose/tiled.py): when it
 applies, and what the sample sweep in test_conv.py does not reach (strided input, image chunks)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 
 import fastconv as F
 from fastconv import reference as ref
-from fastconv.cpu.conv_transpose_tiled import channels_first, tiled_plan
+from fastconv.cpu.conv.transpose.tiled import channels_first, tiled_plan
 from fastconv.spec.conv import resolve_conv
 from fastconv.testing.tolerances import assert_close
 

@@ -844,7 +844,7 @@ VARIANT_CALLS = {
 @pytest.fixture
 def parallel_only(monkeypatch):
     """Every call takes the parallel kernels, however small."""
-    from fastconv.cpu import pool_run
+    from fastconv.cpu.pool import run as pool_run
 
     monkeypatch.setattr(pool_run, "SERIAL_WORK", 0)
 
@@ -852,7 +852,7 @@ def parallel_only(monkeypatch):
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("name", VARIANT_CALLS)
 def test_parallel_kernels_match_reference_and_serial(name, dtype, rng, monkeypatch):
-    from fastconv.cpu import pool_run
+    from fastconv.cpu.pool import run as pool_run
 
     fn, rfn = VARIANT_CALLS[name]
     x = ties(rng, (3, 5, 9, 11), dtype) if "max" in name else randn(rng, (3, 5, 9, 11), dtype)

@@ -17,9 +17,8 @@ import numpy as np
 import pytest
 
 import fastconv as F
-from fastconv import _jit
 from fastconv import reference as ref_conv
-from fastconv.cpu import blas
+from fastconv.cpu import _jit, blas
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -62,7 +61,7 @@ def test_default_runtime_is_tbb():
 def test_user_threading_layer_is_kept():
     out = run_script("""
         import fastconv as F, numba
-        from fastconv import _jit
+        from fastconv.cpu import _jit
         errors = max_errors(F)
         print(json.dumps({"layer": numba.threading_layer(), "threads": _jit.THREADS, "errors": errors}))
     """, env={"NUMBA_THREADING_LAYER": "workqueue"})

@@ -32,8 +32,8 @@ from numba import prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .._jit import parallel_kernel
 from .._threads import balanced, restore
+from ._jit import parallel_kernel
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 

@@ -8,37 +8,15 @@ one kernel serves every dimensionality.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 from numba import prange
 
 from .._arrays import working_dtype
-from .._jit import inline_helper, parallel_kernel
 from .._workspace import chunks, workspace_limit
-from ..padding_index import source_index
-
-ACTIVATION_CODES = {None: 0, "relu": 1, "relu6": 2}
-
-
-class Geometry3(NamedTuple):
-    in_size: tuple
-    kernel: tuple
-    stride: tuple
-    dilation: tuple
-    pads: tuple
-    out_size: tuple
-
-
-def lift3(values, fill):
-    return (fill,) * (3 - len(values)) + tuple(values)
-
-
-def geometry3(spec) -> Geometry3:
-    return Geometry3(
-        lift3(spec.in_size, 1), lift3(spec.kernel, 1), lift3(spec.stride, 1),
-        lift3(spec.dilation, 1), lift3(spec.pads, (0, 0)), lift3(spec.out_size, 1),
-    )
+from ..kernels.activation import activate
+from ..kernels.geometry import Geometry3, geometry3
+from ..kernels.padding_index import source_index
+from ._jit import parallel_kernel
 
 
 def channels_last_5d(x, nd: int, channels_last: bool):
@@ -123,15 +101,6 @@ def output_from_working(out5, spec, dtype):
     result = np.empty(out.shape, dtype)
     np.copyto(result, out, casting="unsafe")
     return result
-
-
-@inline_helper
-def activate(v, act):
-    if act >= 1 and v < 0:
-        v = 0.0
-    if act == 2 and v > 6:
-        v = 6.0
-    return v
 
 
 @parallel_kernel

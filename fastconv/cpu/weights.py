@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .._jit import inline_helper, parallel_kernel, serial_kernel
 from .._threads import balanced, restore
-from .layout import lift3
+from ..kernels.geometry import lift3
+from ..kernels.inline import inline_helper
+from ._jit import parallel_kernel, serial_kernel
 
 # Elements per task of the parallel finiteness check (a few hundred KB: worth a thread).
 FINITE_BLOCK = 1 << 16
@@ -94,7 +95,7 @@ def grouped_weight(weight, spec, dtype) -> np.ndarray:
 
     The direct kernel's tasks pack it block by block into the register tile's order,
     (C/G * taps, V) for each block of V output channels, zero-padded past K/G
-    (conv_direct_microkernel.pack_weight_block): out[r * V + j] = w[g, kb*V + j, r].
+    (vector.fma_tile.pack_weight_block): out[r * V + j] = w[g, kb*V + j, r].
     """
     g, kg = spec.groups, spec.out_per_group
     return np.ascontiguousarray(np.asarray(weight).reshape(g, kg, -1), dtype=dtype)

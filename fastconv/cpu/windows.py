@@ -9,7 +9,7 @@ arguments are runtime ints, so each kernel compiles once per working dtype.
 - unfold: one parallel task per output row (plane, kernel tap); the row holds the
   tap's sample at every block position, zero where the tap lies in padding. No padded
   copy of the input is made: the in-bounds block range is computed once per row.
-  (``conv_im2col.im2col_ndhwc`` builds pixel-major, channel-innermost columns from a
+  (``conv.im2col.im2col_ndhwc`` builds pixel-major, channel-innermost columns from a
   padded channels-last copy; PyTorch's layout is the transpose of that, so reusing it
   would cost a padded copy and a transposing copy.)
 - fold: GATHER form. One parallel task per output row (plane, d, h); it sums into its
@@ -30,12 +30,10 @@ import numpy as np
 from numba import prange
 
 from .._arrays import working_dtype
-from .._jit import inline_helper, parallel_kernel
 from ..dispatch import register
-
-
-def lift3(values, fill):
-    return (fill,) * (3 - len(values)) + tuple(values)
+from ..kernels.geometry import lift3
+from ..kernels.inline import inline_helper
+from ._jit import parallel_kernel
 
 
 def working_c(x, dtype):

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from numba import cuda
 
-from ..cpu.layout import ACTIVATION_CODES, geometry3
 from ..dispatch import register
+from ..kernels.activation import ACTIVATION_CODES
+from ..kernels.geometry import geometry3
 from ._jit import (
     SUFFIX,
     WORK,

@@ -29,8 +29,9 @@ import numpy as np
 from numba import cuda
 
 from .._workspace import workspace_limit
-from ..cpu.layout import ACTIVATION_CODES, geometry3
 from ..dispatch import register
+from ..kernels.activation import ACTIVATION_CODES
+from ..kernels.geometry import geometry3
 from ._jit import (
     SUFFIX,
     WORK,

@@ -2,7 +2,7 @@
 
 Each output pixel sums its own contributions: for tap k the input position is
 ``source_position(o, pad_begin, k, dilation, stride, size)`` -- the same helper the
-CPU kernel uses (fastconv.cpu.conv_transpose, an ``inline="always"`` Numba function
+CPU kernel uses (fastconv.cpu.conv.transpose.direct, an ``inline="always"`` Numba function
 that compiles for both targets).
 
 A block computes TP output pixels (flat over one output plane of image n, depth od)
@@ -19,9 +19,10 @@ from __future__ import annotations
 
 from numba import cuda
 
-from ..cpu.conv_transpose import source_position
-from ..cpu.layout import ACTIVATION_CODES, geometry3
 from ..dispatch import register
+from ..kernels.activation import ACTIVATION_CODES
+from ..kernels.geometry import geometry3
+from ..kernels.transpose_taps import source_position
 from ._jit import (
     SUFFIX,
     WORK,

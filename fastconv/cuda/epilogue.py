@@ -8,7 +8,7 @@ import functools
 
 from numba import cuda
 
-from ..cpu.layout import activate
+from ..kernels.activation import activate
 
 
 @functools.cache

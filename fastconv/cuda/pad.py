@@ -3,7 +3,7 @@
 Conv kernels read a padded, channels-last, 3-D-lifted input ``xp`` of shape
 (N, Dp, Hp, Wp, C) in the working dtype (float32 for float16/float32, float64 for
 float64). This module builds it in one pass on the device: each padded position reads
-the input through the per-axis source maps of :mod:`fastconv.padding_index` (the
+the input through the per-axis source maps of :mod:`fastconv.kernels.padding_index` (the
 padding logic of every mode lives there, once; -1 means the constant fill), and the
 dtype conversion and the NC(D)HW -> N(D)HWC transpose happen on the way.
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from ..padding_index import source_index
+from ..kernels.padding_index import source_index
 from ._jit import (
     SUFFIX,
     WORK,

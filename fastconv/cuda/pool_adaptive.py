@@ -23,8 +23,8 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from ..cpu.pool_adaptive import adaptive_end, adaptive_start
 from ..dispatch import register
+from ..kernels.adaptive_bounds import adaptive_end, adaptive_start
 from ._jit import (
     SUFFIX,
     WORK,

@@ -8,7 +8,7 @@ The input is read in the user's layout and dtype straight from the device array
 when it lies inside the input, so pads of any size cost nothing and padded cells
 never win a max. The window loops are unrolled: the kernel size is static.
 
-Semantics are the CPU kernels' (fastconv.cpu.pool_window), tap for tap:
+Semantics are the CPU kernels' (fastconv.cpu.pool.window), tap for tap:
 - max: NaN wins and a later NaN takes its index (``v > m or v != v`` in scan order);
   indices are int64, flat over each channel's unpadded plane. The first in-input tap
   seeds the window (PyTorch's rule), so a window of -inf values reports its first
@@ -26,9 +26,9 @@ import math
 import numpy as np
 from numba import cuda
 
-from ..cpu.layout import geometry3
-from ..cpu.pool_window import taps_within
 from ..dispatch import register
+from ..kernels.geometry import geometry3
+from ..kernels.pool_taps import taps_within
 from ._jit import SUFFIX, WORK, WORK_NP, Kernel, array, dims, elementwise, i64, layout_name, lowest, specialised
 from .pad import lift5
 

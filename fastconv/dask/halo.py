@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..padding_index import source_index
+from ..kernels.padding_index import source_index
 
 
 class AxisBlock(NamedTuple):

@@ -126,7 +126,7 @@ def curated() -> list[ConvSample]:
         s("conv_transpose1d", (2, 4, 9), (4, 2, 3), padding=3, groups=2),  # stride 1, crop > kernel - 1
         s("conv_transpose3d", (1, 2, 3, 2, 3), (2, 4, 1, 2, 3), stride=(3, 2, 1), padding=(0, 1, 1),
           output_padding=(2, 1, 0), activation="relu", dtype="float32"),  # kernel 1 < stride 3: bias-only phases
-        # phases run by the direct kernel, output written interleaved (conv_transpose_tiled.py): K a multiple of V
+        # phases run by the direct kernel, output written interleaved (conv/transpose/tiled.py): K a multiple of V
         s("conv_transpose2d", (2, 5, 4, 3), (5, 8, 4, 4), stride=2, padding=1),  # DCGAN: 2x2 windows, 4 offsets
         s("conv_transpose2d", (1, 6, 5, 4), (6, 8, 3, 3), stride=2, padding=1, output_padding=1, activation="relu6",
           dtype="float32"),  # FCN: 1, 2 and 4 taps per phase
@@ -143,7 +143,7 @@ def curated() -> list[ConvSample]:
 
 
 def depthwise_curated() -> list[ConvSample]:
-    """Depthwise corners of the CPU kernels (fastconv/cpu/conv_depthwise*.py): maps narrower
+    """Depthwise corners of the CPU kernels (fastconv/cpu/conv/depthwise/): maps narrower
     than their tiles, channels off the vector width, multipliers, strides, dilations, pads."""
     s = sample
     dw = {"depthwise"}
@@ -169,7 +169,7 @@ def depthwise_curated() -> list[ConvSample]:
           dtype="float32", tags=dw),
         s("conv2d", (1, 5, 6, 7), (15, 1, 3, 3), groups=5, padding=(1, 2), padding_mode="replicate",
           dtype="float32", tags=dw),  # M=3 on the padded path
-        # channels-last interior rows (conv_depthwise_microkernel): tiles of 8, 4, 2, 1 pixels, a masked
+        # channels-last interior rows (cpu/vector/depthwise_row.py): tiles of 8, 4, 2, 1 pixels, a masked
         # last channel vector, stride 2, dilation, 5x5 windows (4-pixel tiles), float64 lanes
         s("conv2d", (2, 37, 6, 17), (37, 1, 3, 3), groups=37, padding=1, activation="relu6", dtype="float32",
           tags=dw),
@@ -184,7 +184,7 @@ def depthwise_curated() -> list[ConvSample]:
 
 
 def pointwise_curated() -> list[ConvSample]:
-    """1x1 corners of the direct kernel's in-place path (fastconv/cpu/conv_direct_pointwise.py)
+    """1x1 corners of the direct kernel's in-place path (fastconv/cpu/conv/direct/pointwise.py)
     and of the GEMM: pixel counts off the tile widths, a last channel block of a few
     channels, strides (pixels C*stride apart channels-last), groups, one narrow vector,
     float64 lanes, float16, no bias, 1-D and 3-D."""
@@ -201,7 +201,7 @@ def pointwise_curated() -> list[ConvSample]:
 
 
 def dilated_curated() -> list[ConvSample]:
-    """Zeros-padded dilated corners of the per-region tap GEMM ("taps", fastconv/cpu/conv_taps.py):
+    """Zeros-padded dilated corners of the per-region tap GEMM ("taps", fastconv/cpu/conv/taps.py):
     pads beyond the dilated kernel's reach (outputs that read only padding), taps that read
     padding for every output, bands narrower than the merge threshold, strides, groups,
     per-side pads, even kernels, 1-D and 3-D, float16/32/64, bias+relu/relu6."""

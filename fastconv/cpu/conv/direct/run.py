@@ -1,0 +1,134 @@
+"""Direct convolution on the CPU (algo="direct"): register-tiled, any groups, strides,
+dilations and padding modes, bias and relu/relu6 fused, output in the user's layout.
+
+Per call, in this order:
+
+1. the plan for the spec (tile shape, kernel, input layout, tiling of the output) comes
+   from a cache: everything below that does not depend on the data;
+2. images, in chunks within the workspace cap, are padded into the row-planar,
+   stride-phase-split layout (conv.direct.tiled.pack_row_planar): the one layout
+   conversion of the input, from NCHW or NHWC alike;
+3. the kernel for the tile shape (conv.direct.tiled.direct_kernel): each task packs
+   its block of V output channels' weights (vector.fma_tile.pack_weight_block)
+   and writes the output straight into an array of the user's layout (NCHW or
+   channels-last): no output transpose. float16 is computed in float32, cast at the end.
+
+Channels-last 1x1 convolutions without padding skip step 2: their tiles read the user's
+input in place (conv/direct/pointwise.py).
+
+Files: conv/direct/tiled.py (tile shapes, tiling of the output plane, input packing,
+the kernel factory), vector/fma_tile.py (the register tile and the weight
+packer, as LLVM IR), conv/direct/pointwise.py (the in-place channels-last 1x1 path).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numba
+import numpy as np
+
+from ...._arrays import working_dtype
+from ...._cache import cached_plan
+from ....dispatch import register
+from ....kernels.activation import ACTIVATION_CODES
+from ....kernels.geometry import geometry3
+from ....kernels.padding_index import source_index
+from ...layout import as_working, channels_last_5d, image_chunks
+from ...weights import grouped_weight, pack_bias_blocked
+from ..driver import ChunkedOutput
+from .pointwise import pointwise_plan, run_pointwise
+from .tiled import (
+    L1_BYTES,
+    PlaneTiles,
+    TileShape,
+    column_map,
+    direct_kernel,
+    pack_row_planar,
+    plane_tiles,
+    reduction_offsets,
+    row_planar,
+    task_splits,
+    tile_shape,
+)
+
+
+class DirectPlan(NamedTuple):
+    shape: TileShape
+    packed_shape: tuple  # one image of the row-planar input: (Dp, Hp, C, SW, WQ)
+    maps: tuple  # source index maps for depth, height, and (phase, column)
+    xoff: np.ndarray
+    tiles: PlaneTiles
+    pitches: tuple  # image, depth step, height step, group (in packed-input elements)
+    kb_n: int
+
+
+@cached_plan
+def direct_plan(spec) -> DirectPlan:
+    """Everything about a call that depends on its spec only. Cached: callers must not
+    write to its arrays (they stay writeable because Numba types read-only arrays apart)."""
+    dtype = working_dtype(np.dtype(spec.dtype))
+    geom = geometry3(spec)
+    shape = tile_shape(spec.out_per_group, dtype.name)
+    cg, channels = spec.in_per_group, spec.in_channels
+    planar = row_planar(geom)
+    xoff = reduction_offsets(geom, planar, channels, cg)
+    run = planar.phases * planar.wq
+    pitches = (planar.image_elems(channels), geom.stride[0] * planar.hp * channels * run,
+               geom.stride[1] * channels * run, cg * run)
+    od_n, oh_n, ow_n = geom.out_size
+    streams_l2 = xoff.size * shape.v * dtype.itemsize > L1_BYTES
+    tiles = plane_tiles(od_n, oh_n, ow_n, shape, streams_l2)
+    # the last element a tile reads, relative to its image, must lie inside the packed image
+    t_row, t_col, t_sel = tiles.last_groups(oh_n, od_n)
+    rows = np.array([r for r, _ in shape.shapes])[t_sel]
+    widths = np.array([s for _, s in shape.shapes])[t_sel]
+    last = t_row + rows - 1
+    reach = ((last // oh_n) * pitches[1] + (last % oh_n) * pitches[2] + t_col + widths - 1).max()
+    reach += (spec.groups - 1) * pitches[3] + int(xoff.max())
+    assert reach < pitches[0], (reach, pitches[0])
+    maps = [source_index(n, b, e, spec.padding_mode) for n, (b, e) in zip(geom.in_size, geom.pads)]
+    maps[2] = column_map(maps[2], planar.phases, planar.wq)
+    return DirectPlan(
+        shape, (planar.dp, planar.hp, channels, planar.phases, planar.wq), tuple(maps),
+        xoff, tiles, pitches, -(-spec.out_per_group // shape.v))
+
+
+@register("conv", "cpu", "direct",
+          note="register-tiled direct loops (pixels x output channels in vector registers), any groups")
+def conv_direct(spec, x, weight, bias):
+    dtype = working_dtype(np.dtype(spec.dtype))
+    act = ACTIVATION_CODES[spec.activation]
+    w4 = grouped_weight(weight, spec, dtype)
+    if spec.is_pointwise and spec.channels_last:
+        plan = pointwise_plan(spec)
+        bq = pack_bias_blocked(bias, spec, plan.shape.v, dtype)
+        splits = task_splits(spec.groups * plan.kb_n, plan.tiles.segments, numba.get_num_threads())
+        out = np.empty(spec.output_shape, dtype)
+        run_pointwise(spec, np.ascontiguousarray(as_working(x, dtype)), w4, bq, out, splits, act)
+        return out if out.dtype == np.dtype(spec.dtype) else out.astype(spec.dtype)
+    plan = direct_plan(spec)
+    kernel = direct_kernel(plan.shape)
+    bq = pack_bias_blocked(bias, spec, plan.shape.v, dtype)
+    od_n, oh_n, ow_n = geometry3(spec).out_size
+    tiles = plan.tiles
+    splits = task_splits(spec.groups * plan.kb_n, tiles.segments, numba.get_num_threads())
+    fill = dtype.type(spec.padding_value)
+
+    result = ChunkedOutput(spec, dtype, spec.channels_last)  # float16: float32 output per chunk only
+    x5 = channels_last_5d(x, spec.nd, spec.channels_last)
+    per_image = plan.pitches[0] * dtype.itemsize + result.bytes_per_image
+    if x5.dtype != dtype:  # the chunk's input converted to the working dtype before packing
+        per_image += math.prod(x5.shape[1:]) * dtype.itemsize
+    for n0, n1 in image_chunks(spec, per_image):
+        xq = np.empty((n1 - n0, *plan.packed_shape), dtype)
+        pack_row_planar(as_working(x5[n0:n1], dtype), *plan.maps, fill, xq)
+        out = result.chunk(n0, n1)
+        kernel(xq.reshape(-1), w4, plan.xoff, bq.reshape(-1), out.reshape(-1), tiles.row, tiles.col,
+               tiles.sel, tiles.group_start, n1 - n0, od_n, oh_n, ow_n, *plan.pitches, plan.kb_n, splits,
+               spec.channels_last, act)
+        xq = None  # the next chunk's packing is not allocated while this one lives
+        result.store(n0, n1, out)
+        out = None
+    return result.out
