@@ -108,8 +108,9 @@ class ProcessPair:
         """Time one problem on both workers; return (per-layout facts, result rows) as bench.run does."""
         from .run import check_results
 
-        setup = {lib: w.call("setup", suite=suite, index=index, layouts=layouts, algos=algos, pool_bytes=pool_bytes,
-                             seed=seed, check_dir=self.check_dir.name, threads=self.threads)
+        setup = {lib: w.call("setup", suite=suite, index=index, direction=getattr(problem, "direction", "forward"),
+                             layouts=layouts, algos=algos, pool_bytes=pool_bytes, seed=seed,
+                             check_dir=self.check_dir.name, threads=self.threads)
                  for lib, w in self.workers.items()}
         facts = {layout: {**setup["fastconv"]["facts"].get(layout, {}), **setup["torch"]["facts"].get(layout, {})}
                  for layout in layouts}

@@ -87,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--also", action="append", metavar="PASS",
                    help="extra passes the targets need, auto only, each to OUT-PASS.json: 'inprocess' (fastconv "
                         "with PyTorch in its process), 'busy' (ResNet-50 3x3 and MobileNetV2 depthwise layers with "
-                        "one core busy); comma-separated or repeated")
+                        "one core busy), 'backward' (each conv layer's backward pass, grad input and grad weight, "
+                        "of the resnet50, mobilenet_v2, dw_vs_standard and dilated suites); comma-separated or "
+                        "repeated")
     p.add_argument("--no-startup", action="store_true",
                    help="skip timing import and first calls in fresh processes (bench/startup.py)")
     p.add_argument("--list", action="store_true", help="list the selected problems and exit")
@@ -392,19 +394,20 @@ def main(argv=None, *, reexec: bool = False) -> int:
     problems = select_problems(args.suite, args.match, args.dtype)
     if not problems:
         raise SystemExit("no problem matches --suite/--match")
-    passes = [(args.mode, args.busy_core, algos, problems, args.out)]
+    passes = [("main", args.mode, args.busy_core, algos, problems, args.out)]
     for extra in split_list(args.also):
         if extra not in COMPANIONS:
             raise SystemExit(f"--also: {extra!r} is not one of {', '.join(COMPANIONS)}")
         if extra == "inprocess" and args.mode == "inprocess":
             continue
-        chosen = [p for p in problems if COMPANIONS[extra]["select"](p)]
+        companion = COMPANIONS[extra]
+        chosen = [companion.get("problem", lambda p: p)(p) for p in problems if companion["select"](p)]
         if chosen:
             out = args.out.with_name(f"{args.out.stem}-{extra}{args.out.suffix}")
-            passes.append((COMPANIONS[extra]["mode"], extra == "busy", ["auto"], chosen, out))
+            passes.append((extra, companion["mode"], extra == "busy", ["auto"], chosen, out))
     docs, status = [], 0
-    for mode, busy, pass_algos, pass_problems, out in passes:
-        doc = run_pass(args, argv, mode, busy, pass_algos, pass_problems, layouts, out, changes,
+    for name, mode, busy, pass_algos, pass_problems, out in passes:
+        doc = run_pass(args, argv, name, mode, busy, pass_algos, pass_problems, layouts, out, changes,
                        startup=not args.no_startup and not docs)
         if not docs and args.compare:
             from .report import compare, format_comparison
@@ -435,14 +438,30 @@ def _busy_target_layer(selected) -> bool:
             or (suite == "mobilenet_v2" and facts.get("role") == "depthwise"))
 
 
+# The backward pass's targets (issue 12) cover these suites.
+BACKWARD_SUITES = ("resnet50", "mobilenet_v2", "dw_vs_standard", "dilated")
+
+
+def _backward_pass(selected):
+    """The layer's backward problem when its suite is one the backward targets cover, else None."""
+    from .problems import backward_of
+
+    suite, index, layer, problem = selected
+    backward = backward_of(problem) if suite in BACKWARD_SUITES else None
+    return None if backward is None else (suite, index, layer, backward)
+
+
 COMPANIONS = {
     "inprocess": {"mode": "inprocess", "select": lambda selected: True},
     "busy": {"mode": "process", "select": _busy_target_layer},
+    "backward": {"mode": "process", "select": lambda selected: _backward_pass(selected) is not None,
+                 "problem": _backward_pass},
 }
 
 
-def run_pass(args, argv, mode, busy, algos, problems, layouts, out, changes, startup) -> dict:
-    """Time ``problems`` in ``mode`` ("process" or "inprocess"); write and return the result doc."""
+def run_pass(args, argv, name, mode, busy, algos, problems, layouts, out, changes, startup) -> dict:
+    """Time ``problems`` in ``mode`` ("process" or "inprocess") as the pass ``name`` ("main" or a
+    companion of ``--also``); write and return the result doc."""
     import numpy as np
 
     from . import machine
@@ -458,7 +477,7 @@ def run_pass(args, argv, mode, busy, algos, problems, layouts, out, changes, sta
         "schema": SCHEMA,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": ["python", "-m", "bench.run", *argv],
-        "settings": {"pass": "main" if out == args.out else ("busy" if busy else mode), "mode": mode,
+        "settings": {"pass": name, "mode": mode,
                      "busy_core": busy, "suites": list(dict.fromkeys(s for s, *_ in problems)),
                      "match": args.match, "algos": algos or ["all"], "layouts": layouts, "dtype": args.dtype,
                      "threads": threads, "quick": args.quick, "budget": budget.to_json(),

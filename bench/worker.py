@@ -6,10 +6,11 @@ JSON commands on stdin, one per line; every reply is one JSON line on the stdout
 worker started with (anything else the process prints goes to stderr):
 
 - ``{"op": "describe"}``: the process's environment, threads and library settings;
-- ``{"op": "setup", "suite", "index", "layouts", "algos", "pool_bytes", "seed", "check_dir"}``:
-  build the problem and its argument pool (the same seed gives both workers the same
-  data), make the first call of every candidate (timed; Numba's compiling recorded), save
-  each first result in NCHW order to ``check_dir`` for the coordinator to compare;
+- ``{"op": "setup", "suite", "index", "direction", "layouts", "algos", "pool_bytes", "seed", "check_dir"}``:
+  build the problem (the layer's backward pass when ``direction`` is "backward") and its argument
+  pool (the same seed gives both workers the same data), make the first call of every
+  candidate (timed; Numba's compiling recorded), save each first result in NCHW order to
+  ``check_dir`` for the coordinator to compare;
 - ``{"op": "round", "seconds", "min_reps"}``: time every candidate for ``seconds`` (at
   least ``min_reps`` calls), one call at a time, the garbage collector off; reply the
   samples;
@@ -68,13 +69,15 @@ class Worker:
         return out
 
     def setup(self, cmd) -> dict:
-        from .problems import Unsupported, load_suite
+        from .problems import Unsupported, backward_of, load_suite
         from .run import plan_candidates, pool_sets
         from .timing import Candidate, first_call
 
         if cmd.get("threads"):
             self._set_threads(cmd["threads"])
         _, problem = load_suite(cmd["suite"], self.dtype)[cmd["index"]]
+        if cmd.get("direction") == "backward":
+            problem = backward_of(problem)
         rng = problem_rng(cmd["seed"], cmd["suite"], cmd["index"])
         n_sets = pool_sets(problem.set_bytes(), cmd["pool_bytes"])
         base = [problem.make_arrays(rng) for _ in range(n_sets)]

@@ -276,16 +276,19 @@ def test_prepare_environment_records_changes(monkeypatch):
 PEAK, BW = 100.0, 10.0  # GFLOP/s and GB/s of the synthetic machine
 
 
-def synthetic_doc(times: dict, torch_times: dict) -> dict:
+def synthetic_doc(times: dict, torch_times: dict, transform=None) -> dict:
     """A result document: problems of dw_vs_standard at 64x56x56, given median times.
 
-    ``times[(layer, layout)] = {algo: seconds}`` (fastconv), ``torch_times[(layer, layout)]``.
+    ``times[(layer, layout)] = {algo: seconds}`` (fastconv), ``torch_times[(layer, layout)]``;
+    ``transform(problem)``: the problem to record instead (None: leave the layer out).
     """
     from bench.run import SCHEMA
 
     problems, results = [], []
     for index, (layer, problem) in enumerate(load_suite("dw_vs_standard")):
         if problem.batch != 1 or not layer.endswith("c64.56"):
+            continue
+        if transform is not None and (problem := transform(problem)) is None:
             continue
         layouts = {}
         for layout in ("nchw", "nhwc"):
@@ -557,3 +560,36 @@ def test_companion_targets_inprocess_and_busy():
                                         * rows[("dw_vs_standard: fastconv / PyTorch", "nhwc")][2]) ** 0.5)
     # a busy run of another suite's layers covers no busy target: no row
     assert not any(r[0].startswith("one core busy") for r in target_rows(doc, derive(doc), {"busy": inprocess}))
+
+
+def test_backward_companion_targets_and_report(tmp_path):
+    """The backward pass (``--also backward``): per-suite and depthwise ratios against PyTorch's
+    backward, the worst backward / own-forward ratio, and the forward-and-backward table."""
+    from bench.problems import ConvBackwardProblem, backward_of
+    from bench.report import build_report, derive
+    from bench.report.targets import target_rows
+
+    doc = synthetic_doc(TIMES, TORCH)
+    backward_times = {k: {"auto": 2 * v[AUTO[k[0]]]} for k, v in TIMES.items() if AUTO[k[0]]}
+    backward_torch = {k: 4 * t for k, t in TORCH.items()}
+    backward = synthetic_doc(backward_times, backward_torch, transform=backward_of)
+    assert {p["layer"] for p in backward["problems"]} == {"std.c64.56", "dw.c64.56", "pw.c64.56"}
+    assert all(p["name"].startswith("backward_conv2d_") for p in backward["problems"])
+    rows = {(r[0], r[1]): r for r in target_rows(doc, derive(doc), {"backward": backward})}
+    # fastconv's backward is 2x its forward, PyTorch's 4x: every backward ratio is half the forward's
+    suite = rows[("backward, dw_vs_standard: fastconv / PyTorch", "nchw")]
+    assert suite[2] == pytest.approx((1.0 * 1.0 * 2.0) ** (1 / 3)) and suite[4] == 3 and suite[5] == 1.0
+    assert rows[("backward, depthwise layers: fastconv / PyTorch", "nhwc")][2] == pytest.approx(0.4 / 0.2 / 2)
+    worst = rows[("backward / fastconv's own forward, the worst layer", "nchw")]
+    assert worst[2] == pytest.approx(2.0) and worst[4] == 3 and worst[5] == 2.2
+    build_report([doc], tmp_path, stem="r", companions={"backward": backward})
+    md = (tmp_path / "r.md").read_text()
+    assert "## Forward and backward" in md
+    assert "| dw_vs_standard:dw.c64.56 | depthwise | nchw | 0.5 | 1 ± 0.05 | 2.00 | 0.25 | 1 ± 0.05 | 2.00 | **1.00** |" in md
+
+    problem = backward_of(parse("conv2d_mb1_g1ic8oc16_ih9iw9_kh3kw3_sh2w2_ph1w1"))
+    assert isinstance(problem, ConvBackwardProblem) and parse(problem.name()) == problem
+    assert problem.flops == 4 * problem.spec.macs
+    assert [a.shape for a in problem.in_layout(problem.make_arrays(np.random.default_rng(0)), "nhwc")] == [
+        (1, 9, 9, 8), (16, 8, 3, 3), (1, 5, 5, 16)]
+    assert backward_of(parse("conv_transpose2d_mb1_g1ic8oc16_ih9iw9_kh3kw3_sh2w2_ph1w1")) is None

@@ -26,6 +26,7 @@ max/avg/lp pooling    ``PoolSpec.name()``, e.g. ``max_pool2d_mb1_c64_ih112iw112_
 adaptive pooling      ``AdaptivePoolSpec.name()``, e.g. ``adaptive_avg_pool2d_mb1_c512_ih14iw14_oh7ow7``
 global pooling        ``global_avg_pool2d_mb1_c1280_ih7iw7``
 spatial pyramid       ``spatial_pyramid_pool2d_mb1_c256_ih13iw13_l1.2.4`` (``avg`` if not max)
+backward pass         ``backward_`` then the forward conv's name: grad input and grad weight
 ====================  ============================================================
 
 Every name may end in ``_f64`` (or ``_f16``) for another dtype, as the specs do.
@@ -36,6 +37,7 @@ Modules: ``base`` (the ``Problem`` interface, layouts, ``Unsupported``), ``calls
 ``names`` (canonical names -> problems).
 """
 
+from .backward import ConvBackwardProblem, backward_of
 from .base import LAYOUTS, Problem, Unsupported
 from .conv import ConvProblem, SeparableProblem
 from .names import parse
@@ -43,7 +45,7 @@ from .pool import AdaptivePoolProblem, GlobalPoolProblem, PoolProblem, PyramidPo
 from .suites import WORKLOADS, load_suite, problem_from_layer, suite_about, suite_names
 
 __all__ = [
-    "LAYOUTS", "WORKLOADS", "AdaptivePoolProblem", "ConvProblem", "GlobalPoolProblem", "PoolProblem", "Problem",
-    "PyramidPoolProblem", "SeparableProblem", "Unsupported", "load_suite", "parse", "problem_from_layer",
-    "suite_about", "suite_names",
+    "LAYOUTS", "WORKLOADS", "AdaptivePoolProblem", "ConvBackwardProblem", "ConvProblem", "GlobalPoolProblem",
+    "PoolProblem", "Problem", "PyramidPoolProblem", "SeparableProblem", "Unsupported", "backward_of", "load_suite",
+    "parse", "problem_from_layer", "suite_about", "suite_names",
 ]

@@ -12,6 +12,7 @@ import re
 
 from fastconv.spec import AdaptivePoolSpec, ConvSpec, PoolSpec, names, resolve_adaptive_pool, resolve_conv
 
+from .backward import ConvBackwardProblem
 from .base import Problem
 from .conv import ConvProblem, SeparableProblem
 from .pool import AdaptivePoolProblem, GlobalPoolProblem, PoolProblem, PyramidPoolProblem
@@ -19,6 +20,8 @@ from .pool import AdaptivePoolProblem, GlobalPoolProblem, PoolProblem, PyramidPo
 
 def parse(text: str) -> Problem:
     """The problem a canonical name describes: ``parse(p.name()) == p``."""
+    if text.startswith("backward_conv"):
+        return ConvBackwardProblem(ConvSpec.parse(text[len("backward_"):]))
     if re.match(r"conv(_transpose)?[123]d_", text):
         return ConvProblem(ConvSpec.parse(text))
     if text.startswith("separable_conv2d_"):

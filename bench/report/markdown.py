@@ -11,7 +11,7 @@ from pathlib import Path
 from .cells import fmt_bytes, fmt_ms, fmt_num, fmt_pct, fmt_ratio, md_table
 from .compare import format_comparison
 from .summary import by_role, geomean, summary
-from .tables import algorithms_table, first_calls_table, per_layer_table
+from .tables import algorithms_table, first_calls_table, forward_backward_table, per_layer_table
 from .targets import targets_table
 
 
@@ -35,6 +35,10 @@ def render_markdown(doc, entries, pairs, plots, sources=None, companions=None) -
     L += _dw_vs_standard(pairs, plots)
     L += _roofline(plots)
     L += per_layer_table(entries)
+    if companions and "backward" in companions:
+        from .derive import derive
+
+        L += forward_backward_table(entries, derive(companions["backward"]))
     L += algorithms_table(entries)
     L += first_calls_table(entries)
     L += _problems_met(doc, entries)

@@ -33,6 +33,28 @@ def per_layer_table(entries) -> list[str]:
     return L
 
 
+def forward_backward_table(entries, backward) -> list[str]:
+    """Each layer's forward (main run) beside its backward pass (the backward companion run)."""
+    if not backward:
+        return []
+    forward = {(e["suite"], e["layer"], e["layout"]): e for e in entries}
+    L = ["", "## Forward and backward", "",
+         "The backward pass is grad input plus grad weight of the same layer and data (PyTorch: "
+         "`aten.convolution_backward`); each library in its own process. Times are medians ± IQR.", ""]
+    rows = []
+    for b in backward:
+        f = forward.get((b["suite"], b["layer"], b["layout"]), {})
+        fb = b["fastconv"].get(b["fastconv_algo"] or "", {})
+        rows.append([f"{b['suite']}:{b['layer']}", b.get("role") or "", b["layout"], fmt_ms(f.get("t_fastconv")),
+                     f"{fmt_ms(b['t_fastconv'])} ± {fmt_ms(fb.get('iqr_s'))}",
+                     fmt_ratio(b["t_fastconv"] / f["t_fastconv"]) if f.get("t_fastconv") and b["t_fastconv"] else "—",
+                     fmt_ms(f.get("t_torch")), f"{fmt_ms(b['t_torch'])} ± {fmt_ms((b['torch'] or {}).get('iqr_s'))}",
+                     fmt_ratio(f.get("ratio")), f"**{fmt_ratio(b['ratio'])}**", _flags(b)])
+    return L + md_table(["layer", "role", "layout", "fastconv forward ms", "fastconv backward ms ± IQR",
+                         "fastconv backward / forward", "PyTorch forward ms", "PyTorch backward ms ± IQR",
+                         "forward ratio", "backward ratio", "notes"], rows)
+
+
 def algorithms_table(entries) -> list[str]:
     L = []
     L.append("")

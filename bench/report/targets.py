@@ -9,6 +9,10 @@ runs (``bench.run --also inprocess,busy``) give the rest:
   fastconv's own time in the main run (same layers, what ``algo="auto"`` runs);
 - *busy*: both libraries, each in its own process, while a third process keeps one core
   busy, on ResNet-50's 3x3 layers and MobileNetV2's depthwise layers.
+- *backward* (issue 12): each conv layer's backward pass (grad input and grad weight) of
+  the resnet50, mobilenet_v2, dw_vs_standard and dilated suites, each library in its own
+  process, against PyTorch's ``aten.convolution_backward``, and against fastconv's own
+  forward time of the same layer in the main run.
 
 The spread column is the same ratio taken from the quartiles instead of the medians
 (fastconv's lower quartile over PyTorch's upper one, and the other way round): how far
@@ -25,6 +29,9 @@ SUITE_GOAL = 1.0
 OVERALL_GOAL = 0.8
 INPROCESS_GOAL = 1.10
 BUSY_GOAL = 1.25
+BACKWARD_SUITE_GOAL = 1.0
+BACKWARD_DEPTHWISE_GOAL = 0.5
+BACKWARD_OVER_FORWARD_GOAL = 2.2
 
 
 def _quartile_ratios(pairs):
@@ -91,6 +98,30 @@ def _busy_rows(busy):
     return rows
 
 
+def _backward_rows(entries, backward):
+    rows = []
+    for suite in sorted({e["suite"] for e in backward}):
+        for layout in sorted({e["layout"] for e in backward if e["suite"] == suite}):
+            es = [e for e in backward if e["suite"] == suite and e["layout"] == layout and e["ratio"] is not None]
+            if es:
+                rows.append([f"backward, {suite}: fastconv / PyTorch", layout, geomean(e["ratio"] for e in es),
+                             _quartile_ratios([(_used(e), e["torch"]) for e in es]), len(es), BACKWARD_SUITE_GOAL,
+                             "at most"])
+    for layout in sorted({e["layout"] for e in backward}):
+        es = [e for e in backward if e["layout"] == layout and e["role"] == "depthwise" and e["ratio"] is not None]
+        if es:
+            rows.append(["backward, depthwise layers: fastconv / PyTorch", layout, geomean(e["ratio"] for e in es),
+                         _quartile_ratios([(_used(e), e["torch"]) for e in es]), len(es),
+                         BACKWARD_DEPTHWISE_GOAL, "at most"])
+        pairs = [(forward, back) for back, forward in _match([e for e in backward if e["layout"] == layout], entries)
+                 if forward["t_fastconv"] and back["t_fastconv"]]
+        if pairs:
+            worst = max(div(back["t_fastconv"], forward["t_fastconv"]) for forward, back in pairs)
+            rows.append(["backward / fastconv's own forward, the worst layer", layout, worst, (None, None),
+                         len(pairs), BACKWARD_OVER_FORWARD_GOAL, "at most"])
+    return rows
+
+
 def target_rows(doc, entries, companions=None) -> list[list]:
     """[target, layout, measured, (spread low, high), layers, goal, sense] for every target covered."""
     from .derive import derive
@@ -101,6 +132,8 @@ def target_rows(doc, entries, companions=None) -> list[list]:
         rows += _inprocess_rows(entries, derive(companions["inprocess"]))
     if "busy" in companions:
         rows += _busy_rows(derive(companions["busy"]))
+    if "backward" in companions:
+        rows += _backward_rows(entries, derive(companions["backward"]))
     startup = doc.get("startup") or {}
     for key, label, goal in (("import_s", "`import fastconv`, s", 0.5),
                              ("first_call_cached_s", "first call, kernels in Numba's cache, s", 0.5),
