@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from unittest import mock
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the fastconv of this checkout, not an installed one
 RECORD = Path(__file__).with_name("vector_ir_fingerprints.txt")
 WIDTHS = ((16, 16), (32, 16), (64, 32))  # (vector bytes, registers)
 DTYPES = ("float32", "float64")
