@@ -30,15 +30,15 @@ reads past an array, even when the last channel is an array's last element.
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
+from typing import Any, NamedTuple
 
-from llvmlite import ir
-from numba.core import cgutils, types
+from numba.core import types
 from numba.extending import intrinsic
 
-# Numba's cache does not see intrinsics' IR: kernels pass this hash of this file as a literal.
-REVISION = int(hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12], 16)
+from .ir import I64, Vectors, const, internal_function, parameters, source_revision
+
+# Kernels pass this to dw_row (see source_revision).
+REVISION = source_revision(__file__)
 
 
 def window_literal(kd: int, kh: int, kw: int, sw: int, dw: int, pixels: int, columns: bool = False) -> str:
@@ -52,100 +52,85 @@ def _parse(text: str):
     return tuple(int(n) for n in window.split("x")), int(s[1:]), int(d[1:]), int(p[1:]), bool(int(c[1:]))
 
 
+class RowArgs(NamedTuple):
+    """The arguments of a row function (the LLVM function of one window), by name: the
+    addresses in the module docstring. dw_row hands its arguments over by these names, and
+    the function's parameters are these fields, in this order."""
+    x: Any  # arrays (pointers to their first element)
+    w: Any
+    bias: Any
+    out: Any
+    xb: Any  # the row's first input and output elements
+    ob: Any
+    npix: Any
+    c0: Any  # the channel range
+    c1: Any
+    cn: Any  # channels per pixel
+    hstep: Any  # input elements from one window row, depth, to the next
+    dstep: Any
+    kd0: Any  # the window's depths, rows and columns inside the input
+    kd1: Any
+    kh0: Any
+    kh1: Any
+    kw0: Any
+    kw1: Any
+    lo: Any  # the activation's clamp
+    hi: Any
+
+
+_ARRAYS = ("x", "w", "bias", "out")
+_LITERALS = ("shape", "lanes", "revision")
+
+
 @intrinsic(prefer_literal=True)
 def dw_row(typingctx, x, w, bias, out, xb, ob, npix, c0, c1, cn, hstep, dstep, kd0, kd1, kh0, kh1, kw0, kw1, lo, hi,
            shape, lanes, revision):
     """``dw_row(x, w, bias, out, xb, ob, npix, c0, c1, C, hstep, dstep, kd0, kd1, kh0, kh1, kw0,
     kw1, lo, hi, SHAPE, LANES, REVISION)``: see the module docstring; the last three are literals
     (window_literal)."""
+    params = parameters(locals())
     if not isinstance(shape, types.StringLiteral) or not all(
             isinstance(a, types.IntegerLiteral) for a in (lanes, revision)):
         return None
     if not (x.dtype == w.dtype == bias.dtype == out.dtype == lo == hi):
         return None
     geometry, n_lanes = _parse(shape.literal_value), lanes.literal_value
-    n_scalars = 14
-    sig = types.none(x, w, bias, out, *([types.intp] * n_scalars), lo, hi, shape, lanes, revision)
+    ints = [name for name in params if name not in _ARRAYS + _LITERALS + ("lo", "hi")]
+    sig = types.none(*(types.intp if name in ints else params[name] for name in params))
 
     def codegen(context, builder, signature, args):
-        arrays = [context.make_array(t)(context, builder, a) for t, a in zip(signature.args[:4], args[:4])]
-        scalars = [context.cast(builder, a, t, types.intp) for t, a in zip(signature.args[4:18], args[4:18])]
+        arg_types, values = dict(zip(params, signature.args)), dict(zip(params, args))
+        arrays = {name: context.make_array(arg_types[name])(context, builder, values[name]) for name in _ARRAYS}
+        scalars = {name: context.cast(builder, values[name], arg_types[name], types.intp) for name in ints}
         fn = _row_function(builder.module, context, x.dtype, n_lanes, geometry)
-        builder.call(fn, [a.data for a in arrays] + scalars + list(args[18:20]))
+        row_args = RowArgs(**{name: a.data for name, a in arrays.items()}, **scalars, lo=values["lo"],
+                           hi=values["hi"])
+        builder.call(fn, list(row_args))
         return context.get_dummy_value()
 
     return sig, codegen
-
-
-_ARG_NAMES = ("x", "w", "bias", "out", "xb", "ob", "npix", "c0", "c1", "cn", "hstep", "dstep", "kd0", "kd1", "kh0",
-              "kh1", "kw0", "kw1", "lo", "hi")
 
 
 def _row_function(module, context, dtype, lanes, geometry):
     (kd_n, kh_n, kw_n), sw, dw, pixels, columns = geometry
     elem = context.get_data_type(dtype)
     ptr = elem.as_pointer()
-    i64 = ir.IntType(64)
-    fnty = ir.FunctionType(ir.VoidType(), [ptr] * 4 + [i64] * 14 + [elem, elem])
+    arg_types = [ptr if name in _ARRAYS else elem if name in ("lo", "hi") else I64 for name in RowArgs._fields]
     name = f"fastconv_dw_row_k{kd_n}x{kh_n}x{kw_n}_s{sw}d{dw}p{pixels}c{int(columns)}_l{lanes}_f{dtype.bitwidth}"
-    fn = cgutils.get_or_insert_function(module, fnty, name)
-    if fn.is_declaration:
-        fn.linkage = "internal"
-        fn.attributes.add("noinline")
-        fn.attributes.add("nounwind")
-        for a, arg_name in zip(fn.args, _ARG_NAMES):
-            a.name = arg_name
-        builder = ir.IRBuilder(fn.append_basic_block("entry"))
-        _RowBuilder(builder, elem, dtype.bitwidth, lanes, fn.args, geometry).emit()
+    fn, builder = internal_function(module, name, arg_types, RowArgs._fields)
+    if builder is not None:
+        _RowBuilder(builder, elem, lanes, RowArgs(*fn.args), geometry).emit()
         builder.ret_void()
     return fn
 
 
-class _RowBuilder:
-    def __init__(self, builder, elem, bits, lanes, args, geometry):
-        self.b = builder
-        self.i64, self.i32 = ir.IntType(64), ir.IntType(32)
-        self.elem, self.lanes, self.align = elem, lanes, bits // 8
-        self.vec = ir.VectorType(elem, lanes)
-        self.vptr = self.vec.as_pointer()
-        self.maskty = ir.VectorType(ir.IntType(1), lanes)
-        (self.x, self.w, self.bias, self.out, self.xb, self.ob, self.npix, self.c0, self.c1, self.cn, self.hstep,
-         self.dstep, kd0, kd1, kh0, kh1, kw0, kw1, self.lo, self.hi) = args
+class _RowBuilder(Vectors):
+    def __init__(self, builder, elem, lanes, args: RowArgs, geometry):
+        super().__init__(builder, elem, lanes)
+        self.args = args
         (self.kd_n, self.kh_n, self.kw_n), self.sw, self.dw, self.pixels, self.columns = geometry
-        self.bounds = ((kd0, kd1), (kh0, kh1), (kw0, kw1))
-        module = builder.module
-        self.fmuladd = cgutils.get_or_insert_function(
-            module, ir.FunctionType(self.vec, [self.vec] * 3), f"llvm.fmuladd.v{lanes}f{bits}")
-        self.masked_load = cgutils.get_or_insert_function(
-            module, ir.FunctionType(self.vec, [self.vptr, self.i32, self.maskty, self.vec]),
-            f"llvm.masked.load.v{lanes}f{bits}.p0")
-        self.masked_store = cgutils.get_or_insert_function(
-            module, ir.FunctionType(ir.VoidType(), [self.vec, self.vptr, self.i32, self.maskty]),
-            f"llvm.masked.store.v{lanes}f{bits}.p0")
-
-    def c(self, value):
-        return ir.Constant(self.i64, value)
-
-    def ptr(self, base, index):
-        return self.b.bitcast(self.b.gep(base, [index], inbounds=True), self.vptr)
-
-    def load(self, base, index, mask):
-        if mask is None:
-            return self.b.load(self.ptr(base, index), align=self.align)
-        return self.b.call(self.masked_load, [self.ptr(base, index), ir.Constant(self.i32, self.align), mask,
-                                              ir.Constant(self.vec, None)])
-
-    def store(self, value, base, index, mask):
-        if mask is None:
-            self.b.store(value, self.ptr(base, index), align=self.align)
-        else:
-            self.b.call(self.masked_store, [value, self.ptr(base, index), ir.Constant(self.i32, self.align), mask])
-
-    def splat(self, scalar):
-        b = self.b
-        undef = ir.Constant(self.vec, ir.Undefined)
-        first = b.insert_element(undef, scalar, ir.Constant(self.i32, 0))
-        return b.shuffle_vector(first, undef, ir.Constant(ir.VectorType(self.i32, self.lanes), None))
+        self.bounds = ((args.kd0, args.kd1), (args.kh0, args.kh1), (args.kw0, args.kw1))
+        self.declare("fmuladd", "masked.load", "masked.store")
 
     def emit(self):
         """for c in c0, c0+L, ... < c1: the full vector, or the masked last one."""
@@ -158,20 +143,19 @@ class _RowBuilder:
         exit_ = b.append_basic_block("channels.exit")
         b.branch(head)
         b.position_at_end(head)
-        c = b.phi(self.i64, "c")
-        c.add_incoming(self.c0, entry)
-        b.cbranch(b.icmp_signed("<", c, self.c1), full, exit_)
+        c = b.phi(I64, "c")
+        c.add_incoming(self.args.c0, entry)
+        b.cbranch(b.icmp_signed("<", c, self.args.c1), full, exit_)
         b.position_at_end(full)
-        c_next = b.add(c, self.c(self.lanes))
-        is_full = b.icmp_signed("<=", c_next, self.c1)
+        c_next = b.add(c, const(self.lanes))
+        is_full = b.icmp_signed("<=", c_next, self.args.c1)
         body = b.append_basic_block("channels.vector")
         b.cbranch(is_full, body, part)
         b.position_at_end(body)
         self._channel_vector(c, None)
         b.branch(latch)
         b.position_at_end(part)
-        lane = ir.Constant(ir.VectorType(self.i64, self.lanes), list(range(self.lanes)))
-        mask = b.icmp_signed("<", lane, self._splat_i64(b.sub(self.c1, c)))
+        mask = self.lanes_below(b.sub(self.args.c1, c))
         self._channel_vector(c, mask)
         b.branch(latch)
         b.position_at_end(latch)
@@ -179,21 +163,14 @@ class _RowBuilder:
         b.branch(head)
         b.position_at_end(exit_)
 
-    def _splat_i64(self, scalar):
-        b = self.b
-        vty = ir.VectorType(self.i64, self.lanes)
-        undef = ir.Constant(vty, ir.Undefined)
-        first = b.insert_element(undef, scalar, ir.Constant(self.i32, 0))
-        return b.shuffle_vector(first, undef, ir.Constant(ir.VectorType(self.i32, self.lanes), None))
-
     def _channel_vector(self, c, mask):
         """The window's weights and the bias of channels c..c+L-1, then the row's pixels in tiles."""
         b = self.b
         taps = self.kd_n * self.kh_n * self.kw_n
-        weights = [self.load(self.w, b.add(b.mul(self.c(t), self.cn), c), mask) for t in range(taps)]
-        bias = self.load(self.bias, c, mask)
-        clamp = (self.splat(self.lo), self.splat(self.hi))
-        p0 = self.c(0)
+        weights = [self.load(self.args.w, b.add(b.mul(const(t), self.args.cn), c), mask) for t in range(taps)]
+        bias = self.load(self.args.bias, c, mask)
+        clamp = (self.splat(self.args.lo), self.splat(self.args.hi))
+        p0 = const(0)
         size = self.pixels
         while size >= 1:
             p0 = self._tile_loop(size, p0, c, weights, bias, clamp, mask)
@@ -208,25 +185,25 @@ class _RowBuilder:
         exit_ = b.append_basic_block(f"tile{size}.exit")
         b.branch(head)
         b.position_at_end(head)
-        p0 = b.phi(self.i64, f"p{size}")
+        p0 = b.phi(I64, f"p{size}")
         p0.add_incoming(start, entry)
-        b.cbranch(b.icmp_signed("<=", b.add(p0, self.c(size)), self.npix), body, exit_)
+        b.cbranch(b.icmp_signed("<=", b.add(p0, const(size)), self.args.npix), body, exit_)
         b.position_at_end(body)
         self._tile(size, p0, c, weights, bias, clamp, mask)
-        p0.add_incoming(b.add(p0, self.c(size)), b.block)
+        p0.add_incoming(b.add(p0, const(size)), b.block)
         b.branch(head)
         b.position_at_end(exit_)
         return p0
 
     def _tile(self, size, p0, c, weights, bias, clamp, mask):
         b = self.b
-        xp = b.add(b.add(self.xb, b.mul(b.mul(p0, self.c(self.sw)), self.cn)), c)
+        xp = b.add(b.add(self.args.xb, b.mul(b.mul(p0, const(self.sw)), self.args.cn)), c)
         accs = [bias] * size
         columns = sorted({p * self.sw + k * self.dw for p in range(size) for k in range(self.kw_n)})
         for kd in range(self.kd_n):
             for kh in range(self.kh_n):
                 def window_row(accs, kd=kd, kh=kh):
-                    row = b.add(xp, b.add(b.mul(self.c(kd), self.dstep), b.mul(self.c(kh), self.hstep)))
+                    row = b.add(xp, b.add(b.mul(const(kd), self.args.dstep), b.mul(const(kh), self.args.hstep)))
                     for col in columns:
                         users = [(p, k) for p in range(size) for k in range(self.kw_n)
                                  if p * self.sw + k * self.dw == col]
@@ -241,27 +218,27 @@ class _RowBuilder:
                 inside = b.and_(self._inside(0, kd), self._inside(1, kh))
                 accs = self._when(inside, accs, window_row)
         lo, hi = clamp
-        op = b.add(b.add(self.ob, b.mul(p0, self.cn)), c)
+        op = b.add(b.add(self.args.ob, b.mul(p0, self.args.cn)), c)
         for p, acc in enumerate(accs):
             v = b.select(b.fcmp_ordered("<", acc, lo), lo, acc)
             v = b.select(b.fcmp_ordered(">", v, hi), hi, v)
-            self.store(v, self.out, b.add(op, b.mul(self.c(p), self.cn)), mask)
+            self.store(v, self.args.out, b.add(op, b.mul(const(p), self.args.cn)), mask)
 
     def _taps(self, accs, row, col, users, weights, kd, kh, mask):
         """Input column col of a window row, into the accumulators of its users (pixel, tap column)."""
         b = self.b
         accs = list(accs)
-        xv = self.load(self.x, b.add(row, b.mul(self.c(col), self.cn)), mask)
+        xv = self.load(self.args.x, b.add(row, b.mul(const(col), self.args.cn)), mask)
         for p, k in users:
             wv = weights[(kd * self.kh_n + kh) * self.kw_n + k]
-            accs[p] = b.call(self.fmuladd, [xv, wv, accs[p]])
+            accs[p] = self.fma(xv, wv, accs[p])
         return accs
 
     def _inside(self, axis, k):
         """lo <= k < hi for the clipped window range of axis (0: depth, 1: height, 2: width)."""
         b = self.b
         lo, hi = self.bounds[axis]
-        return b.and_(b.icmp_signed("<=", lo, self.c(k)), b.icmp_signed(">", hi, self.c(k)))
+        return b.and_(b.icmp_signed("<=", lo, const(k)), b.icmp_signed(">", hi, const(k)))
 
     def _when(self, cond, accs, body):
         """accs updated by body(accs) where cond holds, else unchanged (a branch and phis)."""
