@@ -57,6 +57,8 @@ _MODULES = {
     ("conv_transpose", "cuda"): ("fastconv.cuda",),
     ("pool", "cuda"): ("fastconv.cuda",),
     ("adaptive_pool", "cuda"): ("fastconv.cuda",),
+    ("pool_grad", "cuda"): ("fastconv.cuda",),
+    ("adaptive_pool_grad", "cuda"): ("fastconv.cuda",),
 }
 
 

@@ -105,8 +105,9 @@ def _like(host, x):
     return cuda.to_device(host)
 
 
-def _host_abs(x):
-    return np.abs(to_host(x))
+def _host_map(x, fn):
+    """``fn`` of ``x``'s values, computed on the host, as the same kind of array as ``x``."""
+    return _like(fn(to_host(x)), x)
 
 
 def _zeros_like_input(spec, dtype):
@@ -137,10 +138,9 @@ def _window(op, mode, nd, grad_output, input, kernel_size, stride, padding, dila
     elif spec.batch and mode == "lp":
         xa = x
         if math.isinf(spec.norm_type):  # routes like max pooling of |x| (same tie and NaN rule)
-            idx = _max_indices(nd, _host_abs(x), geometry, channels_last)
-        else:
-            xw = to_host(x)
-            xw = xw.astype(np.float32) if xw.dtype == np.float16 else xw
+            idx = _max_indices(nd, _host_map(x, np.abs), geometry, channels_last)
+        else:  # the forward output in the working dtype
+            xw = _host_map(x, lambda a: a.astype(np.float32)) if dtype == np.float16 else x
             y = getattr(forward, f"lp_pool{nd}d")(xw, spec.norm_type, spec.kernel, spec.stride, ceil_mode,
                                                    padding=spec.pads, dilation=spec.dilation,
                                                    channels_last=channels_last)

@@ -11,9 +11,22 @@ order, so every sum runs in the same order on every run and thread count.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
+
+# What an output contributes to the elements of its window (the gather kernels' ``kind``).
+AVG, MAX, LP, LP_INF = 0, 1, 2, 3
+
+
+def gather_kind(spec) -> int:
+    """The kind of a PoolSpec or AdaptivePoolSpec's gradient."""
+    if spec.mode == "max":
+        return MAX
+    if spec.mode == "avg":
+        return AVG
+    return LP_INF if math.isinf(spec.norm_type) else LP
 
 
 class Reach(NamedTuple):
@@ -57,3 +70,17 @@ def adaptive_reach(n, o) -> Reach:
     cells = np.arange(o, dtype=np.int64)
     count = -(-((cells + 1) * n) // o) - (cells * n) // o
     return Reach(ptr, outs, count)
+
+
+def window_reaches(spec) -> list:
+    """The three per-dim Reach of a PoolSpec, lifted to 3-D (a unit dim reaches its one output)."""
+    return [adaptive_reach(1, 1)] * (3 - spec.nd) + [
+        window_reach(n, o, k, s, d, pads, spec.count_include_pad)
+        for n, o, k, s, d, pads in zip(spec.in_size, spec.out_size, spec.kernel, spec.stride, spec.dilation,
+                                       spec.pads)]
+
+
+def adaptive_reaches(spec) -> list:
+    """The three per-dim Reach of an AdaptivePoolSpec, lifted to 3-D."""
+    return [adaptive_reach(1, 1)] * (3 - spec.nd) + [adaptive_reach(n, o) for n, o in
+                                                      zip(spec.in_size, spec.out_size)]

@@ -31,10 +31,8 @@ from numba import prange
 from ..._arrays import working_dtype
 from ...dispatch import register
 from ...kernels.geometry import lift3
-from ...kernels.pool_reach import adaptive_reach, window_reach
+from ...kernels.pool_reach import AVG, LP, adaptive_reaches, gather_kind, window_reaches
 from .._jit import parallel_kernel
-
-AVG, MAX, LP, LP_INF = 0, 1, 2, 3
 
 
 @parallel_kernel
@@ -118,59 +116,39 @@ def pool_grad_gather(g, idx, y, x, gi, kind, p, divisor_override, cl, n_img, c_n
 _NO_INDEX = np.zeros(1, np.int64)
 
 
-def window_reaches(spec):
-    """Per-dim Reach of a PoolSpec, lifted to 3-D (unit dims reach their one output)."""
-    pad = 3 - spec.nd
-    reaches = [adaptive_reach(1, 1)] * pad
-    for n, o, k, s, d, pads in zip(spec.in_size, spec.out_size, spec.kernel, spec.stride, spec.dilation,
-                                   spec.pads):
-        reaches.append(window_reach(n, o, k, s, d, pads, spec.count_include_pad))
-    return reaches
-
-
-def adaptive_reaches(spec):
-    return [adaptive_reach(1, 1)] * (3 - spec.nd) + [adaptive_reach(n, o) for n, o in
-                                                      zip(spec.in_size, spec.out_size)]
-
-
 def _flat(a, dtype):
     """A C-contiguous 1-D array of ``a`` in ``dtype`` (a view when it already is one)."""
     return np.ascontiguousarray(a, dtype).reshape(-1)
 
 
-def run_gather(spec, reaches, kind, g, idx=None, y=None, x=None, p=2.0, divisor_override=0):
+def run_gather(spec, reaches, g, idx, y, x):
     """The input gradient of ``spec`` (forward PoolSpec / AdaptivePoolSpec, batched) from the
-    output gradient ``g`` (the spec's output shape), in the user's layout and dtype."""
+    output gradient ``g`` (the spec's output shape), in the user's layout and dtype.
+    ``idx``: the forward's indices (max; Lp with p = inf: those of max |x|); ``y``: the
+    forward's output in the working dtype (Lp with finite p); ``x``: the input (Lp)."""
     dtype = np.dtype(spec.dtype)
     wd = working_dtype(dtype)
+    kind = gather_kind(spec)
     dummy = np.zeros(1, wd)
     gi = np.empty(math.prod(spec.input_shape), wd)
     if gi.size:
         (in_d, in_h, in_w), (od_n, oh_n, ow_n) = lift3(spec.in_size, 1), lift3(spec.out_size, 1)
+        p = float(getattr(spec, "norm_type", 2.0)) if kind == LP else 2.0
+        divisor = int(getattr(spec, "divisor_override", None) or 0) if kind == AVG else 0
         geometry = tuple(v for r in reaches for v in r)
         pool_grad_gather(_flat(g, wd), _NO_INDEX if idx is None else _flat(idx, np.int64),
                          dummy if y is None else _flat(y, wd), dummy if x is None else _flat(x, wd), gi,
-                         kind, float(p), int(divisor_override or 0), spec.channels_last, spec.batch,
-                         spec.channels, in_d, in_h, in_w, od_n, oh_n, ow_n, *geometry)
+                         kind, p, divisor, spec.channels_last, spec.batch, spec.channels,
+                         in_d, in_h, in_w, od_n, oh_n, ow_n, *geometry)
     gi = gi.reshape(spec.input_shape)
     return gi if wd == dtype else gi.astype(dtype)
 
 
 @register("pool_grad", "cpu", "gather", note="gather form: each input element sums its windows (Numba)")
 def pool_grad_cpu(spec, g, idx, y, x):
-    """``idx``: the forward's indices (max; Lp with p = inf: those of max |x|); ``y``: the
-    forward's output in the working dtype (Lp), ``x`` the input (Lp)."""
-    if spec.mode == "max":
-        return run_gather(spec, window_reaches(spec), MAX, g, idx)
-    if spec.mode == "avg":
-        return run_gather(spec, window_reaches(spec), AVG, g, divisor_override=spec.divisor_override)
-    if math.isinf(spec.norm_type):
-        return run_gather(spec, window_reaches(spec), LP_INF, g, idx, x=x)
-    return run_gather(spec, window_reaches(spec), LP, g, y=y, x=x, p=spec.norm_type)
+    return run_gather(spec, window_reaches(spec), g, idx, y, x)
 
 
 @register("adaptive_pool_grad", "cpu", "gather", note="gather form over adaptive cells (Numba)")
 def adaptive_pool_grad_cpu(spec, g, idx):
-    if spec.mode == "max":
-        return run_gather(spec, adaptive_reaches(spec), MAX, g, idx)
-    return run_gather(spec, adaptive_reaches(spec), AVG, g)
+    return run_gather(spec, adaptive_reaches(spec), g, idx, None, None)
