@@ -419,6 +419,8 @@ def test_errors():
         G.max_pool2d(np.zeros((1, 2, 3, 3), np.int32), x.astype(np.int32), 2)
     with pytest.raises(ValueError, match=r"max_pool2d: indices\[0, 0, 0, 1\]=0 is not a position"):
         G.max_pool2d(np.zeros((1, 2, 3, 3)), x, 2, indices=np.zeros((1, 2, 3, 3), np.int64))
+    with pytest.raises(ValueError, match=r"adaptive_max_pool2d: indices\[0, 0, 0, 1\]=0 is not a position"):
+        G.adaptive_max_pool2d(np.zeros((1, 2, 3, 3)), x, 3, indices=np.zeros((1, 2, 3, 3), np.int64))
     with pytest.raises(TypeError, match="indices has dtype float64"):
         G.max_pool2d(np.zeros((1, 2, 3, 3)), x, 2, indices=np.zeros((1, 2, 3, 3)))
     with pytest.raises(ValueError, match="indices has shape"):

@@ -39,66 +39,72 @@ from .._jit import parallel_kernel
 def pool_grad_gather(g, idx, y, x, gi, kind, p, divisor_override, cl, n_img, c_n,
                      in_d, in_h, in_w, od_n, oh_n, ow_n,
                      ptr_d, outs_d, cnt_d, ptr_h, outs_h, cnt_h, ptr_w, outs_w, cnt_w):
-    """gi = the gradient of the input (module docstring); flat arrays, 5-D logical shapes."""
+    """gi = the gradient of the input (module docstring); flat arrays, 5-D logical shapes.
+
+    A task's row is zeroed, then for each (od, oh) reaching it, each element of the row
+    adds its w outputs' contributions: per element, the (od, oh, ow) order of the
+    module docstring. The innermost loop runs over the lanes that share an output
+    offset: all channels (channels-last, contiguous) or the one channel. A contribution
+    that does not apply adds +0, which leaves every sum as it was (none is -0).
+    """
     zero = gi.dtype.type(0)
     one = gi.dtype.type(1)
     pw = gi.dtype.type(p)
+    lanes = c_n if cl else 1
     rows = n_img * in_d * in_h * (1 if cl else c_n)
-    inner = in_w * (c_n if cl else 1)
     for t in prange(rows):
+        ih = t % in_h
+        i_d = (t // in_h) % in_d
         if cl:
-            ih = t % in_h
-            i_d = (t // in_h) % in_d
+            c = 0
             n = t // (in_h * in_d)
-            c_fixed = 0
+            row_e = ((n * in_d + i_d) * in_h + ih) * in_w * c_n
         else:
-            ih = t % in_h
-            i_d = (t // in_h) % in_d
-            c_fixed = (t // (in_h * in_d)) % c_n
+            c = (t // (in_h * in_d)) % c_n
             n = t // (in_h * in_d * c_n)
-        for j in range(inner):
-            if cl:
-                iw = j // c_n
-                c = j % c_n
-            else:
-                iw = j
-                c = c_fixed
-            flat = (i_d * in_h + ih) * in_w + iw
-            if cl:
-                e = ((n * in_d + i_d) * in_h + ih) * in_w * c_n + iw * c_n + c
-            else:
-                e = (n * c_n + c) * in_d * in_h * in_w + flat
-            acc = zero
-            for a in range(ptr_d[i_d], ptr_d[i_d + 1]):
-                od = outs_d[a]
-                for b in range(ptr_h[ih], ptr_h[ih + 1]):
-                    oh = outs_h[b]
+            row_e = t * in_w
+        for j in range(in_w * lanes):
+            gi[row_e + j] = zero
+        for a in range(ptr_d[i_d], ptr_d[i_d + 1]):
+            od = outs_d[a]
+            for b in range(ptr_h[ih], ptr_h[ih + 1]):
+                oh = outs_h[b]
+                if cl:
+                    row_q = ((n * od_n + od) * oh_n + oh) * ow_n * c_n
+                else:
+                    row_q = (((n * c_n + c) * od_n + od) * oh_n + oh) * ow_n
+                div_dh = cnt_d[od] * cnt_h[oh]
+                for iw in range(in_w):
+                    flat = (i_d * in_h + ih) * in_w + iw
+                    e0 = row_e + iw * lanes
                     for f in range(ptr_w[iw], ptr_w[iw + 1]):
                         ow = outs_w[f]
-                        if cl:
-                            q = (((n * od_n + od) * oh_n + oh) * ow_n + ow) * c_n + c
-                        else:
-                            q = (((n * c_n + c) * od_n + od) * oh_n + oh) * ow_n + ow
+                        q0 = row_q + ow * lanes
                         if kind == 1 or kind == 3:
-                            if idx[q] == flat:
-                                acc += g[q]
+                            for m in range(lanes):
+                                gi[e0 + m] += g[q0 + m] if idx[q0 + m] == flat else zero
                         elif kind == 0:
-                            div = divisor_override
-                            if div <= 0:
-                                div = cnt_d[od] * cnt_h[oh] * cnt_w[ow]
+                            div = divisor_override if divisor_override > 0 else div_dh * cnt_w[ow]
                             if div > 0:
-                                acc += g[q] / gi.dtype.type(div)
+                                dv = gi.dtype.type(div)
+                                for m in range(lanes):
+                                    gi[e0 + m] += g[q0 + m] / dv
+                        elif p == 1.0:
+                            for m in range(lanes):
+                                gi[e0 + m] += zero if y[q0 + m] == zero else g[q0 + m]
+                        elif p == 2.0:
+                            for m in range(lanes):
+                                yq = y[q0 + m]
+                                gi[e0 + m] += zero if yq == zero else g[q0 + m] / yq
                         else:
-                            yq = y[q]
-                            if yq != zero:
-                                if p == 1.0:
-                                    acc += g[q]
-                                elif p == 2.0:
-                                    acc += g[q] / yq
-                                else:
-                                    acc += g[q] * yq ** (one - pw)
-            if kind == 2 or kind == 3:
+                            for m in range(lanes):
+                                yq = y[q0 + m]
+                                gi[e0 + m] += zero if yq == zero else g[q0 + m] * yq ** (one - pw)
+        if kind == 2 or kind == 3:
+            for j in range(in_w * lanes):
+                e = row_e + j
                 xe = x[e]
+                acc = gi[e]
                 if xe == zero or acc == zero:
                     acc = zero
                 elif kind == 3 or p == 1.0:
@@ -108,7 +114,7 @@ def pool_grad_gather(g, idx, y, x, gi, kind, p, divisor_override, cl, n_img, c_n
                 else:
                     mag = abs(xe) ** (pw - one)
                     acc = acc * mag if xe > zero else -(acc * mag)
-            gi[e] = acc
+                gi[e] = acc
 
 
 # ---- plans and entry points --------------------------------------------------------------
