@@ -441,6 +441,14 @@ def test_errors():
         G.avg_pool2d(np.zeros((1, 2, 3, 3)), x, 2, algo="nope")
 
 
+def test_algorithms_and_algo():
+    assert F.algorithms("grad.avg_pool2d", (1, 2, 6, 6), kernel_size=2) == ["gather"]
+    assert F.algorithms("grad.adaptive_max_pool1d", (1, 2, 9), output_size=4) == ["gather"]
+    x = _rng().standard_normal((1, 2, 6, 6))
+    g = _rng(27).standard_normal((1, 2, 3, 3))
+    np.testing.assert_array_equal(G.max_pool2d(g, x, 2, algo="gather"), G.max_pool2d(g, x, 2))
+
+
 def test_inputs_are_not_modified():
     x = _rng().standard_normal((1, 2, 6, 6))
     g = _rng(26).standard_normal((1, 2, 3, 3))
