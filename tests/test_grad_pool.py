@@ -114,7 +114,7 @@ def test_avg_pool_adjoint(case, flags, channels_last):
 
 
 @pytest.mark.parametrize("case", WINDOW_CASES[:4], ids=str)
-@pytest.mark.parametrize("p_norm", [1.0, 2.0, 3.0, 1.5, np.inf])
+@pytest.mark.parametrize("p_norm", [0.5, 1.0, 2.0, 3.0, 1.5, np.inf])
 def test_lp_pool_adjoint(case, p_norm):
     nd, shape, k, s, p, d, ceil = case
     x = _rng().standard_normal(shape)
@@ -318,6 +318,8 @@ def test_max_pool_ties_route_to_the_forward_index():
         np.add.at(expected[c], ref_idx[0, c].reshape(-1), g[0, c].reshape(-1))
     np.testing.assert_allclose(gi[0].reshape(2, 36), expected, rtol=1e-15)
     np.testing.assert_array_equal(gi, _torch_grad(lambda t: TF.max_pool2d(t, 3, 2, 1, ceil_mode=True), x, g))
+    gl = G.max_pool2d(_cl(g), _cl(x), 3, 2, 1, ceil_mode=True, channels_last=True)
+    np.testing.assert_array_equal(_cf(gl), gi)  # the same indices in either layout
 
 
 def test_max_pool_given_indices():
