@@ -1,7 +1,8 @@
 """One table of implementations, keyed by (op family, backend, algorithm).
 
 Op families: "conv", "conv_transpose", "pool" (max/avg/lp windows), "adaptive_pool",
-"separable" (depthwise then pointwise in one kernel; spec.conv.SeparablePair).
+"separable" (depthwise then pointwise in one kernel; spec.conv.SeparablePair),
+"pool_grad" and "adaptive_pool_grad" (their input gradients, on the forward's spec).
 Backends register on import of their modules; those are imported lazily, the first
 time a (family, backend) pair is asked for, so ``import fastconv`` stays cheap.
 ``algo="auto"`` is decided in :func:`auto_algorithm`, and nowhere else.
@@ -46,6 +47,8 @@ _MODULES = {
     ("separable", "cpu"): ("fastconv.cpu.conv.separable.composed", "fastconv.cpu.conv.separable.fused"),
     ("pool", "cpu"): ("fastconv.cpu.pool.window",),
     ("adaptive_pool", "cpu"): ("fastconv.cpu.pool.adaptive",),
+    ("pool_grad", "cpu"): ("fastconv.cpu.pool.gather_grad",),
+    ("adaptive_pool_grad", "cpu"): ("fastconv.cpu.pool.gather_grad",),
     ("unfold", "cpu"): ("fastconv.cpu.windows",),
     ("fold", "cpu"): ("fastconv.cpu.windows",),
     ("max_unpool", "cpu"): ("fastconv.cpu.windows",),
@@ -54,6 +57,8 @@ _MODULES = {
     ("conv_transpose", "cuda"): ("fastconv.cuda",),
     ("pool", "cuda"): ("fastconv.cuda",),
     ("adaptive_pool", "cuda"): ("fastconv.cuda",),
+    ("pool_grad", "cuda"): ("fastconv.cuda",),
+    ("adaptive_pool_grad", "cuda"): ("fastconv.cuda",),
 }
 
 

@@ -21,6 +21,8 @@ conv_depthwise     shared input tile per 32-channel block, register sliding
 conv_transpose     gather form (no atomics), weights staged per channel chunk
 pool_window        max (+ indices) / avg / Lp, one thread per output
 pool_adaptive      adaptive/global avg and max: thread or warp per output
+pool_grad          pooling gradients (window and adaptive), gather form: one
+                   thread per input element, no atomics
 =================  ===========================================================
 """
 
@@ -30,6 +32,7 @@ from . import (  # noqa: F401  (importing registers the implementations)
     conv_im2col,
     conv_transpose,
     pool_adaptive,
+    pool_grad,
     pool_window,
 )
 
@@ -38,6 +41,8 @@ MODULES = {
     "conv_transpose": {"direct": conv_transpose},
     "pool": {"direct": pool_window},
     "adaptive_pool": {"direct": pool_adaptive},
+    "pool_grad": {"gather": pool_grad},
+    "adaptive_pool_grad": {"gather": pool_grad},
 }
 
 
