@@ -65,18 +65,22 @@ class Implementation:
     fn: Callable
     supports: Callable  # spec -> None when it can serve, else a reason string
     note: str = ""
+    # spec -> (run, held): run(*arrays) is fn(spec, *arrays) with the spec's plan made once,
+    # held that plan (ops/_call.py keeps both in a repeated call's CallPlan); None: fn as is
+    bind: Callable | None = None
 
 
 _TABLE: dict[tuple[str, str, str], Implementation] = {}
 _LOADED: set[tuple[str, str]] = set()
 
 
-def register(family: str, backend: str, algo: str, *, supports=None, note: str = ""):
-    """Decorator: ``fn(spec, x, weight, bias)`` (conv) or ``fn(spec, x)`` (pooling)."""
+def register(family: str, backend: str, algo: str, *, supports=None, note: str = "", bind=None):
+    """Decorator: ``fn(spec, x, weight, bias)`` (conv) or ``fn(spec, x)`` (pooling);
+    ``bind``: see :class:`Implementation`."""
 
     def deco(fn):
         _TABLE[(family, backend, algo)] = Implementation(
-            family, backend, algo, fn, supports or (lambda spec: None), note
+            family, backend, algo, fn, supports or (lambda spec: None), note, bind
         )
         return fn
 
