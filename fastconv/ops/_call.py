@@ -17,6 +17,7 @@ a bad call raises every time.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import os
 from collections.abc import Callable
@@ -115,21 +116,21 @@ def host_plan(family: str, spec, algo, shapes=(), unbatched: bool = False, empty
     """The CallPlan of a checked call on NumPy arrays resolved to ``spec`` (the caller
     checked that its output can be allocated). ``run(*arrays)`` takes the kernel's arrays
     as the user gave them; ``shapes``: per array, the shape the kernel reads it in (the
-    batched shape of unbatched input) or None; ``unbatched``: drop the batch axis of the
+    batched shape of unbatched input) or None (also for arrays past its end); ``unbatched``: drop the batch axis of the
     result; ``empty_result``: builds the result when ``spec.batch == 0``."""
     impl = choose(family, "cpu", spec, algo)
+    if empty_result is not None and spec.batch == 0:
+        return CallPlan(spec, impl, lambda *arrays: empty_result())
     if impl.bind is not None:
         run, held = impl.bind(spec)
     else:
         run, held = functools.partial(impl.fn, spec), ()
-    if empty_result is not None and spec.batch == 0:
-        return CallPlan(spec, impl, lambda *arrays: empty_result())
     if not any(s is not None for s in shapes):
         return CallPlan(spec, impl, run, held)
     kernel = run
 
     def run(*arrays):
-        result = kernel(*(a if s is None else a.reshape(s) for a, s in zip(arrays, shapes)))
+        result = kernel(*(a if s is None else a.reshape(s) for a, s in itertools.zip_longest(arrays, shapes)))
         return _unbatch_host(result) if unbatched else result
 
     return CallPlan(spec, impl, run, held)
