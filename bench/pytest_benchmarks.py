@@ -49,8 +49,6 @@ def _cases():
     out = []
     for suite, _, layer, problem in select_problems(SUITES, MATCH, "float32"):
         for layout in LAYOUTS:
-            if problem.fastconv_missing():
-                continue
             algos, alias = plan_candidates(problem, layout, [])
             for algo in algos:
                 out.append(pytest.param(problem, layout, "fastconv", algo,

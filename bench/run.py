@@ -167,14 +167,11 @@ def run_problem(problem, *, layouts, algos, budget, pool_bytes, rng, clock=time.
     n_sets = pool_sets(problem.set_bytes(), pool_bytes)
     base = [problem.make_arrays(rng) for _ in range(n_sets)]
     candidates, meta, facts = [], {}, {}
-    missing = problem.fastconv_missing()
     for layout in layouts:
         data = [problem.in_layout(a, layout) for a in base]
-        planned, alias = ([], None) if missing else plan_candidates(problem, layout, algos)
-        facts[layout] = {"algorithms": [] if missing else problem.algorithms(layout),
-                         "timed": planned, "auto_alias": alias,
-                         "auto_label": None if missing else problem.auto_label(layout),
-                         "fastconv_missing": missing, "pool_sets": n_sets,
+        planned, alias = plan_candidates(problem, layout, algos)
+        facts[layout] = {"algorithms": problem.algorithms(layout), "timed": planned, "auto_alias": alias,
+                         "auto_label": problem.auto_label(layout), "pool_sets": n_sets,
                          "set_bytes": problem.set_bytes(layout)}
         for algo in planned:
             fn = problem.fastconv_fn(algo, layout)
@@ -542,10 +539,8 @@ def run_pass(args, argv, name, mode, busy, algos, problems, layouts, out, change
                 continue
             record["layouts"] = facts
             if not rows:
-                reasons = {lay: f.get("fastconv_missing") or "no selected algorithm serves it"
-                           for lay, f in facts.items()}
                 doc["skipped"].append({"suite": suite, "layer": layer, "name": problem.name(),
-                                       "reason": "; ".join(sorted(set(reasons.values())))})
+                                       "reason": "no selected algorithm serves it"})
             else:
                 doc["problems"].append(record)
                 for row in rows:

@@ -85,12 +85,10 @@ class Worker:
         for layout in cmd["layouts"]:
             data = [problem.in_layout(a, layout) for a in base]
             if self.library == "fastconv":
-                missing = problem.fastconv_missing()
-                planned, alias = ([], None) if missing else plan_candidates(problem, layout, cmd["algos"])
-                facts[layout] = {"algorithms": [] if missing else problem.algorithms(layout), "timed": planned,
-                                 "auto_alias": alias, "auto_label": None if missing else problem.auto_label(layout),
-                                 "fastconv_missing": missing, "pool_sets": n_sets,
-                                 "set_bytes": problem.set_bytes(layout)}
+                planned, alias = plan_candidates(problem, layout, cmd["algos"])
+                facts[layout] = {"algorithms": problem.algorithms(layout), "timed": planned,
+                                 "auto_alias": alias, "auto_label": problem.auto_label(layout),
+                                 "pool_sets": n_sets, "set_bytes": problem.set_bytes(layout)}
                 for algo in planned:
                     key = f"{layout}/fastconv/{algo}"
                     self.candidates.append((key, _bind(problem.fastconv_fn(algo, layout), data), n_sets))

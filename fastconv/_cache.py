@@ -1,7 +1,7 @@
 """The one cache of everything fastconv keeps between calls, bounded in bytes.
 
 It holds the call plans of the op front ends (ops/_call.py: a repeated call's spec,
-implementation and runner, and resolved specs) and the backends' plans (cpu/: tilings,
+implementation and runner) and the backends' plans (cpu/: tilings,
 offsets, pooling plans), so that one budget bounds them all: 64 MiB by default
 (``FASTCONV_CACHE_MB``). When an insert takes the total over the budget, the oldest
 entries go first; an entry larger than the budget by itself is not kept (its
@@ -113,7 +113,7 @@ CACHE = ByteCache(mib_from_environment("FASTCONV_CACHE_MB", DEFAULT_MB, allow_ze
 
 
 def clear_caches() -> None:
-    """Forget every call plan, resolved spec and kernel plan fastconv keeps between calls
+    """Forget every call plan and kernel plan fastconv keeps between calls
     (at most 64 MiB by default, ``FASTCONV_CACHE_MB``). The next call of each kind plans
     afresh; compiled kernels stay loaded."""
     CACHE.clear()
@@ -139,28 +139,6 @@ def cached_plan(fn):
         if value is _MISSING:
             value = fn(*args)
             CACHE.put(key, value)
-        return value
-
-    get.cache_clear = clear_caches
-    return get
-
-
-def identity_memo(fn):
-    """``fn(spec)`` kept by the spec object first (identity is cheaper than hashing a
-    frozen spec; the op front ends pass the same resolved spec again), then by equality;
-    both in the one cache. The id entry holds the spec, so its id is not reused while
-    the entry lives."""
-    tag = f"{fn.__module__}.{fn.__qualname__}"
-    by_value = cached_plan(fn)
-
-    @functools.wraps(fn)
-    def get(spec):
-        hit = CACHE.get((tag, "id", id(spec)))
-        if hit is not None and hit[0] is spec:
-            return hit[1]
-        value = by_value(spec)
-        # counted in full too: this entry may outlive the by-value one (shared arrays count twice)
-        CACHE.put((tag, "id", id(spec)), (spec, value))
         return value
 
     get.cache_clear = clear_caches

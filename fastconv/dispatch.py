@@ -14,8 +14,6 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-BACKENDS = ("cpu", "cuda")
-
 # Pointwise weights up to this size (bytes) take the fused separable kernel (auto_algorithm).
 SEPARABLE_FUSED_WEIGHT_BYTES = 8 * 1024
 # A dilated convolution takes "taps" when fewer than this share of its (output, tap) pairs
@@ -70,18 +68,22 @@ class Implementation:
     fn: Callable
     supports: Callable  # spec -> None when it can serve, else a reason string
     note: str = ""
+    # spec -> (run, held): run(*arrays) is fn(spec, *arrays) with the spec's plan made once,
+    # held that plan (ops/_call.py keeps both in a repeated call's CallPlan); None: fn as is
+    bind: Callable | None = None
 
 
 _TABLE: dict[tuple[str, str, str], Implementation] = {}
 _LOADED: set[tuple[str, str]] = set()
 
 
-def register(family: str, backend: str, algo: str, *, supports=None, note: str = ""):
-    """Decorator: ``fn(spec, x, weight, bias)`` (conv) or ``fn(spec, x)`` (pooling)."""
+def register(family: str, backend: str, algo: str, *, supports=None, note: str = "", bind=None):
+    """Decorator: ``fn(spec, x, weight, bias)`` (conv) or ``fn(spec, x)`` (pooling);
+    ``bind``: see :class:`Implementation`."""
 
     def deco(fn):
         _TABLE[(family, backend, algo)] = Implementation(
-            family, backend, algo, fn, supports or (lambda spec: None), note
+            family, backend, algo, fn, supports or (lambda spec: None), note, bind
         )
         return fn
 
@@ -107,32 +109,20 @@ def capable(family: str, backend: str, spec) -> list[str]:
 
 
 def auto_algorithm(family: str, backend: str, spec, names: list[str]) -> str:
-    """The algo="auto" rule, per call, from the spec alone (cheap).
+    """The algo="auto" rule, per call, from the spec alone (cheap). The measurements
+    behind each rule are in reports/auto_algorithm.md.
 
-    Depthwise layers: the depthwise kernel. 1x1 layers: one GEMM channels-first, and
-    channels-last the direct kernel (its in-place 1x1 tiles), which beat the GEMM there on
-    most of ResNet-50's and MobileNetV2's 1x1 layers. Ungrouped dilated 2-D and 3-D layers
-    where fewer than TAPS_MAX_READ_SHARE of the (output, tap) pairs read the input
-    (DeepLab's ASPP at rates 12 and 18 on 33x33): "taps", which skips the rest; with a
-    padding mode other than zeros, im2col once the dilated kernel spans IM2COL_MIN_SPAN
-    rows. Every other convolution: the register-tiled direct kernel (dilated residual
-    blocks and ASPP at rate 6 included: with fastconv's own threads the direct kernel ran
-    them 1.4-1.7x faster than taps, which multiplies at about half the direct kernel's
-    rate per useful FLOP). The measurements behind each rule are in the benchmark report
-    (its algorithm table times every algorithm on every layer).
-
-    Separable convolutions (channels-last, zeros padding, multiplier 1): the fused kernel
-    while the pointwise weight fits SEPARABLE_FUSED_WEIGHT_BYTES, else the depthwise and
-    pointwise ops in turn ("composed"). The fused kernel's 1x1 runs on the direct
-    kernel's tiles, slower than OpenBLAS's GEMM once the reduction is long; measured at
-    2 threads, fastconv / PyTorch dw+pw (dw_vs_standard separable layers, 3x3, quiet
-    machine): 32 channels at 112x112 fused 0.42, composed 1.19 (the composed op runs
-    well over its parts' sum there); 64 channels 0.99 / 0.90; 128-728 channels 0.50-1.26
-    fused against 0.40-0.73 composed.
-
-    Transposed convolutions on the CPU: the phase decomposition (one forward conv per
-    output phase), 2-14x faster than the gather kernel on every layer timed (DCGAN 4x4
-    stride 2, U-Net 2x2 stride 2, FCN 3x3 stride 2, both layouts).
+    - Convolutions: depthwise layers take the depthwise kernel; 1x1 layers one GEMM
+      channels-first, the direct kernel channels-last. Ungrouped dilated 2-D and 3-D
+      layers where fewer than TAPS_MAX_READ_SHARE of the (output, tap) pairs read the
+      input take "taps"; with a padding mode other than zeros, im2col once the dilated
+      kernel spans IM2COL_MIN_SPAN rows. Every other convolution: the register-tiled
+      direct kernel.
+    - Separable convolutions (channels-last, zeros padding, multiplier 1): the fused
+      kernel while the pointwise weight fits SEPARABLE_FUSED_WEIGHT_BYTES, else the
+      depthwise and pointwise ops in turn ("composed").
+    - Transposed convolutions: the phase decomposition where it can serve.
+    - Anything else: the first capable implementation.
     """
     if family == "conv_transpose":
         return "phases" if "phases" in names else names[0]

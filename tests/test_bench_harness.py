@@ -297,7 +297,7 @@ def synthetic_doc(times: dict, torch_times: dict, transform=None) -> dict:
                 continue
             alias = AUTO[layer]
             layouts[layout] = {"algorithms": list(fc), "timed": list(fc), "auto_alias": alias,
-                               "auto_label": alias or "depthwise+im2col", "fastconv_missing": None,
+                               "auto_label": alias or "depthwise+im2col",
                                "pool_sets": 4, "set_bytes": problem.set_bytes(layout)}
             for algo, t in fc.items():
                 results.append(_row(layer, problem, layout, "fastconv", algo, t))

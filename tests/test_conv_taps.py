@@ -125,7 +125,7 @@ def test_read_share_counts_the_pairs_that_read_the_input(size, kernel, stride, d
 @pytest.mark.parametrize("layer, algo", [("res.d2", "direct"), ("res.d4", "direct"), ("aspp.d6", "direct"),
                                          ("aspp.d12", "taps"), ("aspp.d18", "taps")])
 def test_auto_takes_taps_where_most_taps_read_padding(layer, algo):
-    from fastconv.dispatch import choose
+    from fastconv.dispatch import IM2COL_MIN_SPAN, choose
     from fastconv.spec import resolve_conv
 
     shapes = {"res": ((1, 256, 28, 28), (256, 256, 3, 3)), "aspp": ((1, 512, 33, 33), (256, 512, 3, 3))}
@@ -136,4 +136,4 @@ def test_auto_takes_taps_where_most_taps_read_padding(layer, algo):
         spec = resolve_conv("conv2d", shape, w, padding=d, dilation=d, channels_last=channels_last)
         assert choose("conv", "cpu", spec, "auto").algo == algo
     reflect = resolve_conv("conv2d", x, w, padding=d, dilation=d, padding_mode="reflect")
-    assert choose("conv", "cpu", reflect, "auto").algo == ("im2col" if 2 * d >= 12 else "direct")
+    assert choose("conv", "cpu", reflect, "auto").algo == ("im2col" if 2 * d >= IM2COL_MIN_SPAN else "direct")

@@ -122,10 +122,11 @@ def test_fused_path_on_awkward_inputs(rng, algo):
     readonly = x.copy()
     readonly.flags.writeable = False
     assert_close(call(readonly), want, "conv", "float32", 4, what="read-only")
-    assert_close(call(x[0]), want[0], "conv", "float32", 4, what="unbatched")
-    assert call(x[:0]).shape == (0, *want.shape[1:])
-    assert_close(F.separable_conv2d(x, wd, wp[:, :, 0, 0], pb, 2, 1, depthwise_bias=db, channels_last=True, algo=algo),
-                 want, "conv", "float32", 4, what="(K, C) pointwise weight")
+    for _ in range(2):  # the second call runs the call plan the first one left (ops/_call.py)
+        assert_close(call(x[0]), want[0], "conv", "float32", 4, what="unbatched")
+        assert call(x[:0]).shape == (0, *want.shape[1:])
+        assert_close(F.separable_conv2d(x, wd, wp[:, :, 0, 0], pb, 2, 1, depthwise_bias=db, channels_last=True,
+                                        algo=algo), want, "conv", "float32", 4, what="(K, C) pointwise weight")
     no_bias = F.separable_conv2d(x, wd, wp, None, 2, 1, channels_last=True, algo=algo)
     want_nb = _expected(case, x, wd, wp, np.zeros_like(db), np.zeros_like(pb), None, True)
     assert_close(no_bias, want_nb, "conv", "float32", 4, what="no biases")

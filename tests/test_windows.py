@@ -441,3 +441,23 @@ def test_cuda_arrays_are_refused_not_silently_copied():
 
     with pytest.raises(TypeError, match=r"unfold: input is a CUDA array, but unfold has CPU kernels only"):
         F.unfold(FakeDeviceArray(), (2, 2))
+
+
+def test_repeated_calls_run_their_plan_and_check_the_rest(rng):
+    """unfold, fold and max_unpool on NumPy arrays keep a call plan (ops/_call.py): the
+    second call of each kind, batched and unbatched, gives the reference's result again;
+    index values are still checked on every call, and errors are never kept."""
+    x = rand(rng, (2, 3, 6, 4))
+    cols = fold_columns(rng, 2, 3, (6, 4), 2, 1, 1, 1, np.float32)
+    v, i = TF.max_pool2d(t(x), 2, return_indices=True)
+    v, i = v.numpy(), i.numpy()
+    for _ in range(2):
+        check(F.unfold(x, 2, padding=1), R.unfold(x, 2, 1, 1, 1), "unfold", np.float32, "unfold")
+        check(F.unfold(x[1], (2, 2), padding=1), R.unfold(x[1:], 2, 1, 1, 1)[0], "unfold", np.float32, "unbatched")
+        check(F.fold(cols, (6, 4), 2, padding=1), R.fold(cols, (6, 4), 2, 1, 1, 1), "fold", np.float32, "fold")
+        check(F.max_unpool2d(v[1], i[1], 2), R.max_unpool(v[1:], i[1:], 2, 2, 0)[0], "max_unpool", np.float32,
+              "unbatched max_unpool")
+        with pytest.raises(ValueError, match="is outside the output plane"):
+            F.max_unpool2d(v[1], i[1] + 100, 2)
+        with pytest.raises(TypeError, match="kernel_size"):
+            F.unfold(x, 2.0, padding=1)

@@ -112,12 +112,6 @@ class Problem:
         return w.contiguous(memory_format=fmt) if fmt is not None else w
 
     # -- callables -------------------------------------------------------------------
-    def fastconv_missing(self) -> str | None:
-        """Why fastconv cannot run this problem at all (op not implemented yet), or None."""
-        import fastconv
-
-        return None if callable(getattr(fastconv, self.op, None)) else f"fastconv.{self.op} is not implemented"
-
     def algorithms(self, layout: str) -> list[str]:
         """fastconv algorithms that can serve this problem in ``layout``."""
         raise NotImplementedError

@@ -3,8 +3,6 @@ fastconv algorithms can serve it (asked of fastconv's dispatch table)."""
 
 from __future__ import annotations
 
-import inspect
-
 from .base import Unsupported
 
 
@@ -28,20 +26,10 @@ def torch_pad(pads):
     return out
 
 
-def accepts_named(fn, name: str) -> bool:
-    try:
-        return name in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def capable_algos(family: str, spec) -> list[str]:
     from fastconv.dispatch import capable
 
-    try:
-        return list(capable(family, "cpu", spec))
-    except ImportError:  # the backend module of this family is not written yet
-        return []
+    return list(capable(family, "cpu", spec))
 
 
 def auto_algo(family: str, spec) -> str | None:
@@ -49,5 +37,5 @@ def auto_algo(family: str, spec) -> str | None:
 
     try:
         return choose(family, "cpu", spec, "auto").algo
-    except (ImportError, ValueError):
+    except ValueError:
         return None

@@ -11,44 +11,25 @@ import numpy as np
 from fastconv.spec import AdaptivePoolSpec, PoolSpec, names
 
 from .base import Problem, Unsupported, with_layout
-from .calls import accepts_named, auto_algo, capable_algos, pads_arg, torch_layout_ok
+from .calls import auto_algo, pads_arg, torch_layout_ok
 
 
 class _PoolCallMixin:
+    """The pooling ops take no ``algo=``: each problem is timed as the op runs it ("auto"),
+    and the record names the algorithm it chose."""
+
     family = "pool"
 
     def _fastconv_op(self):
         import fastconv
 
-        f = getattr(fastconv, self.op, None)
-        if f is None:
-            raise Unsupported(f"fastconv.{self.op} is not implemented")
-        return f
+        return getattr(fastconv, self.op)
 
     def algorithms(self, layout):
-        """Explicit algorithms when the op takes ``algo=``; else the one it runs, as "auto"."""
-        if self.fastconv_missing():
-            return []
-        f = self._fastconv_op()
-        names = self._capable_names(layout)
-        if names and accepts_named(f, "algo"):
-            return names
         return ["auto"]
-
-    def _capable_names(self, layout):
-        return capable_algos(self.family, self.spec_for(layout))
-
-    def auto_algorithm(self, layout):
-        algos = self.algorithms(layout)
-        if algos == ["auto"]:
-            return None
-        return auto_algo(self.family, self.spec_for(layout))
 
     def auto_label(self, layout) -> str | None:
         return auto_algo(self.family, self.spec_for(layout))
-
-    def _algo_kw(self, algo):
-        return {} if algo == "auto" else {"algo": algo}
 
 
 @dataclass(frozen=True)
@@ -71,7 +52,7 @@ class PoolProblem(_PoolCallMixin, Problem):
     def fastconv_fn(self, algo, layout):
         s = self.spec
         f = self._fastconv_op()
-        kw = dict(channels_last=layout == "nhwc", **self._algo_kw(algo))
+        kw = dict(channels_last=layout == "nhwc")
         pads = pads_arg(s.pads)
         if s.mode == "max":
             def run(x):
@@ -141,7 +122,7 @@ class AdaptivePoolProblem(_PoolCallMixin, Problem):
     def fastconv_fn(self, algo, layout):
         s = self.spec
         f = self._fastconv_op()
-        kw = dict(channels_last=layout == "nhwc", **self._algo_kw(algo))
+        kw = dict(channels_last=layout == "nhwc")
 
         def run(x):
             return f(x, s.out_size, **kw)
@@ -183,7 +164,7 @@ class GlobalPoolProblem(_PoolCallMixin, Problem):
 
     def fastconv_fn(self, algo, layout):
         f = self._fastconv_op()
-        kw = dict(channels_last=layout == "nhwc", **self._algo_kw(algo))
+        kw = dict(channels_last=layout == "nhwc")
 
         def run(x):
             return f(x, **kw)
@@ -236,9 +217,6 @@ class PyramidPoolProblem(_PoolCallMixin, Problem):
         s = self.spec
         return {"role": f"pyramid_{s.mode}_pool", "channels": s.channels, "in_size": list(s.in_size),
                 "levels": list(self.levels)}
-
-    def _capable_names(self, layout):
-        return []  # a composite: always timed as the public op decides
 
     def auto_label(self, layout):
         return auto_algo(self.family, with_layout(self.specs[-1], layout))

@@ -36,9 +36,8 @@ from ._jit import (
     specialised,
 )
 from .epilogue import conv_output_store
+from .limits import SHARED_BUDGET
 from .pad import bias_or_dummy, conv_pad_launches, conv_working_input, lift_weight, output_array, user_shape
-
-SHARED_BUDGET = 40 * 1024
 
 
 def depthwise_tiling(spec) -> tuple:

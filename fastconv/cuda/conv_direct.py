@@ -42,11 +42,8 @@ from ._jit import (
     specialised,
 )
 from .epilogue import conv_output_store
+from .limits import RK, RP, SHARED_BUDGET
 from .pad import bias_or_dummy, conv_pad_launches, conv_working_input, lift_weight, output_array, user_shape
-
-RP = 4  # output pixels per thread (along W)
-RK = 4  # output channels per thread
-SHARED_BUDGET = 40 * 1024  # bytes of static shared memory per block (48 KB is the static limit)
 
 
 def direct_tiling(spec) -> tuple:

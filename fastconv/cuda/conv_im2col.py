@@ -45,6 +45,7 @@ from ._jit import (
     specialised,
 )
 from .epilogue import conv_output_store
+from .limits import sm_count
 from .pad import bias_or_dummy, conv_pad_launches, conv_working_input, lift_weight, output_array, user_shape
 
 BK = 16  # reduction step staged per iteration
@@ -125,15 +126,20 @@ def pack_kernel(dtype: str) -> Kernel:
     return Kernel(f"pack_gemm_weight_{SUFFIX[dtype]}", kernel, argtypes, 256, 0)
 
 
-GRID_TARGET = 2 * 132  # blocks that fill an H100 (132 SMs) twice over
+BLOCKS_PER_SM = 2  # a GEMM grid fills the device when it has this many blocks per multiprocessor
 MAX_SPLITS = 16
 
 
-def gemm_tiling(rows: int, kg: int, groups: int, dtype: str) -> tuple:
+def grid_target() -> int:
+    """The GEMM blocks that fill the current device (limits.sm_count: 132 without one)."""
+    return BLOCKS_PER_SM * sm_count()
+
+
+def gemm_tiling(rows: int, kg: int, groups: int, dtype: str, target: int) -> tuple:
     """(TR, TC, TM, TN): thread grid and per-thread register tile.
 
-    Columns follow Kg; rows take the largest tile that still gives GRID_TARGET blocks
-    (small problems get smaller tiles before they get split-K)."""
+    Columns follow Kg; rows take the largest tile that still gives ``target`` blocks
+    (:func:`grid_target`; small problems get smaller tiles before they get split-K)."""
     wide = 4 if dtype == "float64" else 8
     if kg > 64:
         tc, tn = 16, wide
@@ -147,19 +153,20 @@ def gemm_tiling(rows: int, kg: int, groups: int, dtype: str) -> tuple:
         tc, tn = 8, 1
     n_tiles = ceil_div(kg, tc * tn) * groups
     for tr, tm in ((16, wide), (16, 4), (8, 4)):
-        if ceil_div(rows, tr * tm) * n_tiles >= GRID_TARGET:
+        if ceil_div(rows, tr * tm) * n_tiles >= target:
             return tr, tc, tm, tn
     return tr, tc, tm, tn
 
 
-def gemm_splits(rows: int, kg: int, groups: int, taps_c: int, tiling, max_splits: int = MAX_SPLITS) -> tuple:
-    """(splits, k_chunk): split the reduction when the grid alone cannot fill the GPU.
+def gemm_splits(rows: int, kg: int, groups: int, taps_c: int, tiling, target: int,
+                max_splits: int = MAX_SPLITS) -> tuple:
+    """(splits, k_chunk): split the reduction when the grid alone cannot reach ``target`` blocks.
 
     Each split's partial sums go to a workspace that a second kernel adds up in a fixed
     order (deterministic, no atomics); a split keeps at least 4 BK steps."""
     tr, tc, tm, tn = tiling
     blocks = ceil_div(rows, tr * tm) * ceil_div(kg, tc * tn) * groups
-    splits = min(ceil_div(GRID_TARGET, blocks), max(1, taps_c // (4 * BK)), max_splits)
+    splits = min(ceil_div(target, blocks), max(1, taps_c // (4 * BK)), max_splits)
     if splits <= 1:
         return 1, ceil_div(taps_c, BK) * BK
     k_chunk = ceil_div(ceil_div(taps_c, splits), BK) * BK
@@ -351,12 +358,13 @@ class GemmPlan:
         self.spec = spec
         self.taps_c = int(np.prod(spec.kernel)) * spec.in_per_group
         kg, groups = spec.out_per_group, spec.groups
-        self.tiling = gemm_tiling(chunk_rows, kg, groups, spec.dtype)
-        self.splits, self.k_chunk = gemm_splits(chunk_rows, kg, groups, self.taps_c, self.tiling)
+        target = grid_target()
+        self.tiling = gemm_tiling(chunk_rows, kg, groups, spec.dtype, target)
+        self.splits, self.k_chunk = gemm_splits(chunk_rows, kg, groups, self.taps_c, self.tiling, target)
         partial_bytes = chunk_rows * spec.out_channels * WORK_NP[spec.dtype]().itemsize
         if self.splits > 1 and self.splits * partial_bytes > workspace_limit() // 2:
             cap = max(1, (workspace_limit() // 2) // partial_bytes)  # the partial sums stay in the cap
-            self.splits, self.k_chunk = gemm_splits(chunk_rows, kg, groups, self.taps_c, self.tiling, cap)
+            self.splits, self.k_chunk = gemm_splits(chunk_rows, kg, groups, self.taps_c, self.tiling, target, cap)
         self.kernel = gemm_kernel(self.tiling, spec.dtype, spec.channels_last, self.splits > 1)
 
     def gemm(self, rows: int) -> Launch:

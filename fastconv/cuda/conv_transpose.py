@@ -38,11 +38,8 @@ from ._jit import (
     specialised,
 )
 from .epilogue import conv_output_store
+from .limits import RK, RP, SHARED_BUDGET
 from .pad import bias_or_dummy, lift_weight, needs_pad, output_array, pad_launch, user_shape, working_input
-
-RP = 4
-RK = 4
-SHARED_BUDGET = 40 * 1024
 
 
 def transpose_tiling(spec) -> tuple:

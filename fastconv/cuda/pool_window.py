@@ -32,10 +32,10 @@ from ..kernels.pool_taps import taps_within
 from ._jit import SUFFIX, WORK, WORK_NP, Kernel, array, dims, elementwise, i64, layout_name, lowest, specialised
 from .pad import lift5
 
-LP_KINDS = {"sum": 1, "square": 2, "max_abs": 3, "whole": 4, "any": 0}
-
 
 def lp_kind(p: float) -> int:
+    """The Lp kernel variant for ``p``: 1 sums |x| (p = 1), 2 squares (p = 2), 3 takes
+    max |x| (p = inf), 4 raises to a whole power, 0 to any other power."""
     if p == 1.0:
         return 1
     if p == 2.0:

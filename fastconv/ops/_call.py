@@ -1,23 +1,23 @@
 """What every op front end does around its kernel: pick the backend, add and remove
 the batch axis of unbatched input, handle empty batches, move arrays between host
-and device, check that the output can be allocated, and dispatch on the resolved spec.
+and device, check that the output can be allocated, dispatch on the resolved spec, and
+remember what a call on NumPy arrays resolved.
 
-The call-plan cache. Conv, separable, pooling and window front ends keep what a call
-resolved in the one byte-bounded cache of fastconv/_cache.py (with the backends' plans,
-one budget, one ``clear_caches``):
-
-- a repeated NumPy call's key (op, array shapes and dtypes, every other argument) ->
-  :class:`CallPlan` (spec, implementation, runner): the next such call runs the runner
-  and nothing else;
-- a call's resolved spec by its arguments (``_spec_cache.cached_spec``), for calls
-  that cannot take the first path (CUDA arrays, unbatched shapes in turn...);
-- the implementation chosen for a spec object (:func:`choose_cached`).
-
-Errors are never kept: a bad call raises every time.
+The call-plan cache. A call on NumPy arrays (conv, separable, pooling, adaptive pooling,
+unfold, fold, max_unpool) is keyed by its op, each array's shape and dtype, and every
+other argument with its type (:func:`host_key`). The key maps to a :class:`CallPlan`
+(spec, implementation, runner) in the one byte-bounded cache of fastconv/_cache.py
+(beside the backends' plans: one budget, one ``clear_caches``), and the next call with
+that key runs the runner and nothing else: its checks passed on the first call and
+depend on nothing the key leaves out. Calls with other arrays (CUDA) or arguments that
+are not plain values resolve afresh each time (:func:`execute`). Errors are never kept:
+a bad call raises every time.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 import os
 from collections.abc import Callable
@@ -25,25 +25,124 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._arrays import backend_of, check_array, is_cuda_array, like_input, shape_of, to_host
+from .._arrays import FLOAT_DTYPES, backend_of, check_array, is_cuda_array, like_input, shape_of, to_host
 from .._cache import CACHE
 from ..dispatch import Implementation, choose
 
 
 class CallPlan(NamedTuple):
     """What a repeated call needs: its spec, the implementation that served it, and
-    ``run(*arrays)``, which runs it on arrays like the first call's."""
+    ``run(*arrays)``, which runs it on arrays like the first call's. ``held``: what
+    ``run`` keeps of the backend's plan (its arrays count in the cache's bytes)."""
 
     spec: object
     impl: Implementation | None
     run: Callable
+    held: tuple = ()
 
 
 call_plan = CACHE.get  # key -> the CallPlan kept under it, or None (a dict read, no Python frame)
 
 
 def remember(key, plan: CallPlan) -> None:
-    CACHE.put(key, plan, 0)  # no arrays of its own: plans of the backends count apart
+    CACHE.put(key, plan)  # counted: ENTRY_BYTES plus the arrays in plan.held
+
+
+class Uncacheable(Exception):
+    pass
+
+
+def key_of(value):
+    """A user argument as part of a cache key, when its equality means "same call": ints,
+    strings, None, tuples of ints or of int pairs, floats tagged as floats (2.0 must not
+    find the plan of 2). Anything else (lists, NumPy scalars) raises Uncacheable."""
+    kind = type(value)
+    if kind is int or kind is str or value is None:
+        return value
+    if kind is float:
+        return "float", value
+    if kind is tuple:
+        for item in value:
+            t = type(item)
+            if t is not int and not (t is tuple and all(type(v) is int for v in item)):
+                raise Uncacheable
+        return value
+    raise Uncacheable
+
+
+_KEY_TYPES = frozenset({int, float, bool, str, type(None), tuple})
+
+
+def plain_types(args: tuple):
+    """The types of ``args`` when each is a plain value (see :func:`key_of`), else None.
+    A call-plan key holds the arguments with their types, so 2, 2.0 and True stay apart."""
+    types = tuple(map(type, args))
+    if not _KEY_TYPES.issuperset(types):
+        return None
+    if tuple in types:
+        try:
+            for value, kind in zip(args, types):
+                if kind is tuple:
+                    key_of(value)
+        except Uncacheable:
+            return None
+    return types
+
+
+def host_key(op: str, args: tuple, x, *more):
+    """The call-plan key of a call on NumPy arrays: ``op``, ``args`` (every argument but
+    the arrays that the result depends on) with their types, and the shape and dtype of
+    the input ``x`` and of the ``more`` arrays (None stays None). None when an array is
+    not a NumPy array or an argument is not a plain value: that call takes the full path."""
+    if type(x) is not np.ndarray:
+        return None
+    types = plain_types(args)
+    if types is None:
+        return None
+    if not more:
+        return op, args, types, x.shape, x.dtype
+    described = ()
+    for a in more:
+        if type(a) is np.ndarray:
+            described += (a.shape, a.dtype)
+        elif a is None:
+            described += (None,)
+        else:
+            return None
+    return op, args, types, x.shape, x.dtype, described
+
+
+def host_plan(family: str, spec, algo, shapes=(), unbatched: bool = False, empty_result=None) -> CallPlan:
+    """The CallPlan of a checked call on NumPy arrays resolved to ``spec`` (the caller
+    checked that its output can be allocated). ``run(*arrays)`` takes the kernel's arrays
+    as the user gave them; ``shapes``: per array, the shape the kernel reads it in (the
+    batched shape of unbatched input) or None (also for arrays past its end); ``unbatched``: drop the batch axis of the
+    result; ``empty_result``: builds the result when ``spec.batch == 0``."""
+    impl = choose(family, "cpu", spec, algo)
+    if empty_result is not None and spec.batch == 0:
+        return CallPlan(spec, impl, lambda *arrays: empty_result())
+    if impl.bind is not None:
+        run, held = impl.bind(spec)
+    else:
+        run, held = functools.partial(impl.fn, spec), ()
+    if not any(s is not None for s in shapes):
+        return CallPlan(spec, impl, run, held)
+    kernel = run
+
+    def run(*arrays):
+        result = kernel(*(a if s is None else a.reshape(s) for a, s in itertools.zip_longest(arrays, shapes)))
+        return _unbatch_host(result) if unbatched else result
+
+    return CallPlan(spec, impl, run, held)
+
+
+def _unbatch_host(result):
+    if isinstance(result, tuple):
+        return tuple(r.reshape(r.shape[1:]) for r in result)
+    return result.reshape(result.shape[1:])
+
+
+DTYPE_NAMES = {dt: dt.name for dt in FLOAT_DTYPES}  # np.dtype.name is slow to compute
 
 
 # ---- memory guard -----------------------------------------------------------------------
@@ -152,7 +251,7 @@ def execute(family: str, backend: str, spec, algo, x_user, arrays, unbatched: bo
     ``empty_result()`` builds the NumPy result of an empty batch.
     """
     check_output(spec.op, spec.output_shape, spec.dtype, 8 * bool(getattr(spec, "return_indices", False)))
-    impl = choose_cached(family, backend, spec, algo)
+    impl = choose(family, backend, spec, algo)
     if spec.batch == 0:
         result = empty_result()
     elif backend == "cpu":
@@ -161,19 +260,6 @@ def execute(family: str, backend: str, spec, algo, x_user, arrays, unbatched: bo
         result = _run_cuda(impl, spec, arrays)
     result = _as_kind(result, x_user)
     return _unbatch(result) if unbatched else result
-
-
-def choose_cached(family, backend, spec, algo):
-    """``choose``, remembered for the spec object: front ends that cache resolved specs
-    pass the same object again, and then skip the table walk. The entry holds the spec,
-    so its id is not reused while the entry lives."""
-    key = ("choose", id(spec), family, backend, algo)
-    hit = CACHE.get(key)
-    if hit is not None and hit[0] is spec:
-        return hit[1]
-    impl = choose(family, backend, spec, algo)
-    CACHE.put(key, (spec, impl), 0)
-    return impl
 
 
 def _run_cuda(impl, spec, arrays):

@@ -8,28 +8,22 @@ import numpy as np
 from .._arrays import check_array, check_same_dtype, shape_of
 from ..dispatch import choose
 from ..spec.conv import SeparablePair, resolve_conv
-from ._call import CallPlan, batched, call_plan, check_output, choose_cached, execute, remember
-from ._spec_cache import DTYPE_NAMES, Uncacheable, cached_spec, flag_key, key_of
+from ._call import DTYPE_NAMES, batched, call_plan, check_output, execute, host_key, host_plan, plain_types, remember
 
 
-def _host_key(op, input, weight, bias, algo, activation, channels_last, device, args):
-    """The key of a call on NumPy arrays, from which a previous call's checks and dispatch
-    follow: every array's type, shape and dtype and every other argument (see
-    _spec_cache.key_of); None when the call is not of that kind."""
-    if device not in (None, "cpu") or type(input) is not np.ndarray or type(weight) is not np.ndarray:
+def _host_key(op, input, weight, bias, args):
+    """The call-plan key of a conv call on NumPy arrays (ops/_call.host_key, unrolled for
+    the three arrays of the most frequent call), or None."""
+    if type(input) is not np.ndarray or type(weight) is not np.ndarray:
         return None
     if bias is None:
         b = None
     elif type(bias) is np.ndarray:
-        b = (bias.shape, bias.dtype)
+        b = bias.shape, bias.dtype
     else:
         return None
-    try:
-        return ("conv call", op, input.shape, input.dtype, weight.shape, weight.dtype, b, key_of(algo),
-                key_of(activation),
-                flag_key(channels_last), device, *(key_of(v) for v in args.values()))
-    except Uncacheable:
-        return None
+    types = plain_types(args)
+    return None if types is None else (op, args, types, input.shape, input.dtype, weight.shape, weight.dtype, b)
 
 
 def _resolve(op, nd, input, weight, bias, activation, channels_last, device, args):
@@ -42,52 +36,29 @@ def _resolve(op, nd, input, weight, bias, activation, channels_last, device, arg
 
 def _spec(op, x_shape, weight, bias, activation, channels_last, dtype_name, args):
     """The resolved spec of a call on input of ``x_shape`` (batched) whose arrays are checked."""
-    w_shape = shape_of(weight)
-    b_shape = None if bias is None else shape_of(bias)
-    return cached_spec(
-        lambda: (op, x_shape, w_shape, b_shape, key_of(activation), flag_key(channels_last), dtype_name,
-                 *(key_of(v) for v in args.values())),
-        resolve_conv, op, x_shape, w_shape, bias_shape=b_shape, activation=activation,
-        channels_last=channels_last, dtype=dtype_name, **args,
-    )
+    return resolve_conv(op, x_shape, shape_of(weight), bias_shape=None if bias is None else shape_of(bias),
+                        activation=activation, channels_last=channels_last, dtype=dtype_name, **args)
 
 
 def _run(family, op, nd, input, weight, bias, algo, activation, channels_last, device, **args):
-    """Resolve (or find the resolved spec of) a conv or transposed-conv call and run it;
-    ``args`` are resolve_conv's geometry arguments (stride, padding, ...).
-
-    A NumPy call seen before (same key, see _host_key) goes straight to the kernel that
-    served it: its checks passed then and depend on nothing the key leaves out. Errors
-    and empty batches are never kept."""
-    key = _host_key(op, input, weight, bias, algo, activation, channels_last, device, args)
+    """Resolve a conv or transposed-conv call and run it; ``args`` are resolve_conv's
+    geometry arguments (stride, padding, ...). A NumPy call seen before runs its
+    CallPlan (ops/_call.py) and nothing else."""
+    key = _host_key(op, input, weight, bias, (algo, activation, channels_last, device, *args.values()))
     if key is not None:
         plan = call_plan(key)
         if plan is not None:
             return plan.run(input, weight, bias)
 
     backend, x, unbatched, spec = _resolve(op, nd, input, weight, bias, activation, channels_last, device, args)
-    if key is None or backend != "cpu" or spec.batch == 0:
-        return execute(family, backend, spec, algo, input, (x, weight, bias), unbatched,
-                       lambda: np.empty(spec.output_shape, spec.dtype))
+    empty = lambda: np.empty(spec.output_shape, spec.dtype)  # noqa: E731
+    if key is None or backend != "cpu":
+        return execute(family, backend, spec, algo, input, (x, weight, bias), unbatched, empty)
     check_output(op, spec.output_shape, spec.dtype)
-    impl = choose_cached(family, backend, spec, algo)
-    plan = CallPlan(spec, impl, _host_runner(spec, impl.fn, unbatched))
+    plan = host_plan(family, spec, algo, (spec.input_shape if unbatched else None, None, None), unbatched, empty)
     result = plan.run(input, weight, bias)
     remember(key, plan)
     return result
-
-
-def _host_runner(spec, fn, unbatched):
-    """``run(input, weight, bias)`` of a conv call on NumPy arrays resolved to ``spec``."""
-    if not unbatched:
-        return lambda x, weight, bias: fn(spec, x, weight, bias)
-    batched_shape = spec.input_shape
-
-    def run(x, weight, bias):
-        out = fn(spec, x.reshape(batched_shape), weight, bias)
-        return out.reshape(out.shape[1:])
-
-    return run
 
 
 def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode,
@@ -234,10 +205,18 @@ def _separable_table(input, depthwise_weight, pointwise_weight, bias, stride, pa
                      activation, algo, kw):
     """separable_conv2d on NumPy arrays through the separable family of the dispatch table."""
     op, channels_last = "separable_conv2d", kw.get("channels_last", False)
+    padding_mode, padding_value = kw.get("padding_mode", "zeros"), kw.get("padding_value", 0.0)
+    arrays = (input, depthwise_weight, depthwise_bias, pointwise_weight, bias)  # the kernel's order
+    key = host_key(op, (stride, padding, dilation, activation, algo, channels_last, padding_mode, padding_value,
+                        kw.get("device")), *arrays)
+    if key is not None:
+        plan = call_plan(key)
+        if plan is not None:
+            return plan.run(*arrays)
     channels = _depthwise_checked(op, input, depthwise_weight, channels_last)
     pw = _pointwise_weight(op, pointwise_weight)
     geometry = {"stride": stride, "padding": padding, "dilation": dilation, "groups": channels,
-                "padding_mode": kw.get("padding_mode", "zeros"), "padding_value": kw.get("padding_value", 0.0)}
+                "padding_mode": padding_mode, "padding_value": padding_value}
     backend, x, unbatched, d = _resolve("conv2d", 2, input, depthwise_weight, depthwise_bias, None,
                                         channels_last, kw.get("device"), geometry)
     for name, arr in (("pointwise_weight", pw), ("bias", bias)):
@@ -245,8 +224,13 @@ def _separable_table(input, depthwise_weight, pointwise_weight, bias, stride, pa
     check_same_dtype(op, input=input, pointwise_weight=pw, bias=bias)
     pair = SeparablePair(d, _spec("conv2d", d.output_shape, pw, bias, activation, channels_last, d.dtype, {}))
     check_output(op, pair.pointwise.output_shape, d.dtype)
-    impl = choose("separable", backend, pair, algo)
     if d.batch == 0:
+        choose("separable", backend, pair, algo)  # a bad algo raises here too
         return np.empty(pair.pointwise.output_shape, d.dtype)
-    out = impl.fn(pair, x, depthwise_weight, depthwise_bias, pw, bias)
-    return out.reshape(out.shape[1:]) if unbatched else out
+    pw_shape = None if pw is pointwise_weight else pw.shape
+    plan = host_plan("separable", pair, algo, (x.shape if unbatched else None, None, None, pw_shape, None),
+                     unbatched)
+    result = plan.run(*arrays)
+    if key is not None:
+        remember(key, plan)
+    return result

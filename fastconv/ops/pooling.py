@@ -21,10 +21,8 @@ import numpy as np
 
 from .._args import check_flag, is_int
 from .._arrays import check_pool_dtype, like_input, shape_of, to_host
-from ..dispatch import choose
 from ..spec.pool import resolve_adaptive_pool, resolve_pool
-from ._call import CallPlan, _as_kind, batched, call_plan, check_output, execute, remember
-from ._spec_cache import DTYPE_NAMES, Uncacheable, cached_spec, key_of
+from ._call import DTYPE_NAMES, _as_kind, batched, call_plan, check_output, execute, host_key, host_plan, remember
 
 __all__ = [
     "max_pool1d", "max_pool2d", "max_pool3d",
@@ -53,62 +51,13 @@ def _empty(spec, dtype, with_indices):
     return build
 
 
-# ---- repeated host calls ---------------------------------------------------------------
-#
-# A NumPy call whose input shape, dtype and arguments were seen before runs the runner
-# kept for them: the spec, the implementation and the batch handling are looked up
-# once, and argument checking is skipped (it passed on the first call). Arguments are
-# keyed with their types, so 2, 2.0 and True stay apart; anything but plain values
-# (see _spec_cache.key_of) takes the full path every time. Errors are never kept.
-
-_PLAIN = frozenset({int, float, bool, str, type(None)})
-_KEYABLE = _PLAIN | {tuple}
-
-
-def _host_key(op, input, args):
-    """The runner key of a NumPy call (``args``: every argument but the input that the
-    result depends on), or None when the call must take the full path."""
-    if type(input) is not np.ndarray:
-        return None
-    types = tuple(map(type, args))
-    if not _KEYABLE.issuperset(types):
-        return None
-    if tuple in types:
-        try:
-            for value, kind in zip(args, types):
-                if kind is tuple:
-                    key_of(value)
-        except Uncacheable:
-            return None
-    return "pool call", op, input.shape, input.dtype, args, types
-
-
-def _host_runner(family, spec, unbatched, dtype, shape, op):
-    """The CallPlan of a NumPy call resolved to ``spec`` on the CPU (``shape``: the
-    batched input shape); its ``run(input)`` returns the result."""
-    if spec.batch == 0:
-        empty = _empty(spec, dtype, spec.return_indices)
-        return CallPlan(spec, None, lambda x: empty())
-    check_output(op, spec.output_shape, dtype, 8 * bool(spec.return_indices))
-    impl = choose(family, "cpu", spec, "auto")
-    fn = impl.fn
-    if not unbatched:
-        return CallPlan(spec, impl, lambda x: fn(spec, x))
-
-    def run(x):
-        result = fn(spec, x.reshape(shape))
-        if isinstance(result, tuple):
-            return tuple(r.reshape(r.shape[1:]) for r in result)
-        return result.reshape(result.shape[1:])
-
-    return CallPlan(spec, impl, run)
-
-
 def _pool(op, mode, nd, input, kernel_size, stride, padding, dilation, ceil_mode,
           channels_last, device, *, count_include_pad=True, divisor_override=None,
           norm_type=2.0, return_indices=False):
-    key = _host_key(op, input, (mode, kernel_size, stride, padding, dilation, ceil_mode, channels_last,
-                                device, count_include_pad, divisor_override, norm_type, return_indices))
+    """Resolve a window-pooling call and run it; a NumPy call seen before runs its
+    CallPlan (ops/_call.py) and nothing else."""
+    key = host_key(op, (mode, kernel_size, stride, padding, dilation, ceil_mode, channels_last, device,
+                        count_include_pad, divisor_override, norm_type, return_indices), input)
     if key is not None:
         plan = call_plan(key)
         if plan is not None:
@@ -121,27 +70,27 @@ def _pool(op, mode, nd, input, kernel_size, stride, padding, dilation, ceil_mode
     if divisor_override is not None and (isinstance(divisor_override, bool)
                                          or not is_int(divisor_override)):
         raise TypeError(f"{op}: divisor_override={divisor_override!r} must be a positive int or None")
-    shape = tuple(shape_of(x))
     ceil_mode = check_flag(op, "ceil_mode", ceil_mode)
     count_include_pad = check_flag(op, "count_include_pad", count_include_pad)
     return_indices = check_flag(op, "return_indices", return_indices)
-    name = DTYPE_NAMES.get(dtype) or dtype.name
-    spec = cached_spec(
-        lambda: (op, mode, nd, shape, key_of(kernel_size), key_of(stride), key_of(padding), key_of(dilation), ceil_mode,
-                 count_include_pad, key_of(divisor_override), key_of(norm_type), return_indices,
-                 channels_last, name),
-        resolve_pool, op, mode, nd, shape, kernel_size, stride, padding, dilation,
-        ceil_mode=ceil_mode, count_include_pad=count_include_pad,
-        divisor_override=divisor_override, norm_type=norm_type,
-        return_indices=return_indices, channels_last=channels_last, dtype=name,
-    )
-    if key is not None and backend == "cpu":
-        plan = _host_runner("pool", spec, unbatched, dtype, shape, op)
-        result = plan.run(input)
-        remember(key, plan)
-        return result
-    return execute("pool", backend, spec, "auto", input, (x,), unbatched,
-                   _empty(spec, dtype, spec.return_indices))
+    spec = resolve_pool(op, mode, nd, tuple(shape_of(x)), kernel_size, stride, padding, dilation,
+                        ceil_mode=ceil_mode, count_include_pad=count_include_pad,
+                        divisor_override=divisor_override, norm_type=norm_type,
+                        return_indices=return_indices, channels_last=channels_last,
+                        dtype=DTYPE_NAMES.get(dtype) or dtype.name)
+    return _finish(key, "pool", op, backend, spec, dtype, input, x, unbatched)
+
+
+def _finish(key, family, op, backend, spec, dtype, input, x, unbatched):
+    """Run a resolved pooling call; remember the CallPlan of a NumPy call under ``key``."""
+    empty = _empty(spec, dtype, spec.return_indices)
+    if key is None or backend != "cpu":
+        return execute(family, backend, spec, "auto", input, (x,), unbatched, empty)
+    check_output(op, spec.output_shape, dtype, 8 * bool(spec.return_indices))
+    plan = host_plan(family, spec, "auto", (x.shape if unbatched else None,), unbatched, empty)
+    result = plan.run(input)
+    remember(key, plan)
+    return result
 
 
 # ---- max -----------------------------------------------------------------------------
@@ -241,7 +190,7 @@ def lp_pool3d(input, norm_type, kernel_size, stride=None, ceil_mode=False, *, pa
 # ---- adaptive ------------------------------------------------------------------------
 
 def _adaptive(op, mode, nd, input, output_size, return_indices, channels_last, device):
-    key = _host_key(op, input, (mode, output_size, return_indices, channels_last, device))
+    key = host_key(op, (mode, output_size, return_indices, channels_last, device), input)
     if key is not None:
         plan = call_plan(key)
         if plan is not None:
@@ -250,18 +199,9 @@ def _adaptive(op, mode, nd, input, output_size, return_indices, channels_last, d
     return_indices = check_flag(op, "return_indices", return_indices)
     backend, x, unbatched = batched(op, input, nd, device)
     dtype = _input_dtype(op, mode, input)
-    shape = tuple(shape_of(x))
-    name = DTYPE_NAMES.get(dtype) or dtype.name
-    spec = cached_spec(lambda: (op, mode, nd, shape, key_of(output_size), return_indices, channels_last, name),
-                 resolve_adaptive_pool, op, mode, nd, shape, output_size,
-                 return_indices=return_indices, channels_last=channels_last, dtype=name)
-    if key is not None and backend == "cpu":
-        plan = _host_runner("adaptive_pool", spec, unbatched, dtype, shape, op)
-        result = plan.run(input)
-        remember(key, plan)
-        return result
-    return execute("adaptive_pool", backend, spec, "auto", input, (x,), unbatched,
-                   _empty(spec, dtype, spec.return_indices))
+    spec = resolve_adaptive_pool(op, mode, nd, tuple(shape_of(x)), output_size, return_indices=return_indices,
+                                 channels_last=channels_last, dtype=DTYPE_NAMES.get(dtype) or dtype.name)
+    return _finish(key, "adaptive_pool", op, backend, spec, dtype, input, x, unbatched)
 
 
 def adaptive_avg_pool1d(input, output_size, *, channels_last=False, device=None):

@@ -10,8 +10,10 @@ when that is a sequence, else from the input (``input.ndim - 2``); an unbatched 
 therefore needs a tuple ``kernel_size``. ``fold`` takes it from ``output_size`` or
 ``kernel_size`` when either is a sequence, else 2 (as PyTorch).
 
-CUDA arrays are accepted and returned as the same kind of array, but run on the CPU
-kernels (copied to the host and back): there are no GPU kernels for these ops yet.
+These ops have CPU kernels only: a CUDA array (input, columns or indices) raises
+TypeError asking for a numpy.ndarray. A NumPy call seen before (fractional_max_pool2d
+apart, which draws new samples each call) runs its CallPlan (ops/_call.py) and nothing
+else.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 
 from .._args import int_tuple, padding_pairs, resolve_pads, window_out_size
 from .._arrays import check_float, check_pool_dtype, is_cuda_array, shape_of, to_host
-from ._call import batched, execute
+from ._call import batched, call_plan, check_output, execute, host_key, host_plan, remember
 
 __all__ = [
     "fold",
@@ -131,8 +133,23 @@ def _is_seq(value):
     return isinstance(value, Sequence) and not isinstance(value, str)
 
 
-def _run(family, spec, x_user, arrays, unbatched, empty):
-    return execute(family, "cpu", spec, "auto", x_user, arrays, unbatched, empty)
+def _cached(key, arrays):
+    """The result of a call seen before (its CallPlan run on ``arrays``), or None."""
+    if key is None:
+        return None
+    plan = call_plan(key)
+    return None if plan is None else plan.run(*arrays)
+
+
+def _run(key, family, spec, arrays, shapes, unbatched, empty):
+    """Run a checked call on the user's NumPy ``arrays`` (``shapes``: each one's batched
+    shape, used when the input is unbatched) and remember its CallPlan under ``key``."""
+    check_output(spec.op, spec.output_shape, spec.dtype)
+    plan = host_plan(family, spec, "auto", shapes if unbatched else (), unbatched, empty)
+    result = plan.run(*arrays)
+    if key is not None:
+        remember(key, plan)
+    return result
 
 
 def _spatial(op, name, image):
@@ -171,6 +188,10 @@ def unfold(input, kernel_size, stride=1, padding=0, dilation=1):
             [1., 2., 3.]]])
     """
     op = "unfold"
+    key = host_key(op, (kernel_size, stride, padding, dilation), input)
+    result = _cached(key, (input,))
+    if result is not None:
+        return result
     nd = _unfold_nd(input, kernel_size, stride, dilation)
     x, unbatched = _batched(op, "input", input, nd, ("N", "C", *(a.upper() for a in _AXES[nd])))
     dtype = check_float(op, "input", input)
@@ -184,7 +205,7 @@ def unfold(input, kernel_size, stride=1, padding=0, dilation=1):
     grid = window_out_size(op, image, kernel, stride, dilation, pads)
     spec = WindowSpec(op, nd, int(shape[0]), int(shape[1]), image, grid, kernel, stride,
                       dilation, pads, dtype=dtype.name)
-    return _run("unfold", spec, input, (x,), unbatched, lambda: np.empty(spec.output_shape, dtype))
+    return _run(key, "unfold", spec, (input,), (x.shape,), unbatched, lambda: np.empty(spec.output_shape, dtype))
 
 
 def fold(columns, output_size, kernel_size, stride=1, padding=0, dilation=1):
@@ -199,6 +220,10 @@ def fold(columns, output_size, kernel_size, stride=1, padding=0, dilation=1):
     array([1., 2., 2., 1.])
     """
     op = "fold"
+    key = host_key(op, (output_size, kernel_size, stride, padding, dilation), columns)
+    result = _cached(key, (columns,))
+    if result is not None:
+        return result
     nd = next((len(v) for v in (output_size, kernel_size) if _is_seq(v)), 2)
     if nd not in (1, 2, 3):
         raise ValueError(f"fold: output_size={output_size!r} must have 1, 2 or 3 entries")
@@ -225,7 +250,7 @@ def fold(columns, output_size, kernel_size, stride=1, padding=0, dilation=1):
         )
     spec = WindowSpec(op, nd, batch, rows // taps, image, grid, kernel, stride, dilation, pads,
                       dtype=dtype.name)
-    return _run("fold", spec, columns, (cols,), unbatched, lambda: np.zeros(spec.output_shape, dtype))
+    return _run(key, "fold", spec, (columns,), (cols.shape,), unbatched, lambda: np.zeros(spec.output_shape, dtype))
 
 
 # ---- max_unpool ----------------------------------------------------------------------
@@ -292,8 +317,12 @@ def unpool_spec(op, nd, input, indices, kernel_size, stride, padding, output_siz
 
 
 def _max_unpool(op, nd, input, indices, kernel_size, stride, padding, output_size):
+    key = host_key(op, (kernel_size, stride, padding, output_size), input, indices)
+    result = _cached(key, (input, indices))
+    if result is not None:
+        return result
     spec, x, ind, unbatched, dtype = unpool_spec(op, nd, input, indices, kernel_size, stride, padding, output_size)
-    return _run("max_unpool", spec, input, (x, ind), unbatched,
+    return _run(key, "max_unpool", spec, (input, indices), (x.shape, ind.shape), unbatched,
                 lambda: np.zeros(spec.output_shape, dtype))
 
 
@@ -421,4 +450,4 @@ def fractional_max_pool2d(input, kernel_size, output_size=None, output_ratio=Non
         values = np.empty(spec.output_shape, dtype)
         return (values, np.empty(spec.output_shape, np.int64)) if return_indices else values
 
-    return _run("fractional_max_pool", spec, input, (x, starts_h, starts_w), unbatched, empty)
+    return execute("fractional_max_pool", "cpu", spec, "auto", input, (x, starts_h, starts_w), unbatched, empty)

@@ -31,11 +31,12 @@ import math
 import numpy as np
 from numba import prange
 
+from ..._cache import cached_plan
 from ...dispatch import register
 from ...kernels.adaptive_bounds import adaptive_bounds, adaptive_end, adaptive_start
 from ...kernels.geometry import lift3
 from ...kernels.inline import inline_helper
-from .run import make_plan, run_pool, spec_memo, twin
+from .run import bind_plan, make_plan, run_pool, twin
 from .window import avg_pool_ndhwc, channel_blocks, max_pool_ndhwc
 from .window_nchw import avg_pool_nchw, max_pool_nchw
 
@@ -253,9 +254,9 @@ def _make_plan(spec):
                      channels_last_kernel=True)
 
 
-_plan = spec_memo(_make_plan)
+_plan = cached_plan(_make_plan)
 
 
-@register("adaptive_pool", "cpu", "direct", note="reads either layout in place, vectorized")
+@register("adaptive_pool", "cpu", "direct", bind=bind_plan(_make_plan), note="reads either layout in place, vectorized")
 def adaptive_pool_direct(spec, x):
     return run_pool(spec, x, _plan(spec))

@@ -25,7 +25,6 @@ from typing import NamedTuple
 import numpy as np
 
 from ..._arrays import working_dtype
-from ..._cache import identity_memo as spec_memo  # noqa: F401  (pool_window, pool_adaptive)
 from ..._workspace import chunks, workspace_limit
 from ...kernels.geometry import lift3
 from .._jit import parallel_kernel, serial_kernel
@@ -95,6 +94,17 @@ def make_plan(spec, kernels, args, takes_idx, work, *, serial_args=None,
                 _working_shape(spec.batch, spec.channels, spec.in_size, cl),
                 _working_shape(spec.batch, spec.channels, spec.out_size, cl),
                 dtype, working_dtype(dtype), cl != spec.channels_last, tuple(spec.output_shape))
+
+
+def bind_plan(make_plan):
+    """The ``bind`` of a pooling implementation (see dispatch.Implementation): a repeated
+    call's runner holds the plan ``make_plan(spec)`` made for it, and runs it."""
+
+    def bind(spec):
+        plan = make_plan(spec)
+        return (lambda x: run_pool(spec, x, plan)), (plan,)
+
+    return bind
 
 
 # The idx argument of max kernels called without indices: never written.

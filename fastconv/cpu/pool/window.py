@@ -38,10 +38,11 @@ import math
 import numpy as np
 from numba import prange
 
+from ..._cache import cached_plan
 from ...dispatch import register
 from ...kernels.geometry import lift3
 from ...kernels.pool_taps import avg_divisor, lowest, next_tap, span, taps_within
-from .run import make_plan, run_pool, spec_memo, twin
+from .run import bind_plan, make_plan, run_pool, twin
 from .window_nchw import avg_pool_nchw, lp_pool_nchw, max_pool_nchw
 
 __all__ = ["taps_within", "channel_block", "channel_blocks", "pool_direct"]
@@ -310,9 +311,10 @@ def _make_plan(spec):
     raise ValueError(f"{spec.op}: unknown pooling mode {spec.mode!r}")
 
 
-_plan = spec_memo(_make_plan)
+_plan = cached_plan(_make_plan)
 
 
-@register("pool", "cpu", "direct", note="implicit padding, reads either layout in place, vectorized")
+@register("pool", "cpu", "direct", bind=bind_plan(_make_plan),
+          note="implicit padding, reads either layout in place, vectorized")
 def pool_direct(spec, x):
     return run_pool(spec, x, _plan(spec))
