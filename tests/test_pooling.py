@@ -671,7 +671,7 @@ def test_windows_past_the_padded_end_match_torch(mode, rng):
 
 # ---- errors --------------------------------------------------------------------------
 
-ERRORS = error_inputs(family="pool")
+ERRORS = error_inputs(family="pool", exclude={"integer"})  # integer input: tests/test_integer_pooling.py
 
 
 @pytest.mark.parametrize("e", ERRORS, ids=str)

@@ -226,3 +226,21 @@ ERRORS = [
         r"levels must be a sequence of positive ints, got float",
     ),
 ]
+
+# Averaging and Lp pooling refuse integer input (max pooling takes it: tests/test_integer_pooling.py)
+_AVERAGING = {
+    "avg_pool2d": lambda x: lambda F: F.avg_pool2d(x, 2),
+    "avg_pool1d": lambda x: lambda F: F.avg_pool1d(x[0], 2),
+    "lp_pool2d": lambda x: lambda F: F.lp_pool2d(x, 2, 2),
+    "lp_pool3d": lambda x: lambda F: F.lp_pool3d(x[None], 2, 1),
+    "adaptive_avg_pool2d": lambda x: lambda F: F.adaptive_avg_pool2d(x, 2),
+    "global_avg_pool": lambda x: lambda F: F.global_avg_pool(x),
+    "spatial_pyramid_pool": lambda x: lambda F: F.spatial_pyramid_pool(x, (1, 2), "avg"),
+}
+ERRORS += [
+    ErrorInput(op, f"{op}-{dtype}", call(np.zeros((1, 2, 4, 4), dtype)), TypeError,
+               rf"{op}: input has dtype {dtype}; expected float16, float32 or float64 "
+               r"\(integer input is accepted by max_pool\*", frozenset({"integer"}))
+    for dtype in ("int8", "uint8", "int16", "int32", "int64")
+    for op, call in _AVERAGING.items()
+]

@@ -1,7 +1,8 @@
 """The pool family of the op registry (fastconv.testing.registry): one small call of
 each pooling op (``pool_samples``, tagged ``every_op`` and by kind), the cases the
 pooling tests run against PyTorch and the reference (``pool_cases``, tagged ``vs_torch``
-or ``beyond_torch``), and the calls that must fail (pool_errors.py).
+or ``beyond_torch``; the integer max pooling cases, ``integer``), and the calls that must
+fail (pool_errors.py).
 """
 
 from __future__ import annotations
@@ -155,9 +156,23 @@ def adaptive_cases(mode: str) -> list[OpSample]:
             for shape, out in cases]
 
 
+def integer_cases() -> list[OpSample]:
+    """Max pooling of integer input (tests/test_integer_pooling.py runs each in every integer
+    dtype), within PyTorch's limits."""
+    def c(shape, k, s, p, d, ceil):
+        return _case(f"max_pool{len(shape) - 2}d", shape, "integer", kernel_size=k, stride=s, padding=p,
+                     dilation=d, ceil_mode=ceil)
+    return [
+        c((2, 3, 13), 3, 2, 1, 1, False),
+        c((1, 4, 7, 9), 3, 2, 1, 1, True),
+        c((2, 20, 6, 5), (2, 3), (2, 1), (1, 1), (2, 1), False),
+        c((1, 2, 4, 5, 6), (2, 3, 2), (1, 2, 2), (0, 1, 1), 1, True),
+    ]
+
+
 def pool_cases() -> list[OpSample]:
     return (max_cases() + avg_cases() + lp_cases() + beyond_torch_cases() + adaptive_cases("avg")
-            + adaptive_cases("max"))
+            + adaptive_cases("max") + integer_cases())
 
 
 POOL_OPS = tuple(f"{mode}_pool{nd}d" for mode in ("max", "avg", "lp") for nd in (1, 2, 3)) + tuple(

@@ -117,7 +117,9 @@ def samples(op: str | None = None, *, family: str | None = None, tags: Iterable[
     return _chosen(out, tags, exclude)
 
 
-def error_inputs(op: str | None = None, *, family: str | None = None, tags: Iterable[str] = ()) -> list[ErrorInput]:
-    """Error inputs of ``op`` (or of every op of ``family``, or of all ops) carrying ``tags``."""
+def error_inputs(op: str | None = None, *, family: str | None = None, tags: Iterable[str] = (),
+                 exclude: Iterable[str] = ()) -> list[ErrorInput]:
+    """Error inputs of ``op`` (or of every op of ``family``, or of all ops) carrying every tag
+    in ``tags`` and none in ``exclude``."""
     infos = [op_info(op)] if op else ops(family)
-    return _chosen([e for info in infos for e in info.error_inputs()], tags, ())
+    return _chosen([e for info in infos for e in info.error_inputs()], tags, exclude)
