@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import json
 import re
 import sys
@@ -26,6 +27,11 @@ def test_workloads_are_package_data_read_through_importlib_resources():
         doc = json.loads(folder.joinpath(f"{suite}.json").read_text())
         assert doc["layers"] and workloads.layers(suite) == doc["layers"]
         assert workloads.about(suite) == doc.get("about", "")
+
+
+def test_docstring_examples():
+    result = doctest.testmod(registry, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted and result.failed == 0
 
 
 def test_workload_layers_are_fresh_copies():

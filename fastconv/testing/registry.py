@@ -7,9 +7,11 @@ a new family (the gradients, say) is one new ``<family>_samples.py`` calling
 ``register_op(OpInfo(...))``, with no edit here. Tests select samples by op, family and
 tag, never by position in a list:
 
-    >>> from fastconv.testing.registry import samples
-    >>> [str(s) for s in samples(family="pool", tags={"lp"})]
+    >>> from fastconv.testing.registry import op_info, samples
+    >>> [str(s) for s in samples(family="pool", tags={"lp", "every_op"})]
     ['lp_pool2d_1x2x6x6_kernel_size2_norm_type2.0']
+    >>> op_info("lp_pool2d").tolerance("float32")
+    {'rtol': 5e-05, 'atol': 5e-05}
 """
 
 from __future__ import annotations
