@@ -7,7 +7,7 @@ Modules (each owns one thing):
 - ``bench.machine``   what the machine is and what it can do (sgemm peak, triad bandwidth)
 - ``bench.run``       the CLI: ``python -m bench.run --suite dw_vs_standard --quick``
 - ``bench.report``    Markdown and PNG from saved JSON: ``python -m bench.report X.json``
-- ``bench.pytest_benchmarks``  the same problems as pytest-benchmark tests
+- ``bench.pytest_benchmarks``  the same problems and timing as pytest tests
 
 This file must stay free of heavy imports: :func:`prepare_environment` has to run before
 NumPy, Numba or PyTorch is imported, because the variables it changes are read once,

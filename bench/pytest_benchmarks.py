@@ -1,26 +1,26 @@
-"""pytest-benchmark entry points over the harness's problems, for people who use it.
+"""The benchmark harness's problems and timing as pytest tests, for people who run pytest.
 
-    python -m pytest bench/pytest_benchmarks.py --benchmark-enable
-    FASTCONV_BENCH_SUITES=mobilenet_v2,resnet50 FASTCONV_BENCH_MATCH='dw' \\
-        python -m pytest bench/pytest_benchmarks.py --benchmark-enable --benchmark-json out.json
+    python -m pytest bench/pytest_benchmarks.py -s
+    FASTCONV_BENCH_ARGS="--suite mobilenet_v2 --match dw --quick --algo auto" \\
+        python -m pytest bench/pytest_benchmarks.py -s --junitxml out.xml
 
-Not collected by the default test run (``testpaths = ["tests"]``); the project's
-``--benchmark-disable`` default is why ``--benchmark-enable`` is needed. One test per
-(problem, layout, implementation); the test id is ``suite:layer-layout-impl`` and the
-problem's canonical name, FLOPs and bytes go to ``extra_info`` (GFLOP/s = flops / time).
-Each round reads the next argument set from a pool of buffers, as ``bench.run`` does.
-``bench.run`` remains the harness of record (interleaving, machine ceilings, reports);
-this file reuses its problems and environment settings, nothing more.
-
-Environment: ``FASTCONV_BENCH_SUITES`` (default ``dw_vs_standard``),
-``FASTCONV_BENCH_MATCH`` (regex), ``FASTCONV_BENCH_LAYOUTS`` (default ``nchw,nhwc``),
-``FASTCONV_BENCH_THREADS`` (default: all CPUs this process may use),
-``FASTCONV_BENCH_ROUNDS`` (default 20), ``FASTCONV_BENCH_POOL_MB`` (default 64).
+Not collected by the default test run (``testpaths = ["tests"]``). ``FASTCONV_BENCH_ARGS``
+takes ``python -m bench.run``'s own options (``--suite``, ``--match``, ``--algo``,
+``--layout``, ``--dtype``, ``--threads``, ``--quick`` and the budget options, ``--pool-mb``,
+``--seed``; default ``--suite dw_vs_standard --quick``), read by its own parser, and each
+test is one selected problem run by ``bench.run.run_problem``: the same first calls,
+check against PyTorch, interleaved warm-up and measurement, buffer pools and statistics
+as ``python -m bench.run --mode inprocess`` (``bench/timing.py``). A test fails when a
+candidate raises or a fastconv result disagrees with PyTorch's; the rows (median, IQR,
+GFLOP/s) are printed and recorded as the test's ``bench`` property (``--junitxml``).
+``python -m bench.run`` remains the way to get result files, process mode and reports.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import warnings
 
 from bench import environment_plan, prepare_environment
@@ -34,65 +34,34 @@ if any(c.get("late") for c in _CHANGES.values()):
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from bench.problems import Unsupported  # noqa: E402
-from bench.run import plan_candidates, pool_sets, select_problems, split_list  # noqa: E402
+from bench.run import _budget, _set_threads, build_parser, run_problem, select_problems, split_list  # noqa: E402
 
-SUITES = split_list([os.environ.get("FASTCONV_BENCH_SUITES", "dw_vs_standard")])
-MATCH = os.environ.get("FASTCONV_BENCH_MATCH") or None
-LAYOUTS = split_list([os.environ.get("FASTCONV_BENCH_LAYOUTS", "nchw,nhwc")])
-THREADS = int(os.environ.get("FASTCONV_BENCH_THREADS") or len(os.sched_getaffinity(0)))
-ROUNDS = int(os.environ.get("FASTCONV_BENCH_ROUNDS", "20"))
-POOL_BYTES = int(float(os.environ.get("FASTCONV_BENCH_POOL_MB", "64")) * 1024 ** 2)
-
-
-def _cases():
-    out = []
-    for suite, _, layer, problem in select_problems(SUITES, MATCH, "float32"):
-        for layout in LAYOUTS:
-            algos, alias = plan_candidates(problem, layout, [])
-            for algo in algos:
-                out.append(pytest.param(problem, layout, "fastconv", algo,
-                                        id=f"{suite}:{layer}-{layout}-fastconv-{algo}-{problem.name()}"))
-            out.append(pytest.param(problem, layout, "torch", None,
-                                    id=f"{suite}:{layer}-{layout}-torch-{problem.name()}"))
-    return out
+ARGS = build_parser().parse_args(shlex.split(os.environ.get("FASTCONV_BENCH_ARGS", "--suite dw_vs_standard --quick")))
+PROBLEMS = select_problems(ARGS.suite, ARGS.match, ARGS.dtype)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _threads():
-    import numba
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    numba.set_num_threads(min(THREADS, numba.config.NUMBA_NUM_THREADS))
-    torch.set_num_threads(THREADS)
-    with threadpool_limits(limits=THREADS, user_api="blas"):
+    with _set_threads(ARGS.threads or len(os.sched_getaffinity(0))):
         yield
 
 
-@pytest.mark.parametrize("problem,layout,library,algo", _cases())
-def test_layer(benchmark, problem, layout, library, algo):
-    rng = np.random.default_rng(0)
-    n_sets = pool_sets(problem.set_bytes(), POOL_BYTES)
-    data = [problem.in_layout(problem.make_arrays(rng), layout) for _ in range(n_sets)]
-    if library == "fastconv":
-        fn = problem.fastconv_fn(algo, layout)
-    else:
-        import torch
-
-        try:
-            fn = problem.torch_fn(layout)
-        except Unsupported as exc:
-            pytest.skip(str(exc))
-        data = [problem.torch_arrays(a, layout) for a in data]
-        torch.set_grad_enabled(False)
-    fn(*data[0])  # first call (JIT compilation) outside the timing
-    turn = {"i": 0}
-
-    def setup():
-        turn["i"] += 1
-        return data[turn["i"] % n_sets], {}
-
-    benchmark.extra_info.update(problem=problem.name(), layout=layout, library=library, algo=algo,
-                                flops=problem.flops, min_bytes=problem.min_bytes, threads=THREADS)
-    benchmark.pedantic(fn, setup=setup, rounds=ROUNDS, warmup_rounds=2, iterations=1)
+@pytest.mark.parametrize("selected", PROBLEMS, ids=[f"{suite}:{layer}-{p.name()}" for suite, _, layer, p in PROBLEMS])
+def test_problem(selected, record_property):
+    suite, index, layer, problem = selected
+    rng = np.random.default_rng(ARGS.seed + index)
+    facts, rows = run_problem(problem, layouts=split_list([ARGS.layout]), algos=split_list(ARGS.algo),
+                              budget=_budget(ARGS), pool_bytes=int(ARGS.pool_mb * 1024 ** 2), rng=rng)
+    record_property("bench", json.dumps({"suite": suite, "layer": layer, "problem": problem.describe(),
+                                         "layouts": facts, "rows": rows}, default=str))
+    for row in rows:
+        median = row["stats"].get("median_s")
+        gflops = f"{problem.flops / median / 1e9:8.2f} GFLOP/s" if median else ""
+        label = f"{row['layout']}/{row['library']}" + (f"/{row['algo']}" if row["algo"] else "")
+        print(f"{suite}:{layer} {label:28s} median {median or float('nan'):.3e} s {gflops}")
+    assert rows, f"{problem.name()}: nothing to time ({facts})"
+    errors = {f"{r['layout']}/{r['library']}/{r['algo']}": r["error"] for r in rows if r["error"]}
+    assert not errors, errors
+    wrong = {f"{r['layout']}/{r['algo']}": r["check"] for r in rows
+             if r["library"] == "fastconv" and r.get("check") and not r["check"].get("ok")}
+    assert not wrong, wrong

@@ -1,7 +1,7 @@
 """One table of implementations, keyed by (op family, backend, algorithm).
 
 Op families: "conv", "conv_transpose", "pool" (max/avg/lp windows), "adaptive_pool",
-"separable" (depthwise then pointwise in one kernel; spec.conv.SeparablePair),
+"separable" (depthwise then pointwise in one kernel; spec.separable.SeparablePair),
 "pool_grad" and "adaptive_pool_grad" (their input gradients, on the forward's spec).
 Backends register on import of their modules; those are imported lazily, the first
 time a (family, backend) pair is asked for, so ``import fastconv`` stays cheap.

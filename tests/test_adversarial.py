@@ -1,9 +1,9 @@
 """Adversarial front-end tests (issue 11): ndarray subclasses, extreme integers, memory
 guards, bounded caches, Numba cache damage and non-finite arguments.
 
-Cases come from the sample registry (fastconv.testing: pool_samples.op_samples covers
-conv, pooling, window and separable ops; conv_samples the conv curated set), so an op
-added there is tested here too. Non-finite *values* per algorithm and kernel are
+Cases come from the op registry (fastconv.testing.registry: the samples tagged
+``every_op``, one small call of each conv, pooling, window and separable op; the conv
+family's curated samples), so an op registered there is tested here too. Non-finite *values* per algorithm and kernel are
 tests/test_nonfinite.py's; this module covers what the front end does with them.
 Subprocess tests run no more than one small kernel compile each.
 """
@@ -22,11 +22,10 @@ import pytest
 import fastconv as F
 from fastconv import _cache
 from fastconv.reference import conv as reference_conv
-from fastconv.testing.conv_samples import curated
-from fastconv.testing.pool_samples import op_samples
+from fastconv.testing.registry import samples
 from fastconv.testing.tolerances import assert_close
 
-SAMPLES = op_samples()
+SAMPLES = samples(tags={"every_op"})
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -93,7 +92,8 @@ def test_padding_value_must_be_a_number(value, rng):
 # ---- non-finite arguments (the front end's side) --------------------------------------
 
 @pytest.mark.parametrize("fill", [np.nan, np.inf, -np.inf, np.float32(np.nan)], ids=["nan", "inf", "-inf", "f32nan"])
-@pytest.mark.parametrize("s", [s for s in curated() if s.args.get("padding_mode") == "constant"], ids=str)
+@pytest.mark.parametrize("s", [s for s in samples(family="conv", tags={"curated", "padding_mode"})
+                               if s.args["padding_mode"] == "constant"], ids=str)
 def test_non_finite_padding_value_reaches_exactly_the_padded_windows(s, fill, rng):
     x, w, b = s.arrays(rng)
     args = {**s.args, "padding_value": fill}
@@ -120,8 +120,8 @@ def test_output_beyond_memory_fails_at_once(s, rng):
     subprocess allocates nothing of the output: an mmap that fails)."""
     script = f"""
         import resource, numpy as np, fastconv as F
-        from fastconv.testing.pool_samples import op_samples
-        s = [s for s in op_samples() if str(s) == {str(s)!r}][0]
+        from fastconv.testing.registry import samples
+        s = [s for s in samples(tags={{"every_op"}}) if str(s) == {str(s)!r}][0]
         arrays = s.arrays(np.random.default_rng(0))
         with open("/proc/self/status") as f:
             vm = [int(l.split()[1]) * 1024 for l in f if l.startswith("VmSize:")][0]

@@ -1,10 +1,8 @@
 """conv_output_shape, conv_flops, conv_params and receptive_field."""
 
-import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,12 +11,11 @@ import torch.nn.functional as TF
 
 from fastconv import conv_flops, conv_output_shape, conv_params, receptive_field
 from fastconv.spec import resolve_conv, resolve_pool
-
-WORKLOADS = Path(__file__).resolve().parents[1] / "bench" / "workloads"
+from fastconv.testing import workloads
 
 
 def workload_layer(suite, name):
-    layers = json.loads((WORKLOADS / f"{suite}.json").read_text())["layers"]
+    layers = workloads.layers(suite)
     return next(layer for layer in layers if layer["name"] == name)
 
 
@@ -81,9 +78,9 @@ def test_conv_output_shape_padding_forms_and_layouts():
     assert conv_output_shape(torch.Size([1, 3, 8]), torch.Size([2, 3, 3])) == (1, 2, 6)
 
 
-@pytest.mark.parametrize("suite", sorted(p.stem for p in WORKLOADS.glob("*.json")))
+@pytest.mark.parametrize("suite", workloads.suite_names())
 def test_workload_shapes_match_torch(suite):
-    for layer in json.loads((WORKLOADS / f"{suite}.json").read_text())["layers"]:
+    for layer in workloads.layers(suite):
         op = layer["op"]
         if not op.startswith("conv"):
             continue
@@ -192,7 +189,7 @@ def test_receptive_field_by_hand():
     tcn = receptive_field([(2, 1, 2 ** i) for i in range(10)])
     assert tcn["size"] == (1024,) and tcn["jump"] == (1,)
     # the causal TCN of the workloads: kernel 3, dilations 1..256, left pads 2d
-    layers = [l for l in json.loads((WORKLOADS / "sequence_1d.json").read_text())["layers"]
+    layers = [l for l in workloads.layers("sequence_1d")
               if l["name"].startswith("tcn.")]
     rf = receptive_field([dict(kernel_size=l["weight"][2], dilation=l["dilation"],
                                padding=tuple(tuple(p) for p in l["padding"])) for l in layers])

@@ -6,65 +6,19 @@ import numpy as np
 import pytest
 
 import fastconv as F
+from fastconv.testing.registry import error_inputs
 
 X = np.zeros((1, 4, 6, 6), np.float32)
 W = np.zeros((2, 4, 3, 3), np.float32)
 WT = np.zeros((4, 2, 3, 3), np.float32)
 
-CASES = [
-    ("wrong ndim", lambda: F.conv2d(np.zeros((4, 6), np.float32), W), ValueError, r"conv2d: input must have 4 dims"),
-    ("weight ndim", lambda: F.conv2d(X, W[0]), ValueError, r"conv2d: weight must have 4 dims"),
-    ("channel mismatch", lambda: F.conv2d(X, np.zeros((2, 3, 3, 3), np.float32)), ValueError,
-     r"input has 4 channels but weight expects 3 \(weight.shape\[1\]=3 \* groups=1\)"),
-    ("groups mismatch", lambda: F.conv2d(X, np.zeros((2, 2, 3, 3), np.float32), groups=3), ValueError,
-     r"input channels 4 are not divisible by groups=3"),
-    ("out channels vs groups", lambda: F.conv2d(X, np.zeros((3, 2, 3, 3), np.float32), groups=2), ValueError,
-     r"weight.shape\[0\]=3 output channels are not divisible by groups=2"),
-    ("bias length", lambda: F.conv2d(X, W, np.zeros(3, np.float32)), ValueError, r"bias must have shape \(2,\)"),
-    ("zero stride", lambda: F.conv2d(X, W, stride=0), ValueError, r"stride=0 must be >= 1"),
-    ("negative dilation", lambda: F.conv2d(X, W, dilation=(1, -1)), ValueError, r"dilation=\(1, -1\) must be >= 1"),
-    ("stride type", lambda: F.conv2d(X, W, stride=1.5), TypeError, r"stride must be an int"),
-    ("stride length", lambda: F.conv2d(X, W, stride=(1, 2, 3)), ValueError, r"stride=\(1, 2, 3\) must be an int"),
-    ("negative padding", lambda: F.conv2d(X, W, padding=-1), ValueError, r"padding=-1 must not be negative"),
-    ("padding word", lambda: F.conv2d(X, W, padding="half"), ValueError, r"padding='half' is not a padding word"),
-    ("padding pairs", lambda: F.conv2d(X, W, padding=((1, 2, 3), 1)), ValueError, r"must be an int or a \(begin, end\)"),
-    ("kernel too large", lambda: F.conv2d(X, np.zeros((2, 4, 9, 3), np.float32)), ValueError,
-     r"kernel extent 9 .* larger than the padded input 6"),
-    ("dilated kernel too large", lambda: F.conv2d(X, W, dilation=4), ValueError, r"kernel extent 9 \(kernel 3, dilation 4\)"),
-    ("padding mode", lambda: F.conv2d(X, W, padding_mode="mirror"), ValueError, r"padding_mode='mirror' is not supported"),
-    ("algo unknown", lambda: F.conv2d(X, W, algo="winograd"), ValueError,
-     r"unknown algo='winograd' on cpu; the ones that can serve this call: direct, im2col"),
-    ("algo cannot serve", lambda: F.conv2d(X, W, algo="depthwise"), ValueError,
-     r"algo='depthwise' cannot serve this call \(groups must equal input channels.*\); the ones that can: direct"),
-    ("algo transposed", lambda: F.conv_transpose2d(X, WT, algo="im2col"), ValueError, r"the ones that can serve this call: direct"),
-    ("activation", lambda: F.conv2d(X, W, activation="gelu"), ValueError, r"activation='gelu' is not supported"),
-    ("mixed dtypes", lambda: F.conv2d(X, W.astype(np.float64)), TypeError,
-     r"weight has dtype float64 but input has dtype float32"),
-    ("bias dtype", lambda: F.conv2d(X, W, np.zeros(2, np.float16)), TypeError, r"bias has dtype float16"),
-    ("integer dtype", lambda: F.conv2d(X.astype(np.int32), W.astype(np.int32)), TypeError,
-     r"input has dtype int32; expected float16, float32 or float64"),
-    ("not an array", lambda: F.conv2d(X.tolist(), W), TypeError, r"input must be a numpy.ndarray"),
-    ("device", lambda: F.conv2d(X, W, device="tpu"), ValueError, r"device='tpu' is not supported"),
-    ("output_padding too large", lambda: F.conv_transpose2d(X, WT, stride=2, output_padding=2), ValueError,
-     r"output_padding=2 in spatial dim 0 must be smaller than stride \(2\) or dilation \(1\)"),
-    ("transposed channels", lambda: F.conv_transpose2d(X, np.zeros((3, 2, 3, 3), np.float32)), ValueError,
-     r"input has 4 channels but weight expects 3 \(weight.shape\[0\]\)"),
-    ("output_size unreachable", lambda: F.conv_transpose2d(X, WT, stride=2, output_size=(20, 20)), ValueError,
-     r"output_size \(20, 20\) is not reachable in spatial dim 0"),
-    ("output_size with same", lambda: F.conv_transpose2d(X, WT, stride=2, padding="same", output_size=(12, 12)),
-     ValueError, r"give output_size or padding='same', not both"),
-    ("crop everything", lambda: F.conv_transpose2d(X, WT, padding=9), ValueError, r"crops the whole output"),
-    ("depthwise weight", lambda: F.depthwise_conv2d(X, np.zeros((4, 2, 3, 3), np.float32)), ValueError,
-     r"depthwise_conv2d: weight must have shape \(C\*M, 1, kh, kw\) with C=4"),
-    ("pointwise weight", lambda: F.pointwise_conv2d(X, W), ValueError, r"pointwise_conv2d: weight must have shape"),
-    ("groups type", lambda: F.conv2d(X, W, groups=1.0), TypeError, r"groups must be an int"),
-]
+ERRORS = error_inputs(family="conv")
 
 
-@pytest.mark.parametrize("name, call, error, pattern", CASES, ids=[c[0] for c in CASES])
-def test_error_inputs(name, call, error, pattern):
-    with pytest.raises(error, match=pattern):
-        call()
+@pytest.mark.parametrize("e", ERRORS, ids=str)
+def test_error_inputs(e):
+    with pytest.raises(e.error, match=e.match):
+        e.call(F)
 
 
 def test_conv1d_and_3d_name_their_op():

@@ -19,6 +19,7 @@ import torch.nn.functional as TF
 import fastconv as F
 from fastconv import reference as ref
 from fastconv.spec.pool import AdaptivePoolSpec, PoolSpec, resolve_adaptive_pool, resolve_pool
+from fastconv.testing.registry import error_inputs, samples
 
 torch.set_num_threads(1)
 
@@ -58,13 +59,8 @@ def assert_exact(got, expected, dtype, what=""):
     np.testing.assert_array_equal(got, expected, err_msg=what)
 
 
-# (shape, kernel, stride, padding, dilation, ceil_mode): within PyTorch's limits
-WINDOWS = [
-    ((2, 3, 13), 3, 2, 1, 1, False),
-    ((1, 4, 7, 9), 3, 2, 1, 1, True),
-    ((2, 20, 6, 5), (2, 3), (2, 1), (1, 1), (2, 1), False),
-    ((1, 2, 4, 5, 6), (2, 3, 2), (1, 2, 2), (0, 1, 1), 1, True),
-]
+WINDOWS = [(c.shapes[0], *(c.args[n] for n in ("kernel_size", "stride", "padding", "dilation", "ceil_mode")))
+           for c in samples(family="pool", tags={"integer"})]
 
 
 @pytest.mark.parametrize("dtype", INT_DTYPES, ids=IDS)
@@ -147,25 +143,10 @@ def test_int64_beyond_float64_precision():
     assert ref.max_pool(big, 3).dtype == np.int64 and ref.max_pool(big, 3)[0, 0, 0] == 2**62 + 1
 
 
-AVERAGING = [
-    ("avg_pool2d", lambda x: F.avg_pool2d(x, 2)),
-    ("avg_pool1d", lambda x: F.avg_pool1d(x[0], 2)),
-    ("lp_pool2d", lambda x: F.lp_pool2d(x, 2, 2)),
-    ("lp_pool3d", lambda x: F.lp_pool3d(x[None], 2, 1)),
-    ("adaptive_avg_pool2d", lambda x: F.adaptive_avg_pool2d(x, 2)),
-    ("global_avg_pool", lambda x: F.global_avg_pool(x)),
-    ("spatial_pyramid_pool", lambda x: F.spatial_pyramid_pool(x, (1, 2), "avg")),
-]
-
-
-@pytest.mark.parametrize("dtype", INT_DTYPES, ids=IDS)
-@pytest.mark.parametrize("op, call", AVERAGING, ids=[a for a, _ in AVERAGING])
-def test_average_and_lp_pooling_of_integers_raise(op, call, dtype):
-    x = np.zeros((1, 2, 4, 4), dtype)
-    name = np.dtype(dtype).name
-    with pytest.raises(TypeError, match=rf"{op}: input has dtype {name}; expected float16, float32 or float64 "
-                                        r"\(integer input is accepted by max_pool\*"):
-        call(x)
+@pytest.mark.parametrize("e", error_inputs(family="pool", tags={"integer"}), ids=str)
+def test_average_and_lp_pooling_of_integers_raise(e):
+    with pytest.raises(e.error, match=e.match):
+        e.call(F)
 
 
 @pytest.mark.parametrize("dtype", INT_DTYPES, ids=IDS)

@@ -8,9 +8,7 @@ float32/float64 arrays, so each compiles at most twice.
 
 from __future__ import annotations
 
-import json
 import math
-import pathlib
 
 import numpy as np
 import pytest
@@ -19,12 +17,13 @@ import torch.nn.functional as TF
 
 import fastconv as F
 from fastconv import reference as ref
+from fastconv.testing import workloads
+from fastconv.testing.registry import error_inputs, samples
 from fastconv.testing.tolerances import assert_close
 
 torch.set_num_threads(1)
 
 DTYPES = [np.float64, np.float32]
-WORKLOADS = pathlib.Path(__file__).resolve().parents[1] / "bench" / "workloads" / "pooling.json"
 
 
 # ---- helpers -------------------------------------------------------------------------
@@ -77,6 +76,13 @@ def assert_same(a, b):
     np.testing.assert_array_equal(a, b)
 
 
+def _args(case, *names):
+    """The sample's keyword arguments ``names``, in that order."""
+    return tuple(case.args[n] for n in names)
+
+
+AVG_ARGS = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
+
 POOL = {("max", n): getattr(F, f"max_pool{n}d") for n in (1, 2, 3)}
 POOL.update({("avg", n): getattr(F, f"avg_pool{n}d") for n in (1, 2, 3)})
 POOL.update({("lp", n): getattr(F, f"lp_pool{n}d") for n in (1, 2, 3)})
@@ -87,35 +93,20 @@ TORCH_POOL.update({("lp", n): getattr(TF, f"lp_pool{n}d") for n in (1, 2, 3)})
 
 # ---- max pooling ---------------------------------------------------------------------
 
-# (shape, kernel, stride, padding, dilation, ceil_mode): all within torch's limits.
-MAX_CASES = [
-    ((2, 3, 17), 3, 2, 1, 1, False),
-    ((1, 2, 7), 2, None, 0, 1, True),
-    ((1, 2, 5), 2, 2, 1, 1, True),          # ceil_mode: the last window drops
-    ((2, 3, 17), 4, 3, 2, 2, True),
-    ((2, 3, 7, 9), 3, 2, 1, 1, False),
-    ((1, 4, 17, 7), (3, 2), (2, 1), (1, 0), (2, 1), False),
-    ((2, 2, 8, 8), 2, 2, 0, 1, True),
-    ((1, 2, 5, 6), 2, 2, 1, 1, True),       # drops in H and W
-    ((1, 3, 7, 7), 3, 1, 1, 2, False),
-    ((1, 2, 7, 9), (2, 3), 3, "valid", 1, True),
-    ((1, 70, 5, 5), 3, 2, 1, 1, False),     # few pixels, many channels: channel blocks
-    ((1, 2, 5, 7, 6), 3, 2, 1, 1, False),
-    ((2, 3, 4, 5, 7), (2, 3, 2), (1, 2, 2), (0, 1, 1), (1, 1, 2), True),
-    ((1, 2, 7, 5, 5), 2, 2, 1, 1, True),
-]
+MAX_CASES = samples(family="pool", tags={"vs_torch", "max"})
 
 
 def _case_id(case):
-    shape, k, s, p, d, ceil = case
-    return f"{len(shape) - 2}d-{'x'.join(map(str, shape))}-k{k}-s{s}-p{p}-d{d}{'-ceil' if ceil else ''}"
+    a, shape = case.args, case.shapes[0]
+    return (f"{len(shape) - 2}d-{'x'.join(map(str, shape))}-k{a['kernel_size']}-s{a['stride']}-p{a['padding']}"
+            f"-d{a['dilation']}{'-ceil' if a['ceil_mode'] else ''}")
 
 
 @pytest.mark.parametrize("data", ["randn", "ties"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("case", MAX_CASES, ids=_case_id)
 def test_max_pool_vs_torch_and_reference(case, dtype, data, rng):
-    shape, k, s, p, d, ceil = case
+    shape, (k, s, p, d, ceil) = case.shapes[0], _args(case, "kernel_size", "stride", "padding", "dilation", "ceil_mode")
     nd = len(shape) - 2
     x = (randn if data == "randn" else ties)(rng, shape, dtype)
     x_before = x.copy()
@@ -134,7 +125,7 @@ def test_max_pool_vs_torch_and_reference(case, dtype, data, rng):
 
 @pytest.mark.parametrize("case", MAX_CASES, ids=_case_id)
 def test_max_pool_channels_last(case, rng):
-    shape, k, s, p, d, ceil = case
+    shape, (k, s, p, d, ceil) = case.shapes[0], _args(case, "kernel_size", "stride", "padding", "dilation", "ceil_mode")
     nd = len(shape) - 2
     x = ties(rng, shape, np.float32)
     expected = POOL["max", nd](x, k, s, p, d, ceil, True)
@@ -162,26 +153,11 @@ def test_max_pool_nan_propagates_like_torch(nd, rng):
 
 # ---- average pooling -----------------------------------------------------------------
 
-# (shape, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override)
-AVG_CASES = [
-    ((2, 3, 17), 3, 2, 1, False, True, None),
-    ((2, 3, 17), 3, 2, 1, True, False, None),
-    ((1, 2, 5), 2, 2, 1, True, True, None),
-    ((1, 2, 7), 4, 3, 2, True, True, None),
-    ((2, 3, 7, 9), 3, 2, 1, False, True, None),
-    ((2, 3, 7, 9), 3, 2, 1, True, False, None),
-    ((2, 3, 7, 9), 3, 2, 1, True, True, None),
-    ((1, 2, 6, 7), (3, 2), (2, 1), (1, 1), True, True, 5),
-    ((1, 2, 5, 6), 2, 2, 1, True, False, None),
-    ((1, 70, 5, 5), 3, 2, 1, False, False, None),
-    ((1, 2, 5, 7, 6), 3, 2, 1, False, True, None),
-    ((2, 2, 4, 5, 7), (2, 3, 2), (1, 2, 2), (1, 1, 0), True, False, None),
-    ((1, 2, 5, 5, 5), 3, 2, 1, True, True, 4),
-]
+AVG_CASES = samples(family="pool", tags={"vs_torch", "avg"})
 
 
 def _avg_id(case):
-    shape, k, s, p, ceil, cip, div = case
+    shape, (k, s, p, ceil, cip, div) = case.shapes[0], _args(case, *AVG_ARGS)
     return (f"{len(shape) - 2}d-{'x'.join(map(str, shape))}-k{k}-s{s}-p{p}"
             f"{'-ceil' if ceil else ''}{'' if cip else '-excl'}{f'-div{div}' if div else ''}")
 
@@ -189,7 +165,7 @@ def _avg_id(case):
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("case", AVG_CASES, ids=_avg_id)
 def test_avg_pool_vs_torch_and_reference(case, dtype, rng):
-    shape, k, s, p, ceil, cip, div = case
+    shape, (k, s, p, ceil, cip, div) = case.shapes[0], _args(case, *AVG_ARGS)
     nd = len(shape) - 2
     x = randn(rng, shape, dtype)
     y = POOL["avg", nd](x, k, s, p, ceil, cip, div)
@@ -209,23 +185,14 @@ def test_avg_pool1d_divisor_override_reference_only(rng):
 
 # ---- Lp pooling ----------------------------------------------------------------------
 
-# (shape, norm_type, kernel, stride); torch agrees when ceil_mode clips no window.
-LP_CASES = [
-    ((2, 3, 17), 2, 3, 2),
-    ((2, 3, 17), 1, 2, None),
-    ((1, 2, 9), 3, 3, 3),
-    ((2, 3, 7, 9), 2, 3, 2),
-    ((2, 3, 7, 9), 1.5, (2, 3), (1, 2)),
-    ((1, 70, 6, 6), 2, 3, 3),
-    ((1, 2, 5, 7, 6), 2, 2, 2),
-    ((1, 2, 5, 5, 6), 3, (1, 2, 3), (2, 1, 3)),
-]
+LP_CASES = samples(family="pool", tags={"vs_torch", "lp"})
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("case", LP_CASES, ids=lambda c: f"{len(c[0]) - 2}d-p{c[1]}-k{c[2]}-s{c[3]}")
+@pytest.mark.parametrize("case", LP_CASES, ids=lambda c: "{}d-p{}-k{}-s{}".format(
+    len(c.shapes[0]) - 2, *_args(c, "norm_type", "kernel_size", "stride")))
 def test_lp_pool_vs_torch_and_reference(case, dtype, rng):
-    shape, p, k, s = case
+    shape, (p, k, s) = case.shapes[0], _args(case, "norm_type", "kernel_size", "stride")
     nd = len(shape) - 2
     x = randn(rng, shape, dtype)
     y = POOL["lp", nd](x, p, k, s)
@@ -275,36 +242,16 @@ def test_lp_pool_inf_norm_is_max_abs(rng):
 
 # ---- beyond torch: the reference alone -----------------------------------------------
 
-# (mode, shape, kwargs)
-BEYOND = [
-    ("max", (2, 3, 9), dict(kernel_size=3, stride=2, padding=((2, 0),))),
-    ("max", (1, 2, 7, 8), dict(kernel_size=3, stride=2, padding=((0, 2), (1, 0)))),
-    ("max", (1, 2, 7, 8), dict(kernel_size=2, stride=1, padding=3)),           # pad > k/2
-    ("max", (1, 2, 7, 9), dict(kernel_size=3, stride=2, padding="same")),
-    ("max", (1, 2, 7, 9), dict(kernel_size=3, stride=2, padding="same", dilation=2)),
-    ("max", (1, 2, 5, 6, 7), dict(kernel_size=(2, 3, 2), stride=3, padding="same", ceil_mode=True)),
-    ("max", (1, 2, 6, 7), dict(kernel_size=2, stride=2, padding="full", ceil_mode=True)),
-    ("max", (1, 2, 5, 5), dict(kernel_size=2, stride=1, padding=((4, 0), (0, 0)))),  # windows wholly in padding
-    ("avg", (2, 3, 9), dict(kernel_size=3, stride=2, padding=((2, 0),))),
-    ("avg", (2, 3, 9), dict(kernel_size=3, stride=2, padding=((0, 2),), count_include_pad=False)),
-    ("avg", (1, 2, 7, 8), dict(kernel_size=3, stride=2, padding=((0, 2), (1, 0)), ceil_mode=True)),
-    ("avg", (1, 2, 7, 8), dict(kernel_size=2, stride=1, padding=3)),
-    ("avg", (1, 2, 7, 8), dict(kernel_size=2, stride=1, padding=3, count_include_pad=False)),
-    ("avg", (1, 2, 9, 9), dict(kernel_size=3, stride=1, padding=2, dilation=2)),
-    ("avg", (1, 2, 9, 9), dict(kernel_size=3, stride=2, padding=1, dilation=(2, 3), count_include_pad=False)),
-    ("avg", (1, 2, 7, 9), dict(kernel_size=3, stride=2, padding="same")),
-    ("avg", (1, 2, 7, 9), dict(kernel_size=3, stride=2, padding="same", count_include_pad=False)),
-    ("avg", (1, 2, 5, 6, 7), dict(kernel_size=2, stride=(1, 2, 3), padding="same", dilation=2, divisor_override=3)),
-    ("avg", (1, 2, 5, 5), dict(kernel_size=2, stride=1, padding=((4, 0), (0, 0)), count_include_pad=False)),
-    ("lp", (2, 3, 9), dict(norm_type=2, kernel_size=3, stride=2, padding=1)),
-    ("lp", (1, 2, 7, 8), dict(norm_type=2, kernel_size=3, stride=2, padding=((0, 2), (1, 0)), dilation=2)),
-    ("lp", (1, 2, 7, 8), dict(norm_type=1, kernel_size=2, stride=2, padding="same", ceil_mode=True)),
-    ("lp", (1, 2, 5, 6, 7), dict(norm_type=3, kernel_size=2, stride=2, padding=1, dilation=(1, 2, 1))),
-]
+BEYOND = samples(family="pool", tags={"beyond_torch"})
+
+
+def _beyond_case(case):
+    """(mode, input shape, keyword arguments) of a sample."""
+    return case.op.split("_")[0], case.shapes[0], case.args
 
 
 def _beyond_id(case):
-    mode, shape, kw = case
+    mode, shape, kw = _beyond_case(case)
     return f"{mode}{len(shape) - 2}d-" + "-".join(f"{k}={v}" for k, v in kw.items()).replace(" ", "")
 
 
@@ -320,7 +267,7 @@ def _ref_pool(mode, x, kw):
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("case", BEYOND, ids=_beyond_id)
 def test_beyond_torch_vs_reference(case, dtype, rng):
-    mode, shape, kw = case
+    mode, shape, kw = _beyond_case(case)
     nd = len(shape) - 2
     x = ties(rng, shape, dtype) if mode == "max" else randn(rng, shape, dtype)
     fn = POOL[mode, nd]
@@ -353,22 +300,15 @@ def test_window_wholly_in_padding_gives_minus_inf_and_index_minus_one():
 
 # ---- adaptive, global, pyramid -------------------------------------------------------
 
-ADAPTIVE_CASES = [
-    ((2, 3, 17), 5),
-    ((2, 3, 7), 17),                     # more outputs than inputs: overlapping windows
-    ((1, 2, 9), 1),
-    ((2, 3, 7, 9), (3, 4)),
-    ((2, 3, 7, 9), (None, 2)),
-    ((1, 70, 7, 7), 2),
-    ((1, 2, 5, 7, 6), (2, 3, 4)),
-    ((1, 2, 4, 5, 3), (4, None, 5)),
-]
+def _adaptive_id(case):
+    shape = case.shapes[0]
+    return f"{len(shape) - 2}d-{'x'.join(map(str, shape))}-o{case.args['output_size']}"
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("case", ADAPTIVE_CASES, ids=lambda c: f"{len(c[0]) - 2}d-{'x'.join(map(str, c[0]))}-o{c[1]}")
+@pytest.mark.parametrize("case", samples(family="pool", tags={"vs_torch", "adaptive_avg"}), ids=_adaptive_id)
 def test_adaptive_avg_pool(case, dtype, rng):
-    shape, out = case
+    shape, out = case.shapes[0], case.args["output_size"]
     nd = len(shape) - 2
     x = randn(rng, shape, dtype)
     fn = getattr(F, f"adaptive_avg_pool{nd}d")
@@ -381,9 +321,9 @@ def test_adaptive_avg_pool(case, dtype, rng):
 
 @pytest.mark.parametrize("data", ["randn", "ties"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("case", ADAPTIVE_CASES, ids=lambda c: f"{len(c[0]) - 2}d-{'x'.join(map(str, c[0]))}-o{c[1]}")
+@pytest.mark.parametrize("case", samples(family="pool", tags={"vs_torch", "adaptive_max"}), ids=_adaptive_id)
 def test_adaptive_max_pool(case, dtype, data, rng):
-    shape, out = case
+    shape, out = case.shapes[0], case.args["output_size"]
     nd = len(shape) - 2
     x = (randn if data == "randn" else ties)(rng, shape, dtype)
     fn = getattr(F, f"adaptive_max_pool{nd}d")
@@ -607,7 +547,7 @@ def test_algorithms_lists_the_cpu_pooling_kernels():
 # ---- workloads (scaled down) ---------------------------------------------------------
 
 def _workload_layers():
-    layers = json.loads(WORKLOADS.read_text())["layers"]
+    layers = workloads.layers("pooling")
     return [pytest.param(layer, id=layer["name"]) for layer in layers]
 
 
@@ -731,77 +671,13 @@ def test_windows_past_the_padded_end_match_torch(mode, rng):
 
 # ---- errors --------------------------------------------------------------------------
 
-X2 = np.zeros((1, 2, 6, 6), np.float32)
-X1 = np.zeros((1, 2, 6), np.float32)
-
-ERRORS = [
-    (lambda: F.max_pool2d(X2, 0), ValueError, r"max_pool2d: kernel_size=0 must be >= 1"),
-    (lambda: F.max_pool2d(X2, -2), ValueError, r"kernel_size=-2"),
-    (lambda: F.max_pool2d(X2, (2, 2, 2)), ValueError,
-     r"kernel_size=\(2, 2, 2\) must be an int or a sequence of 2 ints"),
-    (lambda: F.max_pool2d(X2, None), TypeError, r"max_pool2d: kernel_size must be an int .* got NoneType"),
-    (lambda: F.max_pool2d(X2, 2.5), TypeError, r"kernel_size must be an int"),
-    (lambda: F.avg_pool2d(X2, 7), ValueError, r"avg_pool2d: kernel extent 7 .* larger than the padded input 6"),
-    (lambda: F.avg_pool2d(X2, 8, 1, ceil_mode=True), ValueError,
-     r"avg_pool2d: kernel extent 8 .* larger than the padded input 6 .* by 2 >= stride 1, so even ceil_mode"),
-    (lambda: F.max_pool2d(X2, 2, 0), ValueError, r"max_pool2d: stride=0 must be >= 1"),
-    (lambda: F.max_pool2d(X2, 2, 1.5), TypeError, r"max_pool2d: stride must be an int"),
-    (lambda: F.max_pool2d(X2, 2, (1, 2, 3)), ValueError, r"stride=\(1, 2, 3\)"),
-    (lambda: F.max_pool2d(X2, 2, 2, -1), ValueError, r"max_pool2d: padding=-1 must not be negative"),
-    (lambda: F.max_pool2d(X2, 2, 2, "middle"), ValueError, r"padding='middle' is not a padding word"),
-    (lambda: F.max_pool2d(X2, 2, 2, (1, 1, 1)), ValueError, r"padding=\(1, 1, 1\) has 3 entries .* 2 spatial dims"),
-    (lambda: F.max_pool2d(X2, 2, 2, ((1, 2, 3), 1)), ValueError, r"\(begin, end\) pair"),
-    (lambda: F.max_pool2d(X2, 2, 2, 1.0), TypeError, r"max_pool2d: padding must be an int"),
-    (lambda: F.max_pool2d(X2, 2, dilation=0), ValueError, r"dilation=0 must be >= 1"),
-    (lambda: F.avg_pool2d(X2.astype(np.int32), 2), TypeError,
-     r"avg_pool2d: input has dtype int32; expected float16, float32 or float64 \(integer input is accepted by "
-     r"max_pool\*"),
-    (lambda: F.max_pool2d(X2.astype(np.uint32), 2), TypeError,
-     r"max_pool2d: input has dtype uint32; expected float16, float32, float64, int8, uint8, int16, int32 or int64"),
-    (lambda: F.avg_pool1d(X1.astype(np.complex64), 2), TypeError, r"avg_pool1d: input has dtype complex64"),
-    (lambda: F.adaptive_avg_pool2d(X2.astype(bool), 2), TypeError, r"input has dtype bool"),
-    (lambda: F.max_pool2d(X1[0], 2), ValueError,
-     r"max_pool2d: input must have 4 dims \(batched\) or 3 \(unbatched\), got shape \(2, 6\)"),
-    (lambda: F.max_pool1d(X2, 2), ValueError, r"max_pool1d: input must have 3 dims .* got shape \(1, 2, 6, 6\)"),
-    (lambda: F.max_pool3d(X2[0, 0], 2), ValueError, r"max_pool3d: input must have 5 dims"),
-    (lambda: F.max_pool2d(X2.tolist(), 2), TypeError, r"max_pool2d: input must be a numpy.ndarray"),
-    (lambda: F.max_pool2d(X2, 2, device="tpu"), ValueError, r"device='tpu' is not supported"),
-    (lambda: F.max_pool2d(np.zeros((1, 2, 0, 4), np.float32), 1), ValueError,
-     r"max_pool2d: input spatial size \(0, 4\) has an empty dimension"),
-    (lambda: F.max_pool2d(X2, 2, ceil_mode="yes"), TypeError, r"max_pool2d: ceil_mode='yes' must be a bool"),
-    (lambda: F.max_pool2d(X2, 2, return_indices=None), TypeError, r"return_indices=None must be a bool"),
-    (lambda: F.avg_pool2d(X2, 2, count_include_pad="no"), TypeError, r"count_include_pad='no' must be a bool"),
-    (lambda: F.avg_pool2d(X2, 2, divisor_override=0), ValueError,
-     r"avg_pool2d: divisor_override=0 must be a positive int"),
-    (lambda: F.avg_pool2d(X2, 2, divisor_override=1.5), TypeError, r"divisor_override=1.5 must be a positive int"),
-    (lambda: F.avg_pool2d(X2, 2, channels_last=None), TypeError, r"avg_pool2d: channels_last=None must be a bool"),
-    (lambda: F.lp_pool2d(X2, 0, 2), ValueError, r"lp_pool2d: norm_type=0 must be a positive number"),
-    (lambda: F.lp_pool2d(X2, -1.5, 2), ValueError, r"norm_type=-1.5 must be a positive number"),
-    (lambda: F.lp_pool2d(X2, float("nan"), 2), ValueError, r"norm_type=nan must be a positive number"),
-    (lambda: F.lp_pool2d(X2, "2", 2), TypeError, r"lp_pool2d: norm_type must be a positive number, got str"),
-    (lambda: F.adaptive_avg_pool2d(X2, 0), ValueError, r"adaptive_avg_pool2d: output_size=0 must be >= 1"),
-    (lambda: F.adaptive_max_pool2d(X2, (2, 2, 2)), ValueError, r"output_size=\(2, 2, 2\) must have 2 entries"),
-    (lambda: F.adaptive_max_pool2d(X2, "2"), ValueError, r"output_size='2' must have 2 entries"),
-    (lambda: F.adaptive_max_pool2d(X2, 2.0), TypeError, r"output_size must be an int"),
-    (lambda: F.adaptive_avg_pool1d(X2, 2), ValueError, r"adaptive_avg_pool1d: input must have 3 dims"),
-    (lambda: F.global_avg_pool(X2[0, 0]), ValueError,
-     r"global_avg_pool: input must have 3, 4 or 5 dims .* got shape \(6, 6\)"),
-    (lambda: F.global_max_pool(np.zeros((1, 1, 1, 1, 1, 1), np.float32)), ValueError,
-     r"global_max_pool: input must have 3, 4 or 5 dims"),
-    (lambda: F.spatial_pyramid_pool(X2, mode="median"), ValueError,
-     r"spatial_pyramid_pool: mode='median' is not supported; expected 'max' or 'avg'"),
-    (lambda: F.spatial_pyramid_pool(X2, levels=(1, 0)), ValueError,
-     r"levels=\(1, 0\) must be a non-empty sequence of positive ints"),
-    (lambda: F.spatial_pyramid_pool(X2, levels=()), ValueError, r"levels=\(\) must be a non-empty"),
-    (lambda: F.spatial_pyramid_pool(X2, levels=1.5), TypeError,
-     r"levels must be a sequence of positive ints, got float"),
-]
+ERRORS = error_inputs(family="pool", exclude={"integer"})  # integer input: tests/test_integer_pooling.py
 
 
-@pytest.mark.parametrize("call,exc,match", ERRORS, ids=[m for _, _, m in ERRORS])
-def test_errors(call, exc, match):
-    with pytest.raises(exc, match=match):
-        call()
+@pytest.mark.parametrize("e", ERRORS, ids=str)
+def test_errors(e):
+    with pytest.raises(e.error, match=e.match):
+        e.call(F)
 
 
 def test_all_minus_inf_window_gives_its_first_position_like_torch():

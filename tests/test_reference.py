@@ -454,3 +454,31 @@ def test_zero_batch_read_only_non_contiguous_any_dtype():
     assert R.fold(R.unfold(z, 2), (7, 5), 2).shape == (0, 4, 7, 5)
     assert R.spatial_pyramid_pool(z).shape == (0, 84)
     assert R.fractional_max_pool2d(z, 2, output_size=3).shape == (0, 4, 3, 3)
+
+
+# ------------------------------------------------------- the conv samples of the op registry
+def _conv_geometries():
+    """The registry's conv samples (fastconv.testing) that PyTorch can compute, once per
+    geometry: dtype and tags aside, in float64, as the reference computes."""
+    from dataclasses import replace
+
+    import torch_oracle
+
+    from fastconv.testing.registry import samples
+
+    unique = dict.fromkeys(replace(s, dtype="float64", tags=frozenset())
+                           for s in samples(family="conv", exclude={"every_op"}))
+    return [s for s in unique if s.transposed or torch_oracle.has_answer(s.spec())]
+
+
+@pytest.mark.parametrize("s", _conv_geometries(), ids=str)
+def test_conv_reference_vs_torch_per_registry_sample(s):
+    """The ground truth of tests/test_conv.py, checked once per sample (not per algorithm)."""
+    import torch_oracle
+
+    from fastconv.testing.registry import op_info
+
+    x, w, b = s.arrays(np.random.default_rng(0))
+    ours = op_info(s.op).reference(x, w, b, **s.args)
+    theirs = (torch_oracle.conv_transpose if s.transposed else torch_oracle.conv)(s.spec(), x, w, b)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-9)

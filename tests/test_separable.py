@@ -13,22 +13,20 @@ import fastconv as F
 from fastconv import dispatch
 from fastconv import reference as ref
 from fastconv.spec.conv import resolve_conv
+from fastconv.testing.registry import samples
 from fastconv.testing.tolerances import assert_close
 
-# (N, C, H, W, K, kernel, stride, padding, dilation, multiplier, padding_mode)
-CASES = [
-    (2, 4, 9, 8, 5, 3, 1, 1, 1, 1, "zeros"),
-    (1, 17, 13, 17, 33, 3, 2, 1, 1, 1, "zeros"),  # stride 2, odd sizes, channel and tile tails
-    (1, 40, 7, 7, 70, 3, 1, 2, 2, 1, "zeros"),  # dilation, K over two vectors
-    (1, 3, 5, 3, 1, 5, 1, 2, 1, 1, "zeros"),  # map narrower than the window, one output channel
-    (2, 32, 12, 12, 16, 3, 1, ((0, 2), (1, 0)), 1, 1, "zeros"),  # per-side pads
-    (1, 96, 6, 10, 24, 3, 2, "same", 1, 1, "zeros"),
-    (1, 8, 6, 6, 8, 3, 1, 3, 1, 1, "zeros"),  # pads beyond the window: whole rows of zeros
-    (1, 24, 1, 9, 7, 3, 1, 1, 1, 1, "zeros"),  # a single row
-    (3, 16, 11, 5, 12, 1, 1, 0, 1, 1, "zeros"),  # 1x1 depthwise
-    (1, 6, 8, 8, 10, 3, 1, 1, 1, 2, "zeros"),  # multiplier 2: composed
-    (1, 6, 8, 8, 10, 3, 1, 1, 1, 1, "reflect"),  # composed
-]
+
+def _case(s) -> tuple:
+    """(N, C, H, W, K, kernel, stride, padding, dilation, multiplier, padding_mode) of a registry sample."""
+    (n, c, h, w), (cm, _, ks, _), (k, _, _, _) = s.shapes
+    a = s.args
+    return (n, c, h, w, k, ks, a["stride"], a["padding"], a["dilation"], cm // c, a["padding_mode"])
+
+
+CASES = [_case(s) for s in samples(op="separable_conv2d", tags={"vs_torch"})]
+(PLAIN,) = [_case(s) for s in samples(op="separable_conv2d", tags={"plain"})]
+(AWKWARD,) = [_case(s) for s in samples(op="separable_conv2d", tags={"awkward"})]
 IDS = [f"c{c[1]}k{c[4]}_{c[2]}x{c[3]}_k{c[5]}s{c[6]}d{c[8]}m{c[9]}_{c[10]}" for c in CASES]
 
 
@@ -90,7 +88,7 @@ def test_separable_matches_reference_and_torch(rng, case, channels_last, algo):
 
 def _pair(case, dtype, channels_last):
     from fastconv.ops.conv import _resolve, _spec
-    from fastconv.spec.conv import SeparablePair
+    from fastconv.spec import SeparablePair
 
     rng = np.random.default_rng(0)
     x, wd, wp, db, pb = _arrays(rng, case, dtype, channels_last)
@@ -104,14 +102,15 @@ def _pair(case, dtype, channels_last):
 def test_fused_kernel_serves_channels_last_zeros_padding_only():
     capable = lambda case, cl: dispatch.capable("separable", "cpu", _pair(case, "float32", cl))  # noqa: E731
     assert all(capable(case, True) == ["composed", "fused"] for case in CASES if case[9] == 1 and case[10] == "zeros")
-    assert capable(CASES[0], False) == ["composed"]
-    assert capable(CASES[-2], True) == ["composed"]  # multiplier 2
-    assert capable(CASES[-1], True) == ["composed"]  # reflect
+    assert capable(PLAIN, False) == ["composed"]
+    for tag in ("multiplier", "padding_mode"):  # channel multiplier 2, reflect padding
+        cases = [_case(s) for s in samples(op="separable_conv2d", tags={"vs_torch", tag})]
+        assert cases and all(capable(case, True) == ["composed"] for case in cases)
 
 
 @pytest.mark.parametrize("algo", ["fused", "composed", "auto"])
 def test_fused_path_on_awkward_inputs(rng, algo):
-    case = CASES[1]
+    case = AWKWARD
     x, wd, wp, db, pb = _arrays(rng, case, "float32", True)
     want = _expected(case, x, wd, wp, db, pb, None, True)
     call = lambda xx, **kw: F.separable_conv2d(xx, wd, wp, pb, 2, 1, depthwise_bias=db, channels_last=True,  # noqa: E731
@@ -133,7 +132,7 @@ def test_fused_path_on_awkward_inputs(rng, algo):
 
 
 def test_fused_algo_errors_name_the_reason(rng):
-    x, wd, wp, db, pb = _arrays(rng, CASES[0], "float32", False)
+    x, wd, wp, db, pb = _arrays(rng, PLAIN, "float32", False)
     with pytest.raises(ValueError, match=r"separable_conv2d: algo='fused' cannot serve this call \(channels-first"):
         F.separable_conv2d(x, wd, wp, padding=1, algo="fused")
     xl = np.ascontiguousarray(np.moveaxis(x, 1, -1))

@@ -18,7 +18,7 @@ from dataclasses import replace
 import pytest
 
 from bench.problems import load_suite, suite_names
-from fastconv.spec import AdaptivePoolSpec, ConvSpec, PoolSpec, names
+from fastconv.spec import AdaptivePoolSpec, ConvSpec, PoolSpec, SeparablePair, WindowSpec, names
 from fastconv.spec.conv import resolve_conv
 from fastconv.spec.pool import resolve_adaptive_pool, resolve_pool
 
@@ -36,7 +36,7 @@ def round_trips(spec) -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# Every layer of bench/workloads/*.json
+# Every layer of the workload suites (fastconv/testing/workloads/*.json)
 # ---------------------------------------------------------------------------------------
 
 
@@ -51,6 +51,11 @@ def test_every_workload_layer_round_trips(suite):
                     round_trips(s)
                     round_trips(replace(s, dtype="float16"))
                     seen += 1
+            if problem.kind == "separable":  # the pair is the row's spec: its name is the row name
+                pair = SeparablePair(problem.spec, problem.pointwise)
+                assert pair.name() == problem.name()
+                for channels_last in (False, True):
+                    round_trips(SeparablePair(*(replace(s, channels_last=channels_last) for s in pair)))
     assert seen
 
 
@@ -142,6 +147,23 @@ def test_drawn_specs_round_trip(make):
             assert any(token in n for n in names_), token
 
 
+def test_window_and_separable_names_spell_their_options():
+    fold = WindowSpec("fold", 2, 2, 3, (9, 8), (4, 3), (2, 3), (2, 2), (1, 2), ((1, 0), (1, 1)), dtype="float64")
+    assert fold.name() == "fold2d_mb2_c3_ih9iw8_gh4gw3_kh2kw3_sh2w2_dh1w2_ph1.0w1_f64"
+    unpool = WindowSpec("max_unpool3d", 3, 1, 2, (4, 4, 4), (2, 2, 2), (2, 2, 2), (2, 2, 2), (1, 1, 1),
+                        ((0, 0),) * 3, return_indices=True)
+    assert unpool.name() == "max_unpool3d_mb1_c2_id4ih4iw4_gd2gh2gw2_kd2kh2kw2_sd2h2w2_indices"
+    dw = resolve_conv("conv2d", (1, 7, 7, 4), (8, 1, 3, 3), groups=4, stride=2, padding=1, padding_mode="constant",
+                      padding_value=0.5, has_bias=True, channels_last=True, dtype="float16")
+    pw = resolve_conv("conv2d", dw.output_shape, (6, 8, 1, 1), has_bias=True, activation="relu6",
+                      channels_last=True, dtype="float16")
+    pair = SeparablePair(dw, pw)
+    assert pair.name() == ("separable_conv2d_mb1_ic4oc6_ih7iw7_kh3kw3_m2_sh2w2_ph1w1_pmconstant0.5_dwbias_bias_relu6"
+                           "_nhwc_f16")
+    for spec in (fold, unpool, pair):
+        round_trips(spec)
+
+
 def test_pool_names_spell_their_options():
     avg = resolve_pool("avg_pool2d", "avg", 2, (2, 8, 9, 9), 3, 2, ((1, 0), (1, 1)), ceil_mode=True,
                        count_include_pad=False, divisor_override=5, dtype="float64")
@@ -162,6 +184,11 @@ def test_pool_names_spell_their_options():
 # ---------------------------------------------------------------------------------------
 
 BAD = [
+    # WindowSpec, SeparablePair
+    (WindowSpec, "unfold_mb1_c2_ih5iw5_gh4gw4_kh2kw2", r"does not start with unfold<N>d_"),
+    (WindowSpec, "unfold2d_mb1_c2_ih5iw5_kh2kw2", r"lacks its g<sizes> token"),
+    (SeparablePair, "separable_conv2d_mb1_ih5iw5_kh3kw3", r"lacks its ic<C>oc<K> token"),
+    (SeparablePair, "separable_conv2d_mb1_ic2oc3_ih5iw5_kh3kw3_gelu", r"unknown token 'gelu'"),
     # PoolSpec
     (PoolSpec, "max_pool2d_mb1_c4_ih8iw8", r"lacks its k<sizes> token"),
     (PoolSpec, "max_pool2d_mb1_ih8iw8_kh2kw2", r"lacks its c<C> token"),
@@ -243,7 +270,8 @@ def test_shared_tokens_write_and_read_back():
         names.require("t", {}, "levels", forms={"levels": "l<levels>"})
 
 
-@pytest.mark.parametrize("module", ["fastconv.spec.names", "fastconv.spec.pool", "bench.problems"])
+@pytest.mark.parametrize("module", ["fastconv.spec.names", "fastconv.spec.pool", "fastconv.spec.window",
+                                    "fastconv.spec.separable", "fastconv.testing.workloads", "bench.problems"])
 def test_docstring_examples(module):
     mod = __import__(module, fromlist=["_"])
     result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)

@@ -9,6 +9,7 @@ import torch.nn.functional as TF
 import fastconv as F
 from fastconv import reference as R
 from fastconv.dispatch import implementations
+from fastconv.testing.registry import error_inputs, samples
 from fastconv.testing.tolerances import assert_close
 
 DTYPES = [np.float16, np.float32, np.float64]
@@ -29,18 +30,13 @@ def check(actual, expected, family, dtype, what=""):
 
 # ---- unfold ------------------------------------------------------------------------
 
-# (input shape, kernel_size, stride, padding, dilation)
-UNFOLD_CASES = [
-    ((2, 3, 9), 3, 2, 1, 1),
-    ((1, 2, 7), (2,), 1, ((2, 0),), 3),
-    ((2, 3, 7, 8), (2, 3), (1, 2), 1, (2, 1)),
-    ((1, 2, 5, 6), 3, 2, "same", 1),
-    ((1, 1, 4, 5), (1, 2), 3, ((0, 2), (1, 0)), 1),
-    ((2, 2, 6, 5), 2, 1, "full", 2),
-    ((1, 3, 5, 5), 5, 1, "valid", 1),
-    ((1, 2, 4, 5, 6), (2, 2, 3), (1, 2, 2), 1, 1),
-    ((2, 1, 5, 4, 4), 2, (2, 1, 1), ((1, 0), (0, 1), (1, 1)), (2, 1, 1)),
-]
+def _args(case, *names):
+    """The input shape and the sample's keyword arguments ``names``, in that order."""
+    return (case.shapes[0], *(case.args[n] for n in names))
+
+
+UNFOLD = ("kernel_size", "stride", "padding", "dilation")
+UNFOLD_CASES = [_args(c, *UNFOLD) for c in samples(op="unfold", tags={"vs_reference"})]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -52,12 +48,7 @@ def test_unfold_matches_reference(rng, shape, k, s, p, d, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape,k,s,p,d", [
-    ((2, 3, 7, 8), (2, 3), (1, 2), 1, (2, 1)),
-    ((1, 2, 6, 5), 3, 2, (1, 0), 1),
-    ((3, 1, 5, 5), 1, 1, 0, 1),
-    ((1, 2, 9, 4), (4, 2), (3, 1), (2, 1), (2, 3)),
-])
+@pytest.mark.parametrize("shape,k,s,p,d", [_args(c, *UNFOLD) for c in samples(op="unfold", tags={"vs_torch"})])
 def test_unfold_2d_matches_torch(rng, shape, k, s, p, d, dtype):
     x = rand(rng, shape, dtype)
     # torch's positional order is (dilation, padding, stride): keywords only
@@ -111,68 +102,24 @@ def test_unfold_zero_batch_and_odd_sizes(rng):
     check(F.unfold(x, (1, 5), stride=(1, 4)), R.unfold(x, (1, 5), (1, 4)), "unfold", np.float32, "1 x 13")
 
 
-def test_unfold_errors(rng):
-    x = rand(rng, (1, 2, 4, 4))
-    with pytest.raises(TypeError, match="unfold: input has dtype int64"):
-        F.unfold(np.zeros((1, 2, 4, 4), np.int64), 2)
-    with pytest.raises(TypeError, match="unfold: input must be a numpy.ndarray"):
-        F.unfold([[[1.0, 2.0]]], 1)
-    with pytest.raises(ValueError, match="kernel extent 5"):
-        F.unfold(x, 5)
-    with pytest.raises(ValueError, match="stride=0"):
-        F.unfold(x, 2, stride=0)
-    with pytest.raises(ValueError, match="dilation"):
-        F.unfold(x, 2, dilation=(1, 0))
-    with pytest.raises(TypeError, match="kernel_size"):
-        F.unfold(x, 2.5)
-    with pytest.raises(ValueError, match="padding='middle'"):
-        F.unfold(x, 2, padding="middle")
-    with pytest.raises(ValueError, match="padding.*negative"):
-        F.unfold(x, 2, padding=-1)
-    with pytest.raises(ValueError, match="input must have 5 dims"):
-        F.unfold(x[0, 0], (2, 2, 2))
-    with pytest.raises(ValueError, match="input must have 3, 4 or 5 dims"):
-        F.unfold(np.zeros((2, 2), np.float32), 1)
-
-
 # ---- fold --------------------------------------------------------------------------
 
-# (batch, channels, output_size, kernel_size, stride, padding, dilation)
-FOLD_CASES = [
-    (2, 3, (9,), 3, 2, 1, 1),
-    (1, 2, (7,), 2, 1, ((2, 0),), 3),
-    (2, 3, (7, 8), (2, 3), (1, 2), 1, (2, 1)),
-    (1, 2, (5, 6), 3, 2, "same", 1),
-    (1, 1, (4, 5), (1, 2), 3, ((0, 2), (1, 0)), 1),
-    (2, 2, (6, 5), 2, 1, "full", 2),
-    (1, 3, (5, 5), 5, 1, "valid", 1),
-    (1, 2, (4, 5, 6), (2, 2, 3), (1, 2, 2), 1, 1),
-    (2, 1, (5, 4, 4), 2, (2, 1, 1), ((1, 0), (0, 1), (1, 1)), (2, 1, 1)),
-]
-
-
-def fold_columns(rng, n, c, osz, k, s, p, d, dtype):
-    rows, length = F.unfold(np.zeros((1, c, *osz), np.float32), k, s, p, d).shape[1:]
-    return rand(rng, (n, rows, length), dtype)
+FOLD = ("output_size", "kernel_size", "stride", "padding", "dilation")
+FOLD_CASES = [_args(c, *FOLD) for c in samples(op="fold", tags={"vs_reference"})]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("n,c,osz,k,s,p,d", FOLD_CASES)
-def test_fold_matches_reference(rng, n, c, osz, k, s, p, d, dtype):
-    cols = fold_columns(rng, n, c, osz, k, s, p, d, dtype)
+@pytest.mark.parametrize("shape,osz,k,s,p,d", FOLD_CASES)
+def test_fold_matches_reference(rng, shape, osz, k, s, p, d, dtype):
+    cols = rand(rng, shape, dtype)
     y = F.fold(cols, osz, k, stride=s, padding=p, dilation=d)
     check(y, R.fold(cols, osz, k, s, p, d), "fold", dtype, f"fold {osz} k={k} s={s} p={p} d={d}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("n,c,osz,k,s,p,d", [
-    (2, 3, (7, 8), (2, 3), (1, 2), 1, (2, 1)),
-    (1, 2, (6, 5), 3, 2, (1, 0), 1),
-    (2, 2, (5, 5), 3, 1, 1, 1),
-    (1, 2, (9, 4), (4, 2), (3, 1), (2, 1), (2, 3)),
-])
-def test_fold_2d_matches_torch(rng, n, c, osz, k, s, p, d, dtype):
-    cols = fold_columns(rng, n, c, osz, k, s, p, d, dtype)
+@pytest.mark.parametrize("shape,osz,k,s,p,d", [_args(c, *FOLD) for c in samples(op="fold", tags={"vs_torch"})])
+def test_fold_2d_matches_torch(rng, shape, osz, k, s, p, d, dtype):
+    cols = rand(rng, shape, dtype)
     expected = TF.fold(t(cols), osz, k, dilation=d, padding=p, stride=s).numpy()
     y = F.fold(cols, osz, k, s, p, d)
     assert y.dtype == cols.dtype
@@ -208,42 +155,14 @@ def test_fold_zero_batch():
     assert y.shape == (0, 2, 4, 4) and y.dtype == np.float16
 
 
-def test_fold_errors(rng):
-    with pytest.raises(ValueError, match=r"fold: columns.shape\[1\]=13 is not divisible by prod\(kernel_size\)=4"):
-        F.fold(rand(rng, (1, 13, 16)), (5, 5), 2)
-    with pytest.raises(ValueError, match=r"columns.shape\[2\]=15 blocks.*4 \* 4 = 16 blocks"):
-        F.fold(rand(rng, (1, 12, 15)), (5, 5), 2)
-    with pytest.raises(ValueError, match=r"columns.shape\[0\]=13"):
-        F.fold(rand(rng, (13, 16)), (5, 5), 2)
-    with pytest.raises(ValueError, match="columns must have 3 dims"):
-        F.fold(rand(rng, (1, 1, 12, 16)), (5, 5), 2)
-    with pytest.raises(TypeError, match="fold: columns has dtype int32"):
-        F.fold(np.zeros((1, 12, 16), np.int32), (5, 5), 2)
-    with pytest.raises(ValueError, match="output_size"):
-        F.fold(rand(rng, (1, 12, 16)), (5, 0), 2)
-    with pytest.raises(ValueError, match="kernel extent 3"):
-        F.fold(rand(rng, (1, 9, 1)), (2, 2), 3)
-
-
 # ---- max_unpool --------------------------------------------------------------------
 
 TORCH_POOL = {1: TF.max_pool1d, 2: TF.max_pool2d, 3: TF.max_pool3d}
 TORCH_UNPOOL = {1: TF.max_unpool1d, 2: TF.max_unpool2d, 3: TF.max_unpool3d}
 UNPOOL = {1: F.max_unpool1d, 2: F.max_unpool2d, 3: F.max_unpool3d}
 
-# (input shape, kernel, stride, padding, output_size); stride < kernel gives repeated indices
-UNPOOL_CASES = [
-    ((2, 3, 10), 2, None, 0, None),
-    ((1, 2, 9), 3, 2, 1, None),
-    ((1, 2, 9), 2, 2, 0, (9,)),
-    ((2, 3, 8, 8), 2, None, 0, None),
-    ((2, 3, 8, 9), 2, None, 0, (8, 9)),
-    ((1, 2, 9, 7), (3, 2), (2, 1), (1, 0), None),
-    ((2, 1, 9, 9), 2, 2, 0, (1, 1, 9, 9)),
-    ((1, 2, 4, 6, 6), 2, None, 0, None),
-    ((1, 2, 5, 6, 7), 2, None, 0, (5, 6, 7)),
-    ((1, 1, 6, 7, 5), (3, 2, 2), (2, 1, 2), (1, 0, 1), (6, 7, 5)),
-]
+UNPOOL_CASES = [_args(c, "kernel_size", "stride", "padding", "output_size")
+                for c in samples(family="window", tags={"vs_torch"}) if c.op.startswith("max_unpool")]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -298,42 +217,10 @@ def test_max_unpool_unbatched_zero_batch_int32_indices_readonly(rng):
     assert z.shape == (0, 2, 4, 4, 4) and z.dtype == np.float16
 
 
-def test_max_unpool_errors(rng):
-    x = rand(rng, (1, 2, 3, 3))
-    good = np.zeros(x.shape, np.int64)
-    bad = good.copy()
-    bad[0, 1, 2, 0] = 36
-    with pytest.raises(ValueError, match=r"max_unpool2d: indices\[0, 1, 2, 0\]=36 is outside the output plane of 36"):
-        F.max_unpool2d(x, bad, 2)
-    bad[0, 1, 2, 0] = -1
-    with pytest.raises(ValueError, match=r"indices\[0, 1, 2, 0\]=-1"):
-        F.max_unpool2d(x, bad, 2)
-    with pytest.raises(ValueError, match=r"indices\[0, 0, 0\]=10"):
-        F.max_unpool1d(np.ones((1, 1, 4), np.float32), np.array([[[10, 0, 0, 0]]]), 2, output_size=(9,))
-    with pytest.raises(TypeError, match="max_unpool2d: indices has dtype float32"):
-        F.max_unpool2d(x, good.astype(np.float32), 2)
-    with pytest.raises(ValueError, match=r"indices has shape \(1, 2, 3\)"):
-        F.max_unpool2d(x, good[:, :, 0], 2)
-    with pytest.raises(TypeError, match="max_unpool2d: input has dtype bool; expected float16, float32, float64, int8"):
-        F.max_unpool2d(good > 0, good, 2)  # integer input is accepted: tests/test_integer_pooling.py
-    with pytest.raises(ValueError, match=r"output_size=\(9, 6\) is invalid in spatial dim 0.*between 4 and 8"):
-        F.max_unpool2d(x, good, 2, output_size=(9, 6))
-    with pytest.raises(ValueError, match="output_size=.*must have 2 or 4 entries"):
-        F.max_unpool2d(x, good, 2, output_size=(6, 6, 6))
-    with pytest.raises(TypeError, match="indices must be a numpy.ndarray"):
-        F.max_unpool2d(x, good.tolist(), 2)
-
-
 # ---- fractional max pooling --------------------------------------------------------
 
-# (input shape, kernel, output_size, output_ratio)
-FRACTIONAL_CASES = [
-    ((2, 3, 9, 11), (2, 3), (4, 5), None),
-    ((1, 2, 10, 10), 3, None, (0.5, 0.7)),
-    ((1, 2, 7, 8), 1, (7, 3), None),
-    ((2, 2, 6, 9), 2, (5, 1), None),
-    ((1, 1, 13, 5), (3, 2), None, 0.5),
-]
+FRACTIONAL_CASES = [_args(c, "kernel_size", "output_size", "output_ratio")
+                    for c in samples(op="fractional_max_pool2d", tags={"vs_torch"})]
 
 
 def samples_for(shape, seed, dtype):
@@ -408,24 +295,10 @@ def test_fractional_max_pool2d_unbatched_noncontiguous_readonly_zero_batch(rng):
     assert z.shape == zi.shape == (0, 2, 3, 3) and zi.dtype == np.int64
 
 
-def test_fractional_max_pool2d_errors(rng):
-    x = rand(rng, (1, 3, 9, 9))
-    with pytest.raises(ValueError, match="give output_size or output_ratio"):
-        F.fractional_max_pool2d(x, 2)
-    with pytest.raises(ValueError, match=r"kernel_size \(3, 3\) and output size \(8, 8\) do not fit input \(9, 9\)"):
-        F.fractional_max_pool2d(x, 3, 8)
-    with pytest.raises(ValueError, match=r"_random_samples has shape \(1, 2, 2\)"):
-        F.fractional_max_pool2d(x, 3, 3, _random_samples=np.zeros((1, 2, 2)))
-    with pytest.raises(ValueError, match="seed or _random_samples, not both"):
-        F.fractional_max_pool2d(x, 3, 3, seed=1, _random_samples=np.zeros((1, 3, 2)))
-    with pytest.raises(ValueError, match=r"_random_samples must lie in \[0, 1\]"):
-        F.fractional_max_pool2d(x, 3, 3, _random_samples=np.full((1, 3, 2), 1.5))
-    with pytest.raises(ValueError, match="output_ratio=1.5"):
-        F.fractional_max_pool2d(x, 3, output_ratio=1.5)
-    with pytest.raises(TypeError, match="fractional_max_pool2d: input has dtype int64"):
-        F.fractional_max_pool2d(np.zeros((1, 1, 4, 4), np.int64), 2, 2)
-    with pytest.raises(ValueError, match="input must have 4 dims"):
-        F.fractional_max_pool2d(rand(rng, (1, 1, 1, 4, 4)), 2, 2)
+@pytest.mark.parametrize("e", error_inputs(family="window"), ids=str)
+def test_errors(e):
+    with pytest.raises(e.error, match=e.match):
+        e.call(F)
 
 
 def test_registered_in_dispatch():
@@ -448,7 +321,7 @@ def test_repeated_calls_run_their_plan_and_check_the_rest(rng):
     second call of each kind, batched and unbatched, gives the reference's result again;
     index values are still checked on every call, and errors are never kept."""
     x = rand(rng, (2, 3, 6, 4))
-    cols = fold_columns(rng, 2, 3, (6, 4), 2, 1, 1, 1, np.float32)
+    cols = rand(rng, (2, 3 * 2 * 2, 7 * 5))  # unfold's (C * k * k, blocks) of a 6x4 image, kernel 2, padding 1
     v, i = TF.max_pool2d(t(x), 2, return_indices=True)
     v, i = v.numpy(), i.numpy()
     for _ in range(2):

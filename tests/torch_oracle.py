@@ -28,14 +28,22 @@ def _activation(y, activation):
     return y
 
 
-def conv(spec, x, w, b):
-    """Forward conv (channels-first NumPy arrays) as torch computes it, in float64."""
+def has_answer(spec) -> bool:
+    """False where torch has no answer: symmetric padding, reflect pads not smaller than the
+    input, circular pads larger than it."""
     mode = spec.padding_mode
     if mode not in _TORCH_MODE:
+        return False
+    return not any(mode == "reflect" and max(pb, pe) >= n or mode == "circular" and max(pb, pe) > n
+                   for n, (pb, pe) in zip(spec.in_size, spec.pads))
+
+
+def conv(spec, x, w, b):
+    """Forward conv (channels-first NumPy arrays) as torch computes it, in float64; None
+    where torch has no answer (``has_answer``)."""
+    if not has_answer(spec):
         return None
-    for n, (pb, pe) in zip(spec.in_size, spec.pads):
-        if mode == "reflect" and max(pb, pe) >= n or mode == "circular" and max(pb, pe) > n:
-            return None
+    mode = spec.padding_mode
     xt = torch.from_numpy(np.asarray(x, np.float64))
     if any(p != (0, 0) for p in spec.pads):
         kwargs = {"value": spec.padding_value} if mode in ("zeros", "constant") else {}

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """A performance MODEL of the GPU kernels on an H100 SXM -- not a measurement.
 
-For every layer of the workload suites (bench/workloads/*.json, float32,
+For every layer of the workload suites (fastconv/testing/workloads/*.json, float32,
 channels-first, the algorithm ``algo="auto"`` picks on the GPU) this computes, from
 the ConvSpec / PoolSpec alone:
 

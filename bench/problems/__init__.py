@@ -42,10 +42,10 @@ from .base import LAYOUTS, Problem, Unsupported
 from .conv import ConvProblem, SeparableProblem
 from .names import parse
 from .pool import AdaptivePoolProblem, GlobalPoolProblem, PoolProblem, PyramidPoolProblem
-from .suites import WORKLOADS, load_suite, problem_from_layer, suite_about, suite_names
+from .suites import load_suite, problem_from_layer, suite_about, suite_names
 
 __all__ = [
-    "LAYOUTS", "WORKLOADS", "AdaptivePoolProblem", "ConvBackwardProblem", "ConvProblem", "GlobalPoolProblem",
-    "PoolProblem", "Problem", "PyramidPoolProblem", "SeparableProblem", "Unsupported", "backward_of", "load_suite",
-    "parse", "problem_from_layer", "suite_about", "suite_names",
+    "LAYOUTS", "AdaptivePoolProblem", "ConvBackwardProblem", "ConvProblem", "GlobalPoolProblem", "PoolProblem",
+    "Problem", "PyramidPoolProblem", "SeparableProblem", "Unsupported", "backward_of", "load_suite", "parse",
+    "problem_from_layer", "suite_about", "suite_names",
 ]

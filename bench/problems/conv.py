@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from fastconv.spec import ConvSpec, names
+from fastconv.spec import ConvSpec, SeparablePair
 
 from .base import Problem, Unsupported, with_layout
 from .calls import auto_algo, capable_algos, pads_arg, torch_layout_ok, torch_pad
@@ -118,20 +118,8 @@ class SeparableProblem(Problem):
         return self.spec.min_bytes + self.pointwise.min_bytes - 2 * middle
 
     def name(self) -> str:
-        d, p = self.spec, self.pointwise
-        parts = ["separable_conv2d", f"mb{d.batch}", f"ic{d.in_channels}oc{p.out_channels}",
-                 names.sizes("i", d.in_size), names.sizes("k", d.kernel)]
-        mult = d.out_channels // d.in_channels
-        if mult != 1:
-            parts.append(f"m{mult}")
-        if any(s != 1 for s in d.stride):
-            parts.append(names.steps("s", d.stride))
-        if any(v != 1 for v in d.dilation):
-            parts.append(names.steps("d", d.dilation))
-        if any(v != (0, 0) for v in d.pads):
-            parts.append(names.pads(d.pads))
-        parts += names.layout_dtype(False, d.dtype)
-        return "_".join(parts)
+        """The pair's name (``SeparablePair.name``) in channels-first: problems are layout-free."""
+        return SeparablePair(with_layout(self.spec, "nchw"), with_layout(self.pointwise, "nchw")).name()
 
     def _facts(self):
         d, p = self.spec, self.pointwise
@@ -144,8 +132,6 @@ class SeparableProblem(Problem):
                 tuple(self.pointwise.weight_shape)]
 
     def _pair(self, layout):
-        from fastconv.spec.conv import SeparablePair
-
         return SeparablePair(self.spec_for(layout), with_layout(self.pointwise, layout))
 
     def algorithms(self, layout):

@@ -1,16 +1,16 @@
 """Canonical problem names -> problems: ``parse(p.name()) == p``.
 
-Convolution and pooling names are the library's spec names, read by ``ConvSpec.parse``,
-``PoolSpec.parse`` and ``AdaptivePoolSpec.parse``. The composite problems that have no
-spec of their own (separable convolution, global and spatial pyramid pooling) are read
-here, with the library's token reader (:mod:`fastconv.spec.names`).
+Convolution, separable and pooling names are the library's spec names, read by
+``ConvSpec.parse``, ``SeparablePair.parse``, ``PoolSpec.parse`` and
+``AdaptivePoolSpec.parse``. The composite problems that have no spec of their own
+(global and spatial pyramid pooling) are read here, with the library's token reader (:mod:`fastconv.spec.names`).
 """
 
 from __future__ import annotations
 
 import re
 
-from fastconv.spec import AdaptivePoolSpec, ConvSpec, PoolSpec, names, resolve_adaptive_pool, resolve_conv
+from fastconv.spec import AdaptivePoolSpec, ConvSpec, PoolSpec, SeparablePair, names, resolve_adaptive_pool
 
 from .backward import ConvBackwardProblem
 from .base import Problem
@@ -25,7 +25,7 @@ def parse(text: str) -> Problem:
     if re.match(r"conv(_transpose)?[123]d_", text):
         return ConvProblem(ConvSpec.parse(text))
     if text.startswith("separable_conv2d_"):
-        return _separable(text)
+        return SeparableProblem(*SeparablePair.parse(text))
     if re.match(r"(max|avg|lp)_pool[123]d", text):
         return PoolProblem(PoolSpec.parse(text))
     if re.match(r"adaptive_(max|avg)_pool[123]d", text):
@@ -39,20 +39,6 @@ def parse(text: str) -> Problem:
 
 def _shape(f: dict, channels: int) -> tuple:
     return (f.get("mb", 1), channels, *f["in"])
-
-
-def _separable(text: str) -> SeparableProblem:
-    """``separable_conv2d_mb<N>_ic<C>oc<K>_i<sizes>_k<sizes>[_m<M>][_s..][_d..][_p..][_f64]``."""
-    where = f"parse: {text!r}"
-    f = names.read(where, text[len("separable_conv2d_"):], 2,
-                   ("mb", "ic_oc", "in", "kernel", "stride", "dilation", "pads", "dtype"),
-                   (("multiplier", r"m(\d+)", lambda m: int(m.group(1))),))
-    names.require(where, f, "ic_oc", "in", "kernel")
-    (c, oc), mult, dtype = f["ic_oc"], f.get("multiplier", 1), f.get("dtype", "float32")
-    dw = resolve_conv("conv2d", _shape(f, c), (c * mult, 1, *f["kernel"]), stride=f.get("stride", 1),
-                      padding=f.get("pads", 0), dilation=f.get("dilation", 1), groups=c, dtype=dtype)
-    pw = resolve_conv("conv2d", dw.output_shape, (oc, c * mult, 1, 1), dtype=dtype)
-    return SeparableProblem(dw, pw)
 
 
 def _global(text: str, mode: str, nd: int, rest: str) -> GlobalPoolProblem:

@@ -1,35 +1,27 @@
-"""Workload suites (``bench/workloads/*.json``) and their layers as problems."""
+"""Workload suites (``fastconv/testing/workloads/*.json``, package data) and their layers as problems."""
 
 from __future__ import annotations
 
-import json
 import re
-from pathlib import Path
 
 from fastconv.spec import resolve_adaptive_pool, resolve_conv, resolve_pool
+from fastconv.testing import workloads
+from fastconv.testing.workloads import suite_names
 
 from .base import Problem
 from .conv import ConvProblem, SeparableProblem
 from .pool import AdaptivePoolProblem, GlobalPoolProblem, PoolProblem, PyramidPoolProblem
 
-WORKLOADS = Path(__file__).resolve().parent.parent / "workloads"
-
-
-def suite_names() -> list[str]:
-    return sorted(p.stem for p in WORKLOADS.glob("*.json"))
+__all__ = ["load_suite", "problem_from_layer", "suite_about", "suite_names"]
 
 
 def load_suite(suite: str, dtype: str = "float32") -> list[tuple[str, Problem]]:
     """[(layer name, problem)] of one suite, in file order."""
-    path = WORKLOADS / f"{suite}.json"
-    if not path.exists():
-        raise ValueError(f"unknown suite {suite!r}; the suites are: {', '.join(suite_names())}")
-    layers = json.loads(path.read_text())["layers"]
-    return [(layer["name"], problem_from_layer(layer, dtype)) for layer in layers]
+    return [(layer["name"], problem_from_layer(layer, dtype)) for layer in workloads.layers(suite)]
 
 
 def suite_about(suite: str) -> str:
-    return json.loads((WORKLOADS / f"{suite}.json").read_text()).get("about", "")
+    return workloads.about(suite)
 
 
 def problem_from_layer(layer: dict, dtype: str = "float32") -> Problem:

@@ -7,7 +7,8 @@ import numpy as np
 
 from .._arrays import check_array, check_same_dtype, shape_of
 from ..dispatch import choose
-from ..spec.conv import SeparablePair, resolve_conv
+from ..spec.conv import resolve_conv
+from ..spec.separable import SeparablePair
 from ._call import DTYPE_NAMES, batched, call_plan, check_output, execute, host_key, host_plan, plain_types, remember
 
 

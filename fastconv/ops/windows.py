@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -38,72 +37,8 @@ __all__ = [
     "unfold",
 ]
 
-from ..spec import names
 from ..spec.names import AXES as _AXES
-
-
-@dataclass(frozen=True)
-class WindowSpec:
-    """One window-op call, resolved.
-
-    ``image`` is the large spatial size and ``grid`` the window-position grid:
-    unfold image -> grid, fold grid -> image, max_unpool grid -> image,
-    fractional_max_pool2d image -> grid. ``pads`` are (begin, end) per spatial dim.
-    """
-
-    op: str
-    nd: int
-    batch: int
-    channels: int
-    image: tuple
-    grid: tuple
-    kernel: tuple
-    stride: tuple
-    dilation: tuple
-    pads: tuple
-    return_indices: bool = False
-    dtype: str = "float32"
-
-    @property
-    def taps(self) -> int:
-        return math.prod(self.kernel)
-
-    @property
-    def input_shape(self) -> tuple:
-        if self.op == "unfold" or self.op.startswith("fractional"):
-            return (self.batch, self.channels, *self.image)
-        if self.op == "fold":
-            return (self.batch, self.channels * self.taps, math.prod(self.grid))
-        return (self.batch, self.channels, *self.grid)
-
-    @property
-    def output_shape(self) -> tuple:
-        if self.op == "unfold":
-            return (self.batch, self.channels * self.taps, math.prod(self.grid))
-        if self.op.startswith("fractional"):
-            return (self.batch, self.channels, *self.grid)
-        return (self.batch, self.channels, *self.image)
-
-    def name(self) -> str:
-        axes = _AXES[self.nd]
-        parts = [f"{self.op}{'' if self.op[-2:] in ('1d', '2d', '3d') else f'{self.nd}d'}",
-                 f"mb{self.batch}", f"c{self.channels}",
-                 "".join(f"i{a}{n}" for a, n in zip(axes, self.image)),
-                 "".join(f"g{a}{n}" for a, n in zip(axes, self.grid)),
-                 "".join(f"k{a}{n}" for a, n in zip(axes, self.kernel))]
-        if any(s != 1 for s in self.stride):
-            parts.append("s" + "".join(f"{a}{n}" for a, n in zip(axes, self.stride)))
-        if any(d != 1 for d in self.dilation):
-            parts.append("d" + "".join(f"{a}{n}" for a, n in zip(axes, self.dilation)))
-        if any(p != (0, 0) for p in self.pads):
-            parts.append("p" + "".join(
-                f"{a}{b}" if b == e else f"{a}{b}.{e}" for a, (b, e) in zip(axes, self.pads)))
-        if self.dtype != "float32":
-            parts.append(names.DTYPE_TOKENS[self.dtype])
-        return "_".join(parts)
-
-    __str__ = name
-
+from ..spec.window import WindowSpec
 
 # ---- shared front-end pieces -----------------------------------------------------------
 

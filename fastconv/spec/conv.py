@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, replace
-from typing import NamedTuple
 
 from .._args import (
     ACTIVATIONS,
@@ -223,19 +222,6 @@ def split_input_shape(op: str, shape, nd: int, channels_last: bool):
     if channels_last:
         return shape[0], shape[-1], tuple(shape[1:-1])
     return shape[0], shape[1], tuple(shape[2:])
-
-
-class SeparablePair(NamedTuple):
-    """One separable_conv2d call: its depthwise spec, then the pointwise spec on the
-    depthwise output (the separable family of the dispatch table takes it)."""
-
-    depthwise: ConvSpec
-    pointwise: ConvSpec
-
-    op = "separable_conv2d"
-
-    def name(self) -> str:
-        return f"{self.depthwise.name()} then {self.pointwise.name()}"
 
 
 def resolve_conv(

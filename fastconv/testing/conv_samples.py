@@ -1,25 +1,34 @@
-"""Convolution samples shared by tests/ and bench/.
+"""Convolution samples shared by tests/ and bench/, registered as the conv family of the
+op registry (fastconv.testing.registry).
 
 A sample is a plain description (op, shapes, keyword arguments, dtype) that prints as
 its ConvSpec name, so it serves as a pytest id. ``conv_samples()`` returns curated
 cases plus a seeded draw from the cartesian product of the argument groups, sized by
 FASTCONV_NUM_CASES (CI runs small, a deep run sets it large).
+
+Tags say what a sample is, so tests select by tag: where it comes from (``curated``,
+``drawn``, ``workload``), what its geometry has (``1d``/``2d``/``3d``, ``transposed``,
+``strided``, ``dilated``, ``grouped``, ``depthwise``, ``pointwise``, ``padding_mode``,
+``activation``, ``no_bias``, the dtype name), and what else a test should run it through
+(``channels_last``: the layout test takes these).
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import random
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
+from functools import partial
 
 import numpy as np
 
+from .. import reference
 from ..spec.conv import resolve_conv
-
-WORKLOADS = Path(__file__).resolve().parents[2] / "bench" / "workloads"
+from . import workloads
+from .conv_errors import ERRORS
+from .op_sample import op_sample
+from .registry import OpInfo, register_op
 
 
 @dataclass(frozen=True)
@@ -74,49 +83,79 @@ class ConvSample:
 
 
 def sample(op, input_shape, weight_shape, dtype="float64", bias=True, tags=(), **kwargs) -> ConvSample:
+    """A ConvSample carrying ``tags`` and the tags its arguments imply."""
+    nd = len(input_shape) - 2
+    implied = {f"{nd}d", dtype}
+    for name, tag in (("stride", "strided"), ("dilation", "dilated")):
+        if any(v != 1 for v in _per_dim(kwargs.get(name, 1), nd)):
+            implied.add(tag)
+    groups = kwargs.get("groups", 1)
+    if groups > 1:
+        implied.add("grouped")
+    if groups == input_shape[1] > 1 and not op.startswith("conv_transpose"):
+        implied.add("depthwise")
+    if all(k == 1 for k in weight_shape[2:]):
+        implied.add("pointwise")
+    if kwargs.get("padding_mode", "zeros") != "zeros":
+        implied.add("padding_mode")
+    if kwargs.get("activation"):
+        implied.add("activation")
+    if op.startswith("conv_transpose"):
+        implied.add("transposed")
+    if not bias:
+        implied.add("no_bias")
     return ConvSample(op, tuple(input_shape), tuple(weight_shape), tuple(sorted(kwargs.items())), dtype, bias,
-                      frozenset(tags))
+                      frozenset(tags) | implied)
+
+
+def _with_tag(samples, tag) -> list[ConvSample]:
+    return [replace(s, tags=s.tags | {tag}) for s in samples]
 
 
 def curated() -> list[ConvSample]:
     """Hand-picked cases: each names a corner that has broken kernels before."""
+    return _with_tag(_curated() + depthwise_curated() + pointwise_curated() + dilated_curated(), "curated")
+
+
+def _curated() -> list[ConvSample]:
     s = sample
+    cl = {"channels_last"}  # also run channels-last by the layout test (tests/test_conv.py)
     return [
-        s("conv2d", (2, 3, 7, 9), (4, 3, 3, 3), padding=1),
+        s("conv2d", (2, 3, 7, 9), (4, 3, 3, 3), padding=1, tags=cl),
         s("conv2d", (1, 17, 7, 7), (5, 17, 3, 3), stride=2, padding=1, dtype="float32"),  # odd channels, stride tail
         s("conv2d", (2, 4, 9, 8), (6, 2, 3, 3), groups=2, dilation=2, padding=2),
-        s("conv2d", (1, 6, 8, 8), (6, 1, 3, 3), groups=6, padding=1, tags={"depthwise"}),
+        s("conv2d", (1, 6, 8, 8), (6, 1, 3, 3), groups=6, padding=1, tags={"depthwise", *cl}),
         s("conv2d", (2, 4, 9, 7), (12, 1, 3, 3), groups=4, stride=2, padding=((1, 2), (0, 1)),
           tags={"depthwise"}),  # channel multiplier 3, per-side pads
         s("conv2d", (1, 8, 6, 6), (4, 8, 1, 1), tags={"pointwise"}),
-        s("conv2d", (1, 8, 7, 6), (4, 8, 1, 1), stride=2, tags={"pointwise"}),
+        s("conv2d", (1, 8, 7, 6), (4, 8, 1, 1), stride=2, tags={"pointwise", *cl}),
         s("conv2d", (2, 6, 5, 4), (4, 3, 1, 1), groups=2, activation="relu", tags={"pointwise"}),
         s("conv3d", (1, 5, 3, 4, 5), (7, 5, 1, 1, 1), stride=(1, 2, 1), dtype="float16", tags={"pointwise"}),
         s("conv2d", (1, 3, 5, 5), (2, 3, 5, 5), padding=1),  # kernel larger than the padding
-        s("conv2d", (1, 2, 7, 9), (3, 2, 3, 2), stride=2, padding="same"),
+        s("conv2d", (1, 2, 7, 9), (3, 2, 3, 2), stride=2, padding="same", tags=cl),
         s("conv2d", (1, 2, 6, 5), (3, 2, 2, 3), stride=(3, 2), padding="same"),  # even kernel, odd extra pad at end
         s("conv2d", (1, 2, 5, 6), (3, 2, 3, 3), padding="full", dilation=(1, 2)),
-        s("conv2d", (1, 2, 6, 6), (3, 2, 3, 3), padding="valid", activation="relu"),
+        s("conv2d", (1, 2, 6, 6), (3, 2, 3, 3), padding="valid", activation="relu", tags=cl),
         s("conv2d", (1, 2, 6, 6), (3, 2, 3, 3), padding=2, activation="relu6", dtype="float32"),
         s("conv2d", (1, 3, 4, 5), (2, 3, 3, 3), padding=6, padding_mode="reflect"),  # pad beyond the input
-        s("conv2d", (1, 3, 4, 5), (2, 3, 3, 3), padding=(5, 7), padding_mode="circular"),
+        s("conv2d", (1, 3, 4, 5), (2, 3, 3, 3), padding=(5, 7), padding_mode="circular", tags=cl),
         s("conv2d", (1, 3, 4, 5), (2, 3, 3, 3), padding=((3, 1), (0, 9)), padding_mode="symmetric"),
         s("conv2d", (1, 3, 4, 5), (2, 3, 3, 3), padding=3, padding_mode="replicate"),
-        s("conv2d", (1, 3, 4, 5), (2, 3, 3, 3), padding=2, padding_mode="constant", padding_value=-1.5),
+        s("conv2d", (1, 3, 4, 5), (2, 3, 3, 3), padding=2, padding_mode="constant", padding_value=-1.5, tags=cl),
         s("conv2d", (2, 6, 9, 9), (4, 6, 3, 3), padding=1, dtype="float16"),
         s("conv1d", (2, 5, 17), (4, 5, 3), padding=((4, 0),), dilation=2),  # causal TCN
         s("conv1d", (1, 4, 31), (6, 2, 5), stride=3, groups=2, padding=2),
-        s("conv1d", (1, 4, 9), (4, 1, 3), groups=4, padding="same", padding_mode="reflect"),
+        s("conv1d", (1, 4, 9), (4, 1, 3), groups=4, padding="same", padding_mode="reflect", tags=cl),
         s("conv3d", (1, 3, 5, 6, 7), (4, 3, 3, 3, 3), padding=1),
         s("conv3d", (2, 4, 4, 5, 5), (4, 2, 2, 3, 3), stride=(1, 2, 2), groups=2, padding=((1, 0), (1, 1), (0, 2))),
         s("conv3d", (1, 4, 4, 5, 6), (4, 1, 3, 3, 3), groups=4, padding=1, padding_mode="circular",
-          dtype="float32"),  # shares its depthwise kernels with the 3-D one below; f64 lanes: the 2-D samples
+          dtype="float32", tags=cl),  # shares its depthwise kernels with the 3-D one below; f64 lanes: the 2-D samples
         s("conv_transpose2d", (2, 4, 5, 6), (4, 3, 3, 3), stride=2, padding=1, output_padding=1),
         s("conv_transpose2d", (1, 6, 4, 4), (6, 2, 4, 4), stride=2, padding=1, groups=3),
-        s("conv_transpose2d", (1, 4, 5, 5), (4, 2, 3, 3), stride=3, dilation=2, padding=((2, 0), (1, 3))),
+        s("conv_transpose2d", (1, 4, 5, 5), (4, 2, 3, 3), stride=3, dilation=2, padding=((2, 0), (1, 3)), tags=cl),
         s("conv_transpose2d", (1, 3, 4, 5), (3, 2, 2, 2), stride=2, padding="same"),
         s("conv_transpose2d", (1, 3, 4, 5), (3, 2, 3, 3), stride=2, padding="same", output_padding=1),
-        s("conv_transpose2d", (1, 3, 4, 5), (3, 2, 3, 3), padding="full"),
+        s("conv_transpose2d", (1, 3, 4, 5), (3, 2, 3, 3), padding="full", tags=cl),
         s("conv_transpose2d", (1, 3, 4, 4), (3, 2, 1, 1), stride=3, padding="same", activation="relu"),
         s("conv_transpose1d", (2, 3, 9), (3, 4, 5), stride=2, padding=2, output_padding=1),
         s("conv_transpose3d", (1, 4, 3, 4, 4), (4, 2, 2, 3, 3), stride=2, padding=1, dtype="float32"),
@@ -145,7 +184,7 @@ def curated() -> list[ConvSample]:
         # kernel == stride, 16+ channels: one GEMM, then a depth-to-space copy in channels-last
         s("conv_transpose2d", (1, 6, 3, 4), (6, 16, 2, 2), stride=2, activation="relu", dtype="float16"),
         s("conv_transpose3d", (1, 4, 2, 3, 2), (4, 16, 2, 3, 2), stride=(2, 3, 2)),
-    ] + depthwise_curated() + pointwise_curated() + dilated_curated()
+    ]
 
 
 def depthwise_curated() -> list[ConvSample]:
@@ -241,13 +280,13 @@ def drawn(count: int, seed: int = 0) -> list[ConvSample]:
     out = []
     for geometry, dilation, (c, k, g), mode, dtype in combos[:count]:
         out.append(sample("conv2d", (2, c, 9, 8), (k, c // g, 3, 3), dtype=dtype, dilation=dilation, groups=g,
-                          padding_mode=mode, **geometry))
+                          padding_mode=mode, tags={"drawn"}, **geometry))
     return out
 
 
 def workload_layers(suite: str, scale_channels: int = 8, scale_spatial: int = 4) -> list[ConvSample]:
-    """Real layers from bench/workloads, shrunk (channels / scale, spatial / scale) for tests."""
-    layers = json.loads((WORKLOADS / f"{suite}.json").read_text())["layers"]
+    """Real layers of a workload suite, shrunk (channels / scale, spatial / scale) for tests."""
+    layers = workloads.layers(suite)
     out = []
     for layer in layers:
         if not layer["op"].startswith("conv"):
@@ -272,7 +311,7 @@ def workload_layers(suite: str, scale_channels: int = 8, scale_spatial: int = 4)
         extent = [d * (k - 1) + 1 for d, k in zip(_per_dim(kwargs.get("dilation", 1), len(sp)), w[2:])]
         sp = [max(s, e) for s, e in zip(sp, extent)]
         out.append(sample(layer["op"], (min(n, 2), cs, *sp), w, dtype="float32", groups=g,
-                          tags={f"{suite}:{layer['name']}"}, **kwargs))
+                          tags={f"{suite}:{layer['name']}", "workload"}, **kwargs))
     return out
 
 
@@ -281,5 +320,48 @@ def _per_dim(value, nd):
 
 
 def conv_samples(seed: int = 0) -> list[ConvSample]:
+    """The curated cases and FASTCONV_NUM_CASES (24 by default) drawn ones: every ConvSample
+    the registry holds (workload layers are built on request, by ``workload_layers``)."""
     budget = int(os.environ.get("FASTCONV_NUM_CASES", "24"))
     return curated() + drawn(budget, seed)
+
+
+def conv_op_samples() -> list:
+    """The conv ops as OpSamples (one each, float32, tagged ``every_op``), for tests over every op."""
+    s = op_sample
+    geo = ("stride", "padding", "dilation")
+    return [
+        s("conv1d", (1, 2, 9), (3, 2, 3), (3,), padding=1, geometry=geo, huge=(("padding", 10**9),),
+          tags={"conv"}),
+        s("conv2d", (1, 2, 9, 9), (3, 2, 3, 3), (3,), padding=1, geometry=geo, huge=(("padding", 10**6),),
+          tags={"conv"}),
+        s("conv3d", (1, 1, 4, 5, 5), (2, 1, 3, 3, 3), padding=1, geometry=geo, huge=(("padding", 10**5),),
+          tags={"conv"}),
+        s("conv_transpose2d", (1, 2, 9, 9), (2, 3, 3, 3), stride=2, padding=1, geometry=("stride", "padding"),
+          huge=(("stride", 10**6),), tags={"conv", "transposed"}),
+        s("conv_transpose1d", (1, 2, 9), (2, 3, 4), stride=2, geometry=("stride", "padding", "dilation"),
+          huge=(("stride", 10**9),), tags={"conv", "transposed"}),
+        s("depthwise_conv2d", (1, 3, 8, 8), (3, 1, 3, 3), padding=1, geometry=geo, huge=(("padding", 10**6),),
+          tags={"conv", "depthwise"}),
+        s("pointwise_conv2d", (1, 4, 5, 5), (3, 4, 1, 1), tags={"conv", "pointwise"}),
+    ]
+
+
+CONV_OPS = ("conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
+            "depthwise_conv2d", "pointwise_conv2d")
+
+
+def _op_samples(op: str) -> list:
+    return [s for s in conv_samples() + conv_op_samples() if s.op == op]
+
+
+def _op_errors(op: str) -> list:
+    return [e for e in ERRORS if e.op == op]
+
+
+for _op in CONV_OPS:
+    register_op(OpInfo(
+        _op, "conv", samples=partial(_op_samples, _op), error_inputs=partial(_op_errors, _op),
+        reference={"depthwise_conv2d": reference.depthwise_conv, "pointwise_conv2d": reference.pointwise_conv}.get(
+            _op, reference.conv_transpose if _op.startswith("conv_transpose") else reference.conv),
+    ))

@@ -28,7 +28,7 @@ from numba import prange, types
 from ...._cache import cached_plan
 from ...._threads import balanced, restore
 from ....kernels.inline import inline_helper
-from ..._jit import parallel_kernel, simd, specialised_kernel
+from ..._jit import Simd, parallel_kernel, simd, specialised_kernel
 from ...vector.fma_tile import REVISION, fma_tile, pack_weight_block, shapes_literal
 
 # ---------------------------------------------------------------------------------------
@@ -59,7 +59,7 @@ class TileShape(NamedTuple):
         return f"p{self.pixels}v{self.v}_{'f32' if self.dtype == 'float32' else 'f64'}"
 
 
-def tile_shape(out_per_group: int, dtype: str) -> TileShape:
+def tile_shape(out_per_group: int, dtype: str, registers: Simd | None = None) -> TileShape:
     """The register tiles for a group of ``out_per_group`` output channels.
 
     V covers the group's channels with the fewest wasted lanes: two full vectors when
@@ -68,9 +68,10 @@ def tile_shape(out_per_group: int, dtype: str) -> TileShape:
     accumulator vectors per pixel, 14 on AVX-512 (32 registers), 6 on AVX2. Tiles of
     one row come in widths P, P/2, 4, 2, 1; narrow planes get tiles of several rows
     (2x7, 3x4, 4x3, 7x2, 8x1 on AVX-512) so that every weight load still feeds about P
-    pixels.
+    pixels. ``registers`` is the target's (``simd()``, the default); tests pass others to
+    check the plans of other CPUs.
     """
-    width, registers = simd()
+    width, registers = registers or simd()
     lanes = width // np.dtype(dtype).itemsize
     if out_per_group > lanes:
         n_vec = 2

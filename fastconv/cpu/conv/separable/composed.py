@@ -1,4 +1,4 @@
-"""The separable family on the CPU (spec.conv.SeparablePair): "composed", the depthwise
+"""The separable family on the CPU (spec.separable.SeparablePair): "composed", the depthwise
 convolution then the pointwise one, each through the conv family's own algo="auto"
 choice; the fused channels-last kernel is in conv/separable/fused.py."""
 

@@ -31,7 +31,7 @@ from ...._threads import balanced, restore
 from ....dispatch import register
 from ....kernels.activation import ACTIVATION_CODES
 from ....kernels.geometry import geometry3
-from ....spec.conv import SeparablePair
+from ....spec.separable import SeparablePair
 from ..._jit import simd, specialised_kernel
 from ...layout import kernel_array
 from ...vector.depthwise_row import REVISION as DW_REVISION
