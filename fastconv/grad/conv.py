@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._arrays import backend_of, check_array, check_float, check_same_dtype, is_cuda_array, shape_of, to_host
 from .._args import is_int
+from .._arrays import backend_of, check_array, check_float, check_same_dtype, like_input, shape_of, to_host
 from ..ops._call import batched, check_output, execute
 from ..ops._spec_cache import DTYPE_NAMES
 from ..spec.conv import resolve_conv
@@ -88,8 +88,7 @@ def _weight_grad(op, fwd_op, nd, input, weight_size, grad_output, channels_last,
                             dilation=spec.dilation, groups=spec.groups, channels_last=channels_last,
                             dtype=DTYPE_NAMES[dtype])
         arrays = (g, x)
-    result = execute("conv_weight_grad", backend, spec, algo, arrays[0], arrays, False, _zeros(wsize, dtype))
-    return result
+    return execute("conv_weight_grad", backend, spec, algo, arrays[0], arrays, False, _zeros(wsize, dtype))
 
 
 def _conv_args(stride, padding, dilation, groups, padding_mode, padding_value):
@@ -205,8 +204,4 @@ def conv_bias(grad_output, *, channels_last=False):
     g = to_host(grad_output)
     axes = tuple(range(g.ndim - 1)) if channels_last else (0, *range(2, g.ndim))
     total = g.sum(axis=axes, dtype=np.float32 if dtype == np.float16 else dtype).astype(dtype)
-    if is_cuda_array(grad_output):
-        from .._arrays import like_input
-
-        return like_input(total, grad_output)
-    return total
+    return like_input(total, grad_output)
