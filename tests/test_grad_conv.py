@@ -187,3 +187,135 @@ def test_matches_torch_autograd_low_precision(s, rng):
     for got, expected, bound in zip(_grads(s, x, w, g), want, bounds):
         assert got.dtype == dtype
         assert np.all(np.abs(got.astype(np.float64) - expected) <= bound + 1e-30)
+
+
+# ---- corners the registry lacks: output_padding a whole stride past the input -------------
+
+OUTPUT_PADDING_PAST = [
+    sample("conv_transpose2d", (2, 4, 5, 4), (4, 3, 3, 2), stride=1, dilation=2, output_padding=1, padding=1),
+    sample("conv_transpose1d", (1, 2, 6), (2, 4, 3), stride=2, dilation=3, output_padding=2, padding=((0, 2),)),
+]
+
+
+@pytest.mark.parametrize("s", OUTPUT_PADDING_PAST, ids=str)
+def test_output_padding_past_the_stride(s, rng):
+    """output_padding >= stride (allowed while below dilation): the adjoint forward conv gives rows
+    past the transposed conv's input, which the input gradient drops and the weight gradient never reads."""
+    x, w, g = _arrays(s, rng)
+    want = _torch_grads(s, x, w, g)
+    for got, expected in zip(_grads(s, x, w, g), want):
+        assert _relative(got, expected) <= 1e-10
+
+
+# ---- layouts, bias, shapes ---------------------------------------------------------------
+
+LAYOUT_SAMPLES = [s for s in SAMPLES if "depthwise" in s.tags or s.transposed or s.args.get("padding_mode")][:12]
+
+
+@pytest.mark.parametrize("s", LAYOUT_SAMPLES, ids=str)
+def test_channels_last(s, rng):
+    x, w, g = _arrays(s, rng)
+    first = _grads(s, x, w, g)
+    last = _grads(s, x, w, g, channels_last=True)
+    for a, b in zip(last, first):
+        assert _relative(a, b) <= 1e-12
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_conv_bias(dtype, channels_last, rng):
+    g = rng.standard_normal((3, 5, 4, 6)).astype(dtype)
+    got = G.conv_bias(np.moveaxis(g, 1, -1) if channels_last else g, channels_last=channels_last)
+    want = g.astype(np.float64).sum(axis=(0, 2, 3))
+    assert got.dtype == dtype and got.shape == (5,)
+    bound = 24 * np.finfo(np.float32 if dtype != np.float64 else dtype).eps * np.abs(g.astype(np.float64)).sum((0, 2, 3))
+    if dtype == np.float16:
+        bound += np.finfo(np.float16).eps * np.abs(want)
+    assert np.all(np.abs(got - want) <= bound)
+
+
+def test_unbatched_zero_batch_and_untouched_inputs(rng):
+    s = sample("conv2d", (1, 4, 6, 5), (6, 2, 3, 3), groups=2, padding=1, padding_mode="replicate")
+    x, w, g = _arrays(s, rng)
+    gi, gw = _grads(s, x, w, g)
+    for a in (x, w, g):
+        a.setflags(write=False)
+    ui = G.conv2d_input(x.shape[1:], w, g[0], padding=1, groups=2, padding_mode="replicate")
+    uw = G.conv2d_weight(x[0], w.shape, g[0], padding=1, groups=2, padding_mode="replicate")
+    np.testing.assert_array_equal(ui, gi[0])
+    np.testing.assert_array_equal(uw, gw)
+    # non-contiguous grad_output: a view of a larger array
+    big = np.zeros((1, 6, 12, 5))
+    big[:, :, ::2] = g
+    np.testing.assert_array_equal(G.conv2d_input(x.shape, w, big[:, :, ::2], padding=1, groups=2,
+                                                 padding_mode="replicate"), gi)
+    empty_x, empty_g = np.zeros((0, 4, 6, 5)), np.zeros((0, 6, 6, 5))
+    assert G.conv2d_input(empty_x.shape, w, empty_g, padding=1, groups=2).shape == empty_x.shape
+    assert not G.conv2d_weight(empty_x, w.shape, empty_g, padding=1, groups=2).any()
+
+
+# ---- algorithms and determinism ----------------------------------------------------------
+
+def test_algorithms_and_algo_choice(rng):
+    dw = dict(groups=8, padding=1)
+    assert fastconv.algorithms("conv2d_weight", (2, 8, 9, 9), (8, 1, 3, 3), **dw) == ["direct", "depthwise"]
+    assert fastconv.algorithms("conv2d_weight", (2, 8, 9, 9), (8, 4, 3, 3), groups=2) == ["direct"]
+    assert fastconv.algorithms("conv_transpose2d_input", (2, 8, 9, 9), (8, 4, 3, 3), stride=2) == ["adjoint"]
+    x, g = rng.standard_normal((2, 8, 9, 9)), rng.standard_normal((2, 8, 9, 9))
+    want = _torch_grads(sample("conv2d", x.shape, (8, 1, 3, 3), **dw), x, np.zeros((8, 1, 3, 3)), g)[1]
+    for algo in ("direct", "depthwise", "auto"):
+        assert _relative(G.conv2d_weight(x, (8, 1, 3, 3), g, algo=algo, **dw), want) <= 1e-12
+    with pytest.raises(ValueError, match="algo='depthwise' cannot serve.*the ones that can: direct"):
+        G.conv2d_weight(x, (8, 4, 3, 3), g, groups=2, padding=1, algo="depthwise")
+    with pytest.raises(ValueError, match="unknown algo='winograd'"):
+        G.conv2d_input(x.shape, np.zeros((8, 1, 3, 3)), g, padding=1, groups=8, algo="winograd")
+
+
+DETERMINISM = [
+    sample("conv2d", (2, 16, 14, 13), (24, 16, 3, 3), dtype="float32", stride=2, padding=1),
+    sample("conv2d", (3, 40, 15, 16), (40, 1, 3, 3), dtype="float32", groups=40, padding="same",
+           padding_mode="reflect"),
+    sample("conv_transpose2d", (2, 12, 6, 7), (12, 8, 4, 4), dtype="float32", stride=2, padding=1),
+]
+
+
+@pytest.mark.parametrize("s", DETERMINISM, ids=str)
+def test_bitwise_deterministic_across_runs_and_threads(s, rng):
+    x, w, g = _arrays(s, rng, np.float32)
+    old = numba.get_num_threads()
+    try:
+        runs = []
+        for threads in (1, 2, 2, 1):
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            runs.append(_grads(s, x, w, g) + (G.conv_bias(g),))
+    finally:
+        numba.set_num_threads(old)
+    for run in runs[1:]:
+        for a, b in zip(run, runs[0]):
+            assert a.tobytes() == b.tobytes()
+
+
+# ---- errors ------------------------------------------------------------------------------
+
+def test_errors_name_the_argument(rng):
+    x, w = np.zeros((1, 4, 6, 6)), np.zeros((3, 4, 3, 3))
+    g = np.zeros((1, 3, 4, 4))
+    with pytest.raises(ValueError, match=r"conv2d_input: grad_output has shape \(1, 3, 5, 5\).*gives output "
+                                         r"\(1, 3, 4, 4\)"):
+        G.conv2d_input(x.shape, w, np.zeros((1, 3, 5, 5)))
+    with pytest.raises(ValueError, match=r"conv2d_weight: grad_output has shape \(1, 3, 6, 6\)"):
+        G.conv2d_weight(x, w.shape, np.zeros((1, 3, 6, 6)))
+    with pytest.raises(ValueError, match=r"conv2d_input: input_size=\(4, 6\) has 2 entries; expected 4"):
+        G.conv2d_input((4, 6), w, g)
+    with pytest.raises(ValueError, match=r"conv2d_weight: weight_size=\(3, 4, 3\) has 3 entries; expected 4"):
+        G.conv2d_weight(x, (3, 4, 3), g)
+    with pytest.raises(ValueError, match="input has 4 channels but weight expects 6"):
+        G.conv2d_weight(x, (3, 3, 3, 3), g, groups=2)
+    with pytest.raises(TypeError, match="conv2d_input: weight has dtype float32 but grad_output has dtype float64"):
+        G.conv2d_input(x.shape, w.astype(np.float32), g)
+    with pytest.raises(TypeError, match="conv2d_input: input_size=.* must be a tuple of non-negative ints"):
+        G.conv2d_input((1, 4, 6.5, 6), w, g)
+    with pytest.raises(ValueError, match=r"conv_transpose2d_weight: grad_output has shape \(1, 4, 6, 6\)"):
+        G.conv_transpose2d_weight(g, (3, 4, 3, 3), np.zeros((1, 4, 6, 6)), stride=2)
+    with pytest.raises(ValueError, match="conv_bias: grad_output must have 3 to 5 dims"):
+        G.conv_bias(np.zeros((3, 4)))
