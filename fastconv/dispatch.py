@@ -55,6 +55,8 @@ _MODULES = {
     ("fractional_max_pool", "cpu"): ("fastconv.cpu.windows",),
     ("conv", "cuda"): ("fastconv.cuda",),
     ("conv_transpose", "cuda"): ("fastconv.cuda",),
+    ("conv_input_grad", "cuda"): ("fastconv.cuda",),
+    ("conv_weight_grad", "cuda"): ("fastconv.cuda",),
     ("pool", "cuda"): ("fastconv.cuda",),
     ("adaptive_pool", "cuda"): ("fastconv.cuda",),
 }
