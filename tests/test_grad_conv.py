@@ -258,12 +258,12 @@ def test_unbatched_zero_batch_and_untouched_inputs(rng):
 
 def test_algorithms_and_algo_choice(rng):
     dw = dict(groups=8, padding=1)
-    assert fastconv.algorithms("conv2d_weight", (2, 8, 9, 9), (8, 1, 3, 3), **dw) == ["direct", "depthwise"]
-    assert fastconv.algorithms("conv2d_weight", (2, 8, 9, 9), (8, 4, 3, 3), groups=2) == ["direct"]
+    assert fastconv.algorithms("conv2d_weight", (2, 8, 9, 9), (8, 1, 3, 3), **dw) == ["direct", "im2col", "depthwise"]
+    assert fastconv.algorithms("conv2d_weight", (2, 8, 9, 9), (8, 4, 3, 3), groups=2) == ["direct", "im2col"]
     assert fastconv.algorithms("conv_transpose2d_input", (2, 8, 9, 9), (8, 4, 3, 3), stride=2) == ["adjoint"]
     x, g = rng.standard_normal((2, 8, 9, 9)), rng.standard_normal((2, 8, 9, 9))
     want = _torch_grads(sample("conv2d", x.shape, (8, 1, 3, 3), **dw), x, np.zeros((8, 1, 3, 3)), g)[1]
-    for algo in ("direct", "depthwise", "auto"):
+    for algo in ("direct", "im2col", "depthwise", "auto"):
         assert _relative(G.conv2d_weight(x, (8, 1, 3, 3), g, algo=algo, **dw), want) <= 1e-12
     with pytest.raises(ValueError, match="algo='depthwise' cannot serve.*the ones that can: direct"):
         G.conv2d_weight(x, (8, 4, 3, 3), g, groups=2, padding=1, algo="depthwise")
