@@ -319,3 +319,26 @@ def test_errors_name_the_argument(rng):
         G.conv_transpose2d_weight(g, (3, 4, 3, 3), np.zeros((1, 4, 6, 6)), stride=2)
     with pytest.raises(ValueError, match="conv_bias: grad_output must have 3 to 5 dims"):
         G.conv_bias(np.zeros((3, 4)))
+
+
+# ---- API surface ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", [f"conv{n}d_{w}" for n in (1, 2, 3) for w in ("input", "weight")])
+def test_positional_order_is_torch_nn_grad(name):
+    import inspect
+
+    def positional(fn):
+        return [p.name for p in inspect.signature(fn).parameters.values()
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+    theirs = positional(getattr(torch.nn.grad, name))
+    assert positional(getattr(G, name))[:len(theirs)] == theirs
+    assert name in G.__all__
+
+
+def test_docstring_examples():
+    import doctest
+
+    import fastconv.grad.conv
+
+    assert doctest.testmod(fastconv.grad.conv, optionflags=doctest.NORMALIZE_WHITESPACE).failed == 0
