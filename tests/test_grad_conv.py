@@ -275,6 +275,7 @@ DETERMINISM = [
     sample("conv2d", (2, 16, 14, 13), (24, 16, 3, 3), dtype="float32", stride=2, padding=1),
     sample("conv2d", (3, 40, 15, 16), (40, 1, 3, 3), dtype="float32", groups=40, padding="same",
            padding_mode="reflect"),
+    sample("conv2d", (2, 24, 13, 12), (48, 1, 3, 3), dtype="float32", groups=24, stride=(1, 2), padding=1),
     sample("conv_transpose2d", (2, 12, 6, 7), (12, 8, 4, 4), dtype="float32", stride=2, padding=1),
 ]
 
