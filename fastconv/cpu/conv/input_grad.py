@@ -15,10 +15,13 @@ float16 computes in float32 and rounds once at the end.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import prange
 
 from ..._arrays import working_dtype
+from ..._workspace import chunks, workspace_limit
 from ...dispatch import choose, register
 from ...kernels.geometry import lift3
 from ...kernels.padding_index import gather_lists
@@ -57,21 +60,28 @@ def _transposed_input_grad(spec, grad_output, weight):
 
 
 def _padded_input_grad(spec, grad_output, weight):
-    """Gradient w.r.t. the padded input (channels-last, working dtype), folded back."""
+    """Gradient w.r.t. the padded input (channels-last, working dtype), folded back; in chunks
+    of images whose padded gradient fits in the workspace cap (images are independent, so the
+    chunking changes nothing in the result)."""
     dtype = working_dtype(np.dtype(spec.dtype))
     padded = padded_size(spec)
-    adj = adjoint_transpose_spec(spec, ((0, 0),) * spec.nd, padded, True, dtype.name)
-    g = grad_output if spec.channels_last else np.moveaxis(grad_output, 1, -1)
-    gp = choose("conv_transpose", "cpu", adj).fn(adj, as_working(g, dtype), as_working(weight, dtype), None)
-    gp5 = gp.reshape((spec.batch, *lift3(padded, 1), spec.in_channels))
+    w = as_working(weight, dtype)
     lists = [gather_lists(n, b, e, spec.padding_mode) for n, (b, e) in
              zip(lift3(spec.in_size, 1), lift3(spec.pads, (0, 0)))]
-    out5 = np.empty((spec.batch, *lift3(spec.in_size, 1), spec.in_channels), dtype)
-    fold_padded(np.ascontiguousarray(gp5), *lists[0], *lists[1], *lists[2], out5)
-    out = out5.reshape((spec.batch, *spec.in_size, spec.in_channels))
+    g_all = grad_output if spec.channels_last else np.moveaxis(grad_output, 1, -1)
+    out = np.empty((spec.batch, *spec.in_size, spec.in_channels), np.dtype(spec.dtype))
+    per_image = math.prod(padded) * spec.in_channels * dtype.itemsize
+    for n0, n1 in chunks(spec.batch, per_image, workspace_limit()):
+        part = spec.with_(batch=n1 - n0)
+        adj = adjoint_transpose_spec(part, ((0, 0),) * spec.nd, padded, True, dtype.name)
+        gp = choose("conv_transpose", "cpu", adj).fn(adj, as_working(g_all[n0:n1], dtype), w, None)
+        gp5 = np.ascontiguousarray(gp).reshape((n1 - n0, *lift3(padded, 1), spec.in_channels))
+        out5 = np.empty((n1 - n0, *lift3(spec.in_size, 1), spec.in_channels), dtype)
+        fold_padded(gp5, *lists[0], *lists[1], *lists[2], out5)
+        out[n0:n1] = out5.reshape(out[n0:n1].shape)
     if not spec.channels_last:
         out = np.moveaxis(out, -1, 1)
-    return np.ascontiguousarray(out, dtype=np.dtype(spec.dtype))
+    return np.ascontiguousarray(out)
 
 
 @register("conv_input_grad", "cpu", "adjoint",

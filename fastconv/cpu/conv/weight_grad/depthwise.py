@@ -19,7 +19,7 @@ from ....kernels.geometry import geometry3, lift3
 from ..._jit import parallel_kernel
 from ...layout import as_working
 from ..depthwise.common import u
-from .operands import weight_from_working, weight_grad_operands
+from .operands import weight_from_working, weight_grad_chunks
 
 # Out-channels per task: a multiple of this, as few tasks as threads allow. Wider blocks
 # stream the rows in longer runs: on one thread (8x96x56x56, 3x3, float32) blocks of 16,
@@ -36,8 +36,9 @@ def channel_block(channels: int, threads: int) -> int:
 
 @parallel_kernel
 def depthwise_weight_grad_ndhwc(xp, g, out, sd, sh, sw, dd, dh, dw, multiplier, block):
-    """out (K, KD, KH, KW, 1): depthwise weight gradient from the padded input xp
-    (N, Dp, Hp, Wp, C) and g (N, OD, OH, OW, K), K = C * multiplier. Per output row and
+    """out (K, KD, KH, KW, 1) += depthwise weight gradient from the padded input xp
+    (N, Dp, Hp, Wp, C) and g (N, OD, OH, OW, K), K = C * multiplier, each sum continuing
+    from out's value (chunks of images add up as one call). Per output row and
     tap, the row's pixels add into that tap's accumulator row; indexes are flat and
     unsigned (see depthwise.common.u) so the channel loop vectorizes."""
     n_img, od_n, oh_n, ow_n, k_n = g.shape
@@ -51,7 +52,10 @@ def depthwise_weight_grad_ndhwc(xp, g, out, sd, sh, sw, dd, dh, dw, multiplier, 
     for blk in prange(blocks):
         k0 = blk * block
         k_count = min(block, k_n - k0)
-        acc = np.zeros(taps * block, out.dtype)
+        acc = np.empty(taps * block, out.dtype)
+        for tap in range(taps):
+            for j in range(k_count):
+                acc[u(tap * block + j)] = of[u((k0 + j) * taps + tap)]
         for n in range(n_img):
             for od in range(od_n):
                 for oh in range(oh_n):
@@ -151,9 +155,9 @@ def _nchw(spec, x, grad_output):
 def conv_weight_grad_depthwise(spec, x, grad_output):
     if not spec.channels_last and spec.padding_mode == "zeros":
         return _nchw(spec, x, grad_output)
-    xp, g5, dtype = weight_grad_operands(spec, x, grad_output)
     geom = geometry3(spec)
-    out = np.empty((spec.out_channels, *geom.kernel, 1), dtype)
-    depthwise_weight_grad_ndhwc(xp, g5, out, *geom.stride, *geom.dilation, spec.out_per_group,
-                                channel_block(spec.out_channels, numba.get_num_threads()))
+    out = np.zeros((spec.out_channels, *geom.kernel, 1), working_dtype(np.dtype(spec.dtype)))
+    block = channel_block(spec.out_channels, numba.get_num_threads())
+    for xp, g5 in weight_grad_chunks(spec, x, grad_output):
+        depthwise_weight_grad_ndhwc(xp, g5, out, *geom.stride, *geom.dilation, spec.out_per_group, block)
     return weight_from_working(out, spec)

@@ -11,11 +11,12 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
+from ...._arrays import working_dtype
 from ....dispatch import register
 from ....kernels.geometry import geometry3
 from ..._jit import parallel_kernel
 from ..depthwise.common import u
-from .operands import weight_from_working, weight_grad_operands
+from .operands import weight_from_working, weight_grad_chunks
 
 # Out-channels per task: each pixel's in-channel row is loaded once for this many
 # multiply-adds, and the task's gradient rows (OUT_BLOCK x Cg) stay in L1. Measured on one
@@ -25,9 +26,10 @@ OUT_BLOCK = 8
 
 @parallel_kernel
 def weight_grad_ndhwc(xp, g, out, groups, sd, sh, sw, dd, dh, dw, out_block):
-    """out (K, KD, KH, KW, Cg) = sum over n and output pixels of g (N, OD, OH, OW, K) times
-    the padded input xp (N, Dp, Hp, Wp, C) at the tap's position. Indexes the arrays flat
-    (unsigned, see depthwise.common.u) so the in-channel loop vectorizes."""
+    """out (K, KD, KH, KW, Cg) += sum over n and output pixels of g (N, OD, OH, OW, K) times
+    the padded input xp (N, Dp, Hp, Wp, C) at the tap's position, each sum continuing from
+    out's value, so chunks of images add up in the same order as one call. Indexes the
+    arrays flat (unsigned, see depthwise.common.u) so the in-channel loop vectorizes."""
     n_img, od_n, oh_n, ow_n, k_n = g.shape
     dp, hp, wp, c_n = xp.shape[1], xp.shape[2], xp.shape[3], xp.shape[4]
     kd_n, kh_n, kw_n, cg = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
@@ -48,7 +50,11 @@ def weight_grad_ndhwc(xp, g, out, groups, sd, sh, sw, dd, dh, dw, out_block):
         k0 = grp * kg + blk * out_block
         k_count = min(out_block, grp * kg + kg - k0)
         c0 = grp * cg
-        acc = np.zeros(out_block * cg, out.dtype)
+        acc = np.empty(out_block * cg, out.dtype)
+        for j in range(k_count):
+            ob = (((k0 + j) * kd_n + kd) * kh_n + kh) * kw_n + kw
+            for c in range(cg):
+                acc[u(j * cg + c)] = of[u(ob * cg + c)]
         for n in range(n_img):
             for od in range(od_n):
                 for oh in range(oh_n):
@@ -71,8 +77,8 @@ def weight_grad_ndhwc(xp, g, out, groups, sd, sh, sw, dd, dh, dw, out_block):
 @register("conv_weight_grad", "cpu", "direct",
           note="tasks own (group, out-channel block, tap) weights; fixed-order sums, no atomics")
 def conv_weight_grad_direct(spec, x, grad_output):
-    xp, g5, dtype = weight_grad_operands(spec, x, grad_output)
     geom = geometry3(spec)
-    out = np.empty((spec.out_channels, *geom.kernel, spec.in_per_group), dtype)
-    weight_grad_ndhwc(xp, g5, out, spec.groups, *geom.stride, *geom.dilation, OUT_BLOCK)
+    out = np.zeros((spec.out_channels, *geom.kernel, spec.in_per_group), working_dtype(np.dtype(spec.dtype)))
+    for xp, g5 in weight_grad_chunks(spec, x, grad_output):
+        weight_grad_ndhwc(xp, g5, out, spec.groups, *geom.stride, *geom.dilation, OUT_BLOCK)
     return weight_from_working(out, spec)

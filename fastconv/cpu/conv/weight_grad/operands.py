@@ -8,10 +8,13 @@ included), and grad_output, both channels-last, 3-D-lifted, C-contiguous, workin
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import prange
 
 from ...._arrays import working_dtype
+from ...._workspace import chunks, workspace_limit
 from ....kernels.geometry import Geometry3, geometry3
 from ....kernels.padding_index import source_index
 from ..._jit import parallel_kernel
@@ -58,16 +61,22 @@ def working_ndhwc(x, nd, channels_last, pads3, mode, value, dtype):
     return out
 
 
-def weight_grad_operands(spec, x, grad_output):
-    """(padded input (N, Dp, Hp, Wp, C), grad_output (N, OD, OH, OW, K), working dtype) of a
-    forward conv ``spec``. grad_output may have fewer output positions than ``spec.out_size``
-    (a transposed conv's weight gradient, output_padding >= stride): the kernels run over its
-    own extent."""
+def weight_grad_chunks(spec, x, grad_output, share: float = 1.0):
+    """(padded input (n, Dp, Hp, Wp, C), grad_output (n, OD, OH, OW, K)) in the working layout
+    and dtype, for consecutive chunks of images whose two copies fit in ``share`` of the
+    workspace cap (a single image larger than that is a chunk by itself). grad_output may have fewer
+    output positions than ``spec.out_size`` (a transposed conv's weight gradient,
+    output_padding >= stride): the kernels run over its own extent."""
     dtype = working_dtype(np.dtype(spec.dtype))
     geom = geometry3(spec)
-    xp = working_ndhwc(x, spec.nd, spec.channels_last, geom.pads, spec.padding_mode, spec.padding_value, dtype)
-    g5 = working_ndhwc(grad_output, spec.nd, spec.channels_last, ((0, 0),) * 3, "zeros", 0.0, dtype)
-    return xp, g5, dtype
+    padded = math.prod(n + b + e for n, (b, e) in zip(geom.in_size, geom.pads))
+    g_pixels = math.prod(grad_output.shape[1:])  # K * output pixels
+    per_image = (padded * spec.in_channels + g_pixels) * dtype.itemsize
+    for n0, n1 in chunks(spec.batch, per_image, int(workspace_limit() * share)):
+        xp = working_ndhwc(x[n0:n1], spec.nd, spec.channels_last, geom.pads, spec.padding_mode,
+                           spec.padding_value, dtype)
+        g5 = working_ndhwc(grad_output[n0:n1], spec.nd, spec.channels_last, ((0, 0),) * 3, "zeros", 0.0, dtype)
+        yield xp, g5
 
 
 def weight_from_working(w5, spec):
