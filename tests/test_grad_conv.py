@@ -165,7 +165,7 @@ def _rounding_bound(s, x, w, g, dtype):
     abs_grads = _torch_grads(s, np.abs(x), np.abs(w), np.abs(g), abs(spec.padding_value))
     fold = math.prod(-(-(n + b + e) // n) for n, (b, e) in zip(spec.in_size, spec.pads))
     taps = math.prod(spec.kernel)
-    reduction_x = taps * (spec.out_per_group if not s.transposed else spec.out_per_group) + fold
+    reduction_x = taps * spec.out_per_group + fold
     pixels = spec.in_size if s.transposed else spec.out_size
     reduction_w = spec.batch * math.prod(pixels)
     eps32 = np.finfo(np.float32).eps
