@@ -2,7 +2,8 @@
 
 Op families: "conv", "conv_transpose", "pool" (max/avg/lp windows), "adaptive_pool",
 "separable" (depthwise then pointwise in one kernel; spec.separable.SeparablePair),
-"pool_grad" and "adaptive_pool_grad" (their input gradients, on the forward's spec).
+"pool_grad" and "adaptive_pool_grad" (their input gradients, on the forward's spec),
+"conv_input_grad" and "conv_weight_grad" (fastconv.grad; the spec is the forward call's).
 Backends register on import of their modules; those are imported lazily, the first
 time a (family, backend) pair is asked for, so ``import fastconv`` stays cheap.
 ``algo="auto"`` is decided in :func:`auto_algorithm`, and nowhere else.
@@ -42,6 +43,9 @@ _MODULES = {
     ("conv", "cpu"): ("fastconv.cpu.conv.direct.run", "fastconv.cpu.conv.im2col", "fastconv.cpu.conv.depthwise.run",
                       "fastconv.cpu.conv.gemm", "fastconv.cpu.conv.taps"),
     ("conv_transpose", "cpu"): ("fastconv.cpu.conv.transpose.direct", "fastconv.cpu.conv.transpose.phases"),
+    ("conv_input_grad", "cpu"): ("fastconv.cpu.conv.input_grad",),
+    ("conv_weight_grad", "cpu"): ("fastconv.cpu.conv.weight_grad.direct", "fastconv.cpu.conv.weight_grad.im2col",
+                                     "fastconv.cpu.conv.weight_grad.depthwise"),
     ("separable", "cpu"): ("fastconv.cpu.conv.separable.composed", "fastconv.cpu.conv.separable.fused"),
     ("pool", "cpu"): ("fastconv.cpu.pool.window",),
     ("adaptive_pool", "cpu"): ("fastconv.cpu.pool.adaptive",),
@@ -53,6 +57,8 @@ _MODULES = {
     ("fractional_max_pool", "cpu"): ("fastconv.cpu.windows",),
     ("conv", "cuda"): ("fastconv.cuda",),
     ("conv_transpose", "cuda"): ("fastconv.cuda",),
+    ("conv_input_grad", "cuda"): ("fastconv.cuda",),
+    ("conv_weight_grad", "cuda"): ("fastconv.cuda",),
     ("pool", "cuda"): ("fastconv.cuda",),
     ("adaptive_pool", "cuda"): ("fastconv.cuda",),
     ("pool_grad", "cuda"): ("fastconv.cuda",),
@@ -121,11 +127,16 @@ def auto_algorithm(family: str, backend: str, spec, names: list[str]) -> str:
     - Separable convolutions (channels-last, zeros padding, multiplier 1): the fused
       kernel while the pointwise weight fits SEPARABLE_FUSED_WEIGHT_BYTES, else the
       depthwise and pointwise ops in turn ("composed").
+    - Weight gradients: the depthwise kernel wherever a group has one input channel; ungrouped
+      layers one GEMM over im2col columns; other grouped layers the direct kernel.
     - Transposed convolutions: the phase decomposition where it can serve.
     - Anything else: the first capable implementation.
     """
     if family == "conv_transpose":
         return "phases" if "phases" in names else names[0]
+    if family == "conv_weight_grad":
+        preferred = "depthwise" if "depthwise" in names else "im2col" if spec.groups == 1 else "direct"
+        return preferred if preferred in names else names[0]
     if family == "separable":
         pw = spec.pointwise
         fits = pw.in_channels * pw.out_channels * pw.itemsize <= SEPARABLE_FUSED_WEIGHT_BYTES

@@ -1,0 +1,96 @@
+"""Convolution input gradients on the CPU (dispatch family "conv_input_grad", algo "adjoint").
+
+Backward-data is a convolution of its own kind, run by the forward table's kernels:
+
+- a conv's input gradient is the transposed conv of grad_output with the same weight and
+  geometry, output_padding chosen so that its size is the input's (the rows the forward
+  stride skipped at the end); with zeros or constant padding the crop drops the pads'
+  gradient. Other padding modes take the transposed conv at the padded size, then fold
+  each padded cell's gradient back onto the input pixel it copied (:func:`fold_padded`);
+- a transposed conv's input gradient is the forward conv of grad_output, same geometry,
+  cut to the input's size where output_padding reached a whole stride past it.
+
+float16 computes in float32 and rounds once at the end.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import prange
+
+from ..._arrays import working_dtype
+from ..._workspace import chunks, workspace_limit
+from ...dispatch import choose, register
+from ...kernels.geometry import lift3
+from ...kernels.padding_index import gather_lists
+from ...spec.adjoint import adjoint_conv_spec, adjoint_transpose_spec, cut_index, padded_size
+from .._jit import parallel_kernel
+from ..layout import as_working
+
+
+@parallel_kernel
+def fold_padded(gp, starts_d, pos_d, starts_h, pos_h, starts_w, pos_w, out):
+    """out[n, d, h, w, :] = sum of gp over the padded cells copied from (d, h, w), in the
+    lists' order (see kernels.padding_index.gather_lists)."""
+    n_img, d_n, h_n, w_n, c_n = out.shape
+    for t in prange(n_img * d_n * h_n):
+        n = t // (d_n * h_n)
+        r = t - n * (d_n * h_n)
+        d = r // h_n
+        h = r - d * h_n
+        for w in range(w_n):
+            pix = out[n, d, h, w]
+            for c in range(c_n):
+                pix[c] = 0
+            for a in range(starts_d[d], starts_d[d + 1]):
+                for b in range(starts_h[h], starts_h[h + 1]):
+                    row = gp[n, pos_d[a], pos_h[b]]
+                    for e in range(starts_w[w], starts_w[w + 1]):
+                        src = row[pos_w[e]]
+                        for c in range(c_n):
+                            pix[c] += src[c]
+
+
+def _transposed_input_grad(spec, grad_output, weight):
+    adj = adjoint_conv_spec(spec)
+    y = choose("conv", "cpu", adj).fn(adj, grad_output, weight, None)
+    return y if tuple(y.shape) == tuple(spec.input_shape) else np.ascontiguousarray(y[cut_index(spec)])
+
+
+def _padded_input_grad(spec, grad_output, weight):
+    """Gradient w.r.t. the padded input (channels-last, working dtype), folded back; in chunks
+    of images whose padded gradient fits in the workspace cap (images are independent, so the
+    chunking changes nothing in the result)."""
+    dtype = working_dtype(np.dtype(spec.dtype))
+    padded = padded_size(spec)
+    w = as_working(weight, dtype)
+    lists = [gather_lists(n, b, e, spec.padding_mode) for n, (b, e) in
+             zip(lift3(spec.in_size, 1), lift3(spec.pads, (0, 0)))]
+    g_all = grad_output if spec.channels_last else np.moveaxis(grad_output, 1, -1)
+    out = np.empty((spec.batch, *spec.in_size, spec.in_channels), np.dtype(spec.dtype))
+    per_image = math.prod(padded) * spec.in_channels * dtype.itemsize
+    for n0, n1 in chunks(spec.batch, per_image, workspace_limit()):
+        part = spec.with_(batch=n1 - n0)
+        adj = adjoint_transpose_spec(part, ((0, 0),) * spec.nd, padded, True, dtype.name)
+        gp = choose("conv_transpose", "cpu", adj).fn(adj, as_working(g_all[n0:n1], dtype), w, None)
+        gp5 = np.ascontiguousarray(gp).reshape((n1 - n0, *lift3(padded, 1), spec.in_channels))
+        out5 = np.empty((n1 - n0, *lift3(spec.in_size, 1), spec.in_channels), dtype)
+        fold_padded(gp5, *lists[0], *lists[1], *lists[2], out5)
+        out[n0:n1] = out5.reshape(out[n0:n1].shape)
+    if not spec.channels_last:
+        out = np.moveaxis(out, -1, 1)
+    return np.ascontiguousarray(out)
+
+
+@register("conv_input_grad", "cpu", "adjoint",
+          note="the adjoint conv through the forward table (transposed for conv, conv for transposed); "
+               "padded copies folded back")
+def conv_input_grad_adjoint(spec, grad_output, weight):
+    if spec.transposed:
+        return _transposed_input_grad(spec, grad_output, weight)
+    if spec.padding_mode in ("zeros", "constant"):
+        adj = adjoint_transpose_spec(spec, spec.pads, spec.in_size, spec.channels_last, spec.dtype)
+        return choose("conv_transpose", "cpu", adj).fn(adj, grad_output, weight, None)
+    return _padded_input_grad(spec, grad_output, weight)
