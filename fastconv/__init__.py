@@ -30,6 +30,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "filters",
+    "grad",
     "AdaptivePoolSpec",
     "ConvSpec",
     "PoolSpec",
@@ -48,3 +49,13 @@ __all__ = [
     "workspace_limit",
 ]
 __all__ += arithmetic.__all__ + _pooling.__all__ + _windows.__all__
+
+
+def __getattr__(name):
+    """``fastconv.grad`` loads on first use: its kernels' helpers import Numba, which
+    ``import fastconv`` leaves for the first kernel call."""
+    if name == "grad":
+        import importlib
+
+        return importlib.import_module(".grad", __name__)
+    raise AttributeError(f"module 'fastconv' has no attribute {name!r}")

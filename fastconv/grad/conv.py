@@ -15,8 +15,7 @@ import numpy as np
 
 from .._args import is_int
 from .._arrays import backend_of, check_array, check_float, check_same_dtype, like_input, shape_of, to_host
-from ..ops._call import batched, check_output, execute
-from ..ops._call import DTYPE_NAMES
+from ..ops._call import DTYPE_NAMES, batched, check_output, execute
 from ..spec.conv import resolve_conv
 
 __all__ = [
