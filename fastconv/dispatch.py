@@ -1,7 +1,9 @@
 """One table of implementations, keyed by (op family, backend, algorithm).
 
 Op families: "conv", "conv_transpose", "pool" (max/avg/lp windows), "adaptive_pool",
-"separable" (depthwise then pointwise in one kernel; spec.conv.SeparablePair).
+"separable" (depthwise then pointwise in one kernel; spec.conv.SeparablePair),
+"conv_input_grad" and "conv_weight_grad" (fastconv.grad; the spec is the forward call's).
+"pool_grad" and "adaptive_pool_grad" (their input gradients, on the forward's spec).
 Backends register on import of their modules; those are imported lazily, the first
 time a (family, backend) pair is asked for, so ``import fastconv`` stays cheap.
 ``algo="auto"`` is decided in :func:`auto_algorithm`, and nowhere else.
@@ -43,9 +45,13 @@ _MODULES = {
     ("conv", "cpu"): ("fastconv.cpu.conv.direct.run", "fastconv.cpu.conv.im2col", "fastconv.cpu.conv.depthwise.run",
                       "fastconv.cpu.conv.gemm", "fastconv.cpu.conv.taps"),
     ("conv_transpose", "cpu"): ("fastconv.cpu.conv.transpose.direct", "fastconv.cpu.conv.transpose.phases"),
+    ("conv_input_grad", "cpu"): ("fastconv.cpu.conv.input_grad",),
+    ("conv_weight_grad", "cpu"): ("fastconv.cpu.conv.weight_grad.direct", "fastconv.cpu.conv.weight_grad.depthwise"),
     ("separable", "cpu"): ("fastconv.cpu.conv.separable.composed", "fastconv.cpu.conv.separable.fused"),
     ("pool", "cpu"): ("fastconv.cpu.pool.window",),
     ("adaptive_pool", "cpu"): ("fastconv.cpu.pool.adaptive",),
+    ("pool_grad", "cpu"): ("fastconv.cpu.pool.gather_grad",),
+    ("adaptive_pool_grad", "cpu"): ("fastconv.cpu.pool.gather_grad",),
     ("unfold", "cpu"): ("fastconv.cpu.windows",),
     ("fold", "cpu"): ("fastconv.cpu.windows",),
     ("max_unpool", "cpu"): ("fastconv.cpu.windows",),
@@ -125,12 +131,17 @@ def auto_algorithm(family: str, backend: str, spec, names: list[str]) -> str:
     well over its parts' sum there); 64 channels 0.99 / 0.90; 128-728 channels 0.50-1.26
     fused against 0.40-0.73 composed.
 
+    Weight gradients: the depthwise kernel wherever a group has one input channel (its
+    vector runs along the channels, the direct kernel's along a group's in-channels).
+
     Transposed convolutions on the CPU: the phase decomposition (one forward conv per
     output phase), 2-14x faster than the gather kernel on every layer timed (DCGAN 4x4
     stride 2, U-Net 2x2 stride 2, FCN 3x3 stride 2, both layouts).
     """
     if family == "conv_transpose":
         return "phases" if "phases" in names else names[0]
+    if family == "conv_weight_grad":
+        return "depthwise" if "depthwise" in names else names[0]
     if family == "separable":
         pw = spec.pointwise
         fits = pw.in_channels * pw.out_channels * pw.itemsize <= SEPARABLE_FUSED_WEIGHT_BYTES

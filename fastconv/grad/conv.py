@@ -1,3 +1,207 @@
-"""Gradients of the convolutions: input, weight and bias (see fastconv.grad)."""
+"""Gradients of the convolutions: input, weight and bias (see fastconv.grad).
 
-__all__: list[str] = []
+Each function resolves the forward call it differentiates with the forward's own spec
+machinery (spec.conv.resolve_conv), so padding in every form, strides, dilations and
+groups give the very geometry the forward used, then checks grad_output against that
+call's output shape and dispatches: "conv_input_grad" (the adjoint convolution through
+the forward kernels) and "conv_weight_grad" (reductions over batch and space).
+A transposed conv's weight gradient is the weight gradient of the forward conv that
+reads its grad_output with the same geometry, so the same kernels serve both.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._args import is_int
+from .._arrays import backend_of, check_array, check_float, check_same_dtype, like_input, shape_of, to_host
+from ..ops._call import batched, check_output, execute
+from ..ops._spec_cache import DTYPE_NAMES
+from ..spec.conv import resolve_conv
+
+__all__ = [
+    "conv1d_input", "conv2d_input", "conv3d_input",
+    "conv1d_weight", "conv2d_weight", "conv3d_weight",
+    "conv_bias",
+    "conv_transpose1d_input", "conv_transpose2d_input", "conv_transpose3d_input",
+    "conv_transpose1d_weight", "conv_transpose2d_weight", "conv_transpose3d_weight",
+]
+
+
+def _shape_arg(op, name, value, ndims):
+    """``value`` (input_size or weight_size) as a tuple of ``ndims`` ints >= 0 (one fewer: unbatched
+    input_size), else ValueError/TypeError naming it."""
+    try:
+        shape = tuple(value)
+    except TypeError:
+        raise TypeError(f"{op}: {name} must be a shape (a tuple of ints), got {type(value).__name__}") from None
+    if not all(is_int(v) and v >= 0 for v in shape):
+        raise TypeError(f"{op}: {name}={value!r} must be a tuple of non-negative ints")
+    if len(shape) not in ndims:
+        raise ValueError(f"{op}: {name}={shape} has {len(shape)} entries; expected "
+                         f"{' or '.join(map(str, ndims))}")
+    return tuple(int(v) for v in shape)
+
+
+def _check_grad_output(op, grad_shape, spec, what):
+    if tuple(grad_shape) != tuple(spec.output_shape):
+        raise ValueError(f"{op}: grad_output has shape {tuple(grad_shape)} but the forward {spec.op} of {what} "
+                         f"gives output {tuple(spec.output_shape)}")
+
+
+def _zeros(shape, dtype):
+    return lambda: np.zeros(shape, dtype)
+
+
+def _input_grad(op, fwd_op, nd, input_size, weight, grad_output, channels_last, algo, args):
+    """Input gradient of the forward ``fwd_op`` (conv or transposed conv)."""
+    backend, g, unbatched = batched(op, grad_output, nd, None, (("weight", weight),))
+    dtype = check_same_dtype(op, grad_output=grad_output, weight=weight)
+    size = _shape_arg(op, "input_size", input_size, (nd + 1,) if unbatched else (nd + 2,))
+    if unbatched:
+        size = (1, *size)
+    spec = resolve_conv(fwd_op, size, shape_of(weight), channels_last=channels_last, dtype=DTYPE_NAMES[dtype],
+                        **args)
+    _check_grad_output(op, shape_of(g), spec, f"input_size {size} and weight {tuple(shape_of(weight))}")
+    check_output(op, spec.input_shape, dtype)
+    return execute("conv_input_grad", backend, spec, algo, grad_output, (g, weight), unbatched,
+                   _zeros(spec.input_shape, dtype))
+
+
+def _weight_grad(op, fwd_op, nd, input, weight_size, grad_output, channels_last, algo, args):
+    """Weight gradient of the forward ``fwd_op``; a transposed conv's through the forward conv
+    that reads its grad_output (see the module docstring)."""
+    backend, x, unbatched = batched(op, input, nd, None, (("grad_output", grad_output),))
+    dtype = check_same_dtype(op, input=input, grad_output=grad_output)
+    wsize = _shape_arg(op, "weight_size", weight_size, (nd + 2,))
+    spec = resolve_conv(fwd_op, shape_of(x), wsize, channels_last=channels_last, dtype=DTYPE_NAMES[dtype], **args)
+    g = batched(op, grad_output, nd, None)[1] if unbatched else grad_output
+    if unbatched and len(shape_of(grad_output)) != nd + 1:
+        raise ValueError(f"{op}: grad_output has shape {tuple(shape_of(grad_output))} but input is unbatched "
+                         f"({nd + 1} dims); expected {tuple(spec.output_shape[1:])}")
+    _check_grad_output(op, shape_of(g), spec, f"input {tuple(shape_of(input))} and weight_size {wsize}")
+    check_output(op, wsize, dtype)
+    arrays = (x, g)
+    if spec.transposed:  # the forward conv over grad_output whose "grad_output" is the input
+        g_shape = shape_of(g)
+        spec = resolve_conv(f"conv{nd}d", g_shape, wsize, stride=spec.stride, padding=spec.pads,
+                            dilation=spec.dilation, groups=spec.groups, channels_last=channels_last,
+                            dtype=DTYPE_NAMES[dtype])
+        arrays = (g, x)
+    return execute("conv_weight_grad", backend, spec, algo, arrays[0], arrays, False, _zeros(wsize, dtype))
+
+
+def _conv_args(stride, padding, dilation, groups, padding_mode, padding_value):
+    return dict(stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode,
+                padding_value=padding_value)
+
+
+def _transpose_args(stride, padding, output_padding, groups, dilation):
+    return dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups, dilation=dilation)
+
+
+def conv1d_input(input_size, weight, grad_output, stride=1, padding=0, dilation=1, groups=1, *,
+                 padding_mode="zeros", padding_value=0.0, channels_last=False, algo="auto"):
+    """Gradient of conv1d w.r.t. its input, of shape ``input_size`` (as torch.nn.grad.conv1d_input)."""
+    return _input_grad("conv1d_input", "conv1d", 1, input_size, weight, grad_output, channels_last, algo,
+                       _conv_args(stride, padding, dilation, groups, padding_mode, padding_value))
+
+
+def conv2d_input(input_size, weight, grad_output, stride=1, padding=0, dilation=1, groups=1, *,
+                 padding_mode="zeros", padding_value=0.0, channels_last=False, algo="auto"):
+    """Gradient of conv2d w.r.t. its input, of shape ``input_size`` (as torch.nn.grad.conv2d_input).
+
+    >>> import numpy as np, fastconv.grad as G
+    >>> G.conv2d_input((1, 1, 3, 3), np.ones((1, 1, 2, 2)), np.ones((1, 1, 2, 2)))[0, 0]
+    array([[1., 2., 1.],
+           [2., 4., 2.],
+           [1., 2., 1.]])
+    """
+    return _input_grad("conv2d_input", "conv2d", 2, input_size, weight, grad_output, channels_last, algo,
+                       _conv_args(stride, padding, dilation, groups, padding_mode, padding_value))
+
+
+def conv3d_input(input_size, weight, grad_output, stride=1, padding=0, dilation=1, groups=1, *,
+                 padding_mode="zeros", padding_value=0.0, channels_last=False, algo="auto"):
+    """Gradient of conv3d w.r.t. its input, of shape ``input_size`` (as torch.nn.grad.conv3d_input)."""
+    return _input_grad("conv3d_input", "conv3d", 3, input_size, weight, grad_output, channels_last, algo,
+                       _conv_args(stride, padding, dilation, groups, padding_mode, padding_value))
+
+
+def conv1d_weight(input, weight_size, grad_output, stride=1, padding=0, dilation=1, groups=1, *,
+                  padding_mode="zeros", padding_value=0.0, channels_last=False, algo="auto"):
+    """Gradient of conv1d w.r.t. its weight, of shape ``weight_size`` (as torch.nn.grad.conv1d_weight)."""
+    return _weight_grad("conv1d_weight", "conv1d", 1, input, weight_size, grad_output, channels_last, algo,
+                        _conv_args(stride, padding, dilation, groups, padding_mode, padding_value))
+
+
+def conv2d_weight(input, weight_size, grad_output, stride=1, padding=0, dilation=1, groups=1, *,
+                  padding_mode="zeros", padding_value=0.0, channels_last=False, algo="auto"):
+    """Gradient of conv2d w.r.t. its weight, of shape ``weight_size`` (as torch.nn.grad.conv2d_weight)."""
+    return _weight_grad("conv2d_weight", "conv2d", 2, input, weight_size, grad_output, channels_last, algo,
+                        _conv_args(stride, padding, dilation, groups, padding_mode, padding_value))
+
+
+def conv3d_weight(input, weight_size, grad_output, stride=1, padding=0, dilation=1, groups=1, *,
+                  padding_mode="zeros", padding_value=0.0, channels_last=False, algo="auto"):
+    """Gradient of conv3d w.r.t. its weight, of shape ``weight_size`` (as torch.nn.grad.conv3d_weight)."""
+    return _weight_grad("conv3d_weight", "conv3d", 3, input, weight_size, grad_output, channels_last, algo,
+                        _conv_args(stride, padding, dilation, groups, padding_mode, padding_value))
+
+
+def conv_transpose1d_input(input_size, weight, grad_output, stride=1, padding=0, output_padding=0, groups=1,
+                           dilation=1, *, channels_last=False, algo="auto"):
+    """Gradient of conv_transpose1d w.r.t. its input: the forward conv1d of grad_output."""
+    return _input_grad("conv_transpose1d_input", "conv_transpose1d", 1, input_size, weight, grad_output,
+                       channels_last, algo, _transpose_args(stride, padding, output_padding, groups, dilation))
+
+
+def conv_transpose2d_input(input_size, weight, grad_output, stride=1, padding=0, output_padding=0, groups=1,
+                           dilation=1, *, channels_last=False, algo="auto"):
+    """Gradient of conv_transpose2d w.r.t. its input: the forward conv2d of grad_output."""
+    return _input_grad("conv_transpose2d_input", "conv_transpose2d", 2, input_size, weight, grad_output,
+                       channels_last, algo, _transpose_args(stride, padding, output_padding, groups, dilation))
+
+
+def conv_transpose3d_input(input_size, weight, grad_output, stride=1, padding=0, output_padding=0, groups=1,
+                           dilation=1, *, channels_last=False, algo="auto"):
+    """Gradient of conv_transpose3d w.r.t. its input: the forward conv3d of grad_output."""
+    return _input_grad("conv_transpose3d_input", "conv_transpose3d", 3, input_size, weight, grad_output,
+                       channels_last, algo, _transpose_args(stride, padding, output_padding, groups, dilation))
+
+
+def conv_transpose1d_weight(input, weight_size, grad_output, stride=1, padding=0, output_padding=0, groups=1,
+                            dilation=1, *, channels_last=False, algo="auto"):
+    """Gradient of conv_transpose1d w.r.t. its weight (C, K/groups, kw)."""
+    return _weight_grad("conv_transpose1d_weight", "conv_transpose1d", 1, input, weight_size, grad_output,
+                        channels_last, algo, _transpose_args(stride, padding, output_padding, groups, dilation))
+
+
+def conv_transpose2d_weight(input, weight_size, grad_output, stride=1, padding=0, output_padding=0, groups=1,
+                            dilation=1, *, channels_last=False, algo="auto"):
+    """Gradient of conv_transpose2d w.r.t. its weight (C, K/groups, kh, kw)."""
+    return _weight_grad("conv_transpose2d_weight", "conv_transpose2d", 2, input, weight_size, grad_output,
+                        channels_last, algo, _transpose_args(stride, padding, output_padding, groups, dilation))
+
+
+def conv_transpose3d_weight(input, weight_size, grad_output, stride=1, padding=0, output_padding=0, groups=1,
+                            dilation=1, *, channels_last=False, algo="auto"):
+    """Gradient of conv_transpose3d w.r.t. its weight (C, K/groups, kd, kh, kw)."""
+    return _weight_grad("conv_transpose3d_weight", "conv_transpose3d", 3, input, weight_size, grad_output,
+                        channels_last, algo, _transpose_args(stride, padding, output_padding, groups, dilation))
+
+
+def conv_bias(grad_output, *, channels_last=False):
+    """Gradient of any conv's bias: grad_output summed over batch and space, one value per
+    channel. NumPy's pairwise sum runs on one thread, in a fixed order; float16 sums in float32."""
+    op = "conv_bias"
+    backend = backend_of(op, grad_output, None)
+    dtype = check_float(op, "grad_output", grad_output)
+    shape = shape_of(grad_output)
+    if len(shape) not in (3, 4, 5):
+        raise ValueError(f"{op}: grad_output must have 3 to 5 dims (N, C, *spatial), got shape {tuple(shape)}")
+    check_array(op, "grad_output", grad_output, backend)
+    g = to_host(grad_output)
+    axes = tuple(range(g.ndim - 1)) if channels_last else (0, *range(2, g.ndim))
+    total = g.sum(axis=axes, dtype=np.float32 if dtype == np.float16 else dtype).astype(dtype)
+    return like_input(total, grad_output)

@@ -1,3 +1,407 @@
-"""Gradients of pooling and the window ops (see fastconv.grad)."""
+"""Gradients of pooling and the window ops (see fastconv.grad): the gradient of the loss
+with respect to the input, given ``grad_output`` (its gradient with respect to the
+output) and the forward call's arguments.
 
-__all__: list[str] = []
+Each resolves its geometry with the forward's own spec (fastconv.spec.pool), so output
+sizes, pads and ceil_mode windows are the forward's, and runs a gather kernel: each
+input element sums, in a fixed order, the outputs whose windows contain it, so results
+are bitwise the same on every run and thread count. Max pooling routes each output's
+gradient to the index the forward returns (``indices=``, else computed with the forward
+kernel), ties and NaN included; Lp pooling differentiates the forward's ONNX LpPool,
+(sum over the window of |x| ** p) ** (1 / p), taking 0 where the derivative is not
+finite (a window whose sum is 0, an element x = 0 with p < 1); p = inf routes to the
+first max |x| as max pooling does. Global max pooling routes to the first maximum
+(PyTorch's ``amax`` would share the gradient among ties).
+
+``unfold`` and ``fold`` are each other's gradient; ``max_unpool*``'s gradient gathers
+``grad_output`` at the indices.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .._args import check_flag, int_tuple, is_int, resolve_pads, window_out_size
+from .._arrays import check_array, check_same_dtype, is_cuda_array, shape_of, to_host
+from ..ops import pooling as forward
+from ..ops import windows as forward_windows
+from ..ops._call import batched, execute
+from ..spec.pool import resolve_adaptive_pool, resolve_pool
+
+__all__ = [
+    "max_pool1d", "max_pool2d", "max_pool3d",
+    "avg_pool1d", "avg_pool2d", "avg_pool3d",
+    "lp_pool1d", "lp_pool2d", "lp_pool3d",
+    "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
+    "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
+    "global_avg_pool", "global_max_pool", "spatial_pyramid_pool",
+    "unfold", "fold",
+    "max_unpool1d", "max_unpool2d", "max_unpool3d",
+]
+
+
+# ---- shared front-end pieces -------------------------------------------------------------
+
+def _batched_pair(op, nd, grad_output, input, indices):
+    """(backend, batched input, was_unbatched, dtype) after checking both arrays."""
+    backend, x, unbatched = batched(op, input, nd, None, (("grad_output", grad_output), ("indices", indices)))
+    dtype = check_same_dtype(op, input=input, grad_output=grad_output)
+    return backend, x, unbatched, dtype
+
+
+def _matching(op, name, array, spec_shape, unbatched):
+    """``array`` (grad_output or indices) batched, after checking it has the forward output's shape."""
+    expected = tuple(spec_shape[1:]) if unbatched else tuple(spec_shape)
+    shape = tuple(shape_of(array))
+    if shape != expected:
+        raise ValueError(f"{op}: {name} has shape {shape}, but the forward call's output has shape {expected}")
+    if not unbatched:
+        return array
+    return array.reshape((1, *shape)) if isinstance(array, np.ndarray) else batched(op, array, len(shape) - 1,
+                                                                                      None)[1]
+
+
+def _indices(op, name, indices, spec, unbatched, adaptive):
+    """User indices, batched, checked: an integer array of the output's shape whose every
+    entry is -1 or a position inside its output's window (the gather reads only there)."""
+    idx = _matching(op, name, indices, spec.output_shape, unbatched)
+    host = to_host(idx)
+    if host.dtype.kind not in "iu":
+        raise TypeError(f"{op}: {name} has dtype {host.dtype}; expected int64, as the forward's "
+                        f"return_indices=True gives")
+    cl = spec.channels_last
+    inside = (host >= 0) & (host < math.prod(spec.in_size))
+    coords = np.unravel_index(np.where(inside, host, 0), spec.in_size)
+    for axis, (c, n, o) in enumerate(zip(coords, spec.in_size, spec.out_size)):
+        shape = [1] * host.ndim
+        shape[axis + (1 if cl else 2)] = o
+        q = np.arange(o, dtype=np.int64).reshape(shape)
+        if adaptive:
+            inside &= (c >= q * n // o) & (c < -(-(q + 1) * n // o))
+        else:
+            k, s, d, (begin, _) = spec.kernel[axis], spec.stride[axis], spec.dilation[axis], spec.pads[axis]
+            offset = c + begin - q * s
+            inside &= (offset >= 0) & (offset % d == 0) & (offset // d < k)
+    bad = ~(inside | (host == -1))
+    if bad.any():
+        where = tuple(int(v) for v in np.argwhere(bad)[0])
+        if unbatched:
+            where = where[1:]
+        raise ValueError(f"{op}: {name}[{', '.join(map(str, where))}]={int(host[(0,) * unbatched + where])} "
+                         f"is not a position "
+                         f"inside that output's window of the input (spatial size {spec.in_size}); expected "
+                         f"the indices the forward call returns")
+    return idx if host.dtype == np.int64 else (host.astype(np.int64) if isinstance(idx, np.ndarray)
+                                                else _like(host.astype(np.int64), idx))
+
+
+def _like(host, x):
+    if isinstance(x, np.ndarray):
+        return host
+    from numba import cuda
+
+    return cuda.to_device(host)
+
+
+def _host_abs(x):
+    return np.abs(to_host(x))
+
+
+def _zeros_like_input(spec, dtype):
+    return lambda: np.zeros(spec.input_shape, dtype)
+
+
+# ---- max, average, Lp --------------------------------------------------------------------
+
+def _window(op, mode, nd, grad_output, input, kernel_size, stride, padding, dilation, ceil_mode,
+            channels_last, algo, *, count_include_pad=True, divisor_override=None, norm_type=2.0,
+            indices=None):
+    channels_last = check_flag(op, "channels_last", channels_last)
+    ceil_mode = check_flag(op, "ceil_mode", ceil_mode)
+    count_include_pad = check_flag(op, "count_include_pad", count_include_pad)
+    backend, x, unbatched, dtype = _batched_pair(op, nd, grad_output, input, indices)
+    spec = resolve_pool(op, mode, nd, tuple(shape_of(x)), kernel_size, stride, padding, dilation,
+                        ceil_mode=ceil_mode, count_include_pad=count_include_pad,
+                        divisor_override=divisor_override, norm_type=norm_type,
+                        channels_last=channels_last, dtype=dtype.name)
+    g = _matching(op, "grad_output", grad_output, spec.output_shape, unbatched)
+    geometry = (spec.kernel, spec.stride, spec.pads, spec.dilation, ceil_mode)
+    idx = y = xa = None
+    if spec.batch and mode == "max":
+        if indices is not None:
+            idx = _indices(op, "indices", indices, spec, unbatched, adaptive=False)
+        else:
+            idx = _max_indices(nd, x, geometry, channels_last)
+    elif spec.batch and mode == "lp":
+        xa = x
+        if math.isinf(spec.norm_type):  # routes like max pooling of |x| (same tie and NaN rule)
+            idx = _max_indices(nd, _host_abs(x), geometry, channels_last)
+        else:
+            xw = to_host(x)
+            xw = xw.astype(np.float32) if xw.dtype == np.float16 else xw
+            y = getattr(forward, f"lp_pool{nd}d")(xw, spec.norm_type, spec.kernel, spec.stride, ceil_mode,
+                                                   padding=spec.pads, dilation=spec.dilation,
+                                                   channels_last=channels_last)
+    return execute("pool_grad", backend, spec, algo, input, (g, idx, y, xa), unbatched,
+                   _zeros_like_input(spec, dtype))
+
+
+def _max_indices(nd, x, geometry, channels_last):
+    """The forward max pooling's indices for batched ``x``."""
+    kernel, stride, pads, dilation, ceil_mode = geometry
+    return getattr(forward, f"max_pool{nd}d")(x, kernel, stride, pads, dilation, ceil_mode, True,
+                                              channels_last=channels_last)[1]
+
+
+def max_pool1d(grad_output, input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, *,
+               indices=None, channels_last=False, algo="auto"):
+    """Gradient of max_pool1d with respect to its input: each output's gradient goes to the
+    element whose index the forward returns (``indices``, else the forward is run)."""
+    return _window("max_pool1d", "max", 1, grad_output, input, kernel_size, stride, padding, dilation,
+                   ceil_mode, channels_last, algo, indices=indices)
+
+
+def max_pool2d(grad_output, input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, *,
+               indices=None, channels_last=False, algo="auto"):
+    """Gradient of max_pool2d with respect to its input (see max_pool1d)."""
+    return _window("max_pool2d", "max", 2, grad_output, input, kernel_size, stride, padding, dilation,
+                   ceil_mode, channels_last, algo, indices=indices)
+
+
+def max_pool3d(grad_output, input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, *,
+               indices=None, channels_last=False, algo="auto"):
+    """Gradient of max_pool3d with respect to its input (see max_pool1d)."""
+    return _window("max_pool3d", "max", 3, grad_output, input, kernel_size, stride, padding, dilation,
+                   ceil_mode, channels_last, algo, indices=indices)
+
+
+def avg_pool1d(grad_output, input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True, divisor_override=None, *, dilation=1, channels_last=False, algo="auto"):
+    """Gradient of avg_pool1d: each element of a window gets the output's gradient over the
+    forward's divisor. ``input`` gives the shape (and dtype) only."""
+    return _window("avg_pool1d", "avg", 1, grad_output, input, kernel_size, stride, padding, dilation,
+                   ceil_mode, channels_last, algo, count_include_pad=count_include_pad,
+                   divisor_override=divisor_override)
+
+
+def avg_pool2d(grad_output, input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True, divisor_override=None, *, dilation=1, channels_last=False, algo="auto"):
+    """Gradient of avg_pool2d (see avg_pool1d)."""
+    return _window("avg_pool2d", "avg", 2, grad_output, input, kernel_size, stride, padding, dilation,
+                   ceil_mode, channels_last, algo, count_include_pad=count_include_pad,
+                   divisor_override=divisor_override)
+
+
+def avg_pool3d(grad_output, input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True, divisor_override=None, *, dilation=1, channels_last=False, algo="auto"):
+    """Gradient of avg_pool3d (see avg_pool1d)."""
+    return _window("avg_pool3d", "avg", 3, grad_output, input, kernel_size, stride, padding, dilation,
+                   ceil_mode, channels_last, algo, count_include_pad=count_include_pad,
+                   divisor_override=divisor_override)
+
+
+def lp_pool1d(grad_output, input, norm_type, kernel_size, stride=None, ceil_mode=False, *, padding=0,
+              dilation=1, channels_last=False, algo="auto"):
+    """Gradient of lp_pool1d: sign(x) |x| ** (p - 1) * sum of g * y ** (1 - p) over the windows
+    holding x (y the forward output), 0 where y or x is 0; p = inf routes to max |x|."""
+    return _window("lp_pool1d", "lp", 1, grad_output, input, kernel_size, stride, padding, dilation,
+                   ceil_mode, channels_last, algo, norm_type=norm_type)
+
+
+def lp_pool2d(grad_output, input, norm_type, kernel_size, stride=None, ceil_mode=False, *, padding=0,
+              dilation=1, channels_last=False, algo="auto"):
+    """Gradient of lp_pool2d (see lp_pool1d)."""
+    return _window("lp_pool2d", "lp", 2, grad_output, input, kernel_size, stride, padding, dilation,
+                   ceil_mode, channels_last, algo, norm_type=norm_type)
+
+
+def lp_pool3d(grad_output, input, norm_type, kernel_size, stride=None, ceil_mode=False, *, padding=0,
+              dilation=1, channels_last=False, algo="auto"):
+    """Gradient of lp_pool3d (see lp_pool1d)."""
+    return _window("lp_pool3d", "lp", 3, grad_output, input, kernel_size, stride, padding, dilation,
+                   ceil_mode, channels_last, algo, norm_type=norm_type)
+
+
+# ---- adaptive and global -----------------------------------------------------------------
+
+def _adaptive(op, mode, nd, grad_output, input, output_size, indices, channels_last, algo):
+    channels_last = check_flag(op, "channels_last", channels_last)
+    backend, x, unbatched, dtype = _batched_pair(op, nd, grad_output, input, indices)
+    spec = resolve_adaptive_pool(op, mode, nd, tuple(shape_of(x)), output_size,
+                                 channels_last=channels_last, dtype=dtype.name)
+    g = _matching(op, "grad_output", grad_output, spec.output_shape, unbatched)
+    idx = None
+    if spec.batch and mode == "max":
+        if indices is not None:
+            idx = _indices(op, "indices", indices, spec, unbatched, adaptive=True)
+        else:
+            idx = getattr(forward, f"adaptive_max_pool{nd}d")(x, spec.out_size, True,
+                                                              channels_last=channels_last)[1]
+    return execute("adaptive_pool_grad", backend, spec, algo, input, (g, idx), unbatched,
+                   _zeros_like_input(spec, dtype))
+
+
+def adaptive_avg_pool1d(grad_output, input, output_size, *, channels_last=False, algo="auto"):
+    """Gradient of adaptive_avg_pool1d: each element of a cell gets the cell's gradient / its size."""
+    return _adaptive("adaptive_avg_pool1d", "avg", 1, grad_output, input, output_size, None, channels_last, algo)
+
+
+def adaptive_avg_pool2d(grad_output, input, output_size, *, channels_last=False, algo="auto"):
+    """Gradient of adaptive_avg_pool2d (see adaptive_avg_pool1d)."""
+    return _adaptive("adaptive_avg_pool2d", "avg", 2, grad_output, input, output_size, None, channels_last, algo)
+
+
+def adaptive_avg_pool3d(grad_output, input, output_size, *, channels_last=False, algo="auto"):
+    """Gradient of adaptive_avg_pool3d (see adaptive_avg_pool1d)."""
+    return _adaptive("adaptive_avg_pool3d", "avg", 3, grad_output, input, output_size, None, channels_last, algo)
+
+
+def adaptive_max_pool1d(grad_output, input, output_size, *, indices=None, channels_last=False, algo="auto"):
+    """Gradient of adaptive_max_pool1d: routed to the forward's indices (``indices``, else computed)."""
+    return _adaptive("adaptive_max_pool1d", "max", 1, grad_output, input, output_size, indices,
+                     channels_last, algo)
+
+
+def adaptive_max_pool2d(grad_output, input, output_size, *, indices=None, channels_last=False, algo="auto"):
+    """Gradient of adaptive_max_pool2d (see adaptive_max_pool1d)."""
+    return _adaptive("adaptive_max_pool2d", "max", 2, grad_output, input, output_size, indices,
+                     channels_last, algo)
+
+
+def adaptive_max_pool3d(grad_output, input, output_size, *, indices=None, channels_last=False, algo="auto"):
+    """Gradient of adaptive_max_pool3d (see adaptive_max_pool1d)."""
+    return _adaptive("adaptive_max_pool3d", "max", 3, grad_output, input, output_size, indices,
+                     channels_last, algo)
+
+
+def global_avg_pool(grad_output, input, *, channels_last=False):
+    """Gradient of global_avg_pool: grad_output (N, C, 1, ...) spread evenly over each plane."""
+    op = "global_avg_pool"
+    nd = forward._spatial_dims(op, input)
+    return _adaptive(op, "avg", nd, grad_output, input, 1, None, channels_last, "auto")
+
+
+def global_max_pool(grad_output, input, *, channels_last=False):
+    """Gradient of global_max_pool: each plane's gradient goes to its first maximum (NaN: last NaN)."""
+    op = "global_max_pool"
+    nd = forward._spatial_dims(op, input)
+    return _adaptive(op, "max", nd, grad_output, input, 1, None, channels_last, "auto")
+
+
+def spatial_pyramid_pool(grad_output, input, levels=(1, 2, 4), mode="max", *, channels_last=False):
+    """Gradient of spatial_pyramid_pool: grad_output (N, C * sum(l ** nd)) split into its levels'
+    (C, l, ...) blocks, each level's adaptive-pool gradient, summed in level order."""
+    op = "spatial_pyramid_pool"
+    nd = forward._spatial_dims(op, input)
+    if mode not in ("max", "avg"):
+        raise ValueError(f"{op}: mode={mode!r} is not supported; expected 'max' or 'avg'")
+    channels_last = check_flag(op, "channels_last", channels_last)
+    if is_int(levels):
+        levels = (levels,)
+    try:
+        levels = tuple(levels)
+    except TypeError:
+        raise TypeError(f"{op}: levels must be a sequence of positive ints, got {type(levels).__name__}") from None
+    if not levels or not all(is_int(lv) and lv >= 1 for lv in levels):
+        raise ValueError(f"{op}: levels={levels!r} must be a non-empty sequence of positive ints")
+    if is_cuda_array(input) and not isinstance(input, np.ndarray):
+        raise TypeError(f"{op}: input is a CUDA array; the pyramid's gradient runs on NumPy arrays only")
+    check_array(op, "grad_output", grad_output, "cpu")
+    check_same_dtype(op, input=input, grad_output=grad_output)
+    shape = tuple(input.shape)
+    n, c = shape[0], shape[-1 if channels_last else 1]
+    expected = (n, c * sum(int(lv) ** nd for lv in levels))
+    if tuple(grad_output.shape) != expected:
+        raise ValueError(f"{op}: grad_output has shape {tuple(grad_output.shape)}, but the forward call's "
+                         f"output has shape {expected}")
+    total, col = None, 0
+    for lv in levels:
+        cells = int(lv) ** nd
+        block = grad_output[:, col:col + c * cells].reshape((n, c) + (int(lv),) * nd)
+        col += c * cells
+        if channels_last:
+            block = np.moveaxis(block, 1, -1)
+        part = _adaptive(op, mode, nd, np.ascontiguousarray(block), input, int(lv), None, channels_last, "auto")
+        total = part if total is None else total + part
+    return total
+
+
+# ---- windows -----------------------------------------------------------------------------
+
+def unfold(grad_output, input_size, kernel_size, stride=1, padding=0, dilation=1):
+    """Gradient of unfold(input, kernel_size, stride, padding, dilation) for an input of shape
+    ``input_size`` (N, C, *spatial): fold of the columns' gradient (taps landing on one
+    element add up; padding cells are dropped)."""
+    op = "unfold"
+    size = tuple(int(v) for v in input_size)
+    if len(size) not in (3, 4, 5) or min(size) < 0:
+        raise ValueError(f"{op}: input_size={input_size!r} must be (N, C, *spatial) with 1 to 3 spatial dims")
+    nd = len(size) - 2
+    kernel = int_tuple(op, "kernel_size", kernel_size, nd)
+    stride = int_tuple(op, "stride", stride, nd)
+    dilation = int_tuple(op, "dilation", dilation, nd)
+    pads = resolve_pads(op, padding, size[2:], kernel, stride, dilation)
+    grid = window_out_size(op, size[2:], kernel, stride, dilation, pads)
+    expected = (size[0], size[1] * math.prod(kernel), math.prod(grid))
+    if tuple(shape_of(grad_output)) != expected:
+        raise ValueError(f"{op}: grad_output has shape {tuple(shape_of(grad_output))}, but the forward call's "
+                         f"output has shape {expected}")
+    return forward_windows.fold(grad_output, size[2:], kernel, stride, pads, dilation)
+
+
+def fold(grad_output, output_size, kernel_size, stride=1, padding=0, dilation=1):
+    """Gradient of fold(columns, output_size, kernel_size, stride, padding, dilation) with
+    respect to the columns: unfold of the image's gradient, (N, C * prod(kernel_size), L)."""
+    nd = len(tuple(output_size)) if not is_int(output_size) else (len(kernel_size) if not is_int(kernel_size)
+                                                                   else 2)
+    image = (output_size,) * nd if is_int(output_size) else tuple(output_size)
+    shape = tuple(shape_of(grad_output))
+    if len(shape) not in (nd + 1, nd + 2) or shape[-nd:] != tuple(int(v) for v in image):
+        raise ValueError(f"fold: grad_output has shape {shape}; expected (N, C, *output_size) with output_size "
+                         f"{tuple(image)}")
+    kernel = (kernel_size,) * nd if is_int(kernel_size) else kernel_size
+    return forward_windows.unfold(grad_output, kernel, stride, padding, dilation)
+
+
+def _max_unpool(op, nd, grad_output, indices, kernel_size, stride, padding, output_size):
+    """grad_input[n, c, i] = grad_output[n, c, indices[n, c, i]]: a gather (no sums)."""
+    check_array(op, "grad_output", grad_output, "cpu")
+    if not isinstance(indices, np.ndarray):
+        raise TypeError(f"{op}: indices must be a numpy.ndarray, got {type(indices).__name__}")
+    # the forward's checks and output size, for an input of the indices' shape and grad_output's dtype
+    like = np.broadcast_to(np.zeros((), grad_output.dtype), indices.shape)
+    spec, _, ind, unbatched, _ = forward_windows.unpool_spec(op, nd, like, indices, kernel_size, stride, padding,
+                                                             output_size)
+    expected = tuple(spec.output_shape[1:]) if unbatched else tuple(spec.output_shape)
+    if tuple(grad_output.shape) != expected:
+        raise ValueError(f"{op}: grad_output has shape {tuple(grad_output.shape)}, but the forward call's output "
+                         f"has shape {expected}")
+    plane = math.prod(spec.image)
+    planes = spec.batch * spec.channels
+    ind = np.asarray(ind).reshape(planes, -1)
+    if ind.size and (ind.min() < 0 or ind.max() >= plane):
+        p, m = np.argwhere((ind < 0) | (ind >= plane))[0]
+        n, c = divmod(int(p), spec.channels)
+        pos = np.unravel_index(int(m), spec.grid)
+        raise ValueError(f"{op}: indices[{n}, {c}, {', '.join(map(str, pos))}]={int(ind[p, m])} is outside the "
+                         f"output plane of {plane} elements (output size {spec.image}); expected 0 <= index < {plane}")
+    g = grad_output.reshape(planes, plane)
+    return np.take_along_axis(g, ind.astype(np.int64, copy=False), 1).reshape(indices.shape)
+
+
+def max_unpool1d(grad_output, indices, kernel_size, stride=None, padding=0, output_size=None):
+    """Gradient of max_unpool1d(input, indices, ...) with respect to its input: grad_output
+    read at the indices (every input element, duplicates included, reads its own)."""
+    return _max_unpool("max_unpool1d", 1, grad_output, indices, kernel_size, stride, padding, output_size)
+
+
+def max_unpool2d(grad_output, indices, kernel_size, stride=None, padding=0, output_size=None):
+    """Gradient of max_unpool2d (see max_unpool1d)."""
+    return _max_unpool("max_unpool2d", 2, grad_output, indices, kernel_size, stride, padding, output_size)
+
+
+def max_unpool3d(grad_output, indices, kernel_size, stride=None, padding=0, output_size=None):
+    """Gradient of max_unpool3d (see max_unpool1d)."""
+    return _max_unpool("max_unpool3d", 3, grad_output, indices, kernel_size, stride, padding, output_size)

@@ -28,3 +28,18 @@ def source_index(n: int, begin: int, end: int, mode: str) -> np.ndarray:
         m = np.mod(pos, 2 * n)
         return np.where(m < n, m, 2 * n - 1 - m)
     raise ValueError(f"padding_mode={mode!r} is not supported")
+
+
+def gather_lists(n: int, begin: int, end: int, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """The inverse of :func:`source_index`, for folding a padded copy's gradient back.
+
+    Returns ``(starts, positions)``, int64: the padded positions that copy input index
+    ``i`` are ``positions[starts[i]:starts[i + 1]]``, in increasing order (a fixed
+    summation order, so a fold is deterministic). Constant cells (-1) belong to no input.
+    """
+    source = source_index(n, begin, end, mode)
+    positions = np.argsort(source, kind="stable").astype(np.int64)
+    positions = positions[source[positions] >= 0]
+    starts = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(source[source >= 0], minlength=n), out=starts[1:])
+    return starts, positions

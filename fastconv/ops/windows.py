@@ -245,7 +245,9 @@ def _unpool_pads(op, padding, grid, kernel, stride):
     return pads
 
 
-def _max_unpool(op, nd, input, indices, kernel_size, stride, padding, output_size):
+def unpool_spec(op, nd, input, indices, kernel_size, stride, padding, output_size):
+    """(spec, batched input, batched int indices, was_unbatched, dtype) of a max_unpool call,
+    after every check but the indices' range (the kernel's); shared with its gradient."""
     layout = ("N", "C", *(a.upper() for a in _AXES[nd]))
     x, unbatched = _batched(op, "input", input, nd, layout)
     dtype = check_pool_dtype(op, "input", input, integers=True)
@@ -286,6 +288,11 @@ def _max_unpool(op, nd, input, indices, kernel_size, stride, padding, output_siz
                 )
     spec = WindowSpec(op, nd, shape[0], shape[1], image, grid, kernel, stride, (1,) * nd, pads,
                       dtype=dtype.name)
+    return spec, x, ind, unbatched, dtype
+
+
+def _max_unpool(op, nd, input, indices, kernel_size, stride, padding, output_size):
+    spec, x, ind, unbatched, dtype = unpool_spec(op, nd, input, indices, kernel_size, stride, padding, output_size)
     return _run("max_unpool", spec, input, (x, ind), unbatched,
                 lambda: np.zeros(spec.output_shape, dtype))
 

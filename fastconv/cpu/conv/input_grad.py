@@ -1,0 +1,113 @@
+"""Convolution input gradients on the CPU (dispatch family "conv_input_grad", algo "adjoint").
+
+Backward-data is a convolution of its own kind, run by the forward table's kernels:
+
+- a conv's input gradient is the transposed conv of grad_output with the same weight and
+  geometry, output_padding chosen so that its size is the input's (the rows the forward
+  stride skipped at the end); with zeros or constant padding the crop drops the pads'
+  gradient. Other padding modes take the transposed conv at the padded size, then fold
+  each padded cell's gradient back onto the input pixel it copied (:func:`fold_padded`);
+- a transposed conv's input gradient is the forward conv of grad_output, same geometry,
+  cut to the input's size where output_padding reached a whole stride past it.
+
+float16 computes in float32 and rounds once at the end.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from ..._arrays import working_dtype
+from ...dispatch import choose, register
+from ...kernels.geometry import lift3
+from ...kernels.padding_index import gather_lists
+from ...spec.conv import resolve_conv
+from .._jit import parallel_kernel
+from ..layout import as_working
+
+
+@parallel_kernel
+def fold_padded(gp, starts_d, pos_d, starts_h, pos_h, starts_w, pos_w, out):
+    """out[n, d, h, w, :] = sum of gp over the padded cells copied from (d, h, w), in the
+    lists' order (see kernels.padding_index.gather_lists)."""
+    n_img, d_n, h_n, w_n, c_n = out.shape
+    for t in prange(n_img * d_n * h_n):
+        n = t // (d_n * h_n)
+        r = t - n * (d_n * h_n)
+        d = r // h_n
+        h = r - d * h_n
+        for w in range(w_n):
+            pix = out[n, d, h, w]
+            for c in range(c_n):
+                pix[c] = 0
+            for a in range(starts_d[d], starts_d[d + 1]):
+                for b in range(starts_h[h], starts_h[h + 1]):
+                    row = gp[n, pos_d[a], pos_h[b]]
+                    for e in range(starts_w[w], starts_w[w + 1]):
+                        src = row[pos_w[e]]
+                        for c in range(c_n):
+                            pix[c] += src[c]
+
+
+def adjoint_transpose_spec(spec, pads, out_size, channels_last, dtype):
+    """The transposed conv that maps a grad_output of ``spec`` to ``out_size``, cropping ``pads``."""
+    output_padding = tuple(
+        n - ((o - 1) * s + d * (k - 1) + 1 - b - e)
+        for n, o, k, s, d, (b, e) in zip(out_size, spec.out_size, spec.kernel, spec.stride, spec.dilation, pads)
+    )
+    g_shape = (spec.batch, *spec.out_size, spec.out_channels) if channels_last else spec.output_shape
+    return resolve_conv(f"conv_transpose{spec.nd}d", g_shape, spec.weight_shape, stride=spec.stride,
+                        padding=pads, output_padding=output_padding, groups=spec.groups, dilation=spec.dilation,
+                        channels_last=channels_last, dtype=dtype)
+
+
+def adjoint_conv_spec(spec, channels_last, dtype):
+    """The forward conv of a transposed conv's grad_output (same weight and geometry)."""
+    g_shape = (spec.batch, *spec.out_size, spec.out_channels) if channels_last else spec.output_shape
+    return resolve_conv(f"conv{spec.nd}d", g_shape, spec.weight_shape, stride=spec.stride, padding=spec.pads,
+                        dilation=spec.dilation, groups=spec.groups, channels_last=channels_last, dtype=dtype)
+
+
+def _cut(y, spec):
+    """``y`` cut to the spec's input size (user layout), C-contiguous."""
+    if tuple(y.shape) == tuple(spec.input_shape):
+        return y
+    spatial = tuple(slice(0, n) for n in spec.in_size)
+    index = (slice(None), *spatial, slice(None)) if spec.channels_last else (slice(None), slice(None), *spatial)
+    return np.ascontiguousarray(y[index])
+
+
+def _transposed_input_grad(spec, grad_output, weight):
+    adj = adjoint_conv_spec(spec, spec.channels_last, spec.dtype)
+    return _cut(choose("conv", "cpu", adj).fn(adj, grad_output, weight, None), spec)
+
+
+def _padded_input_grad(spec, grad_output, weight):
+    """Gradient w.r.t. the padded input (channels-last, working dtype), folded back."""
+    dtype = working_dtype(np.dtype(spec.dtype))
+    padded = tuple(n + b + e for n, (b, e) in zip(spec.in_size, spec.pads))
+    adj = adjoint_transpose_spec(spec, ((0, 0),) * spec.nd, padded, True, dtype.name)
+    g = grad_output if spec.channels_last else np.moveaxis(grad_output, 1, -1)
+    gp = choose("conv_transpose", "cpu", adj).fn(adj, as_working(g, dtype), as_working(weight, dtype), None)
+    gp5 = gp.reshape((spec.batch, *lift3(padded, 1), spec.in_channels))
+    lists = [gather_lists(n, b, e, spec.padding_mode) for n, (b, e) in
+             zip(lift3(spec.in_size, 1), lift3(spec.pads, (0, 0)))]
+    out5 = np.empty((spec.batch, *lift3(spec.in_size, 1), spec.in_channels), dtype)
+    fold_padded(np.ascontiguousarray(gp5), *lists[0], *lists[1], *lists[2], out5)
+    out = out5.reshape((spec.batch, *spec.in_size, spec.in_channels))
+    if not spec.channels_last:
+        out = np.moveaxis(out, -1, 1)
+    return np.ascontiguousarray(out, dtype=np.dtype(spec.dtype))
+
+
+@register("conv_input_grad", "cpu", "adjoint",
+          note="the adjoint conv through the forward table (transposed for conv, conv for transposed); "
+               "padded copies folded back")
+def conv_input_grad_adjoint(spec, grad_output, weight):
+    if spec.transposed:
+        return _transposed_input_grad(spec, grad_output, weight)
+    if spec.padding_mode in ("zeros", "constant"):
+        adj = adjoint_transpose_spec(spec, spec.pads, spec.in_size, spec.channels_last, spec.dtype)
+        return choose("conv_transpose", "cpu", adj).fn(adj, grad_output, weight, None)
+    return _padded_input_grad(spec, grad_output, weight)

@@ -1,0 +1,176 @@
+"""Pooling gradients on the CPU, in gather form: each input element sums, in a fixed
+order, the gradients of the outputs whose windows contain it (no scatter, no atomics).
+
+One kernel serves sliding-window (max/avg/Lp) and adaptive pooling, 1-D to 3-D, either
+layout: the windows reach an input element through per-dim CSR lists
+(:mod:`fastconv.kernels.pool_reach`), visited d, then h, then w, each in list order, so
+a result is bitwise the same on every run and for every thread count. Each parallel
+task owns one input row (channels-first: (n, c, d, h); channels-last: (n, d, h), all
+channels), so no two tasks write one element.
+
+What an output q contributes to an input element e of its window (``kind``):
+- AVG: g[q] / divisor(q), the divisor as the forward's (divisor_override, else the
+  product of the per-dim counts; a divisor <= 0 contributes 0);
+- MAX: g[q] when the forward's index of q is e (ties and NaN as the forward decided);
+- LP (p finite): g[q] * y[q] ** (1 - p), with y the forward's output, 0 where y == 0;
+  the sum is then multiplied by sign(x[e]) * |x[e]| ** (p - 1) (0 where x[e] == 0);
+  the derivative of (sum |x| ** p) ** (1 / p), taken as 0 where it is not finite;
+- LP_INF: as MAX, with the indices of max |x|, times sign(x[e]).
+
+Arrays are C-contiguous in the working dtype (float32 for float16/float32, float64),
+lifted to 5-D: (N, C, D, H, W) or (N, D, H, W, C); sums run in the working dtype.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import prange
+
+from ..._arrays import working_dtype
+from ...dispatch import register
+from ...kernels.geometry import lift3
+from ...kernels.pool_reach import adaptive_reach, window_reach
+from .._jit import parallel_kernel
+
+AVG, MAX, LP, LP_INF = 0, 1, 2, 3
+
+
+@parallel_kernel
+def pool_grad_gather(g, idx, y, x, gi, kind, p, divisor_override, cl, n_img, c_n,
+                     in_d, in_h, in_w, od_n, oh_n, ow_n,
+                     ptr_d, outs_d, cnt_d, ptr_h, outs_h, cnt_h, ptr_w, outs_w, cnt_w):
+    """gi = the gradient of the input (module docstring); flat arrays, 5-D logical shapes."""
+    zero = gi.dtype.type(0)
+    one = gi.dtype.type(1)
+    pw = gi.dtype.type(p)
+    rows = n_img * in_d * in_h * (1 if cl else c_n)
+    inner = in_w * (c_n if cl else 1)
+    for t in prange(rows):
+        if cl:
+            ih = t % in_h
+            i_d = (t // in_h) % in_d
+            n = t // (in_h * in_d)
+            c_fixed = 0
+        else:
+            ih = t % in_h
+            i_d = (t // in_h) % in_d
+            c_fixed = (t // (in_h * in_d)) % c_n
+            n = t // (in_h * in_d * c_n)
+        for j in range(inner):
+            if cl:
+                iw = j // c_n
+                c = j % c_n
+            else:
+                iw = j
+                c = c_fixed
+            flat = (i_d * in_h + ih) * in_w + iw
+            if cl:
+                e = ((n * in_d + i_d) * in_h + ih) * in_w * c_n + iw * c_n + c
+            else:
+                e = (n * c_n + c) * in_d * in_h * in_w + flat
+            acc = zero
+            for a in range(ptr_d[i_d], ptr_d[i_d + 1]):
+                od = outs_d[a]
+                for b in range(ptr_h[ih], ptr_h[ih + 1]):
+                    oh = outs_h[b]
+                    for f in range(ptr_w[iw], ptr_w[iw + 1]):
+                        ow = outs_w[f]
+                        if cl:
+                            q = (((n * od_n + od) * oh_n + oh) * ow_n + ow) * c_n + c
+                        else:
+                            q = (((n * c_n + c) * od_n + od) * oh_n + oh) * ow_n + ow
+                        if kind == 1 or kind == 3:
+                            if idx[q] == flat:
+                                acc += g[q]
+                        elif kind == 0:
+                            div = divisor_override
+                            if div <= 0:
+                                div = cnt_d[od] * cnt_h[oh] * cnt_w[ow]
+                            if div > 0:
+                                acc += g[q] / gi.dtype.type(div)
+                        else:
+                            yq = y[q]
+                            if yq != zero:
+                                if p == 1.0:
+                                    acc += g[q]
+                                elif p == 2.0:
+                                    acc += g[q] / yq
+                                else:
+                                    acc += g[q] * yq ** (one - pw)
+            if kind == 2 or kind == 3:
+                xe = x[e]
+                if xe == zero or acc == zero:
+                    acc = zero
+                elif kind == 3 or p == 1.0:
+                    acc = acc if xe > zero else -acc
+                elif p == 2.0:
+                    acc *= xe
+                else:
+                    mag = abs(xe) ** (pw - one)
+                    acc = acc * mag if xe > zero else -(acc * mag)
+            gi[e] = acc
+
+
+# ---- plans and entry points --------------------------------------------------------------
+
+_NO_INDEX = np.zeros(1, np.int64)
+
+
+def window_reaches(spec):
+    """Per-dim Reach of a PoolSpec, lifted to 3-D (unit dims reach their one output)."""
+    pad = 3 - spec.nd
+    reaches = [adaptive_reach(1, 1)] * pad
+    for n, o, k, s, d, pads in zip(spec.in_size, spec.out_size, spec.kernel, spec.stride, spec.dilation,
+                                   spec.pads):
+        reaches.append(window_reach(n, o, k, s, d, pads, spec.count_include_pad))
+    return reaches
+
+
+def adaptive_reaches(spec):
+    return [adaptive_reach(1, 1)] * (3 - spec.nd) + [adaptive_reach(n, o) for n, o in
+                                                      zip(spec.in_size, spec.out_size)]
+
+
+def _flat(a, dtype):
+    """A C-contiguous 1-D array of ``a`` in ``dtype`` (a view when it already is one)."""
+    return np.ascontiguousarray(a, dtype).reshape(-1)
+
+
+def run_gather(spec, reaches, kind, g, idx=None, y=None, x=None, p=2.0, divisor_override=0):
+    """The input gradient of ``spec`` (forward PoolSpec / AdaptivePoolSpec, batched) from the
+    output gradient ``g`` (the spec's output shape), in the user's layout and dtype."""
+    dtype = np.dtype(spec.dtype)
+    wd = working_dtype(dtype)
+    dummy = np.zeros(1, wd)
+    gi = np.empty(math.prod(spec.input_shape), wd)
+    if gi.size:
+        (in_d, in_h, in_w), (od_n, oh_n, ow_n) = lift3(spec.in_size, 1), lift3(spec.out_size, 1)
+        geometry = tuple(v for r in reaches for v in r)
+        pool_grad_gather(_flat(g, wd), _NO_INDEX if idx is None else _flat(idx, np.int64),
+                         dummy if y is None else _flat(y, wd), dummy if x is None else _flat(x, wd), gi,
+                         kind, float(p), int(divisor_override or 0), spec.channels_last, spec.batch,
+                         spec.channels, in_d, in_h, in_w, od_n, oh_n, ow_n, *geometry)
+    gi = gi.reshape(spec.input_shape)
+    return gi if wd == dtype else gi.astype(dtype)
+
+
+@register("pool_grad", "cpu", "gather", note="gather form: each input element sums its windows (Numba)")
+def pool_grad_cpu(spec, g, idx, y, x):
+    """``idx``: the forward's indices (max; Lp with p = inf: those of max |x|); ``y``: the
+    forward's output in the working dtype (Lp), ``x`` the input (Lp)."""
+    if spec.mode == "max":
+        return run_gather(spec, window_reaches(spec), MAX, g, idx)
+    if spec.mode == "avg":
+        return run_gather(spec, window_reaches(spec), AVG, g, divisor_override=spec.divisor_override)
+    if math.isinf(spec.norm_type):
+        return run_gather(spec, window_reaches(spec), LP_INF, g, idx, x=x)
+    return run_gather(spec, window_reaches(spec), LP, g, y=y, x=x, p=spec.norm_type)
+
+
+@register("adaptive_pool_grad", "cpu", "gather", note="gather form over adaptive cells (Numba)")
+def adaptive_pool_grad_cpu(spec, g, idx):
+    if spec.mode == "max":
+        return run_gather(spec, adaptive_reaches(spec), MAX, g, idx)
+    return run_gather(spec, adaptive_reaches(spec), AVG, g)
