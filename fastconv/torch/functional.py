@@ -146,7 +146,10 @@ def pointwise_conv2d(input, weight, bias=None, **kw):
 def separable_conv2d(input, depthwise_weight, pointwise_weight, bias=None, stride=1, padding=0, dilation=1, *,
                      depthwise_bias=None, activation=None, **kw):
     """Depthwise then pointwise conv2d, ``activation`` after the pointwise bias (two ops:
-    the depthwise result is kept for the backward)."""
+    the depthwise result is kept for the backward). ``algo="fused"`` and ``"composed"``
+    (the NumPy op's separable choices) both run the two ops, each choosing its kernel."""
+    if kw.get("algo") in ("fused", "composed"):
+        kw = {**kw, "algo": "auto"}
     hidden = depthwise_conv2d(input, depthwise_weight, depthwise_bias, stride, padding, dilation, **kw)
     kw = {k: v for k, v in kw.items() if k not in ("padding_mode", "padding_value")}
     return pointwise_conv2d(hidden, pointwise_weight, bias, activation=activation, **kw)
