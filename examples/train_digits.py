@@ -48,13 +48,17 @@ def main():
 
     torch.manual_seed(0)
     digits = load_digits()
-    x = torch.tensor(digits.images / 16.0, dtype=torch.float32)[:, None]
+    x = torch.tensor(digits.images, dtype=torch.float32)[:, None]
+    x = (x - x.mean()) / x.std()
     y = torch.tensor(digits.target)
     train_idx, test_idx = train_test_split(range(len(y)), test_size=0.2, random_state=0, stratify=digits.target)
     x_train, y_train, x_test, y_test = x[train_idx], y[train_idx], x[test_idx], y[test_idx]
 
     net = model()
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    steps_per_epoch = -(-len(y_train) // args.batch)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-2, epochs=args.epochs,
+                                                   steps_per_epoch=steps_per_epoch)
     losses = []
     start = time.perf_counter()
     for epoch in range(args.epochs):
@@ -66,6 +70,7 @@ def main():
             loss = torch.nn.functional.cross_entropy(net(x_train[batch]), y_train[batch])
             loss.backward()
             opt.step()
+            schedule.step()
             losses.append(loss.item())
             bar.set_postfix(loss=f"{loss.item():.3f}")
     seconds = time.perf_counter() - start

@@ -47,11 +47,14 @@ def encode_padding(op, padding, nd):
     return flat, ""
 
 
+def pairs(padding):
+    """Flat per-side pads as fastconv's ``((begin, end), ...)``."""
+    return tuple(zip(padding[::2], padding[1::2]))
+
+
 def decode_padding(padding, padding_name):
     """fastconv's padding argument from :func:`encode_padding`'s pair."""
-    if padding_name:
-        return padding_name
-    return tuple((padding[i], padding[i + 1]) for i in range(0, len(padding), 2))
+    return padding_name or pairs(padding)
 
 
 def optional(values):

@@ -15,9 +15,9 @@ import torch
 import fastconv
 import fastconv.grad as grad
 
-from ._args import decode_padding, optional
+from ._args import decode_padding, optional, pairs
 from ._library import define
-from ._tensors import NUMPY_DTYPES, as_array, as_tensor, fake_array, torch_stream_order
+from ._tensors import NUMPY_DTYPES, as_array, as_tensor, fake_array, run
 
 _CONV_ARGS = ("int[] stride, int[] padding, str padding_name, int[] dilation, int groups, str padding_mode, "
               "float padding_value, str algo")
@@ -59,13 +59,16 @@ def _register(nd):
     tweight_grad_fn = getattr(grad, f"conv_transpose{nd}d_weight")
 
     # ---- conv ------------------------------------------------------------------------
-    def conv(input, weight, bias, *geometry, activation, channels_last):
+    def conv(input, weight, bias, stride, padding, padding_name, dilation, groups, padding_mode, padding_value, algo,
+             activation, channels_last):
         arrays = (as_array(input), as_array(weight), as_array(bias))
-        with torch_stream_order(input):
-            out = fn(*arrays, activation=activation or None, channels_last=channels_last, **_conv_kwargs(*geometry))
+        out = run(input, fn, *arrays, tuple(stride), padding_name or pairs(padding), tuple(dilation), groups,
+                  padding_mode=padding_mode, padding_value=padding_value, algo=algo, activation=activation or None,
+                  channels_last=channels_last)
         return as_tensor(out, arrays)
 
-    def conv_fake(input, weight, bias, *geometry, activation, channels_last):
+    def conv_fake(input, weight, bias, *args):
+        *geometry, activation, channels_last = args
         b = None if bias is None else _empty(bias)
         out = fn(fake_array(input), _empty(weight), b, activation=activation or None, channels_last=channels_last,
                  **_conv_kwargs(*geometry))
@@ -73,15 +76,14 @@ def _register(nd):
 
     def input_grad(input_size, weight, grad_output, *geometry, channels_last):
         arrays = (as_array(weight), as_array(grad_output))
-        with torch_stream_order(weight):
-            out = input_grad_fn(tuple(input_size), *arrays, channels_last=channels_last, **_conv_kwargs(*geometry))
+        out = run(weight, input_grad_fn, tuple(input_size), *arrays, channels_last=channels_last,
+                  **_conv_kwargs(*geometry))
         return as_tensor(out, arrays)
 
     def weight_grad(input, weight_size, grad_output, *geometry, channels_last):
         arrays = (as_array(input), as_array(grad_output))
-        with torch_stream_order(input):
-            out = weight_grad_fn(arrays[0], tuple(weight_size), arrays[1], channels_last=channels_last,
-                                 **_conv_kwargs(*geometry))
+        out = run(input, weight_grad_fn, arrays[0], tuple(weight_size), arrays[1], channels_last=channels_last,
+                  **_conv_kwargs(*geometry))
         return as_tensor(out, arrays)
 
     name = f"conv{nd}d"
@@ -94,11 +96,9 @@ def _register(nd):
         "bool channels_last) -> Tensor",
         weight_grad, lambda input, weight_size, *a, **k: input.new_empty(weight_size))
 
-    def conv_setup(ctx, inputs, keyword_only_inputs, output):
-        input, weight, _bias, *geometry = inputs
+    def conv_setup(ctx, inputs, output):
+        input, weight, _bias, *geometry, ctx.activation, ctx.channels_last = inputs
         ctx.geometry = geometry
-        ctx.activation = keyword_only_inputs["activation"]
-        ctx.channels_last = keyword_only_inputs["channels_last"]
         ctx.save_for_backward(input, weight, output if ctx.activation else None)
 
     def conv_backward(ctx, grad_output):
@@ -111,22 +111,24 @@ def _register(nd):
             gw = weight_grad_op(input, list(weight.shape), g, *ctx.geometry, channels_last=ctx.channels_last)
         if ctx.needs_input_grad[2]:
             gb = bias_grad_op(g, channels_last=ctx.channels_last)
-        return (gi, gw, gb) + (None,) * len(ctx.geometry)
+        return (gi, gw, gb) + (None,) * (len(ctx.geometry) + 2)
 
     conv_op = define(
-        f"{name}(Tensor input, Tensor weight, Tensor? bias, {_CONV_ARGS}, *, str activation, "
+        f"{name}(Tensor input, Tensor weight, Tensor? bias, {_CONV_ARGS}, str activation, "
         "bool channels_last) -> Tensor",
         conv, conv_fake, backward=conv_backward, setup_context=conv_setup)
 
     # ---- transposed conv -------------------------------------------------------------
-    def transpose(input, weight, bias, *geometry, activation, channels_last, output_size):
+    def transpose(input, weight, bias, stride, padding, padding_name, output_padding, groups, dilation, algo,
+                  activation, channels_last, output_size):
         arrays = (as_array(input), as_array(weight), as_array(bias))
-        with torch_stream_order(input):
-            out = tfn(*arrays, activation=activation or None, channels_last=channels_last,
-                      output_size=optional(output_size), **_transpose_kwargs(*geometry))
+        out = run(input, tfn, *arrays, tuple(stride), padding_name or pairs(padding), tuple(output_padding), groups,
+                  tuple(dilation), algo=algo, activation=activation or None, channels_last=channels_last,
+                  output_size=optional(output_size))
         return as_tensor(out, arrays)
 
-    def transpose_fake(input, weight, bias, *geometry, activation, channels_last, output_size):
+    def transpose_fake(input, weight, bias, *args):
+        *geometry, activation, channels_last, output_size = args
         b = None if bias is None else _empty(bias)
         out = tfn(fake_array(input), _empty(weight), b, activation=activation or None, channels_last=channels_last,
                   output_size=optional(output_size), **_transpose_kwargs(*geometry))
@@ -134,16 +136,14 @@ def _register(nd):
 
     def tinput_grad(input_size, weight, grad_output, *geometry, channels_last):
         arrays = (as_array(weight), as_array(grad_output))
-        with torch_stream_order(weight):
-            out = tinput_grad_fn(tuple(input_size), *arrays, channels_last=channels_last,
-                                 **_transpose_kwargs(*geometry))
+        out = run(weight, tinput_grad_fn, tuple(input_size), *arrays, channels_last=channels_last,
+                  **_transpose_kwargs(*geometry))
         return as_tensor(out, arrays)
 
     def tweight_grad(input, weight_size, grad_output, *geometry, channels_last):
         arrays = (as_array(input), as_array(grad_output))
-        with torch_stream_order(input):
-            out = tweight_grad_fn(arrays[0], tuple(weight_size), arrays[1], channels_last=channels_last,
-                                  **_transpose_kwargs(*geometry))
+        out = run(input, tweight_grad_fn, arrays[0], tuple(weight_size), arrays[1], channels_last=channels_last,
+                  **_transpose_kwargs(*geometry))
         return as_tensor(out, arrays)
 
     tname = f"conv_transpose{nd}d"
@@ -156,13 +156,11 @@ def _register(nd):
         "bool channels_last) -> Tensor",
         tweight_grad, lambda input, weight_size, *a, **k: input.new_empty(weight_size))
 
-    def transpose_setup(ctx, inputs, keyword_only_inputs, output):
-        input, weight, _bias, *geometry = inputs
-        if keyword_only_inputs["output_size"]:
-            geometry[3] = _output_padding(nd, input, weight, output, geometry, keyword_only_inputs["channels_last"])
+    def transpose_setup(ctx, inputs, output):
+        input, weight, _bias, *geometry, ctx.activation, ctx.channels_last, output_size = inputs
+        if output_size:
+            geometry[3] = _output_padding(nd, input, weight, output, geometry, ctx.channels_last)
         ctx.geometry = geometry
-        ctx.activation = keyword_only_inputs["activation"]
-        ctx.channels_last = keyword_only_inputs["channels_last"]
         ctx.save_for_backward(input, weight, output if ctx.activation else None)
 
     def transpose_backward(ctx, grad_output):
@@ -175,10 +173,10 @@ def _register(nd):
             gw = tweight_grad_op(input, list(weight.shape), g, *ctx.geometry, channels_last=ctx.channels_last)
         if ctx.needs_input_grad[2]:
             gb = bias_grad_op(g, channels_last=ctx.channels_last)
-        return (gi, gw, gb) + (None,) * len(ctx.geometry)
+        return (gi, gw, gb) + (None,) * (len(ctx.geometry) + 3)
 
     transpose_op = define(
-        f"{tname}(Tensor input, Tensor weight, Tensor? bias, {_TRANSPOSE_ARGS}, *, str activation, "
+        f"{tname}(Tensor input, Tensor weight, Tensor? bias, {_TRANSPOSE_ARGS}, str activation, "
         "bool channels_last, int[] output_size) -> Tensor",
         transpose, transpose_fake, backward=transpose_backward, setup_context=transpose_setup)
     return conv_op, transpose_op
@@ -198,9 +196,7 @@ def _output_padding(nd, input, weight, output, geometry, channels_last):
 
 def _bias_grad(grad_output, *, channels_last):
     arrays = (as_array(grad_output),)
-    with torch_stream_order(grad_output):
-        out = grad.conv_bias(arrays[0], channels_last=channels_last)
-    return as_tensor(out, arrays)
+    return as_tensor(run(grad_output, grad.conv_bias, arrays[0], channels_last=channels_last), arrays)
 
 
 def _bias_grad_fake(grad_output, *, channels_last):

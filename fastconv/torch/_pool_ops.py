@@ -15,25 +15,24 @@ import fastconv.grad as grad
 
 from ._args import decode_padding, optional
 from ._library import define
-from ._tensors import as_array, as_tensor, fake_array, torch_stream_order
+from ._tensors import as_array, as_tensor, fake_array, run
 
 
 def _define_pool(name, args_schema, forward, gradient, *, indices):
-    """Define ``fastconv::<name>(input, <args>, *, channels_last)`` and its gradient op.
+    """Define ``fastconv::<name>(input, <args>, channels_last)`` and its gradient op.
 
     ``forward(x, *args, channels_last)`` and ``gradient(grad_output, x, indices, *args,
     channels_last)`` call fastconv on arrays; with ``indices`` the forward returns
     (values, indices)."""
     args = f", {args_schema}" if args_schema else ""
 
-    def impl(input, *a, channels_last):
+    def impl(input, *a):
         arrays = (as_array(input),)
-        with torch_stream_order(input):
-            out = forward(arrays[0], *a, channels_last=channels_last)
+        out = run(input, forward, arrays[0], *a[:-1], channels_last=a[-1])
         return tuple(as_tensor(o, arrays) for o in out) if indices else as_tensor(out, arrays)
 
-    def fake(input, *a, channels_last):
-        out = forward(fake_array(input), *a, channels_last=channels_last)
+    def fake(input, *a):
+        out = forward(fake_array(input), *a[:-1], channels_last=a[-1])
         if indices:
             return (input.new_empty((input.shape[0], *out[0].shape[1:])),
                     input.new_empty((input.shape[0], *out[1].shape[1:]), dtype=torch.int64))
@@ -41,25 +40,23 @@ def _define_pool(name, args_schema, forward, gradient, *, indices):
 
     def grad_impl(grad_output, input, idx, *a, channels_last):
         arrays = (as_array(grad_output), as_array(input), as_array(idx))
-        with torch_stream_order(input):
-            out = gradient(*arrays, *a, channels_last=channels_last)
-        return as_tensor(out, arrays)
+        return as_tensor(run(input, gradient, *arrays, *a, channels_last=channels_last), arrays)
 
     grad_op = define(
         f"{name}_grad(Tensor grad_output, Tensor input, Tensor? indices{args}, *, bool channels_last) -> Tensor",
         grad_impl, lambda grad_output, input, *a, **k: input.new_empty(input.shape))
 
-    def setup(ctx, inputs, keyword_only_inputs, output):
-        ctx.args = inputs[1:]
-        ctx.channels_last = keyword_only_inputs["channels_last"]
+    def setup(ctx, inputs, output):
+        ctx.args, ctx.channels_last = inputs[1:-1], inputs[-1]
         ctx.save_for_backward(inputs[0], output[1] if indices else None)
 
     def backward(ctx, grad_output, *_):
         input, idx = ctx.saved_tensors
-        return (grad_op(grad_output, input, idx, *ctx.args, channels_last=ctx.channels_last),) + (None,) * len(ctx.args)
+        gi = grad_op(grad_output, input, idx, *ctx.args, channels_last=ctx.channels_last)
+        return (gi,) + (None,) * (len(ctx.args) + 1)
 
     returns = "(Tensor, Tensor)" if indices else "Tensor"
-    return define(f"{name}(Tensor input{args}, *, bool channels_last) -> {returns}", impl, fake,
+    return define(f"{name}(Tensor input{args}, bool channels_last) -> {returns}", impl, fake,
                   backward=backward, setup_context=setup)
 
 

@@ -32,25 +32,32 @@ def as_array(tensor):
     """The tensor's memory as a NumPy array (CPU) or a Numba device array (CUDA); None stays None."""
     if tensor is None:
         return None
-    if tensor.device.type == "cuda":
+    if tensor.is_cuda:
         from numba import cuda
 
         return cuda.as_cuda_array(tensor.detach())
-    if tensor.device.type != "cpu":
-        raise TypeError(f"fastconv.torch: tensors on device {tensor.device} are not supported; expected cpu or cuda")
-    return tensor.detach().numpy()
+    return (tensor.detach() if tensor.requires_grad else tensor).numpy()
 
 
 def as_tensor(result, inputs):
     """A fastconv result (NumPy or device array) as a tensor over the same memory.
 
-    A result that shares memory with an input (a view some op returns for a no-op
-    geometry) is copied once: a registered op's outputs must not alias its inputs."""
+    A result that is a view of an input (some ops return one for a no-op geometry) is
+    copied once: a registered op's outputs must not alias its inputs."""
     if isinstance(result, np.ndarray):
-        if any(a is not None and isinstance(a, np.ndarray) and np.may_share_memory(result, a) for a in inputs):
+        if result.base is not None and any(isinstance(a, np.ndarray) and np.may_share_memory(result, a)
+                                           for a in inputs):
             result = result.copy()
         return torch.from_numpy(result)
     return torch.as_tensor(result, device="cuda")
+
+
+def run(tensor, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``, ordered on PyTorch's current stream when ``tensor`` is on a GPU."""
+    if not tensor.is_cuda:
+        return fn(*args, **kwargs)
+    with torch_stream_order(tensor):
+        return fn(*args, **kwargs)
 
 
 def fake_array(tensor):
@@ -62,10 +69,7 @@ def fake_array(tensor):
 @contextlib.contextmanager
 def torch_stream_order(tensor):
     """Order a fastconv CUDA call after PyTorch's current stream and before what follows it
-    (see the module docstring); nothing for CPU tensors."""
-    if tensor.device.type != "cuda":
-        yield
-        return
+    (see the module docstring)."""
     current = torch.cuda.current_stream(tensor.device)
     default = torch.cuda.default_stream(tensor.device)
     if current == default:

@@ -16,7 +16,7 @@ import fastconv.grad as grad
 
 from ._args import decode_padding, optional
 from ._library import define
-from ._tensors import NUMPY_DTYPES, as_array, as_tensor, fake_array, torch_stream_order
+from ._tensors import NUMPY_DTYPES, as_array, as_tensor, fake_array, run
 
 _WINDOW = "int[] kernel_size, int[] stride, int[] padding, str padding_name, int[] dilation"
 
@@ -27,9 +27,7 @@ def _geometry(k, s, p, pn, d):
 
 def _run(fn, tensors, *args, **kwargs):
     arrays = tuple(as_array(t) for t in tensors)
-    with torch_stream_order(tensors[0]):
-        out = fn(*arrays, *args, **kwargs)
-    return arrays, out
+    return arrays, run(tensors[0], fn, *arrays, *args, **kwargs)
 
 
 # ---- unfold and fold ------------------------------------------------------------------

@@ -68,7 +68,7 @@ def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups, paddin
     pads, name = encode_padding(op, padding, nd)
     out = _conv_ops.CONV[nd](x, weight, bias, ints(op, "stride", stride, nd), pads, name,
                              ints(op, "dilation", dilation, nd), groups, padding_mode, float(padding_value), algo,
-                             activation=activation or "", channels_last=cl)
+                             activation or "", cl)
     return _finish(out, unbatched, permuted)
 
 
@@ -102,8 +102,8 @@ def _conv_transpose(op, nd, input, weight, bias, stride, padding, output_padding
         output_size = list(output_size)[-nd:]
     out = _conv_ops.CONV_TRANSPOSE[nd](
         x, weight, bias, ints(op, "stride", stride, nd), pads, name, ints(op, "output_padding", output_padding, nd),
-        groups, ints(op, "dilation", dilation, nd), algo, activation=activation or "", channels_last=cl,
-        output_size=optional_ints(op, "output_size", output_size, nd))
+        groups, ints(op, "dilation", dilation, nd), algo, activation or "", cl,
+        optional_ints(op, "output_size", output_size, nd))
     return _finish(out, unbatched, permuted)
 
 
@@ -159,7 +159,7 @@ def separable_conv2d(input, depthwise_weight, pointwise_weight, bias=None, strid
 
 def _pool(op, nd, table, input, channels_last, *args, indices=False):
     x, cl, unbatched, permuted = _prepare(op, input, nd, channels_last)
-    out = table[nd](x, *args, channels_last=cl)
+    out = table[nd](x, *args, cl)
     if isinstance(out, tuple):
         values, idx = (_finish(o, unbatched, permuted) for o in out)
         return (values, idx) if indices else values
@@ -298,20 +298,20 @@ def adaptive_max_pool3d(input, output_size, return_indices=False, *, channels_la
 def global_avg_pool(input, *, channels_last=False):
     """fastconv.global_avg_pool on tensors: (N, C, 1, ...)."""
     _check_tensor("global_avg_pool", "input", input)
-    return _pool_ops.GLOBAL_AVG_POOL(input, channels_last=bool(channels_last))
+    return _pool_ops.GLOBAL_AVG_POOL(input, bool(channels_last))
 
 
 def global_max_pool(input, *, channels_last=False):
     """fastconv.global_max_pool on tensors: (N, C, 1, ...)."""
     _check_tensor("global_max_pool", "input", input)
-    return _pool_ops.GLOBAL_MAX_POOL(input, channels_last=bool(channels_last))
+    return _pool_ops.GLOBAL_MAX_POOL(input, bool(channels_last))
 
 
 def spatial_pyramid_pool(input, levels=(1, 2, 4), mode="max", *, channels_last=False):
     """fastconv.spatial_pyramid_pool on tensors: (N, C * sum(l ** nd))."""
     _check_tensor("spatial_pyramid_pool", "input", input)
     return _pool_ops.SPATIAL_PYRAMID_POOL(input, ints("spatial_pyramid_pool", "levels", levels, 1), mode,
-                                          channels_last=bool(channels_last))
+                                          bool(channels_last))
 
 
 # ---- windows -------------------------------------------------------------------------------
