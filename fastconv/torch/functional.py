@@ -13,6 +13,8 @@ depthwise_conv2d, pointwise_conv2d and separable_conv2d are built from the conv2
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 from . import _conv_ops, _pool_ops, _window_ops
@@ -53,6 +55,12 @@ def _prepare(op, input, nd, channels_last):
     return input.movedim(1, -1), True, unbatched, True
 
 
+def _int(op, name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{op}: {name} must be an int, got {value!r}")
+    return int(value)
+
+
 def _finish(out, unbatched, permuted):
     if permuted:
         out = out.movedim(-1, 1)
@@ -66,9 +74,10 @@ def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups, paddin
     _check_tensor(op, "weight", weight)
     x, cl, unbatched, permuted = _prepare(op, input, nd, channels_last)
     pads, name = encode_padding(op, padding, nd)
-    out = _conv_ops.CONV[nd](x, weight, bias, ints(op, "stride", stride, nd), pads, name,
-                             ints(op, "dilation", dilation, nd), groups, padding_mode, float(padding_value), algo,
-                             activation or "", cl)
+    geometry = _conv_ops.conv_geometry(ints(op, "stride", stride, nd), pads or [0] * (2 * nd),
+                                       ints(op, "dilation", dilation, nd), _int(op, "groups", groups))
+    out = _conv_ops.CONV[nd](x, weight, bias, geometry, [name, padding_mode, algo, activation or ""],
+                             float(padding_value), cl)
     return _finish(out, unbatched, permuted)
 
 
@@ -100,10 +109,11 @@ def _conv_transpose(op, nd, input, weight, bias, stride, padding, output_padding
     pads, name = encode_padding(op, padding, nd)
     if output_size is not None and len(output_size) > nd:  # torch accepts (N, C, *spatial) too
         output_size = list(output_size)[-nd:]
-    out = _conv_ops.CONV_TRANSPOSE[nd](
-        x, weight, bias, ints(op, "stride", stride, nd), pads, name, ints(op, "output_padding", output_padding, nd),
-        groups, ints(op, "dilation", dilation, nd), algo, activation or "", cl,
+    geometry = _conv_ops.transpose_geometry(
+        ints(op, "stride", stride, nd), pads or [0] * (2 * nd), ints(op, "output_padding", output_padding, nd),
+        ints(op, "dilation", dilation, nd), _int(op, "groups", groups),
         optional_ints(op, "output_size", output_size, nd))
+    out = _conv_ops.CONV_TRANSPOSE[nd](x, weight, bias, geometry, [name, algo, activation or ""], cl)
     return _finish(out, unbatched, permuted)
 
 
