@@ -13,7 +13,7 @@ import torch
 import fastconv
 import fastconv.grad as grad
 
-from ._args import decode_padding, optional
+from ._args import pairs
 from ._library import define
 from ._tensors import as_array, as_tensor, fake_array, run
 
@@ -60,32 +60,47 @@ def _define_pool(name, args_schema, forward, gradient, *, indices):
                   backward=backward, setup_context=setup)
 
 
-_WINDOW = "int[] kernel_size, int[] stride, int[] padding, str padding_name"
+def window(kernel, stride, pads, dilation, *flags):
+    """The window ops' packed ``int[] window``: kernel, stride, per-side pads (all
+    zeros with a padding name) and dilation, nd ints each but the pads (2 nd), then the
+    op's flags (max, Lp: ceil_mode; avg: ceil_mode, count_include_pad, divisor_override
+    or 0). One list instead of six arguments: torch's autograd wrapper re-reads the
+    schema once per argument on each call (see _conv_ops)."""
+    return [*kernel, *stride, *pads, *dilation, *(int(f) for f in flags)]
+
+
+def _unpack(nd, w, padding_name):
+    """(kernel, stride, padding, dilation, flags) of a packed window."""
+    return (tuple(w[:nd]), tuple(w[nd:2 * nd]), padding_name or pairs(w[2 * nd:4 * nd]),
+            tuple(w[4 * nd:5 * nd]), w[5 * nd:])
+
+
 MAX_POOL, AVG_POOL, LP_POOL, ADAPTIVE_AVG_POOL, ADAPTIVE_MAX_POOL = {}, {}, {}, {}, {}
 
 for _nd in (1, 2, 3):
-    def _max(x, k, s, p, pn, d, c, *, channels_last, f=getattr(fastconv, f"max_pool{_nd}d")):
-        return f(x, tuple(k), optional(s), decode_padding(p, pn), tuple(d), c, True, channels_last=channels_last)
+    def _max(x, w, pn, *, channels_last, nd=_nd, f=getattr(fastconv, f"max_pool{_nd}d")):
+        k, s, p, d, (ceil,) = _unpack(nd, w, pn)
+        return f(x, k, s, p, d, bool(ceil), True, channels_last=channels_last)
 
-    def _max_grad(g, x, idx, k, s, p, pn, d, c, *, channels_last, f=getattr(grad, f"max_pool{_nd}d")):
-        return f(g, x, tuple(k), optional(s), decode_padding(p, pn), tuple(d), c, indices=idx,
-                 channels_last=channels_last)
+    def _max_grad(g, x, idx, w, pn, *, channels_last, nd=_nd, f=getattr(grad, f"max_pool{_nd}d")):
+        k, s, p, d, (ceil,) = _unpack(nd, w, pn)
+        return f(g, x, k, s, p, d, bool(ceil), indices=idx, channels_last=channels_last)
 
-    def _avg(x, k, s, p, pn, c, cip, div, d, *, channels_last, f=getattr(fastconv, f"avg_pool{_nd}d")):
-        return f(x, tuple(k), optional(s), decode_padding(p, pn), c, cip, div, dilation=tuple(d),
-                 channels_last=channels_last)
+    def _avg(x, w, pn, *, channels_last, nd=_nd, f=getattr(fastconv, f"avg_pool{_nd}d")):
+        k, s, p, d, (ceil, cip, div) = _unpack(nd, w, pn)
+        return f(x, k, s, p, bool(ceil), bool(cip), div or None, dilation=d, channels_last=channels_last)
 
-    def _avg_grad(g, x, idx, k, s, p, pn, c, cip, div, d, *, channels_last, f=getattr(grad, f"avg_pool{_nd}d")):
-        return f(g, x, tuple(k), optional(s), decode_padding(p, pn), c, cip, div, dilation=tuple(d),
-                 channels_last=channels_last)
+    def _avg_grad(g, x, idx, w, pn, *, channels_last, nd=_nd, f=getattr(grad, f"avg_pool{_nd}d")):
+        k, s, p, d, (ceil, cip, div) = _unpack(nd, w, pn)
+        return f(g, x, k, s, p, bool(ceil), bool(cip), div or None, dilation=d, channels_last=channels_last)
 
-    def _lp(x, n, k, s, c, p, pn, d, *, channels_last, f=getattr(fastconv, f"lp_pool{_nd}d")):
-        return f(x, n, tuple(k), optional(s), c, padding=decode_padding(p, pn), dilation=tuple(d),
-                 channels_last=channels_last)
+    def _lp(x, n, w, pn, *, channels_last, nd=_nd, f=getattr(fastconv, f"lp_pool{_nd}d")):
+        k, s, p, d, (ceil,) = _unpack(nd, w, pn)
+        return f(x, n, k, s, bool(ceil), padding=p, dilation=d, channels_last=channels_last)
 
-    def _lp_grad(g, x, idx, n, k, s, c, p, pn, d, *, channels_last, f=getattr(grad, f"lp_pool{_nd}d")):
-        return f(g, x, n, tuple(k), optional(s), c, padding=decode_padding(p, pn), dilation=tuple(d),
-                 channels_last=channels_last)
+    def _lp_grad(g, x, idx, n, w, pn, *, channels_last, nd=_nd, f=getattr(grad, f"lp_pool{_nd}d")):
+        k, s, p, d, (ceil,) = _unpack(nd, w, pn)
+        return f(g, x, n, k, s, bool(ceil), padding=p, dilation=d, channels_last=channels_last)
 
     def _adaptive_avg(x, o, *, channels_last, f=getattr(fastconv, f"adaptive_avg_pool{_nd}d")):
         return f(x, tuple(o), channels_last=channels_last)
@@ -99,16 +114,12 @@ for _nd in (1, 2, 3):
     def _adaptive_max_grad(g, x, idx, o, *, channels_last, f=getattr(grad, f"adaptive_max_pool{_nd}d")):
         return f(g, x, tuple(o), indices=idx, channels_last=channels_last)
 
-    MAX_POOL[_nd] = _define_pool(f"max_pool{_nd}d", f"{_WINDOW}, int[] dilation, bool ceil_mode", _max, _max_grad,
+    MAX_POOL[_nd] = _define_pool(f"max_pool{_nd}d", "int[] window, str padding_name", _max, _max_grad,
                                  indices=True)
-    AVG_POOL[_nd] = _define_pool(
-        f"avg_pool{_nd}d",
-        f"{_WINDOW}, bool ceil_mode, bool count_include_pad, int? divisor_override, int[] dilation",
-        _avg, _avg_grad, indices=False)
-    LP_POOL[_nd] = _define_pool(
-        f"lp_pool{_nd}d",
-        "float norm_type, int[] kernel_size, int[] stride, bool ceil_mode, int[] padding, str padding_name, "
-        "int[] dilation", _lp, _lp_grad, indices=False)
+    AVG_POOL[_nd] = _define_pool(f"avg_pool{_nd}d", "int[] window, str padding_name", _avg, _avg_grad,
+                                 indices=False)
+    LP_POOL[_nd] = _define_pool(f"lp_pool{_nd}d", "float norm_type, int[] window, str padding_name", _lp, _lp_grad,
+                                indices=False)
     ADAPTIVE_AVG_POOL[_nd] = _define_pool(f"adaptive_avg_pool{_nd}d", "int[] output_size", _adaptive_avg,
                                           _adaptive_avg_grad, indices=False)
     ADAPTIVE_MAX_POOL[_nd] = _define_pool(f"adaptive_max_pool{_nd}d", "int[] output_size", _adaptive_max,

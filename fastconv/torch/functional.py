@@ -176,15 +176,19 @@ def _pool(op, nd, table, input, channels_last, *args, indices=False):
     return _finish(out, unbatched, permuted)
 
 
-def _window_args(op, nd, kernel_size, stride, padding):
+def _window(op, nd, kernel_size, stride, padding, dilation, *flags):
+    """(packed window, padding name) of a window pooling call (see _pool_ops.window)."""
     pads, name = encode_padding(op, padding, nd)
-    return ints(op, "kernel_size", kernel_size, nd), optional_ints(op, "stride", stride, nd), pads, name
+    kernel = ints(op, "kernel_size", kernel_size, nd)
+    strides = optional_ints(op, "stride", stride, nd) or kernel  # None or [] is the kernel, as torch
+    return _pool_ops.window(kernel, strides, pads or [0] * (2 * nd), ints(op, "dilation", dilation, nd),
+                            *flags), name
 
 
 def _max_pool(nd, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, channels_last):
     op = f"max_pool{nd}d"
-    return _pool(op, nd, _pool_ops.MAX_POOL, input, channels_last, *_window_args(op, nd, kernel_size, stride, padding),
-                 ints(op, "dilation", dilation, nd), bool(ceil_mode), indices=return_indices)
+    return _pool(op, nd, _pool_ops.MAX_POOL, input, channels_last,
+                 *_window(op, nd, kernel_size, stride, padding, dilation, bool(ceil_mode)), indices=return_indices)
 
 
 def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False, *,
@@ -208,8 +212,11 @@ def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
 def _avg_pool(nd, input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, dilation,
               channels_last):
     op = f"avg_pool{nd}d"
-    return _pool(op, nd, _pool_ops.AVG_POOL, input, channels_last, *_window_args(op, nd, kernel_size, stride, padding),
-                 bool(ceil_mode), bool(count_include_pad), divisor_override, ints(op, "dilation", dilation, nd))
+    if divisor_override is not None and (isinstance(divisor_override, bool) or divisor_override < 1):
+        raise ValueError(f"{op}: divisor_override={divisor_override!r} must be a positive int or None")
+    return _pool(op, nd, _pool_ops.AVG_POOL, input, channels_last,
+                 *_window(op, nd, kernel_size, stride, padding, dilation, bool(ceil_mode), bool(count_include_pad),
+                          divisor_override or 0))
 
 
 def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
@@ -235,9 +242,8 @@ def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
 
 def _lp_pool(nd, input, norm_type, kernel_size, stride, ceil_mode, padding, dilation, channels_last):
     op = f"lp_pool{nd}d"
-    k, s, pads, name = _window_args(op, nd, kernel_size, stride, padding)
-    return _pool(op, nd, _pool_ops.LP_POOL, input, channels_last, float(norm_type), k, s, bool(ceil_mode), pads,
-                 name, ints(op, "dilation", dilation, nd))
+    return _pool(op, nd, _pool_ops.LP_POOL, input, channels_last, float(norm_type),
+                 *_window(op, nd, kernel_size, stride, padding, dilation, bool(ceil_mode)))
 
 
 def lp_pool1d(input, norm_type, kernel_size, stride=None, ceil_mode=False, *, padding=0, dilation=1,
