@@ -1,12 +1,14 @@
 """Per-call overhead of the PyTorch bridge on a tiny layer (issue 13, target: at most 15 us
 over the bare NumPy kernel call, median).
 
-Times, each the median of many calls on a 1x2x6x6 float32 conv2d with a 3x3 kernel (the
-kernel itself a few microseconds): the bare ``fastconv.conv2d`` on NumPy arrays; the same
-kernel registered with ``torch.library.custom_op``; registered with ``torch.library.Library``
-define/impl (as fastconv.torch does); and the public ``fastconv.torch.conv2d`` (argument
-encoding included). Each bridged call is timed without and with ``requires_grad`` (autograd
-records the node). Run: ``python -m bench.torch_overhead``.
+Each row is the median of many calls on 1x2x6x6 float32 input: the bare ``fastconv.conv2d``
+(3x3 kernel, padding 1) on NumPy arrays, also with padding as the bridge passes it; the bare
+``max_pool2d`` with indices (the bridge's op always returns them); the same conv kernel
+registered with ``torch.library.custom_op`` and with ``torch.library.Library`` define/impl
+(as fastconv.torch does), each with a trivial autograd formula; the public
+``fastconv.torch.conv2d`` and ``max_pool2d`` (argument encoding included). Each bridged
+call is timed without and with ``requires_grad`` (autograd records a node).
+Run: ``python -m bench.torch_overhead``.
 """
 
 from __future__ import annotations
@@ -60,17 +62,22 @@ def main():
     via_custom_op = torch.ops.fastconv_bench.conv.default
 
     bare = _median_us(lambda: fastconv.conv2d(xn, wn, None, padding=1))
-    rows = [("bare fastconv.conv2d (NumPy)", bare, None)]
+    pool_bare = _median_us(lambda: fastconv.max_pool2d(xn, 2, return_indices=True))
+    rows = [("bare fastconv.conv2d (NumPy)", bare, None),
+            ("bare, padding as the bridge passes it (pairs)",
+             _median_us(lambda: fastconv.conv2d(xn, wn, None, (1, 1), ((1, 1), (1, 1)), (1, 1), 1)), None)]
     for grad in (False, True):
         x.requires_grad_(grad)
         tag = " (requires_grad)" if grad else ""
         for name, fn in (("custom_op", lambda: via_custom_op(x, w)), ("Library define/impl", lambda: via_library(x, w)),
-                         ("fastconv.torch.conv2d", lambda: FT.conv2d(x, w, padding=1))):
+                         ("fastconv.torch.conv2d", lambda: FT.conv2d(x, w, padding=1)),
+                         ("fastconv.torch.max_pool2d (bare: max_pool2d)", lambda: FT.max_pool2d(x, 2))):
             t = _median_us(fn)
-            rows.append((name + tag, t, t - bare))
-    print(f"{'call':44s} {'median us':>10s} {'over bare':>10s}")
+            rows.append((name + tag, t, t - (pool_bare if "max_pool" in name else bare)))
+    rows.insert(2, ("bare fastconv.max_pool2d (NumPy, with indices)", pool_bare, None))
+    print("| call | median us | over bare |\n|---|---:|---:|")
     for name, t, over in rows:
-        print(f"{name:44s} {t:10.1f} {'' if over is None else f'{over:10.1f}'}")
+        print(f"| {name} | {t:.1f} | {'' if over is None else f'{over:.1f}'} |")
 
 
 if __name__ == "__main__":
