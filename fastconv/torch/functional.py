@@ -13,6 +13,7 @@ depthwise_conv2d, pointwise_conv2d and separable_conv2d are built from the conv2
 
 from __future__ import annotations
 
+import functools
 import numbers
 
 import torch
@@ -55,6 +56,52 @@ def _prepare(op, input, nd, channels_last):
     return input.movedim(1, -1), True, unbatched, True
 
 
+def _call(op, tensors, *args):
+    """``op(*args)``. When none of ``tensors`` can carry a gradient (and torch.compile is not
+    tracing), the call goes below torch's autograd kernel for Python-registered formulas,
+    whose wrapper costs about 9 us a call here (a tiny layer's whole kernel time)."""
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors) \
+            or torch.compiler.is_compiling():
+        return op(*args)
+    with torch._C._AutoDispatchBelowAutograd():
+        return op(*args)
+
+
+def _remembered(encode, *args):
+    """``encode(*args)``, remembered for hashable arguments: a model calls each layer with
+    the same ones every step. The lists returned are shared; the ops only read them.
+    torch.compile traces the encoding itself (it distrusts caches it cannot see into)."""
+    if torch.compiler.is_compiling():
+        return encode(*args)
+    try:
+        return _remembered_call(encode, *args)
+    except TypeError:  # an unhashable argument (a list), or a bad one: encode says which
+        return encode(*args)
+
+
+@functools.lru_cache(maxsize=4096, typed=True)
+def _remembered_call(encode, *args):
+    return encode(*args)
+
+
+def _conv_encoding(op, nd, stride, padding, dilation, groups, padding_mode, algo, activation):
+    """(geometry, options) of a conv call (see _conv_ops)."""
+    pads, name = encode_padding(op, padding, nd)
+    geometry = _conv_ops.conv_geometry(ints(op, "stride", stride, nd), pads or [0] * (2 * nd),
+                                       ints(op, "dilation", dilation, nd), _int(op, "groups", groups))
+    return geometry, [name, padding_mode, algo, activation or ""]
+
+
+def _transpose_encoding(op, nd, stride, padding, output_padding, groups, dilation, algo, activation, output_size):
+    """(geometry, options) of a transposed conv call (see _conv_ops)."""
+    pads, name = encode_padding(op, padding, nd)
+    geometry = _conv_ops.transpose_geometry(
+        ints(op, "stride", stride, nd), pads or [0] * (2 * nd), ints(op, "output_padding", output_padding, nd),
+        ints(op, "dilation", dilation, nd), _int(op, "groups", groups),
+        optional_ints(op, "output_size", output_size, nd))
+    return geometry, [name, algo, activation or ""]
+
+
 def _int(op, name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{op}: {name} must be an int, got {value!r}")
@@ -73,11 +120,9 @@ def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups, paddin
           activation, channels_last):
     _check_tensor(op, "weight", weight)
     x, cl, unbatched, permuted = _prepare(op, input, nd, channels_last)
-    pads, name = encode_padding(op, padding, nd)
-    geometry = _conv_ops.conv_geometry(ints(op, "stride", stride, nd), pads or [0] * (2 * nd),
-                                       ints(op, "dilation", dilation, nd), _int(op, "groups", groups))
-    out = _conv_ops.CONV[nd](x, weight, bias, geometry, [name, padding_mode, algo, activation or ""],
-                             float(padding_value), cl)
+    geometry, options = _remembered(_conv_encoding, op, nd, stride, padding, dilation, groups, padding_mode, algo,
+                                    activation)
+    out = _call(_conv_ops.CONV[nd], (x, weight, bias), x, weight, bias, geometry, options, float(padding_value), cl)
     return _finish(out, unbatched, permuted)
 
 
@@ -106,14 +151,11 @@ def _conv_transpose(op, nd, input, weight, bias, stride, padding, output_padding
                     activation, channels_last, output_size):
     _check_tensor(op, "weight", weight)
     x, cl, unbatched, permuted = _prepare(op, input, nd, channels_last)
-    pads, name = encode_padding(op, padding, nd)
     if output_size is not None and len(output_size) > nd:  # torch accepts (N, C, *spatial) too
-        output_size = list(output_size)[-nd:]
-    geometry = _conv_ops.transpose_geometry(
-        ints(op, "stride", stride, nd), pads or [0] * (2 * nd), ints(op, "output_padding", output_padding, nd),
-        ints(op, "dilation", dilation, nd), _int(op, "groups", groups),
-        optional_ints(op, "output_size", output_size, nd))
-    out = _conv_ops.CONV_TRANSPOSE[nd](x, weight, bias, geometry, [name, algo, activation or ""], cl)
+        output_size = tuple(output_size)[-nd:]
+    geometry, options = _remembered(_transpose_encoding, op, nd, stride, padding, output_padding, groups, dilation,
+                                    algo, activation, output_size)
+    out = _call(_conv_ops.CONV_TRANSPOSE[nd], (x, weight, bias), x, weight, bias, geometry, options, cl)
     return _finish(out, unbatched, permuted)
 
 
@@ -169,7 +211,7 @@ def separable_conv2d(input, depthwise_weight, pointwise_weight, bias=None, strid
 
 def _pool(op, nd, table, input, channels_last, *args, indices=False):
     x, cl, unbatched, permuted = _prepare(op, input, nd, channels_last)
-    out = table[nd](x, *args, cl)
+    out = _call(table[nd], (x,), x, *args, cl)
     if isinstance(out, tuple):
         values, idx = (_finish(o, unbatched, permuted) for o in out)
         return (values, idx) if indices else values
@@ -178,6 +220,10 @@ def _pool(op, nd, table, input, channels_last, *args, indices=False):
 
 def _window(op, nd, kernel_size, stride, padding, dilation, *flags):
     """(packed window, padding name) of a window pooling call (see _pool_ops.window)."""
+    return _remembered(_window_encoding, op, nd, kernel_size, stride, padding, dilation, *flags)
+
+
+def _window_encoding(op, nd, kernel_size, stride, padding, dilation, *flags):
     pads, name = encode_padding(op, padding, nd)
     kernel = ints(op, "kernel_size", kernel_size, nd)
     strides = optional_ints(op, "stride", stride, nd) or kernel  # None or [] is the kernel, as torch
@@ -314,20 +360,20 @@ def adaptive_max_pool3d(input, output_size, return_indices=False, *, channels_la
 def global_avg_pool(input, *, channels_last=False):
     """fastconv.global_avg_pool on tensors: (N, C, 1, ...)."""
     _check_tensor("global_avg_pool", "input", input)
-    return _pool_ops.GLOBAL_AVG_POOL(input, bool(channels_last))
+    return _call(_pool_ops.GLOBAL_AVG_POOL, (input,), input, bool(channels_last))
 
 
 def global_max_pool(input, *, channels_last=False):
     """fastconv.global_max_pool on tensors: (N, C, 1, ...)."""
     _check_tensor("global_max_pool", "input", input)
-    return _pool_ops.GLOBAL_MAX_POOL(input, bool(channels_last))
+    return _call(_pool_ops.GLOBAL_MAX_POOL, (input,), input, bool(channels_last))
 
 
 def spatial_pyramid_pool(input, levels=(1, 2, 4), mode="max", *, channels_last=False):
     """fastconv.spatial_pyramid_pool on tensors: (N, C * sum(l ** nd))."""
     _check_tensor("spatial_pyramid_pool", "input", input)
-    return _pool_ops.SPATIAL_PYRAMID_POOL(input, ints("spatial_pyramid_pool", "levels", levels, 1), mode,
-                                          bool(channels_last))
+    return _call(_pool_ops.SPATIAL_PYRAMID_POOL, (input,), input, ints("spatial_pyramid_pool", "levels", levels, 1),
+                 mode, bool(channels_last))
 
 
 # ---- windows -------------------------------------------------------------------------------
