@@ -84,20 +84,24 @@ def _remembered_call(encode, *args):
     return encode(*args)
 
 
-def _conv_encoding(op, nd, stride, padding, dilation, groups, padding_mode, algo, activation):
+def _conv_encoding(op, nd, stride, padding, dilation, groups, padding_mode, padding_value, algo, activation,
+                   channels_last):
     """(geometry, options) of a conv call (see _conv_ops)."""
     pads, name = encode_padding(op, padding, nd)
     geometry = _conv_ops.conv_geometry(ints(op, "stride", stride, nd), pads or [0] * (2 * nd),
-                                       ints(op, "dilation", dilation, nd), _int(op, "groups", groups))
-    return geometry, [name, padding_mode, algo, activation or ""]
+                                       ints(op, "dilation", dilation, nd), _int(op, "groups", groups), channels_last)
+    if isinstance(padding_value, bool) or not isinstance(padding_value, numbers.Real):
+        raise TypeError(f"{op}: padding_value must be a number, got {padding_value!r}")
+    return geometry, [name, padding_mode, algo, activation or "", repr(float(padding_value))]
 
 
-def _transpose_encoding(op, nd, stride, padding, output_padding, groups, dilation, algo, activation, output_size):
+def _transpose_encoding(op, nd, stride, padding, output_padding, groups, dilation, algo, activation, channels_last,
+                        output_size):
     """(geometry, options) of a transposed conv call (see _conv_ops)."""
     pads, name = encode_padding(op, padding, nd)
     geometry = _conv_ops.transpose_geometry(
         ints(op, "stride", stride, nd), pads or [0] * (2 * nd), ints(op, "output_padding", output_padding, nd),
-        ints(op, "dilation", dilation, nd), _int(op, "groups", groups),
+        ints(op, "dilation", dilation, nd), _int(op, "groups", groups), channels_last,
         optional_ints(op, "output_size", output_size, nd))
     return geometry, [name, algo, activation or ""]
 
@@ -120,9 +124,9 @@ def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups, paddin
           activation, channels_last):
     _check_tensor(op, "weight", weight)
     x, cl, unbatched, permuted = _prepare(op, input, nd, channels_last)
-    geometry, options = _remembered(_conv_encoding, op, nd, stride, padding, dilation, groups, padding_mode, algo,
-                                    activation)
-    out = _call(_conv_ops.CONV[nd], (x, weight, bias), x, weight, bias, geometry, options, float(padding_value), cl)
+    geometry, options = _remembered(_conv_encoding, op, nd, stride, padding, dilation, groups, padding_mode,
+                                    padding_value, algo, activation, cl)
+    out = _call(_conv_ops.CONV[nd], (x, weight, bias), x, weight, bias, geometry, options)
     return _finish(out, unbatched, permuted)
 
 
@@ -154,8 +158,8 @@ def _conv_transpose(op, nd, input, weight, bias, stride, padding, output_padding
     if output_size is not None and len(output_size) > nd:  # torch accepts (N, C, *spatial) too
         output_size = tuple(output_size)[-nd:]
     geometry, options = _remembered(_transpose_encoding, op, nd, stride, padding, output_padding, groups, dilation,
-                                    algo, activation, output_size)
-    out = _call(_conv_ops.CONV_TRANSPOSE[nd], (x, weight, bias), x, weight, bias, geometry, options, cl)
+                                    algo, activation, cl, output_size)
+    out = _call(_conv_ops.CONV_TRANSPOSE[nd], (x, weight, bias), x, weight, bias, geometry, options)
     return _finish(out, unbatched, permuted)
 
 
