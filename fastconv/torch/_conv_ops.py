@@ -10,7 +10,7 @@ The schemas pack the integers and flags into one ``int[] geometry`` and the rest
 one ``str[] options`` (layouts below): torch's autograd wrapper re-reads the op's schema
 once per argument on every call (``torch._library.utils.fill_defaults``), so its cost
 grows with the square of the argument count; with the 13 separate arguments of the
-Python signature it cost about 30 us per call on this machine.
+Python signature a tiny conv2d cost about 20 us more per call with gradients here.
 
 - conv: ``geometry = stride (nd) + per-side pads (2 nd) + dilation (nd) + [groups,
   channels_last]``, ``options = [padding_name, padding_mode, algo, activation,
