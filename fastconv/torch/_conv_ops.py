@@ -30,7 +30,7 @@ import fastconv.grad as grad
 
 from ._args import pairs
 from ._library import define
-from ._tensors import NUMPY_DTYPES, as_array, as_tensor, fake_array, run
+from ._tensors import as_array, as_tensor, fake_array, numpy_dtype, run
 
 
 def conv_geometry(stride, pads, dilation, groups, channels_last):
@@ -61,7 +61,7 @@ def _transpose_kwargs(nd, geometry, options):
 def _empty(tensor):
     """An uninitialised NumPy array of the tensor's shape and dtype (never touched: the
     fake kernels run fastconv on zero-batch input, which reads no weight)."""
-    return None if tensor is None else np.empty(tuple(tensor.shape), NUMPY_DTYPES[tensor.dtype])
+    return None if tensor is None else np.empty(tuple(tensor.shape), numpy_dtype(tensor))
 
 
 def activation_grad(grad_output, output, activation):

@@ -36,6 +36,8 @@ def as_array(tensor):
         from numba import cuda
 
         return cuda.as_cuda_array(tensor.detach())
+    if tensor.dtype not in NUMPY_DTYPES:
+        numpy_dtype(tensor)  # raises, naming the dtype
     return (tensor.detach() if tensor.requires_grad else tensor).numpy()
 
 
@@ -63,7 +65,16 @@ def run(tensor, fn, *args, **kwargs):
 def fake_array(tensor):
     """A zero-batch NumPy array shaped and typed as ``tensor`` but for its first dim: running
     fastconv's op on it resolves the spec (checks and output shape) and computes nothing."""
-    return np.empty((0, *tensor.shape[1:]), NUMPY_DTYPES[tensor.dtype])
+    return np.empty((0, *tensor.shape[1:]), numpy_dtype(tensor))
+
+
+def numpy_dtype(tensor):
+    """The NumPy dtype of a tensor fastconv can take; TypeError naming it otherwise."""
+    try:
+        return NUMPY_DTYPES[tensor.dtype]
+    except KeyError:
+        raise TypeError(f"fastconv.torch: tensors of dtype {tensor.dtype} are not supported; expected float16, "
+                        "float32, float64 (or an integer dtype for max pooling)") from None
 
 
 @contextlib.contextmanager

@@ -8,7 +8,6 @@ index with torch's scatter_add (overlapping windows may pick one element twice).
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 import fastconv
@@ -16,7 +15,7 @@ import fastconv.grad as grad
 
 from ._args import decode_padding, optional
 from ._library import define
-from ._tensors import NUMPY_DTYPES, as_array, as_tensor, fake_array, run
+from ._tensors import as_array, as_tensor, fake_array, run
 
 _WINDOW = "int[] kernel_size, int[] stride, int[] padding, str padding_name, int[] dilation"
 
@@ -137,9 +136,8 @@ def _fractional(input, kernel_size, output_size, output_ratio, seed):
 
 
 def _fractional_fake(input, kernel_size, output_size, output_ratio, seed):
-    x = np.empty((0, *input.shape[1:]), NUMPY_DTYPES[input.dtype])
-    values, _ = fastconv.fractional_max_pool2d(x, tuple(kernel_size), optional(output_size), optional(output_ratio),
-                                               True, seed)
+    values, _ = fastconv.fractional_max_pool2d(fake_array(input), tuple(kernel_size), optional(output_size),
+                                               optional(output_ratio), True, seed)
     shape = (input.shape[0], *values.shape[1:])
     return input.new_empty(shape), input.new_empty(shape, dtype=torch.int64)
 

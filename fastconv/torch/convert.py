@@ -44,7 +44,11 @@ def convert(module: torch.nn.Module, inplace: bool = False):
     replaced by its fastconv.torch.nn twin. The twins share the original Parameters and
     buffers (an optimizer built on either model trains both). Without ``inplace`` the
     model's structure is copied first and ``module`` itself is unchanged; every other layer
-    of the copy is a copy too, but all Parameters and buffers stay shared."""
+    of the copy is a copy too, but all Parameters and buffers stay shared.
+
+    LPPool layers become fastconv's Lp norm of each window, which differs from torch's on
+    negative input for odd or fractional p and on edge windows with ceil_mode (README,
+    "Where fastconv's semantics are its own"); they agree on non-negative input."""
     if not isinstance(module, torch.nn.Module):
         raise TypeError(f"convert: module must be a torch.nn.Module, got {type(module).__name__}")
     if not inplace:
