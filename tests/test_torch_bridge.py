@@ -169,6 +169,19 @@ def test_double_backward_says_it_is_not_implemented():
         gx.sum().backward()
 
 
+def test_channels_last_and_unbatched_gradients_match_torch():
+    x = _t(2, 3, 7, 7).detach().to(memory_format=torch.channels_last).requires_grad_()
+    w, b = _t(4, 3, 3, 3), _t(4)
+    got = FT.max_pool2d(FT.conv2d(x, w, b, padding=1, activation="relu"), 2)
+    want = TF.max_pool2d(TF.conv2d(x, w, b, padding=1).relu(), 2)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got, want)
+    for a, c in zip(torch.autograd.grad(got.sum(), (x, w, b)), torch.autograd.grad(want.sum(), (x, w, b))):
+        torch.testing.assert_close(a, c)
+    u = _t(3, 7, 7)
+    torch.testing.assert_close(FT.avg_pool2d(FT.conv2d(u, w, padding=1), 2), TF.avg_pool2d(TF.conv2d(u, w, padding=1), 2))
+
+
 def test_bad_arguments_name_themselves():
     x, w = torch.randn(1, 3, 5, 5), torch.randn(4, 3, 3, 3)
     with pytest.raises(TypeError, match="stride"):
