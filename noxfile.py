@@ -49,8 +49,8 @@ def tests(session: nox.Session) -> None:
             print(log.read(), flush=True)
     if code != 0:
         session.error(f"bounds-checked run failed (exit {code})")
-    session.run("python", "-m", "pytest", "-m", "cuda", "tests/test_cuda.py", "-n", "2", *args,
-                env={"NUMBA_CACHE_DIR": CACHE, "NUMBA_ENABLE_CUDASIM": "1"})
+    session.run("python", "-m", "pytest", "-m", "cuda", "tests/test_cuda.py", "tests/test_grad_conv_cuda.py", "-n", "2",
+                *args, env={"NUMBA_CACHE_DIR": CACHE, "NUMBA_ENABLE_CUDASIM": "1"})
 
 
 @nox.session

@@ -17,8 +17,10 @@ _WINDOWS = {"unfold": "unfold", "fold": "fold", "max_unpool1d": "max_unpool", "m
 def algorithms(op: str, input_shape=None, weight_shape=None, *, backend: str = "cpu", **args) -> list[str]:
     """Names of the algorithms that can serve ``op`` on ``backend`` with these shapes and arguments.
 
-    Convolutions take the weight shape and conv arguments; pooling ops take their own
-    arguments (``kernel_size=``, ``stride=``, ``output_size=`` ...).
+    Convolutions take the weight shape and conv arguments, and so do their gradients
+    (``"conv2d_input"``, ``"conv2d_weight"``, ``"conv_transpose2d_weight"``...: the forward
+    call's input and weight shapes); pooling ops take their own arguments (``kernel_size=``,
+    ``stride=``, ``output_size=`` ...).
 
     >>> import fastconv
     >>> fastconv.algorithms("conv2d", (1, 32, 56, 56), (32, 1, 3, 3), groups=32, padding=1)
@@ -34,6 +36,15 @@ def algorithms(op: str, input_shape=None, weight_shape=None, *, backend: str = "
         return list(implementations(_WINDOWS[op], backend))
     if input_shape is None:
         raise ValueError(f"algorithms: {op} needs input_shape")
+    if m := re.fullmatch(r"((?:conv|conv_transpose)[123]d)_(input|weight)", op):
+        if weight_shape is None:
+            raise ValueError(f"algorithms: {op} needs weight_shape (the forward call's)")
+        from .grad.conv import weight_grad_spec
+
+        spec = resolve_conv(m.group(1), input_shape, weight_shape, **args)
+        if m.group(2) == "input":
+            return capable("conv_input_grad", backend, spec)
+        return capable("conv_weight_grad", backend, weight_grad_spec(spec))
     if m := re.fullmatch(r"(conv|conv_transpose)([123])d", op):
         if weight_shape is None:
             raise ValueError(f"algorithms: {op} needs weight_shape")
@@ -46,6 +57,6 @@ def algorithms(op: str, input_shape=None, weight_shape=None, *, backend: str = "
         spec = resolve_adaptive_pool(op, m.group(1), int(m.group(2)), input_shape, args.pop("output_size"), **args)
         return capable("adaptive_pool", backend, spec)
     raise ValueError(
-        f"algorithms: unknown op {op!r}; expected conv1d..3d, conv_transpose1d..3d, max/avg/lp_pool1d..3d, "
-        f"adaptive_max/avg_pool1d..3d or a windows op"
+        f"algorithms: unknown op {op!r}; expected conv1d..3d, conv_transpose1d..3d (or their _input/_weight "
+        f"gradients), max/avg/lp_pool1d..3d, adaptive_max/avg_pool1d..3d or a windows op"
     )

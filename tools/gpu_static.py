@@ -57,6 +57,7 @@ SMEM_UNIT = 128
 
 def workload_calls(suites=None):
     """(suite, layer, family, spec) for every kernel call the workload layers make."""
+    from fastconv.grad.conv import weight_grad_spec
     from fastconv.spec.conv import resolve_conv
     from fastconv.spec.pool import resolve_adaptive_pool, resolve_pool
 
@@ -74,6 +75,8 @@ def workload_calls(suites=None):
                 args = {k: layer[k] for k in ("stride", "dilation", "groups", "output_padding") if k in layer}
                 spec = resolve_conv(op, shape, layer["weight"], padding=padding, **args)
                 yield suite, name, "conv_transpose" if spec.transposed else "conv", spec
+                # backward: the input gradient runs the kernels above (the adjoint conv), the weight gradient its own
+                yield suite, name + ".wgrad", "conv_weight_grad", weight_grad_spec(spec)
             elif op == "separable_conv2d":
                 dw, pw = layer["depthwise_weight"], layer["pointwise_weight"]
                 spec = resolve_conv("conv2d", shape, dw, stride=layer.get("stride", 1), padding=padding,

@@ -19,6 +19,10 @@ conv_im2col        im2col, weight packing, tiled shared-memory GEMM with
 conv_depthwise     shared input tile per 32-channel block, register sliding
                    window, channel multiplier
 conv_transpose     gather form (no atomics), weights staged per channel chunk
+conv_weight_grad   weight gradients: a block per tap and 32 weight elements,
+                   pixels in 8 fixed slices, fixed shared-memory tree sum
+conv_input_grad    input gradients: the adjoint conv through the table above;
+                   padded copies folded back by a gather kernel
 pool_window        max (+ indices) / avg / Lp, one thread per output
 pool_adaptive      adaptive/global avg and max: thread or warp per output
 =================  ===========================================================
@@ -28,7 +32,9 @@ from . import (  # noqa: F401  (importing registers the implementations)
     conv_depthwise,
     conv_direct,
     conv_im2col,
+    conv_input_grad,
     conv_transpose,
+    conv_weight_grad,
     pool_adaptive,
     pool_window,
 )
@@ -36,6 +42,7 @@ from . import (  # noqa: F401  (importing registers the implementations)
 MODULES = {
     "conv": {"direct": conv_direct, "im2col": conv_im2col, "depthwise": conv_depthwise, "gemm": conv_im2col},
     "conv_transpose": {"direct": conv_transpose},
+    "conv_weight_grad": {"direct": conv_weight_grad},
     "pool": {"direct": pool_window},
     "adaptive_pool": {"direct": pool_adaptive},
 }

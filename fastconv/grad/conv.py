@@ -81,14 +81,20 @@ def _weight_grad(op, fwd_op, nd, input, weight_size, grad_output, channels_last,
                          f"({nd + 1} dims); expected {tuple(spec.output_shape[1:])}")
     _check_grad_output(op, shape_of(g), spec, f"input {tuple(shape_of(input))} and weight_size {wsize}")
     check_output(op, wsize, dtype)
-    arrays = (x, g)
-    if spec.transposed:  # the forward conv over grad_output whose "grad_output" is the input
-        g_shape = shape_of(g)
-        spec = resolve_conv(f"conv{nd}d", g_shape, wsize, stride=spec.stride, padding=spec.pads,
-                            dilation=spec.dilation, groups=spec.groups, channels_last=channels_last,
-                            dtype=DTYPE_NAMES[dtype])
-        arrays = (g, x)
+    arrays = (g, x) if spec.transposed else (x, g)
+    spec = weight_grad_spec(spec)
     return execute("conv_weight_grad", backend, spec, algo, arrays[0], arrays, False, _zeros(wsize, dtype))
+
+
+def weight_grad_spec(spec):
+    """The forward conv whose weight gradient the "conv_weight_grad" kernels compute for ``spec``:
+    ``spec`` itself, or for a transposed conv the forward conv that reads its output (grad_output)
+    with the same geometry, the transposed conv's input taking the place of grad_output."""
+    if not spec.transposed:
+        return spec
+    return resolve_conv(f"conv{spec.nd}d", spec.output_shape, spec.weight_shape, stride=spec.stride,
+                        padding=spec.pads, dilation=spec.dilation, groups=spec.groups,
+                        channels_last=spec.channels_last, dtype=spec.dtype)
 
 
 def _conv_args(stride, padding, dilation, groups, padding_mode, padding_value):

@@ -22,7 +22,7 @@ from ..._arrays import working_dtype
 from ...dispatch import choose, register
 from ...kernels.geometry import lift3
 from ...kernels.padding_index import gather_lists
-from ...spec.conv import resolve_conv
+from ...spec.adjoint import adjoint_conv_spec, adjoint_transpose_spec, cut_index, padded_size
 from .._jit import parallel_kernel
 from ..layout import as_working
 
@@ -50,43 +50,16 @@ def fold_padded(gp, starts_d, pos_d, starts_h, pos_h, starts_w, pos_w, out):
                             pix[c] += src[c]
 
 
-def adjoint_transpose_spec(spec, pads, out_size, channels_last, dtype):
-    """The transposed conv that maps a grad_output of ``spec`` to ``out_size``, cropping ``pads``."""
-    output_padding = tuple(
-        n - ((o - 1) * s + d * (k - 1) + 1 - b - e)
-        for n, o, k, s, d, (b, e) in zip(out_size, spec.out_size, spec.kernel, spec.stride, spec.dilation, pads)
-    )
-    g_shape = (spec.batch, *spec.out_size, spec.out_channels) if channels_last else spec.output_shape
-    return resolve_conv(f"conv_transpose{spec.nd}d", g_shape, spec.weight_shape, stride=spec.stride,
-                        padding=pads, output_padding=output_padding, groups=spec.groups, dilation=spec.dilation,
-                        channels_last=channels_last, dtype=dtype)
-
-
-def adjoint_conv_spec(spec, channels_last, dtype):
-    """The forward conv of a transposed conv's grad_output (same weight and geometry)."""
-    g_shape = (spec.batch, *spec.out_size, spec.out_channels) if channels_last else spec.output_shape
-    return resolve_conv(f"conv{spec.nd}d", g_shape, spec.weight_shape, stride=spec.stride, padding=spec.pads,
-                        dilation=spec.dilation, groups=spec.groups, channels_last=channels_last, dtype=dtype)
-
-
-def _cut(y, spec):
-    """``y`` cut to the spec's input size (user layout), C-contiguous."""
-    if tuple(y.shape) == tuple(spec.input_shape):
-        return y
-    spatial = tuple(slice(0, n) for n in spec.in_size)
-    index = (slice(None), *spatial, slice(None)) if spec.channels_last else (slice(None), slice(None), *spatial)
-    return np.ascontiguousarray(y[index])
-
-
 def _transposed_input_grad(spec, grad_output, weight):
-    adj = adjoint_conv_spec(spec, spec.channels_last, spec.dtype)
-    return _cut(choose("conv", "cpu", adj).fn(adj, grad_output, weight, None), spec)
+    adj = adjoint_conv_spec(spec)
+    y = choose("conv", "cpu", adj).fn(adj, grad_output, weight, None)
+    return y if tuple(y.shape) == tuple(spec.input_shape) else np.ascontiguousarray(y[cut_index(spec)])
 
 
 def _padded_input_grad(spec, grad_output, weight):
     """Gradient w.r.t. the padded input (channels-last, working dtype), folded back."""
     dtype = working_dtype(np.dtype(spec.dtype))
-    padded = tuple(n + b + e for n, (b, e) in zip(spec.in_size, spec.pads))
+    padded = padded_size(spec)
     adj = adjoint_transpose_spec(spec, ((0, 0),) * spec.nd, padded, True, dtype.name)
     g = grad_output if spec.channels_last else np.moveaxis(grad_output, 1, -1)
     gp = choose("conv_transpose", "cpu", adj).fn(adj, as_working(g, dtype), as_working(weight, dtype), None)

@@ -14,19 +14,26 @@ from numba import prange
 from ....dispatch import register
 from ....kernels.geometry import geometry3
 from ..._jit import parallel_kernel
+from ..depthwise.common import u
 from .operands import weight_from_working, weight_grad_operands
 
 # Out-channels per task: each pixel's in-channel row is loaded once for this many
-# multiply-adds, and the task's gradient rows (OUT_BLOCK x Cg) stay in L1.
-OUT_BLOCK = 4
+# multiply-adds, and the task's gradient rows (OUT_BLOCK x Cg) stay in L1. Measured on one
+# thread (8x64x28x28, 3x3, 64 out-channels, float32): 1: 41 ms, 4: 15 ms, 8: 11 ms.
+OUT_BLOCK = 8
 
 
 @parallel_kernel
 def weight_grad_ndhwc(xp, g, out, groups, sd, sh, sw, dd, dh, dw, out_block):
     """out (K, KD, KH, KW, Cg) = sum over n and output pixels of g (N, OD, OH, OW, K) times
-    the padded input xp (N, Dp, Hp, Wp, C) at the tap's position."""
+    the padded input xp (N, Dp, Hp, Wp, C) at the tap's position. Indexes the arrays flat
+    (unsigned, see depthwise.common.u) so the in-channel loop vectorizes."""
     n_img, od_n, oh_n, ow_n, k_n = g.shape
+    dp, hp, wp, c_n = xp.shape[1], xp.shape[2], xp.shape[3], xp.shape[4]
     kd_n, kh_n, kw_n, cg = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    xf = xp.reshape(-1)
+    gf = g.reshape(-1)
+    of = out.reshape(-1)
     kg = k_n // groups
     blocks = (kg + out_block - 1) // out_block
     taps = kd_n * kh_n * kw_n
@@ -41,22 +48,24 @@ def weight_grad_ndhwc(xp, g, out, groups, sd, sh, sw, dd, dh, dw, out_block):
         k0 = grp * kg + blk * out_block
         k_count = min(out_block, grp * kg + kg - k0)
         c0 = grp * cg
-        acc = np.zeros((out_block, cg), out.dtype)
+        acc = np.zeros(out_block * cg, out.dtype)
         for n in range(n_img):
             for od in range(od_n):
-                i_d = od * sd + kd * dd
                 for oh in range(oh_n):
-                    xrow = xp[n, i_d, oh * sh + kh * dh]
-                    grow = g[n, od, oh]
+                    xrow = (((n * dp + od * sd + kd * dd) * hp + oh * sh + kh * dh) * wp + kw * dw) * c_n + c0
+                    grow = ((n * od_n + od) * oh_n + oh) * ow_n * k_n + k0
                     for ow in range(ow_n):
-                        xpix = xrow[ow * sw + kw * dw]
+                        xb = xrow + ow * sw * c_n
+                        gb = grow + ow * k_n
                         for j in range(k_count):
-                            gv = grow[ow, k0 + j]
+                            gv = gf[u(gb + j)]
+                            ab = j * cg
                             for c in range(cg):
-                                acc[j, c] += gv * xpix[c0 + c]
+                                acc[u(ab + c)] += gv * xf[u(xb + c)]
         for j in range(k_count):
+            ob = (((k0 + j) * kd_n + kd) * kh_n + kh) * kw_n + kw
             for c in range(cg):
-                out[k0 + j, kd, kh, kw, c] = acc[j, c]
+                of[u(ob * cg + c)] = acc[u(j * cg + c)]
 
 
 @register("conv_weight_grad", "cpu", "direct",

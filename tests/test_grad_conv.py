@@ -1,0 +1,345 @@
+"""fastconv.grad's convolution gradients (input, weight, bias; conv and transposed conv).
+
+Ground truth: adjointness against the NumPy reference in float64 (exact up to rounding:
+<conv(x, w), g> == <x, conv_input(g)> == <w, conv_weight(x, g)>), torch.autograd on the
+same call (float64 to 1e-10; float32/float16 within a rounding bound, see
+``_rounding_bound``), finite differences on one tiny case; then determinism, layouts,
+algo selection and errors. Configurations come from the sample registry.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+
+import fastconv
+import fastconv.grad as G
+from fastconv import reference as ref
+from fastconv.testing.conv_samples import conv_samples, sample
+
+torch.set_num_threads(1)
+
+SAMPLES = conv_samples()
+_TORCH_MODE = {"zeros": "constant", "constant": "constant", "reflect": "reflect", "replicate": "replicate",
+               "circular": "circular"}
+
+
+def _args(s, **changes):
+    """The sample's geometry arguments as the gradient functions take them (no activation)."""
+    a = {k: v for k, v in s.args.items() if k != "activation"}
+    a.update(changes)
+    return a
+
+
+def _forward(s, x, w, **changes):
+    fn = ref.conv_transpose if s.transposed else ref.conv
+    return fn(x, w, None, **_args(s, **changes))
+
+
+def _grads(s, x, w, g, channels_last=False, **kw):
+    """(input grad, weight grad) from fastconv.grad, channels-first in and out."""
+    prefix = f"conv_transpose{s.nd}d" if s.transposed else f"conv{s.nd}d"
+    size = x.shape
+    if channels_last:
+        x, g = np.moveaxis(x, 1, -1), np.moveaxis(g, 1, -1)
+        size = x.shape
+    gi = getattr(G, f"{prefix}_input")(size, w, g, channels_last=channels_last, **_args(s), **kw)
+    gw = getattr(G, f"{prefix}_weight")(x, w.shape, g, channels_last=channels_last, **_args(s), **kw)
+    return (np.moveaxis(gi, -1, 1) if channels_last else gi), gw
+
+
+def _arrays(s, rng, dtype=np.float64):
+    x = rng.standard_normal(s.input_shape).astype(dtype)
+    w = rng.standard_normal(s.weight_shape).astype(dtype)
+    g = rng.standard_normal(_forward(s, x, w).shape).astype(dtype)
+    return x, w, g
+
+
+# ---- adjointness against the NumPy reference ---------------------------------------------
+
+@pytest.mark.parametrize("s", SAMPLES, ids=str)
+def test_adjoint_identities(s, rng):
+    """Both gradients are the adjoints of the reference forward, in float64. Constant padding
+    makes the forward affine in x: the identity holds for its linear part, conv(x) - conv(0)."""
+    x, w, g = _arrays(s, rng)
+    gi, gw = _grads(s, x, w, g)
+    y = _forward(s, x, w)
+    y_linear = y - _forward(s, np.zeros_like(x), w)
+    assert gi.shape == x.shape and gw.shape == w.shape
+    assert gi.dtype == gw.dtype == np.float64
+    scale = np.sum(np.abs(y) * np.abs(g)) + 1e-300
+    assert abs(np.sum(y_linear * g) - np.sum(x * gi)) <= 1e-12 * scale
+    assert abs(np.sum(y * g) - np.sum(w * gw)) <= 1e-12 * scale
+
+
+def test_finite_differences(rng):
+    """A tiny reflect-padded, strided, dilated case: central differences of <conv(x, w), g>."""
+    s = sample("conv2d", (1, 2, 5, 4), (2, 2, 2, 3), stride=(2, 1), dilation=(1, 2), padding=((1, 2), (3, 0)),
+               padding_mode="reflect")
+    x, w, g = _arrays(s, rng)
+    gi, gw = _grads(s, x, w, g)
+    h = 1e-6
+    for arr, grad, loss in ((x, gi, lambda v: np.sum(_forward(s, v, w) * g)),
+                            (w, gw, lambda v: np.sum(_forward(s, x, v) * g))):
+        fd = np.empty_like(arr)
+        for i in np.ndindex(arr.shape):
+            up, down = arr.copy(), arr.copy()
+            up[i] += h
+            down[i] -= h
+            fd[i] = (loss(up) - loss(down)) / (2 * h)
+        np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-7)
+
+
+# ---- torch.autograd ----------------------------------------------------------------------
+
+def _torch_forward(s, xt, wt, padding_value=None):
+    """The sample's forward in torch (differentiable), or None where torch has no answer."""
+    spec = s.spec()
+    if s.transposed:
+        fn = {1: TF.conv_transpose1d, 2: TF.conv_transpose2d, 3: TF.conv_transpose3d}[s.nd]
+        y = fn(xt, wt, None, stride=spec.stride, groups=spec.groups, dilation=spec.dilation)
+        for axis, ((b, _), m) in enumerate(zip(spec.pads, spec.out_size)):
+            dim = 2 + axis
+            y = y.narrow(dim, b, min(m, y.shape[dim] - b))
+            if y.shape[dim] < m:  # output_padding past the full output: zeros
+                pad = [0, 0] * (s.nd - 1 - axis) + [0, m - y.shape[dim]]
+                y = TF.pad(y, pad)
+        return y
+    mode = spec.padding_mode
+    if mode not in _TORCH_MODE:
+        return None
+    for n, (b, e) in zip(spec.in_size, spec.pads):
+        if mode == "reflect" and max(b, e) >= n or mode == "circular" and max(b, e) > n:
+            return None
+    if any(p != (0, 0) for p in spec.pads):
+        flat = [v for b, e in reversed(spec.pads) for v in (b, e)]
+        value = spec.padding_value if padding_value is None else padding_value
+        kwargs = {"value": value} if mode in ("zeros", "constant") else {}
+        xt = TF.pad(xt, flat, mode=_TORCH_MODE[mode], **kwargs)
+    fn = {1: TF.conv1d, 2: TF.conv2d, 3: TF.conv3d}[s.nd]
+    return fn(xt, wt, None, stride=spec.stride, dilation=spec.dilation, groups=spec.groups)
+
+
+def _torch_grads(s, x, w, g, padding_value=None):
+    xt = torch.tensor(np.asarray(x, np.float64), requires_grad=True)
+    wt = torch.tensor(np.asarray(w, np.float64), requires_grad=True)
+    y = _torch_forward(s, xt, wt, padding_value)
+    if y is None:
+        return None
+    y.backward(torch.from_numpy(np.asarray(g, np.float64)))
+    return xt.grad.numpy(), wt.grad.numpy()
+
+
+TORCH_SAMPLES = [s for s in SAMPLES if _torch_forward(s, torch.zeros(s.input_shape, dtype=torch.float64),
+                                                      torch.zeros(s.weight_shape, dtype=torch.float64)) is not None]
+
+
+def _relative(a, b):
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300)) if b.size else 0.0
+
+
+@pytest.mark.parametrize("s", TORCH_SAMPLES, ids=str)
+def test_matches_torch_autograd_float64(s, rng):
+    x, w, g = _arrays(s, rng)
+    want = _torch_grads(s, x, w, g)
+    for got, expected in zip(_grads(s, x, w, g), want):
+        assert _relative(got, expected) <= 1e-10
+
+
+def _rounding_bound(s, x, w, g, dtype):
+    """Per-element bounds on |fastconv - exact| for (input grad, weight grad) in ``dtype``.
+
+    Each gradient element is a sum of L products of exactly representable operands (x, w, g
+    are given in ``dtype``); summed in float32 in any order its error is at most
+    L * eps32 * (the same sum over absolute values), which torch computes in float64 on
+    |x|, |w|, |g| (and |padding_value|). L: the weight gradient sums over batch and output
+    pixels; the input gradient over taps and a group's out-channels, plus the padded cells
+    folded onto one pixel. float16 results are then rounded once: + eps16 * |exact|.
+    """
+    spec = s.spec()
+    abs_grads = _torch_grads(s, np.abs(x), np.abs(w), np.abs(g), abs(spec.padding_value))
+    fold = math.prod(-(-(n + b + e) // n) for n, (b, e) in zip(spec.in_size, spec.pads))
+    taps = math.prod(spec.kernel)
+    reduction_x = taps * (spec.out_per_group if not s.transposed else spec.out_per_group) + fold
+    pixels = spec.in_size if s.transposed else spec.out_size
+    reduction_w = spec.batch * math.prod(pixels)
+    eps32 = np.finfo(np.float32).eps
+    bounds = [L * eps32 * a for L, a in zip((reduction_x, reduction_w), abs_grads)]
+    if dtype == np.float16:
+        bounds = [b + np.finfo(np.float16).eps * a for b, a in zip(bounds, abs_grads)]
+    return bounds
+
+
+LOW_PRECISION = [s for s in TORCH_SAMPLES if s.dtype != "float64"]
+
+
+@pytest.mark.parametrize("s", LOW_PRECISION, ids=str)
+def test_matches_torch_autograd_low_precision(s, rng):
+    dtype = np.dtype(s.dtype)
+    x, w, g = _arrays(s, rng, dtype)
+    want = _torch_grads(s, x, w, g)
+    bounds = _rounding_bound(s, x, w, g, dtype)
+    for got, expected, bound in zip(_grads(s, x, w, g), want, bounds):
+        assert got.dtype == dtype
+        assert np.all(np.abs(got.astype(np.float64) - expected) <= bound + 1e-30)
+
+
+# ---- corners the registry lacks: output_padding a whole stride past the input -------------
+
+OUTPUT_PADDING_PAST = [
+    sample("conv_transpose2d", (2, 4, 5, 4), (4, 3, 3, 2), stride=1, dilation=2, output_padding=1, padding=1),
+    sample("conv_transpose1d", (1, 2, 6), (2, 4, 3), stride=2, dilation=3, output_padding=2, padding=((0, 2),)),
+]
+
+
+@pytest.mark.parametrize("s", OUTPUT_PADDING_PAST, ids=str)
+def test_output_padding_past_the_stride(s, rng):
+    """output_padding >= stride (allowed while below dilation): the adjoint forward conv gives rows
+    past the transposed conv's input, which the input gradient drops and the weight gradient never reads."""
+    x, w, g = _arrays(s, rng)
+    want = _torch_grads(s, x, w, g)
+    for got, expected in zip(_grads(s, x, w, g), want):
+        assert _relative(got, expected) <= 1e-10
+
+
+# ---- layouts, bias, shapes ---------------------------------------------------------------
+
+LAYOUT_SAMPLES = [s for s in SAMPLES if "depthwise" in s.tags or s.transposed or s.args.get("padding_mode")][:12]
+
+
+@pytest.mark.parametrize("s", LAYOUT_SAMPLES, ids=str)
+def test_channels_last(s, rng):
+    x, w, g = _arrays(s, rng)
+    first = _grads(s, x, w, g)
+    last = _grads(s, x, w, g, channels_last=True)
+    for a, b in zip(last, first):
+        assert _relative(a, b) <= 1e-12
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_conv_bias(dtype, channels_last, rng):
+    g = rng.standard_normal((3, 5, 4, 6)).astype(dtype)
+    got = G.conv_bias(np.moveaxis(g, 1, -1) if channels_last else g, channels_last=channels_last)
+    want = g.astype(np.float64).sum(axis=(0, 2, 3))
+    assert got.dtype == dtype and got.shape == (5,)
+    bound = 24 * np.finfo(np.float32 if dtype != np.float64 else dtype).eps * np.abs(g.astype(np.float64)).sum((0, 2, 3))
+    if dtype == np.float16:
+        bound += np.finfo(np.float16).eps * np.abs(want)
+    assert np.all(np.abs(got - want) <= bound)
+
+
+def test_unbatched_zero_batch_and_untouched_inputs(rng):
+    s = sample("conv2d", (1, 4, 6, 5), (6, 2, 3, 3), groups=2, padding=1, padding_mode="replicate")
+    x, w, g = _arrays(s, rng)
+    gi, gw = _grads(s, x, w, g)
+    for a in (x, w, g):
+        a.setflags(write=False)
+    ui = G.conv2d_input(x.shape[1:], w, g[0], padding=1, groups=2, padding_mode="replicate")
+    uw = G.conv2d_weight(x[0], w.shape, g[0], padding=1, groups=2, padding_mode="replicate")
+    np.testing.assert_array_equal(ui, gi[0])
+    np.testing.assert_array_equal(uw, gw)
+    # non-contiguous grad_output: a view of a larger array
+    big = np.zeros((1, 6, 12, 5))
+    big[:, :, ::2] = g
+    np.testing.assert_array_equal(G.conv2d_input(x.shape, w, big[:, :, ::2], padding=1, groups=2,
+                                                 padding_mode="replicate"), gi)
+    empty_x, empty_g = np.zeros((0, 4, 6, 5)), np.zeros((0, 6, 6, 5))
+    assert G.conv2d_input(empty_x.shape, w, empty_g, padding=1, groups=2).shape == empty_x.shape
+    assert not G.conv2d_weight(empty_x, w.shape, empty_g, padding=1, groups=2).any()
+
+
+# ---- algorithms and determinism ----------------------------------------------------------
+
+def test_algorithms_and_algo_choice(rng):
+    dw = dict(groups=8, padding=1)
+    assert fastconv.algorithms("conv2d_weight", (2, 8, 9, 9), (8, 1, 3, 3), **dw) == ["direct", "im2col", "depthwise"]
+    assert fastconv.algorithms("conv2d_weight", (2, 8, 9, 9), (8, 4, 3, 3), groups=2) == ["direct", "im2col"]
+    assert fastconv.algorithms("conv_transpose2d_input", (2, 8, 9, 9), (8, 4, 3, 3), stride=2) == ["adjoint"]
+    x, g = rng.standard_normal((2, 8, 9, 9)), rng.standard_normal((2, 8, 9, 9))
+    want = _torch_grads(sample("conv2d", x.shape, (8, 1, 3, 3), **dw), x, np.zeros((8, 1, 3, 3)), g)[1]
+    for algo in ("direct", "im2col", "depthwise", "auto"):
+        assert _relative(G.conv2d_weight(x, (8, 1, 3, 3), g, algo=algo, **dw), want) <= 1e-12
+    with pytest.raises(ValueError, match="algo='depthwise' cannot serve.*the ones that can: direct"):
+        G.conv2d_weight(x, (8, 4, 3, 3), g, groups=2, padding=1, algo="depthwise")
+    with pytest.raises(ValueError, match="unknown algo='winograd'"):
+        G.conv2d_input(x.shape, np.zeros((8, 1, 3, 3)), g, padding=1, groups=8, algo="winograd")
+
+
+DETERMINISM = [
+    sample("conv2d", (2, 16, 14, 13), (24, 16, 3, 3), dtype="float32", stride=2, padding=1),
+    sample("conv2d", (3, 40, 15, 16), (40, 1, 3, 3), dtype="float32", groups=40, padding="same",
+           padding_mode="reflect"),
+    sample("conv2d", (2, 24, 13, 12), (48, 1, 3, 3), dtype="float32", groups=24, stride=(1, 2), padding=1),
+    sample("conv_transpose2d", (2, 12, 6, 7), (12, 8, 4, 4), dtype="float32", stride=2, padding=1),
+]
+
+
+@pytest.mark.parametrize("s", DETERMINISM, ids=str)
+def test_bitwise_deterministic_across_runs_and_threads(s, rng):
+    x, w, g = _arrays(s, rng, np.float32)
+    old = numba.get_num_threads()
+    try:
+        runs = []
+        for threads in (1, 2, 2, 1):
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            runs.append(_grads(s, x, w, g) + (G.conv_bias(g),))
+    finally:
+        numba.set_num_threads(old)
+    for run in runs[1:]:
+        for a, b in zip(run, runs[0]):
+            assert a.tobytes() == b.tobytes()
+
+
+# ---- errors ------------------------------------------------------------------------------
+
+def test_errors_name_the_argument(rng):
+    x, w = np.zeros((1, 4, 6, 6)), np.zeros((3, 4, 3, 3))
+    g = np.zeros((1, 3, 4, 4))
+    with pytest.raises(ValueError, match=r"conv2d_input: grad_output has shape \(1, 3, 5, 5\).*gives output "
+                                         r"\(1, 3, 4, 4\)"):
+        G.conv2d_input(x.shape, w, np.zeros((1, 3, 5, 5)))
+    with pytest.raises(ValueError, match=r"conv2d_weight: grad_output has shape \(1, 3, 6, 6\)"):
+        G.conv2d_weight(x, w.shape, np.zeros((1, 3, 6, 6)))
+    with pytest.raises(ValueError, match=r"conv2d_input: input_size=\(4, 6\) has 2 entries; expected 4"):
+        G.conv2d_input((4, 6), w, g)
+    with pytest.raises(ValueError, match=r"conv2d_weight: weight_size=\(3, 4, 3\) has 3 entries; expected 4"):
+        G.conv2d_weight(x, (3, 4, 3), g)
+    with pytest.raises(ValueError, match="input has 4 channels but weight expects 6"):
+        G.conv2d_weight(x, (3, 3, 3, 3), g, groups=2)
+    with pytest.raises(TypeError, match="conv2d_input: weight has dtype float32 but grad_output has dtype float64"):
+        G.conv2d_input(x.shape, w.astype(np.float32), g)
+    with pytest.raises(TypeError, match="conv2d_input: input_size=.* must be a tuple of non-negative ints"):
+        G.conv2d_input((1, 4, 6.5, 6), w, g)
+    with pytest.raises(ValueError, match=r"conv_transpose2d_weight: grad_output has shape \(1, 4, 6, 6\)"):
+        G.conv_transpose2d_weight(g, (3, 4, 3, 3), np.zeros((1, 4, 6, 6)), stride=2)
+    with pytest.raises(ValueError, match="conv_bias: grad_output must have 3 to 5 dims"):
+        G.conv_bias(np.zeros((3, 4)))
+
+
+# ---- API surface ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", [f"conv{n}d_{w}" for n in (1, 2, 3) for w in ("input", "weight")])
+def test_positional_order_is_torch_nn_grad(name):
+    import inspect
+
+    def positional(fn):
+        return [p.name for p in inspect.signature(fn).parameters.values()
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+    theirs = positional(getattr(torch.nn.grad, name))
+    assert positional(getattr(G, name))[:len(theirs)] == theirs
+    assert name in G.__all__
+
+
+def test_docstring_examples():
+    import doctest
+
+    import fastconv.grad.conv
+
+    assert doctest.testmod(fastconv.grad.conv, optionflags=doctest.NORMALIZE_WHITESPACE).failed == 0

@@ -1,0 +1,128 @@
+"""fastconv.grad's convolution gradients on the numba.cuda kernels.
+
+Runs on a real GPU and, without one, under Numba's CUDA simulator
+(``NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/test_grad_conv_cuda.py``), like
+tests/test_cuda.py. Device arrays in, device arrays out; checked by adjointness against
+the NumPy reference in float64, against the CPU's float64 gradients in float32/float16
+(tolerances as tests/test_grad_conv.py derives them: here the bound's L is generous since
+the shapes are tiny), for bitwise repeatability, and for the same errors. Tiny shapes:
+the simulator runs every GPU thread as a Python thread.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numba import cuda
+
+import fastconv
+import fastconv.grad as G
+from fastconv import reference as ref
+from fastconv.testing.conv_samples import sample
+
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not cuda.is_available(), reason="no CUDA GPU and NUMBA_ENABLE_CUDASIM is not set"),
+]
+
+CASES = [
+    sample("conv2d", (2, 3, 5, 4), (4, 3, 3, 2), stride=(2, 1), padding=1),
+    sample("conv2d", (1, 4, 5, 5), (4, 1, 3, 3), groups=4, padding=2, padding_mode="reflect", tags={"depthwise"}),
+    sample("conv2d", (1, 3, 4, 5), (2, 3, 3, 3), padding=((3, 1), (0, 4)), padding_mode="symmetric"),
+    sample("conv2d", (1, 3, 4, 4), (2, 3, 2, 2), padding=1, padding_mode="constant", padding_value=-1.5),
+    sample("conv1d", (1, 4, 7), (6, 2, 3), groups=2, padding=((2, 1),), padding_mode="circular", dilation=2),
+    sample("conv1d", (2, 2, 9), (3, 2, 2), stride=3, padding="same", padding_mode="replicate"),
+    sample("conv3d", (1, 2, 3, 4, 3), (2, 2, 2, 3, 2), stride=(1, 2, 1), padding=(1, 0, 1)),
+    sample("conv_transpose2d", (1, 4, 3, 3), (4, 2, 3, 3), stride=2, padding=1, output_padding=1, groups=2),
+    sample("conv_transpose1d", (1, 2, 6), (2, 4, 3), stride=2, dilation=3, output_padding=2, padding=((0, 2),)),
+]
+
+
+def _fn(s, which):
+    return getattr(G, f"{'conv_transpose' if s.transposed else 'conv'}{s.nd}d_{which}")
+
+
+def _args(s):
+    return {k: v for k, v in s.args.items() if k != "activation"}
+
+
+def _forward(s, x, w):
+    return (ref.conv_transpose if s.transposed else ref.conv)(x, w, None, **_args(s))
+
+
+def _on_device(s, x, w, g, channels_last=False):
+    """(input grad, weight grad) computed on the device, back as NumPy (checked to come back as device arrays)."""
+    if channels_last:
+        x, g = np.ascontiguousarray(np.moveaxis(x, 1, -1)), np.ascontiguousarray(np.moveaxis(g, 1, -1))
+    gi = _fn(s, "input")(x.shape, cuda.to_device(w), cuda.to_device(g), channels_last=channels_last, **_args(s))
+    gw = _fn(s, "weight")(cuda.to_device(x), w.shape, cuda.to_device(g), channels_last=channels_last, **_args(s))
+    assert hasattr(gi, "copy_to_host") and hasattr(gw, "copy_to_host")
+    gi, gw = gi.copy_to_host(), gw.copy_to_host()
+    return (np.moveaxis(gi, -1, 1) if channels_last else gi), gw
+
+
+def _arrays(s, rng, dtype):
+    x = rng.standard_normal(s.input_shape).astype(dtype)
+    w = rng.standard_normal(s.weight_shape).astype(dtype)
+    g = rng.standard_normal(_forward(s, x, w).shape).astype(dtype)
+    return x, w, g
+
+
+@pytest.mark.parametrize("s", CASES, ids=str)
+def test_adjoint_identities_float64(s, rng):
+    x, w, g = _arrays(s, rng, np.float64)
+    gi, gw = _on_device(s, x, w, g)
+    y = _forward(s, x, w)
+    y_linear = y - _forward(s, np.zeros_like(x), w)
+    scale = np.sum(np.abs(y) * np.abs(g))
+    assert abs(np.sum(y_linear * g) - np.sum(x * gi)) <= 1e-12 * scale
+    assert abs(np.sum(y * g) - np.sum(w * gw)) <= 1e-12 * scale
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("s", CASES[:2] + CASES[-2:-1], ids=str)
+def test_low_precision_and_layouts(s, dtype, channels_last, rng):
+    """Within L * eps32 of the exact gradient relative to the absolute-value sum (L <= 64 terms
+    per element here), plus one float16 rounding."""
+    x, w, g = _arrays(s, rng, dtype)
+    exact = _on_host64(s, x, w, g)
+    pv = {"padding_value": abs(s.args["padding_value"])} if "padding_value" in s.args else {}
+    bounds = _on_host64(s, np.abs(x), np.abs(w), np.abs(g), **pv)
+    for got, want, bound in zip(_on_device(s, x, w, g, channels_last), exact, bounds):
+        assert got.dtype == dtype
+        tol = 64 * np.finfo(np.float32).eps * bound
+        if dtype == np.float16:
+            tol += np.finfo(np.float16).eps * np.abs(want)
+        assert np.all(np.abs(got - want) <= tol + 1e-30)
+
+
+def _on_host64(s, x, w, g, **changes):
+    a = dict(_args(s), **changes)
+    x, w, g = (v.astype(np.float64) for v in (x, w, g))
+    return _fn(s, "input")(x.shape, w, g, **a), _fn(s, "weight")(x, w.shape, g, **a)
+
+
+def test_bitwise_repeatable(rng):
+    s = CASES[1]
+    x, w, g = _arrays(s, rng, np.float32)
+    first = _on_device(s, x, w, g)
+    for a, b in zip(_on_device(s, x, w, g), first):
+        assert a.tobytes() == b.tobytes()
+
+
+def test_bias_algorithms_and_errors(rng):
+    g = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
+    got = G.conv_bias(cuda.to_device(g))
+    assert hasattr(got, "copy_to_host")
+    np.testing.assert_allclose(got.copy_to_host(), g.sum(axis=(0, 2, 3)), rtol=1e-5)
+    assert fastconv.algorithms("conv2d_weight", (1, 4, 5, 5), (4, 1, 3, 3), groups=4, backend="cuda") == ["direct"]
+    assert fastconv.algorithms("conv2d_input", (1, 4, 5, 5), (4, 1, 3, 3), groups=4, backend="cuda") == ["adjoint"]
+    with pytest.raises(ValueError, match=r"conv2d_weight: grad_output has shape \(1, 2, 5, 5\)"):
+        G.conv2d_weight(cuda.to_device(np.zeros((1, 3, 4, 4), np.float32)), (2, 3, 3, 3),
+                        cuda.to_device(np.zeros((1, 2, 5, 5), np.float32)))
+    # a NumPy weight with a device grad_output is copied in, as the forward ops do
+    w, gd = rng.standard_normal((2, 3, 3, 3)).astype(np.float32), rng.standard_normal((1, 2, 2, 2)).astype(np.float32)
+    mixed = G.conv2d_input((1, 3, 4, 4), w, cuda.to_device(gd)).copy_to_host()
+    np.testing.assert_array_equal(mixed, G.conv2d_input((1, 3, 4, 4), cuda.to_device(w), cuda.to_device(gd))
+                                  .copy_to_host())
