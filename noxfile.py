@@ -33,7 +33,7 @@ def tests(session: nox.Session) -> None:
     session.install("-e", ".[test]")
     args = session.posargs or []
     checked = ["-m", "not cuda and not slow", "-k", "not real_layers", "tests/test_conv.py", "tests/test_pooling.py",
-               "tests/test_windows.py", "tests/test_integer_pooling.py", "-x", "-q"]
+               "tests/test_windows.py", "tests/test_integer_pooling.py", "tests/test_grad_pool.py", "-x", "-q"]
     checked_env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=CACHE + "-boundscheck",
                        FASTCONV_NUM_CASES="6")
     with tempfile.TemporaryFile("w+") as log:
@@ -49,8 +49,9 @@ def tests(session: nox.Session) -> None:
             print(log.read(), flush=True)
     if code != 0:
         session.error(f"bounds-checked run failed (exit {code})")
-    session.run("python", "-m", "pytest", "-m", "cuda", "tests/test_cuda.py", "tests/test_grad_conv_cuda.py", "-n", "2",
-                *args, env={"NUMBA_CACHE_DIR": CACHE, "NUMBA_ENABLE_CUDASIM": "1"})
+    session.run("python", "-m", "pytest", "-m", "cuda", "tests/test_cuda.py", "tests/test_grad_conv_cuda.py",
+                "tests/test_grad_pool_cuda.py", "-n", "2", *args,
+                env={"NUMBA_CACHE_DIR": CACHE, "NUMBA_ENABLE_CUDASIM": "1"})
 
 
 @nox.session

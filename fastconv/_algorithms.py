@@ -27,6 +27,12 @@ def algorithms(op: str, input_shape=None, weight_shape=None, *, backend: str = "
     ['direct', 'im2col', 'depthwise']
     >>> fastconv.algorithms("max_pool2d", (1, 64, 112, 112), kernel_size=3, stride=2, padding=1)
     ['direct']
+
+    ``"grad.<op>"`` asks for the gradient op ``fastconv.grad.<op>`` of a pooling op (its
+    ``algo=``), with the forward call's shapes and arguments:
+
+    >>> fastconv.algorithms("grad.max_pool2d", (1, 64, 112, 112), kernel_size=3, stride=2, padding=1)
+    ['gather']
     """
     if backend not in ("cpu", "cuda"):
         raise ValueError(f"algorithms: backend={backend!r} is not supported; expected 'cpu' or 'cuda'")
@@ -49,14 +55,18 @@ def algorithms(op: str, input_shape=None, weight_shape=None, *, backend: str = "
         if weight_shape is None:
             raise ValueError(f"algorithms: {op} needs weight_shape")
         return capable(m.group(1), backend, resolve_conv(op, input_shape, weight_shape, **args))
-    if m := _POOL.fullmatch(op):
+    pool_op = op.removeprefix("grad.")
+    suffix = "_grad" if pool_op != op else ""
+    if m := _POOL.fullmatch(pool_op):
         kernel_size = args.pop("kernel_size", weight_shape)
-        spec = resolve_pool(op, m.group(1), int(m.group(2)), input_shape, kernel_size, **args)
-        return capable("pool", backend, spec)
-    if m := _ADAPTIVE.fullmatch(op):
-        spec = resolve_adaptive_pool(op, m.group(1), int(m.group(2)), input_shape, args.pop("output_size"), **args)
-        return capable("adaptive_pool", backend, spec)
+        spec = resolve_pool(pool_op, m.group(1), int(m.group(2)), input_shape, kernel_size, **args)
+        return capable("pool" + suffix, backend, spec)
+    if m := _ADAPTIVE.fullmatch(pool_op):
+        spec = resolve_adaptive_pool(pool_op, m.group(1), int(m.group(2)), input_shape, args.pop("output_size"),
+                                     **args)
+        return capable("adaptive_pool" + suffix, backend, spec)
     raise ValueError(
         f"algorithms: unknown op {op!r}; expected conv1d..3d, conv_transpose1d..3d (or their _input/_weight "
-        f"gradients), max/avg/lp_pool1d..3d, adaptive_max/avg_pool1d..3d or a windows op"
+        f"gradients), max/avg/lp_pool1d..3d, adaptive_max/avg_pool1d..3d (or grad. and one of these pooling ops) "
+        f"or a windows op"
     )

@@ -63,6 +63,8 @@ _MODULES = {
     ("conv_weight_grad", "cuda"): ("fastconv.cuda",),
     ("pool", "cuda"): ("fastconv.cuda",),
     ("adaptive_pool", "cuda"): ("fastconv.cuda",),
+    ("pool_grad", "cuda"): ("fastconv.cuda",),
+    ("adaptive_pool_grad", "cuda"): ("fastconv.cuda",),
 }
 
 

@@ -114,7 +114,7 @@ def test_avg_pool_adjoint(case, flags, channels_last):
 
 
 @pytest.mark.parametrize("case", WINDOW_CASES[:4], ids=str)
-@pytest.mark.parametrize("p_norm", [1.0, 2.0, 3.0, 1.5, np.inf])
+@pytest.mark.parametrize("p_norm", [0.5, 1.0, 2.0, 3.0, 1.5, np.inf])
 def test_lp_pool_adjoint(case, p_norm):
     nd, shape, k, s, p, d, ceil = case
     x = _rng().standard_normal(shape)
@@ -318,6 +318,8 @@ def test_max_pool_ties_route_to_the_forward_index():
         np.add.at(expected[c], ref_idx[0, c].reshape(-1), g[0, c].reshape(-1))
     np.testing.assert_allclose(gi[0].reshape(2, 36), expected, rtol=1e-15)
     np.testing.assert_array_equal(gi, _torch_grad(lambda t: TF.max_pool2d(t, 3, 2, 1, ceil_mode=True), x, g))
+    gl = G.max_pool2d(_cl(g), _cl(x), 3, 2, 1, ceil_mode=True, channels_last=True)
+    np.testing.assert_array_equal(_cf(gl), gi)  # the same indices in either layout
 
 
 def test_max_pool_given_indices():
@@ -419,6 +421,8 @@ def test_errors():
         G.max_pool2d(np.zeros((1, 2, 3, 3), np.int32), x.astype(np.int32), 2)
     with pytest.raises(ValueError, match=r"max_pool2d: indices\[0, 0, 0, 1\]=0 is not a position"):
         G.max_pool2d(np.zeros((1, 2, 3, 3)), x, 2, indices=np.zeros((1, 2, 3, 3), np.int64))
+    with pytest.raises(ValueError, match=r"adaptive_max_pool2d: indices\[0, 0, 0, 1\]=0 is not a position"):
+        G.adaptive_max_pool2d(np.zeros((1, 2, 3, 3)), x, 3, indices=np.zeros((1, 2, 3, 3), np.int64))
     with pytest.raises(TypeError, match="indices has dtype float64"):
         G.max_pool2d(np.zeros((1, 2, 3, 3)), x, 2, indices=np.zeros((1, 2, 3, 3)))
     with pytest.raises(ValueError, match="indices has shape"):
@@ -437,6 +441,14 @@ def test_errors():
         G.fold(np.zeros((1, 2, 5, 5)), (6, 6), 2)
     with pytest.raises(ValueError, match="unknown algo='nope'"):
         G.avg_pool2d(np.zeros((1, 2, 3, 3)), x, 2, algo="nope")
+
+
+def test_algorithms_and_algo():
+    assert F.algorithms("grad.avg_pool2d", (1, 2, 6, 6), kernel_size=2) == ["gather"]
+    assert F.algorithms("grad.adaptive_max_pool1d", (1, 2, 9), output_size=4) == ["gather"]
+    x = _rng().standard_normal((1, 2, 6, 6))
+    g = _rng(27).standard_normal((1, 2, 3, 3))
+    np.testing.assert_array_equal(G.max_pool2d(g, x, 2, algo="gather"), G.max_pool2d(g, x, 2))
 
 
 def test_inputs_are_not_modified():

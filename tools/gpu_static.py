@@ -2,10 +2,11 @@
 """Static check of the GPU kernels: compile, assemble, count registers, spills and occupancy.
 
 Every numba.cuda kernel specialisation that the workload suites (bench/workloads/*.json)
-use -- under every GPU algorithm that can serve each layer, in the workloads' float32
-channels-first form -- is compiled to PTX with ``numba.cuda.compile_ptx`` for sm_80
-and sm_90, using the same options the kernels run with (fastconv.cuda._jit), and
-assembled with ``ptxas -v`` from the ``nvidia-cuda-nvcc`` pip package. The register,
+use, the pooling layers' gradients included -- under every GPU algorithm that can serve
+each layer, in the workloads' float32 channels-first form -- is compiled to PTX with
+``numba.cuda.compile_ptx`` for sm_80 and sm_90, using the same options the kernels run
+with (fastconv.cuda._jit), and assembled with ``ptxas -v`` from the ``nvidia-cuda-nvcc``
+pip package. The register,
 spill, stack and shared-memory figures it prints are parsed, and theoretical
 occupancy is computed per kernel and architecture (the CUDA occupancy calculator's
 rules: registers allocated per warp in units of 256, 1 KB of shared memory reserved
@@ -104,6 +105,15 @@ def workload_calls(suites=None):
                 raise ValueError(f"{path.name}: layer {name}: op {op!r} is not known to gpu_static")
 
 
+def with_gradients(calls):
+    """The calls, each pooling layer followed by its input gradient (families pool_grad and
+    adaptive_pool_grad run on the forward's spec)."""
+    for suite, layer, family, spec in calls:
+        yield suite, layer, family, spec
+        if family in ("pool", "adaptive_pool"):
+            yield suite, layer + ".grad", family + "_grad", spec
+
+
 def variants(calls, dtypes=("float32",), layouts=("channels_first",)):
     """The calls again in other dtypes and layouts (the workloads are float32, channels-first)."""
     import dataclasses
@@ -121,7 +131,7 @@ def kernel_uses(suites=None, dtypes=("float32",), layouts=("channels_first",)):
     from fastconv.dispatch import auto_algorithm, capable
 
     uses = {}
-    for suite, layer, family, spec in variants(workload_calls(suites), dtypes, layouts):
+    for suite, layer, family, spec in variants(with_gradients(workload_calls(suites)), dtypes, layouts):
         names = capable(family, "cuda", spec)
         auto = auto_algorithm(family, "cuda", spec, names)
         for algo in names:

@@ -25,6 +25,8 @@ conv_input_grad    input gradients: the adjoint conv through the table above;
                    padded copies folded back by a gather kernel
 pool_window        max (+ indices) / avg / Lp, one thread per output
 pool_adaptive      adaptive/global avg and max: thread or warp per output
+pool_grad          pooling gradients (window and adaptive), gather form: one
+                   thread per input element, no atomics
 =================  ===========================================================
 """
 
@@ -36,6 +38,7 @@ from . import (  # noqa: F401  (importing registers the implementations)
     conv_transpose,
     conv_weight_grad,
     pool_adaptive,
+    pool_grad,
     pool_window,
 )
 
@@ -45,6 +48,8 @@ MODULES = {
     "conv_weight_grad": {"direct": conv_weight_grad},
     "pool": {"direct": pool_window},
     "adaptive_pool": {"direct": pool_adaptive},
+    "pool_grad": {"gather": pool_grad},
+    "adaptive_pool_grad": {"gather": pool_grad},
 }
 
 

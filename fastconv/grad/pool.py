@@ -25,6 +25,8 @@ import numpy as np
 
 from .._args import check_flag, int_tuple, is_int, resolve_pads, window_out_size
 from .._arrays import check_array, check_same_dtype, is_cuda_array, shape_of, to_host
+from ..kernels.geometry import lift3
+from ..kernels.pool_reach import adaptive_reaches, first_stray_index, window_reaches
 from ..ops import pooling as forward
 from ..ops import windows as forward_windows
 from ..ops._call import batched, execute
@@ -71,30 +73,16 @@ def _indices(op, name, indices, spec, unbatched, adaptive):
     if host.dtype.kind not in "iu":
         raise TypeError(f"{op}: {name} has dtype {host.dtype}; expected int64, as the forward's "
                         f"return_indices=True gives")
-    cl = spec.channels_last
-    inside = (host >= 0) & (host < math.prod(spec.in_size))
-    coords = np.unravel_index(np.where(inside, host, 0), spec.in_size)
-    for axis, (c, n, o) in enumerate(zip(coords, spec.in_size, spec.out_size)):
-        shape = [1] * host.ndim
-        shape[axis + (1 if cl else 2)] = o
-        q = np.arange(o, dtype=np.int64).reshape(shape)
-        if adaptive:
-            inside &= (c >= q * n // o) & (c < -(-(q + 1) * n // o))
-        else:
-            k, s, d, (begin, _) = spec.kernel[axis], spec.stride[axis], spec.dilation[axis], spec.pads[axis]
-            offset = c + begin - q * s
-            inside &= (offset >= 0) & (offset % d == 0) & (offset // d < k)
-    bad = ~(inside | (host == -1))
-    if bad.any():
-        where = tuple(int(v) for v in np.argwhere(bad)[0])
-        if unbatched:
-            where = where[1:]
-        raise ValueError(f"{op}: {name}[{', '.join(map(str, where))}]={int(host[(0,) * unbatched + where])} "
-                         f"is not a position "
-                         f"inside that output's window of the input (spatial size {spec.in_size}); expected "
-                         f"the indices the forward call returns")
-    return idx if host.dtype == np.int64 else (host.astype(np.int64) if isinstance(idx, np.ndarray)
-                                                else _like(host.astype(np.int64), idx))
+    host = np.ascontiguousarray(host, np.int64)
+    reaches = adaptive_reaches(spec) if adaptive else window_reaches(spec)
+    stray = first_stray_index(host.reshape(-1), spec.channels_last, spec.channels, *lift3(spec.in_size, 1),
+                              *lift3(spec.out_size, 1), *(a for r in reaches for a in r[:2]))
+    if stray >= 0:
+        where = np.unravel_index(stray, host.shape)[unbatched:]
+        raise ValueError(f"{op}: {name}[{', '.join(map(str, where))}]={int(host.reshape(-1)[stray])} is not a "
+                         f"position inside that output's window of the input (spatial size {spec.in_size}); "
+                         f"expected the indices the forward call returns")
+    return idx if idx.dtype == np.int64 else _like(host, idx)
 
 
 def _like(host, x):
@@ -105,8 +93,9 @@ def _like(host, x):
     return cuda.to_device(host)
 
 
-def _host_abs(x):
-    return np.abs(to_host(x))
+def _host_map(x, fn):
+    """``fn`` of ``x``'s values, computed on the host, as the same kind of array as ``x``."""
+    return _like(fn(to_host(x)), x)
 
 
 def _zeros_like_input(spec, dtype):
@@ -137,10 +126,9 @@ def _window(op, mode, nd, grad_output, input, kernel_size, stride, padding, dila
     elif spec.batch and mode == "lp":
         xa = x
         if math.isinf(spec.norm_type):  # routes like max pooling of |x| (same tie and NaN rule)
-            idx = _max_indices(nd, _host_abs(x), geometry, channels_last)
-        else:
-            xw = to_host(x)
-            xw = xw.astype(np.float32) if xw.dtype == np.float16 else xw
+            idx = _max_indices(nd, _host_map(x, np.abs), geometry, channels_last)
+        else:  # the forward output in the working dtype
+            xw = _host_map(x, lambda a: a.astype(np.float32)) if dtype == np.float16 else x
             y = getattr(forward, f"lp_pool{nd}d")(xw, spec.norm_type, spec.kernel, spec.stride, ceil_mode,
                                                    padding=spec.pads, dilation=spec.dilation,
                                                    channels_last=channels_last)

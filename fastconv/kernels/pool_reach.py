@@ -11,9 +11,25 @@ order, so every sum runs in the same order on every run and thread count.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
+from numba import njit
+
+from .._jit_cache import robust_cache
+
+# What an output contributes to the elements of its window (the gather kernels' ``kind``).
+AVG, MAX, LP, LP_INF = 0, 1, 2, 3
+
+
+def gather_kind(spec) -> int:
+    """The kind of a PoolSpec or AdaptivePoolSpec's gradient."""
+    if spec.mode == "max":
+        return MAX
+    if spec.mode == "avg":
+        return AVG
+    return LP_INF if math.isinf(spec.norm_type) else LP
 
 
 class Reach(NamedTuple):
@@ -57,3 +73,61 @@ def adaptive_reach(n, o) -> Reach:
     cells = np.arange(o, dtype=np.int64)
     count = -(-((cells + 1) * n) // o) - (cells * n) // o
     return Reach(ptr, outs, count)
+
+
+def window_reaches(spec) -> list:
+    """The three per-dim Reach of a PoolSpec, lifted to 3-D (a unit dim reaches its one output)."""
+    return [adaptive_reach(1, 1)] * (3 - spec.nd) + [
+        window_reach(n, o, k, s, d, pads, spec.count_include_pad)
+        for n, o, k, s, d, pads in zip(spec.in_size, spec.out_size, spec.kernel, spec.stride, spec.dilation,
+                                       spec.pads)]
+
+
+def adaptive_reaches(spec) -> list:
+    """The three per-dim Reach of an AdaptivePoolSpec, lifted to 3-D."""
+    return [adaptive_reach(1, 1)] * (3 - spec.nd) + [adaptive_reach(n, o) for n, o in
+                                                      zip(spec.in_size, spec.out_size)]
+
+
+@robust_cache
+@njit(nogil=True, error_model="numpy")
+def first_stray_index(idx, cl, c_n, in_d, in_h, in_w, od_n, oh_n, ow_n, ptr_d, outs_d, ptr_h, outs_h, ptr_w,
+                      outs_w):
+    """The first flat position q of max-pooling indices ``idx`` (C-contiguous int64 in the
+    output's 5-D lifted layout) whose index is neither -1 nor an input element inside q's
+    window, per the per-dim reach lists; -1 when every index is one. Serial (cheap next
+    to the gather, and usable for either backend without starting a thread pool)."""
+    plane = in_d * in_h * in_w
+    lanes = c_n if cl else 1
+    blocks = idx.size // max(od_n * oh_n * ow_n * lanes, 1)
+    w_u = np.uint64(in_w)
+    h_u = np.uint64(in_h)
+    q = 0
+    for _ in range(blocks):
+        for od in range(od_n):
+            for oh in range(oh_n):
+                for ow in range(ow_n):
+                    for _m in range(lanes):
+                        v = idx[q]
+                        if v != -1:
+                            if v < 0 or v >= plane:
+                                return q
+                            rest = np.uint64(v) // w_u
+                            iw = v - np.int64(rest * w_u)
+                            i_d = np.int64(rest // h_u)
+                            ih = np.int64(rest) - i_d * in_h
+                            ok = False
+                            for a in range(ptr_w[iw], ptr_w[iw + 1]):
+                                ok = ok or outs_w[a] == ow
+                            if ok:
+                                ok = False
+                                for a in range(ptr_h[ih], ptr_h[ih + 1]):
+                                    ok = ok or outs_h[a] == oh
+                            if ok:
+                                ok = False
+                                for a in range(ptr_d[i_d], ptr_d[i_d + 1]):
+                                    ok = ok or outs_d[a] == od
+                            if not ok:
+                                return q
+                        q += 1
+    return -1

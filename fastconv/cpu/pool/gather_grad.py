@@ -31,76 +31,80 @@ from numba import prange
 from ..._arrays import working_dtype
 from ...dispatch import register
 from ...kernels.geometry import lift3
-from ...kernels.pool_reach import adaptive_reach, window_reach
+from ...kernels.pool_reach import AVG, LP, adaptive_reaches, gather_kind, window_reaches
 from .._jit import parallel_kernel
-
-AVG, MAX, LP, LP_INF = 0, 1, 2, 3
 
 
 @parallel_kernel
 def pool_grad_gather(g, idx, y, x, gi, kind, p, divisor_override, cl, n_img, c_n,
                      in_d, in_h, in_w, od_n, oh_n, ow_n,
                      ptr_d, outs_d, cnt_d, ptr_h, outs_h, cnt_h, ptr_w, outs_w, cnt_w):
-    """gi = the gradient of the input (module docstring); flat arrays, 5-D logical shapes."""
+    """gi = the gradient of the input (module docstring); flat arrays, 5-D logical shapes.
+
+    A task's row is zeroed, then for each (od, oh) reaching it, each element of the row
+    adds its w outputs' contributions: per element, the (od, oh, ow) order of the
+    module docstring. The innermost loop runs over the lanes that share an output
+    offset: all channels (channels-last, contiguous) or the one channel. A contribution
+    that does not apply adds +0, which leaves every sum as it was (none is -0).
+    """
     zero = gi.dtype.type(0)
     one = gi.dtype.type(1)
     pw = gi.dtype.type(p)
+    lanes = c_n if cl else 1
     rows = n_img * in_d * in_h * (1 if cl else c_n)
-    inner = in_w * (c_n if cl else 1)
     for t in prange(rows):
+        ih = t % in_h
+        i_d = (t // in_h) % in_d
         if cl:
-            ih = t % in_h
-            i_d = (t // in_h) % in_d
+            c = 0
             n = t // (in_h * in_d)
-            c_fixed = 0
+            row_e = ((n * in_d + i_d) * in_h + ih) * in_w * c_n
         else:
-            ih = t % in_h
-            i_d = (t // in_h) % in_d
-            c_fixed = (t // (in_h * in_d)) % c_n
+            c = (t // (in_h * in_d)) % c_n
             n = t // (in_h * in_d * c_n)
-        for j in range(inner):
-            if cl:
-                iw = j // c_n
-                c = j % c_n
-            else:
-                iw = j
-                c = c_fixed
-            flat = (i_d * in_h + ih) * in_w + iw
-            if cl:
-                e = ((n * in_d + i_d) * in_h + ih) * in_w * c_n + iw * c_n + c
-            else:
-                e = (n * c_n + c) * in_d * in_h * in_w + flat
-            acc = zero
-            for a in range(ptr_d[i_d], ptr_d[i_d + 1]):
-                od = outs_d[a]
-                for b in range(ptr_h[ih], ptr_h[ih + 1]):
-                    oh = outs_h[b]
+            row_e = t * in_w
+        for j in range(in_w * lanes):
+            gi[row_e + j] = zero
+        for a in range(ptr_d[i_d], ptr_d[i_d + 1]):
+            od = outs_d[a]
+            for b in range(ptr_h[ih], ptr_h[ih + 1]):
+                oh = outs_h[b]
+                if cl:
+                    row_q = ((n * od_n + od) * oh_n + oh) * ow_n * c_n
+                else:
+                    row_q = (((n * c_n + c) * od_n + od) * oh_n + oh) * ow_n
+                div_dh = cnt_d[od] * cnt_h[oh]
+                for iw in range(in_w):
+                    flat = (i_d * in_h + ih) * in_w + iw
+                    e0 = row_e + iw * lanes
                     for f in range(ptr_w[iw], ptr_w[iw + 1]):
                         ow = outs_w[f]
-                        if cl:
-                            q = (((n * od_n + od) * oh_n + oh) * ow_n + ow) * c_n + c
-                        else:
-                            q = (((n * c_n + c) * od_n + od) * oh_n + oh) * ow_n + ow
+                        q0 = row_q + ow * lanes
                         if kind == 1 or kind == 3:
-                            if idx[q] == flat:
-                                acc += g[q]
+                            for m in range(lanes):
+                                gi[e0 + m] += g[q0 + m] if idx[q0 + m] == flat else zero
                         elif kind == 0:
-                            div = divisor_override
-                            if div <= 0:
-                                div = cnt_d[od] * cnt_h[oh] * cnt_w[ow]
+                            div = divisor_override if divisor_override > 0 else div_dh * cnt_w[ow]
                             if div > 0:
-                                acc += g[q] / gi.dtype.type(div)
+                                dv = gi.dtype.type(div)
+                                for m in range(lanes):
+                                    gi[e0 + m] += g[q0 + m] / dv
+                        elif p == 1.0:
+                            for m in range(lanes):
+                                gi[e0 + m] += zero if y[q0 + m] == zero else g[q0 + m]
+                        elif p == 2.0:
+                            for m in range(lanes):
+                                yq = y[q0 + m]
+                                gi[e0 + m] += zero if yq == zero else g[q0 + m] / yq
                         else:
-                            yq = y[q]
-                            if yq != zero:
-                                if p == 1.0:
-                                    acc += g[q]
-                                elif p == 2.0:
-                                    acc += g[q] / yq
-                                else:
-                                    acc += g[q] * yq ** (one - pw)
-            if kind == 2 or kind == 3:
+                            for m in range(lanes):
+                                yq = y[q0 + m]
+                                gi[e0 + m] += zero if yq == zero else g[q0 + m] * yq ** (one - pw)
+        if kind == 2 or kind == 3:
+            for j in range(in_w * lanes):
+                e = row_e + j
                 xe = x[e]
+                acc = gi[e]
                 if xe == zero or acc == zero:
                     acc = zero
                 elif kind == 3 or p == 1.0:
@@ -110,7 +114,7 @@ def pool_grad_gather(g, idx, y, x, gi, kind, p, divisor_override, cl, n_img, c_n
                 else:
                     mag = abs(xe) ** (pw - one)
                     acc = acc * mag if xe > zero else -(acc * mag)
-            gi[e] = acc
+                gi[e] = acc
 
 
 # ---- plans and entry points --------------------------------------------------------------
@@ -118,59 +122,39 @@ def pool_grad_gather(g, idx, y, x, gi, kind, p, divisor_override, cl, n_img, c_n
 _NO_INDEX = np.zeros(1, np.int64)
 
 
-def window_reaches(spec):
-    """Per-dim Reach of a PoolSpec, lifted to 3-D (unit dims reach their one output)."""
-    pad = 3 - spec.nd
-    reaches = [adaptive_reach(1, 1)] * pad
-    for n, o, k, s, d, pads in zip(spec.in_size, spec.out_size, spec.kernel, spec.stride, spec.dilation,
-                                   spec.pads):
-        reaches.append(window_reach(n, o, k, s, d, pads, spec.count_include_pad))
-    return reaches
-
-
-def adaptive_reaches(spec):
-    return [adaptive_reach(1, 1)] * (3 - spec.nd) + [adaptive_reach(n, o) for n, o in
-                                                      zip(spec.in_size, spec.out_size)]
-
-
 def _flat(a, dtype):
     """A C-contiguous 1-D array of ``a`` in ``dtype`` (a view when it already is one)."""
     return np.ascontiguousarray(a, dtype).reshape(-1)
 
 
-def run_gather(spec, reaches, kind, g, idx=None, y=None, x=None, p=2.0, divisor_override=0):
+def run_gather(spec, reaches, g, idx, y, x):
     """The input gradient of ``spec`` (forward PoolSpec / AdaptivePoolSpec, batched) from the
-    output gradient ``g`` (the spec's output shape), in the user's layout and dtype."""
+    output gradient ``g`` (the spec's output shape), in the user's layout and dtype.
+    ``idx``: the forward's indices (max; Lp with p = inf: those of max |x|); ``y``: the
+    forward's output in the working dtype (Lp with finite p); ``x``: the input (Lp)."""
     dtype = np.dtype(spec.dtype)
     wd = working_dtype(dtype)
+    kind = gather_kind(spec)
     dummy = np.zeros(1, wd)
     gi = np.empty(math.prod(spec.input_shape), wd)
     if gi.size:
         (in_d, in_h, in_w), (od_n, oh_n, ow_n) = lift3(spec.in_size, 1), lift3(spec.out_size, 1)
+        p = float(getattr(spec, "norm_type", 2.0)) if kind == LP else 2.0
+        divisor = int(getattr(spec, "divisor_override", None) or 0) if kind == AVG else 0
         geometry = tuple(v for r in reaches for v in r)
         pool_grad_gather(_flat(g, wd), _NO_INDEX if idx is None else _flat(idx, np.int64),
                          dummy if y is None else _flat(y, wd), dummy if x is None else _flat(x, wd), gi,
-                         kind, float(p), int(divisor_override or 0), spec.channels_last, spec.batch,
-                         spec.channels, in_d, in_h, in_w, od_n, oh_n, ow_n, *geometry)
+                         kind, p, divisor, spec.channels_last, spec.batch, spec.channels,
+                         in_d, in_h, in_w, od_n, oh_n, ow_n, *geometry)
     gi = gi.reshape(spec.input_shape)
     return gi if wd == dtype else gi.astype(dtype)
 
 
 @register("pool_grad", "cpu", "gather", note="gather form: each input element sums its windows (Numba)")
 def pool_grad_cpu(spec, g, idx, y, x):
-    """``idx``: the forward's indices (max; Lp with p = inf: those of max |x|); ``y``: the
-    forward's output in the working dtype (Lp), ``x`` the input (Lp)."""
-    if spec.mode == "max":
-        return run_gather(spec, window_reaches(spec), MAX, g, idx)
-    if spec.mode == "avg":
-        return run_gather(spec, window_reaches(spec), AVG, g, divisor_override=spec.divisor_override)
-    if math.isinf(spec.norm_type):
-        return run_gather(spec, window_reaches(spec), LP_INF, g, idx, x=x)
-    return run_gather(spec, window_reaches(spec), LP, g, y=y, x=x, p=spec.norm_type)
+    return run_gather(spec, window_reaches(spec), g, idx, y, x)
 
 
 @register("adaptive_pool_grad", "cpu", "gather", note="gather form over adaptive cells (Numba)")
 def adaptive_pool_grad_cpu(spec, g, idx):
-    if spec.mode == "max":
-        return run_gather(spec, adaptive_reaches(spec), MAX, g, idx)
-    return run_gather(spec, adaptive_reaches(spec), AVG, g)
+    return run_gather(spec, adaptive_reaches(spec), g, idx, None, None)
