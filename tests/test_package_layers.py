@@ -76,8 +76,9 @@ def test_gpu_call_loads_no_cpu_backend():
 
 
 def test_import_fastconv_loads_no_backend():
+    """Nor torch (fastconv.torch is imported only by name) nor dask."""
     script = ("import sys, fastconv; print(sorted(m for m in sys.modules if m.startswith(('fastconv.cpu', "
-              "'fastconv.cuda', 'fastconv.kernels', 'numba'))))")
+              "'fastconv.cuda', 'fastconv.kernels', 'fastconv.torch', 'fastconv.dask', 'numba', 'torch', 'dask'))))")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"

@@ -1,0 +1,91 @@
+"""Tensors to fastconv's arrays and back, without copies.
+
+A CPU tensor is handed over as ``tensor.numpy()`` (a view of the same memory, strides
+included, so a non-contiguous or channels_last tensor arrives as the strided array it is)
+and a NumPy result comes back through ``torch.from_numpy`` (the same memory again). A
+CUDA tensor is handed over through ``__cuda_array_interface__`` (``numba.cuda.as_cuda_array``)
+and its result comes back the same way (``torch.as_tensor``).
+
+fastconv's numba.cuda kernels launch on CUDA's default stream. So that a CUDA call is
+ordered after the work queued on PyTorch's current stream, and the work queued after it
+sees its result, :func:`torch_stream_order` makes the default stream wait for the current
+one before the call and the current stream wait for the default one after it: device-side
+waits, no host synchronisation. This path is written for a real GPU but is untested here:
+the project's torch is the CPU build, which has no CUDA tensors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+
+NUMPY_DTYPES = {
+    torch.float16: np.dtype(np.float16), torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64),
+    torch.int8: np.dtype(np.int8), torch.uint8: np.dtype(np.uint8), torch.int16: np.dtype(np.int16),
+    torch.int32: np.dtype(np.int32), torch.int64: np.dtype(np.int64),
+}
+
+
+def as_array(tensor):
+    """The tensor's memory as a NumPy array (CPU) or a Numba device array (CUDA); None stays None."""
+    if tensor is None:
+        return None
+    if tensor.is_cuda:
+        from numba import cuda
+
+        return cuda.as_cuda_array(tensor.detach())
+    if tensor.dtype not in NUMPY_DTYPES:
+        numpy_dtype(tensor)  # raises, naming the dtype
+    return (tensor.detach() if tensor.requires_grad else tensor).numpy()
+
+
+def as_tensor(result, inputs):
+    """A fastconv result (NumPy or device array) as a tensor over the same memory.
+
+    A result that is a view of an input (some ops return one for a no-op geometry) is
+    copied once: a registered op's outputs must not alias its inputs."""
+    if isinstance(result, np.ndarray):
+        if result.base is not None and any(isinstance(a, np.ndarray) and np.may_share_memory(result, a)
+                                           for a in inputs):
+            result = result.copy()
+        return torch.from_numpy(result)
+    return torch.as_tensor(result, device="cuda")
+
+
+def run(tensor, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``, ordered on PyTorch's current stream when ``tensor`` is on a GPU."""
+    if not tensor.is_cuda:
+        return fn(*args, **kwargs)
+    with torch_stream_order(tensor):
+        return fn(*args, **kwargs)
+
+
+def fake_array(tensor):
+    """A zero-batch NumPy array shaped and typed as ``tensor`` but for its first dim: running
+    fastconv's op on it resolves the spec (checks and output shape) and computes nothing."""
+    return np.empty((0, *tensor.shape[1:]), numpy_dtype(tensor))
+
+
+def numpy_dtype(tensor):
+    """The NumPy dtype of a tensor fastconv can take; TypeError naming it otherwise."""
+    try:
+        return NUMPY_DTYPES[tensor.dtype]
+    except KeyError:
+        raise TypeError(f"fastconv.torch: tensors of dtype {tensor.dtype} are not supported; expected float16, "
+                        "float32, float64 (or an integer dtype for max pooling)") from None
+
+
+@contextlib.contextmanager
+def torch_stream_order(tensor):
+    """Order a fastconv CUDA call after PyTorch's current stream and before what follows it
+    (see the module docstring)."""
+    current = torch.cuda.current_stream(tensor.device)
+    default = torch.cuda.default_stream(tensor.device)
+    if current == default:
+        yield
+        return
+    default.wait_stream(current)
+    yield
+    current.wait_stream(default)
