@@ -30,7 +30,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "filters",
-    "grad",
     "AdaptivePoolSpec",
     "ConvSpec",
     "PoolSpec",
