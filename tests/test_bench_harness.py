@@ -593,3 +593,24 @@ def test_backward_companion_targets_and_report(tmp_path):
     assert [a.shape for a in problem.in_layout(problem.make_arrays(np.random.default_rng(0)), "nhwc")] == [
         (1, 9, 9, 8), (16, 8, 3, 3), (1, 5, 5, 16)]
     assert backward_of(parse("conv_transpose2d_mb1_g1ic8oc16_ih9iw9_kh3kw3_sh2w2_ph1w1")) is None
+
+
+@pytest.mark.parametrize("name", ["conv2d_mb2_g1ic4oc6_ih7iw7_kh3kw3_sh2w2_ph1w1",
+                                  "conv2d_mb1_g8ic8oc8_ih9iw9_kh3kw3_dh2w2_ph2w2"])
+def test_backward_problem_end_to_end(name):
+    """fastconv.grad's input and weight gradients against PyTorch's convolution_backward on the
+    same data, both layouts, through the harness's own check."""
+    pytest.importorskip("torch")
+    from bench.problems import backward_of
+    from bench.run import run_problem
+
+    problem = backward_of(parse(name))
+    budget = Budget(warmup_s=0.0, measure_s=0.0, min_reps=2, max_reps=2, rounds=1)
+    facts, rows = run_problem(problem, layouts=["nchw", "nhwc"], algos=[], budget=budget, pool_bytes=1 << 16,
+                              rng=np.random.default_rng(0))
+    assert {(r["layout"], r["library"]) for r in rows} == {(lay, lib) for lay in ("nchw", "nhwc")
+                                                           for lib in ("fastconv", "torch")}
+    for r in rows:
+        assert r["error"] is None, r
+        if r["library"] == "fastconv":
+            assert r["check"]["ok"] and r["check"]["rel_err"] < 1e-5, r["check"]
