@@ -60,14 +60,16 @@ def bench(session: nox.Session) -> None:
 
     Each library runs in a process of its own with its own default environment (bench/processes.py).
     It writes bench/results/ and reports/ only, with the three extra passes the targets need
-    (fastconv beside PyTorch in one process; a busy core; each conv layer's backward pass). Extra arguments go to bench.run, e.g.
+    (fastconv beside PyTorch in one process; a busy core; each conv layer's backward pass). Extra
+    arguments go to bench.run, e.g.
     ``nox -s bench -- --suite all``,
     ``-- --update-readme`` (rewrite README.md's targets block), or
     ``-- --compare bench/results/OLD.json`` (exits 1 on a regression).
     """
     session.install("-e", ".[bench]")
     session.run("python", "-m", "bench.run", "--quick", "--out", "bench/results/latest.json",
-                "--report", "reports/", "--also", "inprocess,busy,backward", *session.posargs, env={"NUMBA_CACHE_DIR": CACHE})
+                "--report", "reports/", "--also", "inprocess,busy,backward", *session.posargs,
+                env={"NUMBA_CACHE_DIR": CACHE})
 
 
 @nox.session
