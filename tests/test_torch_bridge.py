@@ -13,7 +13,7 @@ import torch.nn.functional as TF  # noqa: E402
 
 import fastconv  # noqa: E402
 import fastconv.torch as FT  # noqa: E402
-from fastconv.testing.pool_samples import op_samples  # noqa: E402
+from fastconv.testing.registry import samples  # noqa: E402
 from fastconv.torch import _conv_ops  # noqa: E402
 from fastconv.torch._tensors import as_array, as_tensor  # noqa: E402
 
@@ -207,7 +207,7 @@ class _Recorder(torch.utils._python_dispatch.TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-@pytest.mark.parametrize("sample", op_samples(), ids=str)
+@pytest.mark.parametrize("sample", samples(tags={"every_op"}), ids=str)
 def test_opcheck(sample):
     rng = np.random.default_rng(0)
     tensors = [torch.from_numpy(a).requires_grad_(a.dtype.kind == "f") for a in sample.arrays(rng)]
