@@ -566,7 +566,7 @@ def test_backward_companion_targets_and_report(tmp_path):
     """The backward pass (``--also backward``): per-suite and depthwise ratios against PyTorch's
     backward, the worst backward / own-forward ratio, and the forward-and-backward table."""
     from bench.problems import ConvBackwardProblem, backward_of
-    from bench.report import build_report, derive
+    from bench.report import derive
     from bench.report.targets import target_rows
 
     doc = synthetic_doc(TIMES, TORCH)
@@ -582,7 +582,12 @@ def test_backward_companion_targets_and_report(tmp_path):
     assert rows[("backward, depthwise layers: fastconv / PyTorch", "nhwc")][2] == pytest.approx(0.4 / 0.2 / 2)
     worst = rows[("backward / fastconv's own forward, the worst layer", "nchw")]
     assert worst[2] == pytest.approx(2.0) and worst[4] == 3 and worst[5] == 2.2
-    build_report([doc], tmp_path, stem="r", companions={"backward": backward})
+    main_json, backward_json = tmp_path / "r.json", tmp_path / "r-backward.json"
+    main_json.write_text(json.dumps(doc))
+    backward_json.write_text(json.dumps(backward))
+    from bench import report
+
+    assert report.main([str(main_json), "--companion", f"backward={backward_json}", "--out", str(tmp_path)]) == 0
     md = (tmp_path / "r.md").read_text()
     assert "## Forward and backward" in md
     assert "| dw_vs_standard:dw.c64.56 | depthwise | nchw | 0.5 | 1 ± 0.05 | 2.00 | 0.25 | 1 ± 0.05 | 2.00 | **1.00** |" in md

@@ -23,7 +23,16 @@ def main(argv=None) -> int:
     p.add_argument("--margin", type=float, default=0.15)
     p.add_argument("--readme", type=Path, metavar="README.md",
                    help="also fill the file's <!-- bench-targets:start/end --> block with the targets table")
+    p.add_argument("--companion", action="append", default=[], metavar="PASS=JSON",
+                   help="a companion pass's result file (bench.run --also writes OUT-PASS.json), e.g. "
+                        "backward=bench/results/latest-backward.json; repeatable")
     args = p.parse_args(argv)
+    companions = {}
+    for item in args.companion:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            p.error(f"--companion: expected PASS=JSON, got {item!r}")
+        companions[name] = json.loads(Path(path).read_text())
     docs = load(args.results)
     status = 0
     if args.compare:
@@ -35,6 +44,6 @@ def main(argv=None) -> int:
         if len(docs) == 1:
             docs = [{**docs[0], "comparison": comparison}]
     for path in build_report(docs, args.out, args.name or args.results[0].stem, sources=args.results,
-                             readme=args.readme):
+                             readme=args.readme, companions=companions):
         print(f"wrote {path}", file=sys.stderr)
     return status

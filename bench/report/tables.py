@@ -49,7 +49,7 @@ def forward_backward_table(entries, backward) -> list[str]:
                      f"{fmt_ms(b['t_fastconv'])} ± {fmt_ms(fb.get('iqr_s'))}",
                      fmt_ratio(b["t_fastconv"] / f["t_fastconv"]) if f.get("t_fastconv") and b["t_fastconv"] else "—",
                      fmt_ms(f.get("t_torch")), f"{fmt_ms(b['t_torch'])} ± {fmt_ms((b['torch'] or {}).get('iqr_s'))}",
-                     fmt_ratio(f.get("ratio")), f"**{fmt_ratio(b['ratio'])}**", _flags(b)])
+                     fmt_ratio(f.get("ratio")), f"**{fmt_ratio(b['ratio'])}**", _flags({**b, "torch_note": ""})])
     return L + md_table(["layer", "role", "layout", "fastconv forward ms", "fastconv backward ms ± IQR",
                          "fastconv backward / forward", "PyTorch forward ms", "PyTorch backward ms ± IQR",
                          "forward ratio", "backward ratio", "notes"], rows)
