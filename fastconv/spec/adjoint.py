@@ -39,6 +39,24 @@ def adjoint_conv_spec(spec: ConvSpec) -> ConvSpec:
                         channels_last=spec.channels_last, dtype=spec.dtype)
 
 
+def flipped_conv_spec(spec: ConvSpec) -> ConvSpec | None:
+    """The forward conv that computes a stride-1 conv's input gradient: grad_output convolved
+    with the spatially flipped weight, padded by the dilated kernel's span minus the forward's
+    pads. Only where that is the same conv family: one output channel per group (so the weight
+    keeps its shape), stride 1, the crop inside the span (pads >= 0); None elsewhere. Lets
+    depthwise layers' input gradient run the forward depthwise kernel, which reads the user's
+    layout in place, instead of the transposed conv's grouped machinery."""
+    if spec.transposed or spec.out_per_group != 1 or any(s != 1 for s in spec.stride):
+        return None
+    pads = tuple((d * (k - 1) - b, d * (k - 1) - e) for k, d, (b, e) in zip(spec.kernel, spec.dilation, spec.pads))
+    if any(b < 0 or e < 0 for b, e in pads):
+        return None
+    weight_shape = (spec.in_channels, spec.out_per_group, *spec.kernel)
+    return resolve_conv(f"conv{spec.nd}d", _grad_output_shape(spec, spec.channels_last), weight_shape,
+                        padding=pads, dilation=spec.dilation, groups=spec.groups,
+                        channels_last=spec.channels_last, dtype=spec.dtype)
+
+
 def padded_size(spec: ConvSpec) -> tuple:
     return tuple(n + b + e for n, (b, e) in zip(spec.in_size, spec.pads))
 
