@@ -16,8 +16,9 @@ from numba import prange
 from ...._arrays import working_dtype
 from ....dispatch import register
 from ....kernels.geometry import geometry3, lift3
+from ....kernels.inline import inline_helper
 from ..._jit import parallel_kernel
-from ...layout import as_working
+from ...layout import as_working, channels_last_5d
 from ..depthwise.common import u
 from .operands import weight_from_working, weight_grad_chunks
 
@@ -34,17 +35,27 @@ def channel_block(channels: int, threads: int) -> int:
     return min(MAX_BLOCK, -(-per_task // CHANNEL_BLOCK) * CHANNEL_BLOCK)
 
 
+@inline_helper
+def _clip(ow_n, w_n, off, sw):
+    """[lo, hi): the output columns ow whose input column ow * sw + off lies in [0, w_n)."""
+    lo = 0 if off >= 0 else (sw - 1 - off) // sw
+    hi = min(ow_n, (w_n - 1 - off) // sw + 1) if w_n - 1 - off >= 0 else 0
+    return lo, max(lo, hi)
+
+
 @parallel_kernel
-def depthwise_weight_grad_ndhwc(xp, g, out, sd, sh, sw, dd, dh, dw, multiplier, block):
-    """out (K, KD, KH, KW, 1) += depthwise weight gradient from the padded input xp
-    (N, Dp, Hp, Wp, C) and g (N, OD, OH, OW, K), K = C * multiplier, each sum continuing
-    from out's value (chunks of images add up as one call). Per output row and
-    tap, the row's pixels add into that tap's accumulator row; indexes are flat and
-    unsigned (see depthwise.common.u) so the channel loop vectorizes."""
+def depthwise_weight_grad_ndhwc(x, g, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, multiplier, block):
+    """out (K, KD, KH, KW, 1) += depthwise weight gradient from the channels-last input x
+    (N, D, H, W, C), zeros beyond its edges after pads (pd, ph, pw) at the start (taps
+    there are skipped, column ranges clipped: no padded copy), and g (N, OD, OH, OW, K),
+    K = C * multiplier, each sum continuing from out's value (chunks of images add up as
+    one call). A task owns a block of out-channels; per output row and tap, the row's
+    pixels add into that tap's accumulator row, in the order (n, od, oh, kd, kh, kw, ow);
+    indexes are flat and unsigned (see depthwise.common.u) so the channel loop vectorizes."""
     n_img, od_n, oh_n, ow_n, k_n = g.shape
-    dp, hp, wp, c_n = xp.shape[1], xp.shape[2], xp.shape[3], xp.shape[4]
+    d_n, h_n, w_n, c_n = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
     kd_n, kh_n, kw_n = out.shape[1], out.shape[2], out.shape[3]
-    xf = xp.reshape(-1)
+    xf = x.reshape(-1)
     gf = g.reshape(-1)
     of = out.reshape(-1)
     taps = kd_n * kh_n * kw_n
@@ -60,24 +71,31 @@ def depthwise_weight_grad_ndhwc(xp, g, out, sd, sh, sw, dd, dh, dw, multiplier, 
             for od in range(od_n):
                 for oh in range(oh_n):
                     grow = ((n * od_n + od) * oh_n + oh) * ow_n * k_n + k0
-                    for tap in range(taps):
-                        kd = tap // (kh_n * kw_n)
-                        kh = (tap // kw_n) % kh_n
-                        kw = tap - (kd * kh_n + kh) * kw_n
-                        xrow = ((n * dp + od * sd + kd * dd) * hp + oh * sh + kh * dh) * wp * c_n
-                        ab = tap * block
-                        if multiplier == 1:
-                            for ow in range(ow_n):
-                                gb = grow + ow * k_n
-                                xb = xrow + (ow * sw + kw * dw) * c_n + k0
-                                for j in range(k_count):
-                                    acc[u(ab + j)] += gf[u(gb + j)] * xf[u(xb + j)]
-                        else:
-                            for ow in range(ow_n):
-                                gb = grow + ow * k_n
-                                xb = xrow + (ow * sw + kw * dw) * c_n
-                                for j in range(k_count):
-                                    acc[u(ab + j)] += gf[u(gb + j)] * xf[u(xb + (k0 + j) // multiplier)]
+                    for kd in range(kd_n):
+                        i_d = od * sd + kd * dd - pd
+                        if i_d < 0 or i_d >= d_n:
+                            continue
+                        for kh in range(kh_n):
+                            i_h = oh * sh + kh * dh - ph
+                            if i_h < 0 or i_h >= h_n:
+                                continue
+                            xrow = ((n * d_n + i_d) * h_n + i_h) * w_n
+                            for kw in range(kw_n):
+                                off = kw * dw - pw
+                                lo, hi = _clip(ow_n, w_n, off, sw)
+                                ab = ((kd * kh_n + kh) * kw_n + kw) * block
+                                if multiplier == 1:
+                                    for ow in range(lo, hi):
+                                        gb = grow + ow * k_n
+                                        xb = (xrow + ow * sw + off) * c_n + k0
+                                        for j in range(k_count):
+                                            acc[u(ab + j)] += gf[u(gb + j)] * xf[u(xb + j)]
+                                else:
+                                    for ow in range(lo, hi):
+                                        gb = grow + ow * k_n
+                                        xb = (xrow + ow * sw + off) * c_n
+                                        for j in range(k_count):
+                                            acc[u(ab + j)] += gf[u(gb + j)] * xf[u(xb + (k0 + j) // multiplier)]
         for tap in range(taps):
             for j in range(k_count):
                 of[u((k0 + j) * taps + tap)] = acc[u(tap * block + j)]
@@ -86,9 +104,10 @@ def depthwise_weight_grad_ndhwc(xp, g, out, sd, sh, sw, dd, dh, dw, multiplier, 
 @parallel_kernel
 def depthwise_weight_grad_nchw(x, g, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, multiplier):
     """out (K, KD, KH, KW) from the unpadded channels-first input x (N, C, D, H, W) and g
-    (N, K, OD, OH, OW), zeros padding: taps that land on padding are skipped. One task per
-    out-channel; each tap keeps one partial sum per output column (the vector runs along
-    the row), added up in column order at the end."""
+    (N, K, OD, OH, OW), zeros padding: taps that land on padding are skipped, column ranges
+    clipped (computed once per kw). One task per out-channel; each tap keeps one partial
+    sum per output column (the vector runs along the row), added up in column order at
+    the end."""
     n_img, k_n, od_n, oh_n, ow_n = g.shape
     c_n, d_n, h_n, w_n = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
     kd_n, kh_n, kw_n = out.shape[1], out.shape[2], out.shape[3]
@@ -96,6 +115,10 @@ def depthwise_weight_grad_nchw(x, g, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, mu
     xf = x.reshape(-1)
     gf = g.reshape(-1)
     of = out.reshape(-1)
+    los = np.empty(kw_n, np.int64)
+    his = np.empty(kw_n, np.int64)
+    for kw in range(kw_n):
+        los[kw], his[kw] = _clip(ow_n, w_n, kw * dw - pw, sw)
     for k in prange(k_n):
         c = k // multiplier
         acc = np.zeros(taps * ow_n, out.dtype)
@@ -103,25 +126,24 @@ def depthwise_weight_grad_nchw(x, g, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, mu
             for od in range(od_n):
                 for oh in range(oh_n):
                     grow = (((n * k_n + k) * od_n + od) * oh_n + oh) * ow_n
-                    for tap in range(taps):
-                        kd = tap // (kh_n * kw_n)
-                        kh = (tap // kw_n) % kh_n
-                        kw = tap - (kd * kh_n + kh) * kw_n
+                    for kd in range(kd_n):
                         i_d = od * sd + kd * dd - pd
-                        i_h = oh * sh + kh * dh - ph
-                        if i_d < 0 or i_d >= d_n or i_h < 0 or i_h >= h_n:
+                        if i_d < 0 or i_d >= d_n:
                             continue
-                        off = kw * dw - pw  # input column of output column ow: ow * sw + off
-                        lo = 0 if off >= 0 else (sw - 1 - off) // sw
-                        hi = min(ow_n, (w_n - 1 - off) // sw + 1) if w_n - 1 - off >= 0 else 0
-                        xrow = (((n * c_n + c) * d_n + i_d) * h_n + i_h) * w_n + off
-                        ab = tap * ow_n
-                        if sw == 1:
-                            for ow in range(lo, hi):
-                                acc[u(ab + ow)] += gf[u(grow + ow)] * xf[u(xrow + ow)]
-                        else:
-                            for ow in range(lo, hi):
-                                acc[u(ab + ow)] += gf[u(grow + ow)] * xf[u(xrow + ow * sw)]
+                        for kh in range(kh_n):
+                            i_h = oh * sh + kh * dh - ph
+                            if i_h < 0 or i_h >= h_n:
+                                continue
+                            xrow = (((n * c_n + c) * d_n + i_d) * h_n + i_h) * w_n - pw
+                            for kw in range(kw_n):
+                                xb = xrow + kw * dw
+                                ab = ((kd * kh_n + kh) * kw_n + kw) * ow_n
+                                if sw == 1:
+                                    for ow in range(los[kw], his[kw]):
+                                        acc[u(ab + ow)] += gf[u(grow + ow)] * xf[u(xb + ow)]
+                                else:
+                                    for ow in range(los[kw], his[kw]):
+                                        acc[u(ab + ow)] += gf[u(grow + ow)] * xf[u(xb + ow * sw)]
         for tap in range(taps):
             total = out.dtype.type(0)
             for ow in range(ow_n):
@@ -149,15 +171,30 @@ def _nchw(spec, x, grad_output):
     return np.ascontiguousarray(out.reshape(spec.weight_shape), dtype=np.dtype(spec.dtype))
 
 
+def _nhwc(spec, x, grad_output):
+    """Channels-last, zeros padding: the kernel reads the user's arrays in place, clipping
+    taps at the borders (no padded copy), with grad_output's own extent."""
+    dtype = working_dtype(np.dtype(spec.dtype))
+    geom = geometry3(spec)
+    x5 = np.ascontiguousarray(as_working(channels_last_5d(x, spec.nd, True), dtype), dtype)
+    g5 = np.ascontiguousarray(as_working(channels_last_5d(grad_output, spec.nd, True), dtype), dtype)
+    out = np.zeros((spec.out_channels, *geom.kernel, 1), dtype)
+    block = channel_block(spec.out_channels, numba.get_num_threads())
+    depthwise_weight_grad_ndhwc(x5, g5, out, *geom.stride, *geom.dilation, *(b for b, _ in geom.pads),
+                                spec.out_per_group, block)
+    return weight_from_working(out, spec)
+
+
 @register("conv_weight_grad", "cpu", "depthwise", supports=_depthwise,
-          note="channels-last: channels along the vector, every tap per task; channels-first with zeros "
-               "padding: one task per channel, the vector along the row; fixed-order sums, no atomics")
+          note="channels-last: channels along the vector, every tap per task; channels-first: one task per "
+               "channel, the vector along the row; zeros padding read in place with clipped borders, other "
+               "modes from a padded channels-last copy; fixed-order sums, no atomics")
 def conv_weight_grad_depthwise(spec, x, grad_output):
-    if not spec.channels_last and spec.padding_mode == "zeros":
-        return _nchw(spec, x, grad_output)
+    if spec.padding_mode == "zeros":
+        return _nhwc(spec, x, grad_output) if spec.channels_last else _nchw(spec, x, grad_output)
     geom = geometry3(spec)
     out = np.zeros((spec.out_channels, *geom.kernel, 1), working_dtype(np.dtype(spec.dtype)))
     block = channel_block(spec.out_channels, numba.get_num_threads())
     for xp, g5 in weight_grad_chunks(spec, x, grad_output):
-        depthwise_weight_grad_ndhwc(xp, g5, out, *geom.stride, *geom.dilation, spec.out_per_group, block)
+        depthwise_weight_grad_ndhwc(xp, g5, out, *geom.stride, *geom.dilation, 0, 0, 0, spec.out_per_group, block)
     return weight_from_working(out, spec)
