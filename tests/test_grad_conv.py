@@ -207,6 +207,27 @@ def test_output_padding_past_the_stride(s, rng):
         assert _relative(got, expected) <= 1e-10
 
 
+# ---- the depthwise input gradient's own paths --------------------------------------------
+
+DEPTHWISE_INPUT_PATHS = [  # stride 1: the flipped forward conv; strided or over-padded: the row-owning kernel
+    sample("conv2d", (2, 6, 9, 8), (6, 1, 3, 3), groups=6, padding=1),
+    sample("conv2d", (2, 6, 9, 10), (6, 1, 3, 3), groups=6, stride=2, padding=1),
+    sample("conv2d", (1, 5, 11, 9), (5, 1, 3, 3), groups=5, stride=(2, 3), dilation=2, padding=((2, 0), (1, 2))),
+    sample("conv2d", (1, 4, 5, 5), (4, 1, 3, 3), groups=4, padding=3),
+    sample("conv1d", (2, 4, 13), (4, 1, 5), groups=4, stride=3, padding=2),
+    sample("conv3d", (1, 3, 5, 6, 7), (3, 1, 3, 3, 3), groups=3, stride=2, padding=1),
+]
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["first", "last"])
+@pytest.mark.parametrize("s", DEPTHWISE_INPUT_PATHS, ids=str)
+def test_depthwise_gradients_both_layouts(s, channels_last, rng):
+    x, w, g = _arrays(s, rng)
+    want = _torch_grads(s, x, w, g)
+    for got, expected in zip(_grads(s, x, w, g, channels_last=channels_last), want):
+        assert _relative(got, expected) <= 1e-10
+
+
 # ---- layouts, bias, shapes ---------------------------------------------------------------
 
 LAYOUT_SAMPLES = [s for s in SAMPLES if "channels_last" in s.tags]  # the registry's layout set
@@ -276,6 +297,7 @@ DETERMINISM = [
     sample("conv2d", (3, 40, 15, 16), (40, 1, 3, 3), dtype="float32", groups=40, padding="same",
            padding_mode="reflect"),
     sample("conv2d", (2, 24, 13, 12), (48, 1, 3, 3), dtype="float32", groups=24, stride=(1, 2), padding=1),
+    sample("conv2d", (2, 24, 13, 12), (24, 1, 3, 3), dtype="float32", groups=24, stride=2, padding=1),
     sample("conv_transpose2d", (2, 12, 6, 7), (12, 8, 4, 4), dtype="float32", stride=2, padding=1),
 ]
 

@@ -9,7 +9,8 @@ Backward-data is a convolution of its own kind, run by the forward table's kerne
   each padded cell's gradient back onto the input pixel it copied (:func:`fold_padded`);
 - a depthwise conv of stride 1 (multiplier 1) with zeros or constant padding: the forward
   depthwise conv of grad_output with the flipped weight (spec.adjoint.flipped_conv_spec),
-  which reads the user's layout in place;
+  which reads the user's layout in place; strided (or over-padded) depthwise layers the
+  row-owning depthwise transposed kernel of depthwise_input_grad.py;
 - a transposed conv's input gradient is the forward conv of grad_output, same geometry,
   cut to the input's size where output_padding reached a whole stride past it.
 
@@ -31,6 +32,7 @@ from ...kernels.padding_index import gather_lists
 from ...spec.adjoint import adjoint_conv_spec, adjoint_transpose_spec, cut_index, flipped_conv_spec, padded_size
 from .._jit import parallel_kernel
 from ..layout import as_working
+from .depthwise_input_grad import depthwise_input_grad
 
 
 @parallel_kernel
@@ -94,8 +96,10 @@ def conv_input_grad_adjoint(spec, grad_output, weight):
     if spec.transposed:
         return _transposed_input_grad(spec, grad_output, weight)
     if spec.padding_mode in ("zeros", "constant"):
-        flipped = flipped_conv_spec(spec) if spec.is_depthwise else None
-        if flipped is not None:
+        if spec.is_depthwise and spec.out_per_group == 1:
+            flipped = flipped_conv_spec(spec)
+            if flipped is None:
+                return depthwise_input_grad(spec, grad_output, weight)
             w = np.ascontiguousarray(np.flip(weight, axis=tuple(range(2, weight.ndim))))
             return choose("conv", "cpu", flipped).fn(flipped, grad_output, w, None)
         adj = adjoint_transpose_spec(spec, spec.pads, spec.in_size, spec.channels_last, spec.dtype)

@@ -1,0 +1,128 @@
+"""Input gradient of a strided depthwise convolution on the CPU (multiplier 1, zeros padding).
+
+The input gradient is the depthwise transposed conv of grad_output: input pixel i gets
+grad_output[o] * w[t] for every tap t with o * stride + t * dilation - pad == i. The
+phase decomposition of the generic transposed conv runs each phase as its own forward
+conv and interleaves the results (prod(stride) kernel specialisations and an extra copy);
+here a task owns rows of the input gradient and adds each tap's grad_output row into
+them in place, in the fixed order (kd, kh, kw, ow): no atomics, no copies beyond a
+float16 or non-contiguous operand, and the user's layout read and written as it is.
+Stride 1 layers take the forward depthwise kernel with the flipped weight instead
+(input_grad.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from ..._arrays import working_dtype
+from ...kernels.geometry import geometry3, lift3
+from .._jit import parallel_kernel
+from ..layout import as_working, channels_last_5d
+from .depthwise.common import u
+
+
+@parallel_kernel
+def depthwise_input_grad_ndhwc(g, wt, out, sd, sh, sw, dd, dh, dw, pd, ph, pw):
+    """out (N, D, H, W, C) = the input gradient from g (N, OD, OH, OW, C) and the weight as
+    wt (KD, KH, KW, C). One task per output row (n, d, h); the channel loop vectorizes."""
+    n_img, d_n, h_n, w_n, c_n = out.shape
+    od_n, oh_n, ow_n = g.shape[1], g.shape[2], g.shape[3]
+    kd_n, kh_n, kw_n = wt.shape[0], wt.shape[1], wt.shape[2]
+    gf = g.reshape(-1)
+    wf = wt.reshape(-1)
+    of = out.reshape(-1)
+    for t in prange(n_img * d_n * h_n):
+        n = t // (d_n * h_n)
+        r = t - n * (d_n * h_n)
+        i_d = r // h_n
+        i_h = r - i_d * h_n
+        orow = t * w_n * c_n
+        for i in range(w_n * c_n):
+            of[u(orow + i)] = 0
+        for kd in range(kd_n):
+            qd = i_d + pd - kd * dd
+            if qd < 0 or qd % sd != 0 or qd // sd >= od_n:
+                continue
+            for kh in range(kh_n):
+                qh = i_h + ph - kh * dh
+                if qh < 0 or qh % sh != 0 or qh // sh >= oh_n:
+                    continue
+                grow = ((n * od_n + qd // sd) * oh_n + qh // sh) * ow_n * c_n
+                for kw in range(kw_n):
+                    off = kw * dw - pw  # input column of output column ow: ow * sw + off
+                    lo = 0 if off >= 0 else (sw - 1 - off) // sw
+                    hi = min(ow_n, (w_n - 1 - off) // sw + 1) if w_n - 1 - off >= 0 else 0
+                    wb = ((kd * kh_n + kh) * kw_n + kw) * c_n
+                    for ow in range(lo, hi):
+                        gb = grow + ow * c_n
+                        ob = orow + (ow * sw + off) * c_n
+                        for c in range(c_n):
+                            of[u(ob + c)] += gf[u(gb + c)] * wf[u(wb + c)]
+
+
+@parallel_kernel
+def depthwise_input_grad_ncdhw(g, w, out, sd, sh, sw, dd, dh, dw, pd, ph, pw):
+    """out (N, C, D, H, W) = the input gradient from g (N, C, OD, OH, OW) and the weight w
+    (C, KD, KH, KW). One task per plane (n, c, d). A tap with column offset off writes the
+    input columns ow * sw + off: one phase (off mod sw) of the row, at consecutive places
+    of that phase. So each row is built phase-major in a scratch row (contiguous, the adds
+    vectorize along ow), then interleaved into out."""
+    n_img, c_n, d_n, h_n, w_n = out.shape
+    od_n, oh_n, ow_n = g.shape[2], g.shape[3], g.shape[4]
+    kd_n, kh_n, kw_n = w.shape[1], w.shape[2], w.shape[3]
+    wq = (w_n + sw - 1) // sw  # places per phase
+    gf = g.reshape(-1)
+    wf = w.reshape(-1)
+    of = out.reshape(-1)
+    for t in prange(n_img * c_n * d_n):
+        plane = t // d_n  # n * C + c
+        c = plane % c_n
+        i_d = t - plane * d_n
+        row = np.empty(sw * wq, out.dtype)
+        for i_h in range(h_n):
+            for i in range(sw * wq):
+                row[u(i)] = 0
+            for kd in range(kd_n):
+                qd = i_d + pd - kd * dd
+                if qd < 0 or qd % sd != 0 or qd // sd >= od_n:
+                    continue
+                for kh in range(kh_n):
+                    qh = i_h + ph - kh * dh
+                    if qh < 0 or qh % sh != 0 or qh // sh >= oh_n:
+                        continue
+                    grow = ((plane * od_n + qd // sd) * oh_n + qh // sh) * ow_n
+                    for kw in range(kw_n):
+                        off = kw * dw - pw  # input column of output column ow: ow * sw + off
+                        lo = 0 if off >= 0 else (sw - 1 - off) // sw
+                        hi = min(ow_n, (w_n - 1 - off) // sw + 1) if w_n - 1 - off >= 0 else 0
+                        phase = off % sw
+                        rb = phase * wq + (off - phase) // sw  # row[rb + ow] is column ow * sw + off
+                        wv = wf[u(((c * kd_n + kd) * kh_n + kh) * kw_n + kw)]
+                        for ow in range(lo, hi):
+                            row[u(rb + ow)] += gf[u(grow + ow)] * wv
+            orow = (t * h_n + i_h) * w_n
+            for phase in range(sw):
+                for j in range((w_n - phase + sw - 1) // sw):
+                    of[u(orow + j * sw + phase)] = row[u(phase * wq + j)]
+
+
+def depthwise_input_grad(spec, grad_output, weight):
+    """The input gradient of the depthwise conv ``spec`` (groups == channels, one out-channel
+    per group, zeros or constant padding) in the user's layout and the spec's dtype."""
+    dtype = working_dtype(np.dtype(spec.dtype))
+    geom = geometry3(spec)
+    w = as_working(np.asarray(weight), dtype).reshape(spec.out_channels, *geom.kernel)
+    pads = tuple(b for b, _ in geom.pads)
+    steps = (*geom.stride, *geom.dilation, *pads)
+    if spec.channels_last:
+        g5 = np.ascontiguousarray(as_working(channels_last_5d(grad_output, spec.nd, True), dtype), dtype)
+        out = np.empty((spec.batch, *geom.in_size, spec.in_channels), dtype)
+        depthwise_input_grad_ndhwc(g5, np.ascontiguousarray(np.moveaxis(w, 0, -1), dtype), out, *steps)
+    else:
+        g = np.ascontiguousarray(as_working(grad_output, dtype), dtype)
+        g5 = g.reshape(g.shape[0], g.shape[1], *lift3(g.shape[2:], 1))
+        out = np.empty((spec.batch, spec.in_channels, *geom.in_size), dtype)
+        depthwise_input_grad_ncdhw(g5, np.ascontiguousarray(w, dtype), out, *steps)
+    return np.ascontiguousarray(out.reshape(spec.input_shape), dtype=np.dtype(spec.dtype))
