@@ -18,9 +18,39 @@ from numba import prange
 
 from ..._arrays import working_dtype
 from ...kernels.geometry import geometry3, lift3
+from ...kernels.inline import inline_helper
 from .._jit import parallel_kernel
 from ..layout import as_working, channels_last_5d
 from .depthwise.common import u
+
+
+@inline_helper
+def _source_rows(n, k_n, s, d, p, o_n):
+    """table[i * k_n + k]: the grad_output row that tap k brings to input row i (i + p - k * d
+    == o * s), or -1. Built once per call: floor divisions per row and tap would cost more
+    than a short row's adds."""
+    table = np.full(n * k_n, -1, np.int64)
+    for i in range(n):
+        for k in range(k_n):
+            q = i + p - k * d
+            if q >= 0 and q % s == 0 and q // s < o_n:
+                table[i * k_n + k] = q // s
+    return table
+
+
+@inline_helper
+def _column_ranges(w_n, kw_n, sw, dw, pw, ow_n):
+    """(lo, hi, off) per kw: the output columns [lo, hi) whose input column ow * sw + off,
+    off = kw * dw - pw, lies in the row."""
+    table = np.zeros((kw_n, 3), np.int64)
+    for kw in range(kw_n):
+        off = kw * dw - pw
+        lo = 0 if off >= 0 else (sw - 1 - off) // sw
+        hi = min(ow_n, (w_n - 1 - off) // sw + 1) if w_n - 1 - off >= 0 else 0
+        table[kw, 0] = lo
+        table[kw, 1] = max(lo, hi)
+        table[kw, 2] = off
+    return table
 
 
 @parallel_kernel
@@ -33,6 +63,9 @@ def depthwise_input_grad_ndhwc(g, wt, out, sd, sh, sw, dd, dh, dw, pd, ph, pw):
     gf = g.reshape(-1)
     wf = wt.reshape(-1)
     of = out.reshape(-1)
+    rows_d = _source_rows(d_n, kd_n, sd, dd, pd, od_n)
+    rows_h = _source_rows(h_n, kh_n, sh, dh, ph, oh_n)
+    cols = _column_ranges(w_n, kw_n, sw, dw, pw, ow_n)
     for t in prange(n_img * d_n * h_n):
         n = t // (d_n * h_n)
         r = t - n * (d_n * h_n)
@@ -42,18 +75,16 @@ def depthwise_input_grad_ndhwc(g, wt, out, sd, sh, sw, dd, dh, dw, pd, ph, pw):
         for i in range(w_n * c_n):
             of[u(orow + i)] = 0
         for kd in range(kd_n):
-            qd = i_d + pd - kd * dd
-            if qd < 0 or qd % sd != 0 or qd // sd >= od_n:
+            o_d = rows_d[i_d * kd_n + kd]
+            if o_d < 0:
                 continue
             for kh in range(kh_n):
-                qh = i_h + ph - kh * dh
-                if qh < 0 or qh % sh != 0 or qh // sh >= oh_n:
+                o_h = rows_h[i_h * kh_n + kh]
+                if o_h < 0:
                     continue
-                grow = ((n * od_n + qd // sd) * oh_n + qh // sh) * ow_n * c_n
+                grow = ((n * od_n + o_d) * oh_n + o_h) * ow_n * c_n
                 for kw in range(kw_n):
-                    off = kw * dw - pw  # input column of output column ow: ow * sw + off
-                    lo = 0 if off >= 0 else (sw - 1 - off) // sw
-                    hi = min(ow_n, (w_n - 1 - off) // sw + 1) if w_n - 1 - off >= 0 else 0
+                    lo, hi, off = cols[kw, 0], cols[kw, 1], cols[kw, 2]
                     wb = ((kd * kh_n + kh) * kw_n + kw) * c_n
                     for ow in range(lo, hi):
                         gb = grow + ow * c_n
@@ -76,6 +107,13 @@ def depthwise_input_grad_ncdhw(g, w, out, sd, sh, sw, dd, dh, dw, pd, ph, pw):
     gf = g.reshape(-1)
     wf = w.reshape(-1)
     of = out.reshape(-1)
+    rows_d = _source_rows(d_n, kd_n, sd, dd, pd, od_n)
+    rows_h = _source_rows(h_n, kh_n, sh, dh, ph, oh_n)
+    cols = _column_ranges(w_n, kw_n, sw, dw, pw, ow_n)
+    starts = np.empty(kw_n, np.int64)  # row[starts[kw] + ow] is input column ow * sw + off
+    for kw in range(kw_n):
+        off = cols[kw, 2]
+        starts[kw] = off % sw * wq + (off - off % sw) // sw
     for t in prange(n_img * c_n * d_n):
         plane = t // d_n  # n * C + c
         c = plane % c_n
@@ -85,27 +123,24 @@ def depthwise_input_grad_ncdhw(g, w, out, sd, sh, sw, dd, dh, dw, pd, ph, pw):
             for i in range(sw * wq):
                 row[u(i)] = 0
             for kd in range(kd_n):
-                qd = i_d + pd - kd * dd
-                if qd < 0 or qd % sd != 0 or qd // sd >= od_n:
+                o_d = rows_d[i_d * kd_n + kd]
+                if o_d < 0:
                     continue
                 for kh in range(kh_n):
-                    qh = i_h + ph - kh * dh
-                    if qh < 0 or qh % sh != 0 or qh // sh >= oh_n:
+                    o_h = rows_h[i_h * kh_n + kh]
+                    if o_h < 0:
                         continue
-                    grow = ((plane * od_n + qd // sd) * oh_n + qh // sh) * ow_n
+                    grow = ((plane * od_n + o_d) * oh_n + o_h) * ow_n
                     for kw in range(kw_n):
-                        off = kw * dw - pw  # input column of output column ow: ow * sw + off
-                        lo = 0 if off >= 0 else (sw - 1 - off) // sw
-                        hi = min(ow_n, (w_n - 1 - off) // sw + 1) if w_n - 1 - off >= 0 else 0
-                        phase = off % sw
-                        rb = phase * wq + (off - phase) // sw  # row[rb + ow] is column ow * sw + off
+                        lo, hi, rb = cols[kw, 0], cols[kw, 1], starts[kw]
                         wv = wf[u(((c * kd_n + kd) * kh_n + kh) * kw_n + kw)]
                         for ow in range(lo, hi):
                             row[u(rb + ow)] += gf[u(grow + ow)] * wv
             orow = (t * h_n + i_h) * w_n
             for phase in range(sw):
-                for j in range((w_n - phase + sw - 1) // sw):
-                    of[u(orow + j * sw + phase)] = row[u(phase * wq + j)]
+                for j in range(wq):
+                    if j * sw + phase < w_n:
+                        of[u(orow + j * sw + phase)] = row[u(phase * wq + j)]
 
 
 def depthwise_input_grad(spec, grad_output, weight):
