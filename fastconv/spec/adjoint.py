@@ -9,6 +9,7 @@ these through dispatch, so the geometry is decided here once.
 
 from __future__ import annotations
 
+from .._cache import cached_plan
 from .conv import ConvSpec, resolve_conv
 
 
@@ -39,13 +40,15 @@ def adjoint_conv_spec(spec: ConvSpec) -> ConvSpec:
                         channels_last=spec.channels_last, dtype=spec.dtype)
 
 
+@cached_plan
 def flipped_conv_spec(spec: ConvSpec) -> ConvSpec | None:
     """The forward conv that computes a stride-1 conv's input gradient: grad_output convolved
     with the spatially flipped weight, padded by the dilated kernel's span minus the forward's
     pads. Only where that is the same conv family: one output channel per group (so the weight
     keeps its shape), stride 1, the crop inside the span (pads >= 0); None elsewhere. Lets
     depthwise layers' input gradient run the forward depthwise kernel, which reads the user's
-    layout in place, instead of the transposed conv's grouped machinery."""
+    layout in place, instead of the transposed conv's grouped machinery. Kept in the plan
+    cache: resolving a spec costs as much as a small layer's kernel."""
     if spec.transposed or spec.out_per_group != 1 or any(s != 1 for s in spec.stride):
         return None
     pads = tuple((d * (k - 1) - b, d * (k - 1) - e) for k, d, (b, e) in zip(spec.kernel, spec.dilation, spec.pads))
