@@ -271,24 +271,48 @@ def test_algorithms_and_algo_choice(rng):
         G.conv2d_input(x.shape, np.zeros((8, 1, 3, 3)), g, padding=1, groups=8, algo="winograd")
 
 
+def test_pointwise_algorithms_agree(rng):
+    """1x1 layers: auto takes the GEMMs in the user's layout; every algorithm gives torch's gradients."""
+    pw = dict(stride=2, groups=2)
+    assert fastconv.algorithms("conv2d_input", (2, 8, 9, 9), (6, 4, 1, 1), **pw) == ["adjoint", "gemm"]
+    assert fastconv.algorithms("conv2d_weight", (2, 8, 9, 9), (6, 4, 1, 1), **pw) == ["direct", "im2col", "gemm"]
+    assert fastconv.algorithms("conv2d_input", (2, 8, 9, 9), (6, 8, 3, 3)) == ["adjoint"]
+    s = sample("conv2d", (2, 8, 9, 9), (6, 4, 1, 1), **pw)
+    x, w, g = _arrays(s, rng)
+    want = _torch_grads(s, x, w, g)
+    for algo in ("adjoint", "gemm", "auto"):
+        assert _relative(G.conv2d_input(x.shape, w, g, algo=algo, **pw), want[0]) <= 1e-12
+    for algo in ("direct", "gemm", "auto"):
+        assert _relative(G.conv2d_weight(x, w.shape, g, algo=algo, **pw), want[1]) <= 1e-12
+    with pytest.raises(ValueError, match="algo='gemm' cannot serve.*1x1"):
+        G.conv2d_weight(x, (6, 4, 3, 3), np.zeros((2, 6, 4, 4)), algo="gemm", **pw)
+
+
 DETERMINISM = [
     sample("conv2d", (2, 16, 14, 13), (24, 16, 3, 3), dtype="float32", stride=2, padding=1),
     sample("conv2d", (3, 40, 15, 16), (40, 1, 3, 3), dtype="float32", groups=40, padding="same",
            padding_mode="reflect"),
     sample("conv2d", (2, 24, 13, 12), (48, 1, 3, 3), dtype="float32", groups=24, stride=(1, 2), padding=1),
     sample("conv_transpose2d", (2, 12, 6, 7), (12, 8, 4, 4), dtype="float32", stride=2, padding=1),
+    # 1x1 GEMMs large enough to be cut into blocks per thread (fastconv.cpu.blas.gemm), and
+    # weight gradients whose pixel sum is cut into pieces (gemm_sum)
+    sample("conv2d", (2, 64, 12, 12), (96, 64, 1, 1), dtype="float32", tags={"channels_last"}),
+    sample("conv2d", (2, 16, 64, 48), (24, 16, 1, 1), dtype="float32", tags={"channels_last"}),
+    sample("conv2d", (2, 64, 13, 12), (96, 32, 1, 1), dtype="float32", stride=(2, 1), groups=2,
+           tags={"channels_last"}),
 ]
 
 
 @pytest.mark.parametrize("s", DETERMINISM, ids=str)
 def test_bitwise_deterministic_across_runs_and_threads(s, rng):
     x, w, g = _arrays(s, rng, np.float32)
+    layouts = (False, True) if "channels_last" in s.tags else (False,)
     old = numba.get_num_threads()
     try:
         runs = []
         for threads in (1, 2, 2, 1):
             numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-            runs.append(_grads(s, x, w, g) + (G.conv_bias(g),))
+            runs.append(sum((_grads(s, x, w, g, channels_last=cl) for cl in layouts), ()) + (G.conv_bias(g),))
     finally:
         numba.set_num_threads(old)
     for run in runs[1:]:
