@@ -254,6 +254,29 @@ def test_unbatched_zero_batch_and_untouched_inputs(rng):
     assert not G.conv2d_weight(empty_x, w.shape, empty_g, padding=1, groups=2).any()
 
 
+REPEATED = [
+    sample("conv2d", (2, 4, 6, 5), (6, 4, 1, 1), stride=2),
+    sample("conv_transpose2d", (2, 4, 4, 5), (4, 3, 3, 3), stride=2, padding=1),
+]
+
+
+@pytest.mark.parametrize("s", REPEATED, ids=str)
+def test_repeated_calls_run_the_call_plan(s, rng):
+    """A NumPy call seen before runs its CallPlan: batched and unbatched, the transposed conv's
+    weight gradient reading (grad_output, input) in the kernel's order, the same results as
+    the first call; a bad call raises every time."""
+    x, w, g = _arrays(s, rng)
+    fresh = [_grads(s, x, w, g), _grads(s, x[:1], w, g[:1])]
+    for _ in range(2):
+        assert all(a.tobytes() == b.tobytes() for a, b in zip(_grads(s, x, w, g), fresh[0]))
+        prefix = f"conv_transpose{s.nd}d" if s.transposed else f"conv{s.nd}d"
+        ui = getattr(G, f"{prefix}_input")(x.shape[1:], w, g[0], **_args(s))
+        uw = getattr(G, f"{prefix}_weight")(x[0], w.shape, g[0], **_args(s))
+        assert ui.tobytes() == fresh[1][0][0].tobytes() and uw.tobytes() == fresh[1][1].tobytes()
+        with pytest.raises(ValueError, match="grad_output has shape"):
+            getattr(G, f"{prefix}_weight")(x, w.shape, g[:, :, 1:], **_args(s))
+
+
 # ---- algorithms and determinism ----------------------------------------------------------
 
 def test_algorithms_and_algo_choice(rng):
