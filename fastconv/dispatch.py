@@ -43,9 +43,9 @@ _MODULES = {
     ("conv", "cpu"): ("fastconv.cpu.conv.direct.run", "fastconv.cpu.conv.im2col", "fastconv.cpu.conv.depthwise.run",
                       "fastconv.cpu.conv.gemm", "fastconv.cpu.conv.taps"),
     ("conv_transpose", "cpu"): ("fastconv.cpu.conv.transpose.direct", "fastconv.cpu.conv.transpose.phases"),
-    ("conv_input_grad", "cpu"): ("fastconv.cpu.conv.input_grad",),
+    ("conv_input_grad", "cpu"): ("fastconv.cpu.conv.input_grad", "fastconv.cpu.conv.input_grad_gemm"),
     ("conv_weight_grad", "cpu"): ("fastconv.cpu.conv.weight_grad.direct", "fastconv.cpu.conv.weight_grad.im2col",
-                                     "fastconv.cpu.conv.weight_grad.depthwise"),
+                                     "fastconv.cpu.conv.weight_grad.depthwise", "fastconv.cpu.conv.weight_grad.gemm"),
     ("separable", "cpu"): ("fastconv.cpu.conv.separable.composed", "fastconv.cpu.conv.separable.fused"),
     ("pool", "cpu"): ("fastconv.cpu.pool.window",),
     ("adaptive_pool", "cpu"): ("fastconv.cpu.pool.adaptive",),
@@ -127,16 +127,21 @@ def auto_algorithm(family: str, backend: str, spec, names: list[str]) -> str:
     - Separable convolutions (channels-last, zeros padding, multiplier 1): the fused
       kernel while the pointwise weight fits SEPARABLE_FUSED_WEIGHT_BYTES, else the
       depthwise and pointwise ops in turn ("composed").
-    - Weight gradients: the depthwise kernel wherever a group has one input channel; ungrouped
-      layers one GEMM over im2col columns; other grouped layers the direct kernel.
+    - Weight gradients: the depthwise kernel wherever a group has one input channel; 1x1 layers
+      GEMMs in the user's layout; other ungrouped layers one GEMM over im2col columns; other
+      grouped layers the direct kernel. Input gradients: 1x1 stride-1 layers one GEMM, the
+      rest the adjoint convolution.
     - Transposed convolutions: the phase decomposition where it can serve.
     - Anything else: the first capable implementation.
     """
     if family == "conv_transpose":
         return "phases" if "phases" in names else names[0]
     if family == "conv_weight_grad":
-        preferred = "depthwise" if "depthwise" in names else "im2col" if spec.groups == 1 else "direct"
+        preferred = ("depthwise" if "depthwise" in names else "gemm" if "gemm" in names
+                     else "im2col" if spec.groups == 1 else "direct")
         return preferred if preferred in names else names[0]
+    if family == "conv_input_grad":
+        return "gemm" if "gemm" in names else names[0]
     if family == "separable":
         pw = spec.pointwise
         fits = pw.in_channels * pw.out_channels * pw.itemsize <= SEPARABLE_FUSED_WEIGHT_BYTES

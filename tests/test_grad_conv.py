@@ -275,6 +275,29 @@ def test_unbatched_zero_batch_and_untouched_inputs(rng):
     assert not G.conv2d_weight(empty_x, w.shape, empty_g, padding=1, groups=2).any()
 
 
+REPEATED = [
+    sample("conv2d", (2, 4, 6, 5), (6, 4, 1, 1), stride=2),
+    sample("conv_transpose2d", (2, 4, 4, 5), (4, 3, 3, 3), stride=2, padding=1),
+]
+
+
+@pytest.mark.parametrize("s", REPEATED, ids=str)
+def test_repeated_calls_run_the_call_plan(s, rng):
+    """A NumPy call seen before runs its CallPlan: batched and unbatched, the transposed conv's
+    weight gradient reading (grad_output, input) in the kernel's order, the same results as
+    the first call; a bad call raises every time."""
+    x, w, g = _arrays(s, rng)
+    fresh = [_grads(s, x, w, g), _grads(s, x[:1], w, g[:1])]
+    for _ in range(2):
+        assert all(a.tobytes() == b.tobytes() for a, b in zip(_grads(s, x, w, g), fresh[0]))
+        prefix = f"conv_transpose{s.nd}d" if s.transposed else f"conv{s.nd}d"
+        ui = getattr(G, f"{prefix}_input")(x.shape[1:], w, g[0], **_args(s))
+        uw = getattr(G, f"{prefix}_weight")(x[0], w.shape, g[0], **_args(s))
+        assert ui.tobytes() == fresh[1][0][0].tobytes() and uw.tobytes() == fresh[1][1].tobytes()
+        with pytest.raises(ValueError, match="grad_output has shape"):
+            getattr(G, f"{prefix}_weight")(x, w.shape, g[:, :, 1:], **_args(s))
+
+
 # ---- algorithms and determinism ----------------------------------------------------------
 
 def test_algorithms_and_algo_choice(rng):
@@ -292,6 +315,23 @@ def test_algorithms_and_algo_choice(rng):
         G.conv2d_input(x.shape, np.zeros((8, 1, 3, 3)), g, padding=1, groups=8, algo="winograd")
 
 
+def test_pointwise_algorithms_agree(rng):
+    """1x1 layers: auto takes the GEMMs in the user's layout; every algorithm gives torch's gradients."""
+    pw = dict(stride=2, groups=2)
+    assert fastconv.algorithms("conv2d_input", (2, 8, 9, 9), (6, 4, 1, 1), **pw) == ["adjoint", "gemm"]
+    assert fastconv.algorithms("conv2d_weight", (2, 8, 9, 9), (6, 4, 1, 1), **pw) == ["direct", "im2col", "gemm"]
+    assert fastconv.algorithms("conv2d_input", (2, 8, 9, 9), (6, 8, 3, 3)) == ["adjoint"]
+    s = sample("conv2d", (2, 8, 9, 9), (6, 4, 1, 1), **pw)
+    x, w, g = _arrays(s, rng)
+    want = _torch_grads(s, x, w, g)
+    for algo in ("adjoint", "gemm", "auto"):
+        assert _relative(G.conv2d_input(x.shape, w, g, algo=algo, **pw), want[0]) <= 1e-12
+    for algo in ("direct", "gemm", "auto"):
+        assert _relative(G.conv2d_weight(x, w.shape, g, algo=algo, **pw), want[1]) <= 1e-12
+    with pytest.raises(ValueError, match="algo='gemm' cannot serve.*1x1"):
+        G.conv2d_weight(x, (6, 4, 3, 3), np.zeros((2, 6, 4, 4)), algo="gemm", **pw)
+
+
 DETERMINISM = [
     sample("conv2d", (2, 16, 14, 13), (24, 16, 3, 3), dtype="float32", stride=2, padding=1),
     sample("conv2d", (3, 40, 15, 16), (40, 1, 3, 3), dtype="float32", groups=40, padding="same",
@@ -299,18 +339,25 @@ DETERMINISM = [
     sample("conv2d", (2, 24, 13, 12), (48, 1, 3, 3), dtype="float32", groups=24, stride=(1, 2), padding=1),
     sample("conv2d", (2, 24, 13, 12), (24, 1, 3, 3), dtype="float32", groups=24, stride=2, padding=1),
     sample("conv_transpose2d", (2, 12, 6, 7), (12, 8, 4, 4), dtype="float32", stride=2, padding=1),
+    # 1x1 GEMMs large enough to be cut into blocks per thread (fastconv.cpu.blas.gemm), and
+    # weight gradients whose pixel sum is cut into pieces (gemm_sum)
+    sample("conv2d", (2, 64, 12, 12), (96, 64, 1, 1), dtype="float32", tags={"channels_last"}),
+    sample("conv2d", (2, 16, 64, 48), (24, 16, 1, 1), dtype="float32", tags={"channels_last"}),
+    sample("conv2d", (2, 64, 13, 12), (96, 32, 1, 1), dtype="float32", stride=(2, 1), groups=2,
+           tags={"channels_last"}),
 ]
 
 
 @pytest.mark.parametrize("s", DETERMINISM, ids=str)
 def test_bitwise_deterministic_across_runs_and_threads(s, rng):
     x, w, g = _arrays(s, rng, np.float32)
+    layouts = (False, True) if "channels_last" in s.tags else (False,)
     old = numba.get_num_threads()
     try:
         runs = []
         for threads in (1, 2, 2, 1):
             numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-            runs.append(_grads(s, x, w, g) + (G.conv_bias(g),))
+            runs.append(sum((_grads(s, x, w, g, channels_last=cl) for cl in layouts), ()) + (G.conv_bias(g),))
     finally:
         numba.set_num_threads(old)
     for run in runs[1:]:

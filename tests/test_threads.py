@@ -13,6 +13,7 @@ import sys
 import textwrap
 import threading
 
+import numba
 import numpy as np
 import pytest
 
@@ -166,6 +167,36 @@ def test_gemm_against_numpy(dtype, m, n, k, ta, tb):
     assert np.abs(out - want).max() <= tol * max(np.abs(want).max(), 1)
     blas.gemm(a, b, out, accumulate=True)
     assert np.abs(out - 2 * want).max() <= 2 * tol * max(np.abs(want).max(), 1)
+    assert np.array_equal(a, a0) and np.array_equal(b, b0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m,n,k", [(16, 32, 12544), (24, 20, 3000), (5, 7, 2100), (64, 64, 300)])
+@pytest.mark.parametrize("ta,tb", [(False, True), (True, False)])
+def test_gemm_sum_against_numpy_and_threads(dtype, m, n, k, ta, tb):
+    """The inner dimension cut into pieces fixed by the shapes: NumPy's product to rounding, and
+    bitwise the same on 1 and 2 threads."""
+    rng = np.random.default_rng(m * n + k)
+    a, b = _operand(rng, (m, k), ta, dtype), _operand(rng, (k, n), tb, dtype)
+    a0, b0 = a.copy(), b.copy()
+    want = a.astype(np.float64) @ b.astype(np.float64)
+    tol = (1e-5 if dtype == np.float32 else 1e-12) * max(np.abs(want).max(), 1)
+    start = rng.standard_normal((m, n)).astype(dtype)
+    runs = []
+    old = numba.get_num_threads()
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            out = np.full((m, n), np.nan, dtype)
+            blas.gemm_sum(a, b, out)
+            total = start.copy()
+            blas.gemm_sum(a, b, total, accumulate=True)
+            runs.append((out, total))
+    finally:
+        numba.set_num_threads(old)
+    assert np.abs(runs[0][0] - want).max() <= tol
+    assert np.abs(runs[0][1] - (start + want)).max() <= 2 * tol
+    assert all(x.tobytes() == y.tobytes() for x, y in zip(runs[0], runs[1]))
     assert np.array_equal(a, a0) and np.array_equal(b, b0)
 
 

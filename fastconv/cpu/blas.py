@@ -47,6 +47,12 @@ SERIAL_MACS = 1 << 17
 # OpenBLAS call packs its operands again, 10-20 us measured on 0.05-0.5 ms products.
 BLOCK_MACS = 1 << 23
 
+# gemm_sum cuts a long inner dimension into pieces of at least this many products per
+# output element (the pieces' partial products are then added: a few adds per output
+# element against this many multiply-adds), and into at most MAX_PIECES.
+MIN_PIECE = 1024
+MAX_PIECES = 8
+
 _SYMBOLS = {"s": "fastconv_cblas_sgemm", "d": "fastconv_cblas_dgemm"}
 
 
@@ -179,6 +185,29 @@ def _gemm_blocks(pa, pb, pc, size, batch, m, n, k, lda, ldb, ldc, sa, sb, sc, ta
     restore(previous)
 
 
+@parallel_kernel
+def _gemm_pieces(pa, pb, pp, size, m, n, k, lda, ldb, ta, tb, pieces):
+    """partial[j] (m, n) = a[:, lo:hi] @ b[lo:hi, :] for piece j < pieces of the inner
+    dimension (lo = j * k // pieces); ``pp`` the address of the (pieces, m, n) C-contiguous
+    partials. Addresses, ``size``, ``ta`` / ``tb`` as in :func:`_gemm_blocks`."""
+    previous = balanced(pieces)
+    for j in prange(pieces):
+        lo = j * k // pieces
+        hi = (j + 1) * k // pieces
+        oa = lo * lda if ta else lo
+        ob = lo if tb else lo * ldb
+        oc = j * m * n
+        trans_a = TRANS if ta else NO_TRANS
+        trans_b = TRANS if tb else NO_TRANS
+        if size == 4:
+            _sgemm(ROW_MAJOR, trans_a, trans_b, m, n, hi - lo, np.float32(1.0), pa + oa * size, lda, pb + ob * size,
+                   ldb, np.float32(0.0), pp + oc * size, n)
+        else:
+            _dgemm(ROW_MAJOR, trans_a, trans_b, m, n, hi - lo, 1.0, pa + oa * size, lda, pb + ob * size, ldb, 0.0,
+                   pp + oc * size, n)
+    restore(previous)
+
+
 def _operand(x):
     """(leading dimension, transposed?) of a 2-D or batched operand, or None (no unit stride)."""
     s = x.strides[-2:]
@@ -233,4 +262,36 @@ def gemm(a, b, out, accumulate: bool = False, threads: int | None = None):
         _gemm_blocks(a.ctypes.data, b.ctypes.data, out.ctypes.data, out.itemsize, batch, m, n, k, fa[0], fb[0],
                      fc[0], batch_stride(a), batch_stride(b), batch_stride(out), fa[1], fb[1], by_cols, blocks,
                      1.0 if accumulate else 0.0)
+    return out
+
+
+def gemm_sum(a, b, out, accumulate: bool = False):
+    """``out = a @ b`` (``out += a @ b`` when ``accumulate``) for 2-D operands whose inner
+    dimension is long and whose output is small (a weight gradient: a sum over pixels).
+
+    :func:`gemm` splits only the output, which such a product cannot feed to every thread
+    (a 32 x 16 output is one block). Here the inner dimension is cut into pieces, a count
+    fixed by the shapes alone (never the thread count, so the result is bitwise the same
+    on any number of threads): each piece's product runs on one thread into its own
+    partial, and the partials are added into ``out`` in piece order. A product too small
+    or too short to cut runs through :func:`gemm`.
+    """
+    m, n = out.shape
+    k = a.shape[-1]
+    pieces = 1
+    while pieces < MAX_PIECES and k // (2 * pieces) >= MIN_PIECE:
+        pieces *= 2  # a power of two: the pieces share 1, 2, 4 or 8 threads evenly
+    fa, fb = _operand(a), _operand(b)
+    usable = (LIBRARY.ok and a.ndim == b.ndim == 2 and a.dtype == b.dtype == out.dtype
+              and out.dtype in (np.float32, np.float64) and fa and fb and min(m, n) > 0)
+    if pieces == 1 or m * n * k < SERIAL_MACS or not usable:
+        return gemm(a, b, out, accumulate)
+    partials = np.empty((pieces, m, n), out.dtype)
+    with LIBRARY:
+        _gemm_pieces(a.ctypes.data, b.ctypes.data, partials.ctypes.data, out.itemsize, m, n, k, fa[0], fb[0],
+                     fa[1], fb[1], pieces)
+    if not accumulate:
+        out[...] = partials[0]
+    for j in range(0 if accumulate else 1, pieces):
+        out += partials[j]
     return out

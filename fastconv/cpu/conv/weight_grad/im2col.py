@@ -3,9 +3,11 @@ dW (Kg x taps*Cg) = grad_output^T (Kg x P) @ columns (P x taps*Cg), P the output
 
 The columns are the forward im2col kernel's (cpu/conv/im2col.py), built for chunks of
 pixels within half the workspace cap, per chunk of images (operands.weight_grad_chunks);
-each chunk's product adds into the gradient (beta = 1) in pixel order. GEMM blocks
-split the gradient's rows or columns, never the pixel sum, so the result does not
-depend on the thread count; it does depend on the chunking, so on the workspace cap.
+each chunk's product adds into the gradient (beta = 1) in pixel order. A chunk's pixel
+sum is cut into pieces fixed by its length (blas.gemm_sum: a long sum with a small
+gradient, as in early 3x3 layers, keeps every thread busy), else GEMM blocks split the
+gradient's rows or columns; the result does not depend on the thread count. It does
+depend on the chunking, so on the workspace cap.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from ...._arrays import working_dtype
 from ...._workspace import chunks, workspace_limit
 from ....dispatch import register
 from ....kernels.geometry import geometry3
-from ...blas import gemm
+from ...blas import gemm_sum
 from ..im2col import im2col_ndhwc
 from .operands import weight_grad_chunks
 
@@ -41,6 +43,6 @@ def conv_weight_grad_im2col(spec, x, grad_output):
             cols = buffer[:groups * (r1 - r0) * taps_c].reshape(groups, r1 - r0, taps_c)
             im2col_ndhwc(xp, r0, *g5.shape[1:4], *geom.kernel, *geom.stride, *geom.dilation, cols)
             for g in range(groups):
-                gemm(rows[r0:r1, g * kg:(g + 1) * kg].T, cols[g], grad[g], accumulate=True)
+                gemm_sum(rows[r0:r1, g * kg:(g + 1) * kg].T, cols[g], grad[g], accumulate=True)
     w = grad.reshape(spec.out_channels, taps, cg).transpose(0, 2, 1).reshape(spec.weight_shape)
     return np.ascontiguousarray(w, dtype=np.dtype(spec.dtype))
