@@ -18,7 +18,16 @@ from numba import cuda, types
 
 from ..dispatch import register
 from ..kernels.geometry import lift3
-from ..kernels.pool_reach import AVG, LP, LP_INF, MAX, adaptive_reaches, gather_kind, window_reaches
+from ..kernels.pool_reach import (
+    AVG,
+    LP,
+    LP_INF,
+    MAX,
+    adaptive_reaches,
+    gather_kind,
+    gather_scalars,
+    window_reaches,
+)
 from ._jit import SUFFIX, WORK, WORK_NP, Kernel, array, elementwise, i64, specialised
 from .pad import contiguous
 
@@ -134,8 +143,7 @@ def run_gather(spec, reaches, g, idx, y, x):
     if gi.size:
         kind = gather_kind(spec)
         (in_d, in_h, in_w), (od_n, oh_n, ow_n) = lift3(spec.in_size, 1), lift3(spec.out_size, 1)
-        p = float(getattr(spec, "norm_type", 2.0)) if kind == LP else 2.0
-        divisor = int(getattr(spec, "divisor_override", None) or 0) if kind == AVG else 0
+        p, divisor = gather_scalars(spec, kind)
         geometry = tuple(cuda.to_device(v) for r in reaches for v in r)
         gather_launch(spec)(_flat(g, dtype), _flat(idx, np.dtype(np.int64)), _flat(y, WORK_NP[spec.dtype]),
                             _flat(x, dtype), gi, p, divisor, spec.batch, spec.channels, in_d, in_h, in_w,

@@ -282,18 +282,7 @@ def spatial_pyramid_pool(grad_output, input, levels=(1, 2, 4), mode="max", *, ch
     """Gradient of spatial_pyramid_pool: grad_output (N, C * sum(l ** nd)) split into its levels'
     (C, l, ...) blocks, each level's adaptive-pool gradient, summed in level order."""
     op = "spatial_pyramid_pool"
-    nd = forward._spatial_dims(op, input)
-    if mode not in ("max", "avg"):
-        raise ValueError(f"{op}: mode={mode!r} is not supported; expected 'max' or 'avg'")
-    channels_last = check_flag(op, "channels_last", channels_last)
-    if is_int(levels):
-        levels = (levels,)
-    try:
-        levels = tuple(levels)
-    except TypeError:
-        raise TypeError(f"{op}: levels must be a sequence of positive ints, got {type(levels).__name__}") from None
-    if not levels or not all(is_int(lv) and lv >= 1 for lv in levels):
-        raise ValueError(f"{op}: levels={levels!r} must be a non-empty sequence of positive ints")
+    nd, levels, channels_last = forward.pyramid_args(op, input, levels, mode, channels_last)
     if is_cuda_array(input) and not isinstance(input, np.ndarray):
         raise TypeError(f"{op}: input is a CUDA array; the pyramid's gradient runs on NumPy arrays only")
     check_array(op, "grad_output", grad_output, "cpu")

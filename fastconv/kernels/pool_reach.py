@@ -32,6 +32,14 @@ def gather_kind(spec) -> int:
     return LP_INF if math.isinf(spec.norm_type) else LP
 
 
+def gather_scalars(spec, kind: int) -> tuple[float, int]:
+    """(p, divisor_override or 0) that the gather kernels take: p only matters for LP, the
+    divisor only for AVG; the others get fixed placeholders."""
+    p = float(getattr(spec, "norm_type", 2.0)) if kind == LP else 2.0
+    divisor = int(getattr(spec, "divisor_override", None) or 0) if kind == AVG else 0
+    return p, divisor
+
+
 class Reach(NamedTuple):
     ptr: np.ndarray  # (n + 1,) int64
     outs: np.ndarray  # (ptr[-1],) int64

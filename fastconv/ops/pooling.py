@@ -270,14 +270,9 @@ def global_max_pool(input, *, channels_last=False, device=None):
     return _adaptive(op, "max", nd, input, 1, False, channels_last, device)
 
 
-def spatial_pyramid_pool(input, levels=(1, 2, 4), mode="max", *, channels_last=False,
-                         device=None):
-    """Adaptive pools to l x l (x l) for each level, flattened and concatenated: (N, C * sum(l**nd)).
-
-    Each level's block is flattened in (C, l, ...) order, whatever the input layout,
-    so the features do not depend on ``channels_last``.
-    """
-    op = "spatial_pyramid_pool"
+def pyramid_args(op, input, levels, mode, channels_last):
+    """(nd, levels as a tuple, channels_last) of a spatial_pyramid_pool call, checked; shared
+    with its gradient."""
     nd = _spatial_dims(op, input)
     if mode not in ("max", "avg"):
         raise ValueError(f"{op}: mode={mode!r} is not supported; expected 'max' or 'avg'")
@@ -291,6 +286,18 @@ def spatial_pyramid_pool(input, levels=(1, 2, 4), mode="max", *, channels_last=F
                         f"got {type(levels).__name__}") from None
     if not levels or not all(is_int(lv) and lv >= 1 for lv in levels):
         raise ValueError(f"{op}: levels={levels!r} must be a non-empty sequence of positive ints")
+    return nd, levels, channels_last
+
+
+def spatial_pyramid_pool(input, levels=(1, 2, 4), mode="max", *, channels_last=False,
+                         device=None):
+    """Adaptive pools to l x l (x l) for each level, flattened and concatenated: (N, C * sum(l**nd)).
+
+    Each level's block is flattened in (C, l, ...) order, whatever the input layout,
+    so the features do not depend on ``channels_last``.
+    """
+    op = "spatial_pyramid_pool"
+    nd, levels, channels_last = pyramid_args(op, input, levels, mode, channels_last)
     x = input
     if isinstance(input, np.ndarray) and device in (None, "cpu") and not channels_last:
         # one channels-last copy serves every level (else each level would transpose)

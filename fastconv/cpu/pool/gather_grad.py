@@ -31,7 +31,7 @@ from numba import prange
 from ..._arrays import working_dtype
 from ...dispatch import register
 from ...kernels.geometry import lift3
-from ...kernels.pool_reach import AVG, LP, adaptive_reaches, gather_kind, window_reaches
+from ...kernels.pool_reach import adaptive_reaches, gather_kind, gather_scalars, window_reaches
 from .._jit import parallel_kernel
 
 
@@ -139,8 +139,7 @@ def run_gather(spec, reaches, g, idx, y, x):
     gi = np.empty(math.prod(spec.input_shape), wd)
     if gi.size:
         (in_d, in_h, in_w), (od_n, oh_n, ow_n) = lift3(spec.in_size, 1), lift3(spec.out_size, 1)
-        p = float(getattr(spec, "norm_type", 2.0)) if kind == LP else 2.0
-        divisor = int(getattr(spec, "divisor_override", None) or 0) if kind == AVG else 0
+        p, divisor = gather_scalars(spec, kind)
         geometry = tuple(v for r in reaches for v in r)
         pool_grad_gather(_flat(g, wd), _NO_INDEX if idx is None else _flat(idx, np.int64),
                          dummy if y is None else _flat(y, wd), dummy if x is None else _flat(x, wd), gi,
