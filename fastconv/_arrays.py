@@ -102,26 +102,24 @@ def working_dtype(dtype: np.dtype) -> np.dtype:
 
 
 def to_host(x):
-    """A NumPy array from a NumPy or CUDA array."""
+    """A NumPy array from a NumPy or CUDA array (a CUDA array is copied on fastconv's current
+    stream, :mod:`fastconv.cuda.streams`, and waited for)."""
     if isinstance(x, np.ndarray) or x is None:
         return x
-    if hasattr(x, "copy_to_host"):
-        return x.copy_to_host()
-    if hasattr(x, "get"):
-        return x.get()
-    from numba import cuda
+    from .cuda import streams
 
-    return cuda.as_cuda_array(x).copy_to_host()
+    return streams.to_host(x)
 
 
 def like_input(result, x):
     """Return a NumPy result as the same kind of array as ``x`` (NumPy, Numba device, CuPy)."""
     if isinstance(x, np.ndarray) or not is_cuda_array(x):
         return result
+    from .cuda import streams
+
+    dev = streams.unbound(streams.to_device(result))
     if type(x).__module__.startswith("cupy"):
         import cupy
 
-        return cupy.asarray(result)
-    from numba import cuda
-
-    return cuda.to_device(result)
+        return cupy.asarray(dev)
+    return dev

@@ -7,6 +7,9 @@ or ``device="cuda"``. Without a GPU the same kernels run under Numba's CUDA simu
 Kernel factories and options: :mod:`fastconv.cuda._jit`. ``launches(family, algo, spec)``
 lists the kernel specialisations, grids and blocks a call runs (read by tools/).
 
+``with fastconv.cuda.stream(s):`` queues the block's GPU ops on stream ``s`` (a Numba,
+PyTorch or CuPy stream) instead of the default stream: :mod:`fastconv.cuda.streams`.
+
 =================  ===========================================================
 module             kernels
 =================  ===========================================================
@@ -41,6 +44,7 @@ from . import (  # noqa: F401  (importing registers the implementations)
     pool_grad,
     pool_window,
 )
+from .streams import current_stream, stream  # noqa: F401  (the public stream API)
 
 MODULES = {
     "conv": {"direct": conv_direct, "im2col": conv_im2col, "depthwise": conv_depthwise, "gemm": conv_im2col},

@@ -18,7 +18,8 @@ Options, set here and nowhere else:
   several resident blocks per SM -- on a real GPU: ptxas allocates registers for the
   block size the kernel is launched with (the simulator takes no such option);
 - no on-disk cache: the kernels are closures over their static parameters, and
-  Numba's cache cannot key closures; the in-process cache below is what is kept.
+  Numba's cache cannot key closures; the in-process cache below is what is kept;
+- every launch is queued on the caller's current stream (:mod:`fastconv.cuda.streams`).
 
 :func:`compile_options` is also what ``tools/gpu_static.py`` passes to
 ``numba.cuda.compile_ptx``, so the PTX it checks is the PTX that runs.
@@ -32,6 +33,8 @@ from collections.abc import Callable
 
 import numpy as np
 from numba import config, cuda, types
+
+from .streams import current_stream
 
 SIMULATOR = bool(config.ENABLE_CUDASIM)
 
@@ -81,7 +84,7 @@ def compile_options(kernel: Kernel) -> dict:
 class Kernel:
     """One specialisation: its name, Python source function, signature, block size,
     static shared memory and (optionally) the resident blocks per SM its registers
-    must allow. ``kernel[blocks](*args)`` launches it."""
+    must allow. ``kernel[blocks](*args)`` launches it on the current stream."""
 
     def __init__(self, name: str, py_func: Callable, argtypes: tuple, threads: int, shared_bytes: int,
                  min_blocks: int = 1):
@@ -103,11 +106,12 @@ class Kernel:
         return types.void(*self.argtypes)
 
     def __getitem__(self, grid):
-        """``kernel[blocks]`` or ``kernel[blocks, threads]`` (threads <= the launch bound)."""
+        """``kernel[blocks]`` or ``kernel[blocks, threads]`` (threads <= the launch bound), configured
+        for the current stream."""
         blocks, threads = grid if isinstance(grid, tuple) else (grid, self.threads)
         if blocks < 1 or not 1 <= threads <= self.threads:
             raise ValueError(f"{self.name}: launch with {blocks} blocks of {threads} threads")
-        return self.dispatcher[int(blocks), int(threads)]
+        return self.dispatcher[int(blocks), int(threads), current_stream()]
 
     def __repr__(self):
         return f"Kernel({self.name}, {self.threads} threads, {self.shared_bytes} B shared)"

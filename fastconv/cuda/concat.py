@@ -6,6 +6,8 @@ import math
 
 from numba import cuda
 
+from . import streams
+
 THREADS = 256
 
 
@@ -33,17 +35,18 @@ def concat_levels(levels, channels_last: bool):
     n = levels[0].shape[0]
     flat = []
     for y in levels:
-        y = y if hasattr(y, "copy_to_host") else cuda.as_cuda_array(y)
+        y = streams.as_device(y)
         shape = tuple(y.shape)
         pixels = math.prod(shape[1:-1]) if channels_last else math.prod(shape[2:])
         channels = shape[-1] if channels_last else shape[1]
         flat.append(y.reshape(n, pixels, channels) if channels_last else y.reshape(n, channels, pixels))
     total = sum(math.prod(tuple(y.shape)[1:]) for y in flat)
-    out = cuda.device_array((n, total), dtype=flat[0].dtype)
+    out = streams.device_array((n, total), flat[0].dtype)
     offset = 0
     for y in flat:
         count = math.prod(tuple(y.shape))
         if count:
-            place_level[(count + THREADS - 1) // THREADS, THREADS](y, out, offset, channels_last)
+            place_level[(count + THREADS - 1) // THREADS, THREADS, streams.current_stream()](y, out, offset,
+                                                                                           channels_last)
         offset += math.prod(tuple(y.shape)[1:])
-    return out
+    return streams.unbound(out)

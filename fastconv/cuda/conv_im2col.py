@@ -32,6 +32,7 @@ from .._workspace import workspace_limit
 from ..dispatch import register
 from ..kernels.activation import ACTIVATION_CODES
 from ..kernels.geometry import geometry3
+from . import streams
 from ._jit import (
     SUFFIX,
     WORK,
@@ -384,10 +385,10 @@ class GemmPlan:
 
     def run(self, a, a_group_stride, wmat, bias, has_bias, out, row0, act, rows, work_np):
         if self.splits == 1:
-            dummy = cuda.device_array((1, 1, 1), work_np)
+            dummy = streams.device_array((1, 1, 1), work_np)
             self.gemm(rows)(a, a_group_stride, wmat, bias, has_bias, out, row0, act, self.k_chunk, dummy)
             return
-        part = cuda.device_array((self.splits, rows, self.spec.out_channels), work_np)
+        part = streams.device_array((self.splits, rows, self.spec.out_channels), work_np)
         self.gemm(rows)(a, a_group_stride, wmat, bias, has_bias, out, row0, act, self.k_chunk, part)
         self.reduce(rows)(part, bias, has_bias, out, row0, act)
 
@@ -426,7 +427,7 @@ def conv_im2col(spec, x, weight, bias):
     groups, cg, kg = spec.groups, spec.in_per_group, spec.out_per_group
     taps_c = int(np.prod(spec.kernel)) * cg
     w5 = lift_weight(weight, spec.nd)
-    wmat = cuda.device_array((groups, taps_c, kg), work_np)
+    wmat = streams.device_array((groups, taps_c, kg), work_np)
     _pack_launch(spec)(w5, wmat)
     b, has_bias = bias_or_dummy(bias, spec.dtype)
     out = output_array(spec, (spec.batch, *geom.out_size, spec.out_channels))
@@ -438,7 +439,7 @@ def conv_im2col(spec, x, weight, bias):
         return user_shape(out, spec)
     geo = (*geom.out_size, *geom.kernel, *geom.stride, *geom.dilation)
     chunks = _row_chunks(spec)
-    cols = cuda.device_array((chunks[0][1] - chunks[0][0], groups * taps_c), work_np)
+    cols = streams.device_array((chunks[0][1] - chunks[0][0], groups * taps_c), work_np)
     plan = GemmPlan(spec, cols.shape[0])
     for r0, r1 in chunks:
         part = cols[: r1 - r0]

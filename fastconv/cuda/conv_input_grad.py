@@ -14,6 +14,7 @@ from ..dispatch import choose, register
 from ..kernels.geometry import lift3
 from ..kernels.padding_index import gather_lists
 from ..spec.adjoint import adjoint_conv_spec, adjoint_transpose_spec, cut_index, padded_size
+from . import streams
 from ._jit import SUFFIX, WORK, WORK_NP, Kernel, array, elementwise, i64, specialised
 from .pad import contiguous, lift5, working_input
 
@@ -61,7 +62,7 @@ def _working_weight(weight, dtype: str):
     """float16 weights in float32 (a host round trip of the weight only; it is small)."""
     if dtype != "float16":
         return contiguous(weight)
-    return cuda.to_device(weight.copy_to_host().astype(np.float32))
+    return streams.to_device(streams.to_host(weight).astype(np.float32))
 
 
 def _padded_input_grad(spec, grad_output, weight):
@@ -73,11 +74,11 @@ def _padded_input_grad(spec, grad_output, weight):
     g = g5.reshape(spec.batch, *spec.out_size, spec.out_channels)
     gp = choose("conv_transpose", "cuda", adj).fn(adj, g, _working_weight(weight, spec.dtype), None)
     gp5 = lift5(gp, spec.nd, True)
-    lists = [cuda.to_device(a) for n, (b, e) in zip(lift3(spec.in_size, 1), lift3(spec.pads, (0, 0)))
+    lists = [streams.to_device(a) for n, (b, e) in zip(lift3(spec.in_size, 1), lift3(spec.pads, (0, 0)))
              for a in gather_lists(n, b, e, spec.padding_mode)]
     in3 = lift3(spec.in_size, 1)
     shape = (spec.batch, *in3, spec.in_channels) if spec.channels_last else (spec.batch, spec.in_channels, *in3)
-    out = cuda.device_array(shape, np.dtype(spec.dtype))
+    out = streams.device_array(shape, np.dtype(spec.dtype))
     total = spec.batch * spec.in_channels * in3[0] * in3[1] * in3[2]
     elementwise(fold_kernel(spec.dtype, spec.channels_last), total, "fold")(gp5, *lists, out)
     return out.reshape(*spec.input_shape)

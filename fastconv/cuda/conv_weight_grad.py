@@ -19,6 +19,7 @@ from numba import cuda
 from .._arrays import shape_of
 from ..dispatch import register
 from ..kernels.geometry import geometry3, lift3
+from . import streams
 from ._jit import SUFFIX, WORK, WORK_NP, Kernel, Launch, array, ceil_div, i64, specialised
 from .pad import conv_pad_launches, conv_working_input, needs_pad, pad_launch, working_input
 
@@ -108,6 +109,6 @@ def conv_weight_grad(spec, x, grad_output):
     out3 = lift3(shape[1:-1] if spec.channels_last else shape[2:], 1)
     g5 = working_input(grad_output, spec.nd, spec.batch, spec.out_channels, out3, ((0, 0),) * 3, "zeros", 0.0,
                        spec.dtype, spec.channels_last)
-    out = cuda.device_array((spec.out_channels, spec.in_per_group, *geom.kernel), np.dtype(spec.dtype))
+    out = streams.device_array((spec.out_channels, spec.in_per_group, *geom.kernel), np.dtype(spec.dtype))
     weight_grad_launch(spec)(xp, g5, out, spec.groups, *geom.stride, *geom.dilation)
     return out.reshape(*spec.weight_shape)

@@ -23,6 +23,7 @@ import numpy as np
 from numba import cuda
 
 from ..kernels.padding_index import source_index
+from . import streams
 from ._jit import (
     SUFFIX,
     WORK,
@@ -46,9 +47,7 @@ def contiguous(arr):
     """A C-contiguous device array with the same contents (the array itself if it is one)."""
     if arr.is_c_contiguous():
         return arr
-    out = cuda.device_array(arr.shape, arr.dtype)
-    out[...] = arr
-    return out
+    return streams.copy(arr)
 
 
 def lift5(arr, nd: int, channels_last: bool):
@@ -72,7 +71,7 @@ def lift_weight(weight, nd: int):
 def bias_or_dummy(bias, dtype: str):
     """(bias array, has_bias): kernels take a bias array always; a 1-element one when absent."""
     if bias is None:
-        return cuda.device_array(1, np.dtype(dtype)), 0
+        return streams.device_array(1, np.dtype(dtype)), 0
     return contiguous(bias), 1
 
 
@@ -186,9 +185,9 @@ def working_input(x, nd, batch, channels, in3, pads3, mode, value, dtype, channe
     x5 = lift5(x, nd, channels_last)
     if not needs_pad(in3, pads3, dtype, channels_last):
         return x5
-    maps = [cuda.to_device(source_index(n, b, e, mode)) for n, (b, e) in zip(in3, pads3)]
+    maps = [streams.to_device(source_index(n, b, e, mode)) for n, (b, e) in zip(in3, pads3)]
     shape = (batch, *(len(m) for m in maps), channels)
-    xp = cuda.device_array(shape, WORK_NP[dtype])
+    xp = streams.device_array(shape, WORK_NP[dtype])
     fill = WORK_NP[dtype](value if mode == "constant" else 0.0)
     pad_launch(batch, channels, in3, pads3, dtype, channels_last)(x5, *maps, fill, xp)
     return xp
@@ -211,7 +210,7 @@ def output_array(spec, shape5_cl):
     (N, D, H, W, K) or (N, K, D, H, W); ``user_shape`` reshapes it afterwards."""
     n, d, h, w, k = shape5_cl
     shape = (n, d, h, w, k) if spec.channels_last else (n, k, d, h, w)
-    return cuda.device_array(shape, np.dtype(spec.dtype))
+    return streams.device_array(shape, np.dtype(spec.dtype))
 
 
 def user_shape(out5, spec):

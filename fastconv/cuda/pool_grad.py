@@ -28,6 +28,7 @@ from ..kernels.pool_reach import (
     gather_scalars,
     window_reaches,
 )
+from . import streams
 from ._jit import SUFFIX, WORK, WORK_NP, Kernel, array, elementwise, i64, specialised
 from .pad import contiguous
 
@@ -130,21 +131,21 @@ def launches(spec) -> list:
 def _flat(a, dtype):
     """A contiguous 1-D device array of ``a`` (a 1-element dummy for None)."""
     if a is None:
-        return cuda.device_array(1, dtype)
+        return streams.device_array(1, dtype)
     a = contiguous(a)
     if a.dtype != dtype:  # only the indices can differ (int32 given): the front end passes int64
-        a = cuda.to_device(a.copy_to_host().astype(dtype))
+        a = streams.to_device(streams.to_host(a).astype(dtype))
     return a.reshape(a.size)
 
 
 def run_gather(spec, reaches, g, idx, y, x):
     dtype = np.dtype(spec.dtype)
-    gi = cuda.device_array(math.prod(spec.input_shape), dtype)
+    gi = streams.device_array(math.prod(spec.input_shape), dtype)
     if gi.size:
         kind = gather_kind(spec)
         (in_d, in_h, in_w), (od_n, oh_n, ow_n) = lift3(spec.in_size, 1), lift3(spec.out_size, 1)
         p, divisor = gather_scalars(spec, kind)
-        geometry = tuple(cuda.to_device(v) for r in reaches for v in r)
+        geometry = tuple(streams.to_device(v) for r in reaches for v in r)
         gather_launch(spec)(_flat(g, dtype), _flat(idx, np.dtype(np.int64)), _flat(y, WORK_NP[spec.dtype]),
                             _flat(x, dtype), gi, p, divisor, spec.batch, spec.channels, in_d, in_h, in_w,
                             od_n, oh_n, ow_n, *geometry)

@@ -29,6 +29,7 @@ from numba import cuda
 from ..dispatch import register
 from ..kernels.geometry import geometry3
 from ..kernels.pool_taps import taps_within
+from . import streams
 from ._jit import SUFFIX, WORK, WORK_NP, Kernel, array, dims, elementwise, i64, layout_name, lowest, specialised
 from .pad import lift5
 
@@ -186,8 +187,8 @@ def pool_outputs(spec, want_idx: bool):
     """(values, indices or a 1-element dummy) as 5-D device arrays in the user's layout."""
     od, oh, ow = (1,) * (3 - spec.nd) + tuple(spec.out_size)
     shape = (spec.batch, od, oh, ow, spec.channels) if spec.channels_last else (spec.batch, spec.channels, od, oh, ow)
-    out = cuda.device_array(shape, np.dtype(spec.dtype))
-    idx = cuda.device_array(shape if want_idx else (1, 1, 1, 1, 1), np.int64)
+    out = streams.device_array(shape, np.dtype(spec.dtype))
+    idx = streams.device_array(shape if want_idx else (1, 1, 1, 1, 1), np.int64)
     return out, idx
 
 

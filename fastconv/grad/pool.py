@@ -88,9 +88,9 @@ def _indices(op, name, indices, spec, unbatched, adaptive):
 def _like(host, x):
     if isinstance(x, np.ndarray):
         return host
-    from numba import cuda
+    from ..cuda import streams
 
-    return cuda.to_device(host)
+    return streams.to_device(host)
 
 
 def _host_map(x, fn):

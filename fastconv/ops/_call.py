@@ -222,20 +222,12 @@ def _reshape(x, shape):
         return x.reshape(shape)
     if hasattr(x, "reshape") and not hasattr(x, "copy_to_host"):
         return x.reshape(shape)  # CuPy
-    from numba import cuda
+    from ..cuda import streams
 
-    arr = x if hasattr(x, "copy_to_host") else cuda.as_cuda_array(x)
+    arr = streams.as_device(x)
     if not arr.is_c_contiguous():
-        arr = _device_copy(arr)
+        arr = streams.copy(arr)
     return arr.reshape(*shape)
-
-
-def _device_copy(arr):
-    from numba import cuda
-
-    out = cuda.device_array(arr.shape, arr.dtype)
-    out[...] = arr
-    return out
 
 
 def _unbatch(result):
@@ -263,12 +255,14 @@ def execute(family: str, backend: str, spec, algo, x_user, arrays, unbatched: bo
 
 
 def _run_cuda(impl, spec, arrays):
-    from numba import cuda
+    """The kernel on device copies of NumPy arrays and views of CUDA ones, queued on the
+    current stream (:mod:`fastconv.cuda.streams`)."""
+    from ..cuda import streams
 
-    dev = [None if a is None else (cuda.to_device(np.ascontiguousarray(a)) if isinstance(a, np.ndarray)
-                                    else a if hasattr(a, "copy_to_host") else cuda.as_cuda_array(a))
+    dev = [None if a is None else (streams.to_device(np.ascontiguousarray(a)) if isinstance(a, np.ndarray)
+                                    else streams.as_device(a))
            for a in arrays]
-    return impl.fn(spec, *dev)
+    return streams.unbound(impl.fn(spec, *dev))
 
 
 def _as_kind(result, x_user):

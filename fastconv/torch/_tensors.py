@@ -6,17 +6,16 @@ and a NumPy result comes back through ``torch.from_numpy`` (the same memory agai
 CUDA tensor is handed over through ``__cuda_array_interface__`` (``numba.cuda.as_cuda_array``)
 and its result comes back the same way (``torch.as_tensor``).
 
-fastconv's numba.cuda kernels launch on CUDA's default stream. So that a CUDA call is
-ordered after the work queued on PyTorch's current stream, and the work queued after it
-sees its result, :func:`torch_stream_order` makes the default stream wait for the current
-one before the call and the current stream wait for the default one after it: device-side
-waits, no host synchronisation. This path is written for a real GPU but is untested here:
-the project's torch is the CPU build, which has no CUDA tensors.
+A CUDA call runs on PyTorch's current stream: :func:`run` queues every launch, allocation
+and copy of the call there (``fastconv.cuda.stream`` with the stream's
+``numba.cuda.external_stream``, :func:`numba_stream`), so it is ordered after the work
+queued before it and before the work queued after it, as a PyTorch op is, with no wait on
+the host and none for the user to add. The project's torch is the CPU build, which has no
+CUDA tensors: tests/test_cuda_stream.py runs this path under the simulator with a stand-in
+for ``torch.cuda.current_stream``.
 """
 
 from __future__ import annotations
-
-import contextlib
 
 import numpy as np
 import torch
@@ -55,11 +54,35 @@ def as_tensor(result, inputs):
 
 
 def run(tensor, fn, *args, **kwargs):
-    """``fn(*args, **kwargs)``, ordered on PyTorch's current stream when ``tensor`` is on a GPU."""
+    """``fn(*args, **kwargs)``, queued on PyTorch's current stream when ``tensor`` is on a GPU."""
     if not tensor.is_cuda:
         return fn(*args, **kwargs)
-    with torch_stream_order(tensor):
+    from ..cuda.streams import stream
+
+    with stream(numba_stream(tensor.device)):
         return fn(*args, **kwargs)
+
+
+_NUMBA_STREAMS: dict = {}  # (device index, stream pointer) -> numba.cuda.external_stream
+
+
+def numba_stream(device):
+    """PyTorch's current stream on ``device`` as a Numba stream.
+
+    The wrapper (``numba.cuda.external_stream``: a handle, owning nothing) is kept per device
+    and stream pointer, so a call costs a dict lookup; a stream PyTorch destroys and a later
+    one at the same address are the same handle to CUDA. PyTorch's default stream (pointer 0)
+    is wrapped too, so copies on it are queued rather than synchronous."""
+    ptr = torch.cuda.current_stream(device).cuda_stream
+    key = (device.index, ptr)
+    found = _NUMBA_STREAMS.get(key)
+    if found is None:
+        from numba import cuda
+
+        if len(_NUMBA_STREAMS) >= 256:  # streams come from PyTorch's pools: only user-made ones add up
+            _NUMBA_STREAMS.clear()
+        found = _NUMBA_STREAMS[key] = cuda.external_stream(ptr)
+    return found
 
 
 def fake_array(tensor):
@@ -75,17 +98,3 @@ def numpy_dtype(tensor):
     except KeyError:
         raise TypeError(f"fastconv.torch: tensors of dtype {tensor.dtype} are not supported; expected float16, "
                         "float32, float64 (or an integer dtype for max pooling)") from None
-
-
-@contextlib.contextmanager
-def torch_stream_order(tensor):
-    """Order a fastconv CUDA call after PyTorch's current stream and before what follows it
-    (see the module docstring)."""
-    current = torch.cuda.current_stream(tensor.device)
-    default = torch.cuda.default_stream(tensor.device)
-    if current == default:
-        yield
-        return
-    default.wait_stream(current)
-    yield
-    current.wait_stream(default)
