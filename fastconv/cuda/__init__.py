@@ -30,6 +30,8 @@ pool_window        max (+ indices) / avg / Lp, one thread per output
 pool_adaptive      adaptive/global avg and max: thread or warp per output
 pool_grad          pooling gradients (window and adaptive), gather form: one
                    thread per input element, no atomics
+cast               elementwise dtype conversion / absolute value (gradient
+                   paths' float16 widening and |x|, without a host round trip)
 =================  ===========================================================
 """
 

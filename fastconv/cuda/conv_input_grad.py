@@ -16,6 +16,7 @@ from ..kernels.padding_index import gather_lists
 from ..spec.adjoint import adjoint_conv_spec, adjoint_transpose_spec, cut_index, padded_size
 from . import streams
 from ._jit import SUFFIX, WORK, WORK_NP, Kernel, array, elementwise, i64, specialised
+from .cast import converted
 from .pad import contiguous, lift5, working_input
 
 
@@ -59,10 +60,10 @@ def fold_kernel(dtype: str, channels_last: bool) -> Kernel:
 
 
 def _working_weight(weight, dtype: str):
-    """float16 weights in float32 (a host round trip of the weight only; it is small)."""
+    """float16 weights in float32, converted on the device."""
     if dtype != "float16":
         return contiguous(weight)
-    return streams.to_device(streams.to_host(weight).astype(np.float32))
+    return converted(weight, np.float32)
 
 
 def _padded_input_grad(spec, grad_output, weight):

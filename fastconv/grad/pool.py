@@ -93,9 +93,15 @@ def _like(host, x):
     return streams.to_device(host)
 
 
-def _host_map(x, fn):
-    """``fn`` of ``x``'s values, computed on the host, as the same kind of array as ``x``."""
-    return _like(fn(to_host(x)), x)
+def _converted(x, dtype, absolute=False):
+    """``x`` as ``dtype`` (of absolute values if ``absolute``), as the same kind of array:
+    computed on the device for a CUDA array (fastconv.cuda.cast), with no host round trip."""
+    if isinstance(x, np.ndarray):
+        return (np.abs(x) if absolute else x).astype(dtype, copy=False)
+    from ..cuda.cast import converted
+    from ..cuda.streams import as_device
+
+    return converted(as_device(x), dtype, absolute)
 
 
 def _zeros_like_input(spec, dtype):
@@ -126,9 +132,9 @@ def _window(op, mode, nd, grad_output, input, kernel_size, stride, padding, dila
     elif spec.batch and mode == "lp":
         xa = x
         if math.isinf(spec.norm_type):  # routes like max pooling of |x| (same tie and NaN rule)
-            idx = _max_indices(nd, _host_map(x, np.abs), geometry, channels_last)
+            idx = _max_indices(nd, _converted(x, dtype, absolute=True), geometry, channels_last)
         else:  # the forward output in the working dtype
-            xw = _host_map(x, lambda a: a.astype(np.float32)) if dtype == np.float16 else x
+            xw = _converted(x, np.float32) if dtype == np.float16 else x
             y = getattr(forward, f"lp_pool{nd}d")(xw, spec.norm_type, spec.kernel, spec.stride, ceil_mode,
                                                    padding=spec.pads, dilation=spec.dilation,
                                                    channels_last=channels_last)
