@@ -7,7 +7,8 @@ with a stream, ``device_array``/``to_device``/``copy_to_host`` with ``stream=``,
 ``synchronize``, all accepted and run synchronously; not ``numba.cuda.external_stream``
 (it raises) nor arrays imported through ``__cuda_array_interface__``. So these tests check:
 
-- per op family (conv, transposed, depthwise, pooling, adaptive, pyramid, gradients),
+- per op family (conv, transposed, depthwise, pooling, adaptive, pyramid, and the gradients
+  of convolution, depthwise convolution, bias and pooling),
   that a call inside ``fastconv.cuda.stream(s)`` gives the NumPy reference's result, and
   bitwise the default stream's;
 - by recording at Numba's layer (the kernel dispatchers' launch configuration, the
@@ -201,6 +202,32 @@ def _conv_grads():
     return {"x": x, "w": w, "g": g}, call, expected, False
 
 
+def _depthwise_grads():
+    """Strided depthwise input and weight gradients (the kernels that serve groups == channels)."""
+    x, w = _rng().standard_normal((1, 4, 6, 5)), _rng().standard_normal((4, 1, 3, 3))
+    geometry = {"stride": 2, "padding": 1, "groups": 4}
+    g = _rng().standard_normal(ref.conv(x, w, **geometry).shape)
+
+    def call(d):
+        return (G.conv2d_input(x.shape, d["w"], d["g"], **geometry),
+                G.conv2d_weight(d["x"], w.shape, d["g"], **geometry))
+
+    def expected(h):
+        return (_linear_grad(lambda v: ref.conv(v, h["w"], **geometry), h["x"], h["g"]),
+                _linear_grad(lambda v: ref.conv(h["x"], v, **geometry), h["w"], h["g"]))
+
+    return {"x": x, "w": w, "g": g}, call, expected, False
+
+
+def _bias_grads():
+    """conv_bias summed on the device: channels-first float64, channels-last float16 (summed in
+    float32) with 40 channels (two blocks of 32)."""
+    rng = _rng()
+    g, gl = rng.standard_normal((2, 3, 4, 5)), rng.standard_normal((2, 3, 2, 40)).astype(np.float16)
+    return ({"g": g, "gl": gl}, lambda d: (G.conv_bias(d["g"]), G.conv_bias(d["gl"], channels_last=True)),
+            lambda h: (h["g"].sum(axis=(0, 2, 3)), h["gl"].astype(np.float64).sum(axis=(0, 1, 2))), False)
+
+
 def _conv_input_grad_float16():
     """float16: the weight is widened to float32 on the device. Small integers keep every
     value exact in float16, so the float64 reference applies unrounded."""
@@ -263,7 +290,8 @@ def _max_pool_grad_given_indices():
 
 CASES = {f.__name__.lstrip("_"): f for f in (
     _conv_reflect_noncontiguous, _conv_im2col_bias_relu, _depthwise_channels_last, _conv_transpose,
-    _max_pool_indices, _avg_pool, _adaptive, _pyramid, _conv_grads, _conv_input_grad_float16, _pool_grads,
+    _max_pool_indices, _avg_pool, _adaptive, _pyramid, _conv_grads, _depthwise_grads, _bias_grads,
+    _conv_input_grad_float16, _pool_grads,
     _lp_inf_grad_float16, _max_pool_grad_given_indices)}
 
 

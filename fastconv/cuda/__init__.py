@@ -32,6 +32,8 @@ pool_grad          pooling gradients (window and adaptive), gather form: one
                    thread per input element, no atomics
 cast               elementwise dtype conversion / absolute value (gradient
                    paths' float16 widening and |x|, without a host round trip)
+bias_grad          conv bias gradient: a block per channel (or 32 channels,
+                   channels-last), fixed-order shared-memory tree sum
 =================  ===========================================================
 """
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from .._args import is_int
 from .._arrays import backend_of, check_array, check_float, check_same_dtype, like_input, shape_of, to_host
-from ..ops._call import DTYPE_NAMES, batched, call_plan, check_output, execute, host_key, host_plan, remember
+from ..ops._call import DTYPE_NAMES, _as_kind, batched, call_plan, check_output, execute, host_key, host_plan, remember
 from ..spec.conv import resolve_conv
 
 __all__ = [
@@ -225,7 +225,9 @@ def conv_transpose3d_weight(input, weight_size, grad_output, stride=1, padding=0
 
 def conv_bias(grad_output, *, channels_last=False):
     """Gradient of any conv's bias: grad_output summed over batch and space, one value per
-    channel. NumPy's pairwise sum runs on one thread, in a fixed order; float16 sums in float32."""
+    channel. NumPy's pairwise sum runs on one thread, in a fixed order; a CUDA array is summed
+    on the device (fastconv.cuda.bias_grad, a fixed order too, on the current stream); float16
+    sums in float32."""
     op = "conv_bias"
     backend = backend_of(op, grad_output, None)
     dtype = check_float(op, "grad_output", grad_output)
@@ -233,6 +235,11 @@ def conv_bias(grad_output, *, channels_last=False):
     if len(shape) not in (3, 4, 5):
         raise ValueError(f"{op}: grad_output must have 3 to 5 dims (N, C, *spatial), got shape {tuple(shape)}")
     check_array(op, "grad_output", grad_output, backend)
+    if backend == "cuda":
+        from ..cuda.bias_grad import bias_grad
+        from ..cuda.streams import as_device, unbound
+
+        return _as_kind(unbound(bias_grad(as_device(grad_output), bool(channels_last))), grad_output)
     g = to_host(grad_output)
     axes = tuple(range(g.ndim - 1)) if channels_last else (0, *range(2, g.ndim))
     total = g.sum(axis=axes, dtype=np.float32 if dtype == np.float16 else dtype).astype(dtype)
