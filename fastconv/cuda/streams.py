@@ -19,7 +19,6 @@ since a non-blocking stream (PyTorch's) is not ordered with it.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 
 from numba import config, cuda
@@ -51,15 +50,30 @@ def as_numba_stream(s):
                     f"default stream; got {type(s).__name__}")
 
 
-@contextlib.contextmanager
-def stream(s):
+def stream(s) -> StreamContext:
     """Queue fastconv's GPU work of this thread on ``s`` inside the block (see the module
     docstring); blocks nest, and ``stream(None)`` returns to the default stream."""
-    token = _CURRENT.set(as_numba_stream(s))
-    try:
-        yield current_stream()
-    finally:
-        _CURRENT.reset(token)
+    return StreamContext(as_numba_stream(s))
+
+
+class StreamContext:
+    """What ``stream(s)`` returns: a context manager that makes Numba stream (or 0) ``s``
+    current, and ``as`` gives it. A class rather than a generator: it is entered on every
+    call of the PyTorch bridge, and costs a few hundred nanoseconds less this way."""
+
+    __slots__ = ("stream", "_tokens")
+
+    def __init__(self, s):
+        self.stream = s
+        self._tokens = []
+
+    def __enter__(self):
+        self._tokens.append(_CURRENT.set(self.stream))
+        return self.stream
+
+    def __exit__(self, *exc):
+        _CURRENT.reset(self._tokens.pop())
+        return False
 
 
 def current_stream():

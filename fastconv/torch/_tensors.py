@@ -57,9 +57,9 @@ def run(tensor, fn, *args, **kwargs):
     """``fn(*args, **kwargs)``, queued on PyTorch's current stream when ``tensor`` is on a GPU."""
     if not tensor.is_cuda:
         return fn(*args, **kwargs)
-    from ..cuda.streams import stream
+    from ..cuda.streams import StreamContext
 
-    with stream(numba_stream(tensor.device)):
+    with StreamContext(numba_stream(tensor.device)):
         return fn(*args, **kwargs)
 
 
