@@ -1,5 +1,8 @@
 """Convolution input gradients on the GPU (algo "adjoint"): the adjoint convolution through
-the GPU forward table (fastconv.spec.adjoint), as on the CPU. Padding modes other than
+the GPU forward table (fastconv.spec.adjoint), as on the CPU; stride-1 depthwise layers
+(multiplier 1, zeros or constant padding) the forward depthwise conv of grad_output with
+the flipped weight (strided ones take algo "depthwise", conv_input_grad_depthwise.py, by
+default). Padding modes other than
 zeros and constant take the transposed conv at the padded size, in the working dtype and
 channels-last, then :func:`fold_kernel` gathers each input pixel's padded copies in the
 fixed order of kernels.padding_index.gather_lists: one thread per input element, no atomics.
@@ -13,7 +16,7 @@ from numba import cuda
 from ..dispatch import choose, register
 from ..kernels.geometry import lift3
 from ..kernels.padding_index import gather_lists
-from ..spec.adjoint import adjoint_conv_spec, adjoint_transpose_spec, cut_index, padded_size
+from ..spec.adjoint import adjoint_conv_spec, adjoint_transpose_spec, cut_index, flipped_conv_spec, padded_size
 from ._jit import SUFFIX, WORK, WORK_NP, Kernel, array, elementwise, i64, specialised
 from .pad import contiguous, lift5, working_input
 
@@ -64,6 +67,12 @@ def _working_weight(weight, dtype: str):
     return cuda.to_device(weight.copy_to_host().astype(np.float32))
 
 
+def _flipped_weight(weight, nd: int):
+    """The weight flipped along its spatial axes (a host round trip of the weight only)."""
+    host = weight.copy_to_host() if hasattr(weight, "copy_to_host") else np.asarray(weight)
+    return cuda.to_device(np.ascontiguousarray(np.flip(host, axis=tuple(range(2, 2 + nd)))))
+
+
 def _padded_input_grad(spec, grad_output, weight):
     work = np.dtype(WORK_NP[spec.dtype]).name
     padded = padded_size(spec)
@@ -91,6 +100,9 @@ def conv_input_grad_adjoint(spec, grad_output, weight):
         y = choose("conv", "cuda", adj).fn(adj, grad_output, weight, None)
         return y if tuple(y.shape) == tuple(spec.input_shape) else contiguous(y[cut_index(spec)])
     if spec.padding_mode in ("zeros", "constant"):
+        flipped = flipped_conv_spec(spec) if spec.is_depthwise else None
+        if flipped is not None:
+            return choose("conv", "cuda", flipped).fn(flipped, grad_output, _flipped_weight(weight, spec.nd), None)
         adj = adjoint_transpose_spec(spec, spec.pads, spec.in_size, spec.channels_last, spec.dtype)
         return choose("conv_transpose", "cuda", adj).fn(adj, grad_output, weight, None)
     return _padded_input_grad(spec, grad_output, weight)
