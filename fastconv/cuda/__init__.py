@@ -52,7 +52,7 @@ from . import (  # noqa: F401  (importing registers the implementations)
 MODULES = {
     "conv": {"direct": conv_direct, "im2col": conv_im2col, "depthwise": conv_depthwise, "gemm": conv_im2col},
     "conv_transpose": {"direct": conv_transpose},
-    "conv_input_grad": {"depthwise": conv_input_grad_depthwise},
+    "conv_input_grad": {"adjoint": conv_input_grad, "depthwise": conv_input_grad_depthwise},
     "conv_weight_grad": {"direct": conv_weight_grad, "depthwise": conv_weight_grad_depthwise},
     "pool": {"direct": pool_window},
     "adaptive_pool": {"direct": pool_adaptive},

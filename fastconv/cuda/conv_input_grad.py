@@ -10,6 +10,8 @@ fixed order of kernels.padding_index.gather_lists: one thread per input element,
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import cuda
 
@@ -90,6 +92,28 @@ def _padded_input_grad(spec, grad_output, weight):
     total = spec.batch * spec.in_channels * in3[0] * in3[1] * in3[2]
     elementwise(fold_kernel(spec.dtype, spec.channels_last), total, "fold")(gp5, *lists, out)
     return out.reshape(*spec.input_shape)
+
+
+def launches(spec) -> list:
+    """The kernels the adjoint runs for ``spec``: those of the forward-table call it makes
+    (algo "auto"), then the fold kernel for padding modes other than zeros and constant."""
+    from . import launches as table_launches
+
+    def through(family, adj):
+        return table_launches(family, choose(family, "cuda", adj).algo, adj)
+
+    if spec.transposed:
+        return through("conv", adjoint_conv_spec(spec))
+    if spec.padding_mode in ("zeros", "constant"):
+        flipped = flipped_conv_spec(spec) if spec.is_depthwise else None
+        if flipped is not None:
+            return through("conv", flipped)
+        return through("conv_transpose", adjoint_transpose_spec(spec, spec.pads, spec.in_size, spec.channels_last,
+                                                                spec.dtype))
+    work = np.dtype(WORK_NP[spec.dtype]).name
+    adj = adjoint_transpose_spec(spec, ((0, 0),) * spec.nd, padded_size(spec), True, work)
+    total = spec.batch * spec.in_channels * math.prod(spec.in_size)
+    return through("conv_transpose", adj) + [elementwise(fold_kernel(spec.dtype, spec.channels_last), total, "fold")]
 
 
 @register("conv_input_grad", "cuda", "adjoint",

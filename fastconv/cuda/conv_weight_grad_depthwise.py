@@ -8,7 +8,7 @@ out-channels (one per lane: the warp's reads of the channels-last operands coale
 a group of up to TAPS taps; each thread row takes whole segments, adds the segment's
 pixels in order into one register per tap (grad_output read once for all of them) and
 stores each segment's sums. The reduce kernel adds the segments of each weight in a
-fixed order (strided over ROWS thread rows, then a fixed shared-memory tree).
+fixed order (strided over SUM_ROWS thread rows, then a fixed shared-memory tree).
 
 No atomics, and the order of every sum depends only on the layer: how many segments a
 block takes (``splits``, the grid's size) does not change a bit of the result.
@@ -36,6 +36,7 @@ ROWS = 8  # thread rows: each takes whole segments
 MAX_TAPS = 9  # taps per thread (registers); more taps take several tap groups
 MIN_SEGMENT = 32  # pixels per segment at least
 MAX_SEGMENTS = 2048  # segments per weight at most (the partial sums' size)
+SUM_ROWS = 16  # thread rows of the segment sum: each adds every SUM_ROWS-th segment
 
 
 def tap_group(taps: int) -> int:
@@ -125,7 +126,7 @@ def depthwise_weight_grad_kernel(taps_per_thread: int, dtype: str) -> Kernel:
 def segment_sum_kernel(dtype: str) -> Kernel:
     """out[k, tap] = the sum of part[s, tap * K + k] over the segments s, in a fixed order."""
     work = WORK[dtype]
-    threads = LANES * ROWS
+    threads = LANES * SUM_ROWS
 
     def kernel_fn(part, out):
         sums = cuda.shared.array(threads, work)
@@ -140,10 +141,10 @@ def segment_sum_kernel(dtype: str) -> Kernel:
         s = row
         while s < n_seg:
             acc += part[s, e_in]
-            s += ROWS
+            s += SUM_ROWS
         sums[t] = acc
         cuda.syncthreads()
-        step = ROWS // 2
+        step = SUM_ROWS // 2
         while step > 0:
             if row < step:
                 sums[t] += sums[t + step * LANES]
@@ -154,7 +155,7 @@ def segment_sum_kernel(dtype: str) -> Kernel:
             out[e - tap * k_n, tap] = sums[lane]
 
     argtypes = (array(work, 2), array(dtype, 2))
-    return Kernel(f"conv_weight_grad_segment_sum_l{LANES}x{ROWS}_{SUFFIX[dtype]}", kernel_fn, argtypes, threads,
+    return Kernel(f"conv_weight_grad_segment_sum_l{LANES}x{SUM_ROWS}_{SUFFIX[dtype]}", kernel_fn, argtypes, threads,
                   threads * WORK_NP[dtype]().itemsize)
 
 
@@ -170,10 +171,11 @@ class Plan:
         self.seg_len = segment_length(pixels)
         self.segments = max(1, ceil_div(pixels, self.seg_len))
         others = ceil_div(spec.out_channels, LANES) * ceil_div(taps, self.taps_per_thread)
-        if splits is None:
-            splits = ceil_div(4 * sm_count(), others)
-        splits = max(1, min(int(splits), self.segments))
-        self.segs_per_block = ceil_div(self.segments, splits)
+        if splits is None:  # whole rows of segments per block
+            per_row = ceil_div(self.segments, ROWS * ceil_div(4 * sm_count(), others))
+            self.segs_per_block = min(ROWS * per_row, self.segments)
+        else:
+            self.segs_per_block = ceil_div(self.segments, max(1, min(int(splits), self.segments)))
         self.blocks = others * ceil_div(self.segments, self.segs_per_block)
         self.outputs = spec.out_channels * taps
 
