@@ -3,7 +3,8 @@ channel multiplier M = K / C): the twin of cpu/conv/weight_grad/depthwise.py.
 
 A depthwise layer has few weights (K x taps) and a long sum per weight (every pixel of
 every image), so the sum is cut into fixed *segments* of consecutive pixels (their length
-follows from the layer alone). The main kernel's block owns LANES consecutive
+follows from the layer alone; their partial sums take at most PARTIAL_BYTES beyond the
+working copies, unless a single row of segments is larger). The main kernel's block owns LANES consecutive
 out-channels (one per lane: the warp's reads of the channels-last operands coalesce) and
 a group of up to TAPS taps; each thread row takes whole segments, adds the segment's
 pixels in order into one register per tap (grad_output read once for all of them) and
@@ -35,7 +36,8 @@ LANES = 32  # out-channels per block, one per lane
 ROWS = 8  # thread rows: each takes whole segments
 MAX_TAPS = 9  # taps per thread (registers); more taps take several tap groups
 MIN_SEGMENT = 32  # pixels per segment at least
-MAX_SEGMENTS = 2048  # segments per weight at most (the partial sums' size)
+MAX_SEGMENTS = 2048  # segments per weight at most
+PARTIAL_BYTES = 16 << 20  # the partial sums (segments x weights) at most this, or one segment row of them
 SUM_ROWS = 16  # thread rows of the segment sum: each adds every SUM_ROWS-th segment
 
 
@@ -44,8 +46,10 @@ def tap_group(taps: int) -> int:
     return ceil_div(taps, ceil_div(taps, MAX_TAPS))
 
 
-def segment_length(pixels: int) -> int:
-    return max(MIN_SEGMENT, ceil_div(pixels, MAX_SEGMENTS))
+def segment_length(pixels: int, weights: int, itemsize: int) -> int:
+    """Pixels per segment, from the layer alone (so the sums' order is the same on any device)."""
+    most = max(ROWS, min(MAX_SEGMENTS, PARTIAL_BYTES // (weights * itemsize)))
+    return max(MIN_SEGMENT, ceil_div(pixels, most))
 
 
 @specialised
@@ -168,7 +172,7 @@ class Plan:
         taps = math.prod(spec.kernel)
         self.taps_per_thread = tap_group(taps)
         pixels = spec.batch * math.prod(out3)
-        self.seg_len = segment_length(pixels)
+        self.seg_len = segment_length(pixels, spec.out_channels * taps, WORK_NP[spec.dtype]().itemsize)
         self.segments = max(1, ceil_div(pixels, self.seg_len))
         others = ceil_div(spec.out_channels, LANES) * ceil_div(taps, self.taps_per_thread)
         if splits is None:  # whole rows of segments per block
