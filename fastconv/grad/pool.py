@@ -280,7 +280,8 @@ def global_max_pool(grad_output, input, *, channels_last=False):
 
 def spatial_pyramid_pool(grad_output, input, levels=(1, 2, 4), mode="max", *, channels_last=False):
     """Gradient of spatial_pyramid_pool: grad_output (N, C * sum(l ** nd)) split into its levels'
-    (C, l, ...) blocks, each level's adaptive-pool gradient, summed in level order."""
+    (C, l, ...) blocks, each level's adaptive-pool gradient, summed in level order; on CUDA
+    arrays one gather kernel reads every level's block in place."""
     op = "spatial_pyramid_pool"
     nd, levels, channels_last = forward.pyramid_args(op, input, levels, mode, channels_last)
     on_device = is_cuda_array(input) and not isinstance(input, np.ndarray)
