@@ -129,8 +129,11 @@ def auto_algorithm(family: str, backend: str, spec, names: list[str]) -> str:
       depthwise and pointwise ops in turn ("composed").
     - Weight gradients: the depthwise kernel wherever a group has one input channel; 1x1 layers
       GEMMs in the user's layout; other ungrouped layers one GEMM over im2col columns; other
-      grouped layers the direct kernel. Input gradients: 1x1 stride-1 layers one GEMM, the
-      rest the adjoint convolution.
+      grouped layers the direct kernel. Input gradients: 1x1 stride-1 layers one GEMM;
+      depthwise layers (multiplier 1, zeros or constant padding) that the flipped forward
+      depthwise conv cannot serve (strided) the depthwise gather kernel where a backend
+      registers one (the GPU; the CPU's adjoint calls its own); the rest the adjoint
+      convolution.
     - Transposed convolutions: the phase decomposition where it can serve.
     - Anything else: the first capable implementation.
     """
@@ -141,6 +144,8 @@ def auto_algorithm(family: str, backend: str, spec, names: list[str]) -> str:
                      else "im2col" if spec.groups == 1 else "direct")
         return preferred if preferred in names else names[0]
     if family == "conv_input_grad":
+        if "depthwise" in names and not _flips(spec):
+            return "depthwise"
         return "gemm" if "gemm" in names else names[0]
     if family == "separable":
         pw = spec.pointwise
@@ -160,6 +165,13 @@ def auto_algorithm(family: str, backend: str, spec, names: list[str]) -> str:
         ordered.append("im2col")
     ordered += ["direct", "im2col", "gemm"]
     return next(name for name in ordered + names if name in names)
+
+
+def _flips(spec) -> bool:
+    """Whether the adjoint runs a depthwise layer's input gradient as the flipped forward conv."""
+    from .spec.adjoint import flipped_conv_spec
+
+    return flipped_conv_spec(spec) is not None
 
 
 def choose(family: str, backend: str, spec, algo: str = "auto") -> Implementation:

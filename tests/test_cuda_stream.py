@@ -8,7 +8,7 @@ with a stream, ``device_array``/``to_device``/``copy_to_host`` with ``stream=``,
 (it raises) nor arrays imported through ``__cuda_array_interface__``. So these tests check:
 
 - per op family (conv, transposed, depthwise, pooling, adaptive, pyramid, and the gradients
-  of convolution, depthwise convolution, bias and pooling),
+  of convolution, depthwise convolution, bias, pooling and the pyramid),
   that a call inside ``fastconv.cuda.stream(s)`` gives the NumPy reference's result, and
   bitwise the default stream's;
 - by recording at Numba's layer (the kernel dispatchers' launch configuration, the
@@ -219,6 +219,47 @@ def _depthwise_grads():
     return {"x": x, "w": w, "g": g}, call, expected, False
 
 
+def _depthwise_stride1_input_grad():
+    """Stride 1: the forward depthwise conv with the weight flipped on the device."""
+    w = _rng().standard_normal((3, 1, 3, 2))
+    g = _rng().standard_normal((2, 3, 4, 5))
+    geometry = {"padding": ((1, 1), (0, 1)), "groups": 3}
+
+    def expected(h):
+        return _linear_grad(lambda v: ref.conv(v, h["w"], **geometry), np.zeros((2, 3, 4, 5)), h["g"])
+
+    return ({"w": w, "g": g}, lambda d: G.conv2d_input((2, 3, 4, 5), d["w"], d["g"], **geometry), expected, False)
+
+
+def _pyramid_grads():
+    """spatial_pyramid_pool's gradient, one gather over the levels (max: routed through the
+    levels' indices, computed on the device)."""
+    x = _rng().standard_normal((1, 2, 4, 5))
+    g = _rng().standard_normal((1, 2 * (1 + 4)))
+
+    def call(d):
+        return tuple(G.spatial_pyramid_pool(d["g"], d["x"], (1, 2), mode) for mode in ("max", "avg"))
+
+    def expected(h):
+        return tuple(_linear_grad(lambda v: ref.spatial_pyramid_pool(v, (1, 2), "avg"), h["x"], h["g"])
+                     if mode == "avg" else _pyramid_max_grad(h["x"], h["g"]) for mode in ("max", "avg"))
+
+    return {"x": x, "g": g}, call, expected, False
+
+
+def _pyramid_max_grad(x, g):
+    """Max mode routes each cell's gradient to the input its adaptive max picked; levels in
+    order, each (C, l, l) block flattened as the forward flattens it."""
+    gi = np.zeros(x.shape)
+    col = 0
+    for lv in (1, 2):
+        _, idx = ref.adaptive_max_pool(x, lv, return_indices=True)
+        block = g[:, col:col + x.shape[1] * lv * lv].reshape(idx.shape)
+        gi += _routed(x, idx, block)
+        col += x.shape[1] * lv * lv
+    return gi
+
+
 def _bias_grads():
     """conv_bias summed on the device: channels-first float64, channels-last float16 (summed in
     float32) with 40 channels (two blocks of 32)."""
@@ -290,8 +331,8 @@ def _max_pool_grad_given_indices():
 
 CASES = {f.__name__.lstrip("_"): f for f in (
     _conv_reflect_noncontiguous, _conv_im2col_bias_relu, _depthwise_channels_last, _conv_transpose,
-    _max_pool_indices, _avg_pool, _adaptive, _pyramid, _conv_grads, _depthwise_grads, _bias_grads,
-    _conv_input_grad_float16, _pool_grads,
+    _max_pool_indices, _avg_pool, _adaptive, _pyramid, _conv_grads, _depthwise_grads,
+    _depthwise_stride1_input_grad, _bias_grads, _conv_input_grad_float16, _pool_grads, _pyramid_grads,
     _lp_inf_grad_float16, _max_pool_grad_given_indices)}
 
 

@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as TF
 from numba import cuda
 
 import fastconv
 import fastconv.grad as G
 from fastconv import reference as ref
+from fastconv.cuda.conv_weight_grad_depthwise import Plan, depthwise_weight_grad
+from fastconv.dispatch import choose
 from fastconv.testing.conv_samples import sample
 
 pytestmark = [
@@ -35,6 +39,16 @@ CASES = [
     sample("conv3d", (1, 2, 3, 4, 3), (2, 2, 2, 3, 2), stride=(1, 2, 1), padding=(1, 0, 1)),
     sample("conv_transpose2d", (1, 4, 3, 3), (4, 2, 3, 3), stride=2, padding=1, output_padding=1, groups=2),
     sample("conv_transpose1d", (1, 2, 6), (2, 4, 3), stride=2, dilation=3, output_padding=2, padding=((0, 2),)),
+]
+
+# The depthwise kernels (cuda/conv_weight_grad_depthwise.py, cuda/conv_input_grad_depthwise.py):
+# strided, dilated, multiplier 2, 3-D with constant padding, stride 1 (the flipped forward conv).
+DEPTHWISE = [
+    sample("conv2d", (2, 4, 5, 6), (4, 1, 3, 3), groups=4, stride=2, padding=1, dilation=(1, 2), tags={"depthwise"}),
+    sample("conv1d", (1, 3, 9), (6, 1, 3), groups=3, stride=2, padding=((2, 1),), tags={"depthwise"}),
+    sample("conv3d", (1, 2, 3, 4, 5), (2, 1, 2, 3, 2), groups=2, stride=(1, 2, 2), padding=(0, 1, 3),
+           padding_mode="constant", padding_value=0.5, tags={"depthwise"}),
+    sample("conv2d", (1, 3, 5, 4), (3, 1, 3, 3), groups=3, padding="same", tags={"depthwise"}),
 ]
 
 
@@ -68,7 +82,7 @@ def _arrays(s, rng, dtype):
     return x, w, g
 
 
-@pytest.mark.parametrize("s", CASES, ids=str)
+@pytest.mark.parametrize("s", CASES + DEPTHWISE, ids=str)
 def test_adjoint_identities_float64(s, rng):
     x, w, g = _arrays(s, rng, np.float64)
     gi, gw = _on_device(s, x, w, g)
@@ -116,8 +130,13 @@ def test_bias_algorithms_and_errors(rng):
     got = G.conv_bias(cuda.to_device(g))
     assert hasattr(got, "copy_to_host")
     np.testing.assert_allclose(got.copy_to_host(), g.sum(axis=(0, 2, 3)), rtol=1e-5)
-    assert fastconv.algorithms("conv2d_weight", (1, 4, 5, 5), (4, 1, 3, 3), groups=4, backend="cuda") == ["direct"]
-    assert fastconv.algorithms("conv2d_input", (1, 4, 5, 5), (4, 1, 3, 3), groups=4, backend="cuda") == ["adjoint"]
+    assert fastconv.algorithms("conv2d_weight", (1, 4, 5, 5), (4, 1, 3, 3), groups=4, backend="cuda") == [
+        "direct", "depthwise"]
+    assert fastconv.algorithms("conv2d_input", (1, 4, 5, 5), (4, 1, 3, 3), groups=4, backend="cuda") == [
+        "adjoint", "depthwise"]
+    assert fastconv.algorithms("conv2d_input", (1, 4, 5, 5), (8, 1, 3, 3), groups=4, backend="cuda") == ["adjoint"]
+    assert fastconv.algorithms("conv2d_input", (1, 4, 5, 5), (4, 1, 3, 3), groups=4, padding_mode="reflect",
+                               padding=1, backend="cuda") == ["adjoint"]
     with pytest.raises(ValueError, match=r"conv2d_weight: grad_output has shape \(1, 2, 5, 5\)"):
         G.conv2d_weight(cuda.to_device(np.zeros((1, 3, 4, 4), np.float32)), (2, 3, 3, 3),
                         cuda.to_device(np.zeros((1, 2, 5, 5), np.float32)))
@@ -126,3 +145,61 @@ def test_bias_algorithms_and_errors(rng):
     mixed = G.conv2d_input((1, 3, 4, 4), w, cuda.to_device(gd)).copy_to_host()
     np.testing.assert_array_equal(mixed, G.conv2d_input((1, 3, 4, 4), cuda.to_device(w), cuda.to_device(gd))
                                   .copy_to_host())
+
+
+# ---- the depthwise kernels -------------------------------------------------------------------
+
+def _torch_grads(s, x, w, g):
+    """torch.autograd's (input, weight) gradients in float64 (zeros or constant padding)."""
+    spec = s.spec()
+    xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    wt = torch.tensor(w, dtype=torch.float64, requires_grad=True)
+    flat = [v for b, e in reversed(spec.pads) for v in (b, e)]
+    padded = TF.pad(xt, flat, value=spec.padding_value)
+    y = getattr(TF, f"conv{s.nd}d")(padded, wt, stride=spec.stride, dilation=spec.dilation, groups=spec.groups)
+    y.backward(torch.tensor(g, dtype=torch.float64))
+    return xt.grad.numpy(), wt.grad.numpy()
+
+
+@pytest.mark.parametrize("s", DEPTHWISE, ids=str)
+def test_depthwise_kernels_match_torch_float64(s, rng):
+    """auto takes the depthwise weight kernel, and the depthwise input kernel where the CPU
+    takes its own (strided layers; stride 1: the flipped forward conv, as on the CPU)."""
+    spec = s.spec()
+    assert choose("conv_weight_grad", "cuda", spec).algo == "depthwise"
+    strided = any(v > 1 for v in spec.stride)
+    assert choose("conv_input_grad", "cuda", spec).algo == ("depthwise" if strided and spec.out_per_group == 1
+                                                            else "adjoint")
+    x, w, g = _arrays(s, rng, np.float64)
+    for got, want in zip(_on_device(s, x, w, g), _torch_grads(s, x, w, g)):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("s", DEPTHWISE[:1] + DEPTHWISE[2:3], ids=str)
+def test_depthwise_low_precision_and_layouts(s, dtype, channels_last, rng):
+    """As test_low_precision_and_layouts: float16 is stored, summed in float32, rounded once."""
+    x, w, g = _arrays(s, rng, dtype)
+    exact = _on_host64(s, x, w, g)
+    bounds = _on_host64(s, np.abs(x), np.abs(w), np.abs(g), padding_value=abs(s.spec().padding_value))
+    for got, want, bound in zip(_on_device(s, x, w, g, channels_last), exact, bounds):
+        assert got.dtype == dtype
+        tol = 64 * np.finfo(np.float32).eps * bound
+        if dtype == np.float16:
+            tol += np.finfo(np.float16).eps * np.abs(want)
+        assert np.all(np.abs(got - want) <= tol + 1e-30)
+
+
+def test_depthwise_weight_grad_same_bits_for_every_split(rng):
+    """The pixel segments and their sum order follow from the layer alone: one block along the
+    pixels, two, or one per segment (4 here) give the same bits, run after run."""
+    s = sample("conv2d", (3, 4, 9, 8), (8, 1, 3, 3), groups=4, stride=(1, 2), padding=1)
+    spec = s.spec().with_(dtype="float32")
+    x, w, g = _arrays(s, rng, np.float32)
+    xd, gd = cuda.to_device(x), cuda.to_device(g)
+    assert Plan(spec, (1, 9, 4), 1000).blocks == 4
+    runs = [depthwise_weight_grad(spec, xd, gd, splits).copy_to_host() for splits in (1, 2, 4, 1)]
+    assert all(r.tobytes() == runs[0].tobytes() for r in runs[1:])
+    exact = G.conv2d_weight(x.astype(np.float64), w.shape, g.astype(np.float64), stride=(1, 2), padding=1, groups=4)
+    np.testing.assert_allclose(runs[0], exact, rtol=1e-4, atol=1e-4)

@@ -116,3 +116,39 @@ def test_same_bits_on_every_run():
     g = np.random.default_rng(7).standard_normal((1, 3, 4, 3)).astype(np.float32)
     first = _on_device(lambda a, b: G.avg_pool2d(a, b, 3, 2, 1, True), g, x)
     np.testing.assert_array_equal(first, _on_device(lambda a, b: G.avg_pool2d(a, b, 3, 2, 1, True), g, x))
+
+
+# ---- spatial_pyramid_pool: one gather kernel over the levels (fastconv.cuda.pool_pyramid_grad) ----
+
+def _torch_pyramid(levels, mode):
+    pool = TF.adaptive_max_pool2d if mode == "max" else TF.adaptive_avg_pool2d
+    return lambda t: torch.cat([pool(t, lv).flatten(1) for lv in levels], 1)
+
+
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_pyramid_against_reference_torch_and_cpu(mode):
+    levels = (1, 2, 3)
+    x = np.random.default_rng(8).standard_normal((2, 3, 5, 7))
+    y = ref.spatial_pyramid_pool(x, levels, mode)
+    g = np.random.default_rng(9).standard_normal(y.shape)
+    gi = _on_device(lambda a, b: G.spatial_pyramid_pool(a, b, levels, mode), g, x)
+    _adjoint(y, g, x, gi)
+    np.testing.assert_allclose(gi, G.spatial_pyramid_pool(g, x, levels, mode), rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(gi, _torch_grad(_torch_pyramid(levels, mode), x, g), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape,levels,mode", [((1, 2, 9), (1, 4), "avg"), ((1, 2, 3, 4, 5), (1, 2), "max")],
+                         ids=["1d_avg", "3d_max"])
+def test_pyramid_channels_last_float32_float16(shape, levels, mode):
+    x64 = np.random.default_rng(10).standard_normal(shape)
+    g64 = np.random.default_rng(11).standard_normal(ref.spatial_pyramid_pool(x64, levels, mode).shape)
+    exact = G.spatial_pyramid_pool(g64, x64, levels, mode)
+    for dtype in (np.float32, np.float16):
+        x, g = _cl(x64).astype(dtype), g64.astype(dtype)
+        got = _on_device(lambda a, b: G.spatial_pyramid_pool(a, b, levels, mode, channels_last=True), g, x)
+        assert got.dtype == dtype
+        # float16: g rounded (eps16 relative, max routing unchanged where x's ties stay apart), sums in float32
+        np.testing.assert_allclose(np.moveaxis(got, -1, 1).astype(np.float64), exact,
+                                   rtol=1e-6 if dtype == np.float32 else 2e-3, atol=1e-6)
+    with pytest.raises(ValueError, match=r"spatial_pyramid_pool: grad_output has shape \(1, 3\)"):
+        G.spatial_pyramid_pool(cuda.to_device(np.zeros((1, 3))), cuda.to_device(x64), levels, mode)

@@ -2,11 +2,12 @@
 """Static check of the GPU kernels: compile, assemble, count registers, spills and occupancy.
 
 Every numba.cuda kernel specialisation that the workload suites (fastconv/testing/workloads/*.json)
-use, the pooling layers' gradients included -- under every GPU algorithm that can serve
+use, their gradients included (conv input and weight gradients, pooling and pyramid
+gradients) -- under every GPU algorithm that can serve
 each layer, in the workloads' float32 channels-first form -- is compiled to PTX with
 ``numba.cuda.compile_ptx`` for sm_80 and sm_90, using the same options the kernels run
-with (fastconv.cuda._jit), and assembled with ``ptxas -v`` from the ``nvidia-cuda-nvcc``
-pip package. The register,
+with (fastconv.cuda._jit), and assembled with ``ptxas -v`` (``$PTXAS``, the
+``nvidia-cuda-nvcc`` pip package's, or the one on the PATH). The register,
 spill, stack and shared-memory figures it prints are parsed, and theoretical
 occupancy is computed per kernel and architecture (the CUDA occupancy calculator's
 rules: registers allocated per warp in units of 256, 1 KB of shared memory reserved
@@ -32,10 +33,12 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,7 +78,9 @@ def workload_calls(suites=None):
                 args = {k: layer[k] for k in ("stride", "dilation", "groups", "output_padding") if k in layer}
                 spec = resolve_conv(op, shape, layer["weight"], padding=padding, **args)
                 yield suite, name, "conv_transpose" if spec.transposed else "conv", spec
-                # backward: the input gradient runs the kernels above (the adjoint conv), the weight gradient its own
+                # backward: the input gradient (the adjoint conv through the forward table, or its own kernel)
+                # and the weight gradient
+                yield suite, name + ".igrad", "conv_input_grad", spec
                 yield suite, name + ".wgrad", "conv_weight_grad", weight_grad_spec(spec)
             elif op == "separable_conv2d":
                 dw, pw = layer["depthwise_weight"], layer["pointwise_weight"]
@@ -91,9 +96,11 @@ def workload_calls(suites=None):
                 mode = op.split("_")[1]
                 yield suite, name, "adaptive_pool", resolve_adaptive_pool(op, mode, nd, shape, layer["output_size"])
             elif op == "spatial_pyramid_pool":
-                for level in layer.get("levels", (1, 2, 4)):
-                    spec = resolve_adaptive_pool(op, layer.get("mode", "max"), nd, shape, level)
+                levels, mode = tuple(layer.get("levels", (1, 2, 4))), layer.get("mode", "max")
+                for level in levels:
+                    spec = resolve_adaptive_pool(op, mode, nd, shape, level)
                     yield suite, f"{name}.l{level}", "adaptive_pool", spec
+                yield suite, name + ".grad", "pyramid_pool_grad", PyramidGrad(shape, levels, mode)
             elif re.fullmatch(r"(max|avg|lp)_pool[123]d", op):
                 mode = op.split("_")[0]
                 yield suite, name, "pool", resolve_pool(
@@ -104,12 +111,29 @@ def workload_calls(suites=None):
                 raise ValueError(f"{suite}: layer {name}: op {op!r} is not known to gpu_static")
 
 
+@dataclass(frozen=True)
+class PyramidGrad:
+    """spatial_pyramid_pool's gradient (one kernel over every level; no dispatch family)."""
+
+    input_shape: tuple
+    levels: tuple
+    mode: str
+    dtype: str = "float32"
+    channels_last: bool = False
+
+    def launches(self):
+        from fastconv.cuda.pool_pyramid_grad import pyramid_launch
+
+        return [pyramid_launch(self.mode, self.dtype, self.channels_last, math.prod(self.input_shape))]
+
+
 def with_gradients(calls):
     """The calls, each pooling layer followed by its input gradient (families pool_grad and
-    adaptive_pool_grad run on the forward's spec)."""
+    adaptive_pool_grad run on the forward's spec; a pyramid's levels have one gradient kernel,
+    listed by workload_calls)."""
     for suite, layer, family, spec in calls:
         yield suite, layer, family, spec
-        if family in ("pool", "adaptive_pool"):
+        if family in ("pool", "adaptive_pool") and spec.op != "spatial_pyramid_pool":
             yield suite, layer + ".grad", family + "_grad", spec
 
 
@@ -131,6 +155,11 @@ def kernel_uses(suites=None, dtypes=("float32",), layouts=("channels_first",)):
 
     uses = {}
     for suite, layer, family, spec in variants(with_gradients(workload_calls(suites)), dtypes, layouts):
+        if isinstance(spec, PyramidGrad):
+            for launch in spec.launches():
+                entry = uses.setdefault(launch.kernel.name, (launch.kernel, []))
+                entry[1].append((suite, layer, "gather", launch, True))
+            continue
         names = capable(family, "cuda", spec)
         auto = auto_algorithm(family, "cuda", spec, names)
         for algo in names:
@@ -143,12 +172,22 @@ def kernel_uses(suites=None, dtypes=("float32",), layouts=("channels_first",)):
 # ---- compile, assemble, parse --------------------------------------------------------
 
 def find_ptxas() -> str:
-    import nvidia
+    """$PTXAS, else the nvidia-cuda-nvcc pip package's, else ptxas on the PATH (a CUDA toolkit)."""
+    if os.environ.get("PTXAS"):
+        return os.environ["PTXAS"]
+    try:
+        import nvidia
 
-    for base in nvidia.__path__:
-        for candidate in sorted(Path(base).glob("*/bin/ptxas")):
-            return str(candidate)
-    raise SystemExit("gpu_static: ptxas not found; install the nvidia-cuda-nvcc pip package")
+        for base in nvidia.__path__:
+            for candidate in sorted(Path(base).glob("*/bin/ptxas")):
+                return str(candidate)
+    except ImportError:
+        pass
+    found = shutil.which("ptxas")
+    if found:
+        return found
+    raise SystemExit("gpu_static: ptxas not found; install the nvidia-cuda-nvcc pip package, put a CUDA "
+                     "toolkit's ptxas on the PATH, or set PTXAS")
 
 
 _ENTRY = re.compile(r"Compiling entry function '([^']+)'")
@@ -190,6 +229,15 @@ def occupancy(registers: int, threads: int, smem: int, arch: str) -> dict:
     return dict(blocks_per_sm=blocks, occupancy=blocks * warps / MAX_WARPS_SM, limiter=limiter)
 
 
+def ptxas_version() -> str:
+    try:
+        out = subprocess.run([find_ptxas(), "--version"], capture_output=True, text=True).stdout
+    except OSError:
+        return "ptxas"
+    release = re.search(r"release [\d.]+", out)
+    return f"ptxas {release[0]}" if release else "ptxas"
+
+
 def compile_and_assemble(kernel, arch: str, ptxas: str, workdir: Path) -> dict:
     from numba import cuda
 
@@ -223,8 +271,10 @@ def write_reports(rows, archs, failures, elapsed):
         "",
         "Generated by `python tools/gpu_static.py`: every numba.cuda kernel specialisation the "
         "workload suites use (fastconv/testing/workloads/*.json, float32, channels-first, every GPU "
-        "algorithm that can serve each layer) compiled with `numba.cuda.compile_ptx` and assembled "
-        "with `ptxas -v` from the nvidia-cuda-nvcc pip package. Occupancy is theoretical "
+        "algorithm that can serve each layer), their gradients included (layer names `.igrad`, "
+        "`.wgrad`, `.grad`: conv input and weight gradients, pooling and pyramid gradients), "
+        f"compiled with `numba.cuda.compile_ptx` and assembled with `ptxas -v` ({ptxas_version()}). "
+        "Occupancy is theoretical "
         "(registers per warp in units of 256, 1 KB shared memory reserved per block, 64 warps, "
         "2048 threads and 32 blocks per SM; 164 KB shared memory per SM on sm_80, 228 KB on "
         "sm_90). Nothing here was run on a GPU.",

@@ -24,8 +24,13 @@ conv_depthwise     shared input tile per 32-channel block, register sliding
 conv_transpose     gather form (no atomics), weights staged per channel chunk
 conv_weight_grad   weight gradients: a block per tap and 32 weight elements,
                    pixels in 8 fixed slices, fixed shared-memory tree sum
+conv_weight_grad_  depthwise weight gradients: a block per 32 out-channels and a
+depthwise          tap group, fixed pixel segments in registers, fixed-order
+                   segment sum (bitwise the same for any grid)
 conv_input_grad    input gradients: the adjoint conv through the table above;
                    padded copies folded back by a gather kernel
+conv_input_grad_   strided depthwise input gradients: one thread per input
+depthwise          element gathers its channel's taps, user layout in place
 pool_window        max (+ indices) / avg / Lp, one thread per output
 pool_adaptive      adaptive/global avg and max: thread or warp per output
 pool_grad          pooling gradients (window and adaptive), gather form: one
@@ -42,8 +47,10 @@ from . import (  # noqa: F401  (importing registers the implementations)
     conv_direct,
     conv_im2col,
     conv_input_grad,
+    conv_input_grad_depthwise,
     conv_transpose,
     conv_weight_grad,
+    conv_weight_grad_depthwise,
     pool_adaptive,
     pool_grad,
     pool_window,
@@ -53,7 +60,8 @@ from .streams import current_stream, stream  # noqa: F401  (the public stream AP
 MODULES = {
     "conv": {"direct": conv_direct, "im2col": conv_im2col, "depthwise": conv_depthwise, "gemm": conv_im2col},
     "conv_transpose": {"direct": conv_transpose},
-    "conv_weight_grad": {"direct": conv_weight_grad},
+    "conv_input_grad": {"adjoint": conv_input_grad, "depthwise": conv_input_grad_depthwise},
+    "conv_weight_grad": {"direct": conv_weight_grad, "depthwise": conv_weight_grad_depthwise},
     "pool": {"direct": pool_window},
     "adaptive_pool": {"direct": pool_adaptive},
     "pool_grad": {"gather": pool_grad},

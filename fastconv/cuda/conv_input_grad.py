@@ -1,11 +1,16 @@
 """Convolution input gradients on the GPU (algo "adjoint"): the adjoint convolution through
-the GPU forward table (fastconv.spec.adjoint), as on the CPU. Padding modes other than
-zeros and constant take the transposed conv at the padded size, in the working dtype and
-channels-last, then :func:`fold_kernel` gathers each input pixel's padded copies in the
-fixed order of kernels.padding_index.gather_lists: one thread per input element, no atomics.
+the GPU forward table (fastconv.spec.adjoint), as on the CPU; stride-1 depthwise layers
+(multiplier 1, zeros or constant padding) the forward depthwise conv of grad_output with
+the weight flipped on the device (flip.py; strided ones take algo "depthwise",
+conv_input_grad_depthwise.py, by default). Padding modes other than zeros and constant
+take the transposed conv at the padded size, in the working dtype and channels-last, then
+:func:`fold_kernel` gathers each input pixel's padded copies in the fixed order of
+kernels.padding_index.gather_lists: one thread per input element, no atomics.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from numba import cuda
@@ -13,10 +18,12 @@ from numba import cuda
 from ..dispatch import choose, register
 from ..kernels.geometry import lift3
 from ..kernels.padding_index import gather_lists
-from ..spec.adjoint import adjoint_conv_spec, adjoint_transpose_spec, cut_index, padded_size
+from ..spec.adjoint import adjoint_conv_spec, adjoint_transpose_spec, cut_index, flipped_conv_spec, padded_size
 from . import streams
 from ._jit import SUFFIX, WORK, WORK_NP, Kernel, array, elementwise, i64, specialised
 from .cast import converted
+from .flip import flip_launch
+from .flip import flipped as flipped_weight
 from .pad import contiguous, lift5, working_input
 
 
@@ -85,6 +92,29 @@ def _padded_input_grad(spec, grad_output, weight):
     return out.reshape(*spec.input_shape)
 
 
+def launches(spec) -> list:
+    """The kernels the adjoint runs for ``spec``: those of the forward-table call it makes
+    (algo "auto", after the weight's flip for a stride-1 depthwise layer), then the fold
+    kernel for padding modes other than zeros and constant."""
+    from . import launches as table_launches
+
+    def through(family, adj):
+        return table_launches(family, choose(family, "cuda", adj).algo, adj)
+
+    if spec.transposed:
+        return through("conv", adjoint_conv_spec(spec))
+    if spec.padding_mode in ("zeros", "constant"):
+        flipped = flipped_conv_spec(spec) if spec.is_depthwise else None
+        if flipped is not None:
+            return [flip_launch(spec.weight_shape, spec.dtype)] + through("conv", flipped)
+        return through("conv_transpose", adjoint_transpose_spec(spec, spec.pads, spec.in_size, spec.channels_last,
+                                                                spec.dtype))
+    work = np.dtype(WORK_NP[spec.dtype]).name
+    adj = adjoint_transpose_spec(spec, ((0, 0),) * spec.nd, padded_size(spec), True, work)
+    total = spec.batch * spec.in_channels * math.prod(spec.in_size)
+    return through("conv_transpose", adj) + [elementwise(fold_kernel(spec.dtype, spec.channels_last), total, "fold")]
+
+
 @register("conv_input_grad", "cuda", "adjoint",
           note="the adjoint conv through the GPU forward table; padded copies folded back by a gather kernel")
 def conv_input_grad_adjoint(spec, grad_output, weight):
@@ -93,6 +123,9 @@ def conv_input_grad_adjoint(spec, grad_output, weight):
         y = choose("conv", "cuda", adj).fn(adj, grad_output, weight, None)
         return y if tuple(y.shape) == tuple(spec.input_shape) else contiguous(y[cut_index(spec)])
     if spec.padding_mode in ("zeros", "constant"):
+        flipped = flipped_conv_spec(spec) if spec.is_depthwise else None
+        if flipped is not None:
+            return choose("conv", "cuda", flipped).fn(flipped, grad_output, flipped_weight(weight, spec.nd), None)
         adj = adjoint_transpose_spec(spec, spec.pads, spec.in_size, spec.channels_last, spec.dtype)
         return choose("conv_transpose", "cuda", adj).fn(adj, grad_output, weight, None)
     return _padded_input_grad(spec, grad_output, weight)

@@ -29,7 +29,7 @@ from ..kernels.geometry import lift3
 from ..kernels.pool_reach import adaptive_reaches, first_stray_index, window_reaches
 from ..ops import pooling as forward
 from ..ops import windows as forward_windows
-from ..ops._call import batched, execute
+from ..ops._call import _as_kind, batched, execute
 from ..spec.pool import resolve_adaptive_pool, resolve_pool
 
 __all__ = [
@@ -286,19 +286,21 @@ def global_max_pool(grad_output, input, *, channels_last=False):
 
 def spatial_pyramid_pool(grad_output, input, levels=(1, 2, 4), mode="max", *, channels_last=False):
     """Gradient of spatial_pyramid_pool: grad_output (N, C * sum(l ** nd)) split into its levels'
-    (C, l, ...) blocks, each level's adaptive-pool gradient, summed in level order."""
+    (C, l, ...) blocks, each level's adaptive-pool gradient, summed in level order; on CUDA
+    arrays one gather kernel reads every level's block in place."""
     op = "spatial_pyramid_pool"
     nd, levels, channels_last = forward.pyramid_args(op, input, levels, mode, channels_last)
-    if is_cuda_array(input) and not isinstance(input, np.ndarray):
-        raise TypeError(f"{op}: input is a CUDA array; the pyramid's gradient runs on NumPy arrays only")
-    check_array(op, "grad_output", grad_output, "cpu")
-    check_same_dtype(op, input=input, grad_output=grad_output)
-    shape = tuple(input.shape)
+    on_device = is_cuda_array(input) and not isinstance(input, np.ndarray)
+    check_array(op, "grad_output", grad_output, "cuda" if on_device else "cpu")
+    dtype = check_same_dtype(op, input=input, grad_output=grad_output)
+    shape = tuple(shape_of(input))
     n, c = shape[0], shape[-1 if channels_last else 1]
     expected = (n, c * sum(int(lv) ** nd for lv in levels))
-    if tuple(grad_output.shape) != expected:
-        raise ValueError(f"{op}: grad_output has shape {tuple(grad_output.shape)}, but the forward call's "
+    if tuple(shape_of(grad_output)) != expected:
+        raise ValueError(f"{op}: grad_output has shape {tuple(shape_of(grad_output))}, but the forward call's "
                          f"output has shape {expected}")
+    if on_device:
+        return _pyramid_on_device(nd, grad_output, input, levels, mode, channels_last, dtype)
     total, col = None, 0
     for lv in levels:
         cells = int(lv) ** nd
@@ -309,6 +311,26 @@ def spatial_pyramid_pool(grad_output, input, levels=(1, 2, 4), mode="max", *, ch
         part = _adaptive(op, mode, nd, np.ascontiguousarray(block), input, int(lv), None, channels_last, "auto")
         total = part if total is None else total + part
     return total
+
+
+def _pyramid_on_device(nd, grad_output, input, levels, mode, channels_last, dtype):
+    """One gather kernel over every level (cuda/pool_pyramid_grad.py); max mode routes to the
+    levels' forward indices, computed on the device and placed side by side like the output."""
+    from ..cuda import streams
+    from ..cuda.concat import concat_levels
+    from ..cuda.pool_pyramid_grad import pyramid_grad
+
+    if isinstance(grad_output, np.ndarray):
+        g = streams.to_device(np.ascontiguousarray(grad_output))
+    else:
+        g = streams.as_device(grad_output)
+    idx = None
+    if mode == "max" and shape_of(input)[0]:
+        pool = getattr(forward, f"adaptive_max_pool{nd}d")
+        idx = concat_levels([pool(input, int(lv), True, channels_last=channels_last)[1] for lv in levels],
+                            channels_last)
+    gi = pyramid_grad(g, idx, tuple(shape_of(input)), levels, mode, np.dtype(dtype).name, channels_last)
+    return _as_kind(gi, input)
 
 
 # ---- windows -----------------------------------------------------------------------------
