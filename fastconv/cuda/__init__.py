@@ -39,6 +39,8 @@ cast               elementwise dtype conversion / absolute value (gradient
                    paths' float16 widening and |x|, without a host round trip)
 bias_grad          conv bias gradient: a block per channel (or 32 channels,
                    channels-last), fixed-order shared-memory tree sum
+flip               a weight reversed along its spatial axes (stride-1 depthwise
+                   input gradients), one thread per element
 =================  ===========================================================
 """
 
