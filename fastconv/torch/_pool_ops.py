@@ -8,12 +8,16 @@ Each op saves its input (the gradient functions take it) and, for max pooling, t
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NamedTuple
+
 import torch
 
 import fastconv
 import fastconv.grad as grad
 
 from ._args import pairs
+from ._eager import applier, first_order, needs_grad
 from ._library import define
 from ._tensors import as_array, as_tensor, fake_array, run
 
@@ -56,8 +60,50 @@ def _define_pool(name, args_schema, forward, gradient, *, indices):
         return (gi,) + (None,) * (len(ctx.args) + 1)
 
     returns = "(Tensor, Tensor)" if indices else "Tensor"
-    return define(f"{name}(Tensor input{args}, bool channels_last) -> {returns}", impl, fake,
-                  backward=backward, setup_context=setup)
+    op = define(f"{name}(Tensor input{args}, bool channels_last) -> {returns}", impl, fake,
+                backward=backward, setup_context=setup)
+    _POOLS[op] = _Pool(impl, grad_impl, indices)
+    return op
+
+
+class _Pool(NamedTuple):
+    """A pooling op's kernel functions on tensors, for the eager path."""
+
+    impl: Callable
+    grad_impl: Callable
+    indices: bool
+
+
+_POOLS = {}  # op -> _Pool
+
+
+class _Eager(torch.autograd.Function):
+    """The pooling ops' eager path (_eager.py): the op's own kernel and gradient functions,
+    without the dispatcher."""
+
+    @staticmethod
+    def forward(ctx, input, pool, args):
+        out = pool.impl(input, *args)
+        ctx.pool, ctx.args = pool, args
+        ctx.save_for_backward(input, out[1] if pool.indices else None)
+        return out
+
+    @staticmethod
+    @first_order
+    def backward(ctx, grad_output, *_):
+        input, idx = ctx.saved_tensors
+        return ctx.pool.grad_impl(grad_output, input, idx, *ctx.args[:-1], channels_last=ctx.args[-1]), None, None
+
+
+_apply = applier(_Eager)
+
+
+def eager(op, input, args):
+    """``op(input, *args)`` on the eager path (the caller checked _eager.usable)."""
+    pool = _POOLS[op]
+    if needs_grad(input):
+        return _apply(input, pool, args)
+    return pool.impl(input, *args)
 
 
 def window(kernel, stride, pads, dilation, *flags):
