@@ -35,7 +35,7 @@ import torch
 import fastconv
 import fastconv.grad as grad
 
-from ._args import pairs
+from ._args import compact, padding_arg
 from ._eager import applier, first_order, needs_grad
 from ._library import define
 from ._tensors import as_array, as_tensor, fake_array, numpy_dtype, run
@@ -51,33 +51,18 @@ def transpose_geometry(stride, pads, output_padding, dilation, groups, channels_
     return [*stride, *pads, *output_padding, *dilation, groups, int(channels_last), *output_size]
 
 
-def _compact(values):
-    """Per-dim ints as fastconv takes them, one int when all dims agree: the NumPy ops'
-    call-plan key checks a nested tuple item by item (about 4 us for 2-D pairs)."""
-    first = values[0]
-    return first if all(v == first for v in values) else tuple(values)
-
-
-def _padding(padding_name, pads):
-    """fastconv's padding argument of a packed call: the name, one int, per-dim ints or pairs."""
-    if padding_name:
-        return padding_name
-    begins, ends = pads[::2], pads[1::2]
-    return _compact(begins) if begins == ends else pairs(pads)
-
-
 def _conv_kwargs(nd, geometry, options):
     """fastconv's keyword arguments (but activation) of a packed conv call."""
-    return dict(stride=_compact(geometry[:nd]), padding=_padding(options[0], geometry[nd:3 * nd]),
-                dilation=_compact(geometry[3 * nd:4 * nd]), groups=geometry[4 * nd],
+    return dict(stride=compact(geometry[:nd]), padding=padding_arg(options[0], geometry[nd:3 * nd]),
+                dilation=compact(geometry[3 * nd:4 * nd]), groups=geometry[4 * nd],
                 channels_last=bool(geometry[4 * nd + 1]), padding_mode=options[1], padding_value=float(options[4]),
                 algo=options[2])
 
 
 def _transpose_kwargs(nd, geometry, options):
     """fastconv's keyword arguments (but activation and output_size) of a packed transposed call."""
-    return dict(stride=_compact(geometry[:nd]), padding=_padding(options[0], geometry[nd:3 * nd]),
-                output_padding=_compact(geometry[3 * nd:4 * nd]), dilation=_compact(geometry[4 * nd:5 * nd]),
+    return dict(stride=compact(geometry[:nd]), padding=padding_arg(options[0], geometry[nd:3 * nd]),
+                output_padding=compact(geometry[3 * nd:4 * nd]), dilation=compact(geometry[4 * nd:5 * nd]),
                 groups=geometry[5 * nd], channels_last=bool(geometry[5 * nd + 1]), algo=options[1])
 
 
@@ -118,8 +103,10 @@ FUNCTIONS = {(t, nd): (getattr(fastconv, f"{name}{nd}d"), getattr(grad, f"{name}
 
 def _forward(call, input, weight, bias):
     arrays = (as_array(input), as_array(weight), as_array(bias))
-    out = run(input, FUNCTIONS[call.transposed, call.nd][0], *arrays, **call.forward)
-    return as_tensor(out, arrays)
+    fn = FUNCTIONS[call.transposed, call.nd][0]
+    if input.is_cuda:
+        return as_tensor(run(input, fn, *arrays, **call.forward), arrays)
+    return as_tensor(fn(*arrays, **call.forward), arrays)  # run() without its frame: a tiny call's us
 
 
 def _input_grad(fn, input_size, weight, grad_output, kwargs):

@@ -44,7 +44,11 @@ def usable(*tensors) -> bool:
 
 def needs_grad(*tensors) -> bool:
     """Whether autograd must record a call on ``tensors`` (None allowed)."""
-    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    if torch.is_grad_enabled():
+        for t in tensors:
+            if t is not None and t.requires_grad:
+                return True
+    return False
 
 
 def applier(function: type[torch.autograd.Function]):

@@ -64,10 +64,12 @@ def separable_call(geometry, options):
 
 
 def _forward(call, input, depthwise_weight, depthwise_bias, pointwise_weight, bias):
-    arrays = tuple(as_array(t) for t in (input, depthwise_weight, depthwise_bias, pointwise_weight, bias))
-    x, dw, db, pw, b = arrays
-    out = run(input, fastconv.separable_conv2d, x, dw, pw, b, depthwise_bias=db, **call.forward)
-    return as_tensor(out, arrays)
+    arrays = x, dw, db, pw, b = (as_array(input), as_array(depthwise_weight), as_array(depthwise_bias),
+                                 as_array(pointwise_weight), as_array(bias))
+    if input.is_cuda:
+        return as_tensor(run(input, fastconv.separable_conv2d, x, dw, pw, b, depthwise_bias=db, **call.forward),
+                         arrays)
+    return as_tensor(fastconv.separable_conv2d(x, dw, pw, b, depthwise_bias=db, **call.forward), arrays)
 
 
 def _gradients(needs, saved, grad_output, call, steps):

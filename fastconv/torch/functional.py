@@ -76,6 +76,11 @@ def _remembered(encode, *args):
     torch.compile traces the encoding itself (it distrusts caches it cannot see into)."""
     if torch.compiler.is_compiling():
         return encode(*args)
+    return _cached(encode, *args)
+
+
+def _cached(encode, *args):
+    """:func:`_remembered` where torch.compile is known not to be tracing (the eager path)."""
     try:
         return _remembered_call(encode, *args)
     except TypeError:  # an unhashable argument (a list), or a bad one: encode says which
@@ -139,7 +144,7 @@ def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups, paddin
     x, cl, unbatched, permuted = _prepare(op, input, nd, channels_last)
     args = (op, nd, stride, padding, dilation, groups, padding_mode, padding_value, algo, activation, cl)
     if _eager.usable(x, weight, bias):
-        out = _conv_ops.eager(x, weight, bias, _remembered(_conv_call, *args))
+        out = _conv_ops.eager(x, weight, bias, _cached(_conv_call, *args))
     else:
         out = _call(_conv_ops.CONV[nd], (x, weight, bias), x, weight, bias, *_remembered(_conv_encoding, *args))
     return _finish(out, unbatched, permuted)
@@ -174,7 +179,7 @@ def _conv_transpose(op, nd, input, weight, bias, stride, padding, output_padding
         output_size = tuple(output_size)[-nd:]
     args = (op, nd, stride, padding, output_padding, groups, dilation, algo, activation, cl, output_size)
     if _eager.usable(x, weight, bias):
-        out = _conv_ops.eager(x, weight, bias, _remembered(_transpose_call, *args))
+        out = _conv_ops.eager(x, weight, bias, _cached(_transpose_call, *args))
     else:
         out = _call(_conv_ops.CONV_TRANSPOSE[nd], (x, weight, bias), x, weight, bias,
                     *_remembered(_transpose_encoding, *args))
@@ -233,7 +238,7 @@ def separable_conv2d(input, depthwise_weight, pointwise_weight, bias=None, strid
     args = (op, 2, stride, padding, dilation, channels, padding_mode, padding_value, algo, activation, cl)
     tensors = (x, depthwise_weight, depthwise_bias, pointwise_weight, bias)
     if _eager.usable(*tensors):
-        out = _separable_ops.eager(*tensors, _remembered(_separable_call, *args))
+        out = _separable_ops.eager(*tensors, _cached(_separable_call, *args))
     else:
         out = _call(_separable_ops.SEPARABLE, tensors, *tensors, *_remembered(_conv_encoding, *args))
     return _finish(out, unbatched, permuted)
