@@ -381,3 +381,28 @@ def test_compile_fullgraph_forward_and_backward_match_eager():
     torch.testing.assert_close(out, eager)
     for a, p in zip(grads, model.parameters()):
         torch.testing.assert_close(a, p.grad)
+
+
+def test_compile_fullgraph_separable_matches_eager():
+    torch.manual_seed(0)
+
+    class Separable(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.dw, self.pw = torch.nn.Parameter(torch.randn(3, 1, 3, 3)), torch.nn.Parameter(torch.randn(4, 3))
+            self.bias = torch.nn.Parameter(torch.randn(4))
+
+        def forward(self, x):
+            return FT.separable_conv2d(x, self.dw, self.pw, self.bias, padding=1, activation="relu6",
+                                       channels_last=True)
+
+    model, x = Separable(), torch.randn(2, 5, 5, 3)
+    out = torch.compile(model, fullgraph=True)(x)
+    out.sum().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    eager = model(x)
+    eager.sum().backward()
+    torch.testing.assert_close(out, eager)
+    for a, p in zip(grads, model.parameters()):
+        torch.testing.assert_close(a, p.grad)

@@ -111,12 +111,16 @@ def _forward(call, input, weight, bias):
 
 def _input_grad(fn, input_size, weight, grad_output, kwargs):
     arrays = (as_array(weight), as_array(grad_output))
-    return as_tensor(run(weight, fn, tuple(input_size), *arrays, **kwargs), arrays)
+    if weight.is_cuda:
+        return as_tensor(run(weight, fn, tuple(input_size), *arrays, **kwargs), arrays)
+    return as_tensor(fn(tuple(input_size), *arrays, **kwargs), arrays)
 
 
 def _weight_grad(fn, input, weight_size, grad_output, kwargs):
     arrays = (as_array(input), as_array(grad_output))
-    return as_tensor(run(input, fn, arrays[0], tuple(weight_size), arrays[1], **kwargs), arrays)
+    if input.is_cuda:
+        return as_tensor(run(input, fn, arrays[0], tuple(weight_size), arrays[1], **kwargs), arrays)
+    return as_tensor(fn(arrays[0], tuple(weight_size), arrays[1], **kwargs), arrays)
 
 
 def _empty(tensor):
