@@ -202,6 +202,13 @@ def test_channels_last_tensor_stays_channels_last_without_copy(monkeypatch):
     torch.testing.assert_close(FT.conv2d(x_nc, w), TF.conv2d(x_nc, w), rtol=1e-5, atol=1e-5)
 
 
+def test_meta_tensors_get_shapes_from_the_fake_kernels():
+    x, w = torch.empty(2, 3, 8, 8, device="meta", requires_grad=True), torch.empty(4, 3, 3, 3, device="meta")
+    assert FT.conv2d(x, w, stride=2, padding="same").shape == (2, 4, 4, 4)
+    assert FT.separable_conv2d(x, torch.empty(3, 1, 3, 3, device="meta"), torch.empty(5, 3, device="meta"),
+                               padding=1).shape == (2, 5, 8, 8)
+
+
 def test_double_backward_says_it_is_not_implemented():
     x, w = _t(1, 2, 5, 5), _t(3, 2, 3, 3)
     (gx,) = torch.autograd.grad(FT.conv2d(x, w).sum(), x, create_graph=True)

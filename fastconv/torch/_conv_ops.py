@@ -101,7 +101,7 @@ FUNCTIONS = {(t, nd): (getattr(fastconv, f"{name}{nd}d"), getattr(grad, f"{name}
              for t, name in ((False, "conv"), (True, "conv_transpose")) for nd in (1, 2, 3)}
 
 
-def _forward(call, input, weight, bias):
+def run_forward(call, input, weight, bias):
     arrays = (as_array(input), as_array(weight), as_array(bias))
     fn = FUNCTIONS[call.transposed, call.nd][0]
     if input.is_cuda:
@@ -109,21 +109,21 @@ def _forward(call, input, weight, bias):
     return as_tensor(fn(*arrays, **call.forward), arrays)  # run() without its frame: a tiny call's us
 
 
-def _input_grad(fn, input_size, weight, grad_output, kwargs):
+def run_input_grad(fn, input_size, weight, grad_output, kwargs):
     arrays = (as_array(weight), as_array(grad_output))
     if weight.is_cuda:
         return as_tensor(run(weight, fn, tuple(input_size), *arrays, **kwargs), arrays)
     return as_tensor(fn(tuple(input_size), *arrays, **kwargs), arrays)
 
 
-def _weight_grad(fn, input, weight_size, grad_output, kwargs):
+def run_weight_grad(fn, input, weight_size, grad_output, kwargs):
     arrays = (as_array(input), as_array(grad_output))
     if input.is_cuda:
         return as_tensor(run(input, fn, arrays[0], tuple(weight_size), arrays[1], **kwargs), arrays)
     return as_tensor(fn(arrays[0], tuple(weight_size), arrays[1], **kwargs), arrays)
 
 
-def _empty(tensor):
+def empty_array(tensor):
     """An uninitialised NumPy array of the tensor's shape and dtype (never touched: the
     fake kernels run fastconv on zero-batch input, which reads no weight)."""
     return None if tensor is None else np.empty(tuple(tensor.shape), numpy_dtype(tensor))
@@ -144,10 +144,10 @@ def _grad_ops(name, decode, fns):
     _, input_grad_fn, weight_grad_fn = fns
 
     def input_grad(input_size, weight, grad_output, geometry, options):
-        return _input_grad(input_grad_fn, input_size, weight, grad_output, decode(geometry, options).grads)
+        return run_input_grad(input_grad_fn, input_size, weight, grad_output, decode(geometry, options).grads)
 
     def weight_grad(input, weight_size, grad_output, geometry, options):
-        return _weight_grad(weight_grad_fn, input, weight_size, grad_output, decode(geometry, options).grads)
+        return run_weight_grad(weight_grad_fn, input, weight_size, grad_output, decode(geometry, options).grads)
 
     args = "int[] geometry, str[] options"
     return (define(f"{name}_input_grad(int[] input_size, Tensor weight, Tensor grad_output, {args}) -> Tensor",
@@ -193,10 +193,10 @@ def _register(transposed, nd):
     input_grad_op, weight_grad_op = GRAD_OPS[transposed, nd] = _grad_ops(name, decode, fns)
 
     def impl(input, weight, bias, geometry, options):
-        return _forward(decode(geometry, options), input, weight, bias)
+        return run_forward(decode(geometry, options), input, weight, bias)
 
     def fake(input, weight, bias, geometry, options):
-        out = fns[0](fake_array(input), _empty(weight), _empty(bias), **decode(geometry, options).forward)
+        out = fns[0](fake_array(input), empty_array(weight), empty_array(bias), **decode(geometry, options).forward)
         return input.new_empty((input.shape[0], *out.shape[1:]))
 
     def setup(ctx, inputs, output):
@@ -224,7 +224,7 @@ def _output_padding(nd, input, weight, output, geometry, padding_name, channels_
             for i, a in enumerate(axes)]
 
 
-def _bias_grad(grad_output, channels_last):
+def run_bias_grad(grad_output, channels_last):
     arrays = (as_array(grad_output),)
     return as_tensor(run(grad_output, grad.conv_bias, arrays[0], channels_last=channels_last), arrays)
 
@@ -233,7 +233,7 @@ def _bias_grad_fake(grad_output, channels_last):
     return grad_output.new_empty((grad_output.shape[-1 if channels_last else 1],))
 
 
-bias_grad_op = define("conv_bias_grad(Tensor grad_output, bool channels_last) -> Tensor", _bias_grad,
+bias_grad_op = define("conv_bias_grad(Tensor grad_output, bool channels_last) -> Tensor", run_bias_grad,
                       _bias_grad_fake)
 
 CONV = {nd: _register(False, nd) for nd in (1, 2, 3)}
@@ -246,7 +246,7 @@ class _Eager(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, input, weight, bias, call):
-        output = _forward(call, input, weight, bias)
+        output = run_forward(call, input, weight, bias)
         ctx.call = call
         ctx.grads = call.grads if not call.output_size else \
             transpose_call(call.nd, _grad_geometry(call, input, weight, output), call.options).grads
@@ -260,9 +260,9 @@ class _Eager(torch.autograd.Function):
         call, needs = ctx.call, ctx.needs_input_grad
         g = activation_grad(grad_output, output, call.activation)
         _, input_grad_fn, weight_grad_fn = FUNCTIONS[call.transposed, call.nd]
-        gi = _input_grad(input_grad_fn, input.shape, weight, g, ctx.grads) if needs[0] else None
-        gw = _weight_grad(weight_grad_fn, input, weight.shape, g, ctx.grads) if needs[1] else None
-        gb = _bias_grad(g, call.grads["channels_last"]) if needs[2] else None
+        gi = run_input_grad(input_grad_fn, input.shape, weight, g, ctx.grads) if needs[0] else None
+        gw = run_weight_grad(weight_grad_fn, input, weight.shape, g, ctx.grads) if needs[1] else None
+        gb = run_bias_grad(g, call.grads["channels_last"]) if needs[2] else None
         return gi, gw, gb, None
 
 
@@ -273,4 +273,4 @@ def eager(input, weight, bias, call):
     """A conv family call on the eager path (the caller checked _eager.usable)."""
     if needs_grad(input, weight, bias):
         return _apply(input, weight, bias, call)
-    return _forward(call, input, weight, bias)
+    return run_forward(call, input, weight, bias)

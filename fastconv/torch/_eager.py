@@ -2,17 +2,18 @@
 ``torch.autograd.Function`` when a gradient can flow, instead of through its registered
 ``torch.ops.fastconv.*`` op.
 
-Why: on a tiny conv2d (bench/torch_overhead.py) the registered op cost about 23 us over
+Why: on a tiny conv2d (bench/torch_overhead.py) the registered op cost about 25 us over
 the bare NumPy call without gradients (the dispatcher's boxed call into a Python kernel)
-and about 50 us with them (also torch's Python autograd wrapper for registered formulas,
+and about 50-60 us with them (also torch's Python autograd wrapper for registered formulas,
 which re-reads the schema on every call and builds its ``Function`` through the pytree
 utilities). An ``autograd.Function`` applied through its C entry point costs about 3 us.
 
 When: only when :func:`usable` says nothing is watching: not under torch.compile (dynamo),
 the JIT tracer, a dispatch mode (make_fx, fake tensors, functionalisation, opcheck's
 checks, a user's ``TorchDispatchMode``), a torch function mode or a functorch transform,
-and every tensor a plain ``torch.Tensor`` or ``Parameter`` (no subclass). Everything else
-calls the registered ops, which stay the contract: opcheck, ``torch.compile(fullgraph=True)``.
+and every tensor a plain ``torch.Tensor`` or ``Parameter`` (no subclass) off the meta
+device (the ops' fake kernels serve meta tensors). Everything else calls the registered
+ops, which stay the contract: opcheck, ``torch.compile(fullgraph=True)``.
 
 Same results: each family's eager ``Function`` and its op call the same forward and
 gradient functions on the same arrays with the same arguments (the op decodes them from its
@@ -37,7 +38,7 @@ def usable(*tensors) -> bool:
             or torch._C._get_tracing_state() is not None:
         return False
     for t in tensors:
-        if t is not None and (type(t) not in _PLAIN or torch._C._functorch.is_functorch_wrapped_tensor(t)):
+        if t is not None and (type(t) not in _PLAIN or t.is_meta or torch._C._functorch.is_functorch_wrapped_tensor(t)):
             return False
     return True
 

@@ -30,7 +30,7 @@ import fastconv
 import fastconv.grad as grad
 
 from . import _conv_ops
-from ._conv_ops import ConvCall, _empty, activation_grad, conv_call, conv_geometry
+from ._conv_ops import ConvCall, activation_grad, conv_call, conv_geometry, empty_array
 from ._eager import applier, first_order, needs_grad
 from ._library import define
 from ._tensors import as_array, as_tensor, fake_array, run
@@ -63,7 +63,7 @@ def separable_call(geometry, options):
     return SeparableCall(forward, depthwise, pointwise, activation, channels_last)
 
 
-def _forward(call, input, depthwise_weight, depthwise_bias, pointwise_weight, bias):
+def run_forward(call, input, depthwise_weight, depthwise_bias, pointwise_weight, bias):
     arrays = x, dw, db, pw, b = (as_array(input), as_array(depthwise_weight), as_array(depthwise_bias),
                                  as_array(pointwise_weight), as_array(bias))
     if input.is_cuda:
@@ -105,21 +105,21 @@ def _op_steps():
 
 _OP_STEPS = _op_steps()
 _FUNCTION_STEPS = (
-    _conv_ops._forward,
-    lambda step, size, w, g: _conv_ops._input_grad(grad.conv2d_input, size, w, g, step.grads),
-    lambda step, x, size, g: _conv_ops._weight_grad(grad.conv2d_weight, x, size, g, step.grads),
-    _conv_ops._bias_grad,
+    _conv_ops.run_forward,
+    lambda step, size, w, g: _conv_ops.run_input_grad(grad.conv2d_input, size, w, g, step.grads),
+    lambda step, x, size, g: _conv_ops.run_weight_grad(grad.conv2d_weight, x, size, g, step.grads),
+    _conv_ops.run_bias_grad,
 )
 
 
 def _impl(input, depthwise_weight, depthwise_bias, pointwise_weight, bias, geometry, options):
-    return _forward(separable_call(geometry, options), input, depthwise_weight, depthwise_bias, pointwise_weight,
+    return run_forward(separable_call(geometry, options), input, depthwise_weight, depthwise_bias, pointwise_weight,
                     bias)
 
 
 def _fake(input, depthwise_weight, depthwise_bias, pointwise_weight, bias, geometry, options):
-    out = fastconv.separable_conv2d(fake_array(input), _empty(depthwise_weight), _empty(pointwise_weight),
-                                    _empty(bias), depthwise_bias=_empty(depthwise_bias),
+    out = fastconv.separable_conv2d(fake_array(input), empty_array(depthwise_weight), empty_array(pointwise_weight),
+                                    empty_array(bias), depthwise_bias=empty_array(depthwise_bias),
                                     **separable_call(geometry, options).forward)
     return input.new_empty((input.shape[0], *out.shape[1:]))
 
@@ -144,7 +144,7 @@ class _Eager(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, input, depthwise_weight, depthwise_bias, pointwise_weight, bias, call):
-        output = _forward(call, input, depthwise_weight, depthwise_bias, pointwise_weight, bias)
+        output = run_forward(call, input, depthwise_weight, depthwise_bias, pointwise_weight, bias)
         ctx.call = call
         ctx.save_for_backward(input, depthwise_weight, depthwise_bias, pointwise_weight,
                               output if call.activation else None)
@@ -163,4 +163,4 @@ def eager(input, depthwise_weight, depthwise_bias, pointwise_weight, bias, call)
     """A separable call on the eager path (the caller checked _eager.usable)."""
     if needs_grad(input, depthwise_weight, depthwise_bias, pointwise_weight, bias):
         return _apply(input, depthwise_weight, depthwise_bias, pointwise_weight, bias, call)
-    return _forward(call, input, depthwise_weight, depthwise_bias, pointwise_weight, bias)
+    return run_forward(call, input, depthwise_weight, depthwise_bias, pointwise_weight, bias)
