@@ -96,7 +96,7 @@ CASES = {
         lambda x, dw, pw: FT.separable_conv2d(x.permute(0, 2, 3, 1), dw, pw, stride=2, padding="same",
                                               channels_last=True, algo="fused").permute(0, 3, 1, 2),
         lambda x, dw, pw: TF.conv2d(TF.conv2d(x, dw, stride=2, padding=1, groups=4), pw[:, :, None, None]),
-        [(1, 4, 7, 7), (4, 1, 3, 3), (6, 4)], {}),
+        [(1, 4, 7, 7), (4, 1, 3, 3), (33, 4)], {}),  # the fused kernel specialisation of test_separable
     "max_unpool2d": (lambda x: FT.max_unpool2d(x, _unpool_indices(x), 2),
                      lambda x: TF.max_unpool2d(x, _unpool_indices(x), 2), [(1, 2, 3, 3)], {}),
 }
@@ -396,8 +396,8 @@ def test_compile_fullgraph_separable_matches_eager():
     class Separable(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.dw, self.pw = torch.nn.Parameter(torch.randn(3, 1, 3, 3)), torch.nn.Parameter(torch.randn(4, 3))
-            self.bias = torch.nn.Parameter(torch.randn(4))
+            self.dw, self.pw = torch.nn.Parameter(torch.randn(3, 1, 3, 3)), torch.nn.Parameter(torch.randn(5, 3))
+            self.bias = torch.nn.Parameter(torch.randn(5))
 
         def forward(self, x):
             return FT.separable_conv2d(x, self.dw, self.pw, self.bias, padding=1, activation="relu6",
