@@ -1,39 +1,75 @@
-"""Per-call overhead of the PyTorch bridge on a tiny layer (issue 13, target: at most 15 us
-over the bare NumPy kernel call, median).
+"""Per-call overhead of the PyTorch bridge on tiny layers (issue 13, target: at most 15 us
+over the bare NumPy call, median).
 
-Each row is the median of many calls on 1x2x6x6 float32 input: the bare ``fastconv.conv2d``
-(3x3 kernel, padding 1) on NumPy arrays, also with padding as the bridge passes it; the bare
-``max_pool2d`` with indices (the bridge's op always returns them); the same conv kernel
-registered with ``torch.library.custom_op`` and with ``torch.library.Library`` define/impl
-(as fastconv.torch does), each with a trivial autograd formula; the public
-``fastconv.torch.conv2d`` and ``max_pool2d`` (argument encoding included). Each bridged
-call is timed without and with ``requires_grad`` (autograd records a node).
-Run: ``python -m bench.torch_overhead``.
+Three ops on 1x2x6x6 float32 input: conv2d (3x3 kernel, padding 1, no bias), max_pool2d
+(2x2) and separable_conv2d (3x3 depthwise, 1x1 to 3 channels, padding 1). For each, rows:
+
+- forward: the bare NumPy call (max pooling with indices: the bridge's op always returns
+  them); ``fastconv.torch.<op>`` on the eager path (the default in eager mode) and on the
+  registered ops (``_eager.disabled()``, the path torch.compile traces), each without and
+  with ``requires_grad`` on every input (autograd then records a node);
+- backward: the bare fastconv.grad calls the backward makes (separable: the depthwise
+  recomputation too), against ``torch.autograd.grad`` of the recorded call on each path
+  (``retain_graph``: the same graph every call, so only the backward is timed).
+
+Two more rows measure the registration itself: the conv kernel as a ``torch.library.custom_op``
+and as a ``torch.library.Library`` define/impl op, each with a trivial autograd formula.
+
+Rows are timed interleaved (each round runs every row in turn), so load that comes and goes
+on a shared machine reaches them alike; each row reports the median per call, its
+interquartile range, and the median's excess over its bare row.
+Run: ``python -m bench.torch_overhead [rounds]``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import statistics
+import sys
 import time
 
 import torch
 
 import fastconv
+import fastconv.grad as G
 import fastconv.torch as FT
+from fastconv.torch import _eager
 from fastconv.torch._tensors import as_array, as_tensor
 
-CALLS = 20000
+ROUNDS = 40
+CALLS = 250  # per row and round
 
 
-def _median_us(fn, calls=CALLS):
-    for _ in range(200):
-        fn()
-    times = []
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e6
+def _time_rows(rows, rounds):
+    """{name: per-call seconds} of each ``rows`` callable, interleaved round by round."""
+    times = {name: [] for name in rows}
+    for fn in rows.values():
+        for _ in range(50):
+            fn()
+    clock = time.perf_counter
+    for _ in range(rounds):
+        for name, fn in rows.items():
+            samples = times[name]
+            for _ in range(CALLS):
+                t0 = clock()
+                fn()
+                samples.append(clock() - t0)
+    return times
+
+
+def _ops(fn):
+    def on_ops():
+        with _eager.disabled():
+            return fn()
+    return on_ops
+
+
+def _backward_of(make, inputs, path):
+    """``torch.autograd.grad`` of one recorded ``make()`` on ``path``, rerun on the same graph."""
+    with _eager.disabled() if path == "ops" else contextlib.nullcontext():
+        y = make()
+    g = torch.ones_like(y)
+    return lambda: torch.autograd.grad(y, inputs, g, retain_graph=True)
 
 
 def _kernel(input, weight):
@@ -41,11 +77,8 @@ def _kernel(input, weight):
     return as_tensor(fastconv.conv2d(arrays[0], arrays[1], None, padding=1), arrays)
 
 
-def main():
-    x = torch.randn(1, 2, 6, 6)
-    w = torch.randn(3, 2, 3, 3)
-    xn, wn = x.numpy(), w.numpy()
-
+def _registration_rows(x, w):
+    """The conv kernel as a custom_op and as a Library define/impl op (trivial autograd)."""
     @torch.library.custom_op("fastconv_bench::conv", mutates_args=())
     def by_custom_op(input: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return _kernel(input, weight)
@@ -58,27 +91,66 @@ def main():
                                 lib=lib)
     for op in ("fastconv_bench::conv", "fastconv_bench2::conv"):
         torch.library.register_autograd(op, lambda ctx, g: (g, None), setup_context=lambda ctx, inputs, output: None)
-    via_library = torch.ops.fastconv_bench2.conv.default
-    via_custom_op = torch.ops.fastconv_bench.conv.default
+    custom, library = torch.ops.fastconv_bench.conv.default, torch.ops.fastconv_bench2.conv.default
+    xg = x.detach().requires_grad_()
+    return {"conv2d": {"custom_op, no grad": lambda: custom(x, w), "custom_op, requires_grad": lambda: custom(xg, w),
+                       "Library op, no grad": lambda: library(x, w),
+                       "Library op, requires_grad": lambda: library(xg, w)}}, lib
 
-    bare = _median_us(lambda: fastconv.conv2d(xn, wn, None, padding=1))
-    pool_bare = _median_us(lambda: fastconv.max_pool2d(xn, 2, return_indices=True))
-    rows = [("bare fastconv.conv2d (NumPy)", bare, None),
-            ("bare, padding as the bridge passes it (pairs)",
-             _median_us(lambda: fastconv.conv2d(xn, wn, None, (1, 1), ((1, 1), (1, 1)), (1, 1), 1)), None)]
-    for grad in (False, True):
-        x.requires_grad_(grad)
-        tag = " (requires_grad)" if grad else ""
-        for name, fn in (("custom_op", lambda: via_custom_op(x, w)), ("Library define/impl", lambda: via_library(x, w)),
-                         ("fastconv.torch.conv2d", lambda: FT.conv2d(x, w, padding=1)),
-                         ("fastconv.torch.max_pool2d (bare: max_pool2d)", lambda: FT.max_pool2d(x, 2))):
-            t = _median_us(fn)
-            rows.append((name + tag, t, t - (pool_bare if "max_pool" in name else bare)))
-    rows.insert(2, ("bare fastconv.max_pool2d (NumPy, with indices)", pool_bare, None))
-    print("| call | median us | over bare |\n|---|---:|---:|")
-    for name, t, over in rows:
-        print(f"| {name} | {t:.1f} | {'' if over is None else f'{over:.1f}'} |")
+
+def _op_rows(name, bare, bridged, tensors, bare_backward):
+    """forward and backward rows of one op (see the module docstring)."""
+    grads = [t.detach().requires_grad_() for t in tensors]
+    forward = {"forward: bare NumPy": bare,
+               "forward: eager, no grad": lambda: bridged(*tensors),
+               "forward: eager, requires_grad": lambda: bridged(*grads),
+               "forward: ops, no grad": _ops(lambda: bridged(*tensors)),
+               "forward: ops, requires_grad": _ops(lambda: bridged(*grads))}
+    backward = {"backward: bare fastconv.grad": bare_backward,
+                "backward: eager": _backward_of(lambda: bridged(*grads), grads, "eager"),
+                "backward: ops": _backward_of(lambda: bridged(*grads), grads, "ops")}
+    return {name: {**forward, **backward}}
+
+
+def main(rounds=ROUNDS):
+    torch.manual_seed(0)
+    x, w = torch.randn(1, 2, 6, 6), torch.randn(3, 2, 3, 3)
+    dw, pw = torch.randn(2, 1, 3, 3), torch.randn(3, 2, 1, 1)
+    xn, wn, dwn, pwn = x.numpy(), w.numpy(), dw.numpy(), pw.numpy()
+    g_conv = torch.ones(1, 3, 6, 6).numpy()
+    _, idx = fastconv.max_pool2d(xn, 2, return_indices=True)
+    g_pool = torch.ones(1, 2, 3, 3).numpy()
+
+    def separable_backward():
+        hidden = fastconv.conv2d(xn, dwn, None, 1, 1, 1, 2)
+        G.conv2d_weight(hidden, pwn.shape, g_conv)
+        gh = G.conv2d_input(hidden.shape, pwn, g_conv)
+        G.conv2d_input(xn.shape, dwn, gh, 1, 1, 1, 2)
+        G.conv2d_weight(xn, dwn.shape, gh, 1, 1, 1, 2)
+
+    groups, lib = _registration_rows(x, w)
+    groups["conv2d"].update(_op_rows(
+        "conv2d", lambda: fastconv.conv2d(xn, wn, None, padding=1), lambda x, w: FT.conv2d(x, w, padding=1), (x, w),
+        lambda: (G.conv2d_input(xn.shape, wn, g_conv, padding=1), G.conv2d_weight(xn, wn.shape, g_conv, padding=1)),
+    )["conv2d"])
+    groups.update(_op_rows("max_pool2d", lambda: fastconv.max_pool2d(xn, 2, return_indices=True),
+                           lambda x: FT.max_pool2d(x, 2), (x,), lambda: G.max_pool2d(g_pool, xn, 2, indices=idx)))
+    groups.update(_op_rows("separable_conv2d", lambda: fastconv.separable_conv2d(xn, dwn, pwn, None, padding=1),
+                           lambda x, dw, pw: FT.separable_conv2d(x, dw, pw, padding=1), (x, dw, pw),
+                           separable_backward))
+    flat = {(op, row): fn for op, rows in groups.items() for row, fn in rows.items()}
+    times = _time_rows(flat, rounds)
+    print(f"{rounds} rounds x {CALLS} calls per row, interleaved; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} torch threads\n")
+    print("| op | call | median us | IQR us | over bare us |\n|---|---|---:|---:|---:|")
+    for (op, row), samples in times.items():
+        median = statistics.median(samples) * 1e6
+        q1, _, q3 = (q * 1e6 for q in statistics.quantiles(samples, n=4))
+        base = "backward: bare fastconv.grad" if row.startswith("backward") else "forward: bare NumPy"
+        over = "" if row == base else f"{median - statistics.median(times[op, base]) * 1e6:.1f}"
+        print(f"| {op} | {row} | {median:.1f} | {q1:.1f}-{q3:.1f} | {over} |")
+    del lib
 
 
 if __name__ == "__main__":
-    main()
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else ROUNDS)

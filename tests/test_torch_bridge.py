@@ -4,6 +4,8 @@ training run and torch.compile."""
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -14,7 +16,7 @@ import torch.nn.functional as TF  # noqa: E402
 import fastconv  # noqa: E402
 import fastconv.torch as FT  # noqa: E402
 from fastconv.testing.registry import samples  # noqa: E402
-from fastconv.torch import _conv_ops  # noqa: E402
+from fastconv.torch import _conv_ops, _eager  # noqa: E402
 from fastconv.torch._tensors import as_array, as_tensor  # noqa: E402
 
 D = torch.float64
@@ -86,6 +88,15 @@ CASES = {
     "unfold": (lambda x: FT.unfold(x, (2, 3), stride=1, padding=1),
                lambda x: TF.unfold(x, (2, 3), padding=1), [(1, 2, 5, 6)], {}),
     "fold": (lambda c: FT.fold(c, (4, 5), 2), lambda c: TF.fold(c, (4, 5), 2), [(1, 8, 12)], {}),
+    "separable_relu": (lambda x, dw, pw, b, db: FT.separable_conv2d(x, dw, pw, b, padding=1, depthwise_bias=db,
+                                                                     activation="relu"),
+                       lambda x, dw, pw, b, db: TF.conv2d(TF.conv2d(x, dw, db, padding=1, groups=3), pw, b).relu(),
+                       [(2, 3, 6, 5), (3, 1, 3, 3), (5, 3, 1, 1), (5,), (3,)], {}),
+    "separable_channels_last_stride": (
+        lambda x, dw, pw: FT.separable_conv2d(x.permute(0, 2, 3, 1), dw, pw, stride=2, padding="same",
+                                              channels_last=True, algo="fused").permute(0, 3, 1, 2),
+        lambda x, dw, pw: TF.conv2d(TF.conv2d(x, dw, stride=2, padding=1, groups=4), pw[:, :, None, None]),
+        [(1, 4, 7, 7), (4, 1, 3, 3), (33, 4)], {}),  # the fused kernel specialisation of test_separable
     "max_unpool2d": (lambda x: FT.max_unpool2d(x, _unpool_indices(x), 2),
                      lambda x: TF.max_unpool2d(x, _unpool_indices(x), 2), [(1, 2, 3, 3)], {}),
 }
@@ -97,17 +108,42 @@ def _unpool_indices(x):
     return TF.max_pool2d(torch.randn(1, 2, 6, 6, generator=g), 2, return_indices=True)[1]
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_forward_and_gradients_match_torch(name):
+def _path(path):
+    """The calls' path: "eager" (the kernel functions under autograd.Function, the default
+    in plain eager mode) or "ops" (the registered torch.ops.fastconv ops)."""
+    return _eager.disabled() if path == "ops" else contextlib.nullcontext()
+
+
+def _forward_and_gradients(name, path):
     fast, ref, shapes, opts = CASES[name]
     inputs = [_t(*s, positive=opts.get("positive", False), seed=i) for i, s in enumerate(shapes)]
-    got, want = fast(*inputs), ref(*inputs)
+    with _path(path):
+        got = fast(*inputs)
+        g = torch.randn(got.shape, generator=torch.Generator().manual_seed(7), dtype=D)
+        return inputs, got, torch.autograd.grad(got, inputs, g), ref, g
+
+
+@pytest.mark.parametrize("path", ["eager", "ops"])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_forward_and_gradients_match_torch(name, path):
+    inputs, got, got_grads, ref, g = _forward_and_gradients(name, path)
+    want = ref(*inputs)
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
-    g = torch.randn(want.shape, generator=torch.Generator().manual_seed(7), dtype=D)
-    got_grads = torch.autograd.grad(got, inputs, g)
     want_grads = torch.autograd.grad(want, inputs, g)
     for a, b in zip(got_grads, want_grads):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", ["conv2d_relu", "conv_transpose2d_output_size", "max_pool2d_ceil", "lp_pool2d",
+                                  "adaptive_max_pool2d", "separable_relu"])
+def test_eager_and_op_paths_agree_exactly(name):
+    _, got, grads, _, _ = _forward_and_gradients(name, "eager")
+    assert type(got.grad_fn).__name__ == "_EagerBackward"
+    _, op_got, op_grads, _, _ = _forward_and_gradients(name, "ops")
+    assert type(op_got.grad_fn).__name__ != "_EagerBackward"
+    assert torch.equal(got, op_got)
+    for a, b in zip(grads, op_grads):
+        assert torch.equal(a, b)
 
 
 def test_fractional_max_pool_gradient_goes_to_the_returned_indices():
@@ -120,13 +156,17 @@ def test_fractional_max_pool_gradient_goes_to_the_returned_indices():
     torch.testing.assert_close(gx, counts.reshape(1, 2, 9, 9))
 
 
-def test_separable_matches_torch():
-    x, dw, pw, b = _t(1, 3, 6, 6), _t(3, 1, 3, 3), _t(5, 3, 1, 1), _t(5)
-    got = FT.separable_conv2d(x, dw, pw, b, padding=1, activation="relu")
-    want = TF.conv2d(TF.conv2d(x, dw, None, padding=1, groups=3), pw, b).relu()
-    torch.testing.assert_close(got, want)
-    for a, c in zip(torch.autograd.grad(got.sum(), (x, dw, pw, b)), torch.autograd.grad(want.sum(), (x, dw, pw, b))):
-        torch.testing.assert_close(a, c)
+def test_separable_is_one_call_of_the_separable_op(monkeypatch):
+    x, dw, pw = _t(1, 6, 6, 3).detach(), _t(3, 1, 3, 3).detach(), _t(5, 3, 1, 1).detach()
+    seen = []
+    separable = fastconv.separable_conv2d
+    monkeypatch.setattr(fastconv, "separable_conv2d", lambda *a, **k: seen.append(k["algo"]) or separable(*a, **k))
+    want = TF.conv2d(TF.conv2d(x.permute(0, 3, 1, 2), dw, padding=1, groups=3), pw).permute(0, 2, 3, 1)
+    for path in ("eager", "ops"):
+        with _path(path):
+            torch.testing.assert_close(FT.separable_conv2d(x, dw, pw, padding=1, algo="fused", channels_last=True),
+                                       want)
+    assert seen == ["fused", "fused"]
 
 
 # ---- memory ----------------------------------------------------------------------------
@@ -160,6 +200,13 @@ def test_channels_last_tensor_stays_channels_last_without_copy(monkeypatch):
     torch.testing.assert_close(y, TF.conv2d(x, w, padding=1), rtol=1e-5, atol=1e-5)
     x_nc = torch.randn(2, 3, 8, 6)[:, :, ::2]  # non-contiguous channels-first
     torch.testing.assert_close(FT.conv2d(x_nc, w), TF.conv2d(x_nc, w), rtol=1e-5, atol=1e-5)
+
+
+def test_meta_tensors_get_shapes_from_the_fake_kernels():
+    x, w = torch.empty(2, 3, 8, 8, device="meta", requires_grad=True), torch.empty(4, 3, 3, 3, device="meta")
+    assert FT.conv2d(x, w, stride=2, padding="same").shape == (2, 4, 4, 4)
+    assert FT.separable_conv2d(x, torch.empty(3, 1, 3, 3, device="meta"), torch.empty(5, 3, device="meta"),
+                               padding=1).shape == (2, 5, 8, 8)
 
 
 def test_double_backward_says_it_is_not_implemented():
@@ -333,6 +380,31 @@ def test_compile_fullgraph_forward_and_backward_match_eager():
     x = torch.randn(2, 2, 6, 6)
     compiled = torch.compile(model, fullgraph=True)
     out = compiled(x)
+    out.sum().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    eager = model(x)
+    eager.sum().backward()
+    torch.testing.assert_close(out, eager)
+    for a, p in zip(grads, model.parameters()):
+        torch.testing.assert_close(a, p.grad)
+
+
+def test_compile_fullgraph_separable_matches_eager():
+    torch.manual_seed(0)
+
+    class Separable(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.dw, self.pw = torch.nn.Parameter(torch.randn(3, 1, 3, 3)), torch.nn.Parameter(torch.randn(5, 3))
+            self.bias = torch.nn.Parameter(torch.randn(5))
+
+        def forward(self, x):
+            return FT.separable_conv2d(x, self.dw, self.pw, self.bias, padding=1, activation="relu6",
+                                       channels_last=True)
+
+    model, x = Separable(), torch.randn(2, 5, 5, 3)
+    out = torch.compile(model, fullgraph=True)(x)
     out.sum().backward()
     grads = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()

@@ -52,6 +52,22 @@ def pairs(padding):
     return tuple(zip(padding[::2], padding[1::2]))
 
 
+def compact(values):
+    """Per-dim ints as fastconv takes them, one int when all dims agree: the NumPy ops'
+    call-plan key checks a nested tuple item by item (about 4 us for 2-D pairs)."""
+    first = values[0]
+    return first if all(v == first for v in values) else tuple(values)
+
+
+def padding_arg(padding_name, pads):
+    """fastconv's padding argument of a packed call (name, or flat per-side pads): the name,
+    one int, per-dim ints or per-dim pairs, the first that says it."""
+    if padding_name:
+        return padding_name
+    begins, ends = pads[::2], pads[1::2]
+    return compact(begins) if begins == ends else pairs(pads)
+
+
 def decode_padding(padding, padding_name):
     """fastconv's padding argument from :func:`encode_padding`'s pair."""
     return padding_name or pairs(padding)

@@ -6,6 +6,10 @@ gradients), so torch.compile traces the backward as ops too. A fused activation'
 backward masks the incoming gradient with the saved output (relu: output > 0; relu6:
 0 < output < 6); nothing else is saved but the input and the weight.
 
+Both the ops and their eager twin (``_Eager``, see _eager.py) run a :class:`ConvCall`: the
+ops decode it from their schema arguments on every call, the eager path keeps it with
+the call's encoding (functional._remembered), so both make the same fastconv calls.
+
 The schemas pack the integers and flags into one ``int[] geometry`` and the rest into
 one ``str[] options`` (layouts below): torch's autograd wrapper re-reads the op's schema
 once per argument on every call (``torch._library.utils.fill_defaults``), so its cost
@@ -22,13 +26,17 @@ Python signature a tiny conv2d cost about 20 us more per call with gradients her
 
 from __future__ import annotations
 
+import functools
+from typing import NamedTuple
+
 import numpy as np
 import torch
 
 import fastconv
 import fastconv.grad as grad
 
-from ._args import pairs
+from ._args import compact, padding_arg
+from ._eager import applier, first_order, needs_grad
 from ._library import define
 from ._tensors import as_array, as_tensor, fake_array, numpy_dtype, run
 
@@ -45,20 +53,77 @@ def transpose_geometry(stride, pads, output_padding, dilation, groups, channels_
 
 def _conv_kwargs(nd, geometry, options):
     """fastconv's keyword arguments (but activation) of a packed conv call."""
-    return dict(stride=tuple(geometry[:nd]), padding=options[0] or pairs(geometry[nd:3 * nd]),
-                dilation=tuple(geometry[3 * nd:4 * nd]), groups=geometry[4 * nd],
+    return dict(stride=compact(geometry[:nd]), padding=padding_arg(options[0], geometry[nd:3 * nd]),
+                dilation=compact(geometry[3 * nd:4 * nd]), groups=geometry[4 * nd],
                 channels_last=bool(geometry[4 * nd + 1]), padding_mode=options[1], padding_value=float(options[4]),
                 algo=options[2])
 
 
 def _transpose_kwargs(nd, geometry, options):
     """fastconv's keyword arguments (but activation and output_size) of a packed transposed call."""
-    return dict(stride=tuple(geometry[:nd]), padding=options[0] or pairs(geometry[nd:3 * nd]),
-                output_padding=tuple(geometry[3 * nd:4 * nd]), dilation=tuple(geometry[4 * nd:5 * nd]),
+    return dict(stride=compact(geometry[:nd]), padding=padding_arg(options[0], geometry[nd:3 * nd]),
+                output_padding=compact(geometry[3 * nd:4 * nd]), dilation=compact(geometry[4 * nd:5 * nd]),
                 groups=geometry[5 * nd], channels_last=bool(geometry[5 * nd + 1]), algo=options[1])
 
 
-def _empty(tensor):
+class ConvCall(NamedTuple):
+    """A conv family call decoded from its packed (geometry, options): fastconv's keyword
+    arguments for the forward function and for the gradient functions. The ops decode it
+    on every call; the eager path keeps it with the call's encoding."""
+
+    transposed: bool
+    nd: int
+    geometry: list
+    options: list
+    forward: dict
+    grads: dict  # a transposed call with output_size: output_padding is found per call (_output_padding)
+    activation: str  # "" for none
+    output_size: bool  # a transposed call given output_size
+
+
+def conv_call(nd, geometry, options):
+    grads = _conv_kwargs(nd, geometry, options)
+    return ConvCall(False, nd, geometry, options, {**grads, "activation": options[3] or None}, grads, options[3],
+                    False)
+
+
+def transpose_call(nd, geometry, options):
+    grads = _transpose_kwargs(nd, geometry, options)
+    output_size = tuple(geometry[5 * nd + 2:])
+    return ConvCall(True, nd, geometry, options,
+                    {**grads, "activation": options[2] or None, "output_size": output_size or None}, grads,
+                    options[2], bool(output_size))
+
+
+# (transposed, nd) -> (forward, input gradient, weight gradient) functions of fastconv
+FUNCTIONS = {(t, nd): (getattr(fastconv, f"{name}{nd}d"), getattr(grad, f"{name}{nd}d_input"),
+                       getattr(grad, f"{name}{nd}d_weight"))
+             for t, name in ((False, "conv"), (True, "conv_transpose")) for nd in (1, 2, 3)}
+
+
+def run_forward(call, input, weight, bias):
+    arrays = (as_array(input), as_array(weight), as_array(bias))
+    fn = FUNCTIONS[call.transposed, call.nd][0]
+    if input.is_cuda:
+        return as_tensor(run(input, fn, *arrays, **call.forward), arrays)
+    return as_tensor(fn(*arrays, **call.forward), arrays)  # run() without its frame: a tiny call's us
+
+
+def run_input_grad(fn, input_size, weight, grad_output, kwargs):
+    arrays = (as_array(weight), as_array(grad_output))
+    if weight.is_cuda:
+        return as_tensor(run(weight, fn, tuple(input_size), *arrays, **kwargs), arrays)
+    return as_tensor(fn(tuple(input_size), *arrays, **kwargs), arrays)
+
+
+def run_weight_grad(fn, input, weight_size, grad_output, kwargs):
+    arrays = (as_array(input), as_array(grad_output))
+    if input.is_cuda:
+        return as_tensor(run(input, fn, arrays[0], tuple(weight_size), arrays[1], **kwargs), arrays)
+    return as_tensor(fn(arrays[0], tuple(weight_size), arrays[1], **kwargs), arrays)
+
+
+def empty_array(tensor):
     """An uninitialised NumPy array of the tensor's shape and dtype (never touched: the
     fake kernels run fastconv on zero-batch input, which reads no weight)."""
     return None if tensor is None else np.empty(tuple(tensor.shape), numpy_dtype(tensor))
@@ -73,18 +138,16 @@ def activation_grad(grad_output, output, activation):
     return grad_output
 
 
-def _grad_ops(name, input_grad_fn, weight_grad_fn, kwargs_of):
-    """The input- and weight-gradient ops of a conv family member; ``kwargs_of(geometry,
-    options)`` gives fastconv.grad's keyword arguments."""
+def _grad_ops(name, decode, fns):
+    """The input- and weight-gradient ops of a conv family member; ``decode(geometry,
+    options)`` gives its ConvCall."""
+    _, input_grad_fn, weight_grad_fn = fns
+
     def input_grad(input_size, weight, grad_output, geometry, options):
-        arrays = (as_array(weight), as_array(grad_output))
-        out = run(weight, input_grad_fn, tuple(input_size), *arrays, **kwargs_of(geometry, options))
-        return as_tensor(out, arrays)
+        return run_input_grad(input_grad_fn, input_size, weight, grad_output, decode(geometry, options).grads)
 
     def weight_grad(input, weight_size, grad_output, geometry, options):
-        arrays = (as_array(input), as_array(grad_output))
-        out = run(input, weight_grad_fn, arrays[0], tuple(weight_size), arrays[1], **kwargs_of(geometry, options))
-        return as_tensor(out, arrays)
+        return run_weight_grad(weight_grad_fn, input, weight_size, grad_output, decode(geometry, options).grads)
 
     args = "int[] geometry, str[] options"
     return (define(f"{name}_input_grad(int[] input_size, Tensor weight, Tensor grad_output, {args}) -> Tensor",
@@ -107,70 +170,47 @@ def _backward(ctx, grad_output, input_grad_op, weight_grad_op):
     return gi, gw, gb
 
 
-def _register_conv(nd):
-    fn = getattr(fastconv, f"conv{nd}d")
-    name = f"conv{nd}d"
-    input_grad_op, weight_grad_op = _grad_ops(
-        name, getattr(grad, f"conv{nd}d_input"), getattr(grad, f"conv{nd}d_weight"),
-        lambda geometry, options: _conv_kwargs(nd, geometry, options))
-
-    def conv(input, weight, bias, geometry, options):
-        arrays = (as_array(input), as_array(weight), as_array(bias))
-        out = run(input, fn, *arrays, activation=options[3] or None, **_conv_kwargs(nd, geometry, options))
-        return as_tensor(out, arrays)
-
-    def fake(input, weight, bias, geometry, options):
-        out = fn(fake_array(input), _empty(weight), _empty(bias), activation=options[3] or None,
-                 **_conv_kwargs(nd, geometry, options))
-        return input.new_empty((input.shape[0], *out.shape[1:]))
-
-    def setup(ctx, inputs, output):
-        input, weight, _bias, ctx.geometry, ctx.options = inputs
-        ctx.activation, ctx.channels_last = ctx.options[3], bool(ctx.geometry[4 * nd + 1])
-        ctx.save_for_backward(input, weight, output if ctx.activation else None)
-
-    def backward(ctx, grad_output):
-        return (*_backward(ctx, grad_output, input_grad_op, weight_grad_op), None, None)
-
-    return define(f"{name}(Tensor input, Tensor weight, Tensor? bias, int[] geometry, str[] options) -> Tensor",
-                  conv, fake, backward=backward, setup_context=setup)
+def _grad_geometry(call, input, weight, output):
+    """The packed geometry the gradients of ``call`` take: a transposed call given
+    output_size becomes the call with the output_padding that output_size chose."""
+    if not call.transposed:
+        return call.geometry
+    nd = call.nd
+    geometry = list(call.geometry[:5 * nd + 2])
+    if call.output_size:
+        geometry[3 * nd:4 * nd] = _output_padding(nd, input, weight, output, geometry, call.options[0],
+                                                  call.grads["channels_last"])
+    return geometry
 
 
-def _register_transpose(nd):
-    fn = getattr(fastconv, f"conv_transpose{nd}d")
-    name = f"conv_transpose{nd}d"
-    input_grad_op, weight_grad_op = _grad_ops(
-        name, getattr(grad, f"conv_transpose{nd}d_input"), getattr(grad, f"conv_transpose{nd}d_weight"),
-        lambda geometry, options: _transpose_kwargs(nd, geometry, options))
-    output_size_at = 5 * nd + 2
+GRAD_OPS = {}  # (transposed, nd) -> (input gradient op, weight gradient op)
 
-    def transpose(input, weight, bias, geometry, options):
-        arrays = (as_array(input), as_array(weight), as_array(bias))
-        out = run(input, fn, *arrays, activation=options[2] or None,
-                  output_size=tuple(geometry[output_size_at:]) or None, **_transpose_kwargs(nd, geometry, options))
-        return as_tensor(out, arrays)
+
+def _register(transposed, nd):
+    name = f"conv_transpose{nd}d" if transposed else f"conv{nd}d"
+    decode = functools.partial(transpose_call if transposed else conv_call, nd)
+    fns = FUNCTIONS[transposed, nd]
+    input_grad_op, weight_grad_op = GRAD_OPS[transposed, nd] = _grad_ops(name, decode, fns)
+
+    def impl(input, weight, bias, geometry, options):
+        return run_forward(decode(geometry, options), input, weight, bias)
 
     def fake(input, weight, bias, geometry, options):
-        out = fn(fake_array(input), _empty(weight), _empty(bias), activation=options[2] or None,
-                 output_size=tuple(geometry[output_size_at:]) or None, **_transpose_kwargs(nd, geometry, options))
+        out = fns[0](fake_array(input), empty_array(weight), empty_array(bias), **decode(geometry, options).forward)
         return input.new_empty((input.shape[0], *out.shape[1:]))
 
     def setup(ctx, inputs, output):
         input, weight, _bias, geometry, ctx.options = inputs
-        ctx.channels_last = bool(geometry[5 * nd + 1])
-        geometry = list(geometry[:output_size_at])
-        if len(inputs[3]) > output_size_at:  # the gradients take the output_padding output_size chose
-            geometry[3 * nd:4 * nd] = _output_padding(nd, input, weight, output, geometry, ctx.options[0],
-                                                      ctx.channels_last)
-        ctx.geometry = geometry
-        ctx.activation = ctx.options[2]
+        call = decode(geometry, ctx.options)
+        ctx.activation, ctx.channels_last = call.activation, call.grads["channels_last"]
+        ctx.geometry = _grad_geometry(call, input, weight, output)
         ctx.save_for_backward(input, weight, output if ctx.activation else None)
 
     def backward(ctx, grad_output):
         return (*_backward(ctx, grad_output, input_grad_op, weight_grad_op), None, None)
 
     return define(f"{name}(Tensor input, Tensor weight, Tensor? bias, int[] geometry, str[] options) -> Tensor",
-                  transpose, fake, backward=backward, setup_context=setup)
+                  impl, fake, backward=backward, setup_context=setup)
 
 
 def _output_padding(nd, input, weight, output, geometry, padding_name, channels_last):
@@ -184,7 +224,7 @@ def _output_padding(nd, input, weight, output, geometry, padding_name, channels_
             for i, a in enumerate(axes)]
 
 
-def _bias_grad(grad_output, channels_last):
+def run_bias_grad(grad_output, channels_last):
     arrays = (as_array(grad_output),)
     return as_tensor(run(grad_output, grad.conv_bias, arrays[0], channels_last=channels_last), arrays)
 
@@ -193,8 +233,44 @@ def _bias_grad_fake(grad_output, channels_last):
     return grad_output.new_empty((grad_output.shape[-1 if channels_last else 1],))
 
 
-bias_grad_op = define("conv_bias_grad(Tensor grad_output, bool channels_last) -> Tensor", _bias_grad,
+bias_grad_op = define("conv_bias_grad(Tensor grad_output, bool channels_last) -> Tensor", run_bias_grad,
                       _bias_grad_fake)
 
-CONV = {nd: _register_conv(nd) for nd in (1, 2, 3)}
-CONV_TRANSPOSE = {nd: _register_transpose(nd) for nd in (1, 2, 3)}
+CONV = {nd: _register(False, nd) for nd in (1, 2, 3)}
+CONV_TRANSPOSE = {nd: _register(True, nd) for nd in (1, 2, 3)}
+
+
+class _Eager(torch.autograd.Function):
+    """The conv family's eager path (_eager.py): the ops' forward and gradient functions
+    on a cached ConvCall, without the dispatcher."""
+
+    @staticmethod
+    def forward(ctx, input, weight, bias, call):
+        output = run_forward(call, input, weight, bias)
+        ctx.call = call
+        ctx.grads = call.grads if not call.output_size else \
+            transpose_call(call.nd, _grad_geometry(call, input, weight, output), call.options).grads
+        ctx.save_for_backward(input, weight, output if call.activation else None)
+        return output
+
+    @staticmethod
+    @first_order
+    def backward(ctx, grad_output):
+        input, weight, output = ctx.saved_tensors
+        call, needs = ctx.call, ctx.needs_input_grad
+        g = activation_grad(grad_output, output, call.activation)
+        _, input_grad_fn, weight_grad_fn = FUNCTIONS[call.transposed, call.nd]
+        gi = run_input_grad(input_grad_fn, input.shape, weight, g, ctx.grads) if needs[0] else None
+        gw = run_weight_grad(weight_grad_fn, input, weight.shape, g, ctx.grads) if needs[1] else None
+        gb = run_bias_grad(g, call.grads["channels_last"]) if needs[2] else None
+        return gi, gw, gb, None
+
+
+_apply = applier(_Eager)
+
+
+def eager(input, weight, bias, call):
+    """A conv family call on the eager path (the caller checked _eager.usable)."""
+    if needs_grad(input, weight, bias):
+        return _apply(input, weight, bias, call)
+    return run_forward(call, input, weight, bias)

@@ -8,12 +8,17 @@ Each op saves its input (the gradient functions take it) and, for max pooling, t
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import NamedTuple
+
 import torch
 
 import fastconv
 import fastconv.grad as grad
 
-from ._args import pairs
+from ._args import compact, padding_arg
+from ._eager import applier, first_order, needs_grad
 from ._library import define
 from ._tensors import as_array, as_tensor, fake_array, run
 
@@ -56,23 +61,74 @@ def _define_pool(name, args_schema, forward, gradient, *, indices):
         return (gi,) + (None,) * (len(ctx.args) + 1)
 
     returns = "(Tensor, Tensor)" if indices else "Tensor"
-    return define(f"{name}(Tensor input{args}, bool channels_last) -> {returns}", impl, fake,
-                  backward=backward, setup_context=setup)
+    op = define(f"{name}(Tensor input{args}, bool channels_last) -> {returns}", impl, fake,
+                backward=backward, setup_context=setup)
+    _POOLS[op] = _Pool(impl, grad_impl, indices)
+    return op
+
+
+class _Pool(NamedTuple):
+    """A pooling op's kernel functions on tensors, for the eager path."""
+
+    impl: Callable
+    grad_impl: Callable
+    indices: bool
+
+
+_POOLS = {}  # op -> _Pool
+
+
+class _Eager(torch.autograd.Function):
+    """The pooling ops' eager path (_eager.py): the op's own kernel and gradient functions,
+    without the dispatcher."""
+
+    @staticmethod
+    def forward(ctx, input, pool, args):
+        out = pool.impl(input, *args)
+        ctx.pool, ctx.args = pool, args
+        ctx.save_for_backward(input, out[1] if pool.indices else None)
+        return out
+
+    @staticmethod
+    @first_order
+    def backward(ctx, grad_output, *_):
+        input, idx = ctx.saved_tensors
+        return ctx.pool.grad_impl(grad_output, input, idx, *ctx.args[:-1], channels_last=ctx.args[-1]), None, None
+
+
+_apply = applier(_Eager)
+
+
+def eager(op, input, args):
+    """``op(input, *args)`` on the eager path (the caller checked _eager.usable)."""
+    pool = _POOLS[op]
+    if needs_grad(input):
+        return _apply(input, pool, args)
+    return pool.impl(input, *args)
 
 
 def window(kernel, stride, pads, dilation, *flags):
-    """The window ops' packed ``int[] window``: kernel, stride, per-side pads (all
+    """The window ops' packed ``int[] window`` (a tuple, hashable): kernel, stride, per-side pads (all
     zeros with a padding name) and dilation, nd ints each but the pads (2 nd), then the
     op's flags (max, Lp: ceil_mode; avg: ceil_mode, count_include_pad, divisor_override
-    or 0). One list instead of six arguments: torch's autograd wrapper re-reads the
+    or 0). One argument instead of six: torch's autograd wrapper re-reads the
     schema once per argument on each call (see _conv_ops)."""
-    return [*kernel, *stride, *pads, *dilation, *(int(f) for f in flags)]
+    return (*kernel, *stride, *pads, *dilation, *(int(f) for f in flags))
 
 
 def _unpack(nd, w, padding_name):
-    """(kernel, stride, padding, dilation, flags) of a packed window."""
-    return (tuple(w[:nd]), tuple(w[nd:2 * nd]), padding_name or pairs(w[2 * nd:4 * nd]),
-            tuple(w[4 * nd:5 * nd]), w[5 * nd:])
+    """(kernel, stride, padding, dilation, flags) of a packed window, each per-dim value in
+    its cheapest form (_args.compact), remembered: a model pools with the same few windows."""
+    try:
+        return _unpacked(nd, w, padding_name)
+    except TypeError:  # a list, as the ops receive it
+        return _unpacked(nd, tuple(w), padding_name)
+
+
+@functools.lru_cache(maxsize=1024)
+def _unpacked(nd, w, padding_name):
+    return (compact(w[:nd]), compact(w[nd:2 * nd]), padding_arg(padding_name, w[2 * nd:4 * nd]),
+            compact(w[4 * nd:5 * nd]), w[5 * nd:])
 
 
 MAX_POOL, AVG_POOL, LP_POOL, ADAPTIVE_AVG_POOL, ADAPTIVE_MAX_POOL = {}, {}, {}, {}, {}

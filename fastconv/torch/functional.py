@@ -7,8 +7,11 @@ to the kernels as the channels-last array it is (``channels_last=True`` on a per
 view) and its result comes back in channels_last format; any other stride pattern
 reaches the kernels as a strided array. No copy is made here; the kernels' own layout
 conversions (README, "Layout conversions inside a call") are the only ones.
-depthwise_conv2d, pointwise_conv2d and separable_conv2d are built from the conv2d op
-(separable: depthwise then pointwise, so not the fused separable kernel).
+depthwise_conv2d and pointwise_conv2d are built from the conv2d op; separable_conv2d is
+its own op on fastconv's separable kernels.
+
+In plain eager mode the functions call each op's kernel function under a thin
+autograd.Function instead of the registered op (see _eager.py for when and why).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import numbers
 
 import torch
 
-from . import _conv_ops, _pool_ops, _window_ops
+from . import _conv_ops, _eager, _pool_ops, _separable_ops, _window_ops
 from ._args import encode_padding, ints, optional_ints
 
 __all__ = [
@@ -73,6 +76,11 @@ def _remembered(encode, *args):
     torch.compile traces the encoding itself (it distrusts caches it cannot see into)."""
     if torch.compiler.is_compiling():
         return encode(*args)
+    return _cached(encode, *args)
+
+
+def _cached(encode, *args):
+    """:func:`_remembered` where torch.compile is known not to be tracing (the eager path)."""
     try:
         return _remembered_call(encode, *args)
     except TypeError:  # an unhashable argument (a list), or a bad one: encode says which
@@ -106,6 +114,16 @@ def _transpose_encoding(op, nd, stride, padding, output_padding, groups, dilatio
     return geometry, [name, algo, activation or ""]
 
 
+def _conv_call(op, nd, *args):
+    """The ConvCall of a conv call (its encoding decoded once, for the eager path)."""
+    return _conv_ops.conv_call(nd, *_conv_encoding(op, nd, *args))
+
+
+def _transpose_call(op, nd, *args):
+    """The ConvCall of a transposed conv call (as _conv_call)."""
+    return _conv_ops.transpose_call(nd, *_transpose_encoding(op, nd, *args))
+
+
 def _int(op, name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{op}: {name} must be an int, got {value!r}")
@@ -124,9 +142,11 @@ def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups, paddin
           activation, channels_last):
     _check_tensor(op, "weight", weight)
     x, cl, unbatched, permuted = _prepare(op, input, nd, channels_last)
-    geometry, options = _remembered(_conv_encoding, op, nd, stride, padding, dilation, groups, padding_mode,
-                                    padding_value, algo, activation, cl)
-    out = _call(_conv_ops.CONV[nd], (x, weight, bias), x, weight, bias, geometry, options)
+    args = (op, nd, stride, padding, dilation, groups, padding_mode, padding_value, algo, activation, cl)
+    if _eager.usable(x, weight, bias):
+        out = _conv_ops.eager(x, weight, bias, _cached(_conv_call, *args))
+    else:
+        out = _call(_conv_ops.CONV[nd], (x, weight, bias), x, weight, bias, *_remembered(_conv_encoding, *args))
     return _finish(out, unbatched, permuted)
 
 
@@ -157,9 +177,12 @@ def _conv_transpose(op, nd, input, weight, bias, stride, padding, output_padding
     x, cl, unbatched, permuted = _prepare(op, input, nd, channels_last)
     if output_size is not None and len(output_size) > nd:  # torch accepts (N, C, *spatial) too
         output_size = tuple(output_size)[-nd:]
-    geometry, options = _remembered(_transpose_encoding, op, nd, stride, padding, output_padding, groups, dilation,
-                                    algo, activation, cl, output_size)
-    out = _call(_conv_ops.CONV_TRANSPOSE[nd], (x, weight, bias), x, weight, bias, geometry, options)
+    args = (op, nd, stride, padding, output_padding, groups, dilation, algo, activation, cl, output_size)
+    if _eager.usable(x, weight, bias):
+        out = _conv_ops.eager(x, weight, bias, _cached(_transpose_call, *args))
+    else:
+        out = _call(_conv_ops.CONV_TRANSPOSE[nd], (x, weight, bias), x, weight, bias,
+                    *_remembered(_transpose_encoding, *args))
     return _finish(out, unbatched, permuted)
 
 
@@ -200,26 +223,47 @@ def pointwise_conv2d(input, weight, bias=None, **kw):
 
 
 def separable_conv2d(input, depthwise_weight, pointwise_weight, bias=None, stride=1, padding=0, dilation=1, *,
-                     depthwise_bias=None, activation=None, **kw):
-    """Depthwise then pointwise conv2d, ``activation`` after the pointwise bias (two ops:
-    the depthwise result is kept for the backward). ``algo="fused"`` and ``"composed"``
-    (the NumPy op's separable choices) both run the two ops, each choosing its kernel."""
-    if kw.get("algo") in ("fused", "composed"):
-        kw = {**kw, "algo": "auto"}
-    hidden = depthwise_conv2d(input, depthwise_weight, depthwise_bias, stride, padding, dilation, **kw)
-    kw = {k: v for k, v in kw.items() if k not in ("padding_mode", "padding_value")}
-    return pointwise_conv2d(hidden, pointwise_weight, bias, activation=activation, **kw)
+                     depthwise_bias=None, activation=None, padding_mode="zeros", padding_value=0.0, algo="auto",
+                     channels_last=False):
+    """fastconv.separable_conv2d on tensors, as one op: fastconv's separable kernels (the fused
+    one on channels-last input), ``activation`` after the pointwise bias. The backward
+    recomputes the depthwise map (see _separable_ops)."""
+    op = "separable_conv2d"
+    _check_tensor(op, "depthwise_weight", depthwise_weight)
+    _check_tensor(op, "pointwise_weight", pointwise_weight)
+    if pointwise_weight.dim() == 2:
+        pointwise_weight = pointwise_weight[:, :, None, None]
+    x, cl, unbatched, permuted = _prepare(op, input, 2, channels_last)
+    channels = x.shape[-1 if cl else 1] if x.dim() == 4 else 0  # else fastconv names the input's dims
+    args = (op, 2, stride, padding, dilation, channels, padding_mode, padding_value, algo, activation, cl)
+    tensors = (x, depthwise_weight, depthwise_bias, pointwise_weight, bias)
+    if _eager.usable(*tensors):
+        out = _separable_ops.eager(*tensors, _cached(_separable_call, *args))
+    else:
+        out = _call(_separable_ops.SEPARABLE, tensors, *tensors, *_remembered(_conv_encoding, *args))
+    return _finish(out, unbatched, permuted)
+
+
+def _separable_call(*args):
+    return _separable_ops.separable_call(*_conv_encoding(*args))
 
 
 # ---- pooling -------------------------------------------------------------------------------
 
 def _pool(op, nd, table, input, channels_last, *args, indices=False):
     x, cl, unbatched, permuted = _prepare(op, input, nd, channels_last)
-    out = _call(table[nd], (x,), x, *args, cl)
+    out = _pooled(table[nd], x, *args, cl)
     if isinstance(out, tuple):
         values, idx = (_finish(o, unbatched, permuted) for o in out)
         return (values, idx) if indices else values
     return _finish(out, unbatched, permuted)
+
+
+def _pooled(op, x, *args):
+    """``op(x, *args)``, a pooling op, on the eager path when it can take it."""
+    if _eager.usable(x):
+        return _pool_ops.eager(op, x, args)
+    return _call(op, (x,), x, *args)
 
 
 def _window(op, nd, kernel_size, stride, padding, dilation, *flags):
@@ -364,19 +408,19 @@ def adaptive_max_pool3d(input, output_size, return_indices=False, *, channels_la
 def global_avg_pool(input, *, channels_last=False):
     """fastconv.global_avg_pool on tensors: (N, C, 1, ...)."""
     _check_tensor("global_avg_pool", "input", input)
-    return _call(_pool_ops.GLOBAL_AVG_POOL, (input,), input, bool(channels_last))
+    return _pooled(_pool_ops.GLOBAL_AVG_POOL, input, bool(channels_last))
 
 
 def global_max_pool(input, *, channels_last=False):
     """fastconv.global_max_pool on tensors: (N, C, 1, ...)."""
     _check_tensor("global_max_pool", "input", input)
-    return _call(_pool_ops.GLOBAL_MAX_POOL, (input,), input, bool(channels_last))
+    return _pooled(_pool_ops.GLOBAL_MAX_POOL, input, bool(channels_last))
 
 
 def spatial_pyramid_pool(input, levels=(1, 2, 4), mode="max", *, channels_last=False):
     """fastconv.spatial_pyramid_pool on tensors: (N, C * sum(l ** nd))."""
     _check_tensor("spatial_pyramid_pool", "input", input)
-    return _call(_pool_ops.SPATIAL_PYRAMID_POOL, (input,), input, ints("spatial_pyramid_pool", "levels", levels, 1),
+    return _pooled(_pool_ops.SPATIAL_PYRAMID_POOL, input, ints("spatial_pyramid_pool", "levels", levels, 1),
                  mode, bool(channels_last))
 
 
