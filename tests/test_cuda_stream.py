@@ -202,6 +202,33 @@ def _conv_grads():
     return {"x": x, "w": w, "g": g}, call, expected, False
 
 
+def _gemm_grads():
+    """The GEMM gradient kernels: a 1x1 layer's input and weight gradients ("gemm"), channels-last,
+    and a 3x3 layer's weight gradient over im2col columns."""
+    rng = _rng()
+    x1, w1 = rng.standard_normal((2, 3, 3, 4)), rng.standard_normal((4, 4, 1, 1))
+    g1 = rng.standard_normal((2, 3, 3, 4))
+    x3, g3 = rng.standard_normal((1, 2, 5, 4)), rng.standard_normal((1, 3, 5, 4))
+
+    def call(d):
+        return (G.conv2d_input(x1.shape, d["w1"], d["g1"], channels_last=True, algo="gemm"),
+                G.conv2d_weight(d["x1"], w1.shape, d["g1"], channels_last=True, algo="gemm"),
+                G.conv2d_weight(d["x3"], (3, 2, 3, 3), d["g3"], padding=1, algo="im2col"))
+
+    def expected(h):
+        def nchw(a):
+            return np.moveaxis(a, -1, 1)
+
+        def nhwc(a):
+            return np.moveaxis(a, 1, -1)
+
+        return (nhwc(_linear_grad(lambda v: ref.conv(v, h["w1"]), nchw(h["x1"]), nchw(h["g1"]))),
+                _linear_grad(lambda v: ref.conv(nchw(h["x1"]), v), h["w1"], nchw(h["g1"])),
+                _linear_grad(lambda v: ref.conv(h["x3"], v, padding=1), np.zeros((3, 2, 3, 3)), h["g3"]))
+
+    return {"x1": x1, "w1": w1, "g1": g1, "x3": x3, "g3": g3}, call, expected, False
+
+
 def _depthwise_grads():
     """Strided depthwise input and weight gradients (the kernels that serve groups == channels)."""
     x, w = _rng().standard_normal((1, 4, 6, 5)), _rng().standard_normal((4, 1, 3, 3))
@@ -331,7 +358,7 @@ def _max_pool_grad_given_indices():
 
 CASES = {f.__name__.lstrip("_"): f for f in (
     _conv_reflect_noncontiguous, _conv_im2col_bias_relu, _depthwise_channels_last, _conv_transpose,
-    _max_pool_indices, _avg_pool, _adaptive, _pyramid, _conv_grads, _depthwise_grads,
+    _max_pool_indices, _avg_pool, _adaptive, _pyramid, _conv_grads, _gemm_grads, _depthwise_grads,
     _depthwise_stride1_input_grad, _bias_grads, _conv_input_grad_float16, _pool_grads, _pyramid_grads,
     _lp_inf_grad_float16, _max_pool_grad_given_indices)}
 

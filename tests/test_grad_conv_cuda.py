@@ -20,6 +20,7 @@ from numba import cuda
 import fastconv
 import fastconv.grad as G
 from fastconv import reference as ref
+from fastconv.cuda import conv_weight_grad_gemm as wgemm
 from fastconv.cuda.conv_weight_grad_depthwise import Plan, depthwise_weight_grad
 from fastconv.dispatch import choose
 from fastconv.testing.conv_samples import sample
@@ -64,12 +65,14 @@ def _forward(s, x, w):
     return (ref.conv_transpose if s.transposed else ref.conv)(x, w, None, **_args(s))
 
 
-def _on_device(s, x, w, g, channels_last=False):
+def _on_device(s, x, w, g, channels_last=False, algos=("auto", "auto")):
     """(input grad, weight grad) computed on the device, back as NumPy (checked to come back as device arrays)."""
     if channels_last:
         x, g = np.ascontiguousarray(np.moveaxis(x, 1, -1)), np.ascontiguousarray(np.moveaxis(g, 1, -1))
-    gi = _fn(s, "input")(x.shape, cuda.to_device(w), cuda.to_device(g), channels_last=channels_last, **_args(s))
-    gw = _fn(s, "weight")(cuda.to_device(x), w.shape, cuda.to_device(g), channels_last=channels_last, **_args(s))
+    gi = _fn(s, "input")(x.shape, cuda.to_device(w), cuda.to_device(g), channels_last=channels_last,
+                         algo=algos[0], **_args(s))
+    gw = _fn(s, "weight")(cuda.to_device(x), w.shape, cuda.to_device(g), channels_last=channels_last,
+                          algo=algos[1], **_args(s))
     assert hasattr(gi, "copy_to_host") and hasattr(gw, "copy_to_host")
     gi, gw = gi.copy_to_host(), gw.copy_to_host()
     return (np.moveaxis(gi, -1, 1) if channels_last else gi), gw
@@ -131,7 +134,7 @@ def test_bias_algorithms_and_errors(rng):
     assert hasattr(got, "copy_to_host")
     np.testing.assert_allclose(got.copy_to_host(), g.sum(axis=(0, 2, 3)), rtol=1e-5)
     assert fastconv.algorithms("conv2d_weight", (1, 4, 5, 5), (4, 1, 3, 3), groups=4, backend="cuda") == [
-        "direct", "depthwise"]
+        "direct", "depthwise", "im2col"]
     assert fastconv.algorithms("conv2d_input", (1, 4, 5, 5), (4, 1, 3, 3), groups=4, backend="cuda") == [
         "adjoint", "depthwise"]
     assert fastconv.algorithms("conv2d_input", (1, 4, 5, 5), (8, 1, 3, 3), groups=4, backend="cuda") == ["adjoint"]
@@ -203,3 +206,82 @@ def test_depthwise_weight_grad_same_bits_for_every_split(rng):
     assert all(r.tobytes() == runs[0].tobytes() for r in runs[1:])
     exact = G.conv2d_weight(x.astype(np.float64), w.shape, g.astype(np.float64), stride=(1, 2), padding=1, groups=4)
     np.testing.assert_allclose(runs[0], exact, rtol=1e-4, atol=1e-4)
+
+
+# ---- the GEMM kernels (cuda/conv_weight_grad_gemm.py, cuda/conv_input_grad_gemm.py) -----------
+
+# 1x1 grouped (input "gemm", weight "gemm"), 1x1 strided (weight "gemm" through im2col columns,
+# input the adjoint), a 3x3 with padding and a 3-D layer (weight "im2col").
+GEMM = [
+    sample("conv2d", (2, 4, 3, 3), (6, 2, 1, 1), groups=2),
+    sample("conv2d", (1, 4, 5, 5), (3, 4, 1, 1), stride=2),
+    sample("conv2d", (2, 3, 5, 4), (4, 3, 3, 2), stride=(2, 1), padding=1),
+    sample("conv3d", (1, 2, 3, 4, 3), (2, 2, 2, 3, 2), stride=(1, 2, 1), padding=(1, 0, 1)),
+]
+
+
+def _gemm_algos(s):
+    """(input algo, weight algo): the GEMM kernels that serve ``s``, as the CPU's auto rule picks them."""
+    spec = s.spec()
+    stride1 = all(v == 1 for v in spec.stride)
+    return ("gemm" if spec.is_pointwise and stride1 else "adjoint", "gemm" if spec.is_pointwise else "im2col")
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("s", GEMM, ids=str)
+def test_gemm_kernels_float64(s, channels_last, rng):
+    """auto picks the GEMM kernels where the CPU's rule does; float64 against torch.autograd to
+    1e-10 and exact by adjointness."""
+    spec = s.spec().with_(channels_last=channels_last)
+    algos = _gemm_algos(s)
+    assert (choose("conv_input_grad", "cuda", spec).algo, choose("conv_weight_grad", "cuda", spec).algo) == algos
+    assert (choose("conv_input_grad", "cpu", spec).algo == "gemm") == spec.is_pointwise
+    assert choose("conv_weight_grad", "cpu", spec).algo == algos[1]
+    x, w, g = _arrays(s, rng, np.float64)
+    gi, gw = _on_device(s, x, w, g, channels_last, algos)
+    for got, want in zip((gi, gw), _torch_grads(s, x, w, g)):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12 * np.abs(want).max())
+    y = _forward(s, x, w)
+    scale = np.sum(np.abs(y) * np.abs(g))
+    assert abs(np.sum(y * g) - np.sum(x * gi)) <= 1e-12 * scale
+    assert abs(np.sum(y * g) - np.sum(w * gw)) <= 1e-12 * scale
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("s", GEMM[:1] + GEMM[2:3], ids=str)
+def test_gemm_kernels_low_precision(s, dtype, channels_last, rng):
+    """As test_low_precision_and_layouts: float16 is stored, summed in float32, rounded once."""
+    x, w, g = _arrays(s, rng, dtype)
+    exact = _on_host64(s, x, w, g)
+    bounds = _on_host64(s, np.abs(x), np.abs(w), np.abs(g))
+    for got, want, bound in zip(_on_device(s, x, w, g, channels_last, _gemm_algos(s)), exact, bounds):
+        assert got.dtype == dtype
+        tol = 64 * np.finfo(np.float32).eps * bound
+        if dtype == np.float16:
+            tol += np.finfo(np.float16).eps * np.abs(want)
+        assert np.all(np.abs(got - want) <= tol + 1e-30)
+
+
+@pytest.mark.parametrize("algo", ["gemm", "im2col"])
+def test_weight_grad_gemm_same_bits_for_every_split(algo, rng):
+    """The pixel segments (3 here) follow from the layer alone, and are added in order: one
+    pass over all of them, or a pass per segment (a workspace cap too small for more), give
+    the same bits."""
+    s = sample("conv2d", (3, 2, 8, 8), (3, 2, 1, 1)) if algo == "gemm" else \
+        sample("conv2d", (3, 1, 8, 8), (2, 1, 2, 2), padding=((1, 0), (0, 1)))
+    spec = s.spec().with_(dtype="float32")
+    x, w, g = _arrays(s, rng, np.float32)
+    xd, gd = cuda.to_device(x), cuda.to_device(g)
+    plan = wgemm.Plan(spec, spec.out_size)
+    assert (plan.n_seg, plan.pass_segs, plan.direct) == (3, 3, algo == "gemm")
+    runs = [wgemm.weight_grad_gemm(spec, xd, gd).copy_to_host() for _ in range(2)]
+    previous = fastconv.set_workspace_limit(1)
+    try:
+        assert wgemm.Plan(spec, spec.out_size).pass_segs == 1
+        runs.append(wgemm.weight_grad_gemm(spec, xd, gd).copy_to_host())
+    finally:
+        fastconv.set_workspace_limit(previous)
+    assert all(r.tobytes() == runs[0].tobytes() for r in runs[1:])
+    exact = G.conv2d_weight(x.astype(np.float64), w.shape, g.astype(np.float64), **_args(s))
+    np.testing.assert_allclose(runs[0], exact, rtol=1e-5, atol=1e-5)

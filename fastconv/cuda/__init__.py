@@ -31,6 +31,10 @@ conv_input_grad    input gradients: the adjoint conv through the table above;
                    padded copies folded back by a gather kernel
 conv_input_grad_   strided depthwise input gradients: one thread per input
 depthwise          element gathers its channel's taps, user layout in place
+conv_input_grad_   1x1 stride-1 input gradients: conv_im2col's GEMM on the
+gemm               adjoint's operands (grad_output @ W), no split-K
+conv_weight_grad_  weight gradients through GEMM (im2col columns, or the input
+gemm               itself for 1x1): fixed pixel segments, summed in order
 pool_window        max (+ indices) / avg / Lp, one thread per output
 pool_adaptive      adaptive/global avg and max: thread or warp per output
 pool_grad          pooling gradients (window and adaptive), gather form: one
@@ -50,9 +54,11 @@ from . import (  # noqa: F401  (importing registers the implementations)
     conv_im2col,
     conv_input_grad,
     conv_input_grad_depthwise,
+    conv_input_grad_gemm,
     conv_transpose,
     conv_weight_grad,
     conv_weight_grad_depthwise,
+    conv_weight_grad_gemm,
     pool_adaptive,
     pool_grad,
     pool_window,
@@ -62,8 +68,10 @@ from .streams import current_stream, stream  # noqa: F401  (the public stream AP
 MODULES = {
     "conv": {"direct": conv_direct, "im2col": conv_im2col, "depthwise": conv_depthwise, "gemm": conv_im2col},
     "conv_transpose": {"direct": conv_transpose},
-    "conv_input_grad": {"adjoint": conv_input_grad, "depthwise": conv_input_grad_depthwise},
-    "conv_weight_grad": {"direct": conv_weight_grad, "depthwise": conv_weight_grad_depthwise},
+    "conv_input_grad": {"adjoint": conv_input_grad, "depthwise": conv_input_grad_depthwise,
+                        "gemm": conv_input_grad_gemm},
+    "conv_weight_grad": {"direct": conv_weight_grad, "depthwise": conv_weight_grad_depthwise,
+                         "im2col": conv_weight_grad_gemm, "gemm": conv_weight_grad_gemm},
     "pool": {"direct": pool_window},
     "adaptive_pool": {"direct": pool_adaptive},
     "pool_grad": {"gather": pool_grad},

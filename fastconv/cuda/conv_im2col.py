@@ -353,19 +353,24 @@ def _row_chunks(spec):
 
 
 class GemmPlan:
-    """Tiling, reduction splits and launches of the GEMM for chunks of ``chunk_rows`` rows."""
+    """Tiling, reduction splits and launches of the GEMM for chunks of ``chunk_rows`` rows.
 
-    def __init__(self, spec, chunk_rows: int):
+    ``spec`` needs only kernel, in/out_per_group, groups, out_channels, dtype and channels_last
+    (cuda/conv_input_grad_gemm.py passes the 1x1 adjoint's); ``max_splits=1`` never splits the
+    reduction, so the sum order does not depend on the device's multiprocessor count."""
+
+    def __init__(self, spec, chunk_rows: int, max_splits: int = MAX_SPLITS):
         self.spec = spec
         self.taps_c = int(np.prod(spec.kernel)) * spec.in_per_group
         kg, groups = spec.out_per_group, spec.groups
         target = grid_target()
         self.tiling = gemm_tiling(chunk_rows, kg, groups, spec.dtype, target)
-        self.splits, self.k_chunk = gemm_splits(chunk_rows, kg, groups, self.taps_c, self.tiling, target)
+        self.splits, self.k_chunk = gemm_splits(chunk_rows, kg, groups, self.taps_c, self.tiling, target, max_splits)
         partial_bytes = chunk_rows * spec.out_channels * WORK_NP[spec.dtype]().itemsize
         if self.splits > 1 and self.splits * partial_bytes > workspace_limit() // 2:
             cap = max(1, (workspace_limit() // 2) // partial_bytes)  # the partial sums stay in the cap
-            self.splits, self.k_chunk = gemm_splits(chunk_rows, kg, groups, self.taps_c, self.tiling, target, cap)
+            self.splits, self.k_chunk = gemm_splits(chunk_rows, kg, groups, self.taps_c, self.tiling, target,
+                                                    min(cap, max_splits))
         self.kernel = gemm_kernel(self.tiling, spec.dtype, spec.channels_last, self.splits > 1)
 
     def gemm(self, rows: int) -> Launch:

@@ -51,43 +51,48 @@ def pool_grad_kernel(kind: int, dtype: str, channels_last: bool) -> Kernel:
         i = cuda.grid(1)
         step = cuda.gridsize(1)
         while i < total:
+            # one 64-bit division per axis, the remainder by a multiply (each division is a
+            # subroutine call in SASS whose live registers were spilled around it)
             if cl:
-                c = i % c_n
                 r = i // c_n
-                iw = r % in_w
-                r = r // in_w
-                ih = r % in_h
-                r = r // in_h
-                i_d = r % in_d
+                c = i - r * c_n
+                t = r // in_w
+                iw = r - t * in_w
+                r = t // in_h
+                ih = t - r * in_h
                 n = r // in_d
+                i_d = r - n * in_d
             else:
-                iw = i % in_w
                 r = i // in_w
-                ih = r % in_h
-                r = r // in_h
-                i_d = r % in_d
-                r = r // in_d
-                c = r % c_n
+                iw = i - r * in_w
+                t = r // in_h
+                ih = r - t * in_h
+                r = t // in_d
+                i_d = t - r * in_d
                 n = r // c_n
+                c = r - n * c_n
             flat = (i_d * in_h + ih) * in_w + iw
             acc = zero
+            # the output offset and the window count an axis at a time: fewer live values in
+            # the innermost loop
+            plane = n * od_n if cl else (n * c_n + c) * od_n
             for a in range(ptr_d[i_d], ptr_d[i_d + 1]):
                 od = outs_d[a]
+                row_d = (plane + od) * oh_n
                 for b in range(ptr_h[ih], ptr_h[ih + 1]):
                     oh = outs_h[b]
+                    row_h = (row_d + oh) * ow_n
+                    cnt_dh = cnt_d[od] * cnt_h[oh] if kind == AVG else 0
                     for f in range(ptr_w[iw], ptr_w[iw + 1]):
                         ow = outs_w[f]
-                        if cl:
-                            q = (((n * od_n + od) * oh_n + oh) * ow_n + ow) * c_n + c
-                        else:
-                            q = (((n * c_n + c) * od_n + od) * oh_n + oh) * ow_n + ow
+                        q = (row_h + ow) * c_n + c if cl else row_h + ow
                         if routed:
                             if idx[q] == flat:
                                 acc += work(g[q])
                         elif kind == AVG:
                             div = divisor_override
                             if div <= 0:
-                                div = cnt_d[od] * cnt_h[oh] * cnt_w[ow]
+                                div = cnt_dh * cnt_w[ow]
                             if div > 0:
                                 acc += work(g[q]) / work(div)
                         else:

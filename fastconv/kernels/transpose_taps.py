@@ -9,7 +9,9 @@ from .inline import inline_helper
 def source_position(o, pad_begin, k, dilation, stride, size):
     """Input index that output position o receives through tap k, or -1."""
     t = o + pad_begin - k * dilation
-    if t < 0 or t % stride != 0:
+    if t < 0:
         return -1
-    i = t // stride
+    i = t // stride  # one division: on a GPU each is a subroutine call
+    if i * stride != t:
+        return -1
     return i if i < size else -1
