@@ -337,7 +337,11 @@ DETERMINISM = [
     sample("conv2d", (3, 40, 15, 16), (40, 1, 3, 3), dtype="float32", groups=40, padding="same",
            padding_mode="reflect"),
     sample("conv2d", (2, 24, 13, 12), (48, 1, 3, 3), dtype="float32", groups=24, stride=(1, 2), padding=1),
-    sample("conv2d", (2, 24, 13, 12), (24, 1, 3, 3), dtype="float32", groups=24, stride=2, padding=1),
+    sample("conv2d", (2, 24, 13, 12), (24, 1, 3, 3), dtype="float32", groups=24, stride=2, padding=1,
+           tags={"channels_last"}),
+    # the register-tiled depthwise weight gradients: several channel vectors (channels-last tasks),
+    # rows longer than a vector with both borders (channels-first lanes)
+    sample("conv2d", (2, 40, 9, 37), (40, 1, 3, 3), dtype="float32", groups=40, padding=1, tags={"channels_last"}),
     sample("conv_transpose2d", (2, 12, 6, 7), (12, 8, 4, 4), dtype="float32", stride=2, padding=1),
     # 1x1 GEMMs large enough to be cut into blocks per thread (fastconv.cpu.blas.gemm), and
     # weight gradients whose pixel sum is cut into pieces (gemm_sum)

@@ -19,7 +19,8 @@ from ....kernels.geometry import geometry3, lift3
 from ....kernels.inline import inline_helper
 from ..._jit import parallel_kernel
 from ...layout import as_working, channels_last_5d
-from ..depthwise.common import u
+from ..depthwise.common import interior_columns, u
+from .depthwise_tiled import nhwc_tiling, tiled_kernel
 from .operands import weight_from_working, weight_grad_chunks
 
 # Out-channels per task: a multiple of this, as few tasks as threads allow. Wider blocks
@@ -166,8 +167,16 @@ def _nchw(spec, x, grad_output):
     g = np.ascontiguousarray(as_working(grad_output, dtype), dtype)
     g5 = g.reshape(g.shape[0], g.shape[1], *lift3(g.shape[2:], 1))
     out = np.empty((spec.out_channels, *geom.kernel), dtype)
-    depthwise_weight_grad_nchw(x5, g5, out, *geom.stride, *geom.dilation, *(b for b, _ in geom.pads),
-                               spec.out_per_group)
+    pads = tuple(b for b, _ in geom.pads)
+    (kd, kh, kw), (sd, sh, sw), (dd, dh, dw) = geom.kernel, geom.stride, geom.dilation
+    kernel = tiled_kernel(False, kh, kw, sw, dw, dtype.name)
+    if kernel is None:
+        depthwise_weight_grad_nchw(x5, g5, out, *geom.stride, *geom.dilation, *pads, spec.out_per_group)
+    else:
+        (d, h, w), (od, oh, ow) = x5.shape[2:], g5.shape[2:]
+        kernel(x5.reshape(-1), g5.reshape(-1), out.reshape(-1), x5.shape[0], x5.shape[1], d, h, w, g5.shape[1],
+               od, oh, ow, kd, sd, sh, dd, dh, *pads, *interior_columns(w, kw, sw, dw, pads[2], ow),
+               spec.out_per_group)
     return np.ascontiguousarray(out.reshape(spec.weight_shape), dtype=np.dtype(spec.dtype))
 
 
@@ -179,10 +188,25 @@ def _nhwc(spec, x, grad_output):
     x5 = np.ascontiguousarray(as_working(channels_last_5d(x, spec.nd, True), dtype), dtype)
     g5 = np.ascontiguousarray(as_working(channels_last_5d(grad_output, spec.nd, True), dtype), dtype)
     out = np.zeros((spec.out_channels, *geom.kernel, 1), dtype)
-    block = channel_block(spec.out_channels, numba.get_num_threads())
-    depthwise_weight_grad_ndhwc(x5, g5, out, *geom.stride, *geom.dilation, *(b for b, _ in geom.pads),
-                                spec.out_per_group, block)
+    _ndhwc(spec, x5, g5, out, tuple(b for b, _ in geom.pads))
     return weight_from_working(out, spec)
+
+
+def _ndhwc(spec, x5, g5, out, pads):
+    """out (K, KD, KH, KW, 1) += the gradient from channels-last x5 and g5 (5-D, working dtype), pads
+    at the start: the register-tiled kernel where it applies, else depthwise_weight_grad_ndhwc."""
+    geom = geometry3(spec)
+    (kd, kh, kw), (sd, sh, sw), (dd, dh, dw) = geom.kernel, geom.stride, geom.dilation
+    kernel = tiled_kernel(True, kh, kw, sw, dw, out.dtype.name) if spec.out_per_group == 1 else None
+    threads = numba.get_num_threads()
+    if kernel is None:
+        block = channel_block(spec.out_channels, threads)
+        depthwise_weight_grad_ndhwc(x5, g5, out, *geom.stride, *geom.dilation, *pads, spec.out_per_group, block)
+        return
+    n, d, h, w, c = x5.shape
+    od, oh, ow = g5.shape[1:4]
+    kernel(x5.reshape(-1), g5.reshape(-1), out.reshape(-1), n, d, h, w, c, od, oh, ow, kd, sd, sh, dd, dh, *pads,
+           *interior_columns(w, kw, sw, dw, pads[2], ow), *nhwc_tiling(c, w, kh, sh, dh, out.dtype.itemsize, threads))
 
 
 @register("conv_weight_grad", "cpu", "depthwise", supports=_depthwise,
@@ -194,7 +218,6 @@ def conv_weight_grad_depthwise(spec, x, grad_output):
         return _nhwc(spec, x, grad_output) if spec.channels_last else _nchw(spec, x, grad_output)
     geom = geometry3(spec)
     out = np.zeros((spec.out_channels, *geom.kernel, 1), working_dtype(np.dtype(spec.dtype)))
-    block = channel_block(spec.out_channels, numba.get_num_threads())
     for xp, g5 in weight_grad_chunks(spec, x, grad_output):
-        depthwise_weight_grad_ndhwc(xp, g5, out, *geom.stride, *geom.dilation, 0, 0, 0, spec.out_per_group, block)
+        _ndhwc(spec, xp, g5, out, (0, 0, 0))
     return weight_from_working(out, spec)

@@ -1,0 +1,141 @@
+"""Register-tiled depthwise weight-gradient kernels (vector/depthwise_grad.py), one per layout.
+
+The kernels of depthwise.py add each product into an accumulator in memory (a load and a
+store per multiply-add). Here a window's taps sum in registers over a whole output plane:
+
+- channels-last (channel multiplier 1): a task owns a block of channels; per strip of output
+  rows (their input rows for the block within STRIP_BYTES, so they stay in cache while each
+  vector of channels sweeps them) and input depth it adds the strip through dw_grad_nhwc.
+  Each weight sums its products in the order (n, od, oh, ow), whatever the block and the
+  strip: the result does not depend on the thread count;
+- channels-first (stride 1 or 2 along the row): a task owns an out-channel; lane i of each
+  tap's vector sums the output columns i, i + L, ... of every row and image in a fixed order,
+  and the lanes are added up in lane order at the end.
+
+Kernels are specialised on the 2-D window (KH, KW), the width stride and dilation and the
+dtype; depths (3-D) are a loop of the kernel. Windows whose taps do not fit in the vector
+registers beside the tile take depthwise.py's kernels (:func:`tiled_kernel` returns None).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from numba import prange, types
+
+from ..._jit import simd, specialised_kernel
+from ...vector.depthwise_grad import REVISION, dw_grad_nchw, dw_grad_nhwc, grad_literal
+
+SPARE_REGISTERS = 3  # beside the taps' accumulators: grad_output and input vectors
+STRIP_BYTES = 128 * 1024  # channels-last: a strip's input rows of a task's channels at most (one row at least)
+TASKS_PER_THREAD = 4
+
+
+def nhwc_tiling(channels: int, in_w: int, kh: int, sh: int, dh: int, itemsize: int, threads: int) -> tuple:
+    """(channels per task, output rows per strip) of the channels-last kernel: whole vectors, one
+    per task up to 2 * TASKS_PER_THREAD tasks per thread, else TASKS_PER_THREAD tasks per thread."""
+    lanes = simd().vector_bytes // itemsize
+    vectors = -(-channels // lanes)
+    tasks = TASKS_PER_THREAD * max(threads, 1)
+    block = lanes * (1 if vectors <= 2 * tasks else -(-vectors // tasks))
+    rows = STRIP_BYTES // max(1, in_w * block * itemsize)
+    return block, max(1, (rows - (kh - 1) * dh) // sh)
+
+
+def _lanes(dtype: str) -> int:
+    return simd().vector_bytes // (4 if dtype == "float32" else 8)
+
+
+def _pixels(taps: int, sw: int) -> int:
+    """Output pixels per channels-last tile: their grad_output vectors stay in registers beside the taps."""
+    pixels = 8 if sw == 1 else 4
+    while pixels > 1 and taps + pixels + SPARE_REGISTERS > simd().registers:
+        pixels //= 2
+    return pixels
+
+
+def tiled_kernel(channels_last: bool, kh_n: int, kw_n: int, sw: int, dw: int, dtype: str):
+    """The register-tiled kernel for this window, or None where it does not apply."""
+    if kh_n * kw_n + SPARE_REGISTERS + 1 > simd().registers or dtype not in ("float32", "float64"):
+        return None
+    if channels_last:
+        return nhwc_grad_kernel(kh_n, kw_n, sw, dw, dtype)
+    return nchw_grad_kernel(kh_n, kw_n, sw, dw, dtype) if sw <= 2 else None
+
+
+def _signature(dtype: str, ints: int):
+    dt = types.float32 if dtype == "float32" else types.float64
+    flat = types.Array(dt, 1, "C")
+    return (flat, flat, flat) + (types.int64,) * ints
+
+
+@functools.cache
+def nhwc_grad_kernel(kh_n: int, kw_n: int, sw: int, dw: int, dtype: str):
+    shape = grad_literal(kh_n, kw_n, sw, dw, _pixels(kh_n * kw_n, sw))
+    lanes = _lanes(dtype)
+    taps2 = kh_n * kw_n
+
+    def kernel(x, g, out, n_img, in_d, in_h, in_w, c_n, od_n, oh_n, ow_n, kd_n, sd, sh, dd, dh, pd, ph, pw, lo, hi,
+               block, strip):
+        """out (C, KD, KH, KW) += the gradient from x (N, D, H, W, C) and g (N, OD, OH, OW, C), all flat."""
+        taps = kd_n * taps2
+        in_plane = in_h * in_w * c_n
+        out_plane = oh_n * ow_n * c_n
+        for blk in prange((c_n + block - 1) // block):
+            k0 = blk * block
+            k1 = min(k0 + block, c_n)
+            acc = np.empty(taps * block, x.dtype)
+            for t in range(taps):
+                for j in range(k1 - k0):
+                    acc[t * block + j] = out[(k0 + j) * taps + t]
+            for n in range(n_img):
+                for od in range(od_n):
+                    for oh0 in range(0, oh_n, strip):
+                        for kd in range(kd_n):
+                            i_d = od * sd - pd + kd * dd
+                            if i_d < 0 or i_d >= in_d:
+                                continue
+                            dw_grad_nhwc(x, g, acc, (n * in_d + i_d) * in_plane, (n * od_n + od) * out_plane,
+                                         kd * taps2 * block - k0, block, k0, k1, c_n, oh0, min(oh0 + strip, oh_n), ow_n,
+                                         lo, hi, in_h, in_w, sh, ph, pw, dh, shape, lanes, REVISION)
+            for t in range(taps):
+                for j in range(k1 - k0):
+                    out[(k0 + j) * taps + t] = acc[t * block + j]
+
+    name = f"dw_weight_grad_nhwc_k{kh_n}x{kw_n}_s{sw}d{dw}_{'f32' if dtype == 'float32' else 'f64'}"
+    return specialised_kernel(kernel, name, [_signature(dtype, 20)])
+
+
+@functools.cache
+def nchw_grad_kernel(kh_n: int, kw_n: int, sw: int, dw: int, dtype: str):
+    shape = grad_literal(kh_n, kw_n, sw, dw)
+    lanes = _lanes(dtype)
+    taps2 = kh_n * kw_n
+
+    def kernel(x, g, out, n_img, c_n, in_d, in_h, in_w, k_n, od_n, oh_n, ow_n, kd_n, sd, sh, dd, dh, pd, ph, pw, lo,
+               hi, mult):
+        """out (K, KD, KH, KW) = the gradient from x (N, C, D, H, W) and g (N, K, OD, OH, OW), all flat."""
+        taps = kd_n * taps2
+        in_plane = in_h * in_w
+        out_plane = oh_n * ow_n
+        for k in prange(k_n):
+            c = k // mult
+            acc = np.zeros(taps * lanes, x.dtype)
+            for n in range(n_img):
+                for od in range(od_n):
+                    for kd in range(kd_n):
+                        i_d = od * sd - pd + kd * dd
+                        if i_d < 0 or i_d >= in_d:
+                            continue
+                        dw_grad_nchw(x, g, acc, ((n * c_n + c) * in_d + i_d) * in_plane,
+                                     ((n * k_n + k) * od_n + od) * out_plane, kd * taps2 * lanes, oh_n, ow_n, lo, hi,
+                                     in_h, in_w, sh, ph, pw, dh, shape, lanes, REVISION)
+            for t in range(taps):
+                total = acc[t * lanes]
+                for i in range(1, lanes):
+                    total += acc[t * lanes + i]
+                out[k * taps + t] = total
+
+    name = f"dw_weight_grad_nchw_k{kh_n}x{kw_n}_s{sw}d{dw}_{'f32' if dtype == 'float32' else 'f64'}"
+    return specialised_kernel(kernel, name, [_signature(dtype, 20)])
