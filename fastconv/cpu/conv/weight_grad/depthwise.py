@@ -9,6 +9,8 @@ order (n, od, oh, tap, ow); out-channel k reads in-channel k // M.
 
 from __future__ import annotations
 
+import functools
+
 import numba
 import numpy as np
 from numba import prange
@@ -19,8 +21,8 @@ from ....kernels.geometry import geometry3, lift3
 from ....kernels.inline import inline_helper
 from ..._jit import parallel_kernel
 from ...layout import as_working, channels_last_5d
-from ..depthwise.common import interior_columns, u
-from .depthwise_tiled import nhwc_tiling, tiled_kernel
+from ..depthwise.common import u
+from .depthwise_tiled import tiled_call
 from .operands import weight_from_working, weight_grad_chunks
 
 # Out-channels per task: a multiple of this, as few tasks as threads allow. Wider blocks
@@ -168,15 +170,11 @@ def _nchw(spec, x, grad_output):
     g5 = g.reshape(g.shape[0], g.shape[1], *lift3(g.shape[2:], 1))
     out = np.empty((spec.out_channels, *geom.kernel), dtype)
     pads = tuple(b for b, _ in geom.pads)
-    (kd, kh, kw), (sd, sh, sw), (dd, dh, dw) = geom.kernel, geom.stride, geom.dilation
-    kernel = tiled_kernel(False, kh, kw, sw, dw, dtype.name)
-    if kernel is None:
+    tiled = tiled_call(spec, x5.shape, g5.shape, pads, False, dtype.name)
+    if tiled is None:
         depthwise_weight_grad_nchw(x5, g5, out, *geom.stride, *geom.dilation, *pads, spec.out_per_group)
     else:
-        (d, h, w), (od, oh, ow) = x5.shape[2:], g5.shape[2:]
-        kernel(x5.reshape(-1), g5.reshape(-1), out.reshape(-1), x5.shape[0], x5.shape[1], d, h, w, g5.shape[1],
-               od, oh, ow, kd, sd, sh, dd, dh, *pads, *interior_columns(w, kw, sw, dw, pads[2], ow),
-               spec.out_per_group)
+        tiled[0](x5.reshape(-1), g5.reshape(-1), out.reshape(-1), *tiled[1])
     return np.ascontiguousarray(out.reshape(spec.weight_shape), dtype=np.dtype(spec.dtype))
 
 
@@ -195,21 +193,50 @@ def _nhwc(spec, x, grad_output):
 def _ndhwc(spec, x5, g5, out, pads):
     """out (K, KD, KH, KW, 1) += the gradient from channels-last x5 and g5 (5-D, working dtype), pads
     at the start: the register-tiled kernel where it applies, else depthwise_weight_grad_ndhwc."""
-    geom = geometry3(spec)
-    (kd, kh, kw), (sd, sh, sw), (dd, dh, dw) = geom.kernel, geom.stride, geom.dilation
-    kernel = tiled_kernel(True, kh, kw, sw, dw, out.dtype.name) if spec.out_per_group == 1 else None
-    threads = numba.get_num_threads()
-    if kernel is None:
-        block = channel_block(spec.out_channels, threads)
+    tiled = tiled_call(spec, x5.shape, g5.shape, pads, True, out.dtype.name)
+    if tiled is None:
+        geom = geometry3(spec)
+        block = channel_block(spec.out_channels, numba.get_num_threads())
         depthwise_weight_grad_ndhwc(x5, g5, out, *geom.stride, *geom.dilation, *pads, spec.out_per_group, block)
-        return
-    n, d, h, w, c = x5.shape
-    od, oh, ow = g5.shape[1:4]
-    kernel(x5.reshape(-1), g5.reshape(-1), out.reshape(-1), n, d, h, w, c, od, oh, ow, kd, sd, sh, dd, dh, *pads,
-           *interior_columns(w, kw, sw, dw, pads[2], ow), *nhwc_tiling(c, w, kh, sh, dh, out.dtype.itemsize, threads))
+    else:
+        tiled[0](x5.reshape(-1), g5.reshape(-1), out.reshape(-1), *tiled[1], numba.get_num_threads())
 
 
-@register("conv_weight_grad", "cpu", "depthwise", supports=_depthwise,
+def _bind(spec):
+    """dispatch.Implementation.bind: a repeated call's runner. With zeros padding and the tiled
+    kernel, the kernel and its arguments are resolved once and the call reads the user's arrays
+    in place (C-contiguous, float32/float64, grad_output of the spec's output shape; other
+    arrays take the full path: conv_weight_grad_depthwise)."""
+    generic = functools.partial(conv_weight_grad_depthwise, spec)
+    dtype = np.dtype(spec.dtype)
+    geom = geometry3(spec)
+    if spec.padding_mode != "zeros":
+        return generic, ()
+    cl = spec.channels_last
+    image, out_image = ((*geom.in_size, spec.in_channels), (*geom.out_size, spec.out_channels)) if cl else \
+        ((spec.in_channels, *geom.in_size), (spec.out_channels, *geom.out_size))
+    tiled = tiled_call(spec, (spec.batch, *image), (spec.batch, *out_image), tuple(b for b, _ in geom.pads), cl,
+                       dtype.name)
+    if tiled is None:
+        return generic, ()
+    kernel, args = tiled
+    weight_shape, g_shape = tuple(spec.weight_shape), tuple(spec.output_shape)
+
+    def run(x, grad_output):
+        if grad_output.shape != g_shape or not (x.flags.c_contiguous and grad_output.flags.c_contiguous):
+            return generic(x, grad_output)
+        if cl:
+            out = np.zeros(weight_shape, dtype)
+            kernel(x.reshape(-1), grad_output.reshape(-1), out.reshape(-1), *args, numba.get_num_threads())
+        else:
+            out = np.empty(weight_shape, dtype)
+            kernel(x.reshape(-1), grad_output.reshape(-1), out.reshape(-1), *args)
+        return out
+
+    return run, ()
+
+
+@register("conv_weight_grad", "cpu", "depthwise", supports=_depthwise, bind=_bind,
           note="channels-last: channels along the vector, every tap per task; channels-first: one task per "
                "channel, the vector along the row; zeros padding read in place with clipped borders, other "
                "modes from a padded channels-last copy; fixed-order sums, no atomics")

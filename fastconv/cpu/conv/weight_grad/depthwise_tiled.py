@@ -14,7 +14,7 @@ store per multiply-add). Here a window's taps sum in registers over a whole outp
 
 Kernels are specialised on the 2-D window (KH, KW), the width stride and dilation and the
 dtype; depths (3-D) are a loop of the kernel. Windows whose taps do not fit in the vector
-registers beside the tile take depthwise.py's kernels (:func:`tiled_kernel` returns None).
+registers beside the tile take depthwise.py's kernels (:func:`tiled_call` returns None).
 """
 
 from __future__ import annotations
@@ -24,21 +24,25 @@ import functools
 import numpy as np
 from numba import prange, types
 
+from ....kernels.geometry import geometry3
+from ....kernels.inline import inline_helper
 from ..._jit import simd, specialised_kernel
 from ...vector.depthwise_grad import REVISION, dw_grad_nchw, dw_grad_nhwc, grad_literal
+from ..depthwise.common import interior_columns
 
 SPARE_REGISTERS = 3  # beside the taps' accumulators: grad_output and input vectors
 STRIP_BYTES = 128 * 1024  # channels-last: a strip's input rows of a task's channels at most (one row at least)
 TASKS_PER_THREAD = 4
 
 
-def nhwc_tiling(channels: int, in_w: int, kh: int, sh: int, dh: int, itemsize: int, threads: int) -> tuple:
+@inline_helper
+def nhwc_tiling(channels, in_w, kh, sh, dh, lanes, itemsize, threads):
     """(channels per task, output rows per strip) of the channels-last kernel: whole vectors, one
-    per task up to 2 * TASKS_PER_THREAD tasks per thread, else TASKS_PER_THREAD tasks per thread."""
-    lanes = simd().vector_bytes // itemsize
-    vectors = -(-channels // lanes)
+    per task up to 2 * TASKS_PER_THREAD tasks per thread, else TASKS_PER_THREAD tasks per thread;
+    a strip's input rows of a task's channels within STRIP_BYTES."""
+    vectors = (channels + lanes - 1) // lanes
     tasks = TASKS_PER_THREAD * max(threads, 1)
-    block = lanes * (1 if vectors <= 2 * tasks else -(-vectors // tasks))
+    block = lanes * (1 if vectors <= 2 * tasks else (vectors + tasks - 1) // tasks)
     rows = STRIP_BYTES // max(1, in_w * block * itemsize)
     return block, max(1, (rows - (kh - 1) * dh) // sh)
 
@@ -55,13 +59,28 @@ def _pixels(taps: int, sw: int) -> int:
     return pixels
 
 
-def tiled_kernel(channels_last: bool, kh_n: int, kw_n: int, sw: int, dw: int, dtype: str):
-    """The register-tiled kernel for this window, or None where it does not apply."""
-    if kh_n * kw_n + SPARE_REGISTERS + 1 > simd().registers or dtype not in ("float32", "float64"):
+def tiled_call(spec, x_shape, g_shape, pads, channels_last: bool, dtype: str):
+    """(kernel, its arguments after the three arrays) of the register-tiled kernel for the depthwise
+    ``spec`` on 5-D arrays of these shapes in the kernel's layout (``pads`` at the start), or None
+    where it does not apply. The channels-last kernel takes the thread count after them."""
+    geom = geometry3(spec)
+    (kd, kh, kw), (sd, sh, sw), (dd, dh, dw) = geom.kernel, geom.stride, geom.dilation
+    if kh * kw + SPARE_REGISTERS + 1 > simd().registers or dtype not in ("float32", "float64"):
         return None
     if channels_last:
-        return nhwc_grad_kernel(kh_n, kw_n, sw, dw, dtype)
-    return nchw_grad_kernel(kh_n, kw_n, sw, dw, dtype) if sw <= 2 else None
+        if spec.out_per_group != 1:
+            return None
+        n, d, h, w, c = x_shape
+        od, oh, ow = g_shape[1:4]
+        return nhwc_grad_kernel(kh, kw, sw, dw, dtype), (n, d, h, w, c, od, oh, ow, kd, sd, sh, dd, dh, *pads,
+                                                          *interior_columns(w, kw, sw, dw, pads[2], ow))
+    if sw > 2:
+        return None
+    n, c, d, h, w = x_shape
+    k, od, oh, ow = g_shape[1:]
+    return nchw_grad_kernel(kh, kw, sw, dw, dtype), (n, c, d, h, w, k, od, oh, ow, kd, sd, sh, dd, dh, *pads,
+                                                      *interior_columns(w, kw, sw, dw, pads[2], ow),
+                                                      spec.out_per_group)
 
 
 def _signature(dtype: str, ints: int):
@@ -76,10 +95,14 @@ def nhwc_grad_kernel(kh_n: int, kw_n: int, sw: int, dw: int, dtype: str):
     lanes = _lanes(dtype)
     taps2 = kh_n * kw_n
 
+    itemsize = 4 if dtype == "float32" else 8
+
     def kernel(x, g, out, n_img, in_d, in_h, in_w, c_n, od_n, oh_n, ow_n, kd_n, sd, sh, dd, dh, pd, ph, pw, lo, hi,
-               block, strip):
-        """out (C, KD, KH, KW) += the gradient from x (N, D, H, W, C) and g (N, OD, OH, OW, C), all flat."""
+               threads):
+        """out (C, KD, KH, KW) += the gradient from x (N, D, H, W, C) and g (N, OD, OH, OW, C), all flat;
+        ``threads``: numba.get_num_threads() (called here, it keeps the kernel out of the disk cache)."""
         taps = kd_n * taps2
+        block, strip = nhwc_tiling(c_n, in_w, kh_n, sh, dh, lanes, itemsize, threads)
         in_plane = in_h * in_w * c_n
         out_plane = oh_n * ow_n * c_n
         for blk in prange((c_n + block - 1) // block):
@@ -104,7 +127,7 @@ def nhwc_grad_kernel(kh_n: int, kw_n: int, sw: int, dw: int, dtype: str):
                     out[(k0 + j) * taps + t] = acc[t * block + j]
 
     name = f"dw_weight_grad_nhwc_k{kh_n}x{kw_n}_s{sw}d{dw}_{'f32' if dtype == 'float32' else 'f64'}"
-    return specialised_kernel(kernel, name, [_signature(dtype, 20)])
+    return specialised_kernel(kernel, name, [_signature(dtype, 19)])
 
 
 @functools.cache
