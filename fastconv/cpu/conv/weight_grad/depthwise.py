@@ -199,7 +199,7 @@ def _ndhwc(spec, x5, g5, out, pads):
         block = channel_block(spec.out_channels, numba.get_num_threads())
         depthwise_weight_grad_ndhwc(x5, g5, out, *geom.stride, *geom.dilation, *pads, spec.out_per_group, block)
     else:
-        tiled[0](x5.reshape(-1), g5.reshape(-1), out.reshape(-1), *tiled[1], numba.get_num_threads())
+        tiled[0](x5.reshape(-1), g5.reshape(-1), out.reshape(-1), *tiled[1])
 
 
 def _bind(spec):
@@ -222,15 +222,13 @@ def _bind(spec):
     kernel, args = tiled
     weight_shape, g_shape = tuple(spec.weight_shape), tuple(spec.output_shape)
 
+    fill = np.zeros if cl else np.empty  # the channels-last kernel adds to the gradient
+
     def run(x, grad_output):
         if grad_output.shape != g_shape or not (x.flags.c_contiguous and grad_output.flags.c_contiguous):
             return generic(x, grad_output)
-        if cl:
-            out = np.zeros(weight_shape, dtype)
-            kernel(x.reshape(-1), grad_output.reshape(-1), out.reshape(-1), *args, numba.get_num_threads())
-        else:
-            out = np.empty(weight_shape, dtype)
-            kernel(x.reshape(-1), grad_output.reshape(-1), out.reshape(-1), *args)
+        out = fill(weight_shape, dtype)
+        kernel(x.reshape(-1), grad_output.reshape(-1), out.reshape(-1), *args)
         return out
 
     return run, ()

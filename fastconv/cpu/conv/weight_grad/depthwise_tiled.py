@@ -3,11 +3,13 @@
 The kernels of depthwise.py add each product into an accumulator in memory (a load and a
 store per multiply-add). Here a window's taps sum in registers over a whole output plane:
 
-- channels-last (channel multiplier 1): a task owns a block of channels; per strip of output
-  rows (their input rows for the block within STRIP_BYTES, so they stay in cache while each
-  vector of channels sweeps them) and input depth it adds the strip through dw_grad_nhwc.
-  Each weight sums its products in the order (n, od, oh, ow), whatever the block and the
-  strip: the result does not depend on the thread count;
+- channels-last (channel multiplier 1): a task owns a strip of output rows of one image by a
+  block of channels and sums it through dw_grad_nhwc into partial sums of its own (the strip's
+  input rows for the block within STRIP_BYTES, so they stay in cache while each vector of
+  channels sweeps them, and every task streams whole pixels: a task per channel vector over
+  the image made the prefetchers fetch the other vectors' lines, 3-7x slower on 96 x 112 x 112).
+  The strips' sums are then added to the gradient in strip order. Strips and blocks follow
+  from the shapes alone: the result does not depend on the thread count;
 - channels-first (stride 1 or 2 along the row): a task owns an out-channel; lane i of each
   tap's vector sums the output columns i, i + L, ... of every row and image in a fixed order,
   and the lanes are added up in lane order at the end.
@@ -25,26 +27,20 @@ import numpy as np
 from numba import prange, types
 
 from ....kernels.geometry import geometry3
-from ....kernels.inline import inline_helper
 from ..._jit import simd, specialised_kernel
 from ...vector.depthwise_grad import REVISION, dw_grad_nchw, dw_grad_nhwc, grad_literal
 from ..depthwise.common import interior_columns
 
 SPARE_REGISTERS = 3  # beside the taps' accumulators: grad_output and input vectors
 STRIP_BYTES = 128 * 1024  # channels-last: a strip's input rows of a task's channels at most (one row at least)
-TASKS_PER_THREAD = 4
+CHANNEL_BLOCK = 128  # channels-last: channels per task (a multiple of every vector's lanes)
 
 
-@inline_helper
-def nhwc_tiling(channels, in_w, kh, sh, dh, lanes, itemsize, threads):
-    """(channels per task, output rows per strip) of the channels-last kernel: whole vectors, one
-    per task up to 2 * TASKS_PER_THREAD tasks per thread, else TASKS_PER_THREAD tasks per thread;
-    a strip's input rows of a task's channels within STRIP_BYTES."""
-    vectors = (channels + lanes - 1) // lanes
-    tasks = TASKS_PER_THREAD * max(threads, 1)
-    block = lanes * (1 if vectors <= 2 * tasks else (vectors + tasks - 1) // tasks)
-    rows = STRIP_BYTES // max(1, in_w * block * itemsize)
-    return block, max(1, (rows - (kh - 1) * dh) // sh)
+def nhwc_strip(in_w: int, channels: int, kh: int, sh: int, dh: int, itemsize: int) -> int:
+    """Output rows per channels-last strip: their input rows of a task's channels within STRIP_BYTES.
+    From the shapes alone: the strips' partial sums, and so the result, do not depend on the threads."""
+    rows = STRIP_BYTES // max(1, in_w * min(channels, CHANNEL_BLOCK) * itemsize)
+    return max(1, (rows - (kh - 1) * dh) // sh)
 
 
 def _lanes(dtype: str) -> int:
@@ -62,7 +58,7 @@ def _pixels(taps: int, sw: int) -> int:
 def tiled_call(spec, x_shape, g_shape, pads, channels_last: bool, dtype: str):
     """(kernel, its arguments after the three arrays) of the register-tiled kernel for the depthwise
     ``spec`` on 5-D arrays of these shapes in the kernel's layout (``pads`` at the start), or None
-    where it does not apply. The channels-last kernel takes the thread count after them."""
+    where it does not apply."""
     geom = geometry3(spec)
     (kd, kh, kw), (sd, sh, sw), (dd, dh, dw) = geom.kernel, geom.stride, geom.dilation
     if kh * kw + SPARE_REGISTERS + 1 > simd().registers or dtype not in ("float32", "float64"):
@@ -73,7 +69,8 @@ def tiled_call(spec, x_shape, g_shape, pads, channels_last: bool, dtype: str):
         n, d, h, w, c = x_shape
         od, oh, ow = g_shape[1:4]
         return nhwc_grad_kernel(kh, kw, sw, dw, dtype), (n, d, h, w, c, od, oh, ow, kd, sd, sh, dd, dh, *pads,
-                                                          *interior_columns(w, kw, sw, dw, pads[2], ow))
+                                                          *interior_columns(w, kw, sw, dw, pads[2], ow),
+                                                          nhwc_strip(w, c, kh, sh, dh, 4 if dtype == "float32" else 8))
     if sw > 2:
         return None
     n, c, d, h, w = x_shape
@@ -95,36 +92,47 @@ def nhwc_grad_kernel(kh_n: int, kw_n: int, sw: int, dw: int, dtype: str):
     lanes = _lanes(dtype)
     taps2 = kh_n * kw_n
 
-    itemsize = 4 if dtype == "float32" else 8
-
     def kernel(x, g, out, n_img, in_d, in_h, in_w, c_n, od_n, oh_n, ow_n, kd_n, sd, sh, dd, dh, pd, ph, pw, lo, hi,
-               threads):
-        """out (C, KD, KH, KW) += the gradient from x (N, D, H, W, C) and g (N, OD, OH, OW, C), all flat;
-        ``threads``: numba.get_num_threads() (called here, it keeps the kernel out of the disk cache)."""
+               strip):
+        """out (C, KD, KH, KW) += the gradient from x (N, D, H, W, C) and g (N, OD, OH, OW, C), all flat."""
         taps = kd_n * taps2
-        block, strip = nhwc_tiling(c_n, in_w, kh_n, sh, dh, lanes, itemsize, threads)
         in_plane = in_h * in_w * c_n
         out_plane = oh_n * ow_n * c_n
-        for blk in prange((c_n + block - 1) // block):
-            k0 = blk * block
-            k1 = min(k0 + block, c_n)
-            acc = np.empty(taps * block, x.dtype)
+        per_plane = (oh_n + strip - 1) // strip
+        n_strips = n_img * od_n * per_plane
+        n_cb = (c_n + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
+        partial = np.empty(n_strips * taps * c_n, x.dtype)  # (strip, tap, channel)
+        for task in prange(n_strips * n_cb):
+            st = task // n_cb
+            k0 = (task - st * n_cb) * CHANNEL_BLOCK
+            k1 = min(k0 + CHANNEL_BLOCK, c_n)
+            base = st * taps * c_n
             for t in range(taps):
-                for j in range(k1 - k0):
-                    acc[t * block + j] = out[(k0 + j) * taps + t]
-            for n in range(n_img):
-                for od in range(od_n):
-                    for oh0 in range(0, oh_n, strip):
-                        for kd in range(kd_n):
-                            i_d = od * sd - pd + kd * dd
-                            if i_d < 0 or i_d >= in_d:
-                                continue
-                            dw_grad_nhwc(x, g, acc, (n * in_d + i_d) * in_plane, (n * od_n + od) * out_plane,
-                                         kd * taps2 * block - k0, block, k0, k1, c_n, oh0, min(oh0 + strip, oh_n), ow_n,
-                                         lo, hi, in_h, in_w, sh, ph, pw, dh, shape, lanes, REVISION)
+                for k in range(k0, k1):
+                    partial[base + t * c_n + k] = 0
+            q = st // per_plane  # n * od_n + od
+            od = q % od_n
+            oh0 = (st - q * per_plane) * strip
+            for kd in range(kd_n):
+                i_d = od * sd - pd + kd * dd
+                if i_d < 0 or i_d >= in_d:
+                    continue
+                dw_grad_nhwc(x, g, partial, ((q // od_n) * in_d + i_d) * in_plane, q * out_plane,
+                             base + kd * taps2 * c_n, c_n, k0, k1, c_n, oh0, min(oh0 + strip, oh_n), ow_n, lo, hi,
+                             in_h, in_w, sh, ph, pw, dh, shape, lanes, REVISION)
+        for cb in prange(n_cb):  # the strips' sums added to out in strip order
+            k0 = cb * CHANNEL_BLOCK
+            k1 = min(k0 + CHANNEL_BLOCK, c_n)
+            total = np.empty(k1 - k0, x.dtype)
             for t in range(taps):
-                for j in range(k1 - k0):
-                    out[(k0 + j) * taps + t] = acc[t * block + j]
+                for k in range(k0, k1):
+                    total[k - k0] = out[k * taps + t]
+                for st in range(n_strips):
+                    row = st * taps * c_n + t * c_n
+                    for k in range(k0, k1):
+                        total[k - k0] += partial[row + k]
+                for k in range(k0, k1):
+                    out[k * taps + t] = total[k - k0]
 
     name = f"dw_weight_grad_nhwc_k{kh_n}x{kw_n}_s{sw}d{dw}_{'f32' if dtype == 'float32' else 'f64'}"
     return specialised_kernel(kernel, name, [_signature(dtype, 19)])
