@@ -1,10 +1,13 @@
 """Weight gradient of a depthwise convolution on the CPU (algo "depthwise": one in-channel
 per group, channel multiplier M = K / C).
 
-The direct kernel's vector runs over a group's in-channels, here one. This kernel puts
-the channels along the vector instead: a task owns a block of out-channels for every
-tap, and adds grad_output's channel rows times the input rows each tap reads, in a fixed
-order (n, od, oh, tap, ow); out-channel k reads in-channel k // M.
+Where it applies, the register-tiled kernels of depthwise_tiled.py run (each tap's sum in a
+vector register over rows of output pixels); a repeated call binds one in its call plan
+(:func:`_bind`). The kernels here serve the rest (channels-last with M > 1, channels-first
+strides past 2, windows whose taps outnumber the registers): the direct kernel's vector runs
+over a group's in-channels, here one, so these put the channels (channels-last) or the row
+(channels-first) along the vector instead, adding into accumulators in memory in a fixed
+order; out-channel k reads in-channel k // M.
 """
 
 from __future__ import annotations
@@ -235,9 +238,9 @@ def _bind(spec):
 
 
 @register("conv_weight_grad", "cpu", "depthwise", supports=_depthwise, bind=_bind,
-          note="channels-last: channels along the vector, every tap per task; channels-first: one task per "
-               "channel, the vector along the row; zeros padding read in place with clipped borders, other "
-               "modes from a padded channels-last copy; fixed-order sums, no atomics")
+          note="taps summed in registers (channels-last: channels along the vector, tasks own strips of rows; "
+               "channels-first: the vector along the row, one task per channel); zeros padding read in place "
+               "with clipped borders, other modes from a padded channels-last copy; fixed-order sums, no atomics")
 def conv_weight_grad_depthwise(spec, x, grad_output):
     if spec.padding_mode == "zeros":
         return _nhwc(spec, x, grad_output) if spec.channels_last else _nchw(spec, x, grad_output)
