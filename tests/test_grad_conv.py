@@ -363,6 +363,8 @@ DETERMINISM = [
     # the register-tiled depthwise weight gradients: several channel vectors (channels-last tasks),
     # rows longer than a vector with both borders (channels-first lanes)
     sample("conv2d", (2, 40, 9, 37), (40, 1, 3, 3), dtype="float32", groups=40, padding=1, tags={"channels_last"}),
+    sample("conv2d", (1, 144, 30, 40), (144, 1, 3, 3), dtype="float32", groups=144, padding=1,
+           tags={"channels_last"}),  # channels-last: strips of rows by two channel blocks, partial sums added
     sample("conv_transpose2d", (2, 12, 6, 7), (12, 8, 4, 4), dtype="float32", stride=2, padding=1),
     # 1x1 GEMMs large enough to be cut into blocks per thread (fastconv.cpu.blas.gemm), and
     # weight gradients whose pixel sum is cut into pieces (gemm_sum)
