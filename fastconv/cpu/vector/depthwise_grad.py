@@ -7,7 +7,7 @@ accumulators are KH * KW vectors loaded once per plane and stored once after it.
 
 - channels-last (:func:`dw_grad_nhwc`): the vector runs over L channels. For each channel
   vector a strip of the plane's output rows is swept: border pixels one at a time (window columns
-  clipped), interior pixels in tiles of P (then P/2, ..., 1). A tile loads its P grad_output
+  clipped), interior pixels in tiles of P, the rest of them one by one. A tile loads its P grad_output
   vectors once, then each input column of each window row once, and adds it into every tap
   that reads it. The accumulators are loaded and stored once per strip and channel vector.
   Each tap's sum runs over the output pixels in order (oh, ow), lane by lane: the result does
@@ -278,7 +278,7 @@ class _NhwcBuilder(_Builder):
             p0, accs = self.loop(p0, lambda p, size=size: b.icmp_signed("<=", b.add(p, const(size)), a.hi),
                                  const(size), accs,
                                  lambda p, accs, size=size: self._tile(p, size, rows, grow, accs, mask), f"tile{size}")
-            size //= 2
+            size = 1 if size > 1 else 0  # P, then 1: less code to compile than every halving
         _, accs = self.loop(a.hi, less(a.ow_n), const(1), accs,
                             lambda ow, accs: self._border_pixel(ow, rows, grow, accs, mask), "right")
         return accs

@@ -88,6 +88,7 @@ def _signature(dtype: str, ints: int):
 
 @functools.cache
 def nhwc_grad_kernel(kh_n: int, kw_n: int, sw: int, dw: int, dtype: str):
+    revision = REVISION  # a closure constant: part of the disk cache's key, unlike a global
     shape = grad_literal(kh_n, kw_n, sw, dw, _pixels(kh_n * kw_n, sw))
     lanes = _lanes(dtype)
     taps2 = kh_n * kw_n
@@ -119,7 +120,7 @@ def nhwc_grad_kernel(kh_n: int, kw_n: int, sw: int, dw: int, dtype: str):
                     continue
                 dw_grad_nhwc(x, g, partial, ((q // od_n) * in_d + i_d) * in_plane, q * out_plane,
                              base + kd * taps2 * c_n, c_n, k0, k1, c_n, oh0, min(oh0 + strip, oh_n), ow_n, lo, hi,
-                             in_h, in_w, sh, ph, pw, dh, shape, lanes, REVISION)
+                             in_h, in_w, sh, ph, pw, dh, shape, lanes, revision)
         for cb in prange(n_cb):  # the strips' sums added to out in strip order
             k0 = cb * CHANNEL_BLOCK
             k1 = min(k0 + CHANNEL_BLOCK, c_n)
@@ -140,6 +141,7 @@ def nhwc_grad_kernel(kh_n: int, kw_n: int, sw: int, dw: int, dtype: str):
 
 @functools.cache
 def nchw_grad_kernel(kh_n: int, kw_n: int, sw: int, dw: int, dtype: str):
+    revision = REVISION
     shape = grad_literal(kh_n, kw_n, sw, dw)
     lanes = _lanes(dtype)
     taps2 = kh_n * kw_n
@@ -161,7 +163,7 @@ def nchw_grad_kernel(kh_n: int, kw_n: int, sw: int, dw: int, dtype: str):
                             continue
                         dw_grad_nchw(x, g, acc, ((n * c_n + c) * in_d + i_d) * in_plane,
                                      ((n * k_n + k) * od_n + od) * out_plane, kd * taps2 * lanes, oh_n, ow_n, lo, hi,
-                                     in_h, in_w, sh, ph, pw, dh, shape, lanes, REVISION)
+                                     in_h, in_w, sh, ph, pw, dh, shape, lanes, revision)
             for t in range(taps):
                 total = acc[t * lanes]
                 for i in range(1, lanes):
