@@ -228,6 +228,27 @@ def test_depthwise_gradients_both_layouts(s, channels_last, rng):
         assert _relative(got, expected) <= 1e-10
 
 
+def _strided_copy(a):
+    """``a`` as a non-contiguous view of the same shape and values."""
+    wide = np.zeros((*a.shape[:-1], 2 * a.shape[-1]), a.dtype)
+    wide[..., ::2] = a
+    return wide[..., ::2]
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["first", "last"])
+def test_repeated_depthwise_weight_grad(channels_last, rng):
+    """A repeated call on C-contiguous arrays runs the register-tiled kernel bound in its call plan,
+    reading the arrays in place; one on non-contiguous arrays of the same shapes takes the full path."""
+    s = sample("conv2d", (2, 20, 9, 11), (20, 1, 3, 3), groups=20, padding=1)
+    x, w, g = _arrays(s, rng)
+    want = _torch_grads(s, x, w, g)[1]
+    if channels_last:
+        x, g = np.ascontiguousarray(np.moveaxis(x, 1, -1)), np.ascontiguousarray(np.moveaxis(g, 1, -1))
+    for xa, ga in ((x, g), (x, g), (_strided_copy(x), _strided_copy(g))):
+        got = G.conv2d_weight(xa, w.shape, ga, padding=1, groups=20, channels_last=channels_last)
+        assert _relative(got, want) <= 1e-10
+
+
 # ---- layouts, bias, shapes ---------------------------------------------------------------
 
 LAYOUT_SAMPLES = [s for s in SAMPLES if "channels_last" in s.tags]  # the registry's layout set
@@ -337,7 +358,13 @@ DETERMINISM = [
     sample("conv2d", (3, 40, 15, 16), (40, 1, 3, 3), dtype="float32", groups=40, padding="same",
            padding_mode="reflect"),
     sample("conv2d", (2, 24, 13, 12), (48, 1, 3, 3), dtype="float32", groups=24, stride=(1, 2), padding=1),
-    sample("conv2d", (2, 24, 13, 12), (24, 1, 3, 3), dtype="float32", groups=24, stride=2, padding=1),
+    sample("conv2d", (2, 24, 13, 12), (24, 1, 3, 3), dtype="float32", groups=24, stride=2, padding=1,
+           tags={"channels_last"}),
+    # the register-tiled depthwise weight gradients: several channel vectors (channels-last tasks),
+    # rows longer than a vector with both borders (channels-first lanes)
+    sample("conv2d", (2, 40, 9, 37), (40, 1, 3, 3), dtype="float32", groups=40, padding=1, tags={"channels_last"}),
+    sample("conv2d", (1, 144, 30, 40), (144, 1, 3, 3), dtype="float32", groups=144, padding=1,
+           tags={"channels_last"}),  # channels-last: strips of rows by two channel blocks, partial sums added
     sample("conv_transpose2d", (2, 12, 6, 7), (12, 8, 4, 4), dtype="float32", stride=2, padding=1),
     # 1x1 GEMMs large enough to be cut into blocks per thread (fastconv.cpu.blas.gemm), and
     # weight gradients whose pixel sum is cut into pieces (gemm_sum)

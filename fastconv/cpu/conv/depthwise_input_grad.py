@@ -137,6 +137,13 @@ def depthwise_input_grad_ncdhw(g, w, out, sd, sh, sw, dd, dh, dw, pd, ph, pw):
                         for ow in range(lo, hi):
                             row[u(rb + ow)] += gf[u(grow + ow)] * wv
             orow = (t * h_n + i_h) * w_n
+            if sw == 2:  # both phases in one loop: an interleaving store the loop vectorizer takes
+                for j in range(w_n // 2):
+                    of[u(orow + 2 * j)] = row[u(j)]
+                    of[u(orow + 2 * j + 1)] = row[u(wq + j)]
+                if w_n % 2:
+                    of[u(orow + w_n - 1)] = row[u(wq - 1)]
+                continue
             for phase in range(sw):
                 for j in range(wq):
                     if j * sw + phase < w_n:

@@ -19,6 +19,7 @@ float16 computes in float32 and rounds once at the end.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -89,7 +90,27 @@ def _padded_input_grad(spec, grad_output, weight):
     return np.ascontiguousarray(out)
 
 
-@register("conv_input_grad", "cpu", "adjoint",
+def _bind(spec):
+    """dispatch.Implementation.bind: a repeated call's runner. A depthwise layer's (multiplier 1,
+    zeros or constant padding) goes straight to its kernel: the flipped conv's spec and
+    implementation (stride 1) are resolved once, not per call; the rest as conv_input_grad_adjoint."""
+    generic = functools.partial(conv_input_grad_adjoint, spec)
+    if spec.transposed or spec.padding_mode not in ("zeros", "constant") or not spec.is_depthwise \
+            or spec.out_per_group != 1:
+        return generic, ()
+    flipped = flipped_conv_spec(spec)
+    if flipped is None:
+        return functools.partial(depthwise_input_grad, spec), ()
+    forward = choose("conv", "cpu", flipped).fn
+    axes = tuple(range(2, spec.nd + 2))
+
+    def run(grad_output, weight):
+        return forward(flipped, grad_output, np.ascontiguousarray(np.flip(weight, axis=axes)), None)
+
+    return run, ()
+
+
+@register("conv_input_grad", "cpu", "adjoint", bind=_bind,
           note="the adjoint conv through the forward table (transposed for conv, conv for transposed); "
                "padded copies folded back")
 def conv_input_grad_adjoint(spec, grad_output, weight):

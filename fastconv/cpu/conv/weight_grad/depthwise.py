@@ -1,13 +1,18 @@
 """Weight gradient of a depthwise convolution on the CPU (algo "depthwise": one in-channel
 per group, channel multiplier M = K / C).
 
-The direct kernel's vector runs over a group's in-channels, here one. This kernel puts
-the channels along the vector instead: a task owns a block of out-channels for every
-tap, and adds grad_output's channel rows times the input rows each tap reads, in a fixed
-order (n, od, oh, tap, ow); out-channel k reads in-channel k // M.
+Where it applies, the register-tiled kernels of depthwise_tiled.py run (each tap's sum in a
+vector register over rows of output pixels); a repeated call binds one in its call plan
+(:func:`_bind`). The kernels here serve the rest (channels-last with M > 1, channels-first
+strides past 2, windows whose taps outnumber the registers): the direct kernel's vector runs
+over a group's in-channels, here one, so these put the channels (channels-last) or the row
+(channels-first) along the vector instead, adding into accumulators in memory in a fixed
+order; out-channel k reads in-channel k // M.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numba
 import numpy as np
@@ -20,6 +25,7 @@ from ....kernels.inline import inline_helper
 from ..._jit import parallel_kernel
 from ...layout import as_working, channels_last_5d
 from ..depthwise.common import u
+from .depthwise_tiled import tiled_call
 from .operands import weight_from_working, weight_grad_chunks
 
 # Out-channels per task: a multiple of this, as few tasks as threads allow. Wider blocks
@@ -166,8 +172,12 @@ def _nchw(spec, x, grad_output):
     g = np.ascontiguousarray(as_working(grad_output, dtype), dtype)
     g5 = g.reshape(g.shape[0], g.shape[1], *lift3(g.shape[2:], 1))
     out = np.empty((spec.out_channels, *geom.kernel), dtype)
-    depthwise_weight_grad_nchw(x5, g5, out, *geom.stride, *geom.dilation, *(b for b, _ in geom.pads),
-                               spec.out_per_group)
+    pads = tuple(b for b, _ in geom.pads)
+    tiled = tiled_call(spec, x5.shape, g5.shape, pads, False, dtype.name)
+    if tiled is None:
+        depthwise_weight_grad_nchw(x5, g5, out, *geom.stride, *geom.dilation, *pads, spec.out_per_group)
+    else:
+        tiled[0](x5.reshape(-1), g5.reshape(-1), out.reshape(-1), *tiled[1])
     return np.ascontiguousarray(out.reshape(spec.weight_shape), dtype=np.dtype(spec.dtype))
 
 
@@ -179,22 +189,63 @@ def _nhwc(spec, x, grad_output):
     x5 = np.ascontiguousarray(as_working(channels_last_5d(x, spec.nd, True), dtype), dtype)
     g5 = np.ascontiguousarray(as_working(channels_last_5d(grad_output, spec.nd, True), dtype), dtype)
     out = np.zeros((spec.out_channels, *geom.kernel, 1), dtype)
-    block = channel_block(spec.out_channels, numba.get_num_threads())
-    depthwise_weight_grad_ndhwc(x5, g5, out, *geom.stride, *geom.dilation, *(b for b, _ in geom.pads),
-                                spec.out_per_group, block)
+    _ndhwc(spec, x5, g5, out, tuple(b for b, _ in geom.pads))
     return weight_from_working(out, spec)
 
 
-@register("conv_weight_grad", "cpu", "depthwise", supports=_depthwise,
-          note="channels-last: channels along the vector, every tap per task; channels-first: one task per "
-               "channel, the vector along the row; zeros padding read in place with clipped borders, other "
-               "modes from a padded channels-last copy; fixed-order sums, no atomics")
+def _ndhwc(spec, x5, g5, out, pads):
+    """out (K, KD, KH, KW, 1) += the gradient from channels-last x5 and g5 (5-D, working dtype), pads
+    at the start: the register-tiled kernel where it applies, else depthwise_weight_grad_ndhwc."""
+    tiled = tiled_call(spec, x5.shape, g5.shape, pads, True, out.dtype.name)
+    if tiled is None:
+        geom = geometry3(spec)
+        block = channel_block(spec.out_channels, numba.get_num_threads())
+        depthwise_weight_grad_ndhwc(x5, g5, out, *geom.stride, *geom.dilation, *pads, spec.out_per_group, block)
+    else:
+        tiled[0](x5.reshape(-1), g5.reshape(-1), out.reshape(-1), *tiled[1])
+
+
+def _bind(spec):
+    """dispatch.Implementation.bind: a repeated call's runner. With zeros padding and the tiled
+    kernel, the kernel and its arguments are resolved once and the call reads the user's arrays
+    in place (C-contiguous, float32/float64, grad_output of the spec's output shape; other
+    arrays take the full path: conv_weight_grad_depthwise)."""
+    generic = functools.partial(conv_weight_grad_depthwise, spec)
+    dtype = np.dtype(spec.dtype)
+    geom = geometry3(spec)
+    if spec.padding_mode != "zeros":
+        return generic, ()
+    cl = spec.channels_last
+    image, out_image = ((*geom.in_size, spec.in_channels), (*geom.out_size, spec.out_channels)) if cl else \
+        ((spec.in_channels, *geom.in_size), (spec.out_channels, *geom.out_size))
+    tiled = tiled_call(spec, (spec.batch, *image), (spec.batch, *out_image), tuple(b for b, _ in geom.pads), cl,
+                       dtype.name)
+    if tiled is None:
+        return generic, ()
+    kernel, args = tiled
+    weight_shape, g_shape = tuple(spec.weight_shape), tuple(spec.output_shape)
+
+    fill = np.zeros if cl else np.empty  # the channels-last kernel adds to the gradient
+
+    def run(x, grad_output):
+        if grad_output.shape != g_shape or not (x.flags.c_contiguous and grad_output.flags.c_contiguous):
+            return generic(x, grad_output)
+        out = fill(weight_shape, dtype)
+        kernel(x.reshape(-1), grad_output.reshape(-1), out.reshape(-1), *args)
+        return out
+
+    return run, ()
+
+
+@register("conv_weight_grad", "cpu", "depthwise", supports=_depthwise, bind=_bind,
+          note="taps summed in registers (channels-last: channels along the vector, tasks own strips of rows; "
+               "channels-first: the vector along the row, one task per channel); zeros padding read in place "
+               "with clipped borders, other modes from a padded channels-last copy; fixed-order sums, no atomics")
 def conv_weight_grad_depthwise(spec, x, grad_output):
     if spec.padding_mode == "zeros":
         return _nhwc(spec, x, grad_output) if spec.channels_last else _nchw(spec, x, grad_output)
     geom = geometry3(spec)
     out = np.zeros((spec.out_channels, *geom.kernel, 1), working_dtype(np.dtype(spec.dtype)))
-    block = channel_block(spec.out_channels, numba.get_num_threads())
     for xp, g5 in weight_grad_chunks(spec, x, grad_output):
-        depthwise_weight_grad_ndhwc(xp, g5, out, *geom.stride, *geom.dilation, 0, 0, 0, spec.out_per_group, block)
+        _ndhwc(spec, xp, g5, out, (0, 0, 0))
     return weight_from_working(out, spec)
