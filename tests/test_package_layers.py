@@ -82,3 +82,21 @@ def test_import_fastconv_loads_no_backend():
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_kernels_key_their_ir_builders_revision_by_closure():
+    """A compiled kernel that calls an IR-builder intrinsic must take the builder's REVISION as a
+    closure constant of its factory: Numba's disk-cache key covers closure cells but not module
+    globals, so a global REVISION lets an edited builder be served stale machine code."""
+    offenders = []
+    for path in sorted((PACKAGE / "cpu").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for factory in ast.walk(tree):
+            if not isinstance(factory, ast.FunctionDef):
+                continue
+            for inner in factory.body:
+                if not isinstance(inner, ast.FunctionDef):
+                    continue
+                offenders += [f"{path.relative_to(PACKAGE)}:{node.lineno} {node.id}" for node in ast.walk(inner)
+                              if isinstance(node, ast.Name) and node.id.endswith("REVISION")]
+    assert not offenders, offenders

@@ -41,6 +41,7 @@ def nhwc_kernel(kd_n: int, kh_n: int, kw_n: int, sw: int, dw: int, dtype: str):
     row_shape = window_literal(kd_n, kh_n, kw_n, sw, dw, pixels)  # literals of the intrinsic
     pixel_shape = window_literal(kd_n, kh_n, kw_n, sw, dw, 1, columns=True)
     lanes = simd().vector_bytes // (4 if dtype == "float32" else 8)
+    revision = REVISION  # a closure constant: part of Numba's disk-cache key, unlike a global
 
     def kernel(x, w, bias, out, n_img, in_d, in_h, in_w, c_n, od_n, oh_n, ow_n, sd, sh, dd, dh, pd, ph, pw,
                ow_lo, ow_hi, mult, cblock, lo, hi, window):
@@ -71,14 +72,14 @@ def nhwc_kernel(kd_n: int, kh_n: int, kw_n: int, sw: int, dw: int, dtype: str):
                 kh1 = min(kh_n, (in_h - 1 - ih0) // dh + 1)
                 xrow = ((n * in_d + id0) * in_h + ih0) * in_w * cpix
                 dw_row(x, w, bias, out, xrow + (ow_lo * sw - pw) * cpix, obase + ow_lo * k_n, ow_hi - ow_lo, k0, k1,
-                       c_n, hstep, dstep, kd0, kd1, kh0, kh1, 0, kw_n, lo, hi, row_shape, lanes, REVISION)
+                       c_n, hstep, dstep, kd0, kd1, kh0, kh1, 0, kw_n, lo, hi, row_shape, lanes, revision)
                 for j in range(ow_n - (ow_hi - ow_lo)):
                     ow = j if j < ow_lo else j + (ow_hi - ow_lo)
                     iw0 = ow * sw - pw
                     kw0 = 0 if iw0 >= 0 else (dw - 1 - iw0) // dw
                     kw1 = min(kw_n, (in_w - 1 - iw0) // dw + 1)
                     dw_row(x, w, bias, out, xrow + iw0 * cpix, obase + ow * k_n, 1, k0, k1, c_n, hstep, dstep,
-                           kd0, kd1, kh0, kh1, kw0, kw1, lo, hi, pixel_shape, lanes, REVISION)
+                           kd0, kd1, kh0, kh1, kw0, kw1, lo, hi, pixel_shape, lanes, revision)
                 continue
             for ow in range(ow_n):
                 # one pixel, window clipped to the input, summed in the output pixel

@@ -97,6 +97,7 @@ def separable_kernel(kh_n: int, kw_n: int, sw: int, dw: int, shape: TileShape):
     pixel_shape = window_literal(1, kh_n, kw_n, sw, dw, 1, columns=True)
     dw_lanes = simd().vector_bytes // (4 if shape.dtype == "float32" else 8)
     v, lanes, shapes, tile_rev = shape.v, shape.lanes, shapes_literal(shape.shapes), TILE_REVISION
+    dw_rev = DW_REVISION  # closure constants are part of Numba's disk-cache key; globals are not
     max_width = max(s for _, s in shape.shapes)
 
     def kernel(x, wd, dbias, wp, pbias, xoff, widths, out, scratch, n_img, in_h, in_w, c_n, oh_n, ow_n, sh, dh, ph, pw,
@@ -123,14 +124,14 @@ def separable_kernel(kh_n: int, kw_n: int, sw: int, dw: int, shape: TileShape):
                 xrow = (n * in_h + ih0) * in_w * c_n
                 hb = (oh - r0) * ow_n * c_n
                 dw_row(x, wd, dbias, hidden, xrow + (ow_lo * sw - pw) * c_n, hb + ow_lo * c_n, ow_hi - ow_lo, 0, c_n,
-                       c_n, hstep, 0, 0, 1, kh0, kh1, 0, kw_n, lo, hi, row_shape, dw_lanes, DW_REVISION)
+                       c_n, hstep, 0, 0, 1, kh0, kh1, 0, kw_n, lo, hi, row_shape, dw_lanes, dw_rev)
                 for j in range(ow_n - (ow_hi - ow_lo)):
                     ow = j if j < ow_lo else j + (ow_hi - ow_lo)
                     iw0 = ow * sw - pw
                     kw0 = 0 if iw0 >= 0 else (dw - 1 - iw0) // dw
                     kw1 = min(kw_n, (in_w - 1 - iw0) // dw + 1)
                     dw_row(x, wd, dbias, hidden, xrow + iw0 * c_n, hb + ow * c_n, 1, 0, c_n, c_n, hstep, 0,
-                           0, 1, kh0, kh1, kw0, kw1, lo, hi, pixel_shape, dw_lanes, DW_REVISION)
+                           0, 1, kh0, kh1, kw0, kw1, lo, hi, pixel_shape, dw_lanes, dw_rev)
             npix = (r1 - r0) * ow_n
             obase = (n * oh_n + r0) * ow_n * k_n
             for kb in range(kb_n):
