@@ -14,7 +14,9 @@ Per call, in this order:
    channels-last): no output transpose. float16 is computed in float32, cast at the end.
 
 Channels-last 1x1 convolutions without padding skip step 2: their tiles read the user's
-input in place (conv/direct/pointwise.py).
+input in place, as one GEMM of pixel rows with unit strides (conv/direct/pointwise_rows.py,
+whose repeated calls are bound to their plan: :func:`bind_direct`), over the output plane's
+tiles with strides (conv/direct/pointwise.py).
 
 Files: conv/direct/tiled.py (tile shapes, tiling of the output plane, input packing,
 the kernel factory), vector/fma_tile.py (the register tile and the weight
@@ -23,6 +25,7 @@ packer, as LLVM IR), conv/direct/pointwise.py (the in-place channels-last 1x1 pa
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -39,6 +42,7 @@ from ...layout import as_working, channels_last_5d, image_chunks
 from ...weights import grouped_weight, pack_bias_blocked
 from ..driver import ChunkedOutput
 from .pointwise import pointwise_plan, run_pointwise
+from .pointwise_rows import rows_plan, run_rows, supports_rows
 from .tiled import (
     L1_BYTES,
     PlaneTiles,
@@ -95,9 +99,20 @@ def direct_plan(spec) -> DirectPlan:
         xoff, tiles, pitches, -(-spec.out_per_group // shape.v))
 
 
-@register("conv", "cpu", "direct",
+def bind_direct(spec):
+    """The repeated call's runner (dispatch.Implementation.bind): unit-stride channels-last
+    1x1 calls run their cached plan with nothing resolved again; the rest conv_direct."""
+    if supports_rows(spec):
+        plan = rows_plan(spec)
+        return functools.partial(run_rows, plan), (plan,)
+    return functools.partial(conv_direct, spec), ()
+
+
+@register("conv", "cpu", "direct", bind=bind_direct,
           note="register-tiled direct loops (pixels x output channels in vector registers), any groups")
 def conv_direct(spec, x, weight, bias):
+    if supports_rows(spec):
+        return run_rows(rows_plan(spec), x, weight, bias)
     dtype = working_dtype(np.dtype(spec.dtype))
     act = ACTIVATION_CODES[spec.activation]
     w4 = grouped_weight(weight, spec, dtype)

@@ -1,0 +1,162 @@
+"""Channels-last 1x1 convolutions with unit strides: one GEMM, out (M, K) = x (M, C) @ W.T,
+M = N * pixels, read and written in the user's arrays.
+
+The register tile is the in-place path's (vector.fma_tile.fma_tile_strided: S pixels,
+C apart, by V output channels, the reduction over C innermost with broadcasts; epilogue
+bias and relu/relu6 fused). What differs from conv/direct/pointwise.py is the loop
+around it, made for the small late layers of MobileNetV2 and ResNet-50 (14x14 and 7x7,
+30-100 us calls), where the plane-tiled loop spent as much time around its tiles as in
+them:
+
+- the weight is packed once per call, every block of V channels (a first parallel loop),
+  instead of once per task;
+- a task is a run of whole tiles of pixels by a pass of channel blocks: each tile of
+  input is read once per pass, from L1, and writes whole output rows of the pass's
+  channels; the blocks of a pass fit L1 (``PASS_BYTES``), so the packed weight is read
+  from L1, or from L2 when a single block is larger;
+- tasks are few and equal (runs of whole tiles, the tail tile overlapping its
+  neighbour rather than running narrow tiles): about ``CHUNKS_PER_THREAD`` per thread;
+- the call plan (``rows_plan``) holds every argument that depends on the spec, and
+  :func:`bind_rows` makes the repeated call's runner, so a call is one Numba dispatch
+  with a few arguments and little Python around it.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import numpy as np
+from numba import prange, types
+
+from ...._arrays import working_dtype
+from ...._cache import cached_plan
+from ...._threads import CHUNKS_PER_THREAD, _thread_count, balanced, restore
+from ....kernels.activation import ACTIVATION_CODES
+from ..._jit import specialised_kernel
+from ...layout import as_working
+from ...vector.fma_tile import REVISION, fma_tile_strided, pack_weight_block, shapes_literal
+from .pointwise import strided_shape
+from .tiled import TileShape, tile_shape
+
+# The packed weight blocks one pass of a task multiplies with each tile of input: they
+# stay in L1 (48 KB on the project machine) beside the tile's input.
+PASS_BYTES = 24 * 1024
+
+
+class RowsPlan(NamedTuple):
+    shape: TileShape
+    kernel: object  # the compiled kernel for the shape
+    dtype: np.dtype  # working dtype
+    xoff: np.ndarray  # 0 .. C/G - 1: reduction step r reads channel r of the tile's pixel
+    widths: np.ndarray  # pixels of each tile shape (one-row tiles, widest first)
+    rows: int  # M = N * pixels
+    pass_blocks: int  # channel blocks per pass
+    act: int
+    no_bias: np.ndarray  # the zero bias of calls without one (G * KB * V)
+    bias_in_place: bool  # the user's bias is already the blocked bias (K/G a multiple of V)
+    out_shape: tuple
+    out_dtype: np.dtype
+    w_shape: tuple  # (G, K/G, C/G)
+
+
+def supports_rows(spec) -> bool:
+    return spec.is_pointwise and spec.channels_last and all(s == 1 for s in spec.stride)
+
+
+@cached_plan
+def rows_plan(spec) -> RowsPlan:
+    """Everything about a channels-last unit-stride 1x1 call that depends on its spec
+    (cached; do not write to its arrays)."""
+    dtype = working_dtype(np.dtype(spec.dtype))
+    shape = strided_shape(tile_shape(spec.out_per_group, dtype.name))
+    g, cg, kg = spec.groups, spec.in_per_group, spec.out_per_group
+    kb_n = -(-kg // shape.v)
+    block_bytes = cg * shape.v * dtype.itemsize
+    pass_blocks = max(1, min(kb_n, PASS_BYTES // block_bytes))
+    rows = spec.batch * int(np.prod(spec.out_size))
+    widths = np.array([s for _, s in shape.shapes], np.int64)
+    return RowsPlan(shape, rows_kernel(shape), dtype, np.arange(cg, dtype=np.int64), widths, rows, pass_blocks,
+                    ACTIVATION_CODES[spec.activation], np.zeros(g * kb_n * shape.v, dtype), kg % shape.v == 0,
+                    spec.output_shape, np.dtype(spec.dtype), (g, kg, cg))
+
+
+@functools.cache
+def rows_kernel(shape: TileShape):
+    """The kernel for one tile shape set, e.g. ``conv_pointwise_rows_p9v32_f32``."""
+    v, lanes, shapes, revision = shape.v, shape.lanes, shapes_literal(shape.shapes), REVISION
+
+    def kernel(x, w, xoff, bias, out, widths, rows, pass_blocks, act):
+        """out (M, K) flat = x (M, C) flat @ w (G, K/G, C/G) per group, plus the blocked bias
+        (G * KB * V), then the activation. Task = (run of tiles, pass of channel blocks):
+        CHUNKS_PER_THREAD per thread, or one per tile."""
+        groups, kg, cg = w.shape
+        c_n, k_n = groups * cg, groups * kg
+        kb_n = -(-kg // v)
+        blocks = groups * kb_n
+        packed = np.empty((blocks, cg * v), w.dtype)
+        previous = balanced(blocks)
+        for t in prange(blocks):
+            g = t // kb_n
+            pack_weight_block(w, g, t - g * kb_n, packed[t], v, lanes, revision)
+        s = widths[0]
+        full_tiles = rows // s
+        passes = -(-kb_n // pass_blocks)
+        splits = max(1, min(full_tiles, -(-CHUNKS_PER_THREAD * _thread_count() // passes)))
+        balanced(splits * passes)
+        for t in prange(splits * passes):
+            run = t // passes
+            kb0 = (t - run * passes) * pass_blocks
+            kb1 = min(kb_n, kb0 + pass_blocks)
+            p0 = run * full_tiles // splits * s
+            p1 = (run + 1) * full_tiles // splits * s
+            last = rows if run == splits - 1 else p1
+            for g in range(groups):
+                p = p0
+                while p < last:
+                    sel, width = 0, s
+                    if p + s > last:  # the tail: one tile ending at the last row, or narrower ones
+                        if last - p0 >= s:
+                            p = last - s
+                        else:
+                            while widths[sel] > last - p:
+                                sel += 1
+                            width = widths[sel]
+                    for kb in range(kb0, kb1):
+                        blk = g * kb_n + kb
+                        fma_tile_strided(x, packed, xoff, bias, out, p * c_n + g * cg, 0, blk * cg * v, blk * v,
+                                         p * k_n + g * kg + kb * v, 0, k_n, 1, min(v, kg - kb * v), act, c_n, sel,
+                                         shapes, v, lanes, revision)
+                    p += width
+        restore(previous)
+
+    dt = types.float32 if shape.dtype == "float32" else types.float64
+    flat = types.Array(dt, 1, "C")
+    ints = types.Array(types.int64, 1, "C")
+    readonly = functools.partial(types.Array, dt, layout="C", readonly=True)  # writeable arrays convert to it
+    sig = (readonly(1), readonly(3), ints, readonly(1), flat, ints) + (types.int64,) * 3
+    return specialised_kernel(kernel, f"conv_pointwise_rows_{shape.name}", [sig])
+
+
+def blocked_bias(plan: RowsPlan, bias) -> np.ndarray:
+    """The bias as the tiles read it, (G * KB * V) flat: the user's array itself when it is
+    already that (working dtype, contiguous, K/G a multiple of V)."""
+    if bias is None:
+        return plan.no_bias
+    if plan.bias_in_place and bias.dtype == plan.dtype and bias.flags.c_contiguous:
+        return bias.reshape(-1)
+    g, kg, _ = plan.w_shape
+    out = np.zeros((g, plan.no_bias.size // g), plan.dtype)
+    out[:, :kg] = np.asarray(bias).reshape(g, kg)
+    return out.reshape(-1)
+
+
+def run_rows(plan: RowsPlan, x, weight, bias):
+    """The call: x (N, *spatial, C) in the user's dtype and strides; result in its dtype."""
+    dtype = plan.dtype
+    xw = np.ascontiguousarray(as_working(x, dtype))
+    w = np.ascontiguousarray(weight.reshape(plan.w_shape), dtype=dtype)
+    out = np.empty(plan.out_shape, dtype)
+    plan.kernel(xw.reshape(-1), w, plan.xoff, blocked_bias(plan, bias), out.reshape(-1), plan.widths, plan.rows,
+                plan.pass_blocks, plan.act)
+    return out if out.dtype == plan.out_dtype else out.astype(plan.out_dtype)
