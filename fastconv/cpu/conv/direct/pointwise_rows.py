@@ -34,7 +34,6 @@ from ...._cache import cached_plan
 from ...._threads import CHUNKS_PER_THREAD, _thread_count, balanced, restore
 from ....kernels.activation import ACTIVATION_CODES
 from ..._jit import specialised_kernel
-from ...layout import as_working
 from ...vector.fma_tile import REVISION, fma_tile_strided, pack_weight_block, shapes_literal
 from .pointwise import strided_shape
 from .tiled import TileShape, tile_shape
@@ -152,11 +151,14 @@ def blocked_bias(plan: RowsPlan, bias) -> np.ndarray:
 
 
 def run_rows(plan: RowsPlan, x, weight, bias):
-    """The call: x (N, *spatial, C) in the user's dtype and strides; result in its dtype."""
+    """The call: x (N, *spatial, C) in the user's dtype and strides; result in its dtype.
+    Arrays already in the working dtype and C-contiguous are passed on as they are."""
     dtype = plan.dtype
-    xw = np.ascontiguousarray(as_working(x, dtype))
-    w = np.ascontiguousarray(weight.reshape(plan.w_shape), dtype=dtype)
+    if x.dtype != dtype or not x.flags.c_contiguous:
+        x = np.ascontiguousarray(x, dtype)  # float16 is computed in float32
+    if weight.dtype != dtype or not weight.flags.c_contiguous:
+        weight = np.ascontiguousarray(weight, dtype)
     out = np.empty(plan.out_shape, dtype)
-    plan.kernel(xw.reshape(-1), w, plan.xoff, blocked_bias(plan, bias), out.reshape(-1), plan.widths, plan.rows,
-                plan.pass_blocks, plan.act)
-    return out if out.dtype == plan.out_dtype else out.astype(plan.out_dtype)
+    plan.kernel(x.reshape(-1), weight.reshape(plan.w_shape), plan.xoff, blocked_bias(plan, bias), out.reshape(-1),
+                plan.widths, plan.rows, plan.pass_blocks, plan.act)
+    return out if dtype == plan.out_dtype else out.astype(plan.out_dtype)
