@@ -1,5 +1,6 @@
-"""The direct kernel's path for channels-last 1x1 convolutions without padding: the
-register tiles read the user's input in place (no row-planar copy).
+"""The direct kernel's path for strided channels-last 1x1 convolutions without padding:
+the register tiles read the user's input in place (no row-planar copy). Unit strides
+take conv/direct/pointwise_rows.py (one GEMM of pixel rows, the same register tile).
 
 A 1x1 tap of output pixel (od, oh, ow) reads input pixel (od*sd, oh*sh, ow*sw), so
 reduction step r (input channel r of the group) of a tile's pixel p reads
