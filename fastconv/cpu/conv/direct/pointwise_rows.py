@@ -4,21 +4,22 @@ M = N * pixels, read and written in the user's arrays.
 The register tile is the in-place path's (vector.fma_tile.fma_tile_strided: S pixels,
 C apart, by V output channels, the reduction over C innermost with broadcasts; epilogue
 bias and relu/relu6 fused). What differs from conv/direct/pointwise.py is the loop
-around it, made for the small late layers of MobileNetV2 and ResNet-50 (14x14 and 7x7,
-30-100 us calls), where the plane-tiled loop spent as much time around its tiles as in
-them:
+around it, made for MobileNetV2's and ResNet-50's 1x1 layers (14x14 and 7x7 layers of
+30-100 us, and the few-channel expansions of large planes, whose output rows the
+channel-block tasks of the plane-tiled loop wrote a block at a time):
 
 - the weight is packed once per call, every block of V channels (a first parallel loop),
   instead of once per task;
 - a task is a run of whole tiles of pixels by a pass of channel blocks: each tile of
   input is read once per pass, from L1, and writes whole output rows of the pass's
-  channels; the blocks of a pass fit L1 (``PASS_BYTES``), so the packed weight is read
+  channels; the blocks of a pass fit L1 (``tiled.L1_BYTES``), so the packed weight is read
   from L1, or from L2 when a single block is larger;
-- tasks are few and equal (runs of whole tiles, the tail tile overlapping its
-  neighbour rather than running narrow tiles): about ``CHUNKS_PER_THREAD`` per thread;
-- the call plan (``rows_plan``) holds every argument that depends on the spec, and
-  :func:`bind_rows` makes the repeated call's runner, so a call is one Numba dispatch
-  with a few arguments and little Python around it.
+- tasks are few and equal (runs of whole tiles): about ``CHUNKS_PER_THREAD`` per
+  thread; the last few pixels take narrower tiles, or one full tile overlapping its
+  neighbour where the tile model (tiled.step_cycles) says that is cheaper;
+- the call plan (``rows_plan``) holds every argument that depends on the spec, and a
+  repeated call's runner is bound to it (run.bind_direct), so a call is one Numba
+  dispatch with a few arguments and little Python around it.
 """
 
 from __future__ import annotations
@@ -36,11 +37,7 @@ from ....kernels.activation import ACTIVATION_CODES
 from ..._jit import specialised_kernel
 from ...vector.fma_tile import REVISION, fma_tile_strided, pack_weight_block, shapes_literal
 from .pointwise import strided_shape
-from .tiled import TileShape, tile_shape
-
-# The packed weight blocks one pass of a task multiplies with each tile of input: they
-# stay in L1 (48 KB on the project machine) beside the tile's input.
-PASS_BYTES = 24 * 1024
+from .tiled import L1_BYTES, TileShape, step_cycles, tile_shape
 
 
 class RowsPlan(NamedTuple):
@@ -49,6 +46,7 @@ class RowsPlan(NamedTuple):
     dtype: np.dtype  # working dtype
     xoff: np.ndarray  # 0 .. C/G - 1: reduction step r reads channel r of the tile's pixel
     widths: np.ndarray  # pixels of each tile shape (one-row tiles, widest first)
+    overlap: np.ndarray  # [r]: the last r pixels (r < widths[0]) take one full tile, not narrower ones
     rows: int  # M = N * pixels
     pass_blocks: int  # channel blocks per pass
     act: int
@@ -72,12 +70,29 @@ def rows_plan(spec) -> RowsPlan:
     g, cg, kg = spec.groups, spec.in_per_group, spec.out_per_group
     kb_n = -(-kg // shape.v)
     block_bytes = cg * shape.v * dtype.itemsize
-    pass_blocks = max(1, min(kb_n, PASS_BYTES // block_bytes))
+    pass_blocks = max(1, min(kb_n, L1_BYTES // block_bytes))  # the packed blocks of a pass stay in L1
     rows = spec.batch * int(np.prod(spec.out_size))
     widths = np.array([s for _, s in shape.shapes], np.int64)
-    return RowsPlan(shape, rows_kernel(shape), dtype, np.arange(cg, dtype=np.int64), widths, rows, pass_blocks,
+    overlap = tail_overlap(tuple(widths.tolist()), shape.n_vec, block_bytes > L1_BYTES)
+    return RowsPlan(shape, rows_kernel(shape), dtype, np.arange(cg, dtype=np.int64), widths, overlap, rows, pass_blocks,
                     ACTIVATION_CODES[spec.activation], np.zeros(g * kb_n * shape.v, dtype), kg % shape.v == 0,
                     spec.output_shape, np.dtype(spec.dtype), (g, kg, cg))
+
+
+@functools.cache
+def tail_overlap(widths: tuple, n_vec: int, streams_l2: bool) -> np.ndarray:
+    """[r] = 1 where the last r pixels of a run are cheaper as one full tile overlapping
+    the tile before it than as the narrower tiles, widest first, that cover them."""
+    full = step_cycles(widths[0], n_vec, streams_l2)
+    overlap = np.zeros(widths[0], np.int64)
+    for r in range(1, widths[0]):
+        left, narrow = r, 0.0
+        for w in widths[1:]:
+            while w <= left:
+                narrow += step_cycles(w, n_vec, streams_l2)
+                left -= w
+        overlap[r] = full <= narrow
+    return overlap
 
 
 @functools.cache
@@ -85,7 +100,7 @@ def rows_kernel(shape: TileShape):
     """The kernel for one tile shape set, e.g. ``conv_pointwise_rows_p9v32_f32``."""
     v, lanes, shapes, revision = shape.v, shape.lanes, shapes_literal(shape.shapes), REVISION
 
-    def kernel(x, w, xoff, bias, out, widths, rows, pass_blocks, act):
+    def kernel(x, w, xoff, bias, out, widths, overlap, rows, pass_blocks, act):
         """out (M, K) flat = x (M, C) flat @ w (G, K/G, C/G) per group, plus the blocked bias
         (G * KB * V), then the activation. Task = (run of tiles, pass of channel blocks):
         CHUNKS_PER_THREAD per thread, or one per tile."""
@@ -115,7 +130,7 @@ def rows_kernel(shape: TileShape):
                 while p < last:
                     sel, width = 0, s
                     if p + s > last:  # the tail: one tile ending at the last row, or narrower ones
-                        if last - p0 >= s:
+                        if last - p0 >= s and overlap[last - p] == 1:
                             p = last - s
                         else:
                             while widths[sel] > last - p:
@@ -133,7 +148,7 @@ def rows_kernel(shape: TileShape):
     flat = types.Array(dt, 1, "C")
     ints = types.Array(types.int64, 1, "C")
     readonly = functools.partial(types.Array, dt, layout="C", readonly=True)  # writeable arrays convert to it
-    sig = (readonly(1), readonly(3), ints, readonly(1), flat, ints) + (types.int64,) * 3
+    sig = (readonly(1), readonly(3), ints, readonly(1), flat, ints, ints) + (types.int64,) * 3
     return specialised_kernel(kernel, f"conv_pointwise_rows_{shape.name}", [sig])
 
 
@@ -160,5 +175,5 @@ def run_rows(plan: RowsPlan, x, weight, bias):
         weight = np.ascontiguousarray(weight, dtype)
     out = np.empty(plan.out_shape, dtype)
     plan.kernel(x.reshape(-1), weight.reshape(plan.w_shape), plan.xoff, blocked_bias(plan, bias), out.reshape(-1),
-                plan.widths, plan.rows, plan.pass_blocks, plan.act)
+                plan.widths, plan.overlap, plan.rows, plan.pass_blocks, plan.act)
     return out if dtype == plan.out_dtype else out.astype(plan.out_dtype)
