@@ -8,8 +8,10 @@ around it, made for MobileNetV2's and ResNet-50's 1x1 layers (14x14 and 7x7 laye
 30-100 us, and the few-channel expansions of large planes, whose output rows the
 channel-block tasks of the plane-tiled loop wrote a block at a time):
 
-- the weight is packed once per call, every block of V channels (a first parallel loop),
-  instead of once per task;
+- the weight is packed once per call, every block of V channels, instead of once per
+  task: on the calling thread up to ``SERIAL_PACK`` elements (about 2 us), in a first
+  parallel loop above (a parallel loop costs 1.5-2 us more than a serial one on one
+  thread, measured with no rows to compute);
 - a task is a run of whole tiles of pixels by a pass of channel blocks: each tile of
   input is read once per pass, from L1, and writes whole output rows of the pass's
   channels; the blocks of a pass fit L1 (``tiled.L1_BYTES``), so the packed weight is read
@@ -38,6 +40,8 @@ from ..._jit import specialised_kernel
 from ...vector.fma_tile import REVISION, fma_tile_strided, pack_weight_block, shapes_literal
 from .pointwise import strided_shape
 from .tiled import L1_BYTES, TileShape, step_cycles, tile_shape
+
+SERIAL_PACK = 16 * 1024  # packed weight elements the calling thread packs alone
 
 
 class RowsPlan(NamedTuple):
@@ -110,9 +114,14 @@ def rows_kernel(shape: TileShape):
         blocks = groups * kb_n
         packed = np.empty((blocks, cg * v), w.dtype)
         previous = balanced(blocks)
-        for t in prange(blocks):
-            g = t // kb_n
-            pack_weight_block(w, g, t - g * kb_n, packed[t], v, lanes, revision)
+        if blocks * cg * v <= SERIAL_PACK:
+            for t in range(blocks):
+                g = t // kb_n
+                pack_weight_block(w, g, t - g * kb_n, packed[t], v, lanes, revision)
+        else:
+            for t in prange(blocks):
+                g = t // kb_n
+                pack_weight_block(w, g, t - g * kb_n, packed[t], v, lanes, revision)
         s = widths[0]
         full_tiles = rows // s
         passes = -(-kb_n // pass_blocks)
