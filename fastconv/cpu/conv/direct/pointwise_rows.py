@@ -12,13 +12,16 @@ channel-block tasks of the plane-tiled loop wrote a block at a time):
   task: on the calling thread up to ``SERIAL_PACK`` elements (about 2 us), in a first
   parallel loop above (a parallel loop costs 1.5-2 us more than a serial one on one
   thread, measured with no rows to compute);
-- a task is a run of whole tiles of pixels by a pass of channel blocks: each tile of
-  input is read once per pass, from L1, and writes whole output rows of the pass's
-  channels; the blocks of a pass fit L1 (``tiled.L1_BYTES``), so the packed weight is read
-  from L1, or from L2 when a single block is larger;
-- tasks are few and equal (runs of whole tiles): about ``CHUNKS_PER_THREAD`` per
-  thread; the last few pixels take narrower tiles, or one full tile overlapping its
-  neighbour where the tile model (tiled.step_cycles) says that is cheaper;
+- a task is a run of whole tiles of pixels (at most ``RUN_BYTES`` of input, which stays
+  in L2) by all passes of channel blocks, or by a share of them when there are too few
+  runs for the threads; a pass's blocks fit L1 (``tiled.L1_BYTES``), so the packed weight
+  is read from L1 for every tile of the run, or from L2 when a single block is larger,
+  and each tile writes whole output rows of the pass's channels. The plane-tiled loop's
+  tasks, one channel block each, read their input once per block: from memory, 8 times,
+  on a 32x256x28x28 layer;
+- tasks are few and equal: about ``CHUNKS_PER_THREAD`` per thread; the last few pixels
+  take narrower tiles, or one full tile overlapping its neighbour where the tile model
+  (tiled.step_cycles) says that is cheaper;
 - the call plan (``rows_plan``) holds every argument that depends on the spec, and a
   repeated call's runner is bound to it (run.bind_direct), so a call is one Numba
   dispatch with a few arguments and little Python around it.
@@ -42,6 +45,7 @@ from .pointwise import strided_shape
 from .tiled import L1_BYTES, TileShape, step_cycles, tile_shape
 
 SERIAL_PACK = 16 * 1024  # packed weight elements the calling thread packs alone
+RUN_BYTES = 256 * 1024  # a task's run of input rows stays in L2 over all its passes
 
 
 class RowsPlan(NamedTuple):
@@ -106,8 +110,8 @@ def rows_kernel(shape: TileShape):
 
     def kernel(x, w, xoff, bias, out, widths, overlap, rows, pass_blocks, act):
         """out (M, K) flat = x (M, C) flat @ w (G, K/G, C/G) per group, plus the blocked bias
-        (G * KB * V), then the activation. Task = (run of tiles, pass of channel blocks):
-        CHUNKS_PER_THREAD per thread, or one per tile."""
+        (G * KB * V), then the activation. Task = (run of tiles, its passes of channel
+        blocks or a share of them): CHUNKS_PER_THREAD per thread, or one per tile."""
         groups, kg, cg = w.shape
         c_n, k_n = groups * cg, groups * kg
         kb_n = -(-kg // v)
@@ -125,32 +129,36 @@ def rows_kernel(shape: TileShape):
         s = widths[0]
         full_tiles = rows // s
         passes = -(-kb_n // pass_blocks)
-        splits = max(1, min(full_tiles, -(-CHUNKS_PER_THREAD * _thread_count() // passes)))
-        balanced(splits * passes)
-        for t in prange(splits * passes):
-            run = t // passes
-            kb0 = (t - run * passes) * pass_blocks
-            kb1 = min(kb_n, kb0 + pass_blocks)
+        target = CHUNKS_PER_THREAD * _thread_count()
+        splits = max(1, min(full_tiles, max(target, -(-rows * c_n * x.itemsize // RUN_BYTES))))
+        pass_groups = max(1, min(passes, -(-target // splits)))
+        balanced(splits * pass_groups)
+        for t in prange(splits * pass_groups):
+            run = t // pass_groups
+            q = t - run * pass_groups
             p0 = run * full_tiles // splits * s
             p1 = (run + 1) * full_tiles // splits * s
             last = rows if run == splits - 1 else p1
             for g in range(groups):
-                p = p0
-                while p < last:
-                    sel, width = 0, s
-                    if p + s > last:  # the tail: one tile ending at the last row, or narrower ones
-                        if last - p0 >= s and overlap[last - p] == 1:
-                            p = last - s
-                        else:
-                            while widths[sel] > last - p:
-                                sel += 1
-                            width = widths[sel]
-                    for kb in range(kb0, kb1):
-                        blk = g * kb_n + kb
-                        fma_tile_strided(x, packed, xoff, bias, out, p * c_n + g * cg, 0, blk * cg * v, blk * v,
-                                         p * k_n + g * kg + kb * v, 0, k_n, 1, min(v, kg - kb * v), act, c_n, sel,
-                                         shapes, v, lanes, revision)
-                    p += width
+                for pass_ in range(q * passes // pass_groups, (q + 1) * passes // pass_groups):
+                    kb0 = pass_ * pass_blocks
+                    kb1 = min(kb_n, kb0 + pass_blocks)
+                    p = p0
+                    while p < last:
+                        sel, width = 0, s
+                        if p + s > last:  # the tail: one tile ending at the last row, or narrower ones
+                            if last - p0 >= s and overlap[last - p] == 1:
+                                p = last - s
+                            else:
+                                while widths[sel] > last - p:
+                                    sel += 1
+                                width = widths[sel]
+                        for kb in range(kb0, kb1):
+                            blk = g * kb_n + kb
+                            fma_tile_strided(x, packed, xoff, bias, out, p * c_n + g * cg, 0, blk * cg * v, blk * v,
+                                             p * k_n + g * kg + kb * v, 0, k_n, 1, min(v, kg - kb * v), act, c_n,
+                                             sel, shapes, v, lanes, revision)
+                        p += width
         restore(previous)
 
     dt = types.float32 if shape.dtype == "float32" else types.float64
