@@ -13,12 +13,15 @@ channel-block tasks of the plane-tiled loop wrote a block at a time):
   parallel loop above (a parallel loop costs 1.5-2 us more than a serial one on one
   thread, measured with no rows to compute);
 - a task is a run of whole tiles of pixels (at most ``RUN_BYTES`` of input, which stays
-  in L2) by all passes of channel blocks, or by a share of them when there are too few
-  runs for the threads; a pass's blocks fit L1 (``tiled.L1_BYTES``), so the packed weight
-  is read from L1 for every tile of the run, or from L2 when a single block is larger,
-  and each tile writes whole output rows of the pass's channels. The plane-tiled loop's
-  tasks, one channel block each, read their input once per block: from memory, 8 times,
-  on a 32x256x28x28 layer;
+  in L2) by a share of the passes of channel blocks: all passes when the input is the
+  larger operand (each task reads only its run of it), a share of them, with runs as
+  long as they may be, when the packed weight is (each task reads only its share of the
+  weight: ResNet-50's 7x7 2048->512 weight, 4 MB, was read from L3 once per run). A
+  pass's blocks fit L1 (``tiled.L1_BYTES``), so the packed weight is read from L1 for
+  every tile of the run, or from L2 when a single block is larger, and each tile writes
+  whole output rows of the pass's channels. The plane-tiled loop's tasks, one channel
+  block each, read their input once per block: from memory, 8 times, on a 32x256x28x28
+  layer;
 - tasks are few and equal: about ``CHUNKS_PER_THREAD`` per thread; the last few pixels
   take narrower tiles, or one full tile overlapping its neighbour where the tile model
   (tiled.step_cycles) says that is cheaper;
@@ -130,8 +133,13 @@ def rows_kernel(shape: TileShape):
         full_tiles = rows // s
         passes = -(-kb_n // pass_blocks)
         target = CHUNKS_PER_THREAD * _thread_count()
-        splits = max(1, min(full_tiles, max(target, -(-rows * c_n * x.itemsize // RUN_BYTES))))
-        pass_groups = max(1, min(passes, -(-target // splits)))
+        least_splits = -(-rows * c_n * x.itemsize // RUN_BYTES)
+        if blocks * cg * v > rows * c_n:  # the weight is the larger operand: each task reads less of it
+            pass_groups = min(passes, target)
+            splits = max(1, min(full_tiles, max(least_splits, -(-target // pass_groups))))
+        else:  # each task reads less input
+            splits = max(1, min(full_tiles, max(target, least_splits)))
+            pass_groups = max(1, min(passes, -(-target // splits)))
         balanced(splits * pass_groups)
         for t in prange(splits * pass_groups):
             run = t // pass_groups
