@@ -246,6 +246,8 @@ def pointwise_curated() -> list[ConvSample]:
         # several runs of tiles by several passes of channel blocks, the last block partial
         s("conv2d", (1, 33, 2, 3), (40, 33, 1, 1), activation="relu", dtype="float16", tags=pw),
         s("conv2d", (2, 200, 5, 7), (70, 200, 1, 1), activation="relu6", dtype="float32", tags=pw),
+        # a packed weight over pointwise_rows.PREPACK_BYTES (packed by each task), strided
+        s("conv2d", (1, 512, 2, 5), (600, 512, 1, 1), stride=(1, 2), dtype="float32", tags=pw),
     ]
 
 

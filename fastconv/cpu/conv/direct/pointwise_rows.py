@@ -1,5 +1,6 @@
-"""Channels-last 1x1 convolutions with unit strides: one GEMM, out (M, K) = x (M, C) @ W.T,
-M = N * pixels, read and written in the user's arrays.
+"""Channels-last 1x1 convolutions: one GEMM, out (M, K) = x (M, C) @ W.T, M = N * pixels,
+read and written in the user's arrays (strided layers read a copy of the pixels their
+outputs read, 1/stride^d of the input, like the GEMM path conv/gemm.py).
 
 The register tile is the in-place path's (vector.fma_tile.fma_tile_strided: S pixels,
 C apart, by V output channels, the reduction over C innermost with broadcasts; epilogue
@@ -11,7 +12,9 @@ channel-block tasks of the plane-tiled loop wrote a block at a time):
 - the weight is packed once per call, every block of V channels, instead of once per
   task: on the calling thread up to ``SERIAL_PACK`` elements (about 2 us), in a first
   parallel loop above (a parallel loop costs 1.5-2 us more than a serial one on one
-  thread, measured with no rows to compute);
+  thread, measured with no rows to compute). A packed weight above ``PREPACK_BYTES``
+  would be written to memory and read back: each task packs a pass of it as it uses it
+  (ResNet-50's 1024->2048 weight, 8 MB, ran 1.4x slower packed first);
 - a task is a run of whole tiles of pixels (at most ``RUN_BYTES`` of input, which stays
   in L2) by a share of the passes of channel blocks: all passes when the input is the
   larger operand (each task reads only its run of it), a share of them, with runs as
@@ -49,6 +52,7 @@ from .tiled import L1_BYTES, TileShape, step_cycles, tile_shape
 
 SERIAL_PACK = 16 * 1024  # packed weight elements the calling thread packs alone
 RUN_BYTES = 256 * 1024  # a task's run of input rows stays in L2 over all its passes
+PREPACK_BYTES = 1 << 20  # larger packed weights are packed by each task, a pass at a time, as it uses them
 
 
 class RowsPlan(NamedTuple):
@@ -66,16 +70,17 @@ class RowsPlan(NamedTuple):
     out_shape: tuple
     out_dtype: np.dtype
     w_shape: tuple  # (G, K/G, C/G)
+    pick: tuple | None  # the slices of the input pixels a strided layer reads; None: unit strides
 
 
 def supports_rows(spec) -> bool:
-    return spec.is_pointwise and spec.channels_last and all(s == 1 for s in spec.stride)
+    return spec.is_pointwise and spec.channels_last
 
 
 @cached_plan
 def rows_plan(spec) -> RowsPlan:
-    """Everything about a channels-last unit-stride 1x1 call that depends on its spec
-    (cached; do not write to its arrays)."""
+    """Everything about a channels-last 1x1 call that depends on its spec (cached; do not
+    write to its arrays)."""
     dtype = working_dtype(np.dtype(spec.dtype))
     shape = strided_shape(tile_shape(spec.out_per_group, dtype.name))
     g, cg, kg = spec.groups, spec.in_per_group, spec.out_per_group
@@ -83,11 +88,13 @@ def rows_plan(spec) -> RowsPlan:
     block_bytes = cg * shape.v * dtype.itemsize
     pass_blocks = max(1, min(kb_n, L1_BYTES // block_bytes))  # the packed blocks of a pass stay in L1
     rows = spec.batch * int(np.prod(spec.out_size))
+    strided = any(s != 1 for s in spec.stride)
+    pick = (slice(None), *(slice(None, None, s) for s in spec.stride), slice(None)) if strided else None
     widths = np.array([s for _, s in shape.shapes], np.int64)
     overlap = tail_overlap(tuple(widths.tolist()), shape.n_vec, block_bytes > L1_BYTES)
     return RowsPlan(shape, rows_kernel(shape), dtype, np.arange(cg, dtype=np.int64), widths, overlap, rows, pass_blocks,
                     ACTIVATION_CODES[spec.activation], np.zeros(g * kb_n * shape.v, dtype), kg % shape.v == 0,
-                    spec.output_shape, np.dtype(spec.dtype), (g, kg, cg))
+                    spec.output_shape, np.dtype(spec.dtype), (g, kg, cg), pick)
 
 
 @functools.cache
@@ -119,13 +126,14 @@ def rows_kernel(shape: TileShape):
         c_n, k_n = groups * cg, groups * kg
         kb_n = -(-kg // v)
         blocks = groups * kb_n
-        packed = np.empty((blocks, cg * v), w.dtype)
+        prepack = blocks * cg * v * w.itemsize <= PREPACK_BYTES
+        packed = np.empty((blocks if prepack else 0, cg * v), w.dtype)
         previous = balanced(blocks)
-        if blocks * cg * v <= SERIAL_PACK:
+        if prepack and blocks * cg * v <= SERIAL_PACK:
             for t in range(blocks):
                 g = t // kb_n
                 pack_weight_block(w, g, t - g * kb_n, packed[t], v, lanes, revision)
-        else:
+        elif prepack:
             for t in prange(blocks):
                 g = t // kb_n
                 pack_weight_block(w, g, t - g * kb_n, packed[t], v, lanes, revision)
@@ -151,6 +159,13 @@ def rows_kernel(shape: TileShape):
                 for pass_ in range(q * passes // pass_groups, (q + 1) * passes // pass_groups):
                     kb0 = pass_ * pass_blocks
                     kb1 = min(kb_n, kb0 + pass_blocks)
+                    first = g * kb_n  # the block of kb in ws is first + kb
+                    ws = packed
+                    if not prepack:  # this pass's blocks, packed by the task that uses them
+                        ws = np.empty((kb1 - kb0, cg * v), w.dtype)
+                        for kb in range(kb0, kb1):
+                            pack_weight_block(w, g, kb, ws[kb - kb0], v, lanes, revision)
+                        first = -kb0
                     p = p0
                     while p < last:
                         sel, width = 0, s
@@ -163,9 +178,9 @@ def rows_kernel(shape: TileShape):
                                 width = widths[sel]
                         for kb in range(kb0, kb1):
                             blk = g * kb_n + kb
-                            fma_tile_strided(x, packed, xoff, bias, out, p * c_n + g * cg, 0, blk * cg * v, blk * v,
-                                             p * k_n + g * kg + kb * v, 0, k_n, 1, min(v, kg - kb * v), act, c_n,
-                                             sel, shapes, v, lanes, revision)
+                            fma_tile_strided(x, ws, xoff, bias, out, p * c_n + g * cg, 0, (first + kb) * cg * v,
+                                             blk * v, p * k_n + g * kg + kb * v, 0, k_n, 1, min(v, kg - kb * v), act,
+                                             c_n, sel, shapes, v, lanes, revision)
                         p += width
         restore(previous)
 
@@ -194,6 +209,8 @@ def run_rows(plan: RowsPlan, x, weight, bias):
     """The call: x (N, *spatial, C) in the user's dtype and strides; result in its dtype.
     Arrays already in the working dtype and C-contiguous are passed on as they are."""
     dtype = plan.dtype
+    if plan.pick is not None:
+        x = x[plan.pick]
     if x.dtype != dtype or not x.flags.c_contiguous:
         x = np.ascontiguousarray(x, dtype)  # float16 is computed in float32
     if weight.dtype != dtype or not weight.flags.c_contiguous:
