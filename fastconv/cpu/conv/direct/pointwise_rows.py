@@ -9,12 +9,16 @@ around it, made for MobileNetV2's and ResNet-50's 1x1 layers (14x14 and 7x7 laye
 30-100 us, and the few-channel expansions of large planes, whose output rows the
 channel-block tasks of the plane-tiled loop wrote a block at a time):
 
-- the weight is packed once per call, every block of V channels, instead of once per
-  task: on the calling thread up to ``SERIAL_PACK`` elements (about 2 us), in a first
-  parallel loop above (a parallel loop costs 1.5-2 us more than a serial one on one
-  thread, measured with no rows to compute). A packed weight above ``PREPACK_BYTES``
-  would be written to memory and read back: each task packs a pass of it as it uses it
-  (ResNet-50's 1024->2048 weight, 8 MB, ran 1.4x slower packed first);
+- the weight is packed once per call, every block of V channels, when several tasks
+  use each pass of it: on the calling thread up to ``SERIAL_PACK`` elements (about
+  2 us) or from ``SERIAL_PACK_ROWS`` rows (a few percent of the work), in a first
+  parallel loop otherwise (a parallel loop costs 1.5-2 us more than a serial one on one
+  thread, measured with no rows to compute; on Numba's OpenMP layer, whose workers spin
+  after each loop, a second loop per call doubled the CPU time of a 32x256x28x28 layer
+  on the busy machine). When a pass is used by
+  one task only, or the packed weight is above ``PREPACK_BYTES`` (it would be written to
+  memory and read back: ResNet-50's 1024->2048 weight, 8 MB, ran 1.4x slower packed
+  first), each task packs a pass as it uses it;
 - a task is a run of whole tiles of pixels (at most ``RUN_BYTES`` of input, which stays
   in L2) by a share of the passes of channel blocks: all passes when the input is the
   larger operand (each task reads only its run of it), a share of them, with runs as
@@ -51,6 +55,7 @@ from .pointwise import strided_shape
 from .tiled import L1_BYTES, TileShape, step_cycles, tile_shape
 
 SERIAL_PACK = 16 * 1024  # packed weight elements the calling thread packs alone
+SERIAL_PACK_ROWS = 1024  # or any weight, for this many rows: packing is then under 3% of the work
 RUN_BYTES = 256 * 1024  # a task's run of input rows stays in L2 over all its passes
 PREPACK_BYTES = 1 << 20  # larger packed weights are packed by each task, a pass at a time, as it uses them
 
@@ -126,17 +131,6 @@ def rows_kernel(shape: TileShape):
         c_n, k_n = groups * cg, groups * kg
         kb_n = -(-kg // v)
         blocks = groups * kb_n
-        prepack = blocks * cg * v * w.itemsize <= PREPACK_BYTES
-        packed = np.empty((blocks if prepack else 0, cg * v), w.dtype)
-        previous = balanced(blocks)
-        if prepack and blocks * cg * v <= SERIAL_PACK:
-            for t in range(blocks):
-                g = t // kb_n
-                pack_weight_block(w, g, t - g * kb_n, packed[t], v, lanes, revision)
-        elif prepack:
-            for t in prange(blocks):
-                g = t // kb_n
-                pack_weight_block(w, g, t - g * kb_n, packed[t], v, lanes, revision)
         s = widths[0]
         full_tiles = rows // s
         passes = -(-kb_n // pass_blocks)
@@ -148,6 +142,18 @@ def rows_kernel(shape: TileShape):
         else:  # each task reads less input
             splits = max(1, min(full_tiles, max(target, least_splits)))
             pass_groups = max(1, min(passes, -(-target // splits)))
+        # every task packs the passes it uses when no other task uses them, or the weight is large
+        prepack = splits > 1 and blocks * cg * v * w.itemsize <= PREPACK_BYTES
+        packed = np.empty((blocks if prepack else 0, cg * v), w.dtype)
+        previous = balanced(blocks)
+        if prepack and (blocks * cg * v <= SERIAL_PACK or rows >= SERIAL_PACK_ROWS):
+            for t in range(blocks):
+                g = t // kb_n
+                pack_weight_block(w, g, t - g * kb_n, packed[t], v, lanes, revision)
+        elif prepack:
+            for t in prange(blocks):
+                g = t // kb_n
+                pack_weight_block(w, g, t - g * kb_n, packed[t], v, lanes, revision)
         balanced(splits * pass_groups)
         for t in prange(splits * pass_groups):
             run = t // pass_groups
