@@ -14,7 +14,7 @@ channel-block tasks of the plane-tiled loop wrote a block at a time):
   2 us) or from ``SERIAL_PACK_ROWS`` rows (a few percent of the work), in a first
   parallel loop otherwise (a parallel loop costs 1.5-2 us more than a serial one on one
   thread, measured with no rows to compute; on Numba's OpenMP layer, whose workers spin
-  after each loop, a second loop per call doubled the CPU time of a 32x256x28x28 layer
+  after each loop, a second loop per call doubled the CPU time of an 8x256x28x28 layer
   on the busy machine). When a pass is used by
   one task only, or the packed weight is above ``PREPACK_BYTES`` (it would be written to
   memory and read back: ResNet-50's 1024->2048 weight, 8 MB, ran 1.4x slower packed
