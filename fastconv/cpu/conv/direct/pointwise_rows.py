@@ -142,6 +142,8 @@ def rows_kernel(shape: TileShape):
         else:  # each task reads less input
             splits = max(1, min(full_tiles, max(target, least_splits)))
             pass_groups = max(1, min(passes, -(-target // splits)))
+        while (splits * pass_groups) % _thread_count() != 0 and splits < full_tiles:
+            splits += 1  # as many tasks for every thread
         # every task packs the passes it uses when no other task uses them, or the weight is large
         prepack = splits > 1 and blocks * cg * v * w.itemsize <= PREPACK_BYTES
         packed = np.empty((blocks if prepack else 0, cg * v), w.dtype)
