@@ -2,23 +2,22 @@
 read and written in the user's arrays (strided layers read a copy of the pixels their
 outputs read, 1/stride^d of the input, like the GEMM path conv/gemm.py).
 
-The register tile is the in-place path's (vector.fma_tile.fma_tile_strided: S pixels,
-C apart, by V output channels, the reduction over C innermost with broadcasts; epilogue
-bias and relu/relu6 fused). What differs from conv/direct/pointwise.py is the loop
-around it, made for MobileNetV2's and ResNet-50's 1x1 layers (14x14 and 7x7 layers of
-30-100 us, and the few-channel expansions of large planes, whose output rows the
-channel-block tasks of the plane-tiled loop wrote a block at a time):
+The register tile is vector.fma_tile.fma_tile_strided (S pixels, C apart, by V output
+channels, the reduction over C innermost with broadcasts; epilogue bias and relu/relu6
+fused), its shapes from conv/direct/pointwise.py. The loop around it replaced the direct
+kernel's plane-tiled loop (one task per block of V channels, which packed its block and
+wrote a block of every output row), for MobileNetV2's and ResNet-50's 1x1 layers:
 
 - the weight is packed once per call, every block of V channels, when several tasks
   use each pass of it: on the calling thread up to ``SERIAL_PACK`` elements (about
-  2 us) or from ``SERIAL_PACK_ROWS`` rows (a few percent of the work), in a first
-  parallel loop otherwise (a parallel loop costs 1.5-2 us more than a serial one on one
-  thread, measured with no rows to compute; on Numba's OpenMP layer, whose workers spin
-  after each loop, a second loop per call doubled the CPU time of an 8x256x28x28 layer
-  on the busy machine). When a pass is used by
-  one task only, or the packed weight is above ``PREPACK_BYTES`` (it would be written to
-  memory and read back: ResNet-50's 1024->2048 weight, 8 MB, ran 1.4x slower packed
-  first), each task packs a pass as it uses it;
+  2 us) or from ``SERIAL_PACK_ROWS`` rows (a few percent of the work), else in a first
+  parallel loop (which costs 1.5-2 us more than a serial one on one thread, measured
+  with no rows to compute; on Numba's OpenMP layer, whose workers spin after each loop,
+  a second loop per call doubled the CPU time of an 8x256x28x28 layer on the busy
+  machine). When a pass is used by one task only, or the packed weight is above
+  ``PREPACK_BYTES`` (it would be written to memory and read back: ResNet-50's
+  1024->2048 weight, 8 MB, ran 1.4x slower packed first), each task packs a pass as it
+  uses it;
 - a task is a run of whole tiles of pixels (at most ``RUN_BYTES`` of input, which stays
   in L2) by a share of the passes of channel blocks: all passes when the input is the
   larger operand (each task reads only its run of it), a share of them, with runs as
@@ -26,12 +25,11 @@ channel-block tasks of the plane-tiled loop wrote a block at a time):
   weight: ResNet-50's 7x7 2048->512 weight, 4 MB, was read from L3 once per run). A
   pass's blocks fit L1 (``tiled.L1_BYTES``), so the packed weight is read from L1 for
   every tile of the run, or from L2 when a single block is larger, and each tile writes
-  whole output rows of the pass's channels. The plane-tiled loop's tasks, one channel
-  block each, read their input once per block: from memory, 8 times, on a 32x256x28x28
-  layer;
-- tasks are few and equal: about ``CHUNKS_PER_THREAD`` per thread; the last few pixels
-  take narrower tiles, or one full tile overlapping its neighbour where the tile model
-  (tiled.step_cycles) says that is cheaper;
+  whole output rows of the pass's channels. The plane-tiled loop's tasks read their
+  input once per block: from memory, 8 times, on a 32x256x28x28 layer;
+- tasks are few and equal: about ``CHUNKS_PER_THREAD`` per thread, as many for every
+  thread; the last few pixels take narrower tiles, or one full tile overlapping its
+  neighbour where the tile model (tiled.step_cycles) says that is cheaper;
 - the call plan (``rows_plan``) holds every argument that depends on the spec, and a
   repeated call's runner is bound to it (run.bind_direct), so a call is one Numba
   dispatch with a few arguments and little Python around it.
