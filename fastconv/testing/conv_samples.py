@@ -232,7 +232,7 @@ def pointwise_curated() -> list[ConvSample]:
     """1x1 corners of the direct kernel's in-place path (fastconv/cpu/conv/direct/pointwise.py)
     and of the GEMM: pixel counts off the tile widths, a last channel block of a few
     channels, strides (pixels C*stride apart channels-last), groups, one narrow vector,
-    float64 lanes, float16, no bias, 1-D and 3-D."""
+    float64 lanes, float16, no bias, 1-D and 3-D, and the unit-stride GEMM's tasks."""
     s = sample
     pw = {"pointwise"}
     return [
@@ -242,6 +242,12 @@ def pointwise_curated() -> list[ConvSample]:
         s("conv2d", (1, 40, 3, 5), (7, 40, 1, 1), dtype="float32", bias=False, tags=pw),
         s("conv1d", (2, 9, 31), (17, 9, 1), stride=2, activation="relu6", dtype="float16", tags=pw),
         s("conv3d", (1, 6, 3, 4, 5), (10, 6, 1, 1, 1), stride=(2, 1, 2), dtype="float32", tags=pw),
+        # unit strides (conv/direct/pointwise_rows.py): fewer pixels than the widest tile, float16;
+        # several runs of tiles by several passes of channel blocks, the last block partial
+        s("conv2d", (1, 33, 2, 3), (40, 33, 1, 1), activation="relu", dtype="float16", tags=pw),
+        s("conv2d", (2, 200, 5, 7), (70, 200, 1, 1), activation="relu6", dtype="float32", tags=pw),
+        # a packed weight over pointwise_rows.PREPACK_BYTES (packed by each task), strided
+        s("conv2d", (1, 512, 2, 5), (600, 512, 1, 1), stride=(1, 2), dtype="float32", tags=pw),
     ]
 
 

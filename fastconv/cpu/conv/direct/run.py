@@ -13,16 +13,19 @@ Per call, in this order:
    and writes the output straight into an array of the user's layout (NCHW or
    channels-last): no output transpose. float16 is computed in float32, cast at the end.
 
-Channels-last 1x1 convolutions without padding skip step 2: their tiles read the user's
-input in place (conv/direct/pointwise.py).
+Channels-last 1x1 convolutions without padding skip all of this: one GEMM of pixel rows
+read in place (conv/direct/pointwise_rows.py, its tiles from conv/direct/pointwise.py),
+whose repeated calls are bound to their plan (:func:`bind_direct`).
 
 Files: conv/direct/tiled.py (tile shapes, tiling of the output plane, input packing,
 the kernel factory), vector/fma_tile.py (the register tile and the weight
-packer, as LLVM IR), conv/direct/pointwise.py (the in-place channels-last 1x1 path).
+packer, as LLVM IR), conv/direct/pointwise_rows.py (channels-last 1x1 layers) and
+conv/direct/pointwise.py (its tile shapes).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -38,7 +41,7 @@ from ....kernels.padding_index import source_index
 from ...layout import as_working, channels_last_5d, image_chunks
 from ...weights import grouped_weight, pack_bias_blocked
 from ..driver import ChunkedOutput
-from .pointwise import pointwise_plan, run_pointwise
+from .pointwise_rows import rows_plan, run_rows, supports_rows
 from .tiled import (
     L1_BYTES,
     PlaneTiles,
@@ -95,19 +98,23 @@ def direct_plan(spec) -> DirectPlan:
         xoff, tiles, pitches, -(-spec.out_per_group // shape.v))
 
 
-@register("conv", "cpu", "direct",
+def bind_direct(spec):
+    """The repeated call's runner (dispatch.Implementation.bind): channels-last 1x1 calls
+    run their cached plan with nothing resolved again; the rest conv_direct."""
+    if supports_rows(spec):
+        plan = rows_plan(spec)
+        return functools.partial(run_rows, plan), (plan,)
+    return functools.partial(conv_direct, spec), ()
+
+
+@register("conv", "cpu", "direct", bind=bind_direct,
           note="register-tiled direct loops (pixels x output channels in vector registers), any groups")
 def conv_direct(spec, x, weight, bias):
+    if supports_rows(spec):
+        return run_rows(rows_plan(spec), x, weight, bias)
     dtype = working_dtype(np.dtype(spec.dtype))
     act = ACTIVATION_CODES[spec.activation]
     w4 = grouped_weight(weight, spec, dtype)
-    if spec.is_pointwise and spec.channels_last:
-        plan = pointwise_plan(spec)
-        bq = pack_bias_blocked(bias, spec, plan.shape.v, dtype)
-        splits = task_splits(spec.groups * plan.kb_n, plan.tiles.segments, numba.get_num_threads())
-        out = np.empty(spec.output_shape, dtype)
-        run_pointwise(spec, np.ascontiguousarray(as_working(x, dtype)), w4, bq, out, splits, act)
-        return out if out.dtype == np.dtype(spec.dtype) else out.astype(spec.dtype)
     plan = direct_plan(spec)
     kernel = direct_kernel(plan.shape)
     bq = pack_bias_blocked(bias, spec, plan.shape.v, dtype)

@@ -1,0 +1,227 @@
+"""Channels-last 1x1 convolutions: one GEMM, out (M, K) = x (M, C) @ W.T, M = N * pixels,
+read and written in the user's arrays (strided layers read a copy of the pixels their
+outputs read, 1/stride^d of the input, like the GEMM path conv/gemm.py).
+
+The register tile is vector.fma_tile.fma_tile_strided (S pixels, C apart, by V output
+channels, the reduction over C innermost with broadcasts; epilogue bias and relu/relu6
+fused), its shapes from conv/direct/pointwise.py. The loop around it replaced the direct
+kernel's plane-tiled loop (one task per block of V channels, which packed its block and
+wrote a block of every output row), for MobileNetV2's and ResNet-50's 1x1 layers:
+
+- the weight is packed once per call, every block of V channels, when several tasks
+  use each pass of it: on the calling thread up to ``SERIAL_PACK`` elements (about
+  2 us) or from ``SERIAL_PACK_ROWS`` rows (a few percent of the work), else in a first
+  parallel loop (which costs 1.5-2 us more than a serial one on one thread, measured
+  with no rows to compute; on Numba's OpenMP layer, whose workers spin after each loop,
+  a second loop per call doubled the CPU time of an 8x256x28x28 layer on the busy
+  machine). When a pass is used by one task only, or the packed weight is above
+  ``PREPACK_BYTES`` (it would be written to memory and read back: ResNet-50's
+  1024->2048 weight, 8 MB, ran 1.4x slower packed first), each task packs a pass as it
+  uses it;
+- a task is a run of whole tiles of pixels (at most ``RUN_BYTES`` of input, which stays
+  in L2) by a share of the passes of channel blocks: all passes when the input is the
+  larger operand (each task reads only its run of it), a share of them, with runs as
+  long as they may be, when the packed weight is (each task reads only its share of the
+  weight: ResNet-50's 7x7 2048->512 weight, 4 MB, was read from L3 once per run). A
+  pass's blocks fit L1 (``tiled.L1_BYTES``), so the packed weight is read from L1 for
+  every tile of the run, or from L2 when a single block is larger, and each tile writes
+  whole output rows of the pass's channels. The plane-tiled loop's tasks read their
+  input once per block: from memory, 8 times, on a 32x256x28x28 layer;
+- tasks are few and equal: about ``CHUNKS_PER_THREAD`` per thread, as many for every
+  thread; the last few pixels take narrower tiles, or one full tile overlapping its
+  neighbour where the tile model (tiled.step_cycles) says that is cheaper;
+- the call plan (``rows_plan``) holds every argument that depends on the spec, and a
+  repeated call's runner is bound to it (run.bind_direct), so a call is one Numba
+  dispatch with a few arguments and little Python around it.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import numpy as np
+from numba import prange, types
+
+from ...._arrays import working_dtype
+from ...._cache import cached_plan
+from ...._threads import CHUNKS_PER_THREAD, _thread_count, balanced, restore
+from ....kernels.activation import ACTIVATION_CODES
+from ..._jit import specialised_kernel
+from ...vector.fma_tile import REVISION, fma_tile_strided, pack_weight_block, shapes_literal
+from .pointwise import strided_shape
+from .tiled import L1_BYTES, TileShape, step_cycles, tile_shape
+
+SERIAL_PACK = 16 * 1024  # packed weight elements the calling thread packs alone
+SERIAL_PACK_ROWS = 1024  # or any weight, for this many rows: packing is then under 3% of the work
+RUN_BYTES = 256 * 1024  # a task's run of input rows stays in L2 over all its passes
+PREPACK_BYTES = 1 << 20  # larger packed weights are packed by each task, a pass at a time, as it uses them
+
+
+class RowsPlan(NamedTuple):
+    shape: TileShape
+    kernel: object  # the compiled kernel for the shape
+    dtype: np.dtype  # working dtype
+    xoff: np.ndarray  # 0 .. C/G - 1: reduction step r reads channel r of the tile's pixel
+    widths: np.ndarray  # pixels of each tile shape (one-row tiles, widest first)
+    overlap: np.ndarray  # [r]: the last r pixels (r < widths[0]) take one full tile, not narrower ones
+    rows: int  # M = N * pixels
+    pass_blocks: int  # channel blocks per pass
+    act: int
+    no_bias: np.ndarray  # the zero bias of calls without one (G * KB * V)
+    bias_in_place: bool  # the user's bias is already the blocked bias (K/G a multiple of V)
+    out_shape: tuple
+    out_dtype: np.dtype
+    w_shape: tuple  # (G, K/G, C/G)
+    pick: tuple | None  # the slices of the input pixels a strided layer reads; None: unit strides
+
+
+def supports_rows(spec) -> bool:
+    return spec.is_pointwise and spec.channels_last
+
+
+@cached_plan
+def rows_plan(spec) -> RowsPlan:
+    """Everything about a channels-last 1x1 call that depends on its spec (cached; do not
+    write to its arrays)."""
+    dtype = working_dtype(np.dtype(spec.dtype))
+    shape = strided_shape(tile_shape(spec.out_per_group, dtype.name))
+    g, cg, kg = spec.groups, spec.in_per_group, spec.out_per_group
+    kb_n = -(-kg // shape.v)
+    block_bytes = cg * shape.v * dtype.itemsize
+    pass_blocks = max(1, min(kb_n, L1_BYTES // block_bytes))  # the packed blocks of a pass stay in L1
+    rows = spec.batch * int(np.prod(spec.out_size))
+    strided = any(s != 1 for s in spec.stride)
+    pick = (slice(None), *(slice(None, None, s) for s in spec.stride), slice(None)) if strided else None
+    widths = np.array([s for _, s in shape.shapes], np.int64)
+    overlap = tail_overlap(tuple(widths.tolist()), shape.n_vec, block_bytes > L1_BYTES)
+    return RowsPlan(shape, rows_kernel(shape), dtype, np.arange(cg, dtype=np.int64), widths, overlap, rows, pass_blocks,
+                    ACTIVATION_CODES[spec.activation], np.zeros(g * kb_n * shape.v, dtype), kg % shape.v == 0,
+                    spec.output_shape, np.dtype(spec.dtype), (g, kg, cg), pick)
+
+
+@functools.cache
+def tail_overlap(widths: tuple, n_vec: int, streams_l2: bool) -> np.ndarray:
+    """[r] = 1 where the last r pixels of a run are cheaper as one full tile overlapping
+    the tile before it than as the narrower tiles, widest first, that cover them."""
+    full = step_cycles(widths[0], n_vec, streams_l2)
+    overlap = np.zeros(widths[0], np.int64)
+    for r in range(1, widths[0]):
+        left, narrow = r, 0.0
+        for w in widths[1:]:
+            while w <= left:
+                narrow += step_cycles(w, n_vec, streams_l2)
+                left -= w
+        overlap[r] = full <= narrow
+    return overlap
+
+
+@functools.cache
+def rows_kernel(shape: TileShape):
+    """The kernel for one tile shape set, e.g. ``conv_pointwise_rows_p9v32_f32``."""
+    v, lanes, shapes, revision = shape.v, shape.lanes, shapes_literal(shape.shapes), REVISION
+
+    def kernel(x, w, xoff, bias, out, widths, overlap, rows, pass_blocks, act):
+        """out (M, K) flat = x (M, C) flat @ w (G, K/G, C/G) per group, plus the blocked bias
+        (G * KB * V), then the activation. Task = (run of tiles, its passes of channel
+        blocks or a share of them): CHUNKS_PER_THREAD per thread, or one per tile."""
+        groups, kg, cg = w.shape
+        c_n, k_n = groups * cg, groups * kg
+        kb_n = -(-kg // v)
+        blocks = groups * kb_n
+        s = widths[0]
+        full_tiles = rows // s
+        passes = -(-kb_n // pass_blocks)
+        target = CHUNKS_PER_THREAD * _thread_count()
+        least_splits = -(-rows * c_n * x.itemsize // RUN_BYTES)
+        if blocks * cg * v > rows * c_n:  # the weight is the larger operand: each task reads less of it
+            pass_groups = min(passes, target)
+            splits = max(1, min(full_tiles, max(least_splits, -(-target // pass_groups))))
+        else:  # each task reads less input
+            splits = max(1, min(full_tiles, max(target, least_splits)))
+            pass_groups = max(1, min(passes, -(-target // splits)))
+        while (splits * pass_groups) % _thread_count() != 0 and splits < full_tiles:
+            splits += 1  # as many tasks for every thread
+        # every task packs the passes it uses when no other task uses them, or the weight is large
+        prepack = splits > 1 and blocks * cg * v * w.itemsize <= PREPACK_BYTES
+        packed = np.empty((blocks if prepack else 0, cg * v), w.dtype)
+        previous = balanced(blocks)
+        if prepack and (blocks * cg * v <= SERIAL_PACK or rows >= SERIAL_PACK_ROWS):
+            for t in range(blocks):
+                g = t // kb_n
+                pack_weight_block(w, g, t - g * kb_n, packed[t], v, lanes, revision)
+        elif prepack:
+            for t in prange(blocks):
+                g = t // kb_n
+                pack_weight_block(w, g, t - g * kb_n, packed[t], v, lanes, revision)
+        balanced(splits * pass_groups)
+        for t in prange(splits * pass_groups):
+            run = t // pass_groups
+            q = t - run * pass_groups
+            p0 = run * full_tiles // splits * s
+            p1 = (run + 1) * full_tiles // splits * s
+            last = rows if run == splits - 1 else p1
+            for g in range(groups):
+                for pass_ in range(q * passes // pass_groups, (q + 1) * passes // pass_groups):
+                    kb0 = pass_ * pass_blocks
+                    kb1 = min(kb_n, kb0 + pass_blocks)
+                    first = g * kb_n  # the block of kb in ws is first + kb
+                    ws = packed
+                    if not prepack:  # this pass's blocks, packed by the task that uses them
+                        ws = np.empty((kb1 - kb0, cg * v), w.dtype)
+                        for kb in range(kb0, kb1):
+                            pack_weight_block(w, g, kb, ws[kb - kb0], v, lanes, revision)
+                        first = -kb0
+                    p = p0
+                    while p < last:
+                        sel, width = 0, s
+                        if p + s > last:  # the tail: one tile ending at the last row, or narrower ones
+                            if last - p0 >= s and overlap[last - p] == 1:
+                                p = last - s
+                            else:
+                                while widths[sel] > last - p:
+                                    sel += 1
+                                width = widths[sel]
+                        for kb in range(kb0, kb1):
+                            blk = g * kb_n + kb
+                            fma_tile_strided(x, ws, xoff, bias, out, p * c_n + g * cg, 0, (first + kb) * cg * v,
+                                             blk * v, p * k_n + g * kg + kb * v, 0, k_n, 1, min(v, kg - kb * v), act,
+                                             c_n, sel, shapes, v, lanes, revision)
+                        p += width
+        restore(previous)
+
+    dt = types.float32 if shape.dtype == "float32" else types.float64
+    flat = types.Array(dt, 1, "C")
+    ints = types.Array(types.int64, 1, "C")
+    readonly = functools.partial(types.Array, dt, layout="C", readonly=True)  # writeable arrays convert to it
+    sig = (readonly(1), readonly(3), ints, readonly(1), flat, ints, ints) + (types.int64,) * 3
+    return specialised_kernel(kernel, f"conv_pointwise_rows_{shape.name}", [sig])
+
+
+def blocked_bias(plan: RowsPlan, bias) -> np.ndarray:
+    """The bias as the tiles read it, (G * KB * V) flat: the user's array itself when it is
+    already that (working dtype, contiguous, K/G a multiple of V)."""
+    if bias is None:
+        return plan.no_bias
+    if plan.bias_in_place and bias.dtype == plan.dtype and bias.flags.c_contiguous:
+        return bias.reshape(-1)
+    g, kg, _ = plan.w_shape
+    out = np.zeros((g, plan.no_bias.size // g), plan.dtype)
+    out[:, :kg] = np.asarray(bias).reshape(g, kg)
+    return out.reshape(-1)
+
+
+def run_rows(plan: RowsPlan, x, weight, bias):
+    """The call: x (N, *spatial, C) in the user's dtype and strides; result in its dtype.
+    Arrays already in the working dtype and C-contiguous are passed on as they are."""
+    dtype = plan.dtype
+    if plan.pick is not None:
+        x = x[plan.pick]
+    if x.dtype != dtype or not x.flags.c_contiguous:
+        x = np.ascontiguousarray(x, dtype)  # float16 is computed in float32
+    if weight.dtype != dtype or not weight.flags.c_contiguous:
+        weight = np.ascontiguousarray(weight, dtype)
+    out = np.empty(plan.out_shape, dtype)
+    plan.kernel(x.reshape(-1), weight.reshape(plan.w_shape), plan.xoff, blocked_bias(plan, bias), out.reshape(-1),
+                plan.widths, plan.overlap, plan.rows, plan.pass_blocks, plan.act)
+    return out if dtype == plan.out_dtype else out.astype(plan.out_dtype)
