@@ -141,10 +141,11 @@ class ProcessPair:
         return facts, rows
 
 
-    def alternate(self, keys, budget, errors: dict) -> tuple[dict, dict]:
+    def alternate(self, keys, budget, errors: dict, untimed: int = 2) -> tuple[dict, dict]:
         """Time the candidates the workers set up: one untimed warm-up round each, then
-        ``budget.rounds`` rounds taking turns, the first worker alternating. Returns
-        ({key: samples}, {key: per-round medians}); a round's errors go into ``errors``."""
+        ``budget.rounds`` rounds taking turns, the first worker alternating, each round after
+        ``untimed`` calls. Returns ({key: samples}, {key: per-round medians}); a round's errors
+        go into ``errors``."""
         samples = {k: [] for k in keys}
         round_medians = {k: [] for k in keys}
         per_round = budget.measure_s / max(budget.rounds, 1)
@@ -155,7 +156,8 @@ class ProcessPair:
             w.call("round", seconds=budget.warmup_s, min_reps=1, max_reps=max_reps)
         for r in range(budget.rounds):
             for w in (order if r % 2 == 0 else order[::-1]):
-                for key, got in w.call("round", seconds=per_round, min_reps=min_reps, max_reps=max_reps).items():
+                for key, got in w.call("round", seconds=per_round, min_reps=min_reps, max_reps=max_reps,
+                                       untimed=untimed).items():
                     samples[key] += got["samples"]
                     if got["samples"]:
                         round_medians[key].append(statistics.median(got["samples"]))

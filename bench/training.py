@@ -107,7 +107,7 @@ def run_models(pair, models, layouts, budget: Budget, *, batch=BATCH, size=SIZE,
             infos = {lib: w.call("training", **cmd) for lib, w in pair.workers.items()}
             check = loss_check({lib: info["first_loss"] for lib, info in infos.items()})
             errors = {f"{layout}/{lib}": info["error"] for lib, info in infos.items()}
-            samples, medians = pair.alternate(errors, budget, errors)
+            samples, medians = pair.alternate(errors, budget, errors, untimed=0)  # steps of 0.1-1 s: warm at once
             for lib, info in infos.items():
                 key = f"{layout}/{lib}"
                 rows.append({**info, "batch": batch, "size": size, "classes": classes, "error": errors[key],

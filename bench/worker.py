@@ -129,7 +129,7 @@ class Worker:
         return info
 
     def round(self, cmd) -> dict:
-        """Time each candidate for ``seconds`` (after two untimed calls); {key: samples or error}."""
+        """Time each candidate for ``seconds`` (after ``untimed`` calls, 2 by default); {key: samples or error}."""
         out = {}
         clock = time.perf_counter
         gc.collect()
@@ -138,7 +138,7 @@ class Worker:
             for key, fn, pool in self.candidates:
                 samples = []
                 try:
-                    for _ in range(2):
+                    for _ in range(cmd.get("untimed", 2)):
                         fn(self._next(pool))
                     end = clock() + cmd["seconds"]
                     while len(samples) < cmd["min_reps"] or clock() < end:
