@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .cells import fmt_ms, fmt_ratio, md_table
+from .cells import fmt_ms, fmt_num, fmt_ratio, md_table
 from .derive import div
 
 TRAINING_GOAL = 1.0
@@ -34,17 +34,25 @@ def training_target_rows(doc) -> list[list]:
 
 
 def training_section(doc) -> list[str]:
+    from ..machine import is_busy
+
     s = doc.get("settings", {})
-    load = (doc.get("machine", {}).get("load_avg") or ["?"])[0]
+    mach = doc.get("machine", {})
+    load = (mach.get("load_avg") or [None])[0]
+    cpus = (mach.get("cpu") or {}).get("affinity") or 1
     L = ["## Training step", "",
          f"One training step (forward, cross-entropy, backward, {s.get('optimizer', 'SGD')}) of each model in train "
          f"mode, batch {s.get('batch')}, 3x{s.get('size')}x{s.get('size')} input, {s.get('classes')} classes "
          "(`bench/models.py`: the nets as torchvision defines them): the model converted by "
          "`fastconv.torch.convert` against the same model (same seed, same weights, same data) on PyTorch's own "
          "kernels, each in its own process with its own default environment, alternating over rounds "
-         f"(`bench/training.py`). Run {doc.get('created', '?')}, load average {load} at the start. Times are "
-         "median step times in milliseconds with the quartiles; the first step (compiling or loading fastconv's "
-         "kernels) is timed apart; *loss* is the first step's loss on each side.", ""]
+         f"(`bench/training.py`). Run {doc.get('created', '?')}, load average {fmt_num(load)} at the start. Times "
+         "are median step times in milliseconds with the quartiles; the first step (compiling or loading "
+         "fastconv's kernels) is timed apart; *loss* is the first step's loss on each side.", ""]
+    if load is not None and is_busy(load, cpus):
+        L += [f"**The machine was shared** (load average {load:.1f} on {cpus} CPUs): PyTorch's spinning OpenMP "
+              "workers lose whole scheduler ticks there, so these ratios say how each side copes with a busy "
+              "machine, not how fast it is on a quiet one.", ""]
     rows = []
     for model, layout, f, t in _pairs(doc):
         check = (f or t or {}).get("loss_check") or {}
@@ -59,7 +67,7 @@ def training_section(doc) -> list[str]:
                      fmt_ms((f or {}).get("first_step_s")), fmt_ms((t or {}).get("first_step_s")),
                      loss + ("" if check.get("ok") else " **differ**"), errors or ""])
     L += md_table(["model", "layout", "fastconv (q1–q3)", "PyTorch (q1–q3)", "ratio", "spread", "steps",
-                   "first step fastconv", "first step PyTorch", "loss fastconv / PyTorch", "errors"], rows)
+                   "first step fastconv (ms)", "first step PyTorch (ms)", "loss fastconv / PyTorch", "errors"], rows)
     left = sorted({x for r in doc.get("training", []) for x in r.get("left") or []})
     swapped = {r["model"]: r.get("swapped") for r in doc.get("training", []) if r["library"] == "fastconv"}
     L += ["", "Layers `convert` swapped: " + ", ".join(f"{MODEL_NAMES.get(m, m)} {n}" for m, n in swapped.items())
