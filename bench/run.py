@@ -413,8 +413,9 @@ def main(argv=None, *, reexec: bool = False) -> int:
         if name == "training":
             from . import training
 
-            docs.append(training.run_pass(out, layouts=layouts, quick=args.quick, seed=args.seed,
-                                          keep_env=args.keep_env, threads=args.threads,
+            docs.append(training.run_pass(out, models=training.MODELS, layouts=layouts, quick=args.quick,
+                                          batch=training.BATCH, size=training.SIZE, classes=training.CLASSES,
+                                          seed=args.seed, keep_env=args.keep_env, threads=args.threads,
                                           command=["python", "-m", "bench.run", *argv]))
             continue
         doc = run_pass(args, argv, name, mode, busy, pass_algos, pass_problems, layouts, out, changes,

@@ -641,18 +641,27 @@ def test_bench_models_are_torchvisions():
             "features.18.0.weight", "classifier.1.weight"} <= keys
 
 
-def test_training_pass_times_both_libraries_and_checks_the_first_loss():
-    """The tiny net, both layouts: each side in its own process, the same first loss."""
+def test_run_cli_training_companion(tmp_path, monkeypatch):
+    """``--also training`` on the tiny net, both layouts: each side in its own process, the same
+    first loss, the JSON beside the main run's and the report's section and targets."""
     pytest.importorskip("torch")
-    from bench.processes import ProcessPair
-    from bench.training import run_models
+    from bench import training
+    from bench.run import main
 
-    budget = Budget(warmup_s=0.0, measure_s=0.0, min_reps=2, max_reps=2, rounds=2)
-    pair = ProcessPair("float32")
-    try:
-        rows = run_models(pair, ["tiny"], ["nchw", "nhwc"], budget, batch=2, size=16, classes=4)
-    finally:
-        pair.close()
+    monkeypatch.setattr(training, "MODELS", ("tiny",))
+    monkeypatch.setattr(training, "BATCH", 2)
+    monkeypatch.setattr(training, "SIZE", 16)
+    monkeypatch.setattr(training, "CLASSES", 4)
+    monkeypatch.setattr(training, "QUICK_BUDGET", Budget(warmup_s=0.0, measure_s=0.0, min_reps=2, max_reps=2,
+                                                         rounds=2))
+    out = tmp_path / "r.json"
+    assert main(["--suite", "pooling", "--match", "spp", "--quick", "--no-startup", "--no-progress", "--layout",
+                 "nchw,nhwc", "--out", str(out), "--report", str(tmp_path / "rep"), "--min-reps", "2",
+                 "--max-reps", "2", "--warmup", "0", "--measure", "0", "--also", "training"]) == 0
+    doc = json.loads((tmp_path / "r-training.json").read_text())
+    assert doc["settings"]["pass"] == "training" and doc["finished"]
+    assert set(doc["environment"]["workers"]) == {"fastconv", "torch"}
+    rows = doc["training"]
     assert {(r["layout"], r["library"]) for r in rows} == {(lay, lib) for lay in ("nchw", "nhwc")
                                                            for lib in ("fastconv", "torch")}
     for r in rows:
@@ -661,6 +670,8 @@ def test_training_pass_times_both_libraries_and_checks_the_first_loss():
         assert r["stats"]["n"] == 2 and len(r["round_medians_s"]) == 2
         if r["library"] == "fastconv":
             assert r["swapped"] == 8 and r["left"] == []  # every conv and pool of the net
+    md = (tmp_path / "rep" / "r.md").read_text()
+    assert "## Training step" in md and "| training step, tiny test net: converted / PyTorch | nhwc |" in md
 
 
 def _training_doc(fastconv_s, torch_s):
