@@ -2,7 +2,7 @@
 
 A converted model alternates between PyTorch's ops (batch norm, ReLU, the loss, the
 optimizer) and fastconv's kernels. PyTorch's OpenMP workers spin after every parallel op
-(libgomp's default wait, tens of milliseconds of spinning), so when fastconv's kernel
+(libgomp's default wait spins a while before it sleeps), so when fastconv's kernel
 starts, its TBB worker finds a core already taken, and on two cores three busy threads
 share them: the kernel's chunks wait for a preempted thread, for whole scheduler ticks
 when other processes want the cores too. PyTorch's own ops in the same step wait the
@@ -10,11 +10,10 @@ same way for their worker. The measurements are in the README ("Threads").
 
 What fixes it, measured against the other options (README): PyTorch's intra-op pool held
 to one thread while ``fastconv.torch`` is loaded, so one runtime, fastconv's, owns the
-cores in parallel, and PyTorch's ops run on the calling thread between fastconv's kernels.
-Nothing of PyTorch's spins while fastconv runs, and nothing of fastconv's runs while
-PyTorch's ops do. The user's own choice is kept: with ``OMP_NUM_THREADS`` or
-``MKL_NUM_THREADS`` set nothing changes, and ``torch.set_num_threads`` called after the
-import overrides this.
+cores in parallel, and PyTorch's ops run on the calling thread between fastconv's kernels,
+so no PyTorch worker spins on a core that fastconv's kernels need. The user's own choice
+is kept: with ``OMP_NUM_THREADS`` or ``MKL_NUM_THREADS`` set nothing changes, and
+``torch.set_num_threads`` called after the import overrides this.
 """
 
 from __future__ import annotations
