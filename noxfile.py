@@ -59,8 +59,9 @@ def bench(session: nox.Session) -> None:
     """The main job: quick benchmark of dw_vs_standard, MobileNetV2 and ResNet-50, then reports/.
 
     Each library runs in a process of its own with its own default environment (bench/processes.py).
-    It writes bench/results/ and reports/ only, with the three extra passes the targets need
-    (fastconv beside PyTorch in one process; a busy core; each conv layer's backward pass). Extra
+    It writes bench/results/ and reports/ only, with the extra passes the targets need
+    (fastconv beside PyTorch in one process; a busy core; each conv layer's backward pass; a
+    training step of ResNet-18 and MobileNetV2, converted against PyTorch's own, bench/training.py). Extra
     arguments go to bench.run, e.g.
     ``nox -s bench -- --suite all``,
     ``-- --update-readme`` (rewrite README.md's targets block), or
@@ -68,7 +69,7 @@ def bench(session: nox.Session) -> None:
     """
     session.install("-e", ".[bench]")
     session.run("python", "-m", "bench.run", "--quick", "--out", "bench/results/latest.json",
-                "--report", "reports/", "--also", "inprocess,busy,backward", *session.posargs,
+                "--report", "reports/", "--also", "inprocess,busy,backward,training", *session.posargs,
                 env={"NUMBA_CACHE_DIR": CACHE})
 
 

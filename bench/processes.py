@@ -120,23 +120,8 @@ class ProcessPair:
             return facts, []
         results = {k: (None if f["result"] is None else _load(f["result"])) for k, f in firsts.items()}
         checks = check_results(problem, meta, results)
-        samples = {k: [] for k in meta}
-        round_medians = {k: [] for k in meta}
         errors = {k: f["error"] for k, f in firsts.items()}
-        per_round = budget.measure_s / max(budget.rounds, 1)
-        min_reps = max(1, math.ceil(budget.min_reps / max(budget.rounds, 1)))
-        max_reps = max(min_reps, math.ceil(budget.max_reps / max(budget.rounds, 1)))
-        order = list(self.workers.values())
-        for w in order:  # warm-up: one untimed round each
-            w.call("round", seconds=budget.warmup_s, min_reps=1, max_reps=max_reps)
-        for r in range(budget.rounds):
-            for w in (order if r % 2 == 0 else order[::-1]):
-                for key, got in w.call("round", seconds=per_round, min_reps=min_reps, max_reps=max_reps).items():
-                    samples[key] += got["samples"]
-                    if got["samples"]:
-                        round_medians[key].append(statistics.median(got["samples"]))
-                    if got.get("error") and not errors.get(key):
-                        errors[key] = got["error"]
+        samples, round_medians = self.alternate(meta, budget, errors)
         for f in firsts.values():
             if f["result"]:
                 os.unlink(f["result"])
@@ -154,6 +139,31 @@ class ProcessPair:
                 row["check"] = checks.get(key)
             rows.append(row)
         return facts, rows
+
+
+    def alternate(self, keys, budget, errors: dict, untimed: int = 2) -> tuple[dict, dict]:
+        """Time the candidates the workers set up: one untimed warm-up round each, then
+        ``budget.rounds`` rounds taking turns, the first worker alternating, each round after
+        ``untimed`` calls. Returns ({key: samples}, {key: per-round medians}); a round's errors
+        go into ``errors``."""
+        samples = {k: [] for k in keys}
+        round_medians = {k: [] for k in keys}
+        per_round = budget.measure_s / max(budget.rounds, 1)
+        min_reps = max(1, math.ceil(budget.min_reps / max(budget.rounds, 1)))
+        max_reps = max(min_reps, math.ceil(budget.max_reps / max(budget.rounds, 1)))
+        order = list(self.workers.values())
+        for w in order:  # warm-up: one untimed round each
+            w.call("round", seconds=budget.warmup_s, min_reps=1, max_reps=max_reps)
+        for r in range(budget.rounds):
+            for w in (order if r % 2 == 0 else order[::-1]):
+                for key, got in w.call("round", seconds=per_round, min_reps=min_reps, max_reps=max_reps,
+                                       untimed=untimed).items():
+                    samples[key] += got["samples"]
+                    if got["samples"]:
+                        round_medians[key].append(statistics.median(got["samples"]))
+                    if got.get("error") and not errors.get(key):
+                        errors[key] = got["error"]
+        return samples, round_medians
 
 
 def _load(path):

@@ -4,6 +4,7 @@
     python -m bench.run --suite dw_vs_standard --quick --out bench/results/dw.json
     python -m bench.run --suite mobilenet_v2 --match 'dw|dws2' --algo depthwise
     python -m bench.run --suite all --also inprocess,busy --report reports/
+    python -m bench.run --quick --also training --report reports/   # and a training step of two nets
     python -m bench.run --quick --compare bench/results/old.json   # exit 1 on regressions
     python -m bench.run --list --suite resnet50           # the problems, not run
 
@@ -15,7 +16,8 @@ process, interleaved; before NumPy, Numba or PyTorch is imported the run then un
 ``--threading-layer`` and ``--omp-wait-policy`` when given (by default neither is set); if
 one of those libraries was already imported, it re-executes itself; ``--threads`` sets
 Numba's thread count, ``torch.set_num_threads`` and the BLAS pool. ``--busy-core`` keeps
-one core busy while timing. ``--also inprocess,busy`` adds the passes the targets need.
+one core busy while timing. ``--also inprocess,busy`` adds the passes the targets need; ``--also
+training`` a training step of ResNet-18 and MobileNetV2 (``bench/training.py``).
 Everything is recorded in the result file under ``environment`` and ``settings``.
 
 The run writes the JSON (``--out``) and, with ``--report DIR``, the report; README.md only
@@ -88,8 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extra passes the targets need, auto only, each to OUT-PASS.json: 'inprocess' (fastconv "
                         "with PyTorch in its process), 'busy' (ResNet-50 3x3 and MobileNetV2 depthwise layers with "
                         "one core busy), 'backward' (each conv layer's backward pass, grad input and grad weight, "
-                        "of the resnet50, mobilenet_v2, dw_vs_standard and dilated suites); comma-separated or "
-                        "repeated")
+                        "of the resnet50, mobilenet_v2, dw_vs_standard and dilated suites), 'training' (a training "
+                        "step of ResNet-18 and MobileNetV2, converted against PyTorch's, bench/training.py); "
+                        "comma-separated or repeated")
     p.add_argument("--no-startup", action="store_true",
                    help="skip timing import and first calls in fresh processes (bench/startup.py)")
     p.add_argument("--list", action="store_true", help="list the selected problems and exit")
@@ -393,8 +396,11 @@ def main(argv=None, *, reexec: bool = False) -> int:
         raise SystemExit("no problem matches --suite/--match")
     passes = [("main", args.mode, args.busy_core, algos, problems, args.out)]
     for extra in split_list(args.also):
+        if extra == "training":  # whole models, not the suites' layers
+            passes.append((extra, "process", False, None, None, args.out.with_name(f"{args.out.stem}-training.json")))
+            continue
         if extra not in COMPANIONS:
-            raise SystemExit(f"--also: {extra!r} is not one of {', '.join(COMPANIONS)}")
+            raise SystemExit(f"--also: {extra!r} is not one of {', '.join([*COMPANIONS, 'training'])}")
         if extra == "inprocess" and args.mode == "inprocess":
             continue
         companion = COMPANIONS[extra]
@@ -404,6 +410,14 @@ def main(argv=None, *, reexec: bool = False) -> int:
             passes.append((extra, companion["mode"], extra == "busy", ["auto"], chosen, out))
     docs, status = [], 0
     for name, mode, busy, pass_algos, pass_problems, out in passes:
+        if name == "training":
+            from . import training
+
+            docs.append(training.run_pass(out, models=training.MODELS, layouts=layouts, quick=args.quick,
+                                          batch=training.BATCH, size=training.SIZE, classes=training.CLASSES,
+                                          seed=args.seed, keep_env=args.keep_env, threads=args.threads,
+                                          command=["python", "-m", "bench.run", *argv]))
+            continue
         doc = run_pass(args, argv, name, mode, busy, pass_algos, pass_problems, layouts, out, changes,
                        startup=not args.no_startup and not docs)
         if not docs and args.compare:

@@ -11,6 +11,9 @@ worker started with (anything else the process prints goes to stderr):
   pool (the same seed gives both workers the same data), make the first call of every
   candidate (timed; Numba's compiling recorded), save each first result in NCHW order to
   ``check_dir`` for the coordinator to compare;
+- ``{"op": "training", "model", "layout", "batch", "size", "classes", "seed"}``: set up one
+  model's training step (forward, backward, SGD update; ``bench.training``) as the only
+  candidate, after making its first step (timed); reply the first step's loss;
 - ``{"op": "round", "seconds", "min_reps"}``: time every candidate for ``seconds`` (at
   least ``min_reps`` calls), one call at a time, the garbage collector off; reply the
   samples;
@@ -116,8 +119,17 @@ class Worker:
             firsts[key] = {"first_call_s": m.first_call_s, "jit": m.jit, "error": m.error, "result": path}
         return {"facts": facts, "meta": meta, "firsts": firsts}
 
+    def training(self, cmd) -> dict:
+        from .training import training_step
+
+        if cmd.get("threads"):
+            self._set_threads(cmd["threads"])
+        key, fn, pool, info = training_step(self.library, cmd)
+        self.candidates = [(key, fn, pool)]
+        return info
+
     def round(self, cmd) -> dict:
-        """Time each candidate for ``seconds`` (after two untimed calls); {key: samples or error}."""
+        """Time each candidate for ``seconds`` (after ``untimed`` calls, 2 by default); {key: samples or error}."""
         out = {}
         clock = time.perf_counter
         gc.collect()
@@ -126,7 +138,7 @@ class Worker:
             for key, fn, pool in self.candidates:
                 samples = []
                 try:
-                    for _ in range(2):
+                    for _ in range(cmd.get("untimed", 2)):
                         fn(self._next(pool))
                     end = clock() + cmd["seconds"]
                     while len(samples) < cmd["min_reps"] or clock() < end:

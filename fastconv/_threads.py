@@ -17,6 +17,9 @@ Why TBB and not Numba's default (GNU OpenMP), measured on the 2-core project mac
   one, so whichever loads first serves both, with the wait policy of whoever loaded it.
   TBB is a runtime of fastconv's own: importing torch before or after fastconv changes
   nothing, and fastconv no longer sets ``OMP_WAIT_POLICY``, which reached PyTorch too.
+  PyTorch's OpenMP workers still spin after each of its ops, beside fastconv's workers: a
+  converted model, which alternates the two, is where that costs, and importing
+  ``fastconv.torch`` holds PyTorch's intra-op pool to one thread (``fastconv/torch/_threads.py``).
 - **several Python threads**: TBB (like OpenMP, unlike Numba's workqueue) runs parallel
   kernels launched from several threads at once.
 

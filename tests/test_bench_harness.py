@@ -619,3 +619,92 @@ def test_backward_problem_end_to_end(name):
         assert r["error"] is None, r
         if r["library"] == "fastconv":
             assert r["check"]["ok"] and r["check"]["rel_err"] < 1e-5, r["check"]
+
+
+# ---------------------------------------------------------------------------------------
+# The training-step pass (``--also training``, bench/training.py)
+# ---------------------------------------------------------------------------------------
+
+
+def test_bench_models_are_torchvisions():
+    """Parameter counts and state_dict keys of torchvision's resnet18 and mobilenet_v2 (1000 classes)."""
+    pytest.importorskip("torch")
+    from bench.models import mobilenet_v2, resnet18
+
+    resnet, mobilenet = resnet18(), mobilenet_v2()
+    assert sum(p.numel() for p in resnet.parameters()) == 11_689_512
+    assert sum(p.numel() for p in mobilenet.parameters()) == 3_504_872
+    keys = set(resnet.state_dict())
+    assert {"conv1.weight", "layer1.0.bn1.running_mean", "layer2.0.downsample.0.weight", "fc.bias"} <= keys
+    keys = set(mobilenet.state_dict())
+    assert {"features.0.0.weight", "features.1.conv.0.0.weight", "features.2.conv.0.1.num_batches_tracked",
+            "features.18.0.weight", "classifier.1.weight"} <= keys
+
+
+def test_run_cli_training_companion(tmp_path, monkeypatch):
+    """``--also training`` on the tiny net, both layouts: each side in its own process, the same
+    first loss, the JSON beside the main run's and the report's section and targets."""
+    pytest.importorskip("torch")
+    from bench import training
+    from bench.run import main
+
+    monkeypatch.setattr(training, "MODELS", ("tiny",))
+    monkeypatch.setattr(training, "BATCH", 2)
+    monkeypatch.setattr(training, "SIZE", 16)
+    monkeypatch.setattr(training, "CLASSES", 4)
+    monkeypatch.setattr(training, "QUICK_BUDGET", Budget(warmup_s=0.0, measure_s=0.0, min_reps=2, max_reps=2,
+                                                         rounds=2))
+    out = tmp_path / "r.json"
+    assert main(["--suite", "pooling", "--match", "spp", "--quick", "--no-startup", "--no-progress", "--layout",
+                 "nchw,nhwc", "--out", str(out), "--report", str(tmp_path / "rep"), "--min-reps", "2",
+                 "--max-reps", "2", "--warmup", "0", "--measure", "0", "--also", "training"]) == 0
+    doc = json.loads((tmp_path / "r-training.json").read_text())
+    assert doc["settings"]["pass"] == "training" and doc["finished"]
+    assert set(doc["environment"]["workers"]) == {"fastconv", "torch"}
+    rows = doc["training"]
+    assert {(r["layout"], r["library"]) for r in rows} == {(lay, lib) for lay in ("nchw", "nhwc")
+                                                           for lib in ("fastconv", "torch")}
+    for r in rows:
+        assert r["error"] is None, r
+        assert r["loss_check"]["ok"], r["loss_check"]
+        assert r["stats"]["n"] == 2 and len(r["round_medians_s"]) == 2
+        if r["library"] == "fastconv":
+            assert r["swapped"] == 8 and r["left"] == []  # every conv and pool of the net
+    md = (tmp_path / "rep" / "r.md").read_text()
+    assert "## Training step" in md and "| training step, tiny test net: converted / PyTorch | nhwc |" in md
+
+
+def _training_doc(fastconv_s, torch_s):
+    rows = []
+    for model in ("resnet18", "mobilenet_v2"):
+        for layout in ("nchw", "nhwc"):
+            check = {"ok": True, "fastconv": 6.9, "torch": 6.9, "rel_err": 0.0, "rtol": 1e-3}
+            for lib, t in (("fastconv", fastconv_s), ("torch", torch_s)):
+                stats = {"n": 10, "median_s": t, "q1_s": 0.9 * t, "q3_s": 1.1 * t}
+                rows.append({"library": lib, "model": model, "layout": layout, "first_loss": 6.9, "error": None,
+                             "first_step_s": 2.0, "loss_check": check, "stats": stats,
+                             **({"swapped": 21, "left": []} if lib == "fastconv" else {})})
+    return {"created": "2025-01-01T00:00:00+00:00", "machine": {"load_avg": [0.5, 0.5, 0.5]},
+            "settings": {"pass": "training", "mode": "process", "models": ["resnet18", "mobilenet_v2"], "batch": 8,
+                         "size": 112, "classes": 1000, "optimizer": "SGD lr 0.01 momentum 0.9"},
+            "problems": [], "results": [], "training": rows}
+
+
+def test_training_targets_and_report_section(tmp_path):
+    from bench import report
+    from bench.report import derive
+    from bench.report.targets import target_rows
+
+    doc, training = synthetic_doc(TIMES, TORCH), _training_doc(0.3, 0.25)
+    rows = {(r[0], r[1]): r for r in target_rows(doc, derive(doc), {"training": training})}
+    row = rows[("training step, ResNet-18: converted / PyTorch", "nhwc")]
+    assert row[2] == pytest.approx(1.2) and row[3] == pytest.approx((0.9 * 0.3 / 0.275, 1.1 * 0.3 / 0.225))
+    assert row[4] == 10 and row[5] == 1.0
+    main_json, training_json = tmp_path / "r.json", tmp_path / "r-training.json"
+    main_json.write_text(json.dumps(doc))
+    training_json.write_text(json.dumps(training))
+    assert report.main([str(main_json), "--companion", f"training={training_json}", "--out", str(tmp_path)]) == 0
+    md = (tmp_path / "r.md").read_text()
+    assert "## Training step" in md
+    assert "| ResNet-18 | nchw | 300 (270–330) | 250 (225–275) | 1.20 | 0.98–1.47 | 10 |" in md
+    assert "a training step of resnet18, mobilenet_v2, batch 8" in md

@@ -122,6 +122,36 @@ def test_correct_with_torch_in_the_process(order):
     assert out["torch"] < 1e-4
 
 
+@pytest.mark.parametrize("env", [{}, {"OMP_NUM_THREADS": "2"}])
+def test_torch_bridge_holds_torchs_pool_to_one_thread(env):
+    """Importing fastconv.torch leaves the cores to fastconv's runtime (PyTorch on one intra-op
+    thread) unless the user sized PyTorch's pool; either way a converted net trains as PyTorch's."""
+    pytest.importorskip("torch")
+    out = run_script("""
+        import os, torch
+        before = torch.get_num_threads()
+        import fastconv.torch as FT
+        from fastconv.torch import _threads
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+                                  torch.nn.MaxPool2d(2), torch.nn.Conv2d(8, 8, 1), torch.nn.AdaptiveAvgPool2d(1),
+                                  torch.nn.Flatten(), torch.nn.Linear(8, 4))
+        converted, _ = FT.convert(net)
+        xb, yb = torch.randn(4, 3, 10, 10), torch.tensor([0, 1, 2, 3])
+        losses = [torch.nn.functional.cross_entropy(m(xb), yb) for m in (net, converted)]
+        grads = [torch.autograd.grad(loss, net[0].weight)[0] for loss in losses]
+        print(json.dumps({"before": before, "after": torch.get_num_threads(), "said": _threads.THREADS,
+                          "loss": [float(v) for v in losses], "grad": float((grads[0] - grads[1]).abs().max()),
+                          "scale": float(grads[0].abs().max())}))
+    """, env=env)
+    if env:
+        assert out["after"] == out["before"] == 2 and "OMP_NUM_THREADS set by the user" in out["said"]
+    else:
+        assert out["after"] == 1 and ("-> 1" in out["said"])
+    assert out["loss"][0] == pytest.approx(out["loss"][1], rel=1e-5)
+    assert out["grad"] <= 1e-4 * out["scale"]
+
+
 def test_python_threads_at_once():
     """Several Python threads launching parallel kernels at the same time."""
     rng = np.random.default_rng(1)

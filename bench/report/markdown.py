@@ -30,6 +30,10 @@ def mode_text(settings: dict) -> str:
 def render_markdown(doc, entries, pairs, plots, sources=None, companions=None) -> str:
     L = _intro(doc, entries, pairs, sources)
     L += _targets(doc, entries, companions)
+    if companions and "training" in companions:
+        from .training import training_section
+
+        L += training_section(companions["training"])
     L += _machine(doc)
     L += _summary(entries, plots)
     L += _dw_vs_standard(pairs, plots)
@@ -108,11 +112,18 @@ def _targets(doc, entries, companions) -> list[str]:
     for name, comp in (companions or {}).items():
         cs = comp.get("settings", {})
         L.append(f"- companion run *{name}*: {comp.get('created', '?')}, {mode_text(cs)}, "
-                 f"{len(comp.get('problems', []))} layers, load average at start "
+                 f"{_covers(comp)}, load average at start "
                  f"{(comp.get('machine', {}).get('load_avg') or ['?'])[0]}")
     if companions:
         L.append("")
     return L + targets_table(doc, entries, companions) + [""]
+
+
+def _covers(comp) -> str:
+    if "training" in comp:
+        models = comp.get("settings", {}).get("models", [])
+        return f"a training step of {', '.join(models)}, batch {comp.get('settings', {}).get('batch')}"
+    return f"{len(comp.get('problems', []))} layers"
 
 
 def _machine(doc) -> list[str]:

@@ -2,8 +2,8 @@
 
 Every measured value is computed from the run's entries; the goals are the issue's. The
 main run is the process mode (each library in its own process, its own defaults); ratios
-are fastconv / PyTorch in the same layout, geometric means over layers. Two companion
-runs (``bench.run --also inprocess,busy``) give the rest:
+are fastconv / PyTorch in the same layout, geometric means over layers. Companion
+runs (``bench.run --also inprocess,busy,backward,training``) give the rest:
 
 - *inprocess*: fastconv with PyTorch imported and used in its process, against
   fastconv's own time in the main run (same layers, what ``algo="auto"`` runs);
@@ -13,6 +13,9 @@ runs (``bench.run --also inprocess,busy``) give the rest:
   the resnet50, mobilenet_v2, dw_vs_standard and dilated suites, each library in its own
   process, against PyTorch's ``aten.convolution_backward``, and against fastconv's own
   forward time of the same layer in the main run.
+- *training* (issue 13): one training step of ResNet-18 and MobileNetV2 converted by
+  ``fastconv.torch.convert`` against the same model on PyTorch's kernels, each library in
+  its own process (``bench/training.py``).
 
 The spread column is the same ratio taken from the quartiles instead of the medians
 (fastconv's lower quartile over PyTorch's upper one, and the other way round): how far
@@ -134,6 +137,10 @@ def target_rows(doc, entries, companions=None) -> list[list]:
         rows += _busy_rows(derive(companions["busy"]))
     if "backward" in companions:
         rows += _backward_rows(entries, derive(companions["backward"]))
+    if "training" in companions:
+        from .training import training_target_rows
+
+        rows += training_target_rows(companions["training"])
     startup = doc.get("startup") or {}
     for key, label, goal in (("import_s", "`import fastconv`, s", 0.5),
                              ("first_call_cached_s", "first call, kernels in Numba's cache, s", 0.5),
