@@ -372,6 +372,8 @@ DETERMINISM = [
     sample("conv2d", (2, 16, 64, 48), (24, 16, 1, 1), dtype="float32", tags={"channels_last"}),
     sample("conv2d", (2, 64, 13, 12), (96, 32, 1, 1), dtype="float32", stride=(2, 1), groups=2,
            tags={"channels_last"}),
+    # im2col weight gradients: channels-first columns of wide rows, their pixel sum cut into pieces
+    sample("conv2d", (2, 8, 40, 52), (16, 8, 3, 3), dtype="float32", padding=1, tags={"channels_last"}),
 ]
 
 

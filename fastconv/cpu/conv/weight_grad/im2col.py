@@ -5,7 +5,9 @@ Both operands stay in the caller's layout: the columns are built straight from t
 unpadded input (columns.py: padding through index maps, no padded copy), and
 grad_output is read in place, transposed through the GEMM's flags where it is
 channels-last. Channels-first, the columns' rows are (c, tap), the weight's own order,
-one image at a time; channels-last, (tap, c) over pixels of consecutive images.
+one image at a time; channels-last, (tap, c) over pixels of consecutive images (and so
+for channels-first images with narrow output rows, from a channels-last copy of the input:
+see CHANNEL_ROWS_MIN_WIDTH).
 
 Columns are built for chunks of output pixels within half the workspace cap; each
 chunk's product adds into the gradient (beta = 1) in pixel order. A chunk's pixel sum is
@@ -35,6 +37,13 @@ def _lift(shape, nd):
     return (1,) * (3 - nd) + tuple(shape)
 
 
+# Channels-first images with output rows narrower than this are copied channels-last first:
+# the channel-row columns do per-row work (tap offsets, borders) for a few elements at a time,
+# where the pixel-row builder copies all channels of a tap at once (ResNet-50's 14x14 and 7x7
+# layers: the copy and the pixel-row columns take 0.5-0.7x the channel-row columns' time).
+CHANNEL_ROWS_MIN_WIDTH = 16
+
+
 @register("conv_weight_grad", "cpu", "im2col",
           note="grad_output @ im2col columns built from the unpadded input, both in the user's layout, "
                "on fastconv's GEMM threads, chunked over pixels in a fixed order")
@@ -42,40 +51,69 @@ def conv_weight_grad_im2col(spec, x, grad_output):
     dtype = working_dtype(np.dtype(spec.dtype))
     geom = geometry3(spec)
     nd, cl, batch = spec.nd, spec.channels_last, spec.batch
-    groups, kg, cg = spec.groups, spec.out_per_group, spec.in_per_group
+    groups, cg, taps = spec.groups, spec.in_per_group, math.prod(spec.kernel)
     c_n, k_n = spec.in_channels, spec.out_channels
-    taps = math.prod(spec.kernel)
     # grad_output's own extent (a transposed conv's may stop short of spec.out_size)
     g_size = _lift(grad_output.shape[1:-1] if cl else grad_output.shape[2:], nd)
     pixels = math.prod(g_size)
-    in5 = (batch, *geom.in_size, c_n) if cl else (batch, c_n, *geom.in_size)
-    x5 = kernel_array(x.reshape(in5), dtype)  # a copy only for float16 or a non-contiguous input
+    x5 = x.reshape((batch, *geom.in_size, c_n) if cl else (batch, c_n, *geom.in_size))
     maps = [source_index(n, b, e, spec.padding_mode) for n, (b, e) in zip(geom.in_size, geom.pads)]
     fill = dtype.type(spec.padding_value)
-    k3, s3, d3 = geom.kernel, geom.stride, geom.dilation
-    budget = workspace_limit() // 2
-    grad = np.zeros((groups, kg, cg * taps), dtype)
+    grad = np.zeros((groups, spec.out_per_group, cg * taps), dtype)
     if cl:
         rows = kernel_array(grad_output.reshape(batch * pixels, k_n), dtype)
-        per_row = c_n * taps * dtype.itemsize
-        buffer = np.empty(min(max(1, budget // per_row), rows.shape[0]) * c_n * taps, dtype)
-        for r0, r1 in chunks(rows.shape[0], per_row, budget):
-            cols = buffer[:(r1 - r0) * c_n * taps].reshape(groups, r1 - r0, taps * cg)
-            columns_ndhwc(x5, r0, *g_size, *k3, *s3, *d3, *maps, fill, cols)
+        _by_pixel_rows(spec, kernel_array(x5, dtype), g_size, maps, fill, grad,
+                       [(0, batch * pixels, lambda r0, r1, ks: rows[r0:r1, ks].T)])
+        return _from_pixel_rows(grad, spec)
+    g3 = kernel_array(grad_output.reshape(batch, k_n, pixels), dtype)
+    if g_size[2] >= CHANNEL_ROWS_MIN_WIDTH:
+        _by_channel_rows(spec, kernel_array(x5, dtype), g3, g_size, maps, fill, grad)
+        return np.ascontiguousarray(grad.reshape(spec.weight_shape), dtype=np.dtype(spec.dtype))
+    xl = np.empty((batch, *geom.in_size, c_n), dtype)
+    np.copyto(xl, np.moveaxis(x5, 1, -1), casting="unsafe")
+    images = [(n * pixels, (n + 1) * pixels, lambda r0, r1, ks, n=n: g3[n, ks, r0 - n * pixels:r1 - n * pixels])
+              for n in range(batch)]
+    _by_pixel_rows(spec, xl, g_size, maps, fill, grad, images)
+    return _from_pixel_rows(grad, spec)
+
+
+def _by_pixel_rows(spec, x5, g_size, maps, fill, grad, spans):
+    """Columns (group, pixel, tap * Cg + c) of channels-last x5 over each span (start, stop,
+    operand) of pixels flat over (n, od, oh, ow), in chunks; ``operand(r0, r1, ks)`` is
+    grad_output's (Kg, r1 - r0) matrix of out-channels ``ks`` over those pixels."""
+    dtype, geom = grad.dtype, geometry3(spec)
+    groups, kg, taps_c = grad.shape
+    budget = workspace_limit() // 2
+    per_row = groups * taps_c * dtype.itemsize
+    longest = max((p1 - p0 for p0, p1, _ in spans), default=0)
+    buffer = np.empty(min(max(1, budget // per_row), longest) * groups * taps_c, dtype)
+    for p0, p1, operand in spans:
+        for r0, r1 in chunks(p1 - p0, per_row, budget):
+            cols = buffer[:(r1 - r0) * groups * taps_c].reshape(groups, r1 - r0, taps_c)
+            columns_ndhwc(x5, p0 + r0, *g_size, *geom.kernel, *geom.stride, *geom.dilation, *maps, fill, cols)
             for g in range(groups):
-                gemm_sum(rows[r0:r1, g * kg:(g + 1) * kg].T, cols[g], grad[g], accumulate=True)
-        w = grad.reshape(k_n, taps, cg).transpose(0, 2, 1)
-    else:
-        g3 = kernel_array(grad_output.reshape(batch, k_n, pixels), dtype)
-        out_rows, ow_n = g_size[0] * g_size[1], g_size[2]
-        per_row = c_n * taps * ow_n * dtype.itemsize  # one output row's columns
-        buffer = np.empty(min(max(1, budget // per_row), out_rows) * c_n * taps * ow_n, dtype)
-        for n in range(batch):
-            for r0, r1 in chunks(out_rows, per_row, budget):
-                cols = buffer[:c_n * taps * (r1 - r0) * ow_n].reshape(c_n * taps, (r1 - r0) * ow_n)
-                columns_ncdhw(x5, n, r0, g_size[1], ow_n, *k3[1:], *s3, *d3, geom.pads[2][0], *maps, fill, cols)
-                for g in range(groups):
-                    gemm_sum(g3[n, g * kg:(g + 1) * kg, r0 * ow_n:r1 * ow_n], cols[g * cg * taps:(g + 1) * cg * taps].T,
-                             grad[g], accumulate=True)
-        w = grad
+                gemm_sum(operand(p0 + r0, p0 + r1, slice(g * kg, (g + 1) * kg)), cols[g], grad[g], accumulate=True)
+
+
+def _from_pixel_rows(grad, spec):
+    """(G, Kg, taps * Cg) -> the weight (K, Cg, *kernel) in the spec's dtype."""
+    w = grad.reshape(spec.out_channels, -1, spec.in_per_group).transpose(0, 2, 1)
     return np.ascontiguousarray(w.reshape(spec.weight_shape), dtype=np.dtype(spec.dtype))
+
+
+def _by_channel_rows(spec, x5, g3, g_size, maps, fill, grad):
+    """Columns ((c, tap), pixel) of channels-first x5, one image at a time, in chunks of
+    output rows; grad_output g3 (N, K, pixels) read in place."""
+    dtype, geom = grad.dtype, geometry3(spec)
+    groups, kg, taps_c = grad.shape
+    out_rows, ow_n = g_size[0] * g_size[1], g_size[2]
+    budget = workspace_limit() // 2
+    per_row = groups * taps_c * ow_n * dtype.itemsize  # one output row's columns
+    buffer = np.empty(min(max(1, budget // per_row), out_rows) * groups * taps_c * ow_n, dtype)
+    for n in range(g3.shape[0]):
+        for r0, r1 in chunks(out_rows, per_row, budget):
+            cols = buffer[:groups * taps_c * (r1 - r0) * ow_n].reshape(groups, taps_c, (r1 - r0) * ow_n)
+            columns_ncdhw(x5, n, r0, g_size[1], ow_n, *geom.kernel[1:], *geom.stride, *geom.dilation,
+                          geom.pads[2][0], *maps, fill, cols.reshape(groups * taps_c, -1))
+            for g in range(groups):
+                gemm_sum(g3[n, g * kg:(g + 1) * kg, r0 * ow_n:r1 * ow_n], cols[g].T, grad[g], accumulate=True)
