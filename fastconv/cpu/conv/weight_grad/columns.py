@@ -68,9 +68,13 @@ def columns_ncdhw(x, n, row0, oh_n, ow_n, kh_n, kw_n, sd, sh, sw, dd, dh, dw, pw
 def columns_ndhwc(x, row0, od_n, oh_n, ow_n, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh, dw, map_d, map_h, map_w, fill,
                   cols):
     """cols[g, r, tap * Cg + c] = padded x[n, ..., g * Cg + c] under tap ``tap`` of output pixel
-    row0 + r (flat over (n, od, oh, ow)); x is (N, D, H, W, C)."""
-    groups, n_rows, _ = cols.shape
-    cg = x.shape[4] // groups
+    row0 + r (flat over (n, od, oh, ow)); x is (N, D, H, W, C). Flat unsigned indices, as in
+    :func:`columns_ncdhw`, so each tap's channels copy as vectors."""
+    groups, n_rows, taps_c = cols.shape
+    _, d_n, h_n, w_n, c_n = x.shape
+    cg = c_n // groups
+    xf = x.reshape(-1)
+    cf = cols.reshape(-1)
     plane = od_n * oh_n * ow_n
     for r in prange(n_rows):
         p = row0 + r
@@ -86,13 +90,14 @@ def columns_ndhwc(x, row0, od_n, oh_n, ow_n, kd_n, kh_n, kw_n, sd, sh, sw, dd, d
                 i_h = map_h[oh * sh + kh * dh]
                 for kw in range(kw_n):
                     i_w = map_w[ow * sw + kw * dw]
-                    base = ((kd * kh_n + kh) * kw_n + kw) * cg
-                    if i_d < 0 or i_h < 0 or i_w < 0:
-                        for g in range(groups):
-                            for c in range(cg):
-                                cols[g, r, base + c] = fill
-                        continue
-                    src = x[n, i_d, i_h, i_w]
+                    dst = r * taps_c + ((kd * kh_n + kh) * kw_n + kw) * cg
+                    inside = i_d >= 0 and i_h >= 0 and i_w >= 0
+                    src = (((n * d_n + i_d) * h_n + i_h) * w_n + i_w) * c_n
                     for g in range(groups):
-                        for c in range(cg):
-                            cols[g, r, base + c] = src[g * cg + c]
+                        at = dst + g * n_rows * taps_c
+                        if inside:
+                            for c in range(cg):
+                                cf[uint64(at + c)] = xf[uint64(src + g * cg + c)]
+                        else:
+                            for c in range(cg):
+                                cf[uint64(at + c)] = fill
