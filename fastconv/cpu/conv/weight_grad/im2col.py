@@ -30,7 +30,7 @@ from ....kernels.geometry import geometry3
 from ....kernels.padding_index import source_index
 from ...blas import gemm_sum
 from ...layout import kernel_array
-from .columns import columns_ncdhw, columns_ndhwc
+from .columns import columns_ncdhw, columns_ndhwc, columns_ndhwc_rows
 
 
 def _lift(shape, nd):
@@ -43,6 +43,8 @@ def _lift(shape, nd):
 # and 7x7 3x3 layers: the copy and the pixel-row columns took 0.2-0.7x the channel-row columns'
 # time, the 56x56 layer 1.3x).
 CHANNEL_ROWS_MIN_WIDTH = 32
+# Channels-last columns of one group with fewer channels than this copy whole window rows.
+FEW_CHANNELS = 16
 
 
 @register("conv_weight_grad", "cpu", "im2col",
@@ -89,11 +91,16 @@ def _by_pixel_rows(spec, x5, g_size, maps, fill, grad, spans):
     budget = workspace_limit() // 2
     per_row = groups * taps_c * dtype.itemsize
     longest = max((p1 - p0 for p0, p1, _ in spans), default=0)
+    rows_at_once = groups == 1 and geom.dilation[2] == 1 and spec.in_channels < FEW_CHANNELS
     buffer = np.empty(min(max(1, budget // per_row), longest) * groups * taps_c, dtype)
     for p0, p1, operand in spans:
         for r0, r1 in chunks(p1 - p0, per_row, budget):
             cols = buffer[:(r1 - r0) * groups * taps_c].reshape(groups, r1 - r0, taps_c)
-            columns_ndhwc(x5, p0 + r0, *g_size, *geom.kernel, *geom.stride, *geom.dilation, *maps, fill, cols)
+            if rows_at_once:
+                columns_ndhwc_rows(x5, p0 + r0, *g_size, *geom.kernel, *geom.stride, *geom.dilation[:2],
+                                   geom.pads[2][0], *maps, fill, cols)
+            else:
+                columns_ndhwc(x5, p0 + r0, *g_size, *geom.kernel, *geom.stride, *geom.dilation, *maps, fill, cols)
             for g in range(groups):
                 gemm_sum(operand(p0 + r0, p0 + r1, slice(g * kg, (g + 1) * kg)), cols[g], grad[g], accumulate=True)
 
