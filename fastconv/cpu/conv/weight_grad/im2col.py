@@ -41,8 +41,9 @@ def _lift(shape, nd):
 # the channel-row columns do per-row work (tap offsets, borders) for a few elements at a time,
 # where the pixel-row builder copies all channels of a tap at once (ResNet-50's 28x28, 14x14
 # and 7x7 3x3 layers: the copy and the pixel-row columns took 0.2-0.7x the channel-row columns'
-# time, the 56x56 layer 1.3x).
-CHANNEL_ROWS_MIN_WIDTH = 32
+# time, the 56x56 layer 1.3x; the dilated suite's 33x33 ASPP layers ran 1.1-1.2x slower in
+# channel rows than before either existed).
+CHANNEL_ROWS_MIN_WIDTH = 48
 # Channels-last columns of one group with fewer channels than this copy whole window rows.
 FEW_CHANNELS = 16
 # Where a group's gradient has this many elements, GEMM blocks over it keep every thread busy;
