@@ -347,6 +347,8 @@ IM2COL_COLUMNS = [
            padding_value=0.5),
     # a gradient large enough for cache-sized column chunks (several per image)
     sample("conv2d", (1, 64, 20, 50), (64, 64, 3, 3), padding=1),
+    # channels-last, a pixel sum long enough for pieces: columns built per piece (fused.py)
+    sample("conv2d", (1, 32, 46, 46), (64, 32, 3, 3), padding=1, padding_mode="reflect"),
 ]
 
 
@@ -399,6 +401,7 @@ DETERMINISM = [
            tags={"channels_last"}),
     # im2col weight gradients: channels-first columns of wide rows, their pixel sum cut into pieces
     sample("conv2d", (2, 8, 40, 52), (16, 8, 3, 3), dtype="float32", padding=1, tags={"channels_last"}),
+    sample("conv2d", (1, 32, 46, 46), (64, 32, 3, 3), dtype="float32", padding=1, tags={"channels_last"}),
 ]
 
 

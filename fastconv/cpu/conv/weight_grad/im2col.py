@@ -9,7 +9,9 @@ one image at a time; channels-last, (tap, c) over pixels of consecutive images (
 for channels-first images with narrow output rows, from a channels-last copy of the input:
 see CHANNEL_ROWS_MIN_WIDTH).
 
-Columns are built for chunks of output pixels within half the workspace cap; each
+A channels-last layer of one group whose pixel sum is long (ResNet-50's 56x56 3x3 layer)
+runs through fused.py: each piece of the sum builds its columns in cache. Otherwise
+columns are built for chunks of output pixels within half the workspace cap; each
 chunk's product adds into the gradient (beta = 1) in pixel order. A chunk's pixel sum is
 cut into pieces fixed by its length (blas.gemm_sum: a long sum with a small gradient, as
 in early 3x3 layers, keeps every thread busy), else GEMM blocks split the gradient's
@@ -28,9 +30,10 @@ from ...._workspace import chunks, workspace_limit
 from ....dispatch import register
 from ....kernels.geometry import geometry3
 from ....kernels.padding_index import source_index
-from ...blas import MIN_PIECE, gemm_sum
+from ...blas import LIBRARY, MAX_PIECES, MIN_PIECE, gemm_sum
 from ...layout import kernel_array
 from .columns import columns_ncdhw, columns_ndhwc, columns_ndhwc_rows
+from .fused import fused_pieces
 
 
 def _lift(shape, nd):
@@ -81,6 +84,9 @@ def conv_weight_grad_im2col(spec, x, grad_output):
     grad = np.zeros((groups, spec.out_per_group, cg * taps), dtype)
     if cl:
         rows = kernel_array(grad_output.reshape(batch * pixels, k_n), dtype)
+        x5 = kernel_array(x5, dtype)
+        if _by_pieces(spec, x5, rows, g_size, maps, fill, grad):
+            return _from_pixel_rows(grad, spec)
         _by_pixel_rows(spec, kernel_array(x5, dtype), g_size, maps, fill, grad,
                        [(0, batch * pixels, lambda r0, r1, ks: rows[r0:r1, ks].T)])
         return _from_pixel_rows(grad, spec)
@@ -119,6 +125,31 @@ def _by_pixel_rows(spec, x5, g_size, maps, fill, grad, spans):
                 columns_ndhwc(x5, p0 + r0, *g_size, *geom.kernel, *geom.stride, *geom.dilation, *maps, fill, cols)
             for g in range(groups):
                 gemm_sum(operand(p0 + r0, p0 + r1, slice(g * kg, (g + 1) * kg)), cols[g], grad[g], accumulate=True)
+
+
+def _by_pieces(spec, x5, rows, g_size, maps, fill, grad):
+    """One group's long pixel sum through fused.py (columns built in cache, per piece), where
+    it applies: returns whether it ran."""
+    dtype, geom = grad.dtype, geometry3(spec)
+    groups, kg, taps_c = grad.shape
+    total = rows.shape[0]
+    if not (LIBRARY.ok and groups == 1 and spec.in_channels >= FEW_CHANNELS and grad[0].size >= SPLIT_GRADIENT
+            and total >= 2 * MIN_PIECE):
+        return False
+    pieces = 1
+    while pieces < MAX_PIECES and total // (2 * pieces) >= MIN_PIECE:
+        pieces *= 2  # as blas.gemm_sum
+    step = min(max(1, COLUMN_CHUNK_BYTES // (taps_c * dtype.itemsize)), -(-total // pieces))
+    if (pieces * (step + kg) * taps_c) * dtype.itemsize > workspace_limit() // 2:
+        return False
+    cols = np.empty((pieces, step, taps_c), dtype)
+    partials = np.zeros((pieces, kg, taps_c), dtype)
+    with LIBRARY:
+        fused_pieces(x5, 0, total, pieces, step, *g_size, *geom.kernel, *geom.stride, *geom.dilation, *maps, fill,
+                     cols, cols.ctypes.data, rows.ctypes.data, rows.shape[1], partials.ctypes.data, kg)
+    for j in range(pieces):
+        grad[0] += partials[j]
+    return True
 
 
 def _from_pixel_rows(grad, spec):
