@@ -87,7 +87,7 @@ def conv_weight_grad_im2col(spec, x, grad_output):
         x5 = kernel_array(x5, dtype)
         if _by_pieces(spec, x5, rows, g_size, maps, fill, grad):
             return _from_pixel_rows(grad, spec)
-        _by_pixel_rows(spec, kernel_array(x5, dtype), g_size, maps, fill, grad,
+        _by_pixel_rows(spec, x5, g_size, maps, fill, grad,
                        [(0, batch * pixels, lambda r0, r1, ks: rows[r0:r1, ks].T)])
         return _from_pixel_rows(grad, spec)
     g3 = kernel_array(grad_output.reshape(batch, k_n, pixels), dtype)
