@@ -336,6 +336,33 @@ def test_algorithms_and_algo_choice(rng):
         G.conv2d_input(x.shape, np.zeros((8, 1, 3, 3)), g, padding=1, groups=8, algo="winograd")
 
 
+IM2COL_COLUMNS = [
+    # channels-first rows 48 or more wide: (c, tap) columns, row borders through the padding maps
+    sample("conv2d", (2, 3, 5, 50), (4, 3, 3, 3), padding=(1, 3), dilation=(1, 3), padding_mode="reflect"),
+    sample("conv1d", (2, 4, 60), (6, 2, 5), padding=3, groups=2, padding_mode="circular"),
+    # narrower rows: pixel columns from a channels-last copy, one image at a time; a few
+    # channels, one group: whole window rows where they lie inside the input
+    sample("conv2d", (2, 4, 7, 9), (6, 4, 2, 3), stride=2, padding=(1, 2), padding_mode="replicate"),
+    sample("conv3d", (2, 3, 4, 5, 6), (4, 3, 2, 3, 3), stride=(1, 1, 2), padding=1, padding_mode="constant",
+           padding_value=0.5),
+    # a gradient large enough for cache-sized column chunks (several per image)
+    sample("conv2d", (1, 64, 20, 50), (64, 64, 3, 3), padding=1),
+    # channels-last, a pixel sum long enough for pieces: columns built per piece (fused.py)
+    sample("conv2d", (1, 32, 46, 46), (64, 32, 3, 3), padding=1, padding_mode="reflect"),
+]
+
+
+@pytest.mark.parametrize("s", IM2COL_COLUMNS, ids=str)
+def test_im2col_weight_grad_columns(s, rng):
+    """Every way the im2col weight gradient builds its columns, both layouts, against torch."""
+    x, w, g = _arrays(s, rng)
+    want = _torch_grads(s, x, w, g)[1]
+    fn = getattr(G, f"conv{s.nd}d_weight")
+    for cl in (False, True):
+        xa, ga = (np.moveaxis(x, 1, -1), np.moveaxis(g, 1, -1)) if cl else (x, g)
+        assert _relative(fn(xa, w.shape, ga, channels_last=cl, algo="im2col", **_args(s)), want) <= 1e-12
+
+
 def test_pointwise_algorithms_agree(rng):
     """1x1 layers: auto takes the GEMMs in the user's layout; every algorithm gives torch's gradients."""
     pw = dict(stride=2, groups=2)
@@ -372,6 +399,9 @@ DETERMINISM = [
     sample("conv2d", (2, 16, 64, 48), (24, 16, 1, 1), dtype="float32", tags={"channels_last"}),
     sample("conv2d", (2, 64, 13, 12), (96, 32, 1, 1), dtype="float32", stride=(2, 1), groups=2,
            tags={"channels_last"}),
+    # im2col weight gradients: channels-first columns of wide rows, their pixel sum cut into pieces
+    sample("conv2d", (2, 8, 40, 52), (16, 8, 3, 3), dtype="float32", padding=1, tags={"channels_last"}),
+    sample("conv2d", (1, 32, 46, 46), (64, 32, 3, 3), dtype="float32", padding=1, tags={"channels_last"}),
 ]
 
 

@@ -285,7 +285,10 @@ def gemm_sum(a, b, out, accumulate: bool = False):
     usable = (LIBRARY.ok and a.ndim == b.ndim == 2 and a.dtype == b.dtype == out.dtype
               and out.dtype in (np.float32, np.float64) and fa and fb and min(m, n) > 0)
     if pieces == 1 or m * n * k < SERIAL_MACS or not usable:
-        return gemm(a, b, out, accumulate)
+        # blocks counted for MAX_PIECES threads, never the actual count: OpenBLAS does not promise
+        # a block's sums are the same at another width (a (24 x 49) @ (49 x 144) product in 1 or
+        # 2 column blocks differed in the last bit)
+        return gemm(a, b, out, accumulate, threads=MAX_PIECES)
     partials = np.empty((pieces, m, n), out.dtype)
     with LIBRARY:
         _gemm_pieces(a.ctypes.data, b.ctypes.data, partials.ctypes.data, out.itemsize, m, n, k, fa[0], fb[0],
