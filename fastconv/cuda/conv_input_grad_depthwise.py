@@ -19,6 +19,7 @@ import numpy as np
 from numba import cuda
 
 from ..dispatch import register
+from ..kernels.element_index import element_position
 from ..kernels.geometry import geometry3
 from . import streams
 from ._jit import SUFFIX, WORK, Kernel, array, elementwise, i64, layout_name, specialised
@@ -42,24 +43,7 @@ def depthwise_input_grad_kernel(dtype: str, channels_last: bool) -> Kernel:
         i = cuda.grid(1)
         step = cuda.gridsize(1)
         while i < total:
-            if cl:
-                c = i % c_n
-                r = i // c_n
-                iw = r % w_n
-                r = r // w_n
-                ih = r % h_n
-                r = r // h_n
-                i_d = r % d_n
-                n = r // d_n
-            else:
-                iw = i % w_n
-                r = i // w_n
-                ih = r % h_n
-                r = r // h_n
-                i_d = r % d_n
-                r = r // d_n
-                c = r % c_n
-                n = r // c_n
+            n, c, i_d, ih, iw = element_position(i, cl, c_n, d_n, h_n, w_n)
             acc = work(0)
             for kd in range(kd_n):
                 qd = i_d + pd - kd * dd

@@ -25,6 +25,7 @@ from numba import cuda
 
 from ..dispatch import register
 from ..kernels.adaptive_bounds import adaptive_end, adaptive_start
+from ..kernels.element_index import element_position
 from ._jit import (
     SUFFIX,
     WORK,
@@ -65,24 +66,7 @@ def adaptive_thread_kernel(mode: str, nd: int, dtype: str, channels_last: bool, 
         i = cuda.grid(1)
         step = cuda.gridsize(1)
         while i < total:
-            if cl:
-                c = i % c_n
-                r = i // c_n
-                ow = r % ow_n
-                r = r // ow_n
-                oh = r % oh_n
-                r = r // oh_n
-                od = r % od_n
-                n = r // od_n
-            else:
-                ow = i % ow_n
-                r = i // ow_n
-                oh = r % oh_n
-                r = r // oh_n
-                od = r % od_n
-                r = r // od_n
-                c = r % c_n
-                n = r // c_n
+            n, c, od, oh, ow = element_position(i, cl, c_n, od_n, oh_n, ow_n)
             d0 = adaptive_start(od, in_d, od_n)
             d1 = adaptive_end(od, in_d, od_n)
             h0 = adaptive_start(oh, in_h, oh_n)

@@ -17,6 +17,7 @@ import math
 import numpy as np
 from numba import cuda
 
+from ..kernels.element_index import element_position
 from ..kernels.geometry import lift3
 from ..kernels.pool_reach import adaptive_reach
 from . import streams
@@ -37,24 +38,7 @@ def pyramid_grad_kernel(routed: bool, dtype: str, channels_last: bool) -> Kernel
         i = cuda.grid(1)
         step = cuda.gridsize(1)
         while i < total:
-            if cl:
-                c = i % c_n
-                r = i // c_n
-                iw = r % in_w
-                r = r // in_w
-                ih = r % in_h
-                r = r // in_h
-                i_d = r % in_d
-                n = r // in_d
-            else:
-                iw = i % in_w
-                r = i // in_w
-                ih = r % in_h
-                r = r // in_h
-                i_d = r % in_d
-                r = r // in_d
-                c = r % c_n
-                n = r // c_n
+            n, c, i_d, ih, iw = element_position(i, cl, c_n, in_d, in_h, in_w)
             flat = (i_d * in_h + ih) * in_w + iw
             acc = work(0)
             for lv in range(sizes.shape[0]):

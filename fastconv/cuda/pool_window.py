@@ -27,6 +27,7 @@ import numpy as np
 from numba import cuda
 
 from ..dispatch import register
+from ..kernels.element_index import element_position
 from ..kernels.geometry import geometry3
 from ..kernels.pool_taps import taps_within
 from . import streams
@@ -70,24 +71,7 @@ def window_pool_kernel(mode: str, nd: int, kernel3: tuple, dtype: str, channels_
         i = cuda.grid(1)
         step = cuda.gridsize(1)
         while i < total:
-            if cl:
-                c = i % c_n
-                r = i // c_n
-                ow = r % ow_n
-                r = r // ow_n
-                oh = r % oh_n
-                r = r // oh_n
-                od = r % od_n
-                n = r // od_n
-            else:
-                ow = i % ow_n
-                r = i // ow_n
-                oh = r % oh_n
-                r = r // oh_n
-                od = r % od_n
-                r = r // od_n
-                c = r % c_n
-                n = r // c_n
+            n, c, od, oh, ow = element_position(i, cl, c_n, od_n, oh_n, ow_n)
             bd = od * sd - pd
             bh = oh * sh - ph
             bw = ow * sw - pw

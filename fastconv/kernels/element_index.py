@@ -1,0 +1,33 @@
+"""The position of one element of a 5-D array from its flat index, for kernels whose
+threads each own one element (a grid-stride loop over the flat index)."""
+
+from __future__ import annotations
+
+from .inline import inline_helper
+
+
+@inline_helper
+def element_position(i, channels_last, c_n, d_n, h_n, w_n):
+    """(n, c, d, h, w) of element ``i`` of a C-ordered (N, D, H, W, C) array if
+    ``channels_last``, else (N, C, D, H, W). (cuda/pool_grad.py decodes with one division
+    per axis and the remainder by a multiply instead: there that form kept ptxas from
+    spilling; in the pooling and depthwise kernels here it cost 4-16 registers.)"""
+    if channels_last:
+        c = i % c_n
+        r = i // c_n
+        w = r % w_n
+        r = r // w_n
+        h = r % h_n
+        r = r // h_n
+        d = r % d_n
+        n = r // d_n
+    else:
+        w = i % w_n
+        r = i // w_n
+        h = r % h_n
+        r = r // h_n
+        d = r % d_n
+        r = r // d_n
+        c = r % c_n
+        n = r // c_n
+    return n, c, d, h, w
