@@ -16,6 +16,7 @@ import numpy as np
 from numba import cuda
 
 from ..dispatch import choose, register
+from ..kernels.element_index import element_position
 from ..kernels.geometry import lift3
 from ..kernels.padding_index import gather_lists
 from ..spec.adjoint import adjoint_conv_spec, adjoint_transpose_spec, cut_index, flipped_conv_spec, padded_size
@@ -43,14 +44,7 @@ def fold_kernel(dtype: str, channels_last: bool) -> Kernel:
         i = cuda.grid(1)
         step = cuda.gridsize(1)
         while i < total:
-            c = i % c_n
-            r = i // c_n
-            w = r % w_n
-            r = r // w_n
-            h = r % h_n
-            r = r // h_n
-            d = r % d_n
-            n = r // d_n
+            n, c, d, h, w = element_position(i, True, c_n, d_n, h_n, w_n)  # channel fastest in both layouts
             acc = work(0)
             for a in range(starts_d[d], starts_d[d + 1]):
                 for b in range(starts_h[h], starts_h[h + 1]):

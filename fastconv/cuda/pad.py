@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
+from ..kernels.element_index import element_position
 from ..kernels.padding_index import source_index
 from . import streams
 from ._jit import (
@@ -90,14 +91,7 @@ def pad_elementwise_kernel(dtype: str, channels_last: bool) -> Kernel:
         i = cuda.grid(1)
         step = cuda.gridsize(1)
         while i < total:
-            c = i % c_n
-            r = i // c_n
-            w = r % wp
-            r = r // wp
-            h = r % hp
-            r = r // hp
-            d = r % dp
-            n = r // dp
+            n, c, d, h, w = element_position(i, True, c_n, dp, hp, wp)
             sd = map_d[d]
             sh = map_h[h]
             sw = map_w[w]
