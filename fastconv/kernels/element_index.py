@@ -31,3 +31,16 @@ def element_position(i, channels_last, c_n, d_n, h_n, w_n):
         c = r % c_n
         n = r // c_n
     return n, c, d, h, w
+
+
+@inline_helper
+def pixel_position(p, od_n, oh_n, ow_n):
+    """(n, od, oh, ow) of output pixel ``p``, flat over (N, OD, OH, OW): a row of the
+    im2col column matrices."""
+    plane = od_n * oh_n * ow_n
+    n = p // plane
+    q = p - n * plane
+    od = q // (oh_n * ow_n)
+    q -= od * (oh_n * ow_n)
+    oh = q // ow_n
+    return n, od, oh, q - oh * ow_n

@@ -15,6 +15,7 @@ from numba import prange
 from ..._arrays import working_dtype
 from ..._workspace import chunks, workspace_limit
 from ...dispatch import register
+from ...kernels.element_index import pixel_position
 from ...kernels.geometry import geometry3
 from .._jit import parallel_kernel
 from ..blas import gemm
@@ -28,15 +29,9 @@ def im2col_ndhwc(xp, row0, od_n, oh_n, ow_n, kd_n, kh_n, kw_n, sd, sh, sw, dd, d
     """cols[g, r, tap*Cg + c] = receptive field of output pixel row0 + r (flat over n, od, oh, ow)."""
     groups, n_rows, _ = cols.shape
     cg = xp.shape[4] // groups
-    plane = od_n * oh_n * ow_n
     for r in prange(n_rows):
         p = row0 + r
-        n = p // plane
-        q = p - n * plane
-        od = q // (oh_n * ow_n)
-        q -= od * (oh_n * ow_n)
-        oh = q // ow_n
-        ow = q - oh * ow_n
+        n, od, oh, ow = pixel_position(p, od_n, oh_n, ow_n)
         for kd in range(kd_n):
             for kh in range(kh_n):
                 for kw in range(kw_n):

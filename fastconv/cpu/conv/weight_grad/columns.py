@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from numba import prange, uint64
 
+from ....kernels.element_index import pixel_position
 from ..._jit import parallel_kernel
 
 
@@ -75,15 +76,9 @@ def columns_ndhwc(x, row0, od_n, oh_n, ow_n, kd_n, kh_n, kw_n, sd, sh, sw, dd, d
     cg = c_n // groups
     xf = x.reshape(-1)
     cf = cols.reshape(-1)
-    plane = od_n * oh_n * ow_n
     for r in prange(n_rows):
         p = row0 + r
-        n = p // plane
-        q = p - n * plane
-        od = q // (oh_n * ow_n)
-        q -= od * (oh_n * ow_n)
-        oh = q // ow_n
-        ow = q - oh * ow_n
+        n, od, oh, ow = pixel_position(p, od_n, oh_n, ow_n)
         for kd in range(kd_n):
             i_d = map_d[od * sd + kd * dd]
             for kh in range(kh_n):
@@ -114,15 +109,9 @@ def columns_ndhwc_rows(x, row0, od_n, oh_n, ow_n, kd_n, kh_n, kw_n, sd, sh, sw, 
     _, d_n, h_n, w_n, c_n = x.shape
     xf = x.reshape(-1)
     cf = cols.reshape(-1)
-    plane = od_n * oh_n * ow_n
     for r in prange(n_rows):
         p = row0 + r
-        n = p // plane
-        q = p - n * plane
-        od = q // (oh_n * ow_n)
-        q -= od * (oh_n * ow_n)
-        oh = q // ow_n
-        ow = q - oh * ow_n
+        n, od, oh, ow = pixel_position(p, od_n, oh_n, ow_n)
         w0 = ow * sw - pw  # input column of the window's first tap
         row_inside = w0 >= 0 and w0 + kw_n <= w_n
         for kd in range(kd_n):

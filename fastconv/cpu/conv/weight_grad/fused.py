@@ -15,6 +15,7 @@ import numpy as np
 from numba import prange, uint64
 
 from ...._threads import balanced, restore
+from ....kernels.element_index import pixel_position
 from ..._jit import parallel_kernel, serial_kernel
 from ...blas import NO_TRANS, ROW_MAJOR, TRANS, _dgemm, _sgemm
 
@@ -25,13 +26,7 @@ def pixel_columns(xf, shape, p, od_n, oh_n, ow_n, kd_n, kh_n, kw_n, sd, sh, sw, 
     """cf[dst + tap * C + c] = padded x[n, ..., c] under tap ``tap`` of output pixel p (flat over
     (n, od, oh, ow)); xf is the flat (N, D, H, W, C) input of ``shape`` (D, H, W, C)."""
     d_n, h_n, w_n, c_n = shape
-    plane = od_n * oh_n * ow_n
-    n = p // plane
-    q = p - n * plane
-    od = q // (oh_n * ow_n)
-    q -= od * (oh_n * ow_n)
-    oh = q // ow_n
-    ow = q - oh * ow_n
+    n, od, oh, ow = pixel_position(p, od_n, oh_n, ow_n)
     for kd in range(kd_n):
         i_d = map_d[od * sd + kd * dd]
         for kh in range(kh_n):
