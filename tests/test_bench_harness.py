@@ -708,3 +708,16 @@ def test_training_targets_and_report_section(tmp_path):
     assert "## Training step" in md
     assert "| ResNet-18 | nchw | 300 (270–330) | 250 (225–275) | 1.20 | 0.98–1.47 | 10 |" in md
     assert "a training step of resnet18, mobilenet_v2, batch 8" in md
+
+
+def test_passes_join_on_the_problem_as_well_as_the_layer_name():
+    """dw_vs_standard holds "std.c128.56" at batch 1 and at batch 8: each backward (and
+    in-process) row must meet the forward row of its own batch."""
+    from bench.report.targets import _match
+
+    def entry(name, t):
+        return {"suite": "dw_vs_standard", "layer": "std.c128.56", "name": name, "layout": "nchw", "t": t}
+
+    forward = [entry("conv2d_mb1_x", 1.0), entry("conv2d_mb8_x", 8.0)]
+    backward = [entry("backward_conv2d_mb8_x", 16.0), entry("backward_conv2d_mb1_x", 2.0)]
+    assert [(b["t"], f["t"]) for b, f in _match(backward, forward)] == [(16.0, 8.0), (2.0, 1.0)]

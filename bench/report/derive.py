@@ -78,6 +78,13 @@ def derive(doc: dict) -> list[dict]:
     return entries
 
 
+def layer_key(e) -> tuple:
+    """What names one layer across runs and passes: a suite may hold the same layer name at
+    two batch sizes (dw_vs_standard), told apart by the problem string, which the backward
+    pass prefixes with "backward_"."""
+    return (e["suite"], e["layer"], e["name"].removeprefix("backward_"), e["layout"])
+
+
 def div(a, b):
     return a / b if a is not None and b else None
 

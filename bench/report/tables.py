@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .cells import fmt_ms, fmt_num, fmt_pct, fmt_ratio, md_table
+from .derive import layer_key
 
 
 def per_layer_table(entries) -> list[str]:
@@ -37,13 +38,13 @@ def forward_backward_table(entries, backward) -> list[str]:
     """Each layer's forward (main run) beside its backward pass (the backward companion run)."""
     if not backward:
         return []
-    forward = {(e["suite"], e["layer"], e["layout"]): e for e in entries}
+    forward = {layer_key(e): e for e in entries}
     L = ["", "## Forward and backward", "",
          "The backward pass is grad input plus grad weight of the same layer and data (PyTorch: "
          "`aten.convolution_backward`); each library in its own process. Times are medians ± IQR.", ""]
     rows = []
     for b in backward:
-        f = forward.get((b["suite"], b["layer"], b["layout"]), {})
+        f = forward.get(layer_key(b), {})
         fb = b["fastconv"].get(b["fastconv_algo"] or "", {})
         rows.append([f"{b['suite']}:{b['layer']}", b.get("role") or "", b["layout"], fmt_ms(f.get("t_fastconv")),
                      f"{fmt_ms(b['t_fastconv'])} ± {fmt_ms(fb.get('iqr_s'))}",

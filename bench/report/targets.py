@@ -25,7 +25,7 @@ the measured value could move within each side's interquartile range.
 from __future__ import annotations
 
 from .cells import md_table
-from .derive import div
+from .derive import div, layer_key
 from .summary import geomean
 
 SUITE_GOAL = 1.0
@@ -67,9 +67,8 @@ def _suite_rows(entries):
 
 
 def _match(entries, others):
-    index = {(e["suite"], e["layer"], e["layout"]): e for e in others}
-    return [(e, index[(e["suite"], e["layer"], e["layout"])]) for e in entries
-            if (e["suite"], e["layer"], e["layout"]) in index]
+    index = {layer_key(e): e for e in others}
+    return [(e, index[layer_key(e)]) for e in entries if layer_key(e) in index]
 
 
 def _inprocess_rows(entries, inprocess):
