@@ -263,7 +263,22 @@ def test_gemm_kernels_low_precision(s, dtype, channels_last, rng):
         assert np.all(np.abs(got - want) <= tol + 1e-30)
 
 
-@pytest.mark.parametrize("algo", ["gemm", "im2col"])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("s", CASES, ids=str)
+def test_tiled_weight_grad_float64(s, channels_last, rng):
+    """algo "tiled" (the GEMM gathering its columns from the working input, no column buffer) on
+    every padding mode, dilation, group count, 1-D to 3-D and transposed layer: float64 exact by
+    adjointness, to 1e-10 of the CPU's float64 gradient (tested against torch in
+    tests/test_grad_conv.py), and bitwise the im2col algo's result (the same GEMM, the same order)."""
+    x, w, g = _arrays(s, rng, np.float64)
+    gw = _on_device(s, x, w, g, channels_last, ("auto", "tiled"))[1]
+    y = _forward(s, x, w)
+    assert abs(np.sum(y * g) - np.sum(w * gw)) <= 1e-12 * np.sum(np.abs(y) * np.abs(g))
+    np.testing.assert_allclose(gw, _on_host64(s, x, w, g)[1], rtol=1e-10, atol=1e-12 * np.abs(gw).max())
+    assert gw.tobytes() == _on_device(s, x, w, g, channels_last, ("auto", "im2col"))[1].tobytes()
+
+
+@pytest.mark.parametrize("algo", ["gemm", "im2col", "tiled"])
 def test_weight_grad_gemm_same_bits_for_every_split(algo, rng):
     """The pixel segments (3 here) follow from the layer alone, and are added in order: one
     pass over all of them, or a pass per segment (a workspace cap too small for more), give
@@ -275,11 +290,12 @@ def test_weight_grad_gemm_same_bits_for_every_split(algo, rng):
     xd, gd = cuda.to_device(x), cuda.to_device(g)
     plan = wgemm.Plan(spec, spec.out_size)
     assert (plan.n_seg, plan.pass_segs, plan.direct) == (3, 3, algo == "gemm")
-    runs = [wgemm.weight_grad_gemm(spec, xd, gd).copy_to_host() for _ in range(2)]
+    implicit = algo == "tiled"
+    runs = [wgemm.weight_grad_gemm(spec, xd, gd, implicit).copy_to_host() for _ in range(2)]
     previous = fastconv.set_workspace_limit(1)
     try:
-        assert wgemm.Plan(spec, spec.out_size).pass_segs == 1
-        runs.append(wgemm.weight_grad_gemm(spec, xd, gd).copy_to_host())
+        assert wgemm.Plan(spec, spec.out_size, implicit).pass_segs == 1
+        runs.append(wgemm.weight_grad_gemm(spec, xd, gd, implicit).copy_to_host())
     finally:
         fastconv.set_workspace_limit(previous)
     assert all(r.tobytes() == runs[0].tobytes() for r in runs[1:])

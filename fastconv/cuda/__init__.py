@@ -71,7 +71,8 @@ MODULES = {
     "conv_input_grad": {"adjoint": conv_input_grad, "depthwise": conv_input_grad_depthwise,
                         "gemm": conv_input_grad_gemm},
     "conv_weight_grad": {"direct": conv_weight_grad, "depthwise": conv_weight_grad_depthwise,
-                         "im2col": conv_weight_grad_gemm, "gemm": conv_weight_grad_gemm},
+                         "im2col": conv_weight_grad_gemm, "gemm": conv_weight_grad_gemm,
+                         "tiled": conv_weight_grad_gemm.implicit_launches},
     "pool": {"direct": pool_window},
     "adaptive_pool": {"direct": pool_adaptive},
     "pool_grad": {"gather": pool_grad},
@@ -81,4 +82,5 @@ MODULES = {
 
 def launches(family: str, algo: str, spec) -> list:
     """The kernel launches (specialisation, grid, block) that ``algo`` runs for ``spec``."""
-    return MODULES[family][algo].launches(spec)
+    entry = MODULES[family][algo]
+    return entry(spec) if callable(entry) else entry.launches(spec)
