@@ -48,6 +48,13 @@ def _prepare(op, input, nd, channels_last):
 
     Unbatched input gets a batch dim of one; a channels_last-format tensor becomes its
     channels-last view."""
+    x, cl, unbatched, permuted = _layout(op, input, nd, channels_last)
+    return (x.movedim(1, -1) if permuted else x), cl, unbatched, permuted
+
+
+def _layout(op, input, nd, channels_last):
+    """As :func:`_prepare`, but a channels_last-format tensor stays as it is, ``permuted``
+    (the eager path moves its axes on the array, see _tensors)."""
     _check_tensor(op, "input", input)
     unbatched = input.dim() == nd + 1
     if unbatched:
@@ -56,7 +63,7 @@ def _prepare(op, input, nd, channels_last):
     if channels_last or fmt is None or input.dim() != nd + 2 or input.is_contiguous() \
             or not input.is_contiguous(memory_format=fmt):
         return input, bool(channels_last), unbatched, False
-    return input.movedim(1, -1), True, unbatched, True
+    return input, True, unbatched, True
 
 
 def _call(op, tensors, *args):
@@ -141,12 +148,14 @@ def _finish(out, unbatched, permuted):
 def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, padding_value, algo,
           activation, channels_last):
     _check_tensor(op, "weight", weight)
-    x, cl, unbatched, permuted = _prepare(op, input, nd, channels_last)
+    x, cl, unbatched, permuted = _layout(op, input, nd, channels_last)
     args = (op, nd, stride, padding, dilation, groups, padding_mode, padding_value, algo, activation, cl)
     if _eager.usable(x, weight, bias):
-        out = _conv_ops.eager(x, weight, bias, _cached(_conv_call, *args))
-    else:
-        out = _call(_conv_ops.CONV[nd], (x, weight, bias), x, weight, bias, *_remembered(_conv_encoding, *args))
+        out = _conv_ops.eager(x, weight, bias, _cached(_conv_call, *args), permuted)
+        return out.squeeze(0) if unbatched else out
+    if permuted:
+        x = x.movedim(1, -1)
+    out = _call(_conv_ops.CONV[nd], (x, weight, bias), x, weight, bias, *_remembered(_conv_encoding, *args))
     return _finish(out, unbatched, permuted)
 
 
@@ -174,15 +183,17 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
 def _conv_transpose(op, nd, input, weight, bias, stride, padding, output_padding, groups, dilation, algo,
                     activation, channels_last, output_size):
     _check_tensor(op, "weight", weight)
-    x, cl, unbatched, permuted = _prepare(op, input, nd, channels_last)
+    x, cl, unbatched, permuted = _layout(op, input, nd, channels_last)
     if output_size is not None and len(output_size) > nd:  # torch accepts (N, C, *spatial) too
         output_size = tuple(output_size)[-nd:]
     args = (op, nd, stride, padding, output_padding, groups, dilation, algo, activation, cl, output_size)
     if _eager.usable(x, weight, bias):
-        out = _conv_ops.eager(x, weight, bias, _cached(_transpose_call, *args))
-    else:
-        out = _call(_conv_ops.CONV_TRANSPOSE[nd], (x, weight, bias), x, weight, bias,
-                    *_remembered(_transpose_encoding, *args))
+        out = _conv_ops.eager(x, weight, bias, _cached(_transpose_call, *args), permuted)
+        return out.squeeze(0) if unbatched else out
+    if permuted:
+        x = x.movedim(1, -1)
+    out = _call(_conv_ops.CONV_TRANSPOSE[nd], (x, weight, bias), x, weight, bias,
+                *_remembered(_transpose_encoding, *args))
     return _finish(out, unbatched, permuted)
 
 
