@@ -36,7 +36,7 @@ import fastconv
 import fastconv.grad as grad
 
 from ._args import compact, padding_arg
-from ._eager import applier, first_order, needs_grad
+from ._eager import applier, first_order
 from ._library import define
 from ._tensors import as_array, as_tensor, channels_last_shape, fake_array, numpy_dtype, run
 
@@ -104,7 +104,7 @@ FUNCTIONS = {(t, nd): (getattr(fastconv, f"{name}{nd}d"), getattr(grad, f"{name}
 def run_forward(call, input, weight, bias, permuted=False):
     """``call``'s forward on tensors; ``permuted``: the input is a channels_last-format tensor
     that ``call`` takes channels-last (see _tensors), and so is the result."""
-    arrays = (as_array(input, permuted), as_array(weight), as_array(bias))
+    arrays = (as_array(input, permuted), as_array(weight), None if bias is None else as_array(bias))
     fn = FUNCTIONS[call.transposed, call.nd][0]
     if input.is_cuda:
         return as_tensor(run(input, fn, *arrays, **call.forward), arrays, permuted)
@@ -275,11 +275,6 @@ class _Eager(torch.autograd.Function):
         return gi, gw, gb, None, None
 
 
-_apply = applier(_Eager)
-
-
-def eager(input, weight, bias, call, permuted):
-    """A conv family call on the eager path (the caller checked _eager.usable)."""
-    if needs_grad(input, weight, bias):
-        return _apply(input, weight, bias, call, permuted)
-    return run_forward(call, input, weight, bias, permuted)
+# A conv family call on the eager path that autograd records (the caller asked _eager.route):
+# apply_eager(input, weight, bias, call, permuted); one it does not record is run_forward.
+apply_eager = applier(_Eager)

@@ -31,7 +31,7 @@ import fastconv.grad as grad
 
 from . import _conv_ops
 from ._conv_ops import ConvCall, activation_grad, conv_call, conv_geometry, empty_array
-from ._eager import applier, first_order, needs_grad
+from ._eager import applier, first_order
 from ._library import define
 from ._tensors import as_array, as_tensor, fake_array, run
 
@@ -64,8 +64,9 @@ def separable_call(geometry, options):
 
 
 def run_forward(call, input, depthwise_weight, depthwise_bias, pointwise_weight, bias):
-    arrays = x, dw, db, pw, b = (as_array(input), as_array(depthwise_weight), as_array(depthwise_bias),
-                                 as_array(pointwise_weight), as_array(bias))
+    arrays = x, dw, db, pw, b = (as_array(input), as_array(depthwise_weight),
+                                 None if depthwise_bias is None else as_array(depthwise_bias),
+                                 as_array(pointwise_weight), None if bias is None else as_array(bias))
     if input.is_cuda:
         return as_tensor(run(input, fastconv.separable_conv2d, x, dw, pw, b, depthwise_bias=db, **call.forward),
                          arrays)
@@ -159,8 +160,8 @@ class _Eager(torch.autograd.Function):
 _apply = applier(_Eager)
 
 
-def eager(input, depthwise_weight, depthwise_bias, pointwise_weight, bias, call):
-    """A separable call on the eager path (the caller checked _eager.usable)."""
-    if needs_grad(input, depthwise_weight, depthwise_bias, pointwise_weight, bias):
+def eager(input, depthwise_weight, depthwise_bias, pointwise_weight, bias, call, grad):
+    """A separable call on the eager path; ``grad``: autograd records it (see _eager.route)."""
+    if grad:
         return _apply(input, depthwise_weight, depthwise_bias, pointwise_weight, bias, call)
     return run_forward(call, input, depthwise_weight, depthwise_bias, pointwise_weight, bias)

@@ -150,8 +150,11 @@ def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups, paddin
     _check_tensor(op, "weight", weight)
     x, cl, unbatched, permuted = _layout(op, input, nd, channels_last)
     args = (op, nd, stride, padding, dilation, groups, padding_mode, padding_value, algo, activation, cl)
-    if _eager.usable(x, weight, bias):
-        out = _conv_ops.eager(x, weight, bias, _cached(_conv_call, *args), permuted)
+    grad = _eager.route(x, weight, bias)
+    if grad is not None:
+        call = _cached(_conv_call, *args)
+        out = _conv_ops.apply_eager(x, weight, bias, call, permuted) if grad else \
+            _conv_ops.run_forward(call, x, weight, bias, permuted)
         return out.squeeze(0) if unbatched else out
     if permuted:
         x = x.movedim(1, -1)
@@ -187,8 +190,11 @@ def _conv_transpose(op, nd, input, weight, bias, stride, padding, output_padding
     if output_size is not None and len(output_size) > nd:  # torch accepts (N, C, *spatial) too
         output_size = tuple(output_size)[-nd:]
     args = (op, nd, stride, padding, output_padding, groups, dilation, algo, activation, cl, output_size)
-    if _eager.usable(x, weight, bias):
-        out = _conv_ops.eager(x, weight, bias, _cached(_transpose_call, *args), permuted)
+    grad = _eager.route(x, weight, bias)
+    if grad is not None:
+        call = _cached(_transpose_call, *args)
+        out = _conv_ops.apply_eager(x, weight, bias, call, permuted) if grad else \
+            _conv_ops.run_forward(call, x, weight, bias, permuted)
         return out.squeeze(0) if unbatched else out
     if permuted:
         x = x.movedim(1, -1)
@@ -248,8 +254,9 @@ def separable_conv2d(input, depthwise_weight, pointwise_weight, bias=None, strid
     channels = x.shape[-1 if cl else 1] if x.dim() == 4 else 0  # else fastconv names the input's dims
     args = (op, 2, stride, padding, dilation, channels, padding_mode, padding_value, algo, activation, cl)
     tensors = (x, depthwise_weight, depthwise_bias, pointwise_weight, bias)
-    if _eager.usable(*tensors):
-        out = _separable_ops.eager(*tensors, _cached(_separable_call, *args))
+    grad = _eager.route(*tensors)
+    if grad is not None:
+        out = _separable_ops.eager(*tensors, _cached(_separable_call, *args), grad)
     else:
         out = _call(_separable_ops.SEPARABLE, tensors, *tensors, *_remembered(_conv_encoding, *args))
     return _finish(out, unbatched, permuted)
@@ -272,8 +279,9 @@ def _pool(op, nd, table, input, channels_last, *args, indices=False):
 
 def _pooled(op, x, *args):
     """``op(x, *args)``, a pooling op, on the eager path when it can take it."""
-    if _eager.usable(x):
-        return _pool_ops.eager(op, x, args)
+    grad = _eager.route(x)
+    if grad is not None:
+        return _pool_ops.eager(op, x, args, grad)
     return _call(op, (x,), x, *args)
 
 
