@@ -104,6 +104,11 @@ CASES = {
                                                                      activation="relu"),
                        lambda x, dw, pw, b, db: TF.conv2d(TF.conv2d(x, dw, db, padding=1, groups=3), pw, b).relu(),
                        [(2, 3, 6, 5), (3, 1, 3, 3), (5, 3, 1, 1), (5,), (3,)], {}),
+    "separable_channels_last_format_relu": (
+        lambda x, dw, pw, b, db: FT.separable_conv2d(x.to(memory_format=torch.channels_last), dw, pw, b, padding=1,
+                                                     depthwise_bias=db, activation="relu"),
+        lambda x, dw, pw, b, db: TF.conv2d(TF.conv2d(x, dw, db, padding=1, groups=3), pw, b).relu(),
+        [(2, 3, 6, 5), (3, 1, 3, 3), (5, 3, 1, 1), (5,), (3,)], {}),
     "separable_channels_last_stride": (
         lambda x, dw, pw: FT.separable_conv2d(x.permute(0, 2, 3, 1), dw, pw, stride=2, padding="same",
                                               channels_last=True, algo="fused").permute(0, 3, 1, 2),
@@ -148,7 +153,7 @@ def test_forward_and_gradients_match_torch(name, path):
 
 @pytest.mark.parametrize("name", ["conv2d_relu", "conv2d_channels_last_format_relu", "conv_transpose2d_output_size",
                                   "conv_transpose2d_channels_last_format_output_size", "max_pool2d_ceil", "lp_pool2d",
-                                  "adaptive_max_pool2d", "separable_relu"])
+                                  "adaptive_max_pool2d", "separable_relu", "separable_channels_last_format_relu"])
 def test_eager_and_op_paths_agree_exactly(name):
     _, got, grads, _, _ = _forward_and_gradients(name, "eager")
     assert type(got.grad_fn).__name__ == "_EagerBackward"

@@ -250,15 +250,16 @@ def separable_conv2d(input, depthwise_weight, pointwise_weight, bias=None, strid
     _check_tensor(op, "pointwise_weight", pointwise_weight)
     if pointwise_weight.dim() == 2:
         pointwise_weight = pointwise_weight[:, :, None, None]
-    x, cl, unbatched, permuted = _prepare(op, input, 2, channels_last)
-    channels = x.shape[-1 if cl else 1] if x.dim() == 4 else 0  # else fastconv names the input's dims
+    x, cl, unbatched, permuted = _layout(op, input, 2, channels_last)
+    channels = x.shape[-1 if cl and not permuted else 1] if x.dim() == 4 else 0  # else fastconv names its dims
     args = (op, 2, stride, padding, dilation, channels, padding_mode, padding_value, algo, activation, cl)
-    tensors = (x, depthwise_weight, depthwise_bias, pointwise_weight, bias)
-    grad = _eager.route(*tensors)
+    weights = (depthwise_weight, depthwise_bias, pointwise_weight, bias)
+    grad = _eager.route(x, *weights)
     if grad is not None:
-        out = _separable_ops.eager(*tensors, _cached(_separable_call, *args), grad)
-    else:
-        out = _call(_separable_ops.SEPARABLE, tensors, *tensors, *_remembered(_conv_encoding, *args))
+        out = _separable_ops.eager(x, *weights, _cached(_separable_call, *args), permuted, grad)
+        return out.squeeze(0) if unbatched else out
+    tensors = (x.movedim(1, -1) if permuted else x, *weights)
+    out = _call(_separable_ops.SEPARABLE, tensors, *tensors, *_remembered(_conv_encoding, *args))
     return _finish(out, unbatched, permuted)
 
 
