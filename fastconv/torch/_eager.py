@@ -42,14 +42,14 @@ def route(*tensors):
     if not _enabled or torch.compiler.is_compiling() or _dispatch_modes() or _function_modes() or _transforms() \
             or _tracing_state() is not None:
         return None
-    record = _grad_enabled()
-    grad = False
+    enabled = _grad_enabled()
+    record = False
     for t in tensors:
         if t is not None:
             if type(t) not in _PLAIN or t.is_meta or _wrapped(t):
                 return None
-            grad = grad or (record and t.requires_grad)
-    return grad
+            record = record or (enabled and t.requires_grad)
+    return record
 
 
 def applier(function: type[torch.autograd.Function]):

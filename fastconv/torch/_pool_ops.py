@@ -99,10 +99,10 @@ class _Eager(torch.autograd.Function):
 _apply = applier(_Eager)
 
 
-def eager(op, input, args, grad):
-    """``op(input, *args)`` on the eager path; ``grad``: autograd records it (see _eager.route)."""
+def eager(op, input, args, record):
+    """``op(input, *args)`` on the eager path; ``record``: autograd records it (see _eager.route)."""
     pool = _POOLS[op]
-    if grad:
+    if record:
         return _apply(input, pool, args)
     return pool.impl(input, *args)
 

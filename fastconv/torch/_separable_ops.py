@@ -167,8 +167,8 @@ class _Eager(torch.autograd.Function):
 _apply = applier(_Eager)
 
 
-def eager(input, depthwise_weight, depthwise_bias, pointwise_weight, bias, call, permuted, grad):
-    """A separable call on the eager path; ``grad``: autograd records it (see _eager.route)."""
-    if grad:
+def eager(input, depthwise_weight, depthwise_bias, pointwise_weight, bias, call, permuted, record):
+    """A separable call on the eager path; ``record``: autograd records it (see _eager.route)."""
+    if record:
         return _apply(input, depthwise_weight, depthwise_bias, pointwise_weight, bias, call, permuted)
     return run_forward(call, input, depthwise_weight, depthwise_bias, pointwise_weight, bias, permuted)

@@ -2,8 +2,8 @@
 
 A CPU tensor is handed over as ``tensor.numpy(force=True)`` (a view of the same memory,
 strides included, so a non-contiguous or channels_last tensor arrives as the strided array
-it is; ``force`` only detaches a tensor that requires grad, which ``detach()`` would do at
-about twice the cost, since fastconv's dtypes have no conjugate or negative bit to resolve)
+it is; ``force`` detaches a tensor that requires grad at about half the cost of ``detach()``,
+and copies only a view with a negative bit set, which ``numpy()`` refuses)
 and a NumPy result comes back through ``torch.from_numpy`` (the same memory again). The
 eager path hands a channels_last-format tensor over ``permuted``: its array with the
 channels axis moved last, and the result's axes moved back, on NumPy's side (about 0.1 us

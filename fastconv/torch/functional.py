@@ -150,10 +150,10 @@ def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups, paddin
     _check_tensor(op, "weight", weight)
     x, cl, unbatched, permuted = _layout(op, input, nd, channels_last)
     args = (op, nd, stride, padding, dilation, groups, padding_mode, padding_value, algo, activation, cl)
-    grad = _eager.route(x, weight, bias)
-    if grad is not None:
+    record = _eager.route(x, weight, bias)
+    if record is not None:
         call = _cached(_conv_call, *args)
-        out = _conv_ops.apply_eager(x, weight, bias, call, permuted) if grad else \
+        out = _conv_ops.apply_eager(x, weight, bias, call, permuted) if record else \
             _conv_ops.run_forward(call, x, weight, bias, permuted)
         return out.squeeze(0) if unbatched else out
     if permuted:
@@ -190,10 +190,10 @@ def _conv_transpose(op, nd, input, weight, bias, stride, padding, output_padding
     if output_size is not None and len(output_size) > nd:  # torch accepts (N, C, *spatial) too
         output_size = tuple(output_size)[-nd:]
     args = (op, nd, stride, padding, output_padding, groups, dilation, algo, activation, cl, output_size)
-    grad = _eager.route(x, weight, bias)
-    if grad is not None:
+    record = _eager.route(x, weight, bias)
+    if record is not None:
         call = _cached(_transpose_call, *args)
-        out = _conv_ops.apply_eager(x, weight, bias, call, permuted) if grad else \
+        out = _conv_ops.apply_eager(x, weight, bias, call, permuted) if record else \
             _conv_ops.run_forward(call, x, weight, bias, permuted)
         return out.squeeze(0) if unbatched else out
     if permuted:
@@ -254,9 +254,9 @@ def separable_conv2d(input, depthwise_weight, pointwise_weight, bias=None, strid
     channels = x.shape[-1 if cl and not permuted else 1] if x.dim() == 4 else 0  # else fastconv names its dims
     args = (op, 2, stride, padding, dilation, channels, padding_mode, padding_value, algo, activation, cl)
     weights = (depthwise_weight, depthwise_bias, pointwise_weight, bias)
-    grad = _eager.route(x, *weights)
-    if grad is not None:
-        out = _separable_ops.eager(x, *weights, _cached(_separable_call, *args), permuted, grad)
+    record = _eager.route(x, *weights)
+    if record is not None:
+        out = _separable_ops.eager(x, *weights, _cached(_separable_call, *args), permuted, record)
         return out.squeeze(0) if unbatched else out
     tensors = (x.movedim(1, -1) if permuted else x, *weights)
     out = _call(_separable_ops.SEPARABLE, tensors, *tensors, *_remembered(_conv_encoding, *args))
@@ -280,9 +280,9 @@ def _pool(op, nd, table, input, channels_last, *args, indices=False):
 
 def _pooled(op, x, *args):
     """``op(x, *args)``, a pooling op, on the eager path when it can take it."""
-    grad = _eager.route(x)
-    if grad is not None:
-        return _pool_ops.eager(op, x, args, grad)
+    record = _eager.route(x)
+    if record is not None:
+        return _pool_ops.eager(op, x, args, record)
     return _call(op, (x,), x, *args)
 
 
