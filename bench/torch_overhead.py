@@ -2,7 +2,9 @@
 over the bare NumPy call, median).
 
 Three ops on 1x2x6x6 float32 input: conv2d (3x3 kernel, padding 1, no bias), max_pool2d
-(2x2) and separable_conv2d (3x3 depthwise, 1x1 to 3 channels, padding 1). For each, rows:
+(2x2) and separable_conv2d (3x3 depthwise, 1x1 to 3 channels, padding 1); conv2d also on
+the input in channels_last memory format, whose bare call is the NumPy op on the
+channels-last array (``channels_last=True``). For each, rows:
 
 - forward: the bare NumPy call (max pooling with indices: the bridge's op always returns
   them); ``fastconv.torch.<op>`` on the eager path (the default in eager mode) and on the
@@ -133,6 +135,14 @@ def main(rounds=ROUNDS):
         "conv2d", lambda: fastconv.conv2d(xn, wn, None, padding=1), lambda x, w: FT.conv2d(x, w, padding=1), (x, w),
         lambda: (G.conv2d_input(xn.shape, wn, g_conv, padding=1), G.conv2d_weight(xn, wn.shape, g_conv, padding=1)),
     )["conv2d"])
+    xcl = x.contiguous(memory_format=torch.channels_last)
+    xcln, g_cl = xcl.numpy(force=True).transpose(0, 2, 3, 1), torch.ones(1, 6, 6, 3).numpy()
+    groups.update(_op_rows(
+        "conv2d channels_last", lambda: fastconv.conv2d(xcln, wn, None, padding=1, channels_last=True),
+        lambda x, w: FT.conv2d(x, w, padding=1), (xcl, w),
+        lambda: (G.conv2d_input(xcln.shape, wn, g_cl, padding=1, channels_last=True),
+                 G.conv2d_weight(xcln, wn.shape, g_cl, padding=1, channels_last=True)),
+    ))
     groups.update(_op_rows("max_pool2d", lambda: fastconv.max_pool2d(xn, 2, return_indices=True),
                            lambda x: FT.max_pool2d(x, 2), (x,), lambda: G.max_pool2d(g_pool, xn, 2, indices=idx)))
     groups.update(_op_rows("separable_conv2d", lambda: fastconv.separable_conv2d(xn, dwn, pwn, None, padding=1),

@@ -42,6 +42,10 @@ CASES = {
     "conv2d_depthwise_stride": (lambda x, w, b: FT.depthwise_conv2d(x, w, b, stride=2, padding=1),
                                 lambda x, w, b: TF.conv2d(x, w, b, stride=2, padding=1, groups=4),
                                 [(2, 4, 7, 7), (4, 1, 3, 3), (4,)], {}),
+    "conv2d_channels_last_format_relu": (
+        lambda x, w, b: FT.conv2d(x.to(memory_format=torch.channels_last), w, b, stride=(2, 1), padding=1,
+                                  activation="relu"),
+        lambda x, w, b: TF.conv2d(x, w, b, stride=(2, 1), padding=1).relu(), [(2, 3, 7, 6), (4, 3, 3, 3), (4,)], {}),
     "conv3d": (lambda x, w, b: FT.conv3d(x, w, b, padding=1),
                lambda x, w, b: TF.conv3d(x, w, b, padding=1), [(1, 2, 4, 5, 4), (3, 2, 3, 3, 3), (3,)], {}),
     "conv_transpose1d": (lambda x, w, b: FT.conv_transpose1d(x, w, b, stride=2, padding=1, output_padding=1),
@@ -51,6 +55,14 @@ CASES = {
         lambda x, w, b: FT.conv_transpose2d(x, w, b, stride=2, padding=1, output_size=(10, 9)),
         lambda x, w, b: TF.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=(1, 0)),
         [(1, 2, 5, 5), (2, 3, 3, 3), (3,)], {}),
+    "conv_transpose2d_channels_last_format_output_size": (
+        lambda x, w, b: FT.conv_transpose2d(x.to(memory_format=torch.channels_last), w, b, stride=2, padding=1,
+                                            output_size=(10, 9)),
+        lambda x, w, b: TF.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=(1, 0)),
+        [(1, 2, 5, 5), (2, 3, 3, 3), (3,)], {}),
+    "conv_transpose3d_channels_last_format": (
+        lambda x, w, b: FT.conv_transpose3d(x.to(memory_format=torch.channels_last_3d), w, b, stride=2),
+        lambda x, w, b: TF.conv_transpose3d(x, w, b, stride=2), [(1, 2, 3, 3, 2), (2, 2, 2, 2, 2), (2,)], {}),
     "conv_transpose3d": (lambda x, w, b: FT.conv_transpose3d(x, w, b, stride=2),
                          lambda x, w, b: TF.conv_transpose3d(x, w, b, stride=2),
                          [(1, 2, 3, 3, 2), (2, 2, 2, 2, 2), (2,)], {}),
@@ -92,6 +104,11 @@ CASES = {
                                                                      activation="relu"),
                        lambda x, dw, pw, b, db: TF.conv2d(TF.conv2d(x, dw, db, padding=1, groups=3), pw, b).relu(),
                        [(2, 3, 6, 5), (3, 1, 3, 3), (5, 3, 1, 1), (5,), (3,)], {}),
+    "separable_channels_last_format_relu": (
+        lambda x, dw, pw, b, db: FT.separable_conv2d(x.to(memory_format=torch.channels_last), dw, pw, b, padding=1,
+                                                     depthwise_bias=db, activation="relu"),
+        lambda x, dw, pw, b, db: TF.conv2d(TF.conv2d(x, dw, db, padding=1, groups=3), pw, b).relu(),
+        [(2, 3, 6, 5), (3, 1, 3, 3), (5, 3, 1, 1), (5,), (3,)], {}),
     "separable_channels_last_stride": (
         lambda x, dw, pw: FT.separable_conv2d(x.permute(0, 2, 3, 1), dw, pw, stride=2, padding="same",
                                               channels_last=True, algo="fused").permute(0, 3, 1, 2),
@@ -134,8 +151,9 @@ def test_forward_and_gradients_match_torch(name, path):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.parametrize("name", ["conv2d_relu", "conv_transpose2d_output_size", "max_pool2d_ceil", "lp_pool2d",
-                                  "adaptive_max_pool2d", "separable_relu"])
+@pytest.mark.parametrize("name", ["conv2d_relu", "conv2d_channels_last_format_relu", "conv_transpose2d_output_size",
+                                  "conv_transpose2d_channels_last_format_output_size", "max_pool2d_ceil", "lp_pool2d",
+                                  "adaptive_max_pool2d", "separable_relu", "separable_channels_last_format_relu"])
 def test_eager_and_op_paths_agree_exactly(name):
     _, got, grads, _, _ = _forward_and_gradients(name, "eager")
     assert type(got.grad_fn).__name__ == "_EagerBackward"
@@ -187,8 +205,8 @@ def test_channels_last_tensor_stays_channels_last_without_copy(monkeypatch):
     w = torch.randn(4, 3, 3, 3)
     seen = []
 
-    def spy(tensor):
-        array = as_array(tensor)
+    def spy(tensor, *permuted):
+        array = as_array(tensor, *permuted)
         if tensor is not None:
             seen.append((tensor.data_ptr(), array.ctypes.data, array.flags.c_contiguous))
         return array

@@ -36,9 +36,9 @@ import fastconv
 import fastconv.grad as grad
 
 from ._args import compact, padding_arg
-from ._eager import applier, first_order, needs_grad
+from ._eager import applier, first_order
 from ._library import define
-from ._tensors import as_array, as_tensor, fake_array, numpy_dtype, run
+from ._tensors import as_array, as_tensor, channels_last_shape, fake_array, numpy_dtype, run
 
 
 def conv_geometry(stride, pads, dilation, groups, channels_last):
@@ -101,23 +101,25 @@ FUNCTIONS = {(t, nd): (getattr(fastconv, f"{name}{nd}d"), getattr(grad, f"{name}
              for t, name in ((False, "conv"), (True, "conv_transpose")) for nd in (1, 2, 3)}
 
 
-def run_forward(call, input, weight, bias):
-    arrays = (as_array(input), as_array(weight), as_array(bias))
+def run_forward(call, input, weight, bias, permuted=False):
+    """``call``'s forward on tensors; ``permuted``: the input is a channels_last-format tensor
+    that ``call`` takes channels-last (see _tensors), and so is the result."""
+    arrays = (as_array(input, permuted), as_array(weight), None if bias is None else as_array(bias))
     fn = FUNCTIONS[call.transposed, call.nd][0]
     if input.is_cuda:
-        return as_tensor(run(input, fn, *arrays, **call.forward), arrays)
-    return as_tensor(fn(*arrays, **call.forward), arrays)  # run() without its frame: a tiny call's us
+        return as_tensor(run(input, fn, *arrays, **call.forward), arrays, permuted)
+    return as_tensor(fn(*arrays, **call.forward), arrays, permuted)  # run() without its frame: a tiny call's us
 
 
-def run_input_grad(fn, input_size, weight, grad_output, kwargs):
-    arrays = (as_array(weight), as_array(grad_output))
+def run_input_grad(fn, input_size, weight, grad_output, kwargs, permuted=False):
+    arrays = (as_array(weight), as_array(grad_output, permuted))
     if weight.is_cuda:
-        return as_tensor(run(weight, fn, tuple(input_size), *arrays, **kwargs), arrays)
-    return as_tensor(fn(tuple(input_size), *arrays, **kwargs), arrays)
+        return as_tensor(run(weight, fn, tuple(input_size), *arrays, **kwargs), arrays, permuted)
+    return as_tensor(fn(tuple(input_size), *arrays, **kwargs), arrays, permuted)
 
 
-def run_weight_grad(fn, input, weight_size, grad_output, kwargs):
-    arrays = (as_array(input), as_array(grad_output))
+def run_weight_grad(fn, input, weight_size, grad_output, kwargs, permuted=False):
+    arrays = (as_array(input, permuted), as_array(grad_output, permuted))
     if input.is_cuda:
         return as_tensor(run(input, fn, arrays[0], tuple(weight_size), arrays[1], **kwargs), arrays)
     return as_tensor(fn(arrays[0], tuple(weight_size), arrays[1], **kwargs), arrays)
@@ -224,8 +226,8 @@ def _output_padding(nd, input, weight, output, geometry, padding_name, channels_
             for i, a in enumerate(axes)]
 
 
-def run_bias_grad(grad_output, channels_last):
-    arrays = (as_array(grad_output),)
+def run_bias_grad(grad_output, channels_last, permuted=False):
+    arrays = (as_array(grad_output, permuted),)
     return as_tensor(run(grad_output, grad.conv_bias, arrays[0], channels_last=channels_last), arrays)
 
 
@@ -242,14 +244,16 @@ CONV_TRANSPOSE = {nd: _register(True, nd) for nd in (1, 2, 3)}
 
 class _Eager(torch.autograd.Function):
     """The conv family's eager path (_eager.py): the ops' forward and gradient functions
-    on a cached ConvCall, without the dispatcher."""
+    on a cached ConvCall, without the dispatcher; ``permuted`` as in run_forward."""
 
     @staticmethod
-    def forward(ctx, input, weight, bias, call):
-        output = run_forward(call, input, weight, bias)
-        ctx.call = call
-        ctx.grads = call.grads if not call.output_size else \
-            transpose_call(call.nd, _grad_geometry(call, input, weight, output), call.options).grads
+    def forward(ctx, input, weight, bias, call, permuted):
+        output = run_forward(call, input, weight, bias, permuted)
+        ctx.call, ctx.permuted = call, permuted
+        if call.output_size:  # the gradients take the output_padding it chose
+            x, y = (input.movedim(1, -1), output.movedim(1, -1)) if permuted else (input, output)
+            ctx.call = call._replace(grads=transpose_call(call.nd, _grad_geometry(call, x, weight, y),
+                                                          call.options).grads)
         ctx.save_for_backward(input, weight, output if call.activation else None)
         return output
 
@@ -257,20 +261,20 @@ class _Eager(torch.autograd.Function):
     @first_order
     def backward(ctx, grad_output):
         input, weight, output = ctx.saved_tensors
-        call, needs = ctx.call, ctx.needs_input_grad
+        call, needs, permuted = ctx.call, ctx.needs_input_grad, ctx.permuted
         g = activation_grad(grad_output, output, call.activation)
         _, input_grad_fn, weight_grad_fn = FUNCTIONS[call.transposed, call.nd]
-        gi = run_input_grad(input_grad_fn, input.shape, weight, g, ctx.grads) if needs[0] else None
-        gw = run_weight_grad(weight_grad_fn, input, weight.shape, g, ctx.grads) if needs[1] else None
-        gb = run_bias_grad(g, call.grads["channels_last"]) if needs[2] else None
-        return gi, gw, gb, None
+        gi = gw = gb = None
+        if needs[0]:
+            size = channels_last_shape(input.shape) if permuted else input.shape
+            gi = run_input_grad(input_grad_fn, size, weight, g, call.grads, permuted)
+        if needs[1]:
+            gw = run_weight_grad(weight_grad_fn, input, weight.shape, g, call.grads, permuted)
+        if needs[2]:
+            gb = run_bias_grad(g, call.grads["channels_last"], permuted)
+        return gi, gw, gb, None, None
 
 
-_apply = applier(_Eager)
-
-
-def eager(input, weight, bias, call):
-    """A conv family call on the eager path (the caller checked _eager.usable)."""
-    if needs_grad(input, weight, bias):
-        return _apply(input, weight, bias, call)
-    return run_forward(call, input, weight, bias)
+# A conv family call on the eager path that autograd records (the caller asked _eager.route):
+# apply_eager(input, weight, bias, call, permuted); one it does not record is run_forward.
+apply_eager = applier(_Eager)

@@ -18,7 +18,7 @@ import fastconv
 import fastconv.grad as grad
 
 from ._args import compact, padding_arg
-from ._eager import applier, first_order, needs_grad
+from ._eager import applier, first_order
 from ._library import define
 from ._tensors import as_array, as_tensor, fake_array, run
 
@@ -99,10 +99,10 @@ class _Eager(torch.autograd.Function):
 _apply = applier(_Eager)
 
 
-def eager(op, input, args):
-    """``op(input, *args)`` on the eager path (the caller checked _eager.usable)."""
+def eager(op, input, args, record):
+    """``op(input, *args)`` on the eager path; ``record``: autograd records it (see _eager.route)."""
     pool = _POOLS[op]
-    if needs_grad(input):
+    if record:
         return _apply(input, pool, args)
     return pool.impl(input, *args)
 

@@ -31,7 +31,7 @@ import fastconv.grad as grad
 
 from . import _conv_ops
 from ._conv_ops import ConvCall, activation_grad, conv_call, conv_geometry, empty_array
-from ._eager import applier, first_order, needs_grad
+from ._eager import applier, first_order
 from ._library import define
 from ._tensors import as_array, as_tensor, fake_array, run
 
@@ -63,13 +63,15 @@ def separable_call(geometry, options):
     return SeparableCall(forward, depthwise, pointwise, activation, channels_last)
 
 
-def run_forward(call, input, depthwise_weight, depthwise_bias, pointwise_weight, bias):
-    arrays = x, dw, db, pw, b = (as_array(input), as_array(depthwise_weight), as_array(depthwise_bias),
-                                 as_array(pointwise_weight), as_array(bias))
+def run_forward(call, input, depthwise_weight, depthwise_bias, pointwise_weight, bias, permuted=False):
+    """``call``'s forward on tensors; ``permuted`` as in _conv_ops.run_forward."""
+    arrays = x, dw, db, pw, b = (as_array(input, permuted), as_array(depthwise_weight),
+                                 None if depthwise_bias is None else as_array(depthwise_bias),
+                                 as_array(pointwise_weight), None if bias is None else as_array(bias))
     if input.is_cuda:
         return as_tensor(run(input, fastconv.separable_conv2d, x, dw, pw, b, depthwise_bias=db, **call.forward),
-                         arrays)
-    return as_tensor(fastconv.separable_conv2d(x, dw, pw, b, depthwise_bias=db, **call.forward), arrays)
+                         arrays, permuted)
+    return as_tensor(fastconv.separable_conv2d(x, dw, pw, b, depthwise_bias=db, **call.forward), arrays, permuted)
 
 
 def _gradients(needs, saved, grad_output, call, steps):
@@ -140,12 +142,12 @@ SEPARABLE = define("separable_conv2d(Tensor input, Tensor depthwise_weight, Tens
 
 
 class _Eager(torch.autograd.Function):
-    """The separable op's eager path (_eager.py)."""
+    """The separable op's eager path (_eager.py); ``permuted`` as in run_forward."""
 
     @staticmethod
-    def forward(ctx, input, depthwise_weight, depthwise_bias, pointwise_weight, bias, call):
-        output = run_forward(call, input, depthwise_weight, depthwise_bias, pointwise_weight, bias)
-        ctx.call = call
+    def forward(ctx, input, depthwise_weight, depthwise_bias, pointwise_weight, bias, call, permuted):
+        output = run_forward(call, input, depthwise_weight, depthwise_bias, pointwise_weight, bias, permuted)
+        ctx.call, ctx.permuted = call, permuted
         ctx.save_for_backward(input, depthwise_weight, depthwise_bias, pointwise_weight,
                               output if call.activation else None)
         return output
@@ -153,14 +155,20 @@ class _Eager(torch.autograd.Function):
     @staticmethod
     @first_order
     def backward(ctx, grad_output):
-        return (*_gradients(ctx.needs_input_grad, ctx.saved_tensors, grad_output, ctx.call, _FUNCTION_STEPS), None)
+        saved = ctx.saved_tensors
+        if ctx.permuted:  # the gradient steps take the channels-last views (a movedim is small beside them)
+            input, dw, db, pw, output = saved
+            saved = input.movedim(1, -1), dw, db, pw, None if output is None else output.movedim(1, -1)
+            grad_output = grad_output.movedim(1, -1)
+        gx, *grads = _gradients(ctx.needs_input_grad, saved, grad_output, ctx.call, _FUNCTION_STEPS)
+        return (gx.movedim(-1, 1) if ctx.permuted and gx is not None else gx), *grads, None, None
 
 
 _apply = applier(_Eager)
 
 
-def eager(input, depthwise_weight, depthwise_bias, pointwise_weight, bias, call):
-    """A separable call on the eager path (the caller checked _eager.usable)."""
-    if needs_grad(input, depthwise_weight, depthwise_bias, pointwise_weight, bias):
-        return _apply(input, depthwise_weight, depthwise_bias, pointwise_weight, bias, call)
-    return run_forward(call, input, depthwise_weight, depthwise_bias, pointwise_weight, bias)
+def eager(input, depthwise_weight, depthwise_bias, pointwise_weight, bias, call, permuted, record):
+    """A separable call on the eager path; ``record``: autograd records it (see _eager.route)."""
+    if record:
+        return _apply(input, depthwise_weight, depthwise_bias, pointwise_weight, bias, call, permuted)
+    return run_forward(call, input, depthwise_weight, depthwise_bias, pointwise_weight, bias, permuted)

@@ -48,6 +48,13 @@ def _prepare(op, input, nd, channels_last):
 
     Unbatched input gets a batch dim of one; a channels_last-format tensor becomes its
     channels-last view."""
+    x, cl, unbatched, permuted = _layout(op, input, nd, channels_last)
+    return (x.movedim(1, -1) if permuted else x), cl, unbatched, permuted
+
+
+def _layout(op, input, nd, channels_last):
+    """As :func:`_prepare`, but a channels_last-format tensor stays as it is, ``permuted``
+    (the eager path moves its axes on the array, see _tensors)."""
     _check_tensor(op, "input", input)
     unbatched = input.dim() == nd + 1
     if unbatched:
@@ -56,7 +63,7 @@ def _prepare(op, input, nd, channels_last):
     if channels_last or fmt is None or input.dim() != nd + 2 or input.is_contiguous() \
             or not input.is_contiguous(memory_format=fmt):
         return input, bool(channels_last), unbatched, False
-    return input.movedim(1, -1), True, unbatched, True
+    return input, True, unbatched, True
 
 
 def _call(op, tensors, *args):
@@ -141,12 +148,17 @@ def _finish(out, unbatched, permuted):
 def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, padding_value, algo,
           activation, channels_last):
     _check_tensor(op, "weight", weight)
-    x, cl, unbatched, permuted = _prepare(op, input, nd, channels_last)
+    x, cl, unbatched, permuted = _layout(op, input, nd, channels_last)
     args = (op, nd, stride, padding, dilation, groups, padding_mode, padding_value, algo, activation, cl)
-    if _eager.usable(x, weight, bias):
-        out = _conv_ops.eager(x, weight, bias, _cached(_conv_call, *args))
-    else:
-        out = _call(_conv_ops.CONV[nd], (x, weight, bias), x, weight, bias, *_remembered(_conv_encoding, *args))
+    record = _eager.route(x, weight, bias)
+    if record is not None:
+        call = _cached(_conv_call, *args)
+        out = _conv_ops.apply_eager(x, weight, bias, call, permuted) if record else \
+            _conv_ops.run_forward(call, x, weight, bias, permuted)
+        return out.squeeze(0) if unbatched else out
+    if permuted:
+        x = x.movedim(1, -1)
+    out = _call(_conv_ops.CONV[nd], (x, weight, bias), x, weight, bias, *_remembered(_conv_encoding, *args))
     return _finish(out, unbatched, permuted)
 
 
@@ -174,15 +186,20 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
 def _conv_transpose(op, nd, input, weight, bias, stride, padding, output_padding, groups, dilation, algo,
                     activation, channels_last, output_size):
     _check_tensor(op, "weight", weight)
-    x, cl, unbatched, permuted = _prepare(op, input, nd, channels_last)
+    x, cl, unbatched, permuted = _layout(op, input, nd, channels_last)
     if output_size is not None and len(output_size) > nd:  # torch accepts (N, C, *spatial) too
         output_size = tuple(output_size)[-nd:]
     args = (op, nd, stride, padding, output_padding, groups, dilation, algo, activation, cl, output_size)
-    if _eager.usable(x, weight, bias):
-        out = _conv_ops.eager(x, weight, bias, _cached(_transpose_call, *args))
-    else:
-        out = _call(_conv_ops.CONV_TRANSPOSE[nd], (x, weight, bias), x, weight, bias,
-                    *_remembered(_transpose_encoding, *args))
+    record = _eager.route(x, weight, bias)
+    if record is not None:
+        call = _cached(_transpose_call, *args)
+        out = _conv_ops.apply_eager(x, weight, bias, call, permuted) if record else \
+            _conv_ops.run_forward(call, x, weight, bias, permuted)
+        return out.squeeze(0) if unbatched else out
+    if permuted:
+        x = x.movedim(1, -1)
+    out = _call(_conv_ops.CONV_TRANSPOSE[nd], (x, weight, bias), x, weight, bias,
+                *_remembered(_transpose_encoding, *args))
     return _finish(out, unbatched, permuted)
 
 
@@ -233,14 +250,16 @@ def separable_conv2d(input, depthwise_weight, pointwise_weight, bias=None, strid
     _check_tensor(op, "pointwise_weight", pointwise_weight)
     if pointwise_weight.dim() == 2:
         pointwise_weight = pointwise_weight[:, :, None, None]
-    x, cl, unbatched, permuted = _prepare(op, input, 2, channels_last)
-    channels = x.shape[-1 if cl else 1] if x.dim() == 4 else 0  # else fastconv names the input's dims
+    x, cl, unbatched, permuted = _layout(op, input, 2, channels_last)
+    channels = x.shape[-1 if cl and not permuted else 1] if x.dim() == 4 else 0  # else fastconv names its dims
     args = (op, 2, stride, padding, dilation, channels, padding_mode, padding_value, algo, activation, cl)
-    tensors = (x, depthwise_weight, depthwise_bias, pointwise_weight, bias)
-    if _eager.usable(*tensors):
-        out = _separable_ops.eager(*tensors, _cached(_separable_call, *args))
-    else:
-        out = _call(_separable_ops.SEPARABLE, tensors, *tensors, *_remembered(_conv_encoding, *args))
+    weights = (depthwise_weight, depthwise_bias, pointwise_weight, bias)
+    record = _eager.route(x, *weights)
+    if record is not None:
+        out = _separable_ops.eager(x, *weights, _cached(_separable_call, *args), permuted, record)
+        return out.squeeze(0) if unbatched else out
+    tensors = (x.movedim(1, -1) if permuted else x, *weights)
+    out = _call(_separable_ops.SEPARABLE, tensors, *tensors, *_remembered(_conv_encoding, *args))
     return _finish(out, unbatched, permuted)
 
 
@@ -261,8 +280,9 @@ def _pool(op, nd, table, input, channels_last, *args, indices=False):
 
 def _pooled(op, x, *args):
     """``op(x, *args)``, a pooling op, on the eager path when it can take it."""
-    if _eager.usable(x):
-        return _pool_ops.eager(op, x, args)
+    record = _eager.route(x)
+    if record is not None:
+        return _pool_ops.eager(op, x, args, record)
     return _call(op, (x,), x, *args)
 
 
