@@ -569,10 +569,10 @@ CHUNKED = [
 
 @pytest.mark.parametrize("s", CHUNKED, ids=str)
 def test_workspace_chunks_images(s, rng):
-    """A workspace cap below one image's working copies: one image per chunk. The direct and
-    depthwise kernels continue each sum across chunks and the input gradient's images are
-    independent, so those results are bitwise those of one chunk; the GEMM's sums are split
-    by chunk, so im2col agrees to rounding."""
+    """A workspace cap below one image's working copies: one image per chunk. The direct, tiled
+    (its pixel sum in one piece here) and depthwise kernels continue each sum across chunks and
+    the input gradient's images are independent, so those results are bitwise those of one
+    chunk; the GEMM's sums are split by chunk, so im2col agrees to rounding."""
     x, w, g = _arrays(s, rng, np.float32)
     whole = _grads(s, x, w, g)
     previous = fastconv.set_workspace_limit(64)
@@ -582,7 +582,7 @@ def test_workspace_chunks_images(s, rng):
         fastconv.set_workspace_limit(previous)
     algo = fastconv.algorithms(s.op + "_weight", s.input_shape, s.weight_shape, **_args(s))
     assert chunked[0].tobytes() == whole[0].tobytes()
-    if s.args.get("groups", 1) == 1:  # auto takes im2col
+    if s.args.get("groups", 1) == 1:  # auto takes im2col (channels-first, 3 in-channels) or tiled
         assert "im2col" in algo
         assert _relative(chunked[1], whole[1]) <= 1e-6
     else:

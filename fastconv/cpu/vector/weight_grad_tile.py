@@ -13,7 +13,8 @@ Flat C-contiguous arrays, element indexes:
   ``cw - v * L`` only (masked loads: nothing past the run is read);
 - grad_output of tile row j: ``g[gb + n * gns + oh * grs + ow * gcs + j]``, rows j >= kc reading row
   kc - 1 (their sums are not stored);
-- accumulator (j, v): ``acc[ab + j * astep + v * L + lane]``, stored for j < kc and lanes below cw.
+- accumulator (j, v): ``acc[ab + j * astep + v * L + lane]``, read and written for j < kc and lanes
+  below cw only.
 
 The caller picks the box so that every element read lies inside the input (zeros padding is
 never read), and a run may span several taps: a window row of a few channels (kw, c), when
@@ -84,7 +85,10 @@ class _TileBuilder(Loops):
         self.rows = [b.select(b.icmp_signed("<", const(j), a.kc), const(j), last) for j in range(self.kb)]
         slots = [[b.add(b.add(a.ab, b.mul(const(j), a.astep)), const(v * self.lanes)) for v in range(self.v)]
                  for j in range(self.kb)]
-        accs = [self.load(a.acc, slot, mask) for row in slots for slot, mask in zip(row, self.masks)]
+        accs = []
+        for j, row in enumerate(slots):
+            live = self.splat(b.icmp_signed("<", const(j), a.kc))
+            accs += [self.load(a.acc, slot, b.and_(mask, live)) for slot, mask in zip(row, self.masks)]
 
         def image(n, accs):
             xn = b.add(a.xb, b.mul(n, a.xns))

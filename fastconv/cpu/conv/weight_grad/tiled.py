@@ -5,20 +5,20 @@ both operands channels-last (vector/weight_grad_tile.py: a tile of out-channels 
 in-channels sums a box of pixels in registers).
 
 - A task owns a block of out-channels of one group (all taps and in-channels: a gradient block
-  within ACC_BYTES, in cache) and one piece of the pixel sum. Pixels go in chunks of about
-  CHUNK_PIXELS (an image's rows, or whole small images), so that a chunk's input and
-  grad_output stay in cache while every tap and tile sweeps them.
+  within ACC_BYTES, summed in its thread's buffer; at least MIN_TASKS blocks of 16 where the
+  out-channels allow) and one piece of the pixel sum. Pixels go in chunks of about CHUNK_PIXELS
+  (an image's rows, or whole small images) that every tap and tile sweeps in turn (ResNet-18's
+  layers, one thread: 128-pixel chunks took 1.0-1.25x the time of 512, 1024 no better).
 - For each tap, only the box of pixels whose window position lies inside the input is summed:
   zeros padding is never read, and a channels-last input is read in place. Other padding
   modes (and constant values other than 0) sum over a padded channels-last copy.
 - Layers with few in-channels (a stem's 3) and row dilation 1 take a window row (kw, c) as the
-  vector, where that needs fewer vectors than one per tap: the output columns whose window row
-  lies inside the input; the border columns tap by tap.
+  vector, where that needs fewer vectors than one per tap; on a border column, the part of the
+  row inside the input (ResNet-18's stem, one thread: 0.8x the time of border columns tap by tap).
 - Where out-channel blocks are fewer than MIN_TASKS the pixel sum is cut into pieces (a
   number fixed by the shapes), their partial sums added in piece order. Blocks, chunks and
   pieces follow from the shapes alone: the result does not depend on the thread count.
-- Each task's block is written (adding to the gradient, which chunks of images continue) in
-  the weight's (K, Cg, taps) order.
+- Each task's block is written in the weight's (K, Cg, taps) order.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import functools
 import math
 
 import numpy as np
-from numba import prange, types
+from numba import config, get_thread_id, prange, types
 
 from ...._arrays import working_dtype
 from ...._workspace import chunks, workspace_limit
@@ -39,10 +39,9 @@ from .depthwise import _clip
 from .operands import working_ndhwc
 
 ACC_BYTES = 384 * 1024  # a task's gradient block (out-channels x taps x Cg) at most, when it can be cut
-CHUNK_PIXELS = 128  # output pixels per chunk
+CHUNK_PIXELS = 512  # output pixels per chunk
 MIN_TASKS = 8  # out-channel blocks x pieces of the pixel sum, at least (where the pixels allow)
 K_STEP = 8  # out-channel blocks are multiples of the tiles' out-channels
-SPARE_ROWS = 16  # a tile's rows past a block's last out-channel land in these (never read back)
 
 
 def _lanes(dtype) -> int:
@@ -58,7 +57,7 @@ def plan(spec, g_size, itemsize: int):
     """(out-channels per block, pieces, images per chunk, rows per chunk), from the shapes alone."""
     kg, cg, taps = spec.out_per_group, spec.in_per_group, math.prod(spec.kernel)
     most = max(K_STEP, ACC_BYTES // max(1, taps * cg * itemsize) // K_STEP * K_STEP)
-    blocks = -(-kg // most)
+    blocks = max(-(-kg // most), min(-(-kg // (2 * K_STEP)), -(-MIN_TASKS // spec.groups)))
     per_block = -(-math.ceil(kg / blocks) // K_STEP) * K_STEP
     od, oh, ow = g_size
     plane = oh * ow
@@ -96,17 +95,19 @@ def conv_weight_grad_tiled(spec, x, grad_output):
     geom = geometry3(spec)
     taps = math.prod(geom.kernel)
     cg = spec.in_per_group
-    out = np.zeros(spec.out_channels * cg * taps, dtype)
+    out = np.empty(spec.out_channels * cg * taps, dtype)
     kernel = tiled_kernel(dtype.name)
-    for xw, gw, pads in _operands(spec, x, grad_output, dtype):
+    for first, (xw, gw, pads) in enumerate(_operands(spec, x, grad_output, dtype)):
         n, d, h, w, c = xw.shape
         g_size = gw.shape[1:4]
         per_block, pieces, images, rows = plan(spec, g_size, dtype.itemsize)
         partial = np.empty(spec.out_channels * cg * taps * pieces if pieces > 1 else 1, dtype)
-        kernel(xw.reshape(-1), gw.reshape(-1), out, partial, n, d, h, w, c, *g_size, spec.out_channels, spec.groups,
+        buffers = np.empty(config.NUMBA_NUM_THREADS * per_block * cg * taps, dtype)  # one per thread
+        kernel(xw.reshape(-1), gw.reshape(-1), out, partial, buffers, n, d, h, w, c, *g_size, spec.out_channels,
+               spec.groups,
                *geom.kernel, *geom.stride, *geom.dilation, *pads,
                int(row_mode(cg, geom.kernel[2], geom.dilation[2], spec.groups, _lanes(dtype))),
-               per_block, pieces, images, rows)
+               per_block, pieces, images, rows, int(first == 0))
     return np.ascontiguousarray(out.reshape(spec.weight_shape), dtype=np.dtype(spec.dtype))
 
 
@@ -114,12 +115,15 @@ def conv_weight_grad_tiled(spec, x, grad_output):
 def tiled_kernel(dtype: str):
     revision = REVISION  # a closure constant: part of the disk cache's key, unlike a global
     lanes = _lanes(dtype)
-    spare = SPARE_ROWS
 
-    def kernel(x, g, out, partial, n_img, in_d, in_h, in_w, c_n, od_n, oh_n, ow_n, k_n, groups, kd_n, kh_n, kw_n,
-               sd, sh, sw, dd, dh, dw, pd, ph, pw, by_rows, per_block, pieces, images, rows):
-        """out (K, Cg, taps) += the gradient from x (N, D, H, W, C) and g (N, OD, OH, OW, K), all flat
-        (module docstring); ``partial`` holds the pieces' sums where ``pieces`` > 1."""
+    def kernel(x, g, out, partial, buffers, n_img, in_d, in_h, in_w, c_n, od_n, oh_n, ow_n, k_n, groups, kd_n, kh_n,
+               kw_n,
+               sd, sh, sw, dd, dh, dw, pd, ph, pw, by_rows, per_block, pieces, images, rows, fresh):
+        """out (K, Cg, taps) = the gradient from x (N, D, H, W, C) and g (N, OD, OH, OW, K), all flat (module
+        docstring), its sums continuing from out's values unless ``fresh`` (chunks of images add up as one
+        call where the sum is one piece); ``partial`` holds the pieces' sums where ``pieces`` > 1. A task's
+        block sums in its thread's buffer (reused: fresh pages for every block cost more than the sums
+        on layers with few pixels)."""
         cg = c_n // groups
         kg = k_n // groups
         taps = kd_n * kh_n * kw_n
@@ -136,14 +140,24 @@ def tiled_kernel(dtype: str):
         chi = clo
         if in_w - kw_n + pw >= 0:
             chi = max(clo, min(ow_n, (in_w - kw_n + pw) // sw + 1))
-        parts = 1 + 2 * kw_n if by_rows else kw_n
+        edge0 = min(clo, ow_n)  # row mode's border columns: [0, edge0) and [edge1, ow_n), one at a time
+        edge1 = max(chi, edge0)
+        parts = 1 + edge0 + max(0, ow_n - edge1) if by_rows else kw_n
         for task in prange(groups * blocks * pieces):
             piece = task % pieces
             blk = task // pieces
             grp = blk // blocks
             k0 = grp * kg + (blk - grp * blocks) * per_block
             kcount = min(per_block, grp * kg + kg - k0)
-            acc = np.zeros((per_block + spare) * astep, x.dtype)
+            acc = buffers[get_thread_id() * per_block * astep:(get_thread_id() + 1) * per_block * astep]
+            if fresh or pieces > 1:
+                acc[:kcount * astep] = 0
+            else:  # continue the sums of earlier chunks of images
+                for j in range(kcount):
+                    for cc in range(cg):
+                        o = ((k0 + j) * cg + cc) * taps
+                        for t in range(taps):
+                            acc[(j * taps + t) * cg + cc] = out[o + t]
             for chunk in range(piece * n_chunks // pieces, (piece + 1) * n_chunks // pieces):
                 nb = chunk // (od_n * oh_blocks)
                 r = chunk - nb * od_n * oh_blocks
@@ -169,16 +183,19 @@ def tiled_kernel(dtype: str):
                         for part in range(parts):
                             if by_rows and part == 0:
                                 a, e, run, col, ab = clo, chi, kw_n * cg, -pw, row_tap * kw_n * cg
+                            elif by_rows:  # the window row's taps inside the input
+                                a = part - 1 if part <= edge0 else edge1 + part - 1 - edge0
+                                e = a + 1
+                                kw0 = max(0, pw - a * sw)
+                                kw1 = min(kw_n, in_w + pw - a * sw)
+                                if kw0 >= kw1:
+                                    continue
+                                col, run, ab = kw0 - pw, (kw1 - kw0) * cg, (row_tap * kw_n + kw0) * cg
                             else:
-                                kw = (part - 1) // 2 if by_rows else part
-                                col = kw * dw - pw
+                                col = part * dw - pw
                                 a, e = _clip(ow_n, in_w, col, sw)
-                                if by_rows and (part - 1) % 2 == 0:
-                                    e = min(e, clo)
-                                elif by_rows:
-                                    a = max(a, chi)
                                 run = cg
-                                ab = (row_tap * kw_n + kw) * cg
+                                ab = (row_tap * kw_n + part) * cg
                             if a >= e:
                                 continue
                             xb = xrow + col * c_n
@@ -208,19 +225,21 @@ def tiled_kernel(dtype: str):
                 for cc in range(cg):
                     o = ((k0 + j) * cg + cc) * taps
                     for t in range(taps):
-                        if pieces == 1:
-                            out[o + t] += acc[(j * taps + t) * cg + cc]
-                        else:
+                        if pieces > 1:
                             partial[base + o + t] = acc[(j * taps + t) * cg + cc]
+                        else:
+                            out[o + t] = acc[(j * taps + t) * cg + cc]
         if pieces > 1:
             for k in prange(k_n):
                 for e in range(k * astep, (k + 1) * astep):
-                    total = out[e]
-                    for p in range(pieces):
+                    total = partial[e]
+                    if not fresh:
+                        total = out[e] + total
+                    for p in range(1, pieces):
                         total += partial[p * k_n * astep + e]
                     out[e] = total
 
     name = f"weight_grad_tiled_{'f32' if dtype == 'float32' else 'f64'}"
     dt = types.float32 if dtype == "float32" else types.float64
     flat = types.Array(dt, 1, "C")
-    return specialised_kernel(kernel, name, [(flat, flat, flat, flat) + (types.int64,) * 27])
+    return specialised_kernel(kernel, name, [(flat,) * 5 + (types.int64,) * 28])
