@@ -495,6 +495,20 @@ def test_tiled_weight_grad_strided_inputs_untouched(rng):
     assert np.array_equal(x, before[0]) and np.array_equal(g, before[1])
 
 
+@pytest.mark.parametrize("s", [TILED[6], TILED[16]], ids=str)
+def test_tiled_weight_grad_chunks_of_images(s, rng):
+    """A workspace cap below one image's copies: one image per call of the kernel, each cutting its
+    own images' pixel sum into pieces (4 over 3 images in one call, 2 per image here)."""
+    x, w, g = _arrays(s, rng)
+    want = _torch_grads(s, x, w, g)[1]
+    previous = fastconv.set_workspace_limit(64)
+    try:
+        got = _tiled_weight(s, x, g, False)
+    finally:
+        fastconv.set_workspace_limit(previous)
+    assert _relative(got, want) <= 1e-10
+
+
 @pytest.mark.parametrize("s", [TILED[0], TILED[5], TILED[6], TILED[7], TILED[12]], ids=str)
 def test_tiled_weight_grad_bitwise_across_threads(s, rng):
     """Blocks, chunks and pieces come from the shapes: 1 and 2 threads give the same bits."""

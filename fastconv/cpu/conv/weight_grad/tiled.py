@@ -53,8 +53,9 @@ def row_mode(cg: int, kw: int, dw: int, groups: int, lanes: int) -> bool:
     return groups == 1 and dw == 1 and kw > 1 and -(-kw * cg // lanes) < kw * -(-cg // lanes)
 
 
-def plan(spec, g_size, itemsize: int):
-    """(out-channels per block, pieces, images per chunk, rows per chunk), from the shapes alone."""
+def plan(spec, batch: int, g_size, itemsize: int):
+    """(out-channels per block, pieces, images per chunk, rows per chunk) for ``batch`` images, from the
+    shapes alone."""
     kg, cg, taps = spec.out_per_group, spec.in_per_group, math.prod(spec.kernel)
     most = max(K_STEP, ACC_BYTES // max(1, taps * cg * itemsize) // K_STEP * K_STEP)
     blocks = max(-(-kg // most), min(-(-kg // (2 * K_STEP)), -(-MIN_TASKS // spec.groups)))
@@ -65,7 +66,7 @@ def plan(spec, g_size, itemsize: int):
         images, rows = 1, max(1, CHUNK_PIXELS // ow)
     else:
         images, rows = max(1, CHUNK_PIXELS // max(plane, 1)), oh
-    n_chunks = -(-spec.batch // images) * od * -(-oh // rows)
+    n_chunks = -(-batch // images) * od * -(-oh // rows)
     pieces = max(1, min(n_chunks, -(-MIN_TASKS // (spec.groups * blocks))))
     return per_block, pieces, images, rows
 
@@ -100,12 +101,11 @@ def conv_weight_grad_tiled(spec, x, grad_output):
     for first, (xw, gw, pads) in enumerate(_operands(spec, x, grad_output, dtype)):
         n, d, h, w, c = xw.shape
         g_size = gw.shape[1:4]
-        per_block, pieces, images, rows = plan(spec, g_size, dtype.itemsize)
+        per_block, pieces, images, rows = plan(spec, n, g_size, dtype.itemsize)
         partial = np.empty(spec.out_channels * cg * taps * pieces if pieces > 1 else 1, dtype)
         buffers = np.empty(config.NUMBA_NUM_THREADS * per_block * cg * taps, dtype)  # one per thread
         kernel(xw.reshape(-1), gw.reshape(-1), out, partial, buffers, n, d, h, w, c, *g_size, spec.out_channels,
-               spec.groups,
-               *geom.kernel, *geom.stride, *geom.dilation, *pads,
+               spec.groups, *geom.kernel, *geom.stride, *geom.dilation, *pads,
                int(row_mode(cg, geom.kernel[2], geom.dilation[2], spec.groups, _lanes(dtype))),
                per_block, pieces, images, rows, int(first == 0))
     return np.ascontiguousarray(out.reshape(spec.weight_shape), dtype=np.dtype(spec.dtype))
