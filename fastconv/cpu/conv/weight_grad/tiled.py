@@ -214,6 +214,10 @@ def tiled_kernel(dtype: str):
                                                 lo, hi, a, e, ab + kk * astep + c, astep, left, min(8, kcount - kk),
                                                 "k8 v2", lanes, revision)
                                     c += 2 * lanes
+                                elif kcount <= 8:  # few out-channels per group: half the rows
+                                    wg_tile(x, g, acc, xb + c, xns, xrs, xcs, gb, gns, grs, k_n, n_count, lo, hi, a,
+                                            e, ab + c, astep, left, kcount, "k8 v1", lanes, revision)
+                                    c += lanes
                                 else:
                                     for kk in range(0, kcount, 16):
                                         wg_tile(x, g, acc, xb + c, xns, xrs, xcs, gb + kk, gns, grs, k_n, n_count,
