@@ -23,6 +23,10 @@ TAPS_MAX_READ_SHARE = 0.6
 # Ungrouped layers whose dilated kernel spans this many rows or more take im2col when taps
 # cannot serve them (padding modes other than zeros): the direct kernel's reads spread.
 IM2COL_MIN_SPAN = 12
+# Channels-first weight gradients with fewer in-channels than this take im2col, not "tiled": the
+# tiled kernel's channels-last copy of grad_output costs more there than its sums save (ResNet-18's
+# stem, batch 8: 9.8 ms against 7.7, one thread; with 64 in-channels 4.5 against 7.2).
+TILED_MIN_CHANNELS_FIRST = 16
 
 
 def read_share(spec) -> float:
@@ -45,7 +49,8 @@ _MODULES = {
     ("conv_transpose", "cpu"): ("fastconv.cpu.conv.transpose.direct", "fastconv.cpu.conv.transpose.phases"),
     ("conv_input_grad", "cpu"): ("fastconv.cpu.conv.input_grad", "fastconv.cpu.conv.input_grad_gemm"),
     ("conv_weight_grad", "cpu"): ("fastconv.cpu.conv.weight_grad.direct", "fastconv.cpu.conv.weight_grad.im2col",
-                                     "fastconv.cpu.conv.weight_grad.depthwise", "fastconv.cpu.conv.weight_grad.gemm"),
+                                     "fastconv.cpu.conv.weight_grad.depthwise", "fastconv.cpu.conv.weight_grad.gemm",
+                                     "fastconv.cpu.conv.weight_grad.tiled"),
     ("separable", "cpu"): ("fastconv.cpu.conv.separable.composed", "fastconv.cpu.conv.separable.fused"),
     ("pool", "cpu"): ("fastconv.cpu.pool.window",),
     ("adaptive_pool", "cpu"): ("fastconv.cpu.pool.adaptive",),
@@ -128,8 +133,9 @@ def auto_algorithm(family: str, backend: str, spec, names: list[str]) -> str:
       kernel while the pointwise weight fits SEPARABLE_FUSED_WEIGHT_BYTES, else the
       depthwise and pointwise ops in turn ("composed").
     - Weight gradients: the depthwise kernel wherever a group has one input channel; 1x1 layers
-      GEMMs in the user's layout; other ungrouped layers one GEMM over im2col columns; other
-      grouped layers the direct kernel. Input gradients: 1x1 stride-1 layers one GEMM;
+      GEMMs in the user's layout; channels-first ungrouped layers with fewer than
+      TILED_MIN_CHANNELS_FIRST in-channels (stems) one GEMM over im2col columns; the rest the
+      register-tiled kernel ("tiled"). Input gradients: 1x1 stride-1 layers one GEMM;
       depthwise layers (multiplier 1, zeros or constant padding) that the flipped forward
       depthwise conv cannot serve (strided) the depthwise gather kernel where a backend
       registers one (the GPU; the CPU's adjoint calls its own); the rest the adjoint
@@ -140,8 +146,9 @@ def auto_algorithm(family: str, backend: str, spec, names: list[str]) -> str:
     if family == "conv_transpose":
         return "phases" if "phases" in names else names[0]
     if family == "conv_weight_grad":
+        few = spec.groups == 1 and not spec.channels_last and spec.in_channels < TILED_MIN_CHANNELS_FIRST
         preferred = ("depthwise" if "depthwise" in names else "gemm" if "gemm" in names
-                     else "im2col" if spec.groups == 1 else "direct")
+                     else "im2col" if few or "tiled" not in names else "tiled")
         return preferred if preferred in names else names[0]
     if family == "conv_input_grad":
         if "depthwise" in names and not _flips(spec):

@@ -323,8 +323,9 @@ def test_repeated_calls_run_the_call_plan(s, rng):
 
 def test_algorithms_and_algo_choice(rng):
     dw = dict(groups=8, padding=1)
-    assert fastconv.algorithms("conv2d_weight", (2, 8, 9, 9), (8, 1, 3, 3), **dw) == ["direct", "im2col", "depthwise"]
-    assert fastconv.algorithms("conv2d_weight", (2, 8, 9, 9), (8, 4, 3, 3), groups=2) == ["direct", "im2col"]
+    assert fastconv.algorithms("conv2d_weight", (2, 8, 9, 9), (8, 1, 3, 3), **dw) == ["direct", "im2col", "depthwise",
+                                                                                  "tiled"]
+    assert fastconv.algorithms("conv2d_weight", (2, 8, 9, 9), (8, 4, 3, 3), groups=2) == ["direct", "im2col", "tiled"]
     assert fastconv.algorithms("conv_transpose2d_input", (2, 8, 9, 9), (8, 4, 3, 3), stride=2) == ["adjoint"]
     x, g = rng.standard_normal((2, 8, 9, 9)), rng.standard_normal((2, 8, 9, 9))
     want = _torch_grads(sample("conv2d", x.shape, (8, 1, 3, 3), **dw), x, np.zeros((8, 1, 3, 3)), g)[1]
@@ -367,7 +368,8 @@ def test_pointwise_algorithms_agree(rng):
     """1x1 layers: auto takes the GEMMs in the user's layout; every algorithm gives torch's gradients."""
     pw = dict(stride=2, groups=2)
     assert fastconv.algorithms("conv2d_input", (2, 8, 9, 9), (6, 4, 1, 1), **pw) == ["adjoint", "gemm"]
-    assert fastconv.algorithms("conv2d_weight", (2, 8, 9, 9), (6, 4, 1, 1), **pw) == ["direct", "im2col", "gemm"]
+    assert fastconv.algorithms("conv2d_weight", (2, 8, 9, 9), (6, 4, 1, 1), **pw) == ["direct", "im2col", "gemm",
+                                                                                  "tiled"]
     assert fastconv.algorithms("conv2d_input", (2, 8, 9, 9), (6, 8, 3, 3)) == ["adjoint"]
     s = sample("conv2d", (2, 8, 9, 9), (6, 4, 1, 1), **pw)
     x, w, g = _arrays(s, rng)
@@ -420,6 +422,106 @@ def test_bitwise_deterministic_across_runs_and_threads(s, rng):
     for run in runs[1:]:
         for a, b in zip(run, runs[0]):
             assert a.tobytes() == b.tobytes()
+
+
+# ---- the register-tiled weight gradient (algo "tiled") ------------------------------------
+
+TILED = [
+    # stems: 1-3 in-channels, window rows (kw, c) as the vector; out-channels off the tiles' 8 and 16
+    sample("conv2d", (2, 3, 23, 20), (13, 3, 7, 7), stride=2, padding=3),
+    sample("conv2d", (2, 1, 11, 12), (5, 1, 3, 3), stride=2, padding=1),
+    sample("conv2d", (1, 2, 9, 10), (37, 2, 5, 3), stride=(1, 3), padding=(2, 1), dilation=(2, 1)),
+    sample("conv2d", (2, 3, 6, 5), (4, 3, 3, 7), padding=(1, 4)),  # window rows wider than the input
+    # several in-channel vectors and remainders, out-channel blocks cut by the cache budget, pieces
+    sample("conv2d", (1, 70, 6, 5), (35, 70, 3, 3), stride=2, padding=1),
+    sample("conv2d", (2, 300, 5, 4), (40, 300, 3, 3), padding=1),
+    sample("conv2d", (3, 8, 30, 31), (24, 8, 3, 3), padding=1),
+    sample("conv2d", (2, 12, 9, 7), (9, 4, 3, 2), groups=3, stride=(2, 1), padding=(2, 0), dilation=(1, 2)),
+    sample("conv2d", (2, 6, 8, 8), (6, 1, 3, 3), groups=6, padding=1),  # depthwise
+    sample("conv2d", (2, 5, 7, 9), (3, 5, 2, 2), stride=3),  # stride past the window
+    sample("conv1d", (2, 3, 40), (7, 3, 5), stride=2, padding=2),
+    sample("conv1d", (1, 20, 17), (10, 10, 3), groups=2, padding=3, dilation=2),
+    sample("conv3d", (2, 3, 5, 6, 7), (5, 3, 3, 3, 3), stride=(2, 1, 2), padding=1),
+    sample("conv3d", (1, 8, 4, 5, 5), (6, 4, 2, 3, 3), groups=2, padding=(1, 0, 2), dilation=(2, 1, 1)),
+    sample("conv2d", (2, 4, 7, 9), (6, 4, 2, 3), stride=2, padding=(1, 2), padding_mode="replicate"),
+    sample("conv2d", (2, 3, 8, 9), (5, 3, 3, 3), padding=2, padding_mode="reflect"),
+    sample("conv2d", (2, 6, 7, 6), (4, 3, 3, 3), groups=2, padding=2, padding_mode="circular"),
+    sample("conv3d", (2, 3, 4, 5, 6), (4, 3, 2, 3, 3), stride=(1, 1, 2), padding=1, padding_mode="constant",
+           padding_value=0.5),
+    sample("conv2d", (2, 3, 6, 7), (4, 3, 3, 3), padding=1, padding_mode="constant", padding_value=0.0),
+    sample("conv_transpose2d", (2, 6, 5, 4), (6, 4, 3, 3), stride=2, padding=1),
+]
+
+
+def _tiled_weight(s, x, g, channels_last, **kw):
+    fn = getattr(G, f"conv_transpose{s.nd}d_weight" if s.transposed else f"conv{s.nd}d_weight")
+    if channels_last:
+        x, g = np.moveaxis(x, 1, -1), np.moveaxis(g, 1, -1)  # non-contiguous views
+    return fn(x, s.weight_shape, g, channels_last=channels_last, algo="tiled", **_args(s), **kw)
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["first", "last"])
+@pytest.mark.parametrize("s", TORCH_SAMPLES + TILED, ids=str)
+def test_tiled_weight_grad_float64(s, channels_last, rng):
+    """Every registry configuration and the tiles' corners, both layouts, against torch in float64."""
+    x, w, g = _arrays(s, rng)
+    want = _torch_grads(s, x, w, g)[1]
+    assert _relative(_tiled_weight(s, x, g, channels_last), want) <= 1e-10
+
+
+@pytest.mark.parametrize("s", [s for s in LOW_PRECISION if s.op.startswith("conv2d")][::2] + TILED[:8], ids=str)
+def test_tiled_weight_grad_low_precision(s, rng):
+    """float32 (and the registry's float16, widened to float32) within the rounding bound."""
+    dtype = np.dtype(s.dtype if s.dtype != "float64" else "float32")
+    x, w, g = _arrays(s, rng, dtype)
+    want = _torch_grads(s, x, w, g)[1]
+    bound = _rounding_bound(s, x, w, g, dtype)[1]
+    for cl in (False, True):
+        got = _tiled_weight(s, x, g, cl)
+        assert got.dtype == dtype
+        assert np.all(np.abs(got.astype(np.float64) - want) <= bound + 1e-30)
+
+
+def test_tiled_weight_grad_strided_inputs_untouched(rng):
+    """Sliced (non-contiguous) input and grad_output, read without being modified."""
+    s = sample("conv2d", (2, 5, 9, 8), (7, 5, 3, 3), stride=2, padding=1)
+    big = rng.standard_normal((2, 10, 9, 16))
+    x = big[:, ::2, :, ::2]
+    g = rng.standard_normal((2, 7, 5, 8))[..., ::2]
+    before = (x.copy(), g.copy())
+    want = _torch_grads(s, x, rng.standard_normal(s.weight_shape), g)[1]
+    for cl in (False, True):
+        assert _relative(_tiled_weight(s, x, g, cl), want) <= 1e-10
+    assert np.array_equal(x, before[0]) and np.array_equal(g, before[1])
+
+
+@pytest.mark.parametrize("s", [TILED[6], TILED[16]], ids=str)
+def test_tiled_weight_grad_chunks_of_images(s, rng):
+    """A workspace cap below one image's copies: one image per call of the kernel, each cutting its
+    own images' pixel sum into pieces (4 over 3 images in one call, 2 per image here)."""
+    x, w, g = _arrays(s, rng)
+    want = _torch_grads(s, x, w, g)[1]
+    previous = fastconv.set_workspace_limit(64)
+    try:
+        got = _tiled_weight(s, x, g, False)
+    finally:
+        fastconv.set_workspace_limit(previous)
+    assert _relative(got, want) <= 1e-10
+
+
+@pytest.mark.parametrize("s", [TILED[0], TILED[5], TILED[6], TILED[7], TILED[12]], ids=str)
+def test_tiled_weight_grad_bitwise_across_threads(s, rng):
+    """Blocks, chunks and pieces come from the shapes: 1 and 2 threads give the same bits."""
+    x, w, g = _arrays(s, rng, np.float32)
+    old = numba.get_num_threads()
+    try:
+        runs = []
+        for threads in (1, 2, 1):
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            runs.append([_tiled_weight(s, x, g, cl).tobytes() for cl in (False, True)])
+    finally:
+        numba.set_num_threads(old)
+    assert runs[0] == runs[1] == runs[2]
 
 
 # ---- errors ------------------------------------------------------------------------------
@@ -481,10 +583,10 @@ CHUNKED = [
 
 @pytest.mark.parametrize("s", CHUNKED, ids=str)
 def test_workspace_chunks_images(s, rng):
-    """A workspace cap below one image's working copies: one image per chunk. The direct and
-    depthwise kernels continue each sum across chunks and the input gradient's images are
-    independent, so those results are bitwise those of one chunk; the GEMM's sums are split
-    by chunk, so im2col agrees to rounding."""
+    """A workspace cap below one image's working copies: one image per chunk. The direct, tiled
+    (its pixel sum in one piece here) and depthwise kernels continue each sum across chunks and
+    the input gradient's images are independent, so those results are bitwise those of one
+    chunk; the GEMM's sums are split by chunk, so im2col agrees to rounding."""
     x, w, g = _arrays(s, rng, np.float32)
     whole = _grads(s, x, w, g)
     previous = fastconv.set_workspace_limit(64)
@@ -494,7 +596,7 @@ def test_workspace_chunks_images(s, rng):
         fastconv.set_workspace_limit(previous)
     algo = fastconv.algorithms(s.op + "_weight", s.input_shape, s.weight_shape, **_args(s))
     assert chunked[0].tobytes() == whole[0].tobytes()
-    if s.args.get("groups", 1) == 1:  # auto takes im2col
+    if s.args.get("groups", 1) == 1:  # auto takes im2col (channels-first, 3 in-channels) or tiled
         assert "im2col" in algo
         assert _relative(chunked[1], whole[1]) <= 1e-6
     else:

@@ -37,7 +37,7 @@ from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
 
-from .ir import I32, I64, Vectors, const, internal_function, parameters, source_revision
+from .ir import I32, I64, Loops, const, internal_function, parameters, source_revision
 
 # Kernels pass this to the intrinsics (see ir.source_revision).
 REVISION = source_revision(__file__)
@@ -138,8 +138,8 @@ def _function(module, kind, elem, lanes, geometry, fields, builder_class):
     return fn
 
 
-class _Builder(Vectors):
-    """Loops carrying vectors, and branches that update them."""
+class _Builder(Loops):
+    """The window geometry and arguments of both layouts' builders."""
 
     def __init__(self, builder, elem, lanes, args, geometry, arg_class):
         super().__init__(builder, elem, lanes)
@@ -147,77 +147,6 @@ class _Builder(Vectors):
         self.kh_n, self.kw_n, self.sw, self.dw, self.pixels = geometry
         self.taps = self.kh_n * self.kw_n
         self.declare("fmuladd", "masked.load", "masked.store")
-
-    def loop(self, start, keep_going, step, carried, body, name):
-        """for (i = start; keep_going(i); i += step) carried = body(i, carried). Returns (i, carried) at exit."""
-        b = self.b
-        entry = b.block
-        head = b.append_basic_block(f"{name}.head")
-        body_bb = b.append_basic_block(f"{name}.body")
-        exit_ = b.append_basic_block(f"{name}.exit")
-        b.branch(head)
-        b.position_at_end(head)
-        i = b.phi(I64, name)
-        i.add_incoming(start, entry)
-        phis = []
-        for value in carried:
-            phi = b.phi(value.type)
-            phi.add_incoming(value, entry)
-            phis.append(phi)
-        b.cbranch(keep_going(i), body_bb, exit_)
-        b.position_at_end(body_bb)
-        updated = body(i, list(phis))
-        end = b.block
-        i.add_incoming(b.add(i, step), end)
-        for phi, value in zip(phis, updated):
-            phi.add_incoming(value, end)
-        b.branch(head)
-        b.position_at_end(exit_)
-        return i, phis
-
-    def when(self, cond, carried, body):
-        """carried updated by body(carried) where cond holds, else unchanged."""
-        b = self.b
-        before = b.block
-        then = b.append_basic_block("when.then")
-        merge = b.append_basic_block("when.merge")
-        b.cbranch(cond, then, merge)
-        b.position_at_end(then)
-        updated = body(list(carried))
-        then_end = b.block
-        b.branch(merge)
-        b.position_at_end(merge)
-        out = []
-        for old, new in zip(carried, updated):
-            phi = b.phi(old.type)
-            phi.add_incoming(old, before)
-            phi.add_incoming(new, then_end)
-            out.append(phi)
-        return out
-
-    def either(self, cond, carried, if_true, if_false):
-        """if_true(carried) where cond holds, else if_false(carried)."""
-        b = self.b
-        yes = b.append_basic_block("either.true")
-        no = b.append_basic_block("either.false")
-        merge = b.append_basic_block("either.merge")
-        b.cbranch(cond, yes, no)
-        b.position_at_end(yes)
-        from_yes = if_true(list(carried))
-        yes_end = b.block
-        b.branch(merge)
-        b.position_at_end(no)
-        from_no = if_false(list(carried))
-        no_end = b.block
-        b.branch(merge)
-        b.position_at_end(merge)
-        out = []
-        for a, c in zip(from_yes, from_no):
-            phi = b.phi(a.type)
-            phi.add_incoming(a, yes_end)
-            phi.add_incoming(c, no_end)
-            out.append(phi)
-        return out
 
     def inside(self, value, size):
         """0 <= value < size."""

@@ -145,3 +145,78 @@ class Vectors:
                     rows[i], rows[i + h] = self.b.shuffle_vector(a, c, lo), self.b.shuffle_vector(a, c, hi)
             h //= 2
         return rows
+
+
+class Loops(Vectors):
+    """Loops carrying vectors, and branches that update them."""
+
+    def loop(self, start, keep_going, step, carried, body, name):
+        """for (i = start; keep_going(i); i += step) carried = body(i, carried). Returns (i, carried) at exit."""
+        b = self.b
+        entry = b.block
+        head = b.append_basic_block(f"{name}.head")
+        body_bb = b.append_basic_block(f"{name}.body")
+        exit_ = b.append_basic_block(f"{name}.exit")
+        b.branch(head)
+        b.position_at_end(head)
+        i = b.phi(I64, name)
+        i.add_incoming(start, entry)
+        phis = []
+        for value in carried:
+            phi = b.phi(value.type)
+            phi.add_incoming(value, entry)
+            phis.append(phi)
+        b.cbranch(keep_going(i), body_bb, exit_)
+        b.position_at_end(body_bb)
+        updated = body(i, list(phis))
+        end = b.block
+        i.add_incoming(b.add(i, step), end)
+        for phi, value in zip(phis, updated):
+            phi.add_incoming(value, end)
+        b.branch(head)
+        b.position_at_end(exit_)
+        return i, phis
+
+    def when(self, cond, carried, body):
+        """carried updated by body(carried) where cond holds, else unchanged."""
+        b = self.b
+        before = b.block
+        then = b.append_basic_block("when.then")
+        merge = b.append_basic_block("when.merge")
+        b.cbranch(cond, then, merge)
+        b.position_at_end(then)
+        updated = body(list(carried))
+        then_end = b.block
+        b.branch(merge)
+        b.position_at_end(merge)
+        out = []
+        for old, new in zip(carried, updated):
+            phi = b.phi(old.type)
+            phi.add_incoming(old, before)
+            phi.add_incoming(new, then_end)
+            out.append(phi)
+        return out
+
+    def either(self, cond, carried, if_true, if_false):
+        """if_true(carried) where cond holds, else if_false(carried)."""
+        b = self.b
+        yes = b.append_basic_block("either.true")
+        no = b.append_basic_block("either.false")
+        merge = b.append_basic_block("either.merge")
+        b.cbranch(cond, yes, no)
+        b.position_at_end(yes)
+        from_yes = if_true(list(carried))
+        yes_end = b.block
+        b.branch(merge)
+        b.position_at_end(no)
+        from_no = if_false(list(carried))
+        no_end = b.block
+        b.branch(merge)
+        b.position_at_end(merge)
+        out = []
+        for a, c in zip(from_yes, from_no):
+            phi = b.phi(a.type)
+            phi.add_incoming(a, yes_end)
+            phi.add_incoming(c, no_end)
+            out.append(phi)
+        return out

@@ -4,4 +4,5 @@ groups, register tiles of out-channels by in-channels), depthwise.py (one in-cha
 per group, channels along the vector), depthwise_tiled.py (its register-tiled kernels),
 gemm.py (1x1 layers, GEMMs in the user's layout), im2col.py (grad_output @ columns, both
 in the user's layout), columns.py (its columns, built from the unpadded input), fused.py
-(long channels-last pixel sums: columns built in cache, per piece of the sum)."""
+(long channels-last pixel sums: columns built in cache, per piece of the sum), tiled.py (register
+tiles over each tap's pixels, no columns: auto's choice beyond depthwise, 1x1 and channels-first stems)."""
