@@ -22,6 +22,7 @@ import fastconv.grad as G
 from fastconv import reference as ref
 from fastconv.cuda import conv_weight_grad_gemm as wgemm
 from fastconv.cuda.conv_weight_grad_depthwise import Plan, depthwise_weight_grad
+from fastconv import dispatch
 from fastconv.dispatch import choose
 from fastconv.testing.conv_samples import sample
 
@@ -134,7 +135,7 @@ def test_bias_algorithms_and_errors(rng):
     assert hasattr(got, "copy_to_host")
     np.testing.assert_allclose(got.copy_to_host(), g.sum(axis=(0, 2, 3)), rtol=1e-5)
     assert fastconv.algorithms("conv2d_weight", (1, 4, 5, 5), (4, 1, 3, 3), groups=4, backend="cuda") == [
-        "direct", "depthwise", "im2col"]
+        "direct", "depthwise", "im2col", "tiled"]
     assert fastconv.algorithms("conv2d_input", (1, 4, 5, 5), (4, 1, 3, 3), groups=4, backend="cuda") == [
         "adjoint", "depthwise"]
     assert fastconv.algorithms("conv2d_input", (1, 4, 5, 5), (8, 1, 3, 3), groups=4, backend="cuda") == ["adjoint"]
@@ -220,11 +221,13 @@ GEMM = [
 ]
 
 
-def _gemm_algos(s):
-    """(input algo, weight algo): the GEMM kernels that serve ``s``, as the CPU's auto rule picks them."""
-    spec = s.spec()
+def _gemm_algos(spec):
+    """(input algo, weight algo): the GEMM kernels that serve ``spec``, as the CPU's auto rule picks
+    them (weight: "tiled", the implicit GEMM, but for channels-first stems)."""
     stride1 = all(v == 1 for v in spec.stride)
-    return ("gemm" if spec.is_pointwise and stride1 else "adjoint", "gemm" if spec.is_pointwise else "im2col")
+    few = not spec.channels_last and spec.in_channels < dispatch.TILED_MIN_CHANNELS_FIRST
+    return ("gemm" if spec.is_pointwise and stride1 else "adjoint",
+            "gemm" if spec.is_pointwise else "im2col" if few else "tiled")
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
@@ -233,7 +236,7 @@ def test_gemm_kernels_float64(s, channels_last, rng):
     """auto picks the GEMM kernels where the CPU's rule does; float64 against torch.autograd to
     1e-10 and exact by adjointness."""
     spec = s.spec().with_(channels_last=channels_last)
-    algos = _gemm_algos(s)
+    algos = _gemm_algos(spec)
     assert (choose("conv_input_grad", "cuda", spec).algo, choose("conv_weight_grad", "cuda", spec).algo) == algos
     assert (choose("conv_input_grad", "cpu", spec).algo == "gemm") == spec.is_pointwise
     assert choose("conv_weight_grad", "cpu", spec).algo == algos[1]
@@ -255,7 +258,7 @@ def test_gemm_kernels_low_precision(s, dtype, channels_last, rng):
     x, w, g = _arrays(s, rng, dtype)
     exact = _on_host64(s, x, w, g)
     bounds = _on_host64(s, np.abs(x), np.abs(w), np.abs(g))
-    for got, want, bound in zip(_on_device(s, x, w, g, channels_last, _gemm_algos(s)), exact, bounds):
+    for got, want, bound in zip(_on_device(s, x, w, g, channels_last, _gemm_algos(s.spec().with_(channels_last=channels_last))), exact, bounds):
         assert got.dtype == dtype
         tol = 64 * np.finfo(np.float32).eps * bound
         if dtype == np.float16:
