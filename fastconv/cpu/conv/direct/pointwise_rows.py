@@ -74,6 +74,10 @@ class RowsPlan(NamedTuple):
     out_dtype: np.dtype
     w_shape: tuple  # (G, K/G, C/G)
     pick: tuple | None  # the slices of the input pixels a strided layer reads; None: unit strides
+    row_len: int  # pixels per output row: no tile crosses one (rows: the output is one row)
+    row_base: np.ndarray  # [i]: where output row i's first pixel starts in the output
+    opix: int  # output elements from one pixel of a row to the next
+    koff: np.ndarray  # [G * KB]: where each block of V channels starts within an output pixel
 
 
 def supports_rows(spec) -> bool:
@@ -95,9 +99,38 @@ def rows_plan(spec) -> RowsPlan:
     pick = (slice(None), *(slice(None, None, s) for s in spec.stride), slice(None)) if strided else None
     widths = np.array([s for _, s in shape.shapes], np.int64)
     overlap = tail_overlap(tuple(widths.tolist()), shape.n_vec, block_bytes > L1_BYTES)
+    blocks = np.arange(g * kb_n, dtype=np.int64)
     return RowsPlan(shape, rows_kernel(shape), dtype, np.arange(cg, dtype=np.int64), widths, overlap, rows, pass_blocks,
                     ACTIVATION_CODES[spec.activation], np.zeros(g * kb_n * shape.v, dtype), kg % shape.v == 0,
-                    spec.output_shape, np.dtype(spec.dtype), (g, kg, cg), pick)
+                    spec.output_shape, np.dtype(spec.dtype), (g, kg, cg), pick, max(rows, 1), np.zeros(1, np.int64),
+                    g * kg, blocks // kb_n * kg + blocks % kb_n * shape.v)
+
+
+@cached_plan
+def depth_to_space_plan(spec, stride: tuple, out_shape: tuple):
+    """The plan of ``spec`` (channels-last 1x1, ungrouped) whose output channels are prod(stride)
+    phases of K stacked in phase order (a transposed conv's phases, phases.py), writing each
+    phase's outputs straight into their places of the (N, *Q * stride, K) result
+    ``out_shape``: out[n, q * s + r, k] = y[n, q, phase(r) * K + k]. None when ``spec`` is
+    not such a conv or a block of V channels would straddle two phases (K not a multiple of V)."""
+    if not supports_rows(spec) or spec.groups != 1:
+        return None
+    plan = rows_plan(spec)
+    k_n = out_shape[-1]
+    q, o = spec.out_size, out_shape[1:-1]
+    if k_n % plan.shape.v or spec.out_channels != k_n * int(np.prod(stride)) or o != tuple(
+            n * s for n, s in zip(q, stride)):
+        return None
+    row_elems = np.cumprod((1,) + o[::-1])[::-1]  # output elements per unit of each spatial index, then 1
+    rows_at = np.indices((spec.batch, *q[:-1])).reshape(len(q), -1)  # (n, q_1 .. q_{nd-1}) of each row
+    row_base = rows_at[0] * row_elems[0] + sum(rows_at[1 + i] * s * row_elems[1 + i] for i, s in
+                                               enumerate(stride[:-1]))
+    phase = np.indices(stride).reshape(len(stride), -1)  # phases in stacking order
+    phase_base = sum(phase[i] * row_elems[1 + i] for i in range(len(stride)))
+    c0 = np.arange(0, spec.out_channels, plan.shape.v)  # each block's first stacked channel
+    koff = (phase_base[c0 // k_n] * k_n + c0 % k_n).astype(np.int64)
+    return plan._replace(out_shape=out_shape, row_len=q[-1], row_base=(row_base * k_n).astype(np.int64),
+                         opix=stride[-1] * k_n, koff=koff)
 
 
 @functools.cache
@@ -121,26 +154,29 @@ def rows_kernel(shape: TileShape):
     """The kernel for one tile shape set, e.g. ``conv_pointwise_rows_p9v32_f32``."""
     v, lanes, shapes, revision = shape.v, shape.lanes, shapes_literal(shape.shapes), REVISION
 
-    def kernel(x, w, xoff, bias, out, widths, overlap, rows, pass_blocks, act):
+    def kernel(x, w, xoff, bias, out, widths, overlap, rows, pass_blocks, act, row_len, row_base, opix, koff):
         """out (M, K) flat = x (M, C) flat @ w (G, K/G, C/G) per group, plus the blocked bias
-        (G * KB * V), then the activation. Task = (run of tiles, its passes of channel
-        blocks or a share of them): CHUNKS_PER_THREAD per thread, or one per tile."""
+        (G * KB * V), then the activation; pixel p of output row i = p // row_len at
+        out[row_base[i] + (p % row_len) * opix + koff[block]]. Task = (run of tiles of a
+        single row, or of whole rows; its passes of channel blocks or a share of them):
+        CHUNKS_PER_THREAD per thread, or one per tile or row."""
         groups, kg, cg = w.shape
-        c_n, k_n = groups * cg, groups * kg
+        c_n = groups * cg
         kb_n = -(-kg // v)
         blocks = groups * kb_n
         s = widths[0]
-        full_tiles = rows // s
+        n_rows = rows // row_len
+        units = rows // s if n_rows == 1 else n_rows  # what runs are cut into: full tiles, or rows
         passes = -(-kb_n // pass_blocks)
         target = CHUNKS_PER_THREAD * _thread_count()
         least_splits = -(-rows * c_n * x.itemsize // RUN_BYTES)
         if blocks * cg * v > rows * c_n:  # the weight is the larger operand: each task reads less of it
             pass_groups = min(passes, target)
-            splits = max(1, min(full_tiles, max(least_splits, -(-target // pass_groups))))
+            splits = max(1, min(units, max(least_splits, -(-target // pass_groups))))
         else:  # each task reads less input
-            splits = max(1, min(full_tiles, max(target, least_splits)))
+            splits = max(1, min(units, max(target, least_splits)))
             pass_groups = max(1, min(passes, -(-target // splits)))
-        while (splits * pass_groups) % _thread_count() != 0 and splits < full_tiles:
+        while (splits * pass_groups) % _thread_count() != 0 and splits < units:
             splits += 1  # as many tasks for every thread
         # every task packs the passes it uses when no other task uses them, or the weight is large
         prepack = splits > 1 and blocks * cg * v * w.itemsize <= PREPACK_BYTES
@@ -158,9 +194,7 @@ def rows_kernel(shape: TileShape):
         for t in prange(splits * pass_groups):
             run = t // pass_groups
             q = t - run * pass_groups
-            p0 = run * full_tiles // splits * s
-            p1 = (run + 1) * full_tiles // splits * s
-            last = rows if run == splits - 1 else p1
+            row0, row1 = (0, 1) if n_rows == 1 else (run * n_rows // splits, (run + 1) * n_rows // splits)
             for g in range(groups):
                 for pass_ in range(q * passes // pass_groups, (q + 1) * passes // pass_groups):
                     kb0 = pass_ * pass_blocks
@@ -172,29 +206,36 @@ def rows_kernel(shape: TileShape):
                         for kb in range(kb0, kb1):
                             pack_weight_block(w, g, kb, ws[kb - kb0], v, lanes, revision)
                         first = -kb0
-                    p = p0
-                    while p < last:
-                        sel, width = 0, s
-                        if p + s > last:  # the tail: one tile ending at the last row, or narrower ones
-                            if last - p0 >= s and overlap[last - p] == 1:
-                                p = last - s
-                            else:
-                                while widths[sel] > last - p:
-                                    sel += 1
-                                width = widths[sel]
-                        for kb in range(kb0, kb1):
-                            blk = g * kb_n + kb
-                            fma_tile_strided(x, ws, xoff, bias, out, p * c_n + g * cg, 0, (first + kb) * cg * v,
-                                             blk * v, p * k_n + g * kg + kb * v, 0, k_n, 1, min(v, kg - kb * v), act,
-                                             c_n, sel, shapes, v, lanes, revision)
-                        p += width
+                    for row in range(row0, row1):
+                        p0, last = row * row_len, (row + 1) * row_len
+                        if n_rows == 1:
+                            p0 = run * units // splits * s
+                            last = rows if run == splits - 1 else (run + 1) * units // splits * s
+                        obase = row_base[row] - row * row_len * opix  # pixel p's output: obase + p * opix
+                        p = p0
+                        while p < last:
+                            sel, width = 0, s
+                            if p + s > last:  # the tail: one tile ending at the last pixel, or narrower ones
+                                if last - p0 >= s and overlap[last - p] == 1:
+                                    p = last - s
+                                else:
+                                    while widths[sel] > last - p:
+                                        sel += 1
+                                    width = widths[sel]
+                            for kb in range(kb0, kb1):
+                                blk = g * kb_n + kb
+                                fma_tile_strided(x, ws, xoff, bias, out, p * c_n + g * cg, 0, (first + kb) * cg * v,
+                                                 blk * v, obase + p * opix + koff[blk], 0, opix, 1,
+                                                 min(v, kg - kb * v), act, c_n, sel, shapes, v, lanes, revision)
+                            p += width
         restore(previous)
 
     dt = types.float32 if shape.dtype == "float32" else types.float64
     flat = types.Array(dt, 1, "C")
     ints = types.Array(types.int64, 1, "C")
     readonly = functools.partial(types.Array, dt, layout="C", readonly=True)  # writeable arrays convert to it
-    sig = (readonly(1), readonly(3), ints, readonly(1), flat, ints, ints) + (types.int64,) * 3
+    sig = (readonly(1), readonly(3), ints, readonly(1), flat, ints, ints) + (types.int64,) * 4 + (ints, types.int64,
+                                                                                                 ints)
     return specialised_kernel(kernel, f"conv_pointwise_rows_{shape.name}", [sig])
 
 
@@ -223,5 +264,6 @@ def run_rows(plan: RowsPlan, x, weight, bias):
         weight = np.ascontiguousarray(weight, dtype)
     out = np.empty(plan.out_shape, dtype)
     plan.kernel(x.reshape(-1), weight.reshape(plan.w_shape), plan.xoff, blocked_bias(plan, bias), out.reshape(-1),
-                plan.widths, plan.overlap, plan.rows, plan.pass_blocks, plan.act)
+                plan.widths, plan.overlap, plan.rows, plan.pass_blocks, plan.act, plan.row_len, plan.row_base,
+                plan.opix, plan.koff)
     return out if dtype == plan.out_dtype else out.astype(plan.out_dtype)
