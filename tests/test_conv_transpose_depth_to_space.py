@@ -1,7 +1,7 @@
 """Channels-last transposed convs whose phases are one stacked 1x1 conv (U-Net's 2x2 stride 2):
 the 1x1 kernel writes each phase's outputs straight into their interleaved places
 (conv/direct/pointwise_rows.depth_to_space_plan); where a channel block would straddle two
-phases, the stacked result is copied into place. Against the NumPy reference and PyTorch."""
+phases, or the rows' last tiles would be narrow, the stacked result is copied into place. Against the NumPy reference and PyTorch."""
 
 from __future__ import annotations
 
@@ -72,6 +72,10 @@ def test_when_it_applies():
     # K = 16 and V = 32 (AVX-512) or 16: a block of V channels straddles two phases unless V divides K
     assert (_forward_and_plan((2, 16, 4, 5), (16, 16, 2, 2), 2, "float32") is not None) == (16 % v == 0)
     assert _forward_and_plan((1, 16, 6, 6), (16, 32, 4, 4), 2, "float32") is None  # 2x2 sub-kernels, not 1x1
+    # rows whose last tiles are narrow keep the copy: 3 pixels; 28 pixels with weight blocks larger than L1
+    assert _forward_and_plan((3, 48, 1, 3), (48, 32, 2, 2), 2, "float32") is None
+    assert _forward_and_plan((1, 1024, 28, 28), (1024, 512, 2, 2), 2, "float32") is None
+    assert _forward_and_plan((1, 512, 56, 56), (512, 256, 2, 2), 2, "float32") is not None
 
 
 def test_non_contiguous_input_and_threads(rng):

@@ -56,6 +56,11 @@ SERIAL_PACK = 16 * 1024  # packed weight elements the calling thread packs alone
 SERIAL_PACK_ROWS = 1024  # or any weight, for this many rows: packing is then under 3% of the work
 RUN_BYTES = 256 * 1024  # a task's run of input rows stays in L2 over all its passes
 PREPACK_BYTES = 1 << 20  # larger packed weights are packed by each task, a pass at a time, as it uses them
+# Rows of an interleaved output whose tiles, tail included, cost more than this times full-width tiles (tile
+# model) keep the copy. Single-thread CPU time, interleaved / stacked output then copied, U-Net's 2x2 stride 2
+# channels-last: rows of 28 (weight blocks streaming from L2, modelled 1.25) 1.03, of 56 (1.11) 0.93, of 112
+# (1.00) 0.71.
+ROW_TAIL_SLACK = 1.15
 
 
 class RowsPlan(NamedTuple):
@@ -121,6 +126,12 @@ def depth_to_space_plan(spec, stride: tuple, out_shape: tuple):
     if k_n % plan.shape.v or spec.out_channels != k_n * int(np.prod(stride)) or o != tuple(
             n * s for n, s in zip(q, stride)):
         return None
+    widths, n_vec, streams_l2 = tuple(plan.widths.tolist()), plan.shape.n_vec, plan.w_shape[2] * plan.shape.v * \
+        plan.dtype.itemsize > L1_BYTES
+    full, tail = step_cycles(widths[0], n_vec, streams_l2), q[-1] % widths[0]
+    tail_cost = full if q[-1] > widths[0] and plan.overlap[tail] else narrow_cycles(widths, n_vec, streams_l2, tail)
+    if q[-1] // widths[0] * full + tail_cost > ROW_TAIL_SLACK * q[-1] / widths[0] * full:
+        return None
     row_elems = np.cumprod((1,) + o[::-1])[::-1]  # output elements per unit of each spatial index, then 1
     rows_at = np.indices((spec.batch, *q[:-1])).reshape(len(q), -1)  # (n, q_1 .. q_{nd-1}) of each row
     row_base = rows_at[0] * row_elems[0] + sum(rows_at[1 + i] * s * row_elems[1 + i] for i, s in
@@ -140,13 +151,18 @@ def tail_overlap(widths: tuple, n_vec: int, streams_l2: bool) -> np.ndarray:
     full = step_cycles(widths[0], n_vec, streams_l2)
     overlap = np.zeros(widths[0], np.int64)
     for r in range(1, widths[0]):
-        left, narrow = r, 0.0
-        for w in widths[1:]:
-            while w <= left:
-                narrow += step_cycles(w, n_vec, streams_l2)
-                left -= w
-        overlap[r] = full <= narrow
+        overlap[r] = full <= narrow_cycles(widths, n_vec, streams_l2, r)
     return overlap
+
+
+def narrow_cycles(widths: tuple, n_vec: int, streams_l2: bool, r: int) -> float:
+    """The modelled cost of the narrower tiles, widest first, that cover the last r pixels of a run."""
+    narrow = 0.0
+    for w in widths[1:]:
+        while w <= r:
+            narrow += step_cycles(w, n_vec, streams_l2)
+            r -= w
+    return narrow
 
 
 @functools.cache
