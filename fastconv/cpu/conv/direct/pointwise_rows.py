@@ -19,14 +19,15 @@ wrote a block of every output row), for MobileNetV2's and ResNet-50's 1x1 layers
   1024->2048 weight, 8 MB, ran 1.4x slower packed first), each task packs a pass as it
   uses it;
 - a task is a run of whole tiles of pixels (at most ``RUN_BYTES`` of input, which stays
-  in L2) by a share of the passes of channel blocks: all passes when the input is the
-  larger operand (each task reads only its run of it), a share of them, with runs as
-  long as they may be, when the packed weight is (each task reads only its share of the
-  weight: ResNet-50's 7x7 2048->512 weight, 4 MB, was read from L3 once per run). A
-  pass's blocks fit L1 (``tiled.L1_BYTES``), so the packed weight is read from L1 for
-  every tile of the run, or from L2 when a single block is larger, and each tile writes
-  whole output rows of the pass's channels. The plane-tiled loop's tasks read their
-  input once per block: from memory, 8 times, on a 32x256x28x28 layer;
+  in L2; ``PACKING_RUN_BYTES`` when runs pack their own passes) by a share of the passes
+  of channel blocks: all passes when the input is the larger operand (each task reads
+  only its run of it), a share of them, with runs as long as they may be, when the
+  packed weight is (each task reads only its share of the weight: ResNet-50's 7x7
+  2048->512 weight, 4 MB, was read from L3 once per run). A pass's blocks fit L1
+  (``tiled.L1_BYTES``), so the packed weight is read from L1 for every tile of the run,
+  or from L2 when a single block is larger, and each tile writes whole output rows of
+  the pass's channels. The plane-tiled loop's tasks read their input once per block:
+  from memory, 8 times, on a 32x256x28x28 layer;
 - tasks are few and equal: about ``CHUNKS_PER_THREAD`` per thread, as many for every
   thread; the last few pixels take narrower tiles, or one full tile overlapping its
   neighbour where the tile model (tiled.step_cycles) says that is cheaper;
@@ -55,6 +56,11 @@ from .tiled import L1_BYTES, TileShape, step_cycles, tile_shape
 SERIAL_PACK = 16 * 1024  # packed weight elements the calling thread packs alone
 SERIAL_PACK_ROWS = 1024  # or any weight, for this many rows: packing is then under 3% of the work
 RUN_BYTES = 256 * 1024  # a task's run of input rows stays in L2 over all its passes
+# ... or 1 MiB when each run packs the passes it uses (weights above PREPACK_BYTES): fewer runs pack the weight
+# fewer times. Single-thread CPU time against 256 KiB for all, 12 rounds (host load 6-7): ResNet-50's 2048->512 7x7
+# 0.75, U-Net's stacked 1024->2048 28x28 0.92, 512->1024 56x56 1.04 (layers it leaves alone moved by up to 7%);
+# 1 MiB for every layer made a prepacked 512->128 28x28 layer 1.08-1.15x slower.
+PACKING_RUN_BYTES = 1 << 20
 PREPACK_BYTES = 1 << 20  # larger packed weights are packed by each task, a pass at a time, as it uses them
 # Rows of an interleaved output whose tiles, tail included, cost more than this times full-width tiles (tile
 # model) keep the copy. Single-thread CPU time, interleaved / stacked output then copied, U-Net's 2x2 stride 2
@@ -185,7 +191,8 @@ def rows_kernel(shape: TileShape):
         units = rows // s if n_rows == 1 else n_rows  # what runs are cut into: full tiles, or rows
         passes = -(-kb_n // pass_blocks)
         target = CHUNKS_PER_THREAD * _thread_count()
-        least_splits = -(-rows * c_n * x.itemsize // RUN_BYTES)
+        run_bytes = RUN_BYTES if blocks * cg * v * w.itemsize <= PREPACK_BYTES else PACKING_RUN_BYTES
+        least_splits = -(-rows * c_n * x.itemsize // run_bytes)
         if blocks * cg * v > rows * c_n:  # the weight is the larger operand: each task reads less of it
             pass_groups = min(passes, target)
             splits = max(1, min(units, max(least_splits, -(-target // pass_groups))))
