@@ -123,7 +123,8 @@ def depth_to_space_plan(spec, stride: tuple, out_shape: tuple):
     phases of K stacked in phase order (a transposed conv's phases, phases.py), writing each
     phase's outputs straight into their places of the (N, *Q * stride, K) result
     ``out_shape``: out[n, q * s + r, k] = y[n, q, phase(r) * K + k]. None when ``spec`` is
-    not such a conv or a block of V channels would straddle two phases (K not a multiple of V)."""
+    not such a conv, a block of V channels would straddle two phases (K not a multiple of V),
+    or the rows' last tiles would cost more than ROW_TAIL_SLACK (no tile crosses a row)."""
     if not supports_rows(spec) or spec.groups != 1:
         return None
     plan = rows_plan(spec)
@@ -132,8 +133,8 @@ def depth_to_space_plan(spec, stride: tuple, out_shape: tuple):
     if k_n % plan.shape.v or spec.out_channels != k_n * int(np.prod(stride)) or o != tuple(
             n * s for n, s in zip(q, stride)):
         return None
-    widths, n_vec, streams_l2 = tuple(plan.widths.tolist()), plan.shape.n_vec, plan.w_shape[2] * plan.shape.v * \
-        plan.dtype.itemsize > L1_BYTES
+    widths, n_vec = tuple(plan.widths.tolist()), plan.shape.n_vec
+    streams_l2 = plan.w_shape[2] * plan.shape.v * plan.dtype.itemsize > L1_BYTES
     full, tail = step_cycles(widths[0], n_vec, streams_l2), q[-1] % widths[0]
     tail_cost = full if q[-1] > widths[0] and plan.overlap[tail] else narrow_cycles(widths, n_vec, streams_l2, tail)
     if q[-1] // widths[0] * full + tail_cost > ROW_TAIL_SLACK * q[-1] / widths[0] * full:

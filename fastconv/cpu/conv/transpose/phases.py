@@ -30,7 +30,9 @@ Copies, beyond what the forward kernels do themselves: the weight, once, by
 :func:`phase_weights` (transposed weight (C, K/G, *k) -> each group's forward weight
 (G * P * K/G, C/G, *k_sub), a blocked transpose); the forward outputs, once, into
 their interleaved slots of the result (out[..., r_h::s_h, r_w::s_w]) by one fused
-kernel per layout: one output-sized copy in all. Stride 1 (a single phase) returns
+kernel per layout: one output-sized copy in all. Channels-last phases stacked into one
+1x1 conv (U-Net's 2x2 stride 2) skip that copy where the 1x1 kernel can write each
+phase's outputs in their places (conv/direct/pointwise_rows.depth_to_space_plan). Stride 1 (a single phase) returns
 the forward output itself. float16 is copied as bits (uint16); the forward kernels
 compute it in float32.
 """
