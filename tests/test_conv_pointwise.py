@@ -80,3 +80,17 @@ def test_read_only_input_and_weight(algo, kernel, rng):
     got = F.conv2d(x, w, padding=kernel // 2, algo=algo, channels_last=True)
     assert_close(np.moveaxis(got, -1, 1), expected, "conv", "float32", np.sqrt(20 * kernel * kernel),
                  what=f"read-only {algo} {kernel}x{kernel}")
+
+
+def test_pointwise_weight_packed_by_tasks(rng):
+    """A weight above pointwise_rows.PREPACK_BYTES: each task packs the passes it uses, runs of up to
+    PACKING_RUN_BYTES of input; a bias and relu, ragged channel blocks (K = 600)."""
+    from fastconv.cpu.conv.direct.pointwise_rows import PREPACK_BYTES
+
+    x = rng.standard_normal((2, 13, 23, 512)).astype(np.float32)
+    w = rng.standard_normal((600, 512, 1, 1)).astype(np.float32)
+    b = rng.standard_normal(600).astype(np.float32)
+    assert w.nbytes > PREPACK_BYTES
+    got = F.conv2d(x, w, b, activation="relu", channels_last=True)
+    expected = ref.conv(np.moveaxis(x, -1, 1).astype(np.float64), w, b, activation="relu")
+    assert_close(np.moveaxis(got, -1, 1), expected, "conv", "float32", np.sqrt(512), what="packed by tasks")

@@ -19,14 +19,15 @@ wrote a block of every output row), for MobileNetV2's and ResNet-50's 1x1 layers
   1024->2048 weight, 8 MB, ran 1.4x slower packed first), each task packs a pass as it
   uses it;
 - a task is a run of whole tiles of pixels (at most ``RUN_BYTES`` of input, which stays
-  in L2) by a share of the passes of channel blocks: all passes when the input is the
-  larger operand (each task reads only its run of it), a share of them, with runs as
-  long as they may be, when the packed weight is (each task reads only its share of the
-  weight: ResNet-50's 7x7 2048->512 weight, 4 MB, was read from L3 once per run). A
-  pass's blocks fit L1 (``tiled.L1_BYTES``), so the packed weight is read from L1 for
-  every tile of the run, or from L2 when a single block is larger, and each tile writes
-  whole output rows of the pass's channels. The plane-tiled loop's tasks read their
-  input once per block: from memory, 8 times, on a 32x256x28x28 layer;
+  in L2; ``PACKING_RUN_BYTES`` when runs pack their own passes) by a share of the passes
+  of channel blocks: all passes when the input is the larger operand (each task reads
+  only its run of it), a share of them, with runs as long as they may be, when the
+  packed weight is (each task reads only its share of the weight: ResNet-50's 7x7
+  2048->512 weight, 4 MB, was read from L3 once per run). A pass's blocks fit L1
+  (``tiled.L1_BYTES``), so the packed weight is read from L1 for every tile of the run,
+  or from L2 when a single block is larger, and each tile writes whole output rows of
+  the pass's channels. The plane-tiled loop's tasks read their input once per block:
+  from memory, 8 times, on a 32x256x28x28 layer;
 - tasks are few and equal: about ``CHUNKS_PER_THREAD`` per thread, as many for every
   thread; the last few pixels take narrower tiles, or one full tile overlapping its
   neighbour where the tile model (tiled.step_cycles) says that is cheaper;
@@ -55,7 +56,17 @@ from .tiled import L1_BYTES, TileShape, step_cycles, tile_shape
 SERIAL_PACK = 16 * 1024  # packed weight elements the calling thread packs alone
 SERIAL_PACK_ROWS = 1024  # or any weight, for this many rows: packing is then under 3% of the work
 RUN_BYTES = 256 * 1024  # a task's run of input rows stays in L2 over all its passes
+# ... or 1 MiB when each run packs the passes it uses (weights above PREPACK_BYTES): fewer runs pack the weight
+# fewer times. Single-thread CPU time against 256 KiB for all, 12 rounds (host load 6-7): ResNet-50's 2048->512 7x7
+# 0.75, U-Net's stacked 1024->2048 28x28 0.92, 512->1024 56x56 1.04 (layers it leaves alone moved by up to 7%);
+# 1 MiB for every layer made a prepacked 512->128 28x28 layer 1.08-1.15x slower.
+PACKING_RUN_BYTES = 1 << 20
 PREPACK_BYTES = 1 << 20  # larger packed weights are packed by each task, a pass at a time, as it uses them
+# Rows of an interleaved output whose tiles, tail included, cost more than this times full-width tiles (tile
+# model) keep the copy. Single-thread CPU time, interleaved / stacked output then copied, U-Net's 2x2 stride 2
+# channels-last: rows of 28 (weight blocks streaming from L2, modelled 1.25) 1.03, of 56 (1.11) 0.93, of 112
+# (1.00) 0.71.
+ROW_TAIL_SLACK = 1.15
 
 
 class RowsPlan(NamedTuple):
@@ -74,6 +85,10 @@ class RowsPlan(NamedTuple):
     out_dtype: np.dtype
     w_shape: tuple  # (G, K/G, C/G)
     pick: tuple | None  # the slices of the input pixels a strided layer reads; None: unit strides
+    row_len: int  # pixels per output row: no tile crosses one (rows: the output is one row)
+    row_base: np.ndarray  # [i]: where output row i's first pixel starts in the output
+    opix: int  # output elements from one pixel of a row to the next
+    koff: np.ndarray  # [G * KB]: where each block of V channels starts within an output pixel
 
 
 def supports_rows(spec) -> bool:
@@ -95,9 +110,45 @@ def rows_plan(spec) -> RowsPlan:
     pick = (slice(None), *(slice(None, None, s) for s in spec.stride), slice(None)) if strided else None
     widths = np.array([s for _, s in shape.shapes], np.int64)
     overlap = tail_overlap(tuple(widths.tolist()), shape.n_vec, block_bytes > L1_BYTES)
+    blocks = np.arange(g * kb_n, dtype=np.int64)
     return RowsPlan(shape, rows_kernel(shape), dtype, np.arange(cg, dtype=np.int64), widths, overlap, rows, pass_blocks,
                     ACTIVATION_CODES[spec.activation], np.zeros(g * kb_n * shape.v, dtype), kg % shape.v == 0,
-                    spec.output_shape, np.dtype(spec.dtype), (g, kg, cg), pick)
+                    spec.output_shape, np.dtype(spec.dtype), (g, kg, cg), pick, max(rows, 1), np.zeros(1, np.int64),
+                    g * kg, blocks // kb_n * kg + blocks % kb_n * shape.v)
+
+
+@cached_plan
+def depth_to_space_plan(spec, stride: tuple, out_shape: tuple):
+    """The plan of ``spec`` (channels-last 1x1, ungrouped) whose output channels are prod(stride)
+    phases of K stacked in phase order (a transposed conv's phases, phases.py), writing each
+    phase's outputs straight into their places of the (N, *Q * stride, K) result
+    ``out_shape``: out[n, q * s + r, k] = y[n, q, phase(r) * K + k]. None when ``spec`` is
+    not such a conv, a block of V channels would straddle two phases (K not a multiple of V),
+    or the rows' last tiles would cost more than ROW_TAIL_SLACK (no tile crosses a row)."""
+    if not supports_rows(spec) or spec.groups != 1:
+        return None
+    plan = rows_plan(spec)
+    k_n = out_shape[-1]
+    q, o = spec.out_size, out_shape[1:-1]
+    if k_n % plan.shape.v or spec.out_channels != k_n * int(np.prod(stride)) or o != tuple(
+            n * s for n, s in zip(q, stride)):
+        return None
+    widths, n_vec = tuple(plan.widths.tolist()), plan.shape.n_vec
+    streams_l2 = plan.w_shape[2] * plan.shape.v * plan.dtype.itemsize > L1_BYTES
+    full, tail = step_cycles(widths[0], n_vec, streams_l2), q[-1] % widths[0]
+    tail_cost = full if q[-1] > widths[0] and plan.overlap[tail] else narrow_cycles(widths, n_vec, streams_l2, tail)
+    if q[-1] // widths[0] * full + tail_cost > ROW_TAIL_SLACK * q[-1] / widths[0] * full:
+        return None
+    row_elems = np.cumprod((1,) + o[::-1])[::-1]  # output elements per unit of each spatial index, then 1
+    rows_at = np.indices((spec.batch, *q[:-1])).reshape(len(q), -1)  # (n, q_1 .. q_{nd-1}) of each row
+    row_base = rows_at[0] * row_elems[0] + sum(rows_at[1 + i] * s * row_elems[1 + i] for i, s in
+                                               enumerate(stride[:-1]))
+    phase = np.indices(stride).reshape(len(stride), -1)  # phases in stacking order
+    phase_base = sum(phase[i] * row_elems[1 + i] for i in range(len(stride)))
+    c0 = np.arange(0, spec.out_channels, plan.shape.v)  # each block's first stacked channel
+    koff = (phase_base[c0 // k_n] * k_n + c0 % k_n).astype(np.int64)
+    return plan._replace(out_shape=out_shape, row_len=q[-1], row_base=(row_base * k_n).astype(np.int64),
+                         opix=stride[-1] * k_n, koff=koff)
 
 
 @functools.cache
@@ -107,13 +158,18 @@ def tail_overlap(widths: tuple, n_vec: int, streams_l2: bool) -> np.ndarray:
     full = step_cycles(widths[0], n_vec, streams_l2)
     overlap = np.zeros(widths[0], np.int64)
     for r in range(1, widths[0]):
-        left, narrow = r, 0.0
-        for w in widths[1:]:
-            while w <= left:
-                narrow += step_cycles(w, n_vec, streams_l2)
-                left -= w
-        overlap[r] = full <= narrow
+        overlap[r] = full <= narrow_cycles(widths, n_vec, streams_l2, r)
     return overlap
+
+
+def narrow_cycles(widths: tuple, n_vec: int, streams_l2: bool, r: int) -> float:
+    """The modelled cost of the narrower tiles, widest first, that cover the last r pixels of a run."""
+    narrow = 0.0
+    for w in widths[1:]:
+        while w <= r:
+            narrow += step_cycles(w, n_vec, streams_l2)
+            r -= w
+    return narrow
 
 
 @functools.cache
@@ -121,26 +177,30 @@ def rows_kernel(shape: TileShape):
     """The kernel for one tile shape set, e.g. ``conv_pointwise_rows_p9v32_f32``."""
     v, lanes, shapes, revision = shape.v, shape.lanes, shapes_literal(shape.shapes), REVISION
 
-    def kernel(x, w, xoff, bias, out, widths, overlap, rows, pass_blocks, act):
+    def kernel(x, w, xoff, bias, out, widths, overlap, rows, pass_blocks, act, row_len, row_base, opix, koff):
         """out (M, K) flat = x (M, C) flat @ w (G, K/G, C/G) per group, plus the blocked bias
-        (G * KB * V), then the activation. Task = (run of tiles, its passes of channel
-        blocks or a share of them): CHUNKS_PER_THREAD per thread, or one per tile."""
+        (G * KB * V), then the activation; pixel p of output row i = p // row_len at
+        out[row_base[i] + (p % row_len) * opix + koff[block]]. Task = (run of tiles of a
+        single row, or of whole rows; its passes of channel blocks or a share of them):
+        CHUNKS_PER_THREAD per thread, or one per tile or row."""
         groups, kg, cg = w.shape
-        c_n, k_n = groups * cg, groups * kg
+        c_n = groups * cg
         kb_n = -(-kg // v)
         blocks = groups * kb_n
         s = widths[0]
-        full_tiles = rows // s
+        n_rows = rows // row_len
+        units = rows // s if n_rows == 1 else n_rows  # what runs are cut into: full tiles, or rows
         passes = -(-kb_n // pass_blocks)
         target = CHUNKS_PER_THREAD * _thread_count()
-        least_splits = -(-rows * c_n * x.itemsize // RUN_BYTES)
+        run_bytes = RUN_BYTES if blocks * cg * v * w.itemsize <= PREPACK_BYTES else PACKING_RUN_BYTES
+        least_splits = -(-rows * c_n * x.itemsize // run_bytes)
         if blocks * cg * v > rows * c_n:  # the weight is the larger operand: each task reads less of it
             pass_groups = min(passes, target)
-            splits = max(1, min(full_tiles, max(least_splits, -(-target // pass_groups))))
+            splits = max(1, min(units, max(least_splits, -(-target // pass_groups))))
         else:  # each task reads less input
-            splits = max(1, min(full_tiles, max(target, least_splits)))
+            splits = max(1, min(units, max(target, least_splits)))
             pass_groups = max(1, min(passes, -(-target // splits)))
-        while (splits * pass_groups) % _thread_count() != 0 and splits < full_tiles:
+        while (splits * pass_groups) % _thread_count() != 0 and splits < units:
             splits += 1  # as many tasks for every thread
         # every task packs the passes it uses when no other task uses them, or the weight is large
         prepack = splits > 1 and blocks * cg * v * w.itemsize <= PREPACK_BYTES
@@ -158,9 +218,7 @@ def rows_kernel(shape: TileShape):
         for t in prange(splits * pass_groups):
             run = t // pass_groups
             q = t - run * pass_groups
-            p0 = run * full_tiles // splits * s
-            p1 = (run + 1) * full_tiles // splits * s
-            last = rows if run == splits - 1 else p1
+            row0, row1 = (0, 1) if n_rows == 1 else (run * n_rows // splits, (run + 1) * n_rows // splits)
             for g in range(groups):
                 for pass_ in range(q * passes // pass_groups, (q + 1) * passes // pass_groups):
                     kb0 = pass_ * pass_blocks
@@ -172,29 +230,36 @@ def rows_kernel(shape: TileShape):
                         for kb in range(kb0, kb1):
                             pack_weight_block(w, g, kb, ws[kb - kb0], v, lanes, revision)
                         first = -kb0
-                    p = p0
-                    while p < last:
-                        sel, width = 0, s
-                        if p + s > last:  # the tail: one tile ending at the last row, or narrower ones
-                            if last - p0 >= s and overlap[last - p] == 1:
-                                p = last - s
-                            else:
-                                while widths[sel] > last - p:
-                                    sel += 1
-                                width = widths[sel]
-                        for kb in range(kb0, kb1):
-                            blk = g * kb_n + kb
-                            fma_tile_strided(x, ws, xoff, bias, out, p * c_n + g * cg, 0, (first + kb) * cg * v,
-                                             blk * v, p * k_n + g * kg + kb * v, 0, k_n, 1, min(v, kg - kb * v), act,
-                                             c_n, sel, shapes, v, lanes, revision)
-                        p += width
+                    for row in range(row0, row1):
+                        p0, last = row * row_len, (row + 1) * row_len
+                        if n_rows == 1:
+                            p0 = run * units // splits * s
+                            last = rows if run == splits - 1 else (run + 1) * units // splits * s
+                        obase = row_base[row] - row * row_len * opix  # pixel p's output: obase + p * opix
+                        p = p0
+                        while p < last:
+                            sel, width = 0, s
+                            if p + s > last:  # the tail: one tile ending at the last pixel, or narrower ones
+                                if last - p0 >= s and overlap[last - p] == 1:
+                                    p = last - s
+                                else:
+                                    while widths[sel] > last - p:
+                                        sel += 1
+                                    width = widths[sel]
+                            for kb in range(kb0, kb1):
+                                blk = g * kb_n + kb
+                                fma_tile_strided(x, ws, xoff, bias, out, p * c_n + g * cg, 0, (first + kb) * cg * v,
+                                                 blk * v, obase + p * opix + koff[blk], 0, opix, 1,
+                                                 min(v, kg - kb * v), act, c_n, sel, shapes, v, lanes, revision)
+                            p += width
         restore(previous)
 
     dt = types.float32 if shape.dtype == "float32" else types.float64
     flat = types.Array(dt, 1, "C")
     ints = types.Array(types.int64, 1, "C")
     readonly = functools.partial(types.Array, dt, layout="C", readonly=True)  # writeable arrays convert to it
-    sig = (readonly(1), readonly(3), ints, readonly(1), flat, ints, ints) + (types.int64,) * 3
+    sig = (readonly(1), readonly(3), ints, readonly(1), flat, ints, ints) + (types.int64,) * 4 + (ints, types.int64,
+                                                                                                 ints)
     return specialised_kernel(kernel, f"conv_pointwise_rows_{shape.name}", [sig])
 
 
@@ -223,5 +288,6 @@ def run_rows(plan: RowsPlan, x, weight, bias):
         weight = np.ascontiguousarray(weight, dtype)
     out = np.empty(plan.out_shape, dtype)
     plan.kernel(x.reshape(-1), weight.reshape(plan.w_shape), plan.xoff, blocked_bias(plan, bias), out.reshape(-1),
-                plan.widths, plan.overlap, plan.rows, plan.pass_blocks, plan.act)
+                plan.widths, plan.overlap, plan.rows, plan.pass_blocks, plan.act, plan.row_len, plan.row_base,
+                plan.opix, plan.koff)
     return out if dtype == plan.out_dtype else out.astype(plan.out_dtype)

@@ -30,13 +30,16 @@ Copies, beyond what the forward kernels do themselves: the weight, once, by
 :func:`phase_weights` (transposed weight (C, K/G, *k) -> each group's forward weight
 (G * P * K/G, C/G, *k_sub), a blocked transpose); the forward outputs, once, into
 their interleaved slots of the result (out[..., r_h::s_h, r_w::s_w]) by one fused
-kernel per layout: one output-sized copy in all. Stride 1 (a single phase) returns
+kernel per layout: one output-sized copy in all. Channels-last phases stacked into one
+1x1 conv (U-Net's 2x2 stride 2) skip that copy where the 1x1 kernel can write each
+phase's outputs in their places (conv/direct/pointwise_rows.depth_to_space_plan). Stride 1 (a single phase) returns
 the forward output itself. float16 is copied as bits (uint16); the forward kernels
 compute it in float32.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -51,6 +54,7 @@ from ....kernels.geometry import lift3
 from ....spec.conv import resolve_conv
 from ..._jit import parallel_kernel
 from ...weights import all_finite
+from ..direct.pointwise_rows import depth_to_space_plan, run_rows
 from .phase_split import dim_phases, phase_combinations, phase_weights
 from .tiled import channels_first, run_tiled, tiled_plan
 
@@ -277,6 +281,9 @@ def _phases(spec, plan, x, weight, bias):
     if len(plan.groups) == 1 and len(first.phases) == 1 and first.spec is not None:  # stride 1: one forward conv
         return _forward(spec, first, x, wsub, bias)
     if _depth_to_space(spec, plan):
+        interleaved = depth_to_space_plan(first.spec, spec.stride, spec.output_shape)
+        if interleaved is not None:  # the 1x1 kernel writes each phase's outputs in their places
+            return _forward(spec, first, x, wsub, bias, functools.partial(run_rows, interleaved))
         return _depth_to_space_copy(spec, _forward(spec, first, x, wsub, bias))
     out = np.empty(spec.output_shape, dtype)
     ys, table = [], []
@@ -341,8 +348,9 @@ def _interleaved_in_kernel(spec, x, weight, bias):
     return out.reshape(spec.output_shape).astype(dtype, copy=False)
 
 
-def _forward(spec, group, x, wsub, bias):
-    """The forward conv of a PhaseGroup, in the user's layout: (N, G * P * K/G, *Q) channels-first."""
+def _forward(spec, group, x, wsub, bias, run=None):
+    """The forward conv of a PhaseGroup, in the user's layout: (N, G * P * K/G, *Q) channels-first;
+    ``run(x, w, bias)``: run by that instead of the forward conv auto picks."""
     g, kg, p_n = spec.groups, spec.out_per_group, len(group.phases)
     xs = x[_spatial(spec, (slice(*crop) for crop in group.crop))]
     shape = group.spec.weight_shape
@@ -350,4 +358,6 @@ def _forward(spec, group, x, wsub, bias):
     b = None
     if bias is not None:
         b = np.broadcast_to(np.asarray(bias).reshape(g, 1, kg), (g, p_n, kg)).reshape(-1)
+    if run is not None:
+        return run(xs, w, b)
     return choose("conv", "cpu", group.spec).fn(group.spec, xs, w, b)

@@ -1,0 +1,97 @@
+"""Channels-last transposed convs whose phases are one stacked 1x1 conv (U-Net's 2x2 stride 2):
+the 1x1 kernel writes each phase's outputs straight into their interleaved places
+(conv/direct/pointwise_rows.depth_to_space_plan); where a channel block would straddle two
+phases, or the rows' last tiles would be narrow, the stacked result is copied into place. Against the NumPy reference and PyTorch."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+import torch
+
+import fastconv as F
+from fastconv import reference as ref
+from fastconv.cpu.conv.direct.pointwise_rows import depth_to_space_plan, rows_plan
+from fastconv.cpu.conv.transpose.phases import phase_plan
+from fastconv.spec.conv import resolve_conv
+from fastconv.testing.tolerances import assert_close
+
+# (input NC*, weight, stride): rows shorter than a tile, odd widths, 1-D and 3-D, unequal strides
+CASES = [
+    ((1, 64, 7, 9), (64, 32, 2, 2), 2),
+    ((2, 32, 5, 13), (32, 64, 2, 2), 2),
+    ((3, 48, 1, 3), (48, 32, 2, 2), 2),
+    ((2, 32, 6, 10), (32, 32, 2, 3), (2, 3)),
+    ((3, 48, 11), (48, 32, 3), 3),
+    ((2, 16, 3, 4, 5), (16, 32, 2, 2, 2), 2),
+    ((1, 64, 20, 28), (64, 64, 2, 2), 2),
+]
+
+
+def _forward_and_plan(x_shape, w_shape, stride, dtype):
+    nd = len(x_shape) - 2
+    tspec = resolve_conv(f"conv_transpose{nd}d", (x_shape[0], *x_shape[2:], x_shape[1]), w_shape, stride=stride,
+                         channels_last=True, dtype=dtype)
+    fspec = phase_plan(tspec).groups[0].spec
+    return depth_to_space_plan(fspec, tspec.stride, tspec.output_shape)
+
+
+def _torch(x, w, b, stride, activation):
+    nd = x.ndim - 2
+    got = getattr(torch.nn.functional, f"conv_transpose{nd}d")(torch.from_numpy(x), torch.from_numpy(w),
+                                                                torch.from_numpy(b), stride=stride)
+    return got.clamp(0, 6 if activation == "relu6" else None).numpy() if activation else got.numpy()
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16"])
+@pytest.mark.parametrize("x_shape, w_shape, stride", CASES, ids=[f"{x}-{w}-s{s}" for x, w, s in CASES])
+def test_interleaved_write(x_shape, w_shape, stride, dtype, rng):
+    nd = len(x_shape) - 2
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[1]).astype(dtype)
+    activation = "relu6" if nd == 2 else None
+    xin = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    before = xin.copy()
+    got = np.moveaxis(getattr(F, f"conv_transpose{nd}d")(xin, w, b, stride=stride, activation=activation,
+                                                          channels_last=True), -1, 1)
+    np.testing.assert_array_equal(xin, before)
+    assert got.dtype == np.dtype(dtype)
+    scale = np.sqrt(x_shape[1])
+    expected = ref.conv_transpose(x, w, b, stride=stride, activation=activation)
+    assert_close(got, expected, "conv", dtype, scale)
+    if dtype != "float16":
+        assert_close(got, _torch(x, w, b, stride, activation), "conv", dtype, scale, what="against torch")
+
+
+def test_when_it_applies():
+    assert _forward_and_plan((1, 64, 7, 9), (64, 32, 2, 2), 2, "float32") is not None
+    assert _forward_and_plan((2, 16, 3, 4, 5), (16, 32, 2, 2, 2), 2, "float32") is not None
+    v = rows_plan(resolve_conv("conv2d", (1, 4, 4, 16), (64, 16, 1, 1), channels_last=True, dtype="float32")).shape.v
+    # K = 16 and V = 32 (AVX-512) or 16: a block of V channels straddles two phases unless V divides K
+    assert (_forward_and_plan((2, 16, 4, 5), (16, 16, 2, 2), 2, "float32") is not None) == (16 % v == 0)
+    assert _forward_and_plan((1, 16, 6, 6), (16, 32, 4, 4), 2, "float32") is None  # 2x2 sub-kernels, not 1x1
+    # rows whose last tiles are narrow keep the copy: 3 pixels; 28 pixels with weight blocks larger than L1
+    assert _forward_and_plan((3, 48, 1, 3), (48, 32, 2, 2), 2, "float32") is None
+    assert _forward_and_plan((1, 1024, 28, 28), (1024, 512, 2, 2), 2, "float32") is None
+    assert _forward_and_plan((1, 512, 56, 56), (512, 256, 2, 2), 2, "float32") is not None
+
+
+def test_non_contiguous_input_and_threads(rng):
+    """Every other channel and column of a larger array; 1 and 2 threads give the same bits."""
+    big = rng.standard_normal((2, 9, 12, 128)).astype(np.float32)
+    x = big[:, :, ::2, ::2]
+    w = rng.standard_normal((64, 32, 2, 2)).astype(np.float32)
+    b = rng.standard_normal(32).astype(np.float32)
+    results = []
+    previous = numba.get_num_threads()
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            results.append(F.conv_transpose2d(x, w, b, stride=2, channels_last=True))
+    finally:
+        numba.set_num_threads(previous)
+    np.testing.assert_array_equal(results[0], results[1])
+    expected = ref.conv_transpose(np.moveaxis(x, -1, 1).astype(np.float64), w, b, stride=2)
+    assert_close(np.moveaxis(results[0], -1, 1), expected, "conv", "float32", np.sqrt(64))
