@@ -113,10 +113,23 @@ def conv_direct(spec, x, weight, bias):
     if supports_rows(spec):
         return run_rows(rows_plan(spec), x, weight, bias)
     dtype = working_dtype(np.dtype(spec.dtype))
+    return _run_tiled(spec, x, grouped_weight(weight, spec, dtype), bias, False)
+
+
+def conv_direct_swapped(spec, x, weight):
+    """The conv ``spec`` (stride 1, no bias, not a channels-last 1x1) whose weight is given as
+    that of the conv it is the input gradient of: (C_in, C_out/G, *k), channel axes swapped and
+    taps reversed by the kernel's tasks as they pack their blocks (direct_kernel's ``swapped``)."""
+    dtype = working_dtype(np.dtype(spec.dtype))
+    w3 = np.ascontiguousarray(np.asarray(weight).reshape(weight.shape[0], weight.shape[1], -1), dtype=dtype)
+    return _run_tiled(spec, x, w3, None, True)
+
+
+def _run_tiled(spec, x, w4, bias, swapped: bool):
+    dtype = working_dtype(np.dtype(spec.dtype))
     act = ACTIVATION_CODES[spec.activation]
-    w4 = grouped_weight(weight, spec, dtype)
     plan = direct_plan(spec)
-    kernel = direct_kernel(plan.shape)
+    kernel = direct_kernel(plan.shape, swapped)
     bq = pack_bias_blocked(bias, spec, plan.shape.v, dtype)
     od_n, oh_n, ow_n = geometry3(spec).out_size
     tiles = plan.tiles
