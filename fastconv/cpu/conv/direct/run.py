@@ -116,20 +116,21 @@ def conv_direct(spec, x, weight, bias):
     return _run_tiled(spec, x, grouped_weight(weight, spec, dtype), bias, False)
 
 
-def conv_direct_swapped(spec, x, weight):
-    """The conv ``spec`` (stride 1, no bias, not a channels-last 1x1) whose weight is given as
-    that of the conv it is the input gradient of: (C_in, C_out/G, *k), channel axes swapped and
-    taps reversed by the kernel's tasks as they pack their blocks (direct_kernel's ``swapped``)."""
+def conv_direct_swapped(spec, x, weight, bias=None):
+    """The conv ``spec`` (not a channels-last 1x1) whose weight is given as that of the conv it
+    is the input gradient of, or as a stride-1 transposed conv's: (C_in, C_out/G, *k), channel
+    axes swapped and taps reversed by the kernel's tasks as they pack their blocks
+    (the direct kernel's ``swapped``)."""
     dtype = working_dtype(np.dtype(spec.dtype))
     w3 = np.ascontiguousarray(np.asarray(weight).reshape(weight.shape[0], weight.shape[1], -1), dtype=dtype)
-    return _run_tiled(spec, x, w3, None, True)
+    return _run_tiled(spec, x, w3, bias, True)
 
 
 def _run_tiled(spec, x, w4, bias, swapped: bool):
     dtype = working_dtype(np.dtype(spec.dtype))
     act = ACTIVATION_CODES[spec.activation]
     plan = direct_plan(spec)
-    kernel = direct_kernel(plan.shape, swapped)
+    kernel = direct_kernel(plan.shape)
     bq = pack_bias_blocked(bias, spec, plan.shape.v, dtype)
     od_n, oh_n, ow_n = geometry3(spec).out_size
     tiles = plan.tiles
@@ -147,7 +148,7 @@ def _run_tiled(spec, x, w4, bias, swapped: bool):
         out = result.chunk(n0, n1)
         kernel(xq.reshape(-1), w4, plan.xoff, bq.reshape(-1), out.reshape(-1), tiles.row, tiles.col,
                tiles.sel, tiles.group_start, n1 - n0, od_n, oh_n, ow_n, *plan.pitches, plan.kb_n, splits,
-               spec.channels_last, act)
+               spec.channels_last, act, swapped)
         xq = None  # the next chunk's packing is not allocated while this one lives
         result.store(n0, n1, out)
         out = None

@@ -381,25 +381,26 @@ def tile_origin(row, n, g, oh_n, img_pitch, d_pitch, h_pitch, g_pitch):
 
 
 @functools.cache
-def direct_kernel(shape: TileShape, swapped: bool = False):
+def direct_kernel(shape: TileShape):
     """The parallel direct-convolution kernel for one tile shape, compiled (or loaded
     from Numba's cache) on first request. Named for what it is, e.g.
-    ``conv_direct_rowplanar_p14v32_f32``. ``swapped``: its weight is the forward weight of
-    the conv whose input gradient it computes (stride 1), (G * Kin, C/G, T), packed by
-    :func:`task_block_swapped` (named ``..._swapped``)."""
+    ``conv_direct_rowplanar_p14v32_f32``. Its last argument, ``swapped``: the weight is that
+    of the conv whose input gradient it computes (or of a stride-1 transposed conv),
+    (G * Kin, C/G, T), packed by :func:`task_block_swapped` (a flag, not a second kernel:
+    one compile per tile shape)."""
     v, lanes, shapes, revision = shape.v, shape.lanes, shapes_literal(shape.shapes), REVISION
     swapped_revision = SWAPPED_REVISION
 
     def kernel(x, w, xoff, bias, out, tile_row, tile_col, tile_sel, group_start, n_img, od_n, oh_n, ow_n, img_pitch,
-               d_pitch, h_pitch, g_pitch, kb_n, splits, chan_last, act):
+               d_pitch, h_pitch, g_pitch, kb_n, splits, chan_last, act, swapped):
         """One task per (group, block of V output channels, 1/splits of the segments), over
         every image of the chunk; see the module docstring. tile_row/tile_col/tile_sel and
         group_start are a PlaneTiles (one row group per kind, and the segment layout).
 
-        w is the weight as (G, K/G, C/G * taps) (swapped: see above); each task packs its
-        channel block into a scratch buffer first. d_pitch and h_pitch are the input distances of one output
-        step in depth and height (stride included); g_pitch is one group's channels of
-        one row.
+        w is the weight as (G, K/G, C/G * taps), or with ``swapped`` as (G * Kin, C/G, taps);
+        each task packs its channel block into a scratch buffer first. d_pitch and h_pitch
+        are the input distances of one output step in depth and height (stride included);
+        g_pitch is one group's channels of one row.
         """
         groups, kg = w.shape[0] * w.shape[2] // xoff.size, w.shape[1]
         plane = od_n * oh_n * ow_n
@@ -433,8 +434,9 @@ def direct_kernel(shape: TileShape, swapped: bool = False):
     flat = types.Array(dt, 1, "C")
     ints = types.Array(types.int64, 1, "C")
     weights = types.Array(dt, 3, "C", readonly=True)  # the user's read-only weights too (writeable ones convert)
-    sig = (flat, weights, ints, flat, flat, ints, ints, ints, ints) + (types.int64,) * 10 + (types.boolean, types.int64)
-    return specialised_kernel(kernel, f"conv_direct_rowplanar_{shape.name}{'_swapped' if swapped else ''}", [sig])
+    sig = (flat, weights, ints, flat, flat, ints, ints, ints, ints) + (types.int64,) * 10 + (types.boolean, types.int64,
+                                                                                           types.boolean)
+    return specialised_kernel(kernel, f"conv_direct_rowplanar_{shape.name}", [sig])
 
 
 def task_splits(tasks: int, segments: int, threads: int) -> int:

@@ -26,6 +26,10 @@ Input: the user's layout (channels-first or channels-last), cropped by views whe
 phase starts inside it; zero padding is left to the forward kernel. A phase with no
 tap, or whose window lies wholly outside the input, is bias (then activation) only.
 
+Stride 1 (one phase with every tap, reversed), where the forward table gives that conv to the
+direct kernel: the kernel's tasks pack their weight blocks straight from the transposed weight
+(direct.run.conv_direct_swapped), the input's crop a view.
+
 Copies, beyond what the forward kernels do themselves: the weight, once, by
 :func:`phase_weights` (transposed weight (C, K/G, *k) -> each group's forward weight
 (G * P * K/G, C/G, *k_sub), a blocked transpose); the forward outputs, once, into
@@ -51,6 +55,8 @@ from ....kernels.geometry import lift3
 from ....spec.conv import resolve_conv
 from ..._jit import parallel_kernel
 from ...weights import all_finite
+from ..direct.pointwise_rows import supports_rows
+from ..direct.run import conv_direct_swapped
 from .phase_split import dim_phases, phase_combinations, phase_weights
 from .tiled import channels_first, run_tiled, tiled_plan
 
@@ -265,6 +271,10 @@ def _nonfinite_route(spec, plan, x, weight, bias):
 def _phases(spec, plan, x, weight, bias):
     dtype = np.dtype(spec.dtype)
     if not plan.union:
+        if _swapped_direct(spec):
+            group = plan.groups[0]
+            return conv_direct_swapped(group.spec, x[_spatial(spec, (slice(*crop) for crop in group.crop))], weight,
+                                       bias)
         out = _interleaved_in_kernel(spec, x, weight, bias)
         if out is not None:
             return out
@@ -296,6 +306,20 @@ def _phases(spec, plan, x, weight, bias):
         else:
             interleave_channels_first(*args, spec.out_channels, *sizes, *lift3(spec.stride, 1), kg)
     return out
+
+
+@cached_plan
+def _swapped_direct(spec) -> bool:
+    """Whether the phases are one forward conv with every tap (stride 1), in reverse order, that the
+    forward table gives to the direct kernel: it then packs its weight blocks from the transposed
+    conv's own weight (direct.run.conv_direct_swapped), with no forward weight built first."""
+    plan = phase_plan(spec)
+    if plan.union or len(plan.groups) != 1 or len(plan.groups[0].phases) != 1 or plan.groups[0].spec is None:
+        return False
+    group = plan.groups[0]
+    if any(p.taps_n != k for p, k in zip(group.phases[0], spec.kernel)):
+        return False
+    return not supports_rows(group.spec) and choose("conv", "cpu", group.spec).algo == "direct"
 
 
 DEPTH_TO_SPACE_CHANNELS = 16  # fewer output channels: runs too short for NumPy's copy; the interleave kernel
