@@ -1,6 +1,7 @@
-"""Stride-1 transposed convs by the direct kernel packing the transposed weight itself (its channel
-axes swapped, taps reversed: fastconv/cpu/conv/transpose/phases.py, direct.run.conv_direct_swapped):
-when it applies, and results against the NumPy reference (float64 to 1e-10)."""
+"""Transposed convs whose phases run alone by the direct kernel packing the transposed weight itself
+(its channel axes swapped, each phase's taps picked: fastconv/cpu/conv/transpose/phases.py,
+direct.run.conv_direct_swapped): when it applies, and results against the NumPy reference (float64
+to 1e-10)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 import fastconv as F
 from fastconv import reference as ref
-from fastconv.cpu.conv.transpose.phases import _swapped_direct
+from fastconv.cpu.conv.transpose.phases import _swapped_groups
 from fastconv.spec.conv import resolve_conv
 from fastconv.testing.tolerances import assert_close
 
@@ -18,13 +19,19 @@ def spec(input_shape, weight_shape, dtype="float32", **args):
     return resolve_conv(f"conv_transpose{len(input_shape) - 2}d", input_shape, weight_shape, dtype=dtype, **args)
 
 
+def swapped(s) -> list:
+    """Per phase group: whether it runs by the direct kernel from the transposed weight."""
+    return [pos is not None for pos in _swapped_groups(s).pos]
+
+
 def test_when_it_applies():
-    assert _swapped_direct(spec((2, 64, 8, 8), (64, 32, 3, 3), padding=1))
-    assert _swapped_direct(spec((2, 8, 8, 8), (8, 6, 3, 3), padding=1, groups=2, dilation=2))
-    assert not _swapped_direct(spec((2, 64, 8, 8), (64, 32, 3, 3), stride=2, padding=1))  # phases
-    assert not _swapped_direct(spec((1, 8, 1, 5), (8, 4, 3, 3), stride=(2, 1)))  # one phase, not every tap
-    assert not _swapped_direct(spec((1, 5, 5, 8), (8, 16, 1, 1), channels_last=True))  # 1x1 rows
-    assert not _swapped_direct(spec((1, 3, 6, 6), (3, 2, 3, 3), stride=2))  # union of phases
+    assert swapped(spec((2, 64, 8, 8), (64, 32, 3, 3), padding=1)) == [True]
+    assert swapped(spec((2, 8, 8, 8), (8, 6, 3, 3), padding=1, groups=2, dilation=2)) == [True]
+    # ResNet's 3x3 stride-2 input gradient: 1x1 (one GEMM), 1x2, 2x1 and 2x2 sub-kernels
+    assert swapped(spec((2, 64, 4, 4), (64, 32, 3, 3), stride=2, padding=1)) == [False, True, True, True]
+    assert swapped(spec((1, 8, 1, 5), (8, 4, 3, 3), stride=(2, 1), padding=1)) == [True]  # one phase, 1 of 3 rows
+    assert swapped(spec((1, 5, 5, 8), (8, 16, 1, 1), channels_last=True)) == [False]  # 1x1: rows
+    assert swapped(spec((1, 8, 4, 4), (8, 3, 4, 4), stride=2, padding=1)) == [False]  # the union of the phases
 
 
 CASES = [  # (input shape, weight shape, arguments)
@@ -33,6 +40,10 @@ CASES = [  # (input shape, weight shape, arguments)
     ((2, 6, 6, 7), (6, 4, 3, 3), dict(groups=2, dilation=2, padding=1)),
     ((1, 4, 11, 10), (4, 8, 3, 3), dict(padding=3)),  # the crop past the kernel's span: the input cropped
     ((2, 5, 6, 7), (5, 3, 2, 4), dict(output_padding=0, padding=(1, 0))),
+    ((2, 40, 4, 5), (40, 36, 3, 3), dict(stride=2, padding=1)),  # the phases of a 3x3 stride-2 input gradient
+    ((2, 6, 5, 4), (6, 4, 5, 3), dict(stride=(2, 3), padding=(2, 1), output_padding=1, groups=2)),
+    ((1, 4, 5, 6), (4, 8, 3, 3), dict(stride=2, dilation=3, padding=2)),
+    ((1, 8, 1, 5), (8, 4, 3, 3), dict(stride=(2, 1), padding=1)),
 ]
 
 
@@ -43,7 +54,7 @@ CASES = [  # (input shape, weight shape, arguments)
 def test_against_reference(case, dtype, channels_last, activation, rng):
     x_shape, w_shape, args = case
     layout_shape = (x_shape[0], *x_shape[2:], x_shape[1]) if channels_last else x_shape
-    assert _swapped_direct(spec(layout_shape, w_shape, dtype, channels_last=channels_last, **args))
+    assert any(swapped(spec(layout_shape, w_shape, dtype, channels_last=channels_last, **args)))
     x = rng.standard_normal(x_shape).astype(dtype)
     w = rng.standard_normal(w_shape).astype(dtype)
     b = rng.standard_normal(w_shape[1] * args.get("groups", 1)).astype(dtype)

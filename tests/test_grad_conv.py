@@ -242,6 +242,29 @@ SWAPPED_DIRECT = [  # every one takes cpu.conv.input_grad's swapped direct path 
     sample("conv3d", (1, 4, 5, 6, 5), (6, 4, 3, 3, 3), padding=1, dtype="float32"),
     sample("conv2d", (2, 512, 4, 4), (512, 512, 3, 3), padding=1, dtype="float32"),
 ]
+SWAPPED_STRIDED = [  # the transposed conv's phases, those of 1x2, 2x1 and 2x2 taps by the swapped direct kernel
+    sample("conv2d", (2, 40, 7, 7), (36, 40, 3, 3), stride=2, padding=1),
+    sample("conv2d", (2, 16, 8, 9), (24, 16, 3, 3), stride=2, padding=1, dtype="float32"),
+]
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["first", "last"])
+@pytest.mark.parametrize("s", SWAPPED_STRIDED, ids=str)
+def test_swapped_direct_strided_input_grad(s, channels_last, rng):
+    from fastconv.cpu.conv.transpose.phases import _swapped_groups
+    from fastconv.spec.adjoint import adjoint_transpose_spec
+
+    spec = s.spec().with_(channels_last=channels_last)
+    adj = adjoint_transpose_spec(spec, spec.pads, spec.in_size, spec.channels_last, spec.dtype)
+    assert sum(pos is not None for pos in _swapped_groups(adj).pos) == 3
+    dtype = np.dtype(s.dtype)
+    x, w, g = _arrays(s, rng, dtype)
+    want = _torch_grads(s, x, w, g)[0]
+    got = _grads(s, x, w, g, channels_last=channels_last)[0]
+    if dtype == np.float64:
+        assert _relative(got, want) <= 1e-10
+    else:
+        assert np.all(np.abs(got.astype(np.float64) - want) <= _rounding_bound(s, x, w, g, dtype)[0] + 1e-30)
 
 
 @pytest.mark.parametrize("channels_last", [False, True], ids=["first", "last"])
@@ -466,6 +489,7 @@ DETERMINISM = [
     # into ranges of segments (task_splits), grouped with a part block
     sample("conv2d", (8, 512, 4, 4), (512, 512, 3, 3), dtype="float32", padding=1, tags={"channels_last"}),
     sample("conv2d", (2, 80, 9, 9), (36, 40, 3, 3), dtype="float32", groups=2, padding=1, tags={"channels_last"}),
+    sample("conv2d", (8, 256, 7, 7), (512, 256, 3, 3), dtype="float32", stride=2, padding=1, tags={"channels_last"}),
 ]
 
 

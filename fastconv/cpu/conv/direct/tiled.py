@@ -361,13 +361,13 @@ def task_block(t, w, steps, layout, kb_n, splits, v, lanes, revision):
 
 
 @inline_helper
-def task_block_swapped(t, w, steps, layout, kb_n, splits, v, lanes, revision):
+def task_block_swapped(t, w, steps, layout, kb_n, splits, v, lanes, revision, pos, sub):
     """As :func:`task_block`, the block packed from a conv's own weight w (G * Kin, C/G, T)
-    with its channel axes swapped and taps reversed (vector.swapped_pack)."""
-    kin = steps // w.shape[2]
+    with its channel axes swapped, each tap t at step pos[t] of sub (vector.swapped_pack)."""
+    kin = steps // sub
     blk, g, kb, k0, kvalid, first, last = task_place(t, w.shape[0] // kin, w.shape[1], layout, kb_n, splits, v)
     wblk = np.empty(steps * v, w.dtype)
-    pack_swapped_block(w, g, kb, kin, wblk, v, lanes, revision)
+    pack_swapped_block(w, g, kb, kin, pos, sub, wblk, v, lanes, revision)
     return blk, g, k0, kvalid, first, last, wblk
 
 
@@ -380,36 +380,42 @@ def tile_origin(row, n, g, oh_n, img_pitch, d_pitch, h_pitch, g_pitch):
     return n * img_pitch + od * d_pitch + oh * h_pitch + g * g_pitch
 
 
+NO_POS = np.zeros(0, np.int64)  # direct_kernel's pos for a weight in the forward's own layout
+
+
 @functools.cache
 def direct_kernel(shape: TileShape):
     """The parallel direct-convolution kernel for one tile shape, compiled (or loaded
     from Numba's cache) on first request. Named for what it is, e.g.
-    ``conv_direct_rowplanar_p14v32_f32``. Its last argument, ``swapped``: the weight is that
-    of the conv whose input gradient it computes (or of a stride-1 transposed conv),
-    (G * Kin, C/G, T), packed by :func:`task_block_swapped` (a flag, not a second kernel:
-    one compile per tile shape)."""
+    ``conv_direct_rowplanar_p14v32_f32``. Its last argument, ``pos``: empty, or the weight is
+    that of the conv whose input gradient it computes (or of a transposed conv), (G * Kin,
+    C/G, T), packed by :func:`task_block_swapped` with tap t at step pos[t] (-1: not taken;
+    an argument, not a second kernel: one compile per tile shape)."""
     v, lanes, shapes, revision = shape.v, shape.lanes, shapes_literal(shape.shapes), REVISION
     swapped_revision = SWAPPED_REVISION
 
     def kernel(x, w, xoff, bias, out, tile_row, tile_col, tile_sel, group_start, n_img, od_n, oh_n, ow_n, img_pitch,
-               d_pitch, h_pitch, g_pitch, kb_n, splits, chan_last, act, swapped):
+               d_pitch, h_pitch, g_pitch, kb_n, splits, chan_last, act, pos):
         """One task per (group, block of V output channels, 1/splits of the segments), over
         every image of the chunk; see the module docstring. tile_row/tile_col/tile_sel and
         group_start are a PlaneTiles (one row group per kind, and the segment layout).
 
-        w is the weight as (G, K/G, C/G * taps), or with ``swapped`` as (G * Kin, C/G, taps);
+        w is the weight as (G, K/G, C/G * taps), or with ``pos`` as (G * Kin, C/G, taps);
         each task packs its channel block into a scratch buffer first. d_pitch and h_pitch
         are the input distances of one output step in depth and height (stride included);
         g_pitch is one group's channels of one row.
         """
-        groups, kg = w.shape[0] * w.shape[2] // xoff.size, w.shape[1]
+        sub = 0  # with pos: the taps taken, steps per reduction channel
+        for i in range(pos.size):
+            sub += pos[i] >= 0
+        groups, kg = w.shape[0] // (xoff.size // sub) if sub else w.shape[0], w.shape[1]
         plane = od_n * oh_n * ow_n
         k_n = groups * kg
         previous = balanced(groups * kb_n * splits)
         for t in prange(groups * kb_n * splits):
-            if swapped:
+            if sub:
                 blk, g, k0, kvalid, first, last, wblk = task_block_swapped(t, w, xoff.size, group_start, kb_n, splits,
-                                                                           v, lanes, swapped_revision)
+                                                                           v, lanes, swapped_revision, pos, sub)
             else:
                 blk, g, k0, kvalid, first, last, wblk = task_block(t, w, xoff.size, group_start, kb_n, splits, v,
                                                                    lanes, revision)
@@ -435,7 +441,7 @@ def direct_kernel(shape: TileShape):
     ints = types.Array(types.int64, 1, "C")
     weights = types.Array(dt, 3, "C", readonly=True)  # the user's read-only weights too (writeable ones convert)
     sig = (flat, weights, ints, flat, flat, ints, ints, ints, ints) + (types.int64,) * 10 + (types.boolean, types.int64,
-                                                                                           types.boolean)
+                                                                                           ints)
     return specialised_kernel(kernel, f"conv_direct_rowplanar_{shape.name}", [sig])
 
 

@@ -26,9 +26,10 @@ Input: the user's layout (channels-first or channels-last), cropped by views whe
 phase starts inside it; zero padding is left to the forward kernel. A phase with no
 tap, or whose window lies wholly outside the input, is bias (then activation) only.
 
-Stride 1 (one phase with every tap, reversed), where the forward table gives that conv to the
-direct kernel: the kernel's tasks pack their weight blocks straight from the transposed weight
-(direct.run.conv_direct_swapped), the input's crop a view.
+A phase that runs alone (stride 1's one phase, or the phases of different sub-kernel shapes of a
+3x3 stride-2 layer's input gradient), where the forward table gives its conv to the direct kernel:
+the kernel's tasks pack their weight blocks straight from the transposed weight, taking the phase's
+taps (direct.run.conv_direct_swapped, :func:`_swapped_groups`); no forward weight is built for it.
 
 Copies, beyond what the forward kernels do themselves: the weight, once, by
 :func:`phase_weights` (transposed weight (C, K/G, *k) -> each group's forward weight
@@ -271,33 +272,32 @@ def _nonfinite_route(spec, plan, x, weight, bias):
 def _phases(spec, plan, x, weight, bias):
     dtype = np.dtype(spec.dtype)
     if not plan.union:
-        if _swapped_direct(spec):
-            group = plan.groups[0]
-            return conv_direct_swapped(group.spec, x[_spatial(spec, (slice(*crop) for crop in group.crop))], weight,
-                                       bias)
         out = _interleaved_in_kernel(spec, x, weight, bias)
         if out is not None:
             return out
     g, cg, kg = spec.groups, spec.in_per_group, spec.out_per_group
-    wbits = _flat_bits(weight)
-    wsub = np.empty(plan.weight_elems, wbits.dtype)
-    phase_weights(wbits, g, cg, kg, plan.weight_table, plan.weight_taps, wsub)
-    wsub = wsub.view(dtype)
+    swapped = _swapped_groups(spec, plan.union)
+    wsub = None
+    if len(swapped.rows):
+        wbits = _flat_bits(weight)
+        wsub = np.empty(plan.weight_elems, wbits.dtype)
+        phase_weights(wbits, g, cg, kg, plan.weight_table[swapped.rows], plan.weight_taps[swapped.rows], wsub)
+        wsub = wsub.view(dtype)
     first = plan.groups[0]
     if len(plan.groups) == 1 and len(first.phases) == 1 and first.spec is not None:  # stride 1: one forward conv
-        return _forward(spec, first, x, wsub, bias)
+        return _forward(spec, first, x, wsub, weight, bias, swapped.pos[0])
     if _depth_to_space(spec, plan):
-        return _depth_to_space_copy(spec, _forward(spec, first, x, wsub, bias))
+        return _depth_to_space_copy(spec, _forward(spec, first, x, wsub, weight, bias, None))
     out = np.empty(spec.output_shape, dtype)
     ys, table = [], []
-    for group in plan.groups:
+    for group, pos in zip(plan.groups, swapped.pos):
         if group.spec is None:  # the tapless phases; the phases with taps overwrite their places below
             out[...] = _bias_only(spec, bias, working_dtype(dtype)).astype(dtype)
             continue
         for j, phase in enumerate(group.phases):
             table.append((len(ys), j, len(group.phases), *lift3([p.offset for p in phase], 0),
                           *lift3([p.count for p in phase], 1)))
-        ys.append(_flat_bits(_forward(spec, group, x, wsub, bias)))
+        ys.append(_flat_bits(_forward(spec, group, x, wsub, weight, bias, pos)))
     if ys:
         args = (tuple(ys), np.array(table, np.int64), _flat_bits(out))
         sizes = lift3(spec.out_size, 1)
@@ -308,18 +308,36 @@ def _phases(spec, plan, x, weight, bias):
     return out
 
 
+class SwappedGroups(NamedTuple):
+    pos: tuple  # per PhaseGroup: its taps' reduction steps for direct.run.conv_direct_swapped, or None
+    rows: np.ndarray  # the rows of PhasePlan.weight_table whose forward weights phase_weights builds
+
+
 @cached_plan
-def _swapped_direct(spec) -> bool:
-    """Whether the phases are one forward conv with every tap (stride 1), in reverse order, that the
-    forward table gives to the direct kernel: it then packs its weight blocks from the transposed
-    conv's own weight (direct.run.conv_direct_swapped), with no forward weight built first."""
-    plan = phase_plan(spec)
-    if plan.union or len(plan.groups) != 1 or len(plan.groups[0].phases) != 1 or plan.groups[0].spec is None:
-        return False
-    group = plan.groups[0]
-    if any(p.taps_n != k for p, k in zip(group.phases[0], spec.kernel)):
-        return False
-    return not supports_rows(group.spec) and choose("conv", "cpu", group.spec).algo == "direct"
+def _swapped_groups(spec, union_ok: bool = True) -> SwappedGroups:
+    """Which PhaseGroups run as the direct kernel packing its weight blocks from the transposed weight
+    itself (no forward weight built first): a group of one phase whose forward conv the forward table
+    gives to the direct kernel; pos[t] is the step of flat tap t in that phase's sub-kernel (-1: a tap
+    it does not take). The other groups' forward weights come from phase_weights. ``union_ok``: that of
+    the phase_plan run (a plan that is not a union is the same either way)."""
+    plan = phase_plan(spec, union_ok)
+    flat = np.arange(math.prod(spec.kernel)).reshape(spec.kernel)
+    positions, rows, row = [], [], 0
+    for group in plan.groups:
+        if group.spec is None:
+            positions.append(None)
+            continue
+        pos = None
+        if (not plan.union and len(group.phases) == 1 and not supports_rows(group.spec)
+                and choose("conv", "cpu", group.spec).algo == "direct"):
+            taps = flat[tuple(p.taps for p in group.phases[0])].ravel()
+            pos = np.full(flat.size, -1, np.int64)
+            pos[taps] = np.arange(taps.size)
+        else:
+            rows += range(row, row + len(group.phases))
+        positions.append(pos)
+        row += len(group.phases)
+    return SwappedGroups(tuple(positions), np.array(rows, np.int64))
 
 
 DEPTH_TO_SPACE_CHANNELS = 16  # fewer output channels: runs too short for NumPy's copy; the interleave kernel
@@ -365,10 +383,13 @@ def _interleaved_in_kernel(spec, x, weight, bias):
     return out.reshape(spec.output_shape).astype(dtype, copy=False)
 
 
-def _forward(spec, group, x, wsub, bias):
-    """The forward conv of a PhaseGroup, in the user's layout: (N, G * P * K/G, *Q) channels-first."""
+def _forward(spec, group, x, wsub, weight, bias, pos):
+    """The forward conv of a PhaseGroup, in the user's layout: (N, G * P * K/G, *Q) channels-first; with
+    ``pos``, by the direct kernel packing its weight blocks from the transposed weight itself."""
     g, kg, p_n = spec.groups, spec.out_per_group, len(group.phases)
     xs = x[_spatial(spec, (slice(*crop) for crop in group.crop))]
+    if pos is not None:
+        return conv_direct_swapped(group.spec, xs, weight, bias, pos)
     shape = group.spec.weight_shape
     w = wsub[group.weight_at:group.weight_at + math.prod(shape)].reshape(shape)
     b = None
