@@ -228,6 +228,89 @@ def test_depthwise_gradients_both_layouts(s, channels_last, rng):
         assert _relative(got, expected) <= 1e-10
 
 
+# ---- stride-1 layers: the direct kernel packing the swapped, flipped weight itself ---------
+
+SWAPPED_DIRECT = [  # every one takes cpu.conv.input_grad's swapped direct path (asserted)
+    sample("conv2d", (2, 8, 9, 10), (12, 8, 3, 3), padding=1),
+    sample("conv2d", (2, 8, 6, 5), (40, 8, 3, 3), padding=1, dtype="float32"),  # 40 = a block of 32 and 8 lanes
+    sample("conv2d", (3, 80, 6, 7), (36, 40, 3, 3), groups=2),  # each group's 40 gradient channels: 2 blocks
+    sample("conv2d", (2, 6, 11, 10), (8, 3, 3, 3), groups=2, dilation=3, padding=((1, 4), (2, 0))),
+    sample("conv2d", (2, 16, 11, 9), (8, 16, 3, 5), padding=(1, 2), dtype="float16"),
+    sample("conv2d", (2, 6, 7, 8), (12, 1, 3, 3), groups=6, padding=1),  # depthwise, multiplier 2
+    sample("conv2d", (2, 70, 5, 4), (96, 70, 3, 3), padding=1, dtype="float32"),
+    sample("conv1d", (2, 5, 17), (7, 5, 7), padding=3),
+    sample("conv3d", (1, 4, 5, 6, 5), (6, 4, 3, 3, 3), padding=1, dtype="float32"),
+    sample("conv2d", (2, 512, 4, 4), (512, 512, 3, 3), padding=1, dtype="float32"),
+]
+SWAPPED_STRIDED = [  # the transposed conv's phases, those of 1x2, 2x1 and 2x2 taps by the swapped direct kernel
+    sample("conv2d", (2, 40, 7, 7), (36, 40, 3, 3), stride=2, padding=1),
+    sample("conv2d", (2, 16, 8, 9), (24, 16, 3, 3), stride=2, padding=1, dtype="float32"),
+]
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["first", "last"])
+@pytest.mark.parametrize("s", SWAPPED_STRIDED, ids=str)
+def test_swapped_direct_strided_input_grad(s, channels_last, rng):
+    from fastconv.cpu.conv.transpose.phases import _swapped_groups
+    from fastconv.spec.adjoint import adjoint_transpose_spec
+
+    spec = s.spec().with_(channels_last=channels_last)
+    adj = adjoint_transpose_spec(spec, spec.pads, spec.in_size, spec.channels_last, spec.dtype)
+    assert sum(pos is not None for pos in _swapped_groups(adj).pos) == 3
+    dtype = np.dtype(s.dtype)
+    x, w, g = _arrays(s, rng, dtype)
+    want = _torch_grads(s, x, w, g)[0]
+    got = _grads(s, x, w, g, channels_last=channels_last)[0]
+    if dtype == np.float64:
+        assert _relative(got, want) <= 1e-10
+    else:
+        assert np.all(np.abs(got.astype(np.float64) - want) <= _rounding_bound(s, x, w, g, dtype)[0] + 1e-30)
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["first", "last"])
+@pytest.mark.parametrize("s", SWAPPED_DIRECT, ids=str)
+def test_swapped_direct_input_grad(s, channels_last, rng):
+    """Against torch: float64 to 1e-10, float32 and float16 within the rounding bound; grad_output
+    non-contiguous, the weight read-only, neither modified."""
+    from fastconv.cpu.conv.input_grad import _swapped_direct
+
+    spec = s.spec()
+    assert _swapped_direct(spec.with_(channels_last=channels_last)) is not None
+    dtype = np.dtype(s.dtype)
+    x, w, g = _arrays(s, rng, dtype)
+    want = _torch_grads(s, x, w, g)[0]
+    size = x.shape
+    if channels_last:
+        g, size = np.moveaxis(g, 1, -1), np.moveaxis(x, 1, -1).shape
+    g_view, w_kept, g_kept = _strided_copy(g), w.copy(), g.copy()
+    w.flags.writeable = False
+    got = getattr(G, f"conv{s.nd}d_input")(size, w, g_view, channels_last=channels_last, **_args(s))
+    assert got.dtype == dtype and np.array_equal(w, w_kept) and np.array_equal(g_view, g_kept)
+    got = np.moveaxis(got, -1, 1) if channels_last else got
+    if dtype == np.float64:
+        assert _relative(got, want) <= 1e-10
+    else:
+        bound = _rounding_bound(s, x, w, np.moveaxis(g_kept, -1, 1) if channels_last else g_kept, dtype)[0]
+        assert np.all(np.abs(got.astype(np.float64) - want) <= bound + 1e-30)
+
+
+@pytest.mark.parametrize("where", ["corner", "centre"])
+@pytest.mark.parametrize("s", [SWAPPED_DIRECT[0], SWAPPED_DIRECT[-1]], ids=str)
+def test_swapped_direct_nonfinite_weight(s, where, rng):
+    """A NaN or inf weight would meet the direct kernel's zero padding, where the transposed conv has no
+    term: such weights take the transposed conv (checked on the weight first when it is the smaller, as in
+    the first sample, or on the result after, as in the second), and land where torch puts them."""
+    x, w, g = _arrays(s, rng)
+    tap = (0, 0) if where == "corner" else (1, 1)
+    w[1, 2][tap] = np.inf
+    w[0, 0][tap] = np.nan
+    want = _torch_grads(s, x, w, g)[0]
+    got = G.conv2d_input(x.shape, w, g, **_args(s))
+    assert np.array_equal(np.isnan(got), np.isnan(want)) and np.array_equal(np.isinf(got), np.isinf(want))
+    finite = np.isfinite(want)
+    assert _relative(got[finite], want[finite]) <= 1e-10
+
+
 def _strided_copy(a):
     """``a`` as a non-contiguous view of the same shape and values."""
     wide = np.zeros((*a.shape[:-1], 2 * a.shape[-1]), a.dtype)
@@ -404,6 +487,11 @@ DETERMINISM = [
     # im2col weight gradients: channels-first columns of wide rows, their pixel sum cut into pieces
     sample("conv2d", (2, 8, 40, 52), (16, 8, 3, 3), dtype="float32", padding=1, tags={"channels_last"}),
     sample("conv2d", (1, 32, 46, 46), (64, 32, 3, 3), dtype="float32", padding=1, tags={"channels_last"}),
+    # stride-1 input gradients by the direct kernel with the swapped weight: blocks of 32 channels cut
+    # into ranges of segments (task_splits), grouped with a part block
+    sample("conv2d", (8, 512, 4, 4), (512, 512, 3, 3), dtype="float32", padding=1, tags={"channels_last"}),
+    sample("conv2d", (2, 80, 9, 9), (36, 40, 3, 3), dtype="float32", groups=2, padding=1, tags={"channels_last"}),
+    sample("conv2d", (8, 256, 7, 7), (512, 256, 3, 3), dtype="float32", stride=2, padding=1, tags={"channels_last"}),
 ]
 
 

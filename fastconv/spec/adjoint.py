@@ -42,14 +42,22 @@ def adjoint_conv_spec(spec: ConvSpec) -> ConvSpec:
 
 @cached_plan
 def flipped_conv_spec(spec: ConvSpec) -> ConvSpec | None:
+    """The forward conv that computes a stride-1 conv's input gradient (:func:`swapped_conv_spec`)
+    where that is the same conv family: one output channel per group, so the weight keeps its
+    shape and only its taps flip; None elsewhere. Lets depthwise layers' input gradient run the
+    forward depthwise kernel, which reads the user's layout in place, instead of the transposed
+    conv's grouped machinery."""
+    return swapped_conv_spec(spec) if spec.out_per_group == 1 else None
+
+
+@cached_plan
+def swapped_conv_spec(spec: ConvSpec) -> ConvSpec | None:
     """The forward conv that computes a stride-1 conv's input gradient: grad_output convolved
-    with the spatially flipped weight, padded by the dilated kernel's span minus the forward's
-    pads. Only where that is the same conv family: one output channel per group (so the weight
-    keeps its shape), stride 1, the crop inside the span (pads >= 0); None elsewhere. Lets
-    depthwise layers' input gradient run the forward depthwise kernel, which reads the user's
-    layout in place, instead of the transposed conv's grouped machinery. Kept in the plan
-    cache: resolving a spec costs as much as a small layer's kernel."""
-    if spec.transposed or spec.out_per_group != 1 or any(s != 1 for s in spec.stride):
+    with the spatially flipped weight, its channel axes swapped ((C, K/G, *k)), padded by the
+    dilated kernel's span minus the forward's pads. Stride 1 and the crop inside the span
+    (pads >= 0) only; None elsewhere. Kept in the plan cache: resolving a spec costs as much as
+    a small layer's kernel."""
+    if spec.transposed or any(s != 1 for s in spec.stride):
         return None
     pads = tuple((d * (k - 1) - b, d * (k - 1) - e) for k, d, (b, e) in zip(spec.kernel, spec.dilation, spec.pads))
     if any(b < 0 or e < 0 for b, e in pads):

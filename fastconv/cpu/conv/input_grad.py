@@ -11,6 +11,11 @@ Backward-data is a convolution of its own kind, run by the forward table's kerne
   depthwise conv of grad_output with the flipped weight (spec.adjoint.flipped_conv_spec),
   which reads the user's layout in place; strided (or over-padded) depthwise layers the
   row-owning depthwise transposed kernel of depthwise_input_grad.py;
+- other stride-1 layers with zeros or constant padding that the forward table gives to the
+  direct kernel: that kernel on grad_output, its tasks packing their weight blocks straight
+  from the user's weight with channels swapped and taps reversed
+  (direct.run.conv_direct_swapped; no flipped weight built first). Its zero padding would meet a
+  NaN or inf weight where the transposed conv has no term: those weights take the transposed conv;
 - a transposed conv's input gradient is the forward conv of grad_output, same geometry,
   cut to the input's size where output_padding reached a whole stride past it.
 
@@ -30,10 +35,20 @@ from ..._workspace import chunks, workspace_limit
 from ...dispatch import choose, register
 from ...kernels.geometry import lift3
 from ...kernels.padding_index import gather_lists
-from ...spec.adjoint import adjoint_conv_spec, adjoint_transpose_spec, cut_index, flipped_conv_spec, padded_size
+from ...spec.adjoint import (
+    adjoint_conv_spec,
+    adjoint_transpose_spec,
+    cut_index,
+    flipped_conv_spec,
+    padded_size,
+    swapped_conv_spec,
+)
 from .._jit import parallel_kernel
 from ..layout import as_working
+from ..weights import all_finite
 from .depthwise_input_grad import depthwise_input_grad
+from .direct.pointwise_rows import supports_rows
+from .direct.run import conv_direct_swapped
 
 
 @parallel_kernel
@@ -90,11 +105,38 @@ def _padded_input_grad(spec, grad_output, weight):
     return np.ascontiguousarray(out)
 
 
+def _swapped_direct(spec):
+    """The forward spec of a stride-1 layer's input gradient when the direct kernel runs it with the
+    swapped weight (see the module docstring), else None."""
+    if spec.transposed or spec.padding_mode not in ("zeros", "constant"):
+        return None
+    swapped = swapped_conv_spec(spec)
+    if swapped is None or supports_rows(swapped) or choose("conv", "cpu", swapped).algo != "direct":
+        return None
+    return swapped
+
+
+def _run_swapped(spec, swapped, grad_output, weight):
+    """conv_direct_swapped, or the transposed conv where a NaN or inf weight would meet the zero
+    padding: checked on the weight first or on the result after, whichever is smaller (a
+    non-finite weight makes every output it reaches non-finite)."""
+    after = math.prod(swapped.output_shape) < weight.size
+    if after or all_finite(weight):
+        out = conv_direct_swapped(swapped, grad_output, weight)
+        if not after or all_finite(out):
+            return out
+    adj = adjoint_transpose_spec(spec, spec.pads, spec.in_size, spec.channels_last, spec.dtype)
+    return choose("conv_transpose", "cpu", adj).fn(adj, grad_output, weight, None)
+
+
 def _bind(spec):
     """dispatch.Implementation.bind: a repeated call's runner. A depthwise layer's (multiplier 1,
     zeros or constant padding) goes straight to its kernel: the flipped conv's spec and
     implementation (stride 1) are resolved once, not per call; the rest as conv_input_grad_adjoint."""
     generic = functools.partial(conv_input_grad_adjoint, spec)
+    swapped = None if spec.is_depthwise and spec.out_per_group == 1 else _swapped_direct(spec)
+    if swapped is not None:
+        return functools.partial(_run_swapped, spec, swapped), ()
     if spec.transposed or spec.padding_mode not in ("zeros", "constant") or not spec.is_depthwise \
             or spec.out_per_group != 1:
         return generic, ()
@@ -123,6 +165,9 @@ def conv_input_grad_adjoint(spec, grad_output, weight):
                 return depthwise_input_grad(spec, grad_output, weight)
             w = np.ascontiguousarray(np.flip(weight, axis=tuple(range(2, weight.ndim))))
             return choose("conv", "cpu", flipped).fn(flipped, grad_output, w, None)
+        swapped = _swapped_direct(spec)
+        if swapped is not None:
+            return _run_swapped(spec, swapped, grad_output, weight)
         adj = adjoint_transpose_spec(spec, spec.pads, spec.in_size, spec.channels_last, spec.dtype)
         return choose("conv_transpose", "cpu", adj).fn(adj, grad_output, weight, None)
     return _padded_input_grad(spec, grad_output, weight)

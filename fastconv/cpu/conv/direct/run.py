@@ -44,6 +44,7 @@ from ..driver import ChunkedOutput
 from .pointwise_rows import rows_plan, run_rows, supports_rows
 from .tiled import (
     L1_BYTES,
+    NO_POS,
     PlaneTiles,
     TileShape,
     column_map,
@@ -113,8 +114,24 @@ def conv_direct(spec, x, weight, bias):
     if supports_rows(spec):
         return run_rows(rows_plan(spec), x, weight, bias)
     dtype = working_dtype(np.dtype(spec.dtype))
+    return _run_tiled(spec, x, grouped_weight(weight, spec, dtype), bias, NO_POS)
+
+
+def conv_direct_swapped(spec, x, weight, bias=None, pos=None):
+    """The conv ``spec`` (not a channels-last 1x1) whose weight is given as that of the conv it
+    is the input gradient of, or as a transposed conv's: (C_in, C_out/G, *k), channel axes
+    swapped by the kernel's tasks as they pack their blocks, tap t (flat) taken at reduction
+    step pos[t] of spec's kernel (-1: not taken; default: every tap, reversed)."""
+    dtype = working_dtype(np.dtype(spec.dtype))
+    w3 = np.ascontiguousarray(np.asarray(weight).reshape(weight.shape[0], weight.shape[1], -1), dtype=dtype)
+    if pos is None:
+        pos = np.arange(w3.shape[2] - 1, -1, -1, dtype=np.int64)
+    return _run_tiled(spec, x, w3, bias, pos)
+
+
+def _run_tiled(spec, x, w4, bias, pos):
+    dtype = working_dtype(np.dtype(spec.dtype))
     act = ACTIVATION_CODES[spec.activation]
-    w4 = grouped_weight(weight, spec, dtype)
     plan = direct_plan(spec)
     kernel = direct_kernel(plan.shape)
     bq = pack_bias_blocked(bias, spec, plan.shape.v, dtype)
@@ -134,7 +151,7 @@ def conv_direct(spec, x, weight, bias):
         out = result.chunk(n0, n1)
         kernel(xq.reshape(-1), w4, plan.xoff, bq.reshape(-1), out.reshape(-1), tiles.row, tiles.col,
                tiles.sel, tiles.group_start, n1 - n0, od_n, oh_n, ow_n, *plan.pitches, plan.kb_n, splits,
-               spec.channels_last, act)
+               spec.channels_last, act, pos)
         xq = None  # the next chunk's packing is not allocated while this one lives
         result.store(n0, n1, out)
         out = None

@@ -30,6 +30,8 @@ from ...._threads import balanced, restore
 from ....kernels.inline import inline_helper
 from ..._jit import Simd, parallel_kernel, simd, specialised_kernel
 from ...vector.fma_tile import REVISION, fma_tile, pack_weight_block, shapes_literal
+from ...vector.swapped_pack import REVISION as SWAPPED_REVISION
+from ...vector.swapped_pack import pack_swapped_block
 
 # ---------------------------------------------------------------------------------------
 # Tile shapes and the tiling of an output plane
@@ -334,21 +336,39 @@ def reduction_offsets(geom, planar: RowPlanar, channels: int, in_per_group: int)
 # ---------------------------------------------------------------------------------------
 
 @inline_helper
-def task_block(t, w, steps, layout, kb_n, splits, v, lanes, revision):
+def task_place(t, groups, kg, layout, kb_n, splits, v):
     """Task t of the direct kernels' loop over (1/splits of the plane's segments, group,
-    block of V output channels): its block index, group, first output channel and valid
-    channel count, its range of segments, and its weight block packed for the micro-kernel."""
-    groups, kg = w.shape[0], w.shape[1]
+    block of V output channels): its block index, group, channel block, first output
+    channel, valid channel count and range of segments."""
     n_segments = layout[6]
     blk = t % (groups * kb_n)
     split = t // (groups * kb_n)
     g = blk // kb_n
     kb = blk - g * kb_n
-    wblk = np.empty(steps * v, w.dtype)
-    pack_weight_block(w, g, kb, wblk, v, lanes, revision)
     first = split * n_segments // splits
     last = (split + 1) * n_segments // splits
-    return blk, g, g * kg + kb * v, min(v, kg - kb * v), first, last, wblk
+    return blk, g, kb, g * kg + kb * v, min(v, kg - kb * v), first, last
+
+
+@inline_helper
+def task_block(t, w, steps, layout, kb_n, splits, v, lanes, revision):
+    """Task t's place (:func:`task_place`, its block replacing the channel block) and its
+    weight block packed for the micro-kernel, from w (G, K/G, steps)."""
+    blk, g, kb, k0, kvalid, first, last = task_place(t, w.shape[0], w.shape[1], layout, kb_n, splits, v)
+    wblk = np.empty(steps * v, w.dtype)
+    pack_weight_block(w, g, kb, wblk, v, lanes, revision)
+    return blk, g, k0, kvalid, first, last, wblk
+
+
+@inline_helper
+def task_block_swapped(t, w, steps, layout, kb_n, splits, v, lanes, revision, pos, sub):
+    """As :func:`task_block`, the block packed from a conv's own weight w (G * Kin, C/G, T)
+    with its channel axes swapped, each tap t at step pos[t] of sub (vector.swapped_pack)."""
+    kin = steps // sub
+    blk, g, kb, k0, kvalid, first, last = task_place(t, w.shape[0] // kin, w.shape[1], layout, kb_n, splits, v)
+    wblk = np.empty(steps * v, w.dtype)
+    pack_swapped_block(w, g, kb, kin, pos, sub, wblk, v, lanes, revision)
+    return blk, g, k0, kvalid, first, last, wblk
 
 
 @inline_helper
@@ -360,31 +380,45 @@ def tile_origin(row, n, g, oh_n, img_pitch, d_pitch, h_pitch, g_pitch):
     return n * img_pitch + od * d_pitch + oh * h_pitch + g * g_pitch
 
 
+NO_POS = np.zeros(0, np.int64)  # direct_kernel's pos for a weight in the forward's own layout
+
+
 @functools.cache
 def direct_kernel(shape: TileShape):
     """The parallel direct-convolution kernel for one tile shape, compiled (or loaded
     from Numba's cache) on first request. Named for what it is, e.g.
-    ``conv_direct_rowplanar_p14v32_f32``."""
+    ``conv_direct_rowplanar_p14v32_f32``. Its last argument, ``pos``: empty, or the weight is
+    that of the conv whose input gradient it computes (or of a transposed conv), (G * Kin,
+    C/G, T), packed by :func:`task_block_swapped` with tap t at step pos[t] (-1: not taken;
+    an argument, not a second kernel: one compile per tile shape)."""
     v, lanes, shapes, revision = shape.v, shape.lanes, shapes_literal(shape.shapes), REVISION
+    swapped_revision = SWAPPED_REVISION
 
     def kernel(x, w, xoff, bias, out, tile_row, tile_col, tile_sel, group_start, n_img, od_n, oh_n, ow_n, img_pitch,
-               d_pitch, h_pitch, g_pitch, kb_n, splits, chan_last, act):
+               d_pitch, h_pitch, g_pitch, kb_n, splits, chan_last, act, pos):
         """One task per (group, block of V output channels, 1/splits of the segments), over
         every image of the chunk; see the module docstring. tile_row/tile_col/tile_sel and
         group_start are a PlaneTiles (one row group per kind, and the segment layout).
 
-        w is the weight as (G, K/G, C/G * taps); each task packs its channel block into a
-        scratch buffer first. d_pitch and h_pitch are the input distances of one output
-        step in depth and height (stride included); g_pitch is one group's channels of
-        one row.
+        w is the weight as (G, K/G, C/G * taps), or with ``pos`` as (G * Kin, C/G, taps);
+        each task packs its channel block into a scratch buffer first. d_pitch and h_pitch
+        are the input distances of one output step in depth and height (stride included);
+        g_pitch is one group's channels of one row.
         """
-        groups, kg = w.shape[0], w.shape[1]
+        sub = 0  # with pos: the taps taken, steps per reduction channel
+        for i in range(pos.size):
+            sub += pos[i] >= 0
+        groups, kg = w.shape[0] // (xoff.size // sub) if sub else w.shape[0], w.shape[1]
         plane = od_n * oh_n * ow_n
         k_n = groups * kg
         previous = balanced(groups * kb_n * splits)
         for t in prange(groups * kb_n * splits):
-            blk, g, k0, kvalid, first, last, wblk = task_block(t, w, xoff.size, group_start, kb_n, splits, v, lanes,
-                                                               revision)
+            if sub:
+                blk, g, k0, kvalid, first, last, wblk = task_block_swapped(t, w, xoff.size, group_start, kb_n, splits,
+                                                                           v, lanes, swapped_revision, pos, sub)
+            else:
+                blk, g, k0, kvalid, first, last, wblk = task_block(t, w, xoff.size, group_start, kb_n, splits, v,
+                                                                   lanes, revision)
             for n in range(n_img):
                 for s in range(first, last):
                     base, t0, t1 = segment_tiles(s, group_start, oh_n)
@@ -406,7 +440,8 @@ def direct_kernel(shape: TileShape):
     flat = types.Array(dt, 1, "C")
     ints = types.Array(types.int64, 1, "C")
     weights = types.Array(dt, 3, "C", readonly=True)  # the user's read-only weights too (writeable ones convert)
-    sig = (flat, weights, ints, flat, flat, ints, ints, ints, ints) + (types.int64,) * 10 + (types.boolean, types.int64)
+    sig = (flat, weights, ints, flat, flat, ints, ints, ints, ints) + (types.int64,) * 10 + (types.boolean, types.int64,
+                                                                                           ints)
     return specialised_kernel(kernel, f"conv_direct_rowplanar_{shape.name}", [sig])
 
 

@@ -26,6 +26,11 @@ Input: the user's layout (channels-first or channels-last), cropped by views whe
 phase starts inside it; zero padding is left to the forward kernel. A phase with no
 tap, or whose window lies wholly outside the input, is bias (then activation) only.
 
+A phase that runs alone (stride 1's one phase, or the phases of different sub-kernel shapes of a
+3x3 stride-2 layer's input gradient), where the forward table gives its conv to the direct kernel:
+the kernel's tasks pack their weight blocks straight from the transposed weight, taking the phase's
+taps (direct.run.conv_direct_swapped, :func:`_swapped_groups`); no forward weight is built for it.
+
 Copies, beyond what the forward kernels do themselves: the weight, once, by
 :func:`phase_weights` (transposed weight (C, K/G, *k) -> each group's forward weight
 (G * P * K/G, C/G, *k_sub), a blocked transpose); the forward outputs, once, into
@@ -54,7 +59,8 @@ from ....kernels.geometry import lift3
 from ....spec.conv import resolve_conv
 from ..._jit import parallel_kernel
 from ...weights import all_finite
-from ..direct.pointwise_rows import depth_to_space_plan, run_rows
+from ..direct.pointwise_rows import depth_to_space_plan, run_rows, supports_rows
+from ..direct.run import conv_direct_swapped
 from .phase_split import dim_phases, phase_combinations, phase_weights
 from .tiled import channels_first, run_tiled, tiled_plan
 
@@ -273,28 +279,31 @@ def _phases(spec, plan, x, weight, bias):
         if out is not None:
             return out
     g, cg, kg = spec.groups, spec.in_per_group, spec.out_per_group
-    wbits = _flat_bits(weight)
-    wsub = np.empty(plan.weight_elems, wbits.dtype)
-    phase_weights(wbits, g, cg, kg, plan.weight_table, plan.weight_taps, wsub)
-    wsub = wsub.view(dtype)
+    swapped = _swapped_groups(spec, plan.union)
+    wsub = None
+    if len(swapped.rows):
+        wbits = _flat_bits(weight)
+        wsub = np.empty(plan.weight_elems, wbits.dtype)
+        phase_weights(wbits, g, cg, kg, plan.weight_table[swapped.rows], plan.weight_taps[swapped.rows], wsub)
+        wsub = wsub.view(dtype)
     first = plan.groups[0]
     if len(plan.groups) == 1 and len(first.phases) == 1 and first.spec is not None:  # stride 1: one forward conv
-        return _forward(spec, first, x, wsub, bias)
+        return _forward(spec, first, x, wsub, weight, bias, swapped.pos[0])
     if _depth_to_space(spec, plan):
         interleaved = depth_to_space_plan(first.spec, spec.stride, spec.output_shape)
         if interleaved is not None:  # the 1x1 kernel writes each phase's outputs in their places
-            return _forward(spec, first, x, wsub, bias, functools.partial(run_rows, interleaved))
-        return _depth_to_space_copy(spec, _forward(spec, first, x, wsub, bias))
+            return _forward(spec, first, x, wsub, weight, bias, None, functools.partial(run_rows, interleaved))
+        return _depth_to_space_copy(spec, _forward(spec, first, x, wsub, weight, bias, None))
     out = np.empty(spec.output_shape, dtype)
     ys, table = [], []
-    for group in plan.groups:
+    for group, pos in zip(plan.groups, swapped.pos):
         if group.spec is None:  # the tapless phases; the phases with taps overwrite their places below
             out[...] = _bias_only(spec, bias, working_dtype(dtype)).astype(dtype)
             continue
         for j, phase in enumerate(group.phases):
             table.append((len(ys), j, len(group.phases), *lift3([p.offset for p in phase], 0),
                           *lift3([p.count for p in phase], 1)))
-        ys.append(_flat_bits(_forward(spec, group, x, wsub, bias)))
+        ys.append(_flat_bits(_forward(spec, group, x, wsub, weight, bias, pos)))
     if ys:
         args = (tuple(ys), np.array(table, np.int64), _flat_bits(out))
         sizes = lift3(spec.out_size, 1)
@@ -303,6 +312,38 @@ def _phases(spec, plan, x, weight, bias):
         else:
             interleave_channels_first(*args, spec.out_channels, *sizes, *lift3(spec.stride, 1), kg)
     return out
+
+
+class SwappedGroups(NamedTuple):
+    pos: tuple  # per PhaseGroup: its taps' reduction steps for direct.run.conv_direct_swapped, or None
+    rows: np.ndarray  # the rows of PhasePlan.weight_table whose forward weights phase_weights builds
+
+
+@cached_plan
+def _swapped_groups(spec, union_ok: bool = True) -> SwappedGroups:
+    """Which PhaseGroups run as the direct kernel packing its weight blocks from the transposed weight
+    itself (no forward weight built first): a group of one phase whose forward conv the forward table
+    gives to the direct kernel; pos[t] is the step of flat tap t in that phase's sub-kernel (-1: a tap
+    it does not take). The other groups' forward weights come from phase_weights. ``union_ok``: that of
+    the phase_plan run (a plan that is not a union is the same either way)."""
+    plan = phase_plan(spec, union_ok)
+    flat = np.arange(math.prod(spec.kernel)).reshape(spec.kernel)
+    positions, rows, row = [], [], 0
+    for group in plan.groups:
+        if group.spec is None:
+            positions.append(None)
+            continue
+        pos = None
+        if (not plan.union and len(group.phases) == 1 and not supports_rows(group.spec)
+                and choose("conv", "cpu", group.spec).algo == "direct"):
+            taps = flat[tuple(p.taps for p in group.phases[0])].ravel()
+            pos = np.full(flat.size, -1, np.int64)
+            pos[taps] = np.arange(taps.size)
+        else:
+            rows += range(row, row + len(group.phases))
+        positions.append(pos)
+        row += len(group.phases)
+    return SwappedGroups(tuple(positions), np.array(rows, np.int64))
 
 
 DEPTH_TO_SPACE_CHANNELS = 16  # fewer output channels: runs too short for NumPy's copy; the interleave kernel
@@ -348,11 +389,14 @@ def _interleaved_in_kernel(spec, x, weight, bias):
     return out.reshape(spec.output_shape).astype(dtype, copy=False)
 
 
-def _forward(spec, group, x, wsub, bias, run=None):
-    """The forward conv of a PhaseGroup, in the user's layout: (N, G * P * K/G, *Q) channels-first;
+def _forward(spec, group, x, wsub, weight, bias, pos, run=None):
+    """The forward conv of a PhaseGroup, in the user's layout: (N, G * P * K/G, *Q) channels-first; with
+    ``pos``, by the direct kernel packing its weight blocks from the transposed weight itself;
     ``run(x, w, bias)``: run by that instead of the forward conv auto picks."""
     g, kg, p_n = spec.groups, spec.out_per_group, len(group.phases)
     xs = x[_spatial(spec, (slice(*crop) for crop in group.crop))]
+    if pos is not None:
+        return conv_direct_swapped(group.spec, xs, weight, bias, pos)
     shape = group.spec.weight_shape
     w = wsub[group.weight_at:group.weight_at + math.prod(shape)].reshape(shape)
     b = None

@@ -48,6 +48,7 @@ from ...layout import as_working, channels_last_5d, image_chunks
 from ...weights import pack_bias_blocked
 from ..direct.tiled import (
     L1_BYTES,
+    NO_POS,
     PlaneTiles,
     TileShape,
     direct_kernel,
@@ -191,7 +192,7 @@ def run_tiled(spec, plan: TiledPlan, x, weight, bias, fill) -> np.ndarray:
             t = c.tiles
             kernel(xflat[c.x_at:], w, c.xoff, biases[c.w_shape[0]], oflat[c.out_at:], t.row, t.col, t.sel,
                    t.group_start, n1 - n0, qd_n, qh_n, sh * qw_n, *plan.pitches, c.g_pitch, plan.kb_n, c.splits,
-                   True, act)
+                   True, act, NO_POS)
     for rd, rh, rw in plan.bias_only:
         out[:, rd::1, rh::sh, rw::sw] = fill
     return out
