@@ -200,6 +200,23 @@ def segment_tiles(s, layout, oh_n):
 SEGMENT_TILES = 8  # long rows are cut into segments of this many tiles, for parallel tasks
 
 
+def _heights(oh_n: int, shape: TileShape):
+    return [h for h in sorted({r for r, _ in shape.shapes}) if h <= oh_n]
+
+
+def _rows_cost(oh_n: int, ow_n: int, height: int, shape: TileShape, streams_l2: bool) -> float:
+    """Modelled cycles of one reduction step over oh_n rows: oh_n // height groups of height
+    rows, the rest one row each, summed in that order."""
+    one = group_tiles(ow_n, 1, shape.shapes, shape.n_vec, streams_l2)[1]
+    full = group_tiles(ow_n, height, shape.shapes, shape.n_vec, streams_l2)[1]
+    return sum(itertools.chain(itertools.repeat(full, oh_n // height), itertools.repeat(one, oh_n % height)))
+
+
+def plane_cost(od_n: int, oh_n: int, ow_n: int, shape: TileShape, streams_l2: bool) -> float:
+    """Modelled cycles of one reduction step over the plane as :func:`plane_tiles` tiles it."""
+    return od_n * min(_rows_cost(oh_n, ow_n, h, shape, streams_l2) for h in _heights(oh_n, shape))
+
+
 @cached_plan
 def plane_tiles(od_n: int, oh_n: int, ow_n: int, shape: TileShape, streams_l2: bool) -> PlaneTiles:
     """Tiles covering the output plane: rows in groups of R (the cheapest R by the
@@ -210,14 +227,7 @@ def plane_tiles(od_n: int, oh_n: int, ow_n: int, shape: TileShape, streams_l2: b
     write the same pixel). Segments never span two depths. The result holds one row
     group of each kind (PlaneTiles), a few kilobytes for any plane.
     """
-    heights = sorted({r for r, _ in shape.shapes})
-
-    def cost(height):  # oh_n // height groups of height rows, the rest one row each, summed in that order
-        one = group_tiles(ow_n, 1, shape.shapes, shape.n_vec, streams_l2)[1]
-        full = group_tiles(ow_n, height, shape.shapes, shape.n_vec, streams_l2)[1]
-        return sum(itertools.chain(itertools.repeat(full, oh_n // height), itertools.repeat(one, oh_n % height)))
-
-    height = min((h for h in heights if h <= oh_n), key=cost)
+    height = min(_heights(oh_n, shape), key=lambda h: _rows_cost(oh_n, ow_n, h, shape, streams_l2))
     kinds = [(height, oh_n // height), (1, oh_n % height)]
     rows, cols, sels, bounds, counts = [], [], [], [], []
     for g, count in kinds:
@@ -334,12 +344,11 @@ def reduction_offsets(geom, planar: RowPlanar, channels: int, in_per_group: int)
 # ---------------------------------------------------------------------------------------
 
 @inline_helper
-def task_block(t, w, steps, layout, kb_n, splits, v, lanes, revision):
+def task_block(t, w, steps, n_segments, kb_n, splits, v, lanes, revision):
     """Task t of the direct kernels' loop over (1/splits of the plane's segments, group,
     block of V output channels): its block index, group, first output channel and valid
     channel count, its range of segments, and its weight block packed for the micro-kernel."""
     groups, kg = w.shape[0], w.shape[1]
-    n_segments = layout[6]
     blk = t % (groups * kb_n)
     split = t // (groups * kb_n)
     g = blk // kb_n
@@ -383,8 +392,8 @@ def direct_kernel(shape: TileShape):
         k_n = groups * kg
         previous = balanced(groups * kb_n * splits)
         for t in prange(groups * kb_n * splits):
-            blk, g, k0, kvalid, first, last, wblk = task_block(t, w, xoff.size, group_start, kb_n, splits, v, lanes,
-                                                               revision)
+            blk, g, k0, kvalid, first, last, wblk = task_block(t, w, xoff.size, group_start[6], kb_n, splits, v,
+                                                               lanes, revision)
             for n in range(n_img):
                 for s in range(first, last):
                     base, t0, t1 = segment_tiles(s, group_start, oh_n)
