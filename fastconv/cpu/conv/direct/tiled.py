@@ -278,6 +278,9 @@ def column_map(w_map: np.ndarray, phases: int, wq: int) -> np.ndarray:
     return np.where(j < len(w_map), w_map[np.minimum(j, len(w_map) - 1)], -2)
 
 
+PACK_TASKS = 16  # images x rows fewer than this are also cut along channels (or the row): 1-D layers are one row
+
+
 @parallel_kernel
 def pack_row_planar(x, map_d, map_h, map_w, fill, out):
     """out (N, Dp, Hp, C, SW, WQ) from x (N, D, H, W, C): map entries are source indices,
@@ -286,20 +289,25 @@ def pack_row_planar(x, map_d, map_h, map_w, fill, out):
     Channels-last input with 8 or more channels is read along C (one pass over the
     row); other input along W, one channel at a time (a pass per channel would re-read
     a long channels-last row from memory C times: 1-D rows of 16000 ran 2x slower).
+    Fewer than PACK_TASKS rows are cut into pieces (of channels, or of the row read
+    along C) so that every thread packs.
     """
     n_img, dp, hp, c_n, phases, wq = out.shape
     zero = fill - fill
     channels_inner = x.strides[4] < x.strides[3] and c_n >= 8
-    for t in prange(n_img * dp * hp):
-        n = t // (dp * hp)
-        r = t - n * (dp * hp)
+    rows = n_img * dp * hp
+    pieces = 1 if rows >= PACK_TASKS else min(c_n if not channels_inner else wq, -(-PACK_TASKS // max(rows, 1)))
+    for t in prange(rows * pieces):
+        piece = t % pieces
+        n = t // pieces // (dp * hp)
+        r = t // pieces - n * (dp * hp)
         d = r // hp
         h = r - d * hp
         sd = map_d[d]
         sh = map_h[h]
         if channels_inner:
             for ph in range(phases):
-                for j in range(wq):
+                for j in range(piece * wq // pieces, (piece + 1) * wq // pieces):
                     sw = map_w[ph, j]
                     if sw == -2:
                         for c in range(c_n):
@@ -311,7 +319,7 @@ def pack_row_planar(x, map_d, map_h, map_w, fill, out):
                         for c in range(c_n):
                             out[n, d, h, c, ph, j] = x[n, sd, sh, sw, c]
             continue
-        for c in range(c_n):
+        for c in range(piece * c_n // pieces, (piece + 1) * c_n // pieces):
             for ph in range(phases):
                 for j in range(wq):
                     sw = map_w[ph, j]
