@@ -290,13 +290,15 @@ def pack_row_planar(x, map_d, map_h, map_w, fill, out):
     row); other input along W, one channel at a time (a pass per channel would re-read
     a long channels-last row from memory C times: 1-D rows of 16000 ran 2x slower).
     Fewer than PACK_TASKS rows are cut into pieces (of channels, or of the row read
-    along C) so that every thread packs.
+    along C) so that every thread packs, in chunks of :func:`balanced` (a preempted
+    worker's pieces are taken over).
     """
     n_img, dp, hp, c_n, phases, wq = out.shape
     zero = fill - fill
     channels_inner = x.strides[4] < x.strides[3] and c_n >= 8
     rows = n_img * dp * hp
     pieces = 1 if rows >= PACK_TASKS else min(c_n if not channels_inner else wq, -(-PACK_TASKS // max(rows, 1)))
+    previous = balanced(rows * pieces)
     for t in prange(rows * pieces):
         piece = t % pieces
         n = t // pieces // (dp * hp)
@@ -329,6 +331,7 @@ def pack_row_planar(x, map_d, map_h, map_w, fill, out):
                         out[n, d, h, c, ph, j] = fill
                     else:
                         out[n, d, h, c, ph, j] = x[n, sd, sh, sw, c]
+    restore(previous)
 
 
 def reduction_offsets(geom, planar: RowPlanar, channels: int, in_per_group: int) -> np.ndarray:
