@@ -17,24 +17,9 @@ from dataclasses import dataclass
 
 # Pointwise weights up to this size (bytes) take the fused separable kernel (auto_algorithm).
 SEPARABLE_FUSED_WEIGHT_BYTES = 8 * 1024
-# A dilated convolution takes "taps" when between these shares of its (output, tap) pairs
-# read the input and its rows are reused far apart (TAPS_MIN_REUSE_BYTES); elsewhere the
-# direct kernel, which skips the taps that read padding region by region, was faster.
-TAPS_MIN_READ_SHARE, TAPS_MAX_READ_SHARE = 0.2, 0.6
-# The input between a row's first and last use by the direct kernel: (KH - 1) * dilation rows
-# of every channel. Beyond this many bytes (about 3x L2) its re-reads come from L3.
-TAPS_MIN_REUSE_BYTES = 6 << 20
 # Ungrouped layers whose dilated kernel spans this many rows or more take im2col when taps
 # cannot serve them (padding modes other than zeros): the direct kernel's reads spread.
 IM2COL_MIN_SPAN = 12
-
-
-def reuse_bytes(spec) -> int:
-    """Bytes of (padded, float32 or wider) input rows the direct kernel reads between an input
-    row's first and last use: (KH - 1) * dilation_h rows of every channel."""
-    width = spec.out_size[-1] + (spec.kernel[-1] - 1) * spec.dilation[-1]
-    rows = (spec.kernel[-2] - 1) * spec.dilation[-2] if spec.nd >= 2 else 0
-    return rows * spec.in_channels * width * max(spec.itemsize, 4)
 
 
 def read_share(spec) -> float:
@@ -131,12 +116,11 @@ def auto_algorithm(family: str, backend: str, spec, names: list[str]) -> str:
     behind each rule are in reports/auto_algorithm.md.
 
     - Convolutions: depthwise layers take the depthwise kernel; 1x1 layers one GEMM
-      channels-first, the direct kernel channels-last. Ungrouped dilated 2-D and 3-D
-      layers where TAPS_MIN_READ_SHARE to TAPS_MAX_READ_SHARE of the (output, tap) pairs
-      read the input and the direct kernel would re-read rows more than
-      TAPS_MIN_REUSE_BYTES apart take "taps"; with a padding mode other than zeros, im2col once the dilated
-      kernel spans IM2COL_MIN_SPAN rows. Every other convolution: the register-tiled
-      direct kernel.
+      channels-first, the direct kernel channels-last. Dilated layers with zeros padding:
+      the direct kernel too (it skips the taps that read padding, region by region;
+      "taps", the same through GEMMs, is never chosen); with another padding mode,
+      im2col once the dilated kernel spans IM2COL_MIN_SPAN rows. Every other
+      convolution: the register-tiled direct kernel.
     - Separable convolutions (channels-last, zeros padding, multiplier 1): the fused
       kernel while the pointwise weight fits SEPARABLE_FUSED_WEIGHT_BYTES, else the
       depthwise and pointwise ops in turn ("composed").
@@ -171,9 +155,6 @@ def auto_algorithm(family: str, backend: str, spec, names: list[str]) -> str:
         ordered.append("depthwise")
     if spec.is_pointwise and not spec.channels_last:
         ordered.append("gemm")
-    if (spec.groups == 1 and spec.nd >= 2 and max(spec.dilation) > 1 and reuse_bytes(spec) > TAPS_MIN_REUSE_BYTES
-            and TAPS_MIN_READ_SHARE <= read_share(spec) < TAPS_MAX_READ_SHARE):
-        ordered.append("taps")
     span = max([(k - 1) * d for k, d in zip(spec.kernel[:-1], spec.dilation[:-1])] + [0])
     if spec.groups == 1 and span >= IM2COL_MIN_SPAN and "taps" not in names:
         ordered.append("im2col")

@@ -127,7 +127,7 @@ def conv_direct(spec, x, weight, bias):
     tiles, banded = plan.tiles, plan.banded
     if banded is not None and not all_finite(w4):
         banded = None  # a NaN or inf weight must meet the padded zeros it would skip
-    segments = tiles.segments if banded is None else banded.segments
+    segments = tiles.segments if banded is None else banded.order.shape[0]
     splits = task_splits(spec.groups * plan.kb_n, segments, numba.get_num_threads())
     fill = dtype.type(spec.padding_value)
 
@@ -146,8 +146,8 @@ def conv_direct(spec, x, weight, bias):
                                       *plan.pitches, plan.kb_n, splits, spec.channels_last, act)
         else:
             banded_kernel(plan.shape)(xq.reshape(-1), w4, banded.xoff, banded.woff, bq.reshape(-1), out.reshape(-1),
-                                      banded.regions, banded.row, banded.col, banded.sel, banded.layouts, n1 - n0,
-                                      od_n, oh_n, ow_n, *plan.pitches, plan.kb_n, banded.segments, splits,
+                                      banded.regions, banded.row, banded.col, banded.sel, banded.layouts,
+                                      banded.order, n1 - n0, od_n, oh_n, ow_n, *plan.pitches, plan.kb_n, splits,
                                       spec.channels_last, act)
         xq = None  # the next chunk's packing is not allocated while this one lives
         result.store(n0, n1, out)
