@@ -17,9 +17,6 @@ from dataclasses import dataclass
 
 # Pointwise weights up to this size (bytes) take the fused separable kernel (auto_algorithm).
 SEPARABLE_FUSED_WEIGHT_BYTES = 8 * 1024
-# A dilated convolution takes "taps" when fewer than this share of its (output, tap) pairs
-# read the input; the rest read padding, which taps skips and the direct kernel computes.
-TAPS_MAX_READ_SHARE = 0.6
 # Ungrouped layers whose dilated kernel spans this many rows or more take im2col when taps
 # cannot serve them (padding modes other than zeros): the direct kernel's reads spread.
 IM2COL_MIN_SPAN = 12
@@ -124,11 +121,11 @@ def auto_algorithm(family: str, backend: str, spec, names: list[str]) -> str:
     behind each rule are in reports/auto_algorithm.md.
 
     - Convolutions: depthwise layers take the depthwise kernel; 1x1 layers one GEMM
-      channels-first, the direct kernel channels-last. Ungrouped dilated 2-D and 3-D
-      layers where fewer than TAPS_MAX_READ_SHARE of the (output, tap) pairs read the
-      input take "taps"; with a padding mode other than zeros, im2col once the dilated
-      kernel spans IM2COL_MIN_SPAN rows. Every other convolution: the register-tiled
-      direct kernel.
+      channels-first, the direct kernel channels-last. Dilated layers with zeros padding:
+      the direct kernel too (it skips the taps that read padding, region by region;
+      "taps", the same through GEMMs, is never chosen); with another padding mode,
+      im2col once the dilated kernel spans IM2COL_MIN_SPAN rows. Every other
+      convolution: the register-tiled direct kernel.
     - Separable convolutions (channels-last, zeros padding, multiplier 1): the fused
       kernel while the pointwise weight fits SEPARABLE_FUSED_WEIGHT_BYTES, else the
       depthwise and pointwise ops in turn ("composed").
@@ -165,8 +162,6 @@ def auto_algorithm(family: str, backend: str, spec, names: list[str]) -> str:
         ordered.append("depthwise")
     if spec.is_pointwise and not spec.channels_last:
         ordered.append("gemm")
-    if spec.groups == 1 and spec.nd >= 2 and max(spec.dilation) > 1 and read_share(spec) < TAPS_MAX_READ_SHARE:
-        ordered.append("taps")
     span = max([(k - 1) * d for k, d in zip(spec.kernel[:-1], spec.dilation[:-1])] + [0])
     if spec.groups == 1 and span >= IM2COL_MIN_SPAN and "taps" not in names:
         ordered.append("im2col")

@@ -334,6 +334,31 @@ def test_direct_tiles_cover_every_output_pixel():
                     assert _coverage(2 * oh, ow, t_row, rows, t_col, cols).min() >= 1, (dtype, oh, ow)
 
 
+@pytest.mark.parametrize("channels", [5, 9, 16])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_direct_packs_few_rows_in_pieces(channels, channels_last, rng):
+    """Fewer rows than PACK_TASKS are packed in pieces (of channels, or of the row when a
+    channels-last row is read along C): 1-D and 2-row inputs, strided (two phases) and causal,
+    the same on one and two threads, against the reference."""
+    import numba
+
+    cases = [sample("conv1d", (1, channels, 301), (6, channels, 3), stride=2, dilation=4, padding=((8, 0),)),
+             sample("conv2d", (2, channels, 1, 37), (4, channels, 1, 3), padding=(0, 5), padding_mode="constant",
+                    padding_value=0.5)]
+    for s in cases:
+        x, w, b, _ = check(s, rng, "direct", channels_last)
+        xin = np.ascontiguousarray(np.moveaxis(x, 1, -1)) if channels_last else x
+        got = []
+        for threads in (1, 2):
+            previous = numba.get_num_threads()
+            numba.set_num_threads(threads)
+            try:
+                got.append(OPS[s.op](xin, w, b, algo="direct", channels_last=channels_last, **s.args))
+            finally:
+                numba.set_num_threads(previous)
+        np.testing.assert_array_equal(got[0], got[1])
+
+
 # --- the depthwise kernels (fastconv/cpu/conv/depthwise/) ----------------------------------------------
 
 DEPTHWISE_SAMPLES = [s for s in SAMPLES if not s.transposed and s.spec().is_depthwise]

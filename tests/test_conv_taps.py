@@ -122,18 +122,22 @@ def test_read_share_counts_the_pairs_that_read_the_input(size, kernel, stride, d
     assert read_share(spec) == pytest.approx(inside / total)
 
 
-@pytest.mark.parametrize("layer, algo", [("res.d2", "direct"), ("res.d4", "direct"), ("aspp.d6", "direct"),
-                                         ("aspp.d12", "taps"), ("aspp.d18", "taps")])
-def test_auto_takes_taps_where_most_taps_read_padding(layer, algo):
+@pytest.mark.parametrize("layer", ["res.d2", "res.d4", "aspp.d6", "aspp.d12", "aspp.d18", "aspp.d24", "aspp.d30",
+                                   "os8.d24", "os8.d36"])
+def test_auto_takes_the_direct_kernel_for_zero_padded_dilated_layers(layer):
+    """Measured single-threaded (CPU time, both layouts): the direct kernel, skipping the padded
+    taps region by region, beat taps or tied on ASPP's rates 6-36 on 33x33 and 65x65 maps
+    except rate 24 on 33x33 (4-14% behind); other padding modes: im2col for long spans."""
     from fastconv.dispatch import IM2COL_MIN_SPAN, choose
     from fastconv.spec import resolve_conv
 
-    shapes = {"res": ((1, 256, 28, 28), (256, 256, 3, 3)), "aspp": ((1, 512, 33, 33), (256, 512, 3, 3))}
+    shapes = {"res": ((1, 256, 28, 28), (256, 256, 3, 3)), "aspp": ((1, 512, 33, 33), (256, 512, 3, 3)),
+              "os8": ((1, 256, 65, 65), (256, 256, 3, 3))}
     x, w = shapes[layer.split(".")[0]]
     d = int(layer.split(".d")[1])
     for channels_last in (False, True):
         shape = (x[0], *x[2:], x[1]) if channels_last else x
         spec = resolve_conv("conv2d", shape, w, padding=d, dilation=d, channels_last=channels_last)
-        assert choose("conv", "cpu", spec, "auto").algo == algo
+        assert choose("conv", "cpu", spec, "auto").algo == "direct"
     reflect = resolve_conv("conv2d", x, w, padding=d, dilation=d, padding_mode="reflect")
     assert choose("conv", "cpu", reflect, "auto").algo == ("im2col" if 2 * d >= IM2COL_MIN_SPAN else "direct")

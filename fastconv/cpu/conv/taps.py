@@ -86,9 +86,9 @@ def tap_bands(in_n, k_n, s, d, pad, out_n, min_band=MIN_BAND):
     return bands
 
 
-def regions(geom):
+def regions(geom, min_band=MIN_BAND):
     """Products of the per-dim bands of a Geometry3: ((od0, od1, oh0, oh1, ow0, ow1), ((kd0, kd1), ...))."""
-    per_dim = [tap_bands(i, k, s, d, p[0], o) for i, k, s, d, p, o in
+    per_dim = [tap_bands(i, k, s, d, p[0], o, min_band) for i, k, s, d, p, o in
                zip(geom.in_size, geom.kernel, geom.stride, geom.dilation, geom.pads, geom.out_size)]
     for bd, bh, bw in itertools.product(*per_dim):
         yield bd[:2] + bh[:2] + bw[:2], (bd[2:], bh[2:], bw[2:])

@@ -53,7 +53,7 @@ def parse_shapes(text: str) -> tuple:
     return tuple(tuple(int(n) for n in item.split("x")) for item in text.split())
 
 
-# Kernels pass this to fma_tile, fma_tile_strided and pack_weight_block (see source_revision).
+# Kernels pass this to fma_tile, fma_tile_strided, fma_tile_indexed and pack_weight_block (see source_revision).
 REVISION = source_revision(__file__)
 
 
@@ -78,13 +78,15 @@ class TileArgs(NamedTuple):
     kvalid: Any
     act: Any
     xpix: Any = None  # the input's pixel stride (strided tiles); None: 1, as constant offsets
+    woff: Any = None  # step r's weights at w[wbase + woff[r]] (indexed tiles); None: at wbase + r * V
 
     @staticmethod
-    def names(strided: bool) -> tuple:
-        return TileArgs._fields if strided else TileArgs._fields[:-1]
+    def names(strided: bool, indexed: bool = False) -> tuple:
+        return TileArgs._fields[:-2] + ("xpix",) * strided + ("woff",) * indexed
 
 
 _ARRAYS = ("x", "w", "xoff", "bias", "out")  # the intrinsics' parameters by kind
+_INDEX_ARRAYS = ("xoff", "woff")
 _LITERALS = ("shapes", "v", "lanes", "revision")
 
 
@@ -106,33 +108,45 @@ def fma_tile_strided(typingctx, x, w, xoff, bias, out, xbase, xrow, wbase, bbase
     return _tile_intrinsic(parameters(locals()), strided=True)
 
 
-def _tile_intrinsic(params: dict, strided: bool):
-    """Typing and code generation of fma_tile (strided: of fma_tile_strided), whose
-    parameters ``params`` are by name: a switch over the tile shapes, each calling its own
-    tile function with the TileArgs of the same names."""
+@intrinsic(prefer_literal=True)
+def fma_tile_indexed(typingctx, x, w, xoff, bias, out, xbase, xrow, wbase, bbase, obase, orow, pstride, kstride,
+                     kvalid, act, woff, sel, shapes, v, lanes, revision):
+    """fma_tile whose step r reads its V weights at ``w[wbase + woff[r]]`` (woff int64, as long
+    as xoff): a subset of a packed block's steps, the banded direct kernel's valid taps."""
+    return _tile_intrinsic(parameters(locals()), strided=False, indexed=True)
+
+
+def _tile_intrinsic(params: dict, strided: bool, indexed: bool = False):
+    """Typing and code generation of fma_tile (strided: of fma_tile_strided; indexed: of
+    fma_tile_indexed), whose parameters ``params`` are by name: a switch over the tile
+    shapes, each calling its own tile function with the TileArgs of the same names."""
     shapes, v, lanes, revision = (params[name] for name in _LITERALS)
     if not isinstance(shapes, types.StringLiteral) or not all(
             isinstance(a, types.IntegerLiteral) for a in (v, lanes, revision)):
+        return None
+    arrays_in = _ARRAYS + ("woff",) * indexed
+    if indexed and not all(isinstance(params[n], types.Array) and params[n].dtype == types.int64
+                           for n in _INDEX_ARRAYS):
         return None
     x, w, _, bias, out = (params[name] for name in _ARRAYS)
     tile_shapes, n_lanes = parse_shapes(shapes.literal_value), lanes.literal_value
     n_vec, rem = divmod(v.literal_value, n_lanes)
     if rem or not tile_shapes or not (x.dtype == w.dtype == bias.dtype == out.dtype):
         return None
-    scalars = [name for name in params if name not in _ARRAYS + _LITERALS]  # the tile's, and sel
+    scalars = [name for name in params if name not in arrays_in + _LITERALS]  # the tile's, and sel
     sig = types.none(*(types.intp if name in scalars else params[name] for name in params))
 
     def codegen(context, builder, signature, args):
         arg_types, values = dict(zip(params, signature.args)), dict(zip(params, args))
-        arrays = {name: context.make_array(arg_types[name])(context, builder, values[name]) for name in _ARRAYS}
+        arrays = {name: context.make_array(arg_types[name])(context, builder, values[name]) for name in arrays_in}
         ints = {name: context.cast(builder, values[name], arg_types[name], types.intp) for name in scalars}
         tile_args = TileArgs(**{name: a.data for name, a in arrays.items()}, n_steps=arrays["xoff"].nitems,
                              **{name: ints[name] for name in scalars if name != "sel"})
-        call_args = [getattr(tile_args, name) for name in TileArgs.names(strided)]
+        call_args = [getattr(tile_args, name) for name in TileArgs.names(strided, indexed)]
         done = builder.append_basic_block("tile.done")
         switch = builder.switch(ints["sel"], done)
         for i, (r, s) in enumerate(tile_shapes):
-            fn = _tile_function(builder.module, context, x.dtype, n_lanes, n_vec, r, s, strided)
+            fn = _tile_function(builder.module, context, x.dtype, n_lanes, n_vec, r, s, strided, indexed)
             block = builder.append_basic_block(f"tile.{r}x{s}")
             switch.add_case(ir.Constant(I64, i), block)
             builder.position_at_end(block)
@@ -144,17 +158,18 @@ def _tile_intrinsic(params: dict, strided: bool):
     return sig, codegen
 
 
-def _tile_function(module, context, dtype, lanes, n_vec, rows, s, strided=False):
+def _tile_function(module, context, dtype, lanes, n_vec, rows, s, strided=False, indexed=False):
     """The tile of one shape as its own (internal, not inlined) function of the module:
     LLVM optimizes each shape apart, which keeps compile time linear in the shapes."""
     elem = context.get_data_type(dtype)
     ptr = elem.as_pointer()
-    names = TileArgs.names(strided)
-    arg_types = [I64.as_pointer() if name == "xoff" else ptr if name in _ARRAYS else I64 for name in names]
-    name = f"fastconv_fma_tile_{rows}x{s}{'_px' if strided else ''}_l{lanes}v{lanes * n_vec}_f{dtype.bitwidth}"
+    names = TileArgs.names(strided, indexed)
+    arg_types = [I64.as_pointer() if name in _INDEX_ARRAYS else ptr if name in _ARRAYS else I64 for name in names]
+    kind = ("_px" if strided else "") + ("_wi" if indexed else "")
+    name = f"fastconv_fma_tile_{rows}x{s}{kind}_l{lanes}v{lanes * n_vec}_f{dtype.bitwidth}"
     fn, builder = internal_function(module, name, arg_types, names)
     if builder is not None:
-        _TileBuilder(builder, elem, lanes, n_vec, TileArgs(*fn.args)).emit(rows, s)
+        _TileBuilder(builder, elem, lanes, n_vec, TileArgs(**dict(zip(names, fn.args)))).emit(rows, s)
         builder.ret_void()
     return fn
 
@@ -189,7 +204,8 @@ class _TileBuilder(Vectors):
         for acc in _flat(accs):
             acc.add_incoming(zero, entry)
         step = b.load(self.at(a.xoff, r))
-        wrow = self.at(a.w, b.add(a.wbase, b.mul(r, const(self.v))))
+        wstep = b.mul(r, const(self.v)) if a.woff is None else b.load(self.at(a.woff, r))
+        wrow = self.at(a.w, b.add(a.wbase, wstep))
         ws = [self.load(wrow, const(j * self.lanes)) for j in range(self.n_vec)]
         new = []
         for i in range(rows):

@@ -12,13 +12,16 @@ Per call, in this order:
    its block of V output channels' weights (vector.fma_tile.pack_weight_block)
    and writes the output straight into an array of the user's layout (NCHW or
    channels-last): no output transpose. float16 is computed in float32, cast at the end.
+   With zeros padding, where the tile model says it pays, the plane is cut into regions
+   that run only the taps reading the input (conv.direct.banded.banded_kernel).
 
 Channels-last 1x1 convolutions without padding skip all of this: one GEMM of pixel rows
 read in place (conv/direct/pointwise_rows.py, its tiles from conv/direct/pointwise.py),
 whose repeated calls are bound to their plan (:func:`bind_direct`).
 
 Files: conv/direct/tiled.py (tile shapes, tiling of the output plane, input packing,
-the kernel factory), vector/fma_tile.py (the register tile and the weight
+the kernel factory), conv/direct/banded.py (the plane in regions that skip the taps
+reading zeros padding), vector/fma_tile.py (the register tile and the weight
 packer, as LLVM IR), conv/direct/pointwise_rows.py (channels-last 1x1 layers) and
 conv/direct/pointwise.py (its tile shapes).
 """
@@ -39,8 +42,9 @@ from ....kernels.activation import ACTIVATION_CODES
 from ....kernels.geometry import geometry3
 from ....kernels.padding_index import source_index
 from ...layout import as_working, channels_last_5d, image_chunks
-from ...weights import grouped_weight, pack_bias_blocked
+from ...weights import all_finite, grouped_weight, pack_bias_blocked
 from ..driver import ChunkedOutput
+from .banded import BandedPlan, banded_kernel, banded_plan, zero_padded
 from .pointwise_rows import rows_plan, run_rows, supports_rows
 from .tiled import (
     L1_BYTES,
@@ -66,6 +70,7 @@ class DirectPlan(NamedTuple):
     tiles: PlaneTiles
     pitches: tuple  # image, depth step, height step, group (in packed-input elements)
     kb_n: int
+    banded: BandedPlan | None  # zeros padding: the plane in regions that skip the taps reading padding
 
 
 @cached_plan
@@ -94,9 +99,10 @@ def direct_plan(spec) -> DirectPlan:
     assert reach < pitches[0], (reach, pitches[0])
     maps = [source_index(n, b, e, spec.padding_mode) for n, (b, e) in zip(geom.in_size, geom.pads)]
     maps[2] = column_map(maps[2], planar.phases, planar.wq)
+    banded = banded_plan(geom, xoff, cg, shape, streams_l2) if zero_padded(spec) else None
     return DirectPlan(
         shape, (planar.dp, planar.hp, channels, planar.phases, planar.wq), tuple(maps),
-        xoff, tiles, pitches, -(-spec.out_per_group // shape.v))
+        xoff, tiles, pitches, -(-spec.out_per_group // shape.v), banded)
 
 
 def bind_direct(spec):
@@ -133,11 +139,14 @@ def _run_tiled(spec, x, w4, bias, pos):
     dtype = working_dtype(np.dtype(spec.dtype))
     act = ACTIVATION_CODES[spec.activation]
     plan = direct_plan(spec)
-    kernel = direct_kernel(plan.shape)
     bq = pack_bias_blocked(bias, spec, plan.shape.v, dtype)
     od_n, oh_n, ow_n = geometry3(spec).out_size
-    tiles = plan.tiles
-    splits = task_splits(spec.groups * plan.kb_n, tiles.segments, numba.get_num_threads())
+    tiles, banded = plan.tiles, plan.banded
+    if banded is not None and (pos.size or not all_finite(w4)):
+        banded = None  # a NaN or inf weight must meet the padded zeros it would skip; a swapped weight
+        # (pos) is packed by the plain kernel only
+    segments = tiles.segments if banded is None else banded.order.shape[0]
+    splits = task_splits(spec.groups * plan.kb_n, segments, numba.get_num_threads())
     fill = dtype.type(spec.padding_value)
 
     result = ChunkedOutput(spec, dtype, spec.channels_last)  # float16: float32 output per chunk only
@@ -149,9 +158,15 @@ def _run_tiled(spec, x, w4, bias, pos):
         xq = np.empty((n1 - n0, *plan.packed_shape), dtype)
         pack_row_planar(as_working(x5[n0:n1], dtype), *plan.maps, fill, xq)
         out = result.chunk(n0, n1)
-        kernel(xq.reshape(-1), w4, plan.xoff, bq.reshape(-1), out.reshape(-1), tiles.row, tiles.col,
-               tiles.sel, tiles.group_start, n1 - n0, od_n, oh_n, ow_n, *plan.pitches, plan.kb_n, splits,
-               spec.channels_last, act, pos)
+        if banded is None:
+            direct_kernel(plan.shape)(xq.reshape(-1), w4, plan.xoff, bq.reshape(-1), out.reshape(-1), tiles.row,
+                                      tiles.col, tiles.sel, tiles.group_start, n1 - n0, od_n, oh_n, ow_n,
+                                      *plan.pitches, plan.kb_n, splits, spec.channels_last, act, pos)
+        else:
+            banded_kernel(plan.shape)(xq.reshape(-1), w4, banded.xoff, banded.woff, bq.reshape(-1), out.reshape(-1),
+                                      banded.regions, banded.row, banded.col, banded.sel, banded.layouts,
+                                      banded.order, n1 - n0, od_n, oh_n, ow_n, *plan.pitches, plan.kb_n, splits,
+                                      spec.channels_last, act)
         xq = None  # the next chunk's packing is not allocated while this one lives
         result.store(n0, n1, out)
         out = None

@@ -202,6 +202,23 @@ def segment_tiles(s, layout, oh_n):
 SEGMENT_TILES = 8  # long rows are cut into segments of this many tiles, for parallel tasks
 
 
+def _heights(oh_n: int, shape: TileShape):
+    return [h for h in sorted({r for r, _ in shape.shapes}) if h <= oh_n]
+
+
+def _rows_cost(oh_n: int, ow_n: int, height: int, shape: TileShape, streams_l2: bool) -> float:
+    """Modelled cycles of one reduction step over oh_n rows: oh_n // height groups of height
+    rows, the rest one row each, summed in that order."""
+    one = group_tiles(ow_n, 1, shape.shapes, shape.n_vec, streams_l2)[1]
+    full = group_tiles(ow_n, height, shape.shapes, shape.n_vec, streams_l2)[1]
+    return sum(itertools.chain(itertools.repeat(full, oh_n // height), itertools.repeat(one, oh_n % height)))
+
+
+def plane_cost(od_n: int, oh_n: int, ow_n: int, shape: TileShape, streams_l2: bool) -> float:
+    """Modelled cycles of one reduction step over the plane as :func:`plane_tiles` tiles it."""
+    return od_n * min(_rows_cost(oh_n, ow_n, h, shape, streams_l2) for h in _heights(oh_n, shape))
+
+
 @cached_plan
 def plane_tiles(od_n: int, oh_n: int, ow_n: int, shape: TileShape, streams_l2: bool) -> PlaneTiles:
     """Tiles covering the output plane: rows in groups of R (the cheapest R by the
@@ -212,14 +229,7 @@ def plane_tiles(od_n: int, oh_n: int, ow_n: int, shape: TileShape, streams_l2: b
     write the same pixel). Segments never span two depths. The result holds one row
     group of each kind (PlaneTiles), a few kilobytes for any plane.
     """
-    heights = sorted({r for r, _ in shape.shapes})
-
-    def cost(height):  # oh_n // height groups of height rows, the rest one row each, summed in that order
-        one = group_tiles(ow_n, 1, shape.shapes, shape.n_vec, streams_l2)[1]
-        full = group_tiles(ow_n, height, shape.shapes, shape.n_vec, streams_l2)[1]
-        return sum(itertools.chain(itertools.repeat(full, oh_n // height), itertools.repeat(one, oh_n % height)))
-
-    height = min((h for h in heights if h <= oh_n), key=cost)
+    height = min(_heights(oh_n, shape), key=lambda h: _rows_cost(oh_n, ow_n, h, shape, streams_l2))
     kinds = [(height, oh_n // height), (1, oh_n % height)]
     rows, cols, sels, bounds, counts = [], [], [], [], []
     for g, count in kinds:
@@ -270,6 +280,9 @@ def column_map(w_map: np.ndarray, phases: int, wq: int) -> np.ndarray:
     return np.where(j < len(w_map), w_map[np.minimum(j, len(w_map) - 1)], -2)
 
 
+PACK_TASKS = 16  # images x rows fewer than this are also cut along channels (or the row): 1-D layers are one row
+
+
 @parallel_kernel
 def pack_row_planar(x, map_d, map_h, map_w, fill, out):
     """out (N, Dp, Hp, C, SW, WQ) from x (N, D, H, W, C): map entries are source indices,
@@ -278,20 +291,27 @@ def pack_row_planar(x, map_d, map_h, map_w, fill, out):
     Channels-last input with 8 or more channels is read along C (one pass over the
     row); other input along W, one channel at a time (a pass per channel would re-read
     a long channels-last row from memory C times: 1-D rows of 16000 ran 2x slower).
+    Fewer than PACK_TASKS rows are cut into pieces (of channels, or of the row read
+    along C) so that every thread packs, in chunks of :func:`balanced` (a preempted
+    worker's pieces are taken over).
     """
     n_img, dp, hp, c_n, phases, wq = out.shape
     zero = fill - fill
     channels_inner = x.strides[4] < x.strides[3] and c_n >= 8
-    for t in prange(n_img * dp * hp):
-        n = t // (dp * hp)
-        r = t - n * (dp * hp)
+    rows = n_img * dp * hp
+    pieces = 1 if rows >= PACK_TASKS else min(c_n if not channels_inner else wq, -(-PACK_TASKS // max(rows, 1)))
+    previous = balanced(rows * pieces)
+    for t in prange(rows * pieces):
+        piece = t % pieces
+        n = t // pieces // (dp * hp)
+        r = t // pieces - n * (dp * hp)
         d = r // hp
         h = r - d * hp
         sd = map_d[d]
         sh = map_h[h]
         if channels_inner:
             for ph in range(phases):
-                for j in range(wq):
+                for j in range(piece * wq // pieces, (piece + 1) * wq // pieces):
                     sw = map_w[ph, j]
                     if sw == -2:
                         for c in range(c_n):
@@ -303,7 +323,7 @@ def pack_row_planar(x, map_d, map_h, map_w, fill, out):
                         for c in range(c_n):
                             out[n, d, h, c, ph, j] = x[n, sd, sh, sw, c]
             continue
-        for c in range(c_n):
+        for c in range(piece * c_n // pieces, (piece + 1) * c_n // pieces):
             for ph in range(phases):
                 for j in range(wq):
                     sw = map_w[ph, j]
@@ -313,6 +333,7 @@ def pack_row_planar(x, map_d, map_h, map_w, fill, out):
                         out[n, d, h, c, ph, j] = fill
                     else:
                         out[n, d, h, c, ph, j] = x[n, sd, sh, sw, c]
+    restore(previous)
 
 
 def reduction_offsets(geom, planar: RowPlanar, channels: int, in_per_group: int) -> np.ndarray:
@@ -336,11 +357,10 @@ def reduction_offsets(geom, planar: RowPlanar, channels: int, in_per_group: int)
 # ---------------------------------------------------------------------------------------
 
 @inline_helper
-def task_place(t, groups, kg, layout, kb_n, splits, v):
+def task_place(t, groups, kg, n_segments, kb_n, splits, v):
     """Task t of the direct kernels' loop over (1/splits of the plane's segments, group,
     block of V output channels): its block index, group, channel block, first output
     channel, valid channel count and range of segments."""
-    n_segments = layout[6]
     blk = t % (groups * kb_n)
     split = t // (groups * kb_n)
     g = blk // kb_n
@@ -351,21 +371,21 @@ def task_place(t, groups, kg, layout, kb_n, splits, v):
 
 
 @inline_helper
-def task_block(t, w, steps, layout, kb_n, splits, v, lanes, revision):
+def task_block(t, w, steps, n_segments, kb_n, splits, v, lanes, revision):
     """Task t's place (:func:`task_place`, its block replacing the channel block) and its
     weight block packed for the micro-kernel, from w (G, K/G, steps)."""
-    blk, g, kb, k0, kvalid, first, last = task_place(t, w.shape[0], w.shape[1], layout, kb_n, splits, v)
+    blk, g, kb, k0, kvalid, first, last = task_place(t, w.shape[0], w.shape[1], n_segments, kb_n, splits, v)
     wblk = np.empty(steps * v, w.dtype)
     pack_weight_block(w, g, kb, wblk, v, lanes, revision)
     return blk, g, k0, kvalid, first, last, wblk
 
 
 @inline_helper
-def task_block_swapped(t, w, steps, layout, kb_n, splits, v, lanes, revision, pos, sub):
+def task_block_swapped(t, w, steps, n_segments, kb_n, splits, v, lanes, revision, pos, sub):
     """As :func:`task_block`, the block packed from a conv's own weight w (G * Kin, C/G, T)
     with its channel axes swapped, each tap t at step pos[t] of sub (vector.swapped_pack)."""
     kin = steps // sub
-    blk, g, kb, k0, kvalid, first, last = task_place(t, w.shape[0] // kin, w.shape[1], layout, kb_n, splits, v)
+    blk, g, kb, k0, kvalid, first, last = task_place(t, w.shape[0] // kin, w.shape[1], n_segments, kb_n, splits, v)
     wblk = np.empty(steps * v, w.dtype)
     pack_swapped_block(w, g, kb, kin, pos, sub, wblk, v, lanes, revision)
     return blk, g, k0, kvalid, first, last, wblk
@@ -414,10 +434,10 @@ def direct_kernel(shape: TileShape):
         previous = balanced(groups * kb_n * splits)
         for t in prange(groups * kb_n * splits):
             if sub:
-                blk, g, k0, kvalid, first, last, wblk = task_block_swapped(t, w, xoff.size, group_start, kb_n, splits,
-                                                                           v, lanes, swapped_revision, pos, sub)
+                blk, g, k0, kvalid, first, last, wblk = task_block_swapped(t, w, xoff.size, group_start[6], kb_n,
+                                                                           splits, v, lanes, swapped_revision, pos, sub)
             else:
-                blk, g, k0, kvalid, first, last, wblk = task_block(t, w, xoff.size, group_start, kb_n, splits, v,
+                blk, g, k0, kvalid, first, last, wblk = task_block(t, w, xoff.size, group_start[6], kb_n, splits, v,
                                                                    lanes, revision)
             for n in range(n_img):
                 for s in range(first, last):
