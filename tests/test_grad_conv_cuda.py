@@ -19,10 +19,10 @@ from numba import cuda
 
 import fastconv
 import fastconv.grad as G
+from fastconv import dispatch
 from fastconv import reference as ref
 from fastconv.cuda import conv_weight_grad_gemm as wgemm
 from fastconv.cuda.conv_weight_grad_depthwise import Plan, depthwise_weight_grad
-from fastconv import dispatch
 from fastconv.dispatch import choose
 from fastconv.testing.conv_samples import sample
 

@@ -460,3 +460,64 @@ def test_inputs_are_not_modified():
     G.lp_pool2d(g, x, 3.0, 2)
     np.testing.assert_array_equal(x, keep_x)
     np.testing.assert_array_equal(g, keep_g)
+
+
+def _window_cells(n, o, k, s, d, pad, adaptive):
+    """The input cells output ``o`` of one dim reads, from the definition."""
+    if adaptive:
+        return set(range(o * n // k, -(-(o + 1) * n // k)))
+    return {o * s - pad + j * d for j in range(k)} & set(range(n))
+
+
+@pytest.mark.parametrize("case", [
+    dict(op="max_pool2d", shape=(1, 2, 5, 7), kernel=3, stride=2, padding=1, dilation=1, ceil_mode=True),
+    dict(op="max_pool2d", shape=(1, 1, 6, 6), kernel=2, stride=1, padding=1, dilation=3, ceil_mode=False),
+    dict(op="max_pool1d", shape=(2, 1, 9), kernel=3, stride=3, padding=1, dilation=2, ceil_mode=True),
+    dict(op="max_pool3d", shape=(1, 1, 3, 4, 5), kernel=2, stride=(1, 2, 2), padding=(0, 1, 1), dilation=1,
+         ceil_mode=False),
+    dict(op="adaptive_max_pool2d", shape=(1, 2, 7, 5), output_size=(3, 2)),
+], ids=lambda c: c["op"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_every_index_inside_its_window_is_accepted_and_every_other_refused(case, channels_last):
+    """The index check (kernels.pool_reach.first_stray_index over output_spans) against the
+    windows' definition: each output's index set, one at a time, to every value from -2 to
+    past the plane, in either layout."""
+    nd = len(case["shape"]) - 2
+    x = np.random.default_rng(0).standard_normal(case["shape"])
+    adaptive = case["op"].startswith("adaptive")
+    layout = dict(channels_last=channels_last)
+    xs = np.ascontiguousarray(np.moveaxis(x, 1, -1)) if channels_last else x
+    if adaptive:
+        args = (case["output_size"],)
+        _, idx = getattr(F, case["op"])(xs, *args, return_indices=True, **layout)
+        per_dim = [(o, None) for o in case["output_size"]]
+    else:
+        args = (case["kernel"], case["stride"], case["padding"], case["dilation"], case["ceil_mode"])
+        _, idx = getattr(F, case["op"])(xs, *args, return_indices=True, **layout)
+        per_dim = list(zip(*(np.broadcast_to(np.asarray(v, dtype=object), (nd,)) for v in args[:4])))
+    grad = getattr(G, case["op"])
+    in_size = case["shape"][2:]
+    plane = int(np.prod(in_size))
+    g = np.ones(idx.shape)
+    out_size = idx.shape[1:-1] if channels_last else idx.shape[2:]
+    for q in np.ndindex(*idx.shape):
+        o = q[1:-1] if channels_last else q[2:]
+        inside = set()
+        cells = []
+        for n, oo, pd, on in zip(in_size, o, per_dim, out_size):
+            if adaptive:
+                cells.append(_window_cells(n, oo, on, None, None, None, True))
+            else:
+                k, s, p, d = pd
+                cells.append(_window_cells(n, oo, k, s, d, p, False))
+        for pos in np.ndindex(*in_size):
+            if all(i in c for i, c in zip(pos, cells)):
+                inside.add(int(np.ravel_multi_index(pos, in_size)))
+        for v in range(-2, plane + 2):
+            bad = idx.copy()
+            bad[q] = v
+            if v == -1 or v in inside:
+                grad(g, xs, *args, indices=bad, **layout)
+            else:
+                with pytest.raises(ValueError, match="is not a position"):
+                    grad(g, xs, *args, indices=bad, **layout)

@@ -26,7 +26,7 @@ import numpy as np
 from .._args import check_flag, int_tuple, is_int, resolve_pads, window_out_size
 from .._arrays import check_array, check_same_dtype, is_cuda_array, shape_of, to_host
 from ..kernels.geometry import lift3
-from ..kernels.pool_reach import adaptive_reaches, first_stray_index, window_reaches
+from ..kernels.pool_reach import adaptive_reaches, first_stray_index, output_spans, window_reaches
 from ..ops import pooling as forward
 from ..ops import windows as forward_windows
 from ..ops._call import _as_kind, batched, execute
@@ -75,8 +75,9 @@ def _indices(op, name, indices, spec, unbatched, adaptive):
                         f"return_indices=True gives")
     host = np.ascontiguousarray(host, np.int64)
     reaches = adaptive_reaches(spec) if adaptive else window_reaches(spec)
+    spans = (a for r, o in zip(reaches, lift3(spec.out_size, 1)) for a in output_spans(r, o))
     stray = first_stray_index(host.reshape(-1), spec.channels_last, spec.channels, *lift3(spec.in_size, 1),
-                              *lift3(spec.out_size, 1), *(a for r in reaches for a in r[:2]))
+                              *lift3(spec.out_size, 1), *spans)
     if stray >= 0:
         where = np.unravel_index(stray, host.shape)[unbatched:]
         raise ValueError(f"{op}: {name}[{', '.join(map(str, where))}]={int(host.reshape(-1)[stray])} is not a "

@@ -18,6 +18,7 @@ import numpy as np
 from numba import njit
 
 from .._jit_cache import robust_cache
+from .inline import inline_helper
 
 # What an output contributes to the elements of its window (the gather kernels' ``kind``).
 AVG, MAX, LP, LP_INF = 0, 1, 2, 3
@@ -97,45 +98,76 @@ def adaptive_reaches(spec) -> list:
                                                       zip(spec.in_size, spec.out_size)]
 
 
+def output_spans(reach: Reach, o: int) -> tuple:
+    """Per output cell of one dim, the input cells its window covers, as (first, last, step)
+    arrays: each window's cells (clipped to the input) are evenly spaced, by the dilation
+    (sliding windows) or 1 (adaptive cells). An output covering none has first > last."""
+    cells = np.repeat(np.arange(len(reach.ptr) - 1, dtype=np.int64), np.diff(reach.ptr))
+    first = np.full(o, np.iinfo(np.int64).max, np.int64)
+    last = np.full(o, -1, np.int64)
+    np.minimum.at(first, reach.outs, cells)
+    np.maximum.at(last, reach.outs, cells)
+    covered = np.bincount(reach.outs, minlength=o)
+    step = np.where(covered > 1, (last - first) // np.maximum(covered - 1, 1), 1)
+    return first, last, step
+
+
+@inline_helper
+def exact_quotient(v, n, inv_n):
+    """v // n for 0 <= v < 2**52 and n >= 1, by a multiply with ``inv_n`` = 1 / n and one
+    correction: a 64-bit division took most of first_stray_index's time."""
+    r = np.int64(v * inv_n)
+    if r * n > v:
+        r -= 1
+    elif (r + 1) * n <= v:
+        r += 1
+    return r
+
+
 @robust_cache
 @njit(nogil=True, error_model="numpy")
-def first_stray_index(idx, cl, c_n, in_d, in_h, in_w, od_n, oh_n, ow_n, ptr_d, outs_d, ptr_h, outs_h, ptr_w,
-                      outs_w):
+def first_stray_index(idx, cl, c_n, in_d, in_h, in_w, od_n, oh_n, ow_n, first_d, last_d, step_d, first_h, last_h,
+                      step_h, first_w, last_w, step_w):
     """The first flat position q of max-pooling indices ``idx`` (C-contiguous int64 in the
     output's 5-D lifted layout) whose index is neither -1 nor an input element inside q's
-    window, per the per-dim reach lists; -1 when every index is one. Serial (cheap next
-    to the gather, and usable for either backend without starting a thread pool)."""
+    window, per the per-dim spans of :func:`output_spans`; -1 when every index is one.
+    Serial (cheap next to the gather, and usable for either backend without starting a
+    thread pool). One flat loop with the output's position kept by counters, the window
+    tests written out: nested loops over the output's axes, or the tests as an inlined
+    helper returning a short-circuit ``or``, each ran 10x slower (1.6M indices: 91 ms
+    against 9, one core)."""
     plane = in_d * in_h * in_w
     lanes = c_n if cl else 1
-    blocks = idx.size // max(od_n * oh_n * ow_n * lanes, 1)
-    w_u = np.uint64(in_w)
-    h_u = np.uint64(in_h)
-    q = 0
-    for _ in range(blocks):
-        for od in range(od_n):
-            for oh in range(oh_n):
-                for ow in range(ow_n):
-                    for _m in range(lanes):
-                        v = idx[q]
-                        if v != -1:
-                            if v < 0 or v >= plane:
-                                return q
-                            rest = np.uint64(v) // w_u
-                            iw = v - np.int64(rest * w_u)
-                            i_d = np.int64(rest // h_u)
-                            ih = np.int64(rest) - i_d * in_h
-                            ok = False
-                            for a in range(ptr_w[iw], ptr_w[iw + 1]):
-                                ok = ok or outs_w[a] == ow
-                            if ok:
-                                ok = False
-                                for a in range(ptr_h[ih], ptr_h[ih + 1]):
-                                    ok = ok or outs_h[a] == oh
-                            if ok:
-                                ok = False
-                                for a in range(ptr_d[i_d], ptr_d[i_d + 1]):
-                                    ok = ok or outs_d[a] == od
-                            if not ok:
-                                return q
-                        q += 1
+    inv_w = 1.0 / max(in_w, 1)
+    inv_h = 1.0 / max(in_h, 1)
+    od = oh = ow = m = 0
+    for q in range(idx.size):
+        v = idx[q]
+        if v != -1:
+            if v < 0 or v >= plane:
+                return q
+            rest = exact_quotient(v, in_w, inv_w)
+            i_d = exact_quotient(rest, in_h, inv_h)
+            iw = v - rest * in_w
+            ih = rest - i_d * in_h
+            r = iw - first_w[ow]
+            bad = r < 0 or iw > last_w[ow] or (step_w[ow] != 1 and r % step_w[ow] != 0)
+            r = ih - first_h[oh]
+            bad |= r < 0 or ih > last_h[oh] or (step_h[oh] != 1 and r % step_h[oh] != 0)
+            r = i_d - first_d[od]
+            bad |= r < 0 or i_d > last_d[od] or (step_d[od] != 1 and r % step_d[od] != 0)
+            if bad:
+                return q
+        m += 1
+        if m == lanes:
+            m = 0
+            ow += 1
+            if ow == ow_n:
+                ow = 0
+                oh += 1
+                if oh == oh_n:
+                    oh = 0
+                    od += 1
+                    if od == od_n:
+                        od = 0
     return -1

@@ -46,6 +46,12 @@ def pool_grad_gather(g, idx, y, x, gi, kind, p, divisor_override, cl, n_img, c_n
     module docstring. The innermost loop runs over the lanes that share an output
     offset: all channels (channels-last, contiguous) or the one channel. A contribution
     that does not apply adds +0, which leaves every sum as it was (none is -0).
+
+    MAX and LP_INF walk the row's outputs instead, each adding its gradient to the element
+    its index names when that lies in the row: per element the same (od, oh, ow) order and
+    the same sums, for a third of the work of testing every window of every element (3x3
+    stride 2). It relies on the indices lying inside their windows (fastconv.grad checks
+    them: kernels.pool_reach.first_stray_index); an index past the row is never written.
     """
     zero = gi.dtype.type(0)
     one = gi.dtype.type(1)
@@ -73,17 +79,22 @@ def pool_grad_gather(g, idx, y, x, gi, kind, p, divisor_override, cl, n_img, c_n
                     row_q = ((n * od_n + od) * oh_n + oh) * ow_n * c_n
                 else:
                     row_q = (((n * c_n + c) * od_n + od) * oh_n + oh) * ow_n
+                if kind == 1 or kind == 3:  # each output of the row adds its gradient to the element it chose
+                    row_flat = (i_d * in_h + ih) * in_w
+                    for ow in range(ow_n):
+                        q0 = row_q + ow * lanes
+                        for m in range(lanes):
+                            iw = idx[q0 + m] - row_flat
+                            if iw >= 0 and iw < in_w:
+                                gi[row_e + iw * lanes + m] += g[q0 + m]
+                    continue
                 div_dh = cnt_d[od] * cnt_h[oh]
                 for iw in range(in_w):
-                    flat = (i_d * in_h + ih) * in_w + iw
                     e0 = row_e + iw * lanes
                     for f in range(ptr_w[iw], ptr_w[iw + 1]):
                         ow = outs_w[f]
                         q0 = row_q + ow * lanes
-                        if kind == 1 or kind == 3:
-                            for m in range(lanes):
-                                gi[e0 + m] += g[q0 + m] if idx[q0 + m] == flat else zero
-                        elif kind == 0:
+                        if kind == 0:
                             div = divisor_override if divisor_override > 0 else div_dh * cnt_w[ow]
                             if div > 0:
                                 dv = gi.dtype.type(div)
