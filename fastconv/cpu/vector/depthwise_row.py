@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 from numba.core import types
 from numba.extending import intrinsic
 
-from .ir import I64, Vectors, const, internal_function, parameters, source_revision
+from .ir import I64, Loops, const, internal_function, parameters, source_revision
 
 # Kernels pass this to dw_row (see source_revision).
 REVISION = source_revision(__file__)
@@ -124,7 +124,7 @@ def _row_function(module, context, dtype, lanes, geometry):
     return fn
 
 
-class _RowBuilder(Vectors):
+class _RowBuilder(Loops):
     def __init__(self, builder, elem, lanes, args: RowArgs, geometry):
         super().__init__(builder, elem, lanes)
         self.args = args
@@ -208,7 +208,7 @@ class _RowBuilder(Vectors):
                         users = [(p, k) for p in range(size) for k in range(self.kw_n)
                                  if p * self.sw + k * self.dw == col]
                         if self.columns:  # one pixel: each column is one tap, skipped when clipped
-                            accs = self._when(self._inside(2, users[0][1]), accs,
+                            accs = self.when(self._inside(2, users[0][1]), accs,
                                               lambda a, row=row, col=col, kd=kd, kh=kh, k=users[0][1]: self._taps(
                                                   a, row, col, [(0, k)], weights, kd, kh, mask))
                         else:
@@ -216,7 +216,7 @@ class _RowBuilder(Vectors):
                     return accs
 
                 inside = b.and_(self._inside(0, kd), self._inside(1, kh))
-                accs = self._when(inside, accs, window_row)
+                accs = self.when(inside, accs, window_row)
         lo, hi = clamp
         op = b.add(b.add(self.args.ob, b.mul(p0, self.args.cn)), c)
         for p, acc in enumerate(accs):
@@ -239,23 +239,3 @@ class _RowBuilder(Vectors):
         b = self.b
         lo, hi = self.bounds[axis]
         return b.and_(b.icmp_signed("<=", lo, const(k)), b.icmp_signed(">", hi, const(k)))
-
-    def _when(self, cond, accs, body):
-        """accs updated by body(accs) where cond holds, else unchanged (a branch and phis)."""
-        b = self.b
-        before = b.block
-        then = b.append_basic_block("taps.then")
-        merge = b.append_basic_block("taps.merge")
-        b.cbranch(cond, then, merge)
-        b.position_at_end(then)
-        updated = body(list(accs))
-        then_end = b.block
-        b.branch(merge)
-        b.position_at_end(merge)
-        out = []
-        for old, new in zip(accs, updated):
-            phi = b.phi(self.vec)
-            phi.add_incoming(old, before)
-            phi.add_incoming(new, then_end)
-            out.append(phi)
-        return out
