@@ -34,10 +34,9 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from llvmlite import ir
-from numba.core import types
 from numba.extending import intrinsic
 
-from .ir import I32, I64, Loops, const, internal_function, parameters, source_revision
+from .ir import I32, I64, Loops, array_intrinsic, const, internal_function, parameters, source_revision
 
 # Kernels pass this to the intrinsics (see ir.source_revision).
 REVISION = source_revision(__file__)
@@ -102,28 +101,11 @@ _LITERALS = ("shape", "lanes", "revision")
 
 
 def _typing(params, kind, builder_class):
-    """The signature and code generation of an intrinsic: ``params`` (its arguments by name,
-    from :func:`ir.parameters`) are the arrays, the ints of its argument tuple, then the
-    (shape, lanes, revision) literals; None (no match) for other types."""
-    shape, lanes, revision = (params[n] for n in _LITERALS)
-    if not isinstance(shape, types.StringLiteral) or not all(
-            isinstance(a, types.IntegerLiteral) for a in (lanes, revision)):
-        return None
-    if not (params["x"].dtype == params["g"].dtype == params["acc"].dtype):
-        return None
-    fields = tuple(n for n in params if n not in _LITERALS)
-    dtype, geometry, n_lanes = params["x"].dtype, _parse(shape.literal_value), lanes.literal_value
-    sig = types.none(*(params[n] if n in _ARRAYS or n in _LITERALS else types.intp for n in params))
-
-    def codegen(context, builder, signature, values):
-        arg_types, vals = dict(zip(params, signature.args)), dict(zip(params, values))
-        ptrs = {n: context.make_array(arg_types[n])(context, builder, vals[n]).data for n in _ARRAYS}
-        ints = {n: context.cast(builder, vals[n], arg_types[n], types.intp) for n in fields if n not in _ARRAYS}
-        fn = _function(builder.module, kind, context.get_data_type(dtype), n_lanes, geometry, fields, builder_class)
-        builder.call(fn, [ptrs[n] if n in _ARRAYS else ints[n] for n in fields])
-        return context.get_dummy_value()
-
-    return sig, codegen
+    """The intrinsic's signature and code generation (ir.array_intrinsic): the arrays, the
+    ints of its argument tuple, then the (shape, lanes, revision) literals."""
+    return array_intrinsic(params, _ARRAYS, _LITERALS, _parse,
+                           lambda module, elem, lanes, geometry, fields:
+                           _function(module, kind, elem, lanes, geometry, fields, builder_class))
 
 
 def _function(module, kind, elem, lanes, geometry, fields, builder_class):

@@ -13,7 +13,7 @@ import hashlib
 from pathlib import Path
 
 from llvmlite import ir
-from numba.core import cgutils
+from numba.core import cgutils, types
 
 I1, I32, I64 = ir.IntType(1), ir.IntType(32), ir.IntType(64)
 
@@ -37,6 +37,33 @@ def parameters(typing_locals: dict) -> dict:
     ``locals()`` on entry (the typing context left out): code generation then takes its
     arguments by name, not by a position kept in step with the signature by hand."""
     return {name: value for name, value in typing_locals.items() if name != "typingctx"}
+
+
+def array_intrinsic(params: dict, arrays: tuple, literals: tuple, parse, function):
+    """The signature and code generation of an intrinsic whose ``params`` (by name, from
+    :func:`parameters`) are arrays of one dtype (``arrays``), ints, and the (shape string,
+    lanes, revision) ``literals``; None (no match) for other types. The call goes to
+    ``function(module, elem, lanes, parse(shape), fields)``, the LLVM function taking the
+    arrays' data pointers and the ints as 64-bit, in ``fields`` order."""
+    shape, lanes, revision = (params[n] for n in literals)
+    if not isinstance(shape, types.StringLiteral) or not all(
+            isinstance(a, types.IntegerLiteral) for a in (lanes, revision)):
+        return None
+    if len({params[n].dtype for n in arrays}) != 1:
+        return None
+    fields = tuple(n for n in params if n not in literals)
+    dtype, parsed, n_lanes = params[arrays[0]].dtype, parse(shape.literal_value), lanes.literal_value
+    sig = types.none(*(params[n] if n in arrays or n in literals else types.intp for n in params))
+
+    def codegen(context, builder, signature, values):
+        arg_types, vals = dict(zip(params, signature.args)), dict(zip(params, values))
+        ptrs = {n: context.make_array(arg_types[n])(context, builder, vals[n]).data for n in arrays}
+        ints = {n: context.cast(builder, vals[n], arg_types[n], types.intp) for n in fields if n not in arrays}
+        fn = function(builder.module, context.get_data_type(dtype), n_lanes, parsed, fields)
+        builder.call(fn, [ptrs[n] if n in arrays else ints[n] for n in fields])
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 def internal_function(module, name: str, arg_types, arg_names=()):

@@ -25,10 +25,9 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from numba.core import types
 from numba.extending import intrinsic
 
-from .ir import Loops, const, internal_function, parameters, source_revision
+from .ir import Loops, array_intrinsic, const, internal_function, parameters, source_revision
 
 # Kernels pass this to the intrinsic (see ir.source_revision).
 REVISION = source_revision(__file__)
@@ -119,32 +118,14 @@ class _TileBuilder(Loops):
         return self.loop(a.ow0, lambda ow: b.icmp_signed("<", ow, a.ow1), const(1), accs, pixel, "ow")[1]
 
 
-def _typing(params):
-    tile, lanes, revision = (params[n] for n in _LITERALS)
-    if not isinstance(tile, types.StringLiteral) or not all(
-            isinstance(a, types.IntegerLiteral) for a in (lanes, revision)):
-        return None
-    if not (params["x"].dtype == params["g"].dtype == params["acc"].dtype):
-        return None
-    fields = tuple(n for n in params if n not in _LITERALS)
-    dtype, shape, n_lanes = params["x"].dtype, _parse(tile.literal_value), lanes.literal_value
-    sig = types.none(*(params[n] if n in _ARRAYS or n in _LITERALS else types.intp for n in params))
-
-    def codegen(context, builder, signature, values):
-        arg_types, vals = dict(zip(params, signature.args)), dict(zip(params, values))
-        ptrs = {n: context.make_array(arg_types[n])(context, builder, vals[n]).data for n in _ARRAYS}
-        ints = {n: context.cast(builder, vals[n], arg_types[n], types.intp) for n in fields if n not in _ARRAYS}
-        elem = context.get_data_type(dtype)
-        arg_irtypes = [elem.as_pointer() if n in _ARRAYS else const(0).type for n in fields]
-        name = f"fastconv_weight_grad_tile_k{shape[0]}v{shape[1]}_l{n_lanes}_f{elem.intrinsic_name[1:]}"
-        fn, body = internal_function(builder.module, name, arg_irtypes, fields)
-        if body is not None:
-            _TileBuilder(body, elem, n_lanes, fn.args, shape).emit()
-            body.ret_void()
-        builder.call(fn, [ptrs[n] if n in _ARRAYS else ints[n] for n in fields])
-        return context.get_dummy_value()
-
-    return sig, codegen
+def _function(module, elem, lanes, shape, fields):
+    arg_types = [elem.as_pointer() if n in _ARRAYS else const(0).type for n in fields]
+    name = f"fastconv_weight_grad_tile_k{shape[0]}v{shape[1]}_l{lanes}_f{elem.intrinsic_name[1:]}"
+    fn, body = internal_function(module, name, arg_types, fields)
+    if body is not None:
+        _TileBuilder(body, elem, lanes, fn.args, shape).emit()
+        body.ret_void()
+    return fn
 
 
 @intrinsic(prefer_literal=True)
@@ -153,4 +134,4 @@ def wg_tile(typingctx, x, g, acc, xb, xns, xrs, xcs, gb, gns, grs, gcs, n_count,
     """``wg_tile(x, g, acc, xb, xns, xrs, xcs, gb, gns, grs, gcs, n_count, oh0, oh1, ow0, ow1, ab, astep, cw, kc,
     TILE, LANES, REVISION)``: one tile's sums over a box of pixels added into its accumulators
     (module docstring)."""
-    return _typing(parameters(locals()))
+    return array_intrinsic(parameters(locals()), _ARRAYS, _LITERALS, _parse, _function)
