@@ -21,7 +21,7 @@ from numba import prange
 from ...._arrays import working_dtype
 from ....dispatch import register
 from ....kernels.geometry import geometry3, lift3
-from ....kernels.inline import inline_helper
+from ....kernels.tap_range import reading_outputs
 from ..._jit import parallel_kernel
 from ...layout import as_working, channels_last_5d
 from ..depthwise.common import u
@@ -39,14 +39,6 @@ MAX_BLOCK = 256
 def channel_block(channels: int, threads: int) -> int:
     per_task = -(-channels // max(threads, 1))
     return min(MAX_BLOCK, -(-per_task // CHANNEL_BLOCK) * CHANNEL_BLOCK)
-
-
-@inline_helper
-def _clip(ow_n, w_n, off, sw):
-    """[lo, hi): the output columns ow whose input column ow * sw + off lies in [0, w_n)."""
-    lo = 0 if off >= 0 else (sw - 1 - off) // sw
-    hi = min(ow_n, (w_n - 1 - off) // sw + 1) if w_n - 1 - off >= 0 else 0
-    return lo, max(lo, hi)
 
 
 @parallel_kernel
@@ -88,7 +80,7 @@ def depthwise_weight_grad_ndhwc(x, g, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, m
                             xrow = ((n * d_n + i_d) * h_n + i_h) * w_n
                             for kw in range(kw_n):
                                 off = kw * dw - pw
-                                lo, hi = _clip(ow_n, w_n, off, sw)
+                                lo, hi = reading_outputs(ow_n, w_n, off, sw)
                                 ab = ((kd * kh_n + kh) * kw_n + kw) * block
                                 if multiplier == 1:
                                     for ow in range(lo, hi):
@@ -124,7 +116,7 @@ def depthwise_weight_grad_nchw(x, g, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, mu
     los = np.empty(kw_n, np.int64)
     his = np.empty(kw_n, np.int64)
     for kw in range(kw_n):
-        los[kw], his[kw] = _clip(ow_n, w_n, kw * dw - pw, sw)
+        los[kw], his[kw] = reading_outputs(ow_n, w_n, kw * dw - pw, sw)
     for k in prange(k_n):
         c = k // multiplier
         acc = np.zeros(taps * ow_n, out.dtype)

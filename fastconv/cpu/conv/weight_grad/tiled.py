@@ -33,9 +33,9 @@ from ...._arrays import working_dtype
 from ...._workspace import chunks, workspace_limit
 from ....dispatch import register
 from ....kernels.geometry import geometry3
+from ....kernels.tap_range import reading_outputs
 from ..._jit import simd, specialised_kernel
 from ...vector.weight_grad_tile import REVISION, wg_tile
-from .depthwise import _clip
 from .operands import working_ndhwc
 
 ACC_BYTES = 384 * 1024  # a task's gradient block (out-channels x taps x Cg) at most, when it can be cut
@@ -173,7 +173,7 @@ def tiled_kernel(dtype: str):
                         continue
                     for kh in range(kh_n):
                         off = kh * dh - ph
-                        lo, hi = _clip(oh_n, in_h, off, sh)
+                        lo, hi = reading_outputs(oh_n, in_h, off, sh)
                         lo = max(lo, oh_a)
                         hi = min(hi, oh_b)
                         if lo >= hi:
@@ -193,7 +193,7 @@ def tiled_kernel(dtype: str):
                                 col, run, ab = kw0 - pw, (kw1 - kw0) * cg, (row_tap * kw_n + kw0) * cg
                             else:
                                 col = part * dw - pw
-                                a, e = _clip(ow_n, in_w, col, sw)
+                                a, e = reading_outputs(ow_n, in_w, col, sw)
                                 run = cg
                                 ab = (row_tap * kw_n + part) * cg
                             if a >= e:
