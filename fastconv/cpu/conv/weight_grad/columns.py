@@ -17,7 +17,7 @@ from __future__ import annotations
 from numba import prange, uint64
 
 from ....kernels.element_index import pixel_position
-from ..._jit import parallel_kernel
+from ..._jit import parallel_kernel, serial_kernel
 
 
 @parallel_kernel
@@ -65,37 +65,46 @@ def columns_ncdhw(x, n, row0, oh_n, ow_n, kh_n, kw_n, sd, sh, sw, dd, dh, dw, pw
                 cf[uint64(dst + ow)] = fill if i_w < 0 else xf[uint64(src + i_w)]
 
 
+@serial_kernel
+def pixel_columns(xf, shape, p, od_n, oh_n, ow_n, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh, dw, map_d, map_h, map_w,
+                  fill, cf, dst, groups, group_step):
+    """cf[dst + g * group_step + tap * Cg + c] = padded x[n, ..., g * Cg + c] under tap ``tap`` of
+    output pixel p (flat over (n, od, oh, ow)); xf is the flat (N, D, H, W, C) input of ``shape``
+    (D, H, W, C). Flat unsigned indices, so each tap's channels copy as vectors."""
+    d_n, h_n, w_n, c_n = shape
+    cg = c_n // groups
+    n, od, oh, ow = pixel_position(p, od_n, oh_n, ow_n)
+    for kd in range(kd_n):
+        i_d = map_d[od * sd + kd * dd]
+        for kh in range(kh_n):
+            i_h = map_h[oh * sh + kh * dh]
+            for kw in range(kw_n):
+                i_w = map_w[ow * sw + kw * dw]
+                tap_at = dst + ((kd * kh_n + kh) * kw_n + kw) * cg
+                inside = i_d >= 0 and i_h >= 0 and i_w >= 0
+                src = (((n * d_n + i_d) * h_n + i_h) * w_n + i_w) * c_n
+                for g in range(groups):
+                    at = tap_at + g * group_step
+                    if inside:
+                        for c in range(cg):
+                            cf[uint64(at + c)] = xf[uint64(src + g * cg + c)]
+                    else:
+                        for c in range(cg):
+                            cf[uint64(at + c)] = fill
+
+
 @parallel_kernel
 def columns_ndhwc(x, row0, od_n, oh_n, ow_n, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh, dw, map_d, map_h, map_w, fill,
                   cols):
     """cols[g, r, tap * Cg + c] = padded x[n, ..., g * Cg + c] under tap ``tap`` of output pixel
-    row0 + r (flat over (n, od, oh, ow)); x is (N, D, H, W, C). Flat unsigned indices, as in
-    :func:`columns_ncdhw`, so each tap's channels copy as vectors."""
+    row0 + r (flat over (n, od, oh, ow)); x is (N, D, H, W, C): one :func:`pixel_columns` a row."""
     groups, n_rows, taps_c = cols.shape
-    _, d_n, h_n, w_n, c_n = x.shape
-    cg = c_n // groups
     xf = x.reshape(-1)
     cf = cols.reshape(-1)
+    shape = x.shape[1:]
     for r in prange(n_rows):
-        p = row0 + r
-        n, od, oh, ow = pixel_position(p, od_n, oh_n, ow_n)
-        for kd in range(kd_n):
-            i_d = map_d[od * sd + kd * dd]
-            for kh in range(kh_n):
-                i_h = map_h[oh * sh + kh * dh]
-                for kw in range(kw_n):
-                    i_w = map_w[ow * sw + kw * dw]
-                    dst = r * taps_c + ((kd * kh_n + kh) * kw_n + kw) * cg
-                    inside = i_d >= 0 and i_h >= 0 and i_w >= 0
-                    src = (((n * d_n + i_d) * h_n + i_h) * w_n + i_w) * c_n
-                    for g in range(groups):
-                        at = dst + g * n_rows * taps_c
-                        if inside:
-                            for c in range(cg):
-                                cf[uint64(at + c)] = xf[uint64(src + g * cg + c)]
-                        else:
-                            for c in range(cg):
-                                cf[uint64(at + c)] = fill
+        pixel_columns(xf, shape, row0 + r, od_n, oh_n, ow_n, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh, dw, map_d, map_h,
+                      map_w, fill, cf, r * taps_c, groups, n_rows * taps_c)
 
 
 @parallel_kernel

@@ -12,35 +12,12 @@ any number of threads.
 from __future__ import annotations
 
 import numpy as np
-from numba import prange, uint64
+from numba import prange
 
 from ...._threads import balanced, restore
-from ....kernels.element_index import pixel_position
-from ..._jit import parallel_kernel, serial_kernel
+from ..._jit import parallel_kernel
 from ...blas import NO_TRANS, ROW_MAJOR, TRANS, _dgemm, _sgemm
-
-
-@serial_kernel
-def pixel_columns(xf, shape, p, od_n, oh_n, ow_n, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh, dw, map_d, map_h, map_w,
-                  fill, cf, dst):
-    """cf[dst + tap * C + c] = padded x[n, ..., c] under tap ``tap`` of output pixel p (flat over
-    (n, od, oh, ow)); xf is the flat (N, D, H, W, C) input of ``shape`` (D, H, W, C)."""
-    d_n, h_n, w_n, c_n = shape
-    n, od, oh, ow = pixel_position(p, od_n, oh_n, ow_n)
-    for kd in range(kd_n):
-        i_d = map_d[od * sd + kd * dd]
-        for kh in range(kh_n):
-            i_h = map_h[oh * sh + kh * dh]
-            for kw in range(kw_n):
-                i_w = map_w[ow * sw + kw * dw]
-                at = dst + ((kd * kh_n + kh) * kw_n + kw) * c_n
-                if i_d >= 0 and i_h >= 0 and i_w >= 0:
-                    src = (((n * d_n + i_d) * h_n + i_h) * w_n + i_w) * c_n
-                    for c in range(c_n):
-                        cf[uint64(at + c)] = xf[uint64(src + c)]
-                else:
-                    for c in range(c_n):
-                        cf[uint64(at + c)] = fill
+from .columns import pixel_columns
 
 
 @parallel_kernel
@@ -65,7 +42,7 @@ def fused_pieces(x, p0, length, pieces, step, od_n, oh_n, ow_n, kd_n, kh_n, kw_n
             r1 = min(r0 + step, hi)
             for r in range(r0, r1):
                 pixel_columns(xf, shape, p0 + r, od_n, oh_n, ow_n, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh, dw, map_d,
-                              map_h, map_w, fill, cf, (r - r0) * n)
+                              map_h, map_w, fill, cf, (r - r0) * n, 1, 0)
             oa = pa + (p0 + r0) * lda * size
             ob = pc + j * step * n * size
             oc = pp + j * m * n * size
