@@ -25,10 +25,30 @@ def test_when_it_applies():
     assert tiled_plan(spec((1, 32, 7, 7), (32, 16, 2, 2), stride=2), threads) is None  # 1x1 phases: one GEMM
     assert tiled_plan(spec((1, 32, 7, 7), (32, 16, 3, 3), stride=2, padding=1), threads) is None  # 13: odd output
     assert tiled_plan(spec((1, 32, 4, 4), (32, 8, 4, 4), stride=2, padding=1, groups=2), threads) is None
-    # K % V: phases grouped along the width (DCGAN) do not need it, single phases (FCN) do
+    # K % V: neither phases grouped along the width (DCGAN) nor single phases all in the swapped-phases kernel need it
     assert tiled_plan(spec((1, 32, 4, 4), (32, 12, 4, 4), stride=2, padding=1), threads).calls[0].w_shape[0] == 2
-    assert tiled_plan(spec((1, 32, 7, 7), (32, 12, 3, 3), stride=2, padding=1, output_padding=1), threads) is None
+    assert tiled_plan(spec((1, 32, 7, 7), (32, 12, 3, 3), stride=2, padding=1, output_padding=1), threads).swapped
     assert tiled_plan(spec((1, 8, 3, 4, 4), (8, 16, 2, 4, 4), stride=2, padding=1), threads) is None  # depth stride
+    # every call one phase (FCN): one call of the swapped-phases kernel, no forward weights built
+    assert tiled_plan(spec((1, 32, 7, 7), (32, 16, 3, 3), stride=2, padding=1, output_padding=1), threads).swapped
+    assert tiled_plan(spec((2, 64, 4, 4), (64, 32, 4, 4), stride=2, padding=1), threads).swapped is None  # grouped
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16"])
+def test_swapped_phases(dtype, channels_last, rng):
+    """Phases of 1, 2 and 4 taps packed from the transposed weight: two channel blocks and a part one
+    (K = 40 of V = 16 or 32), bias and relu, against the reference; weight read-only and untouched."""
+    x = rng.standard_normal((2, 24, 5, 6)).astype(dtype)
+    w = rng.standard_normal((24, 40, 3, 3)).astype(dtype)
+    b = rng.standard_normal(40).astype(dtype)
+    args = dict(stride=2, padding=1, output_padding=1)
+    plan = tiled_plan(spec(x.shape, w.shape, dtype, **args), numba.get_num_threads())
+    assert plan.swapped is not None and sorted(np.diff(plan.swapped.at) // 24) == [1, 2, 2, 4]
+    w_kept = w.copy()
+    w.flags.writeable = False
+    _check(x, w, b, channels_last, activation="relu", **args)
+    assert np.array_equal(w, w_kept)
 
 
 def _check(x, w, b, channels_last, **args):

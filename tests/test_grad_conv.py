@@ -492,6 +492,8 @@ DETERMINISM = [
     sample("conv2d", (8, 512, 4, 4), (512, 512, 3, 3), dtype="float32", padding=1, tags={"channels_last"}),
     sample("conv2d", (2, 80, 9, 9), (36, 40, 3, 3), dtype="float32", groups=2, padding=1, tags={"channels_last"}),
     sample("conv2d", (8, 256, 7, 7), (512, 256, 3, 3), dtype="float32", stride=2, padding=1, tags={"channels_last"}),
+    # strided input gradients by the swapped-phases kernel (transpose/swapped_phases.py), a part channel block
+    sample("conv2d", (4, 40, 8, 10), (64, 40, 3, 3), dtype="float32", stride=2, padding=1, tags={"channels_last"}),
 ]
 
 

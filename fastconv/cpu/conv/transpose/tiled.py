@@ -21,11 +21,14 @@ compile) runs the phases, given:
   K' = s_w * K; other phases run one per call, with a (1, K', C * taps) view of the phase's weight
   of which the kernel computes only the first K channels (kb_n = K / V blocks; the rows past K are
   never read), which needs K to be a multiple of the channel block V (else the last block's
-  padding lanes would be stored over the next phase's channels).
+  padding lanes would be stored over the next phase's channels);
+- where every call is one phase (3x3 stride 2: the input gradient of a strided 3x3 conv), all run
+  in one call of swapped_phases.py's kernel instead, its tasks packing their block of the transposed
+  weight once for every phase: no forward weights built (phase_weights), any K.
 
 Conditions (:func:`tiled_plan` returns None otherwise and the caller takes another path):
 ungrouped, zero padding, depth stride 1, output sizes multiples of the strides, K a multiple of V
-where phases run alone, not every sub-kernel 1x1 (those are one GEMM). Phases without taps
+where phases run alone in the direct kernel, not every sub-kernel 1x1 (those are one GEMM). Phases without taps
 (kernel shorter than the stride) are bias (then activation) only. Channels-first callers get the
 result through :func:`channels_first`, one parallel blocked transpose (measured 2x faster than
 NumPy's copy through a transposed view).
@@ -58,6 +61,7 @@ from ..direct.tiled import (
     tile_shape,
 )
 from .phase_split import dim_phases, phase_combinations, phase_weights
+from .swapped_phases import swapped_phases_kernel
 
 
 class TiledCall(NamedTuple):
@@ -85,6 +89,24 @@ class TiledPlan(NamedTuple):
     weight_taps: np.ndarray
     weight_elems: int  # including the tail a single phase's (1, K', steps) view spans
     kb_n: int
+    swapped: SwappedPhases | None  # every call one phase: all in one call of swapped_phases.py's kernel
+
+
+class SwappedPhases(NamedTuple):
+    """The calls as swapped_phases.py's kernel takes them (see there), concatenated phase by phase."""
+
+    xoff: np.ndarray
+    woff: np.ndarray
+    at: np.ndarray  # phase p's steps: [at[p], at[p + 1])
+    taps: np.ndarray  # 0, 1, ..., T - 1: every tap packed, in the weight's order
+    x_at: np.ndarray
+    out_at: np.ndarray
+    tile_row: np.ndarray
+    tile_col: np.ndarray
+    tile_sel: np.ndarray
+    tile_at: np.ndarray
+    group_start: np.ndarray  # (P, longest), each row a PlaneTiles.group_start
+    splits: int
 
 
 # Phases without taps that the tiled kernel lists one by one (a stride far above the kernel
@@ -132,8 +154,6 @@ def tiled_plan(spec, threads: int) -> TiledPlan | None:
         starts = [p.crop[0] - p.pads[0] - lo[2] for p in cols]
         grouped = (len(cols) == sw > 1 and len({(p.taps_n, p.dilation) for p in cols}) == 1
                    and len({b - a for a, b in zip(starts, starts[1:])}) == 1 and starts[1] >= starts[0])
-        if not grouped and k_n % shape.v:
-            return None  # a phase's last channel block would store its padding lanes over the next phase's channels
         for group in [cols] if grouped else [[p] for p in cols]:
             first = group[0]
             x_at = sum((p.crop[0] - p.pads[0] - a) * pitch for p, a, pitch in
@@ -162,8 +182,31 @@ def tiled_plan(spec, threads: int) -> TiledPlan | None:
     width = max(t.size for t in taps)
     taps = np.array([np.pad(t, (0, width - t.size)) for t in taps], np.int64)
     tail = max(math.prod(c.w_shape) - c.w_shape[0] * k_n * c.xoff.size for c in calls)  # the (1, K', steps) views
+    swapped = None
+    if all(c.w_shape[0] == 1 for c in calls):
+        swapped = _swapped_phases(calls, taps, c_n, math.prod(geom.kernel), shape.v, threads, kb_n)
+    elif k_n % shape.v and any(c.w_shape[0] == 1 for c in calls):
+        return None  # a phase's last channel block in the direct kernel would store its padding lanes over the
+        # next phase's channels (the swapped-phases kernel stores K channels of every pixel)
     return TiledPlan(shape, tuple(maps[:2]) + (maps[2].reshape(1, -1),), (dp, hp, c_n, 1, wq), pitches, counts,
-                     tuple(calls), tuple(bias_only), np.array(table, np.int64), taps, at + tail, kb_n)
+                     tuple(calls), tuple(bias_only), np.array(table, np.int64), taps, at + tail, kb_n, swapped)
+
+
+def _swapped_phases(calls, taps, c_n: int, t_n: int, v: int, threads: int, kb_n: int) -> SwappedPhases:
+    """The single-phase ``calls`` (call p's flat taps in row p of ``taps``, C = c_n reduction channels,
+    T = t_n taps, blocks of V = v channels) as the arrays of one call of swapped_phases.py's kernel."""
+    woff = [((np.arange(c_n)[:, None] * t_n + taps[p, :c.xoff.size // c_n][None, :]) * v).ravel()
+            for p, c in enumerate(calls)]
+    tiles = [c.tiles for c in calls]
+    longest = max(t.group_start.size for t in tiles)
+    group_start = np.array([np.pad(t.group_start, (0, longest - t.group_start.size)) for t in tiles], np.int64)
+    return SwappedPhases(
+        np.concatenate([c.xoff for c in calls]).astype(np.int64), np.concatenate(woff).astype(np.int64),
+        np.cumsum([0] + [c.xoff.size for c in calls], dtype=np.int64), np.arange(t_n, dtype=np.int64),
+        np.array([c.x_at for c in calls], np.int64), np.array([c.out_at for c in calls], np.int64),
+        *(np.concatenate([getattr(t, f) for t in tiles]).astype(np.int64) for f in ("row", "col", "sel")),
+        np.cumsum([0] + [t.row.size for t in tiles[:-1]], dtype=np.int64), group_start,
+        task_splits(kb_n, max(t.segments for t in tiles), threads))
 
 
 def run_tiled(spec, plan: TiledPlan, x, weight, bias, fill) -> np.ndarray:
@@ -172,11 +215,14 @@ def run_tiled(spec, plan: TiledPlan, x, weight, bias, fill) -> np.ndarray:
     dtype = working_dtype(np.dtype(spec.dtype))
     k_n = spec.out_channels
     _, sh, sw = lift3(spec.stride, 1)
-    wbits = np.ascontiguousarray(weight).reshape(-1).view(f"u{weight.dtype.itemsize}")
-    wsub = np.empty(plan.weight_elems, wbits.dtype)
-    phase_weights(wbits, 1, spec.in_channels, k_n, plan.weight_table, plan.weight_taps, wsub)
-    wsub = wsub.view(weight.dtype).astype(dtype, copy=False)
-    weights = [wsub[c.w_at:c.w_at + math.prod(c.w_shape)].reshape(c.w_shape) for c in plan.calls]
+    if plan.swapped is None:
+        wbits = np.ascontiguousarray(weight).reshape(-1).view(f"u{weight.dtype.itemsize}")
+        wsub = np.empty(plan.weight_elems, wbits.dtype)
+        phase_weights(wbits, 1, spec.in_channels, k_n, plan.weight_table, plan.weight_taps, wsub)
+        wsub = wsub.view(weight.dtype).astype(dtype, copy=False)
+        weights = [wsub[c.w_at:c.w_at + math.prod(c.w_shape)].reshape(c.w_shape) for c in plan.calls]
+    else:
+        w3 = np.ascontiguousarray(np.asarray(weight).reshape(spec.in_channels, k_n, -1), dtype=dtype)
     bq = pack_bias_blocked(bias, spec, plan.shape.v, dtype).reshape(-1)
     biases = {g: np.tile(bq, g) for g in {c.w_shape[0] for c in plan.calls}}
     kernel = direct_kernel(plan.shape)
@@ -188,6 +234,13 @@ def run_tiled(spec, plan: TiledPlan, x, weight, bias, fill) -> np.ndarray:
         xq = np.empty((n1 - n0, *plan.packed_shape), dtype)
         pack_row_planar(as_working(x5[n0:n1], dtype), *plan.maps, dtype.type(0), xq)
         xflat, oflat = xq.reshape(-1), out[n0:n1].reshape(-1)
+        if plan.swapped is not None:
+            sp = plan.swapped
+            swapped_phases_kernel(plan.shape)(
+                xflat, w3, sp.xoff, sp.woff, sp.at, sp.taps, bq, oflat, sp.x_at, sp.out_at, sp.tile_row,
+                sp.tile_col, sp.tile_sel, sp.tile_at, sp.group_start, n1 - n0, qd_n, qh_n, sh * qw_n, *plan.pitches,
+                sw * k_n, plan.kb_n, sp.splits, act)
+            continue
         for c, w in zip(plan.calls, weights):
             t = c.tiles
             kernel(xflat[c.x_at:], w, c.xoff, biases[c.w_shape[0]], oflat[c.out_at:], t.row, t.col, t.sel,
