@@ -20,7 +20,9 @@ after (both causes only add NaN), is whichever reads fewer elements.
 Otherwise, where its conditions hold (ungrouped, output sizes multiples of the strides, ...),
 tiled.py runs every phase through the compiled direct kernel with the input
 packed once and each phase's outputs written straight into their interleaved places
-(DCGAN's 4x4 and FCN's 3x3 stride-2 layers); 1x1 sub-kernels stay one GEMM.
+(DCGAN's 4x4 and FCN's 3x3 stride-2 layers; where each phase runs alone, as in a strided
+3x3 conv's input gradient, all in one call of swapped_phases.py's kernel, which packs the
+transposed weight itself); 1x1 sub-kernels stay one GEMM.
 
 Input: the user's layout (channels-first or channels-last), cropped by views where a
 phase starts inside it; zero padding is left to the forward kernel. A phase with no
