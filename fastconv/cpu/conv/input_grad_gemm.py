@@ -3,7 +3,7 @@
 image channels-first, ``x_grad (N*P, C) = grad_output (N*P, K) @ W (K, C)`` channels-last.
 With a stride the product lands on the pixels the forward read, the others are zero. GEMM
 blocks (fastconv.cpu.blas.gemm) split the output, never a sum, and are counted for
-MAX_PIECES threads whatever the actual count (OpenBLAS's sums may differ in the last bit
+GEMM_THREADS threads whatever the actual count (OpenBLAS's sums may differ in the last bit
 between block widths: a 126 x 37 @ 37 x 70 product did on 1 and 2 threads): the result is
 bitwise the same on any number of threads.
 
@@ -24,11 +24,14 @@ import numpy as np
 from ..._arrays import working_dtype
 from ...dispatch import register
 from ...spec.adjoint import swapped_conv_spec
-from ..blas import MAX_PIECES, gemm
+from ..blas import gemm
 from .direct.pointwise_rows import rows_plan, run_rows
 from .pointwise_operands import image_chunks, pointwise, strided_pixels
 
 ROWS_MIN_PIXELS = 512  # N x pixels, at least, for the forward's 1x1 kernel
+# Blocks counted for this many threads: products under 16M multiply-adds in 2 blocks, larger ones in up to 8
+# (blas.BLOCK_MACS). Counted for 8, each block repacked a (576 x 96) weight: MobileNetV2's b8.expand took 1.2x.
+GEMM_THREADS = 2
 
 
 @register("conv_input_grad", "cpu", "gemm", supports=pointwise,
@@ -58,12 +61,12 @@ def conv_input_grad_gemm(spec, grad_output, weight):
             rows, o = gs.reshape(n * pixels, spec.out_channels), out.reshape(n * pixels, spec.in_channels)
             for j in range(groups):
                 gemm(rows[:, j * kg:(j + 1) * kg], w[j * kg:(j + 1) * kg], o[:, j * cg:(j + 1) * cg],
-                     threads=MAX_PIECES)
+                     threads=GEMM_THREADS)
         else:
             planes, o = gs.reshape(n, spec.out_channels, pixels), out.reshape(n, spec.in_channels, pixels)
             for j in range(groups):
                 gemm(w[j * kg:(j + 1) * kg].T, planes[:, j * kg:(j + 1) * kg], o[:, j * cg:(j + 1) * cg],
-                     threads=MAX_PIECES)
+                     threads=GEMM_THREADS)
         if not direct:
             result[n0:n1][strided_pixels(spec, spec.out_size)] = out
         gs = rows = planes = out = o = None  # the next chunk's copies are not allocated while these live

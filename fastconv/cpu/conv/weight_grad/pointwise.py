@@ -45,13 +45,22 @@ def tile_rows(v: int) -> int:
     return rows - rows % 2 if rows > 2 else rows
 
 
+def takes(cg: int, kg: int, dtype) -> bool:
+    """Whether a group's (in, out) channels take these tiles rather than OpenBLAS (gemm_sum). In-process,
+    interleaved, 30-40 rounds, float32, against gemm_sum: in-channels within one vector or at least the
+    out-channels win (MobileNetV2's b1.expand 0.68-0.70x, b1.project 0.83, b11.project 0.71-0.76; 256 and
+    728 channels 0.2-0.87) or lose a little (128 and 512 channels at 56x56 and 14x14 1.05-1.11); expanding
+    layers with more in-channels lose (b6.expand 64->384 1.12, b10.expand 160->960 1.20-1.23)."""
+    return cg <= _lanes(dtype) or cg >= kg
+
+
 def split(pixels: int, rows: int, vectors: int):
     """(pieces, rows per block) of a gradient with ``rows`` broadcast rows by ``vectors`` vectors
     summed over ``pixels``: blocks are whole tiles of the widest tile the rows take."""
     pieces = 1
     while pieces < MAX_PIECES and pixels // (2 * pieces) >= MIN_PIECE:
         pieces *= 2
-    step = tile_rows(min(3, vectors))
+    step = tile_rows(-(-vectors // -(-vectors // 3)))  # the first group's vectors (kernel)
     tiles = -(-rows // step)
     blocks = max(1, min(tiles, -(-MIN_TASKS // pieces)))
     return pieces, -(-tiles // blocks) * step
@@ -107,23 +116,23 @@ def pointwise_kernel(dtype: str):
                 i = 0
                 while i < ag:
                     left = ag - i
+                    vectors = (left + lanes - 1) // lanes
+                    v = (vectors + (vectors + 2) // 3 - 1) // ((vectors + 2) // 3)  # groups of 3 or 2, as even
                     xb = grp * ag + i
                     ab = (grp * bg + j0) * ag + i
-                    if left > 2 * lanes:
+                    if v == 3:
                         for j in range(j0, j1, r3):
                             wg_tile(a, b, target, xb, 0, 0, a_n, grp * bg + j, 0, 0, b_n, 1, 0, 1, p0, p1,
                                     ab + (j - j0) * ag, ag, left, min(r3, j1 - j), k3, lanes, revision)
-                        i += 3 * lanes
-                    elif left > lanes:
+                    elif v == 2:
                         for j in range(j0, j1, r2):
                             wg_tile(a, b, target, xb, 0, 0, a_n, grp * bg + j, 0, 0, b_n, 1, 0, 1, p0, p1,
                                     ab + (j - j0) * ag, ag, left, min(r2, j1 - j), k2, lanes, revision)
-                        i += 2 * lanes
                     else:
                         for j in range(j0, j1, r1):
                             wg_tile(a, b, target, xb, 0, 0, a_n, grp * bg + j, 0, 0, b_n, 1, 0, 1, p0, p1,
                                     ab + (j - j0) * ag, ag, left, min(r1, j1 - j), k1, lanes, revision)
-                        i += lanes
+                    i += v * lanes
         if pieces > 1:
             balanced(size)
             for e in prange(size):
