@@ -614,6 +614,59 @@ def test_tiled_weight_grad_bitwise_across_threads(s, rng):
     assert runs[0] == runs[1] == runs[2]
 
 
+# ---- 1x1 layers, channels-last operands read in place --------------------------------------
+
+POINTWISE = [
+    # weight gradient tiles: vectors along K (in-channels within one vector), pixel sums cut into pieces
+    sample("conv2d", (2, 16, 40, 30), (96, 16, 1, 1)),
+    sample("conv2d", (1, 6, 23, 25), (40, 6, 1, 1)),
+    # vector remainders, tile rows off the tiles' heights, groups, blocks of rows
+    sample("conv2d", (2, 70, 9, 7), (37, 70, 1, 1)),
+    sample("conv2d", (1, 60, 30, 20), (45, 20, 1, 1), groups=3),
+    sample("conv2d", (1, 96, 7, 7), (60, 48, 1, 1), groups=2),
+    sample("conv2d", (3, 130, 5, 6), (64, 130, 1, 1)),
+    sample("conv1d", (2, 50, 300), (24, 50, 1)),
+    sample("conv3d", (1, 12, 4, 9, 10), (20, 12, 1, 1, 1)),
+    sample("conv_transpose2d", (2, 20, 18, 17), (20, 36, 1, 1)),
+    sample("conv2d", (1, 40, 24, 24), (100, 40, 1, 1)),  # expanding past one vector: OpenBLAS
+]
+
+
+def _pointwise_grads(s, x, w, g):
+    """(input grad, weight grad) channels-first, from channels-last C-contiguous copies."""
+    prefix = f"conv_transpose{s.nd}d" if s.transposed else f"conv{s.nd}d"
+    xl, gl = np.ascontiguousarray(np.moveaxis(x, 1, -1)), np.ascontiguousarray(np.moveaxis(g, 1, -1))
+    before = (xl.copy(), w.copy(), gl.copy())
+    gi = getattr(G, f"{prefix}_input")(xl.shape, w, gl, channels_last=True, **_args(s))
+    gw = getattr(G, f"{prefix}_weight")(xl, w.shape, gl, channels_last=True, **_args(s))
+    assert all(np.array_equal(a, b) for a, b in zip((xl, w, gl), before))
+    return np.moveaxis(gi, -1, 1), gw
+
+
+@pytest.mark.parametrize("s", POINTWISE, ids=str)
+def test_pointwise_channels_last_in_place(s, rng):
+    """float64 to 1e-10 of torch; float32 within the rounding bound, and bitwise the same on 1
+    and 2 threads (the tiles' pieces and blocks, the forward kernel's tasks, come from the shapes)."""
+    x, w, g = _arrays(s, rng)
+    for got, want in zip(_pointwise_grads(s, x, w, g), _torch_grads(s, x, w, g)):
+        assert _relative(got, want) <= 1e-10
+    x, w, g = (a.astype(np.float32) for a in (x, w, g))
+    want = _torch_grads(s, x, w, g)
+    bounds = _rounding_bound(s, x, w, g, np.float32)
+    old = numba.get_num_threads()
+    try:
+        runs = []
+        for threads in (1, 2):
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            runs.append(_pointwise_grads(s, x, w, g))
+    finally:
+        numba.set_num_threads(old)
+    for got, expected, bound in zip(runs[0], want, bounds):
+        assert got.dtype == np.float32
+        assert np.all(np.abs(got.astype(np.float64) - expected) <= bound + 1e-30)
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(*runs))
+
+
 # ---- errors ------------------------------------------------------------------------------
 
 def test_errors_name_the_argument(rng):

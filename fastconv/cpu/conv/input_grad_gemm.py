@@ -2,8 +2,17 @@
 "conv_input_grad", algo "gemm"): ``x_grad (C, P) = W^T (C, K) @ grad_output (K, P)`` per
 image channels-first, ``x_grad (N*P, C) = grad_output (N*P, K) @ W (K, C)`` channels-last.
 With a stride the product lands on the pixels the forward read, the others are zero. GEMM
-blocks (fastconv.cpu.blas.gemm) split the output, never a sum: the result is bitwise the
-same on any number of threads.
+blocks (fastconv.cpu.blas.gemm) split the output, never a sum, and are counted for
+GEMM_THREADS threads whatever the actual count (OpenBLAS's sums may differ in the last bit
+between block widths: a 126 x 37 @ 37 x 70 product did on 1 and 2 threads): the result is
+bitwise the same on any number of threads.
+
+Channels-last stride-1 layers of at least ROWS_MIN_PIXELS pixels whose grad_output is
+C-contiguous in the working dtype run the forward's own 1x1 kernel instead
+(conv/direct/pointwise_rows.py: the conv of grad_output with the weight's channel axes
+swapped, spec.adjoint.swapped_conv_spec): 0.65-0.85x the OpenBLAS product's time on
+MobileNetV2's and the dw_vs_standard suite's layers of 784 pixels and more, but 1.1-1.9x
+on those of 49-361 pixels (b8/b10.expand, b11.project, 728 channels at 19x19).
 """
 
 from __future__ import annotations
@@ -14,8 +23,15 @@ import numpy as np
 
 from ..._arrays import working_dtype
 from ...dispatch import register
+from ...spec.adjoint import swapped_conv_spec
 from ..blas import gemm
+from .direct.pointwise_rows import rows_plan, run_rows
 from .pointwise_operands import image_chunks, pointwise, strided_pixels
+
+ROWS_MIN_PIXELS = 512  # N x pixels, at least, for the forward's 1x1 kernel
+# Blocks counted for this many threads: products under 16M multiply-adds in 2 blocks, larger ones in up to 8
+# (blas.BLOCK_MACS). Counted for 8, each block repacked a (576 x 96) weight: MobileNetV2's b8.expand took 1.2x.
+GEMM_THREADS = 2
 
 
 @register("conv_input_grad", "cpu", "gemm", supports=pointwise,
@@ -23,8 +39,12 @@ from .pointwise_operands import image_chunks, pointwise, strided_pixels
 def conv_input_grad_gemm(spec, grad_output, weight):
     dtype = working_dtype(np.dtype(spec.dtype))
     groups, cg, kg = spec.groups, spec.in_per_group, spec.out_per_group
-    w = np.ascontiguousarray(weight.reshape(spec.out_channels, cg), dtype=dtype)
     pixels = math.prod(spec.out_size)
+    swapped = swapped_conv_spec(spec) if spec.channels_last and spec.batch * pixels >= ROWS_MIN_PIXELS else None
+    if swapped is not None and grad_output.dtype == dtype and grad_output.flags.c_contiguous:
+        w_swapped = np.ascontiguousarray(weight.reshape(groups, kg, cg).transpose(0, 2, 1), dtype=dtype)
+        return run_rows(rows_plan(swapped), grad_output, w_swapped.reshape(spec.in_channels, kg), None)
+    w = np.ascontiguousarray(weight.reshape(spec.out_channels, cg), dtype=dtype)
     has_stride = any(s != 1 for s in spec.stride)
     # the product goes straight into the result, unless it must be spread over strided
     # pixels (the rest zero) or rounded to float16
@@ -40,11 +60,13 @@ def conv_input_grad_gemm(spec, grad_output, weight):
         if spec.channels_last:
             rows, o = gs.reshape(n * pixels, spec.out_channels), out.reshape(n * pixels, spec.in_channels)
             for j in range(groups):
-                gemm(rows[:, j * kg:(j + 1) * kg], w[j * kg:(j + 1) * kg], o[:, j * cg:(j + 1) * cg])
+                gemm(rows[:, j * kg:(j + 1) * kg], w[j * kg:(j + 1) * kg], o[:, j * cg:(j + 1) * cg],
+                     threads=GEMM_THREADS)
         else:
             planes, o = gs.reshape(n, spec.out_channels, pixels), out.reshape(n, spec.in_channels, pixels)
             for j in range(groups):
-                gemm(w[j * kg:(j + 1) * kg].T, planes[:, j * kg:(j + 1) * kg], o[:, j * cg:(j + 1) * cg])
+                gemm(w[j * kg:(j + 1) * kg].T, planes[:, j * kg:(j + 1) * kg], o[:, j * cg:(j + 1) * cg],
+                     threads=GEMM_THREADS)
         if not direct:
             result[n0:n1][strided_pixels(spec, spec.out_size)] = out
         gs = rows = planes = out = o = None  # the next chunk's copies are not allocated while these live

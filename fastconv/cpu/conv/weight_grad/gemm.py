@@ -8,6 +8,10 @@ fastconv.cpu.blas.gemm_sum: the pixel sum cut into pieces fixed by the shapes, t
 pieces' partials added in order, so the result is bitwise the same on any number of
 threads. Copies by chunks of images (see pointwise_operands) split the channels-last sum
 by chunk: the result then depends on the workspace cap, never on the thread count.
+
+Channels-last stride-1 layers whose operands are C-contiguous in the working dtype run
+weight_grad/pointwise.py's register tiles instead, read in place, where its ``takes`` says
+they are faster (in-channels within one vector, or at least the out-channels).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from ...._arrays import working_dtype
 from ....dispatch import register
 from ...blas import gemm_sum
 from ..pointwise_operands import image_chunks, pointwise, strided_pixels
+from .pointwise import pointwise_weight_grad, takes
 
 
 @register("conv_weight_grad", "cpu", "gemm", supports=pointwise,
@@ -33,6 +38,11 @@ def conv_weight_grad_gemm(spec, x, grad_output):
     if any(s != 1 for s in spec.stride) or tuple(g_size) != tuple(spec.in_size):
         x = x[strided_pixels(spec, g_size)]
     pixels = math.prod(g_size)
+    if cl and takes(cg, kg, dtype) and all(a.dtype == dtype and a.flags.c_contiguous for a in (x, grad_output)):
+        rows = spec.batch * pixels
+        grad = pointwise_weight_grad(x.reshape(rows, spec.in_channels), grad_output.reshape(rows, spec.out_channels),
+                                     groups, dtype)
+        return grad.reshape(spec.weight_shape).astype(spec.dtype, copy=False)
     grad = np.zeros((spec.out_channels, cg), dtype)
     operands = [(x, spec.in_channels), (grad_output, spec.out_channels)]
     for n0, n1 in image_chunks(spec.batch, operands, pixels, dtype):
