@@ -28,11 +28,11 @@ CASES = [
     sample("conv2d", (2, 6, 17, 15), (10, 6, 3, 3), dilation=6, padding=6),  # ASPP-like: 3x3 regions
     sample("conv2d", (1, 5, 33, 33), (40, 5, 3, 3), dilation=18, padding=18, dtype="float32"),  # 2 channel blocks
     sample("conv2d", (1, 4, 19, 21), (6, 4, 3, 3), dilation=8, padding=8, dtype="float16"),
-    sample("conv2d", (2, 4, 23, 19), (7, 4, 3, 3), stride=2, dilation=(8, 6), padding=((14, 2), (1, 12))),
+    sample("conv2d", (2, 4, 33, 29), (7, 4, 3, 3), stride=2, dilation=(8, 6), padding=((14, 2), (1, 12))),
     sample("conv2d", (1, 3, 21, 22), (5, 3, 3, 5), dilation=(6, 4), padding="same", activation="relu"),
     sample("conv2d", (1, 6, 16, 18), (8, 3, 3, 3), dilation=7, padding=9, groups=2, activation="relu6"),
     sample("conv2d", (1, 3, 12, 12), (4, 3, 3, 3), dilation=2, padding=30),  # outer regions: bias alone
-    sample("conv2d", (1, 3, 17, 15), (4, 3, 3, 3), dilation=6, padding=6, padding_mode="constant",
+    sample("conv2d", (1, 3, 25, 23), (4, 3, 3, 3), dilation=6, padding=6, padding_mode="constant",
            padding_value=0.0, dtype="float32"),
     sample("conv1d", (2, 8, 300), (10, 8, 3), dilation=128, padding=((256, 0),)),  # causal TCN
     sample("conv1d", (1, 4, 90), (6, 4, 5), stride=3, dilation=16, padding=64, dtype="float32"),

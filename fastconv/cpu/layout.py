@@ -72,6 +72,14 @@ def padded_input(x5, geom: Geometry3, mode: str, value: float, dtype) -> np.ndar
     return out
 
 
+def contiguous_channels_last(x5, dtype) -> np.ndarray:
+    """A C-contiguous copy of a (N, D, H, W, C) view in the working dtype, in one parallel pass."""
+    maps = [np.arange(n, dtype=np.int64) for n in x5.shape[1:4]]
+    out = np.empty(x5.shape, dtype)
+    pad_ndhwc(as_working(x5, dtype), maps[0], maps[1], maps[2], dtype.type(0), out)
+    return out
+
+
 def padded_image_bytes(spec, dtype) -> int:
     geom = geometry3(spec)
     elems = spec.in_channels

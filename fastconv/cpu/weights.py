@@ -4,54 +4,33 @@ runs over consecutive output channels of one group."""
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
-from .._threads import balanced, restore
 from ..kernels.geometry import lift3
-from ..kernels.inline import inline_helper
-from ._jit import parallel_kernel, serial_kernel
-
-# Elements per task of the parallel finiteness check (a few hundred KB: worth a thread).
-FINITE_BLOCK = 1 << 16
-
-
-@inline_helper
-def _finite_range(flat, lo, hi):
-    """Whether flat[lo:hi] (lo < hi) holds no NaN or inf: x * 0 is 0 for finite x, NaN otherwise.
-    Four sums side by side (one sum's chain of dependent adds took 4 cycles an element; measured
-    2x faster, eight sums no faster than four)."""
-    a = flat[lo] * 0
-    b, c, d = a, a, a
-    end = lo + 1 + (hi - lo - 1) // 4 * 4
-    for i in range(lo + 1, end, 4):
-        a += flat[i] * 0
-        b += flat[i + 1] * 0
-        c += flat[i + 2] * 0
-        d += flat[i + 3] * 0
-    for i in range(end, hi):
-        a += flat[i] * 0
-    return a + b + c + d == 0
+from ._jit import serial_kernel
 
 
 @serial_kernel
-def _finite_serial(flat):
-    return _finite_range(flat, 0, flat.size)
-
-
-@parallel_kernel
-def _finite_parallel(flat, block, flags):
-    n_blocks = flags.size
-    previous = balanced(n_blocks)
-    for b in prange(n_blocks):
-        flags[b] = _finite_range(flat, b * block, min((b + 1) * block, flat.size))
-    restore(previous)
+def _finite(flat):
+    """Whether flat holds no NaN or inf: no element's exponent bits are all set. A max over
+    integers, which LLVM vectorises (a sum of x * 0 cannot be reordered: it took 0.73 ms
+    single-threaded on a 4.7 MB weight, this 0.18)."""
+    if flat.itemsize == 4:
+        bits32 = flat.view(np.uint32)
+        top32 = np.uint32(0)
+        for i in range(flat.size):
+            top32 = max(top32, bits32[i] & np.uint32(0x7F800000))
+        return top32 != np.uint32(0x7F800000)
+    bits64 = flat.view(np.uint64)
+    top64 = np.uint64(0)
+    for i in range(flat.size):
+        top64 = max(top64, bits64[i] & np.uint64(0x7FF0000000000000))
+    return top64 != np.uint64(0x7FF0000000000000)
 
 
 def all_finite(a) -> bool:
-    """Whether ``a`` holds no NaN or inf: the sum of ``x * 0`` over it is 0 (NaN when any x is
-    not finite; one vectorised pass, no temporary, exact). Large arrays are checked in parallel
-    on fastconv's threads (a BLAS dot product would wake OpenBLAS's own pool). float16 sums in
-    float32.
+    """Whether ``a`` holds no NaN or inf: one vectorised pass over its bits on the calling
+    thread, no temporary (0.16 ms for a 4.7 MB weight; the same pass as a parallel kernel was
+    not vectorised and took 0.55 ms on two threads). float16 sums in float32.
 
     Kernels that skip the taps reading zero padding (depthwise and taps, their implicit
     padding; the phases of a transposed conv, whose forward convs read zeros where a
@@ -62,12 +41,7 @@ def all_finite(a) -> bool:
         return True
     if a.dtype == np.float16:
         return bool(np.isfinite(np.sum(a, dtype=np.float32)))
-    flat = np.ascontiguousarray(a).reshape(-1)
-    if flat.size <= FINITE_BLOCK:
-        return bool(_finite_serial(flat))
-    flags = np.empty(-(-flat.size // FINITE_BLOCK), np.bool_)
-    _finite_parallel(flat, FINITE_BLOCK, flags)
-    return bool(flags.all())
+    return bool(_finite(np.ascontiguousarray(a).reshape(-1)))
 
 
 def _lifted(weight, spec):

@@ -44,7 +44,7 @@ from ...kernels.geometry import geometry3
 from ...kernels.inline import inline_helper
 from .._jit import parallel_kernel
 from ..blas import gemm
-from ..layout import bias_vector, channels_last_5d, padded_input
+from ..layout import bias_vector, channels_last_5d, contiguous_channels_last
 from ..weights import all_finite
 
 # Bands narrower than this merge into a neighbour (their taps' hull): fewer, larger GEMMs
@@ -311,7 +311,7 @@ def conv_taps(spec, x, weight, bias):
     if cl and x.dtype == dtype and x.flags.c_contiguous:
         xs = x
     else:  # one parallel pass to contiguous channels-last (0.7 ms single-threaded on ASPP's 2.2 MB input)
-        xs = padded_input(channels_last_5d(x, spec.nd, cl), geom._replace(pads=((0, 0),) * 3), "zeros", 0.0, dtype)
+        xs = contiguous_channels_last(channels_last_5d(x, spec.nd, cl), dtype)
     out = np.empty(lifted_out, dtype)
     shape = np.array([n, *geom.in_size, spec.in_channels, g_n], np.int64)
     # (G, KD, KH, KW, Cg, Kg): a region's taps are row runs of wp[g], each a contiguous (run * Cg, Kg)

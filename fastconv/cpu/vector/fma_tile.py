@@ -53,7 +53,7 @@ def parse_shapes(text: str) -> tuple:
     return tuple(tuple(int(n) for n in item.split("x")) for item in text.split())
 
 
-# Kernels pass this to fma_tile, fma_tile_strided, fma_tile_indexed and pack_weight_block (see source_revision).
+# Kernels pass this to the fma_tile intrinsics and pack_weight_block (see source_revision).
 REVISION = source_revision(__file__)
 
 
@@ -116,10 +116,19 @@ def fma_tile_indexed(typingctx, x, w, xoff, bias, out, xbase, xrow, wbase, bbase
     return _tile_intrinsic(parameters(locals()), strided=False, indexed=True)
 
 
+@intrinsic(prefer_literal=True)
+def fma_tile_strided_indexed(typingctx, x, w, xoff, bias, out, xbase, xrow, wbase, bbase, obase, orow, pstride,
+                             kstride, kvalid, act, xpix, woff, sel, shapes, v, lanes, revision):
+    """fma_tile_strided whose step r reads its weights as fma_tile_indexed's: the banded direct
+    kernel's valid taps read from channels-last input in place."""
+    return _tile_intrinsic(parameters(locals()), strided=True, indexed=True)
+
+
 def _tile_intrinsic(params: dict, strided: bool, indexed: bool = False):
     """Typing and code generation of fma_tile (strided: of fma_tile_strided; indexed: of
-    fma_tile_indexed), whose parameters ``params`` are by name: a switch over the tile
-    shapes, each calling its own tile function with the TileArgs of the same names."""
+    fma_tile_indexed; both: of fma_tile_strided_indexed), whose parameters ``params`` are by
+    name: a switch over the tile shapes, each calling its own tile function with the
+    TileArgs of the same names."""
     shapes, v, lanes, revision = (params[name] for name in _LITERALS)
     if not isinstance(shapes, types.StringLiteral) or not all(
             isinstance(a, types.IntegerLiteral) for a in (v, lanes, revision)):

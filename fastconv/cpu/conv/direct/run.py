@@ -13,7 +13,9 @@ Per call, in this order:
    and writes the output straight into an array of the user's layout (NCHW or
    channels-last): no output transpose. float16 is computed in float32, cast at the end.
    With zeros padding, where the tile model says it pays, the plane is cut into regions
-   that run only the taps reading the input (conv.direct.banded.banded_kernel).
+   that run only the taps reading the input (conv.direct.banded.banded_kernel), which
+   reads channels-last input in place (other input copied to it once per chunk) instead
+   of step 2's packing.
 
 Channels-last 1x1 convolutions without padding skip all of this: one GEMM of pixel rows
 read in place (conv/direct/pointwise_rows.py, its tiles from conv/direct/pointwise.py),
@@ -41,7 +43,7 @@ from ....dispatch import register
 from ....kernels.activation import ACTIVATION_CODES
 from ....kernels.geometry import geometry3
 from ....kernels.padding_index import source_index
-from ...layout import as_working, channels_last_5d, image_chunks
+from ...layout import as_working, channels_last_5d, contiguous_channels_last, image_chunks
 from ...weights import all_finite, grouped_weight, pack_bias_blocked
 from ..driver import ChunkedOutput
 from .banded import BandedPlan, banded_kernel, banded_plan, zero_padded
@@ -99,7 +101,7 @@ def direct_plan(spec) -> DirectPlan:
     assert reach < pitches[0], (reach, pitches[0])
     maps = [source_index(n, b, e, spec.padding_mode) for n, (b, e) in zip(geom.in_size, geom.pads)]
     maps[2] = column_map(maps[2], planar.phases, planar.wq)
-    banded = banded_plan(geom, xoff, cg, shape, streams_l2) if zero_padded(spec) else None
+    banded = banded_plan(geom, channels, cg, shape, streams_l2) if zero_padded(spec) else None
     return DirectPlan(
         shape, (planar.dp, planar.hp, channels, planar.phases, planar.wq), tuple(maps),
         xoff, tiles, pitches, -(-spec.out_per_group // shape.v), banded)
@@ -151,23 +153,27 @@ def _run_tiled(spec, x, w4, bias, pos):
 
     result = ChunkedOutput(spec, dtype, spec.channels_last)  # float16: float32 output per chunk only
     x5 = channels_last_5d(x, spec.nd, spec.channels_last)
-    per_image = plan.pitches[0] * dtype.itemsize + result.bytes_per_image
-    if x5.dtype != dtype:  # the chunk's input converted to the working dtype before packing
+    in_place = banded is not None and x5.dtype == dtype and x5.flags.c_contiguous
+    per_image = result.bytes_per_image
+    if banded is None:
+        per_image += plan.pitches[0] * dtype.itemsize
+    if x5.dtype != dtype or (banded is not None and not in_place):  # the chunk's input converted or copied
         per_image += math.prod(x5.shape[1:]) * dtype.itemsize
     for n0, n1 in image_chunks(spec, per_image):
-        xq = np.empty((n1 - n0, *plan.packed_shape), dtype)
-        pack_row_planar(as_working(x5[n0:n1], dtype), *plan.maps, fill, xq)
         out = result.chunk(n0, n1)
         if banded is None:
+            xq = np.empty((n1 - n0, *plan.packed_shape), dtype)
+            pack_row_planar(as_working(x5[n0:n1], dtype), *plan.maps, fill, xq)
             direct_kernel(plan.shape)(xq.reshape(-1), w4, plan.xoff, bq.reshape(-1), out.reshape(-1), tiles.row,
                                       tiles.col, tiles.sel, tiles.group_start, n1 - n0, od_n, oh_n, ow_n,
                                       *plan.pitches, plan.kb_n, splits, spec.channels_last, act, pos)
         else:
-            banded_kernel(plan.shape)(xq.reshape(-1), w4, banded.xoff, banded.woff, bq.reshape(-1), out.reshape(-1),
+            xq = x5[n0:n1] if in_place else contiguous_channels_last(x5[n0:n1], dtype)
+            banded_kernel(banded.shape)(xq.reshape(-1), w4, banded.xoff, banded.woff, bq.reshape(-1), out.reshape(-1),
                                       banded.regions, banded.row, banded.col, banded.sel, banded.layouts,
-                                      banded.order, n1 - n0, od_n, oh_n, ow_n, *plan.pitches, plan.kb_n, splits,
+                                      banded.order, n1 - n0, od_n, oh_n, ow_n, *banded.pitches, plan.kb_n, splits,
                                       spec.channels_last, act)
-        xq = None  # the next chunk's packing is not allocated while this one lives
+        xq = None  # the next chunk's input is not allocated while this one lives
         result.store(n0, n1, out)
         out = None
     return result.out
