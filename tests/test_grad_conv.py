@@ -685,7 +685,7 @@ def test_workspace_chunks_images(s, rng):
         fastconv.set_workspace_limit(previous)
     algo = fastconv.algorithms(s.op + "_weight", s.input_shape, s.weight_shape, **_args(s))
     assert chunked[0].tobytes() == whole[0].tobytes()
-    if s.args.get("groups", 1) == 1:  # auto takes im2col (channels-first, 3 in-channels) or tiled
+    if s.args.get("groups", 1) == 1:  # auto takes tiled, its pixel sum cut into pieces per chunk
         assert "im2col" in algo
         assert _relative(chunked[1], whole[1]) <= 1e-6
     else:
