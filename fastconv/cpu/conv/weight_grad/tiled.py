@@ -59,7 +59,7 @@ def row_mode(cg: int, kw: int, dw: int, groups: int, lanes: int) -> bool:
 
 def plan(spec, batch: int, g_size, itemsize: int, by_rows: bool = False):
     """(out-channels per block, pieces, images per chunk, rows per chunk) for ``batch`` images, from the
-    shapes alone; in row mode a block is two vectors of out-channels (ROW_TILES)."""
+    shapes alone; in row mode a block is the row tiles' two vectors of out-channels."""
     kg, cg, taps = spec.out_per_group, spec.in_per_group, math.prod(spec.kernel)
     if by_rows:
         per_block = 2 * (simd().vector_bytes // itemsize)
@@ -212,16 +212,18 @@ def tiled_kernel(dtype: str):
                             if a >= e:
                                 continue
                             xb = xrow + col * c_n
-                            c = run if by_rows else 0
-                            for r in range(0, run if by_rows else 0, 12):  # out-channels as the vector
-                                if run - r > 9:
-                                    wg_tile(g, x, acc, gb, gns, grs, k_n, xb + r, xns, xrs, xcs, n_count, lo, hi, a, e,
-                                            (ab + r) * per_block, per_block, kcount, min(12, run - r), "k12 v2",
-                                            lanes, revision)
-                                else:
-                                    wg_tile(g, x, acc, gb, gns, grs, k_n, xb + r, xns, xrs, xcs, n_count, lo, hi, a, e,
-                                            (ab + r) * per_block, per_block, kcount, run - r, "k9 v2", lanes,
-                                            revision)
+                            if by_rows:  # out-channels as the vector: the tile with g and x in each other's places
+                                for r in range(0, run, 12):
+                                    if run - r > 9:
+                                        wg_tile(g, x, acc, gb, gns, grs, k_n, xb + r, xns, xrs, xcs, n_count, lo, hi,
+                                                a, e, (ab + r) * per_block, per_block, kcount, min(12, run - r),
+                                                "k12 v2", lanes, revision)
+                                    else:
+                                        wg_tile(g, x, acc, gb, gns, grs, k_n, xb + r, xns, xrs, xcs, n_count, lo, hi,
+                                                a, e, (ab + r) * per_block, per_block, kcount, run - r, "k9 v2", lanes,
+                                                revision)
+                                continue
+                            c = 0
                             while c < run:
                                 left = run - c
                                 if left > 2 * lanes:
