@@ -22,7 +22,11 @@ SEPARABLE_FUSED_WEIGHT_BYTES = 8 * 1024
 IM2COL_MIN_SPAN = 12
 # Channels-first weight gradients with fewer in-channels than this take im2col, not "tiled": the
 # tiled kernel's channels-last copy of grad_output costs more there than its sums save (ResNet-18's
-# stem, batch 8: 9.8 ms against 7.7, one thread; with 64 in-channels 4.5 against 7.2).
+# stem, batch 8: 9.8 ms against 7.7, one thread; with 64 in-channels 4.5 against 7.2). On the CPU,
+# not where the tiled kernel sums whole window rows (width > 1, row dilation 1): its row tiles,
+# out-channels by row elements, outrun im2col's GEMM copy included (one thread: ResNet-50's stem
+# 3.69 against 2.67 ms, batch 8 30.2 against 29.3; MobileNetV2's 0.70 against 0.61; 8 in-channels
+# 3x3 at 112x112 1.06 against 0.77; a small 64x64 stem 0.13 against 0.17).
 TILED_MIN_CHANNELS_FIRST = 16
 
 
@@ -131,8 +135,9 @@ def auto_algorithm(family: str, backend: str, spec, names: list[str]) -> str:
       depthwise and pointwise ops in turn ("composed").
     - Weight gradients: the depthwise kernel wherever a group has one input channel; 1x1 layers
       GEMMs in the user's layout; channels-first ungrouped layers with fewer than
-      TILED_MIN_CHANNELS_FIRST in-channels (stems) one GEMM over im2col columns; the rest the
-      register-tiled kernel ("tiled"). Input gradients: 1x1 stride-1 layers one GEMM;
+      TILED_MIN_CHANNELS_FIRST in-channels (stems) one GEMM over im2col columns, but on the CPU
+      where the tiled kernel sums whole window rows; the rest the register-tiled kernel
+      ("tiled"). Input gradients: 1x1 stride-1 layers one GEMM;
       depthwise layers (multiplier 1, zeros or constant padding) that the flipped forward
       depthwise conv cannot serve (strided) the depthwise gather kernel where a backend
       registers one (the GPU; the CPU's adjoint calls its own); the rest the adjoint
@@ -143,7 +148,8 @@ def auto_algorithm(family: str, backend: str, spec, names: list[str]) -> str:
     if family == "conv_transpose":
         return "phases" if "phases" in names else names[0]
     if family == "conv_weight_grad":
-        few = spec.groups == 1 and not spec.channels_last and spec.in_channels < TILED_MIN_CHANNELS_FIRST
+        rows = backend == "cpu" and spec.kernel[-1] > 1 and spec.dilation[-1] == 1
+        few = spec.groups == 1 and not spec.channels_last and spec.in_channels < TILED_MIN_CHANNELS_FIRST and not rows
         preferred = ("depthwise" if "depthwise" in names else "gemm" if "gemm" in names
                      else "im2col" if few or "tiled" not in names else "tiled")
         return preferred if preferred in names else names[0]
