@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
+import torch
 
 import fastconv as F
 from fastconv import reference as ref
@@ -94,3 +96,42 @@ def test_pointwise_weight_packed_by_tasks(rng):
     got = F.conv2d(x, w, b, activation="relu", channels_last=True)
     expected = ref.conv(np.moveaxis(x, -1, 1).astype(np.float64), w, b, activation="relu")
     assert_close(np.moveaxis(got, -1, 1), expected, "conv", "float32", np.sqrt(512), what="packed by tasks")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16"])
+def test_pointwise_reduction_blocks(dtype, rng):
+    """C/G channels whose packed weight block exceeds L1 are reduced in blocks, every tile call after
+    the first adding into the output (fma_tile's ACT_ACCUMULATE): groups, a stride, a non-contiguous
+    input, ragged channel blocks (K/G = 35), bias and relu6 on the last block only; 1 and 2 threads
+    give the same bits. Against the NumPy reference and PyTorch."""
+    from fastconv.cpu.conv.direct.pointwise_rows import reduction_blocks, rows_plan
+    from fastconv.spec.conv import resolve_conv
+
+    big = rng.standard_normal((2, 9, 11, 2 * 600)).astype(dtype)
+    x = big[:, :, :, ::2]  # (2, 9, 11, 600): channels every other element
+    w = rng.standard_normal((70, 300, 1, 1)).astype(dtype)
+    b = rng.standard_normal(70).astype(dtype)
+    spec = resolve_conv("conv2d", x.shape, w.shape, stride=(1, 2), groups=2, channels_last=True, dtype=dtype)
+    plan = rows_plan(spec)
+    assert reduction_blocks(300, plan.shape.v, plan.dtype.itemsize) > 1
+    before = x.copy()
+    results = []
+    previous = numba.get_num_threads()
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            results.append(F.conv2d(x, w, b, stride=(1, 2), groups=2, activation="relu6", algo="direct",
+                                      channels_last=True))
+    finally:
+        numba.set_num_threads(previous)
+    np.testing.assert_array_equal(x, before)
+    np.testing.assert_array_equal(results[0], results[1])
+    got = np.moveaxis(results[0], -1, 1)
+    assert got.dtype == np.dtype(dtype)
+    x64, w64, b64 = (a.astype(np.float64) for a in (np.moveaxis(x, -1, 1), w, b))
+    expected = ref.conv(x64, w64, b64, stride=(1, 2), groups=2, activation="relu6")
+    assert_close(got, expected, "conv", dtype, np.sqrt(300), what="reduction blocks")
+    if dtype != "float16":
+        theirs = torch.nn.functional.conv2d(torch.from_numpy(x64), torch.from_numpy(w64), torch.from_numpy(b64),
+                                            stride=(1, 2), groups=2).clamp(0, 6).numpy()
+        assert_close(got, theirs, "conv", dtype, np.sqrt(300), what="reduction blocks against torch")

@@ -26,6 +26,7 @@ CASES = [
     ((3, 48, 11), (48, 32, 3), 3),
     ((2, 16, 3, 4, 5), (16, 32, 2, 2, 2), 2),
     ((1, 64, 20, 28), (64, 64, 2, 2), 2),
+    ((1, 320, 3, 18), (320, 32, 2, 2), 2),  # C above a packed block's L1 share: the reduction in blocks
 ]
 
 
@@ -72,9 +73,10 @@ def test_when_it_applies():
     # K = 16 and V = 32 (AVX-512) or 16: a block of V channels straddles two phases unless V divides K
     assert (_forward_and_plan((2, 16, 4, 5), (16, 16, 2, 2), 2, "float32") is not None) == (16 % v == 0)
     assert _forward_and_plan((1, 16, 6, 6), (16, 32, 4, 4), 2, "float32") is None  # 2x2 sub-kernels, not 1x1
-    # rows whose last tiles are narrow keep the copy: 3 pixels; 28 pixels with weight blocks larger than L1
+    # rows whose last tiles are narrow keep the copy: 3 pixels; 28 pixels of 1024 channels are written in
+    # place, the reduction cut into blocks whose packed weights fit L1
     assert _forward_and_plan((3, 48, 1, 3), (48, 32, 2, 2), 2, "float32") is None
-    assert _forward_and_plan((1, 1024, 28, 28), (1024, 512, 2, 2), 2, "float32") is None
+    assert _forward_and_plan((1, 1024, 28, 28), (1024, 512, 2, 2), 2, "float32") is not None
     assert _forward_and_plan((1, 512, 56, 56), (512, 256, 2, 2), 2, "float32") is not None
 
 

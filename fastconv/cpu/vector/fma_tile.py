@@ -24,7 +24,8 @@ Layouts the tile assumes (prepared by conv/direct/tiled.py):
 - output ``out[obase + i * orow + p * pstride + v * kstride]`` for ``v < kvalid``:
   channels-last (``kstride == 1``: vector stores when the block is full) or
   channels-first (``pstride == 1``: rows of 7 or more pixels are transposed in registers
-  and each channel's run of pixels stored with one masked vector store).
+  and each channel's run of pixels stored with one masked vector store); with
+  ``ACT_ACCUMULATE`` in ``act`` the tile first adds the values already there.
 
 One intrinsic carries several tile shapes; ``sel`` picks one at run time, so any output
 plane is covered by full-speed tiles without padding the output.
@@ -38,9 +39,13 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-from .ir import I64, Vectors, const, internal_function, parameters, source_revision
+from .ir import I64, Loops, Vectors, const, internal_function, parameters, source_revision
 
 ACT_NONE, ACT_RELU, ACT_RELU6 = 0, 1, 2  # the codes of layout.ACTIVATION_CODES
+# Added to an activation code: the tile adds the output's current values to its sums, before bias and activation
+# (a reduction cut into blocks, each tile call after the first adding into the outputs of the ones before).
+ACT_ACCUMULATE = 4
+ACT_CODE_MASK = 3
 TRANSPOSE_MIN = 7  # narrower rows store channels-first through the general path (less code to compile)
 
 
@@ -183,7 +188,7 @@ def _tile_function(module, context, dtype, lanes, n_vec, rows, s, strided=False,
     return fn
 
 
-class _TileBuilder(Vectors):
+class _TileBuilder(Loops):
     def __init__(self, builder, elem, lanes, n_vec, args: TileArgs):
         super().__init__(builder, elem, lanes)
         self.n_vec, self.v = n_vec, lanes * n_vec
@@ -192,6 +197,7 @@ class _TileBuilder(Vectors):
 
     def emit(self, rows, s):
         accs = self._reduction_loop(rows, s)
+        accs = self._accumulate(accs, rows, s)
         self._store(self._bias_activation(accs), rows, s)
 
     def _reduction_loop(self, rows, s):
@@ -232,13 +238,48 @@ class _TileBuilder(Vectors):
         b.position_at_end(exit_)
         return new
 
+    def _accumulate(self, accs, rows, s):
+        """With ACT_ACCUMULATE: acc += the output's current values (vector loads for full
+        channels-last blocks, else through a buffer, as _store writes them)."""
+        b, a = self.b, self.args
+        shape = [len(accs), len(accs[0]), self.n_vec]
+
+        def add_output(flat):
+            full = b.and_(b.icmp_signed("==", a.kstride, const(1)), b.icmp_signed("==", a.kvalid, const(self.v)))
+            return self.either(full, flat, lambda f: self._add_vectors(f, rows, s),
+                               lambda f: self._add_buffered(f, rows, s))
+
+        on = b.icmp_signed("!=", b.and_(a.act, const(ACT_ACCUMULATE)), const(0))
+        flat = self.when(on, _flat(accs), add_output)
+        return [[flat[(i * shape[1] + p) * shape[2]:(i * shape[1] + p + 1) * shape[2]] for p in range(shape[1])]
+                for i in range(shape[0])]
+
+    def _add_vectors(self, flat, rows, s):
+        b, a = self.b, self.args
+        out = []
+        for i in range(rows):
+            for p in range(s):
+                base = b.add(b.add(a.obase, b.mul(const(i), a.orow)), b.mul(const(p), a.pstride))
+                out += [b.fadd(flat[(i * s + p) * self.n_vec + j], self.load(a.out, b.add(base, const(j * self.lanes))))
+                        for j in range(self.n_vec)]
+        return out
+
+    def _add_buffered(self, flat, rows, s):
+        b, a = self.b, self.args
+        buf = cgutils.alloca_once(b, self.elem, size=rows * s * self.v)
+        load = _load_function(b.module, self.elem, self.bits)
+        b.call(load, list(StoreArgs(buf=buf, out=a.out, rows=const(rows), s=const(s), v=const(self.v), obase=a.obase,
+                                    orow=a.orow, pstride=a.pstride, kstride=a.kstride, kvalid=a.kvalid)))
+        return [b.fadd(acc, self.load(buf, const(n * self.lanes))) for n, acc in enumerate(flat)]
+
     def _bias_activation(self, accs):
         """Bias, then the activation by compare-and-select (NaN passes, like layout.activate)."""
         b = self.b
         zero = ir.Constant(self.vec, None)
         six = ir.Constant(self.vec, [ir.Constant(self.elem, 6.0)] * self.lanes)
-        relu = b.icmp_signed(">=", self.args.act, const(ACT_RELU))
-        relu6 = b.icmp_signed("==", self.args.act, const(ACT_RELU6))
+        code = b.and_(self.args.act, const(ACT_CODE_MASK))
+        relu = b.icmp_signed(">=", code, const(ACT_RELU))
+        relu6 = b.icmp_signed("==", code, const(ACT_RELU6))
         biases = [self.load(self.args.bias, b.add(self.args.bbase, const(j * self.lanes))) for j in range(self.n_vec)]
 
         def finish(acc, j):
@@ -347,6 +388,29 @@ def _store_function(module, elem, bits):
                     k = k_loop.index
                     value = b.load(b.gep(a.buf, [b.add(src, k)], inbounds=True))
                     b.store(value, b.gep(a.out, [b.add(pbase, b.mul(k, a.kstride))], inbounds=True))
+        b.ret_void()
+    return fn
+
+
+def _load_function(module, elem, bits):
+    """buf[(i*s + p)*v + k] = out[obase + i*orow + p*pstride + k*kstride] for k < kvalid, 0
+    for kvalid <= k < v (i < rows, p < s): _store_function's inverse, for ACT_ACCUMULATE."""
+    ptr = elem.as_pointer()
+    fn, b = internal_function(module, f"fastconv_load_tile_f{bits}", [ptr, ptr] + [I64] * 8)
+    if b is not None:
+        a = StoreArgs(*fn.args)
+        with cgutils.for_range(b, a.rows) as i_loop:
+            rbase = b.add(a.obase, b.mul(i_loop.index, a.orow))
+            with cgutils.for_range(b, a.s) as p_loop:
+                p = p_loop.index
+                pbase = b.add(rbase, b.mul(p, a.pstride))
+                dst = b.mul(b.add(b.mul(i_loop.index, a.s), p), a.v)
+                with cgutils.for_range(b, a.kvalid) as k_loop:
+                    k = k_loop.index
+                    value = b.load(b.gep(a.out, [b.add(pbase, b.mul(k, a.kstride))], inbounds=True))
+                    b.store(value, b.gep(a.buf, [b.add(dst, k)], inbounds=True))
+                with cgutils.for_range_slice(b, a.kvalid, a.v, const(1)) as (k, _):
+                    b.store(ir.Constant(elem, 0.0), b.gep(a.buf, [b.add(dst, k)], inbounds=True))
         b.ret_void()
     return fn
 

@@ -43,13 +43,14 @@ from typing import NamedTuple
 
 import numpy as np
 from numba import prange, types
+from numba.extending import register_jitable
 
 from ...._arrays import working_dtype
 from ...._cache import cached_plan
 from ...._threads import CHUNKS_PER_THREAD, _thread_count, balanced, restore
 from ....kernels.activation import ACTIVATION_CODES
 from ..._jit import specialised_kernel
-from ...vector.fma_tile import REVISION, fma_tile_strided, pack_weight_block, shapes_literal
+from ...vector.fma_tile import ACT_ACCUMULATE, ACT_NONE, REVISION, fma_tile_strided, pack_weight_block, shapes_literal
 from .pointwise import strided_shape
 from .tiled import L1_BYTES, TileShape, step_cycles, tile_shape
 
@@ -103,7 +104,7 @@ def rows_plan(spec) -> RowsPlan:
     shape = strided_shape(tile_shape(spec.out_per_group, dtype.name))
     g, cg, kg = spec.groups, spec.in_per_group, spec.out_per_group
     kb_n = -(-kg // shape.v)
-    block_bytes = cg * shape.v * dtype.itemsize
+    block_bytes = -(-cg // reduction_blocks(cg, shape.v, dtype.itemsize)) * shape.v * dtype.itemsize
     pass_blocks = max(1, min(kb_n, L1_BYTES // block_bytes))  # the packed blocks of a pass stay in L1
     rows = spec.batch * int(np.prod(spec.out_size))
     strided = any(s != 1 for s in spec.stride)
@@ -134,7 +135,9 @@ def depth_to_space_plan(spec, stride: tuple, out_shape: tuple):
             n * s for n, s in zip(q, stride)):
         return None
     widths, n_vec = tuple(plan.widths.tolist()), plan.shape.n_vec
-    streams_l2 = plan.w_shape[2] * plan.shape.v * plan.dtype.itemsize > L1_BYTES
+    cg = plan.w_shape[2]
+    streams_l2 = -(-cg // reduction_blocks(cg, plan.shape.v, plan.dtype.itemsize)) * plan.shape.v * \
+        plan.dtype.itemsize > L1_BYTES
     full, tail = step_cycles(widths[0], n_vec, streams_l2), q[-1] % widths[0]
     tail_cost = full if q[-1] > widths[0] and plan.overlap[tail] else narrow_cycles(widths, n_vec, streams_l2, tail)
     if q[-1] // widths[0] * full + tail_cost > ROW_TAIL_SLACK * q[-1] / widths[0] * full:
@@ -149,6 +152,14 @@ def depth_to_space_plan(spec, stride: tuple, out_shape: tuple):
     koff = (phase_base[c0 // k_n] * k_n + c0 % k_n).astype(np.int64)
     return plan._replace(out_shape=out_shape, row_len=q[-1], row_base=(row_base * k_n).astype(np.int64),
                          opix=stride[-1] * k_n, koff=koff)
+
+
+@register_jitable
+def reduction_blocks(cg: int, v: int, itemsize: int) -> int:
+    """The blocks the reduction over C/G is cut into, so that a block of V channels' packed
+    weights fits L1 (tiled.L1_BYTES) instead of streaming from L2; each tile call after the
+    first adds into the output (ACT_ACCUMULATE)."""
+    return max(1, -(-cg * v * itemsize // L1_BYTES))
 
 
 @functools.cache
@@ -185,6 +196,8 @@ def rows_kernel(shape: TileShape):
         CHUNKS_PER_THREAD per thread, or one per tile or row."""
         groups, kg, cg = w.shape
         c_n = groups * cg
+        c_blocks = reduction_blocks(cg, v, w.itemsize)
+        zero_bias = np.zeros(v, w.dtype)  # the blocks of the reduction before the last add no bias
         kb_n = -(-kg // v)
         blocks = groups * kb_n
         s = widths[0]
@@ -230,28 +243,35 @@ def rows_kernel(shape: TileShape):
                         for kb in range(kb0, kb1):
                             pack_weight_block(w, g, kb, ws[kb - kb0], v, lanes, revision)
                         first = -kb0
-                    for row in range(row0, row1):
-                        p0, last = row * row_len, (row + 1) * row_len
-                        if n_rows == 1:
-                            p0 = run * units // splits * s
-                            last = rows if run == splits - 1 else (run + 1) * units // splits * s
-                        obase = row_base[row] - row * row_len * opix  # pixel p's output: obase + p * opix
-                        p = p0
-                        while p < last:
-                            sel, width = 0, s
-                            if p + s > last:  # the tail: one tile ending at the last pixel, or narrower ones
-                                if last - p0 >= s and overlap[last - p] == 1:
-                                    p = last - s
-                                else:
-                                    while widths[sel] > last - p:
-                                        sel += 1
-                                    width = widths[sel]
-                            for kb in range(kb0, kb1):
-                                blk = g * kb_n + kb
-                                fma_tile_strided(x, ws, xoff, bias, out, p * c_n + g * cg, 0, (first + kb) * cg * v,
-                                                 blk * v, obase + p * opix + koff[blk], 0, opix, 1,
-                                                 min(v, kg - kb * v), act, c_n, sel, shapes, v, lanes, revision)
-                            p += width
+                    for cb in range(c_blocks):
+                        c0, c1 = cb * cg // c_blocks, (cb + 1) * cg // c_blocks
+                        steps = xoff[:c1 - c0]
+                        last_block = cb == c_blocks - 1
+                        cbias = bias if last_block else zero_bias
+                        cact = (act if last_block else ACT_NONE) + (ACT_ACCUMULATE if cb > 0 else 0)
+                        for row in range(row0, row1):
+                            p0, last = row * row_len, (row + 1) * row_len
+                            if n_rows == 1:
+                                p0 = run * units // splits * s
+                                last = rows if run == splits - 1 else (run + 1) * units // splits * s
+                            obase = row_base[row] - row * row_len * opix  # pixel p's output: obase + p * opix
+                            p = p0
+                            while p < last:
+                                sel, width = 0, s
+                                if p + s > last:  # the tail: one tile ending at the last pixel, or narrower ones
+                                    if last - p0 >= s and overlap[last - p] == 1 and c_blocks == 1:  # no adding twice
+                                        p = last - s
+                                    else:
+                                        while widths[sel] > last - p:
+                                            sel += 1
+                                        width = widths[sel]
+                                for kb in range(kb0, kb1):
+                                    blk = g * kb_n + kb
+                                    fma_tile_strided(x, ws, steps, cbias, out, p * c_n + g * cg + c0, 0,
+                                                     ((first + kb) * cg + c0) * v, 0 if cb < c_blocks - 1 else blk * v,
+                                                     obase + p * opix + koff[blk], 0, opix, 1, min(v, kg - kb * v),
+                                                     cact, c_n, sel, shapes, v, lanes, revision)
+                                p += width
         restore(previous)
 
     dt = types.float32 if shape.dtype == "float32" else types.float64

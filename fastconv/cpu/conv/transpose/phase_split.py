@@ -72,11 +72,22 @@ def phase_weights(w, g_n, cg, kg, table, taps, out):
         g = task // kb_n
         k0 = (task - g * kb_n) * 16
         for c0 in range(0, cg, 16):
+            c_n = min(c0 + 16, cg) - c0
+            for r in range(table.shape[0]):  # phases of one tap (a stacked 1x1 conv's): strided copies
+                at, p, p_n, t_sub = table[r, 0], table[r, 1], table[r, 2], table[r, 3]
+                if t_sub == 1 and taps[r, 0] >= 0:
+                    for kk in range(k0, min(k0 + 16, kg)):
+                        dst = at + ((g * p_n + p) * kg + kk) * cg + c0
+                        src = ((g * cg + c0) * kg + kk) * t_n + taps[r, 0]
+                        for ci in range(c_n):
+                            out[uint64(dst + ci)] = w[uint64(src + ci * kg * t_n)]
             for kk in range(k0, min(k0 + 16, kg)):
                 for r in range(table.shape[0]):
                     at, p, p_n, t_sub = table[r, 0], table[r, 1], table[r, 2], table[r, 3]
+                    if t_sub == 1 and taps[r, 0] >= 0:
+                        continue
                     dst = at + (((g * p_n + p) * kg + kk) * cg + c0) * t_sub
-                    for ci in range(c0, min(c0 + 16, cg)):
+                    for ci in range(c0, c0 + c_n):
                         src = ((g * cg + ci) * kg + kk) * t_n
                         for j in range(t_sub):
                             t = taps[r, j]
