@@ -407,6 +407,37 @@ def test_bitwise_across_runs_and_threads():
         numba.set_num_threads(old)
 
 
+def test_repeated_calls_run_the_call_plan():
+    """A pooling gradient seen before runs its CallPlan: new values give their own results
+    (max pooling's indices given or found, Lp's forward output, unbatched input, both
+    layouts), as a fresh call does, and given indices are checked on every call."""
+    def grads(x, g, g1, cl):
+        idx = F.max_pool2d(x, 3, 2, 1, return_indices=True, channels_last=cl)[1]
+        return [G.max_pool2d(g, x, 3, 2, 1, indices=idx, channels_last=cl), G.max_pool2d(g, x, 3, 2, 1, channels_last=cl),
+                G.avg_pool2d(g, x, 3, 2, 1, False, False, channels_last=cl),
+                G.lp_pool2d(g, x, 3.0, 3, 2, padding=1, channels_last=cl),
+                G.adaptive_max_pool2d(g1, x, 2, channels_last=cl), G.adaptive_avg_pool2d(g1, x, 2, channels_last=cl),
+                G.max_pool2d(g[0], x[0], 3, 2, 1, channels_last=cl)]
+
+    for cl in (False, True):
+        calls = []
+        for seed in (1, 2, 1):
+            x = _rng(seed).standard_normal((2, 3, 7, 6))
+            g, g1 = _rng(seed + 9).standard_normal((2, 3, 4, 3)), _rng(seed + 19).standard_normal((2, 3, 2, 2))
+            if cl:
+                x, g, g1 = _cl(x), _cl(g), _cl(g1)
+            calls.append(grads(x, g, g1, cl))
+            F.clear_caches()
+            fresh = grads(x, g, g1, cl)
+            assert all(a.tobytes() == b.tobytes() for a, b in zip(calls[-1], fresh))
+        assert all(a.tobytes() == b.tobytes() for a, b in zip(calls[0], calls[2]))
+        assert not any(np.array_equal(a, b) for a, b in zip(calls[0], calls[1]))
+    x = np.zeros((1, 2, 6, 6))
+    G.max_pool2d(np.zeros((1, 2, 3, 3)), x, 2, indices=F.max_pool2d(x, 2, return_indices=True)[1])
+    with pytest.raises(ValueError, match=r"max_pool2d: indices\[0, 0, 0, 1\]=0 is not a position"):
+        G.max_pool2d(np.zeros((1, 2, 3, 3)), x, 2, indices=np.zeros((1, 2, 3, 3), np.int64))
+
+
 # ---- errors ---------------------------------------------------------------------------------
 
 def test_errors():

@@ -247,6 +247,22 @@ def test_channels_last_and_unbatched_gradients_match_torch():
     torch.testing.assert_close(FT.avg_pool2d(FT.conv2d(u, w, padding=1), 2), TF.avg_pool2d(TF.conv2d(u, w, padding=1), 2))
 
 
+def test_eager_conv_saves_only_what_its_gradients_read():
+    """A frozen weight's layer keeps no input (only the weight's gradient reads it); the
+    gradients are torch's either way, in both layouts."""
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        x, w = _t(2, 3, 7, 7).contiguous(memory_format=fmt), _t(4, 3, 3, 3)
+        for x_grad, w_grad in ((True, False), (False, True), (True, True)):
+            xs, ws = x.detach().requires_grad_(x_grad), w.detach().requires_grad_(w_grad)
+            y = FT.conv2d(xs, ws, stride=2, padding=1)
+            assert (y.grad_fn.saved_tensors[0] is not None) == w_grad
+            wanted = [t for t in (xs, ws) if t.requires_grad]
+            got = torch.autograd.grad(y.sum(), wanted)
+            want = torch.autograd.grad(TF.conv2d(xs, ws, stride=2, padding=1).sum(), wanted)
+            for a, c in zip(got, want):
+                torch.testing.assert_close(a, c)
+
+
 def test_bad_arguments_name_themselves():
     x, w = torch.randn(1, 3, 5, 5), torch.randn(4, 3, 3, 3)
     with pytest.raises(TypeError, match="stride"):

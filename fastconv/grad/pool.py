@@ -19,17 +19,20 @@ first max |x| as max pooling does. Global max pooling routes to the first maximu
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 
 from .._args import check_flag, int_tuple, is_int, resolve_pads, window_out_size
 from .._arrays import check_array, check_same_dtype, is_cuda_array, shape_of, to_host
+from .._cache import cached_plan
+from ..dispatch import choose
 from ..kernels.geometry import lift3
 from ..kernels.pool_reach import adaptive_reaches, first_stray_index, output_spans, window_reaches
 from ..ops import pooling as forward
 from ..ops import windows as forward_windows
-from ..ops._call import _as_kind, batched, execute
+from ..ops._call import CallPlan, _as_kind, batched, call_plan, check_output, execute, host_key, remember
 from ..spec.pool import resolve_adaptive_pool, resolve_pool
 
 __all__ = [
@@ -65,25 +68,34 @@ def _matching(op, name, array, spec_shape, unbatched):
                                                                                       None)[1]
 
 
-def _indices(op, name, indices, spec, unbatched, adaptive):
+def _indices(op, name, indices, spec, unbatched, adaptive, checked=True):
     """User indices, batched, checked: an integer array of the output's shape whose every
-    entry is -1 or a position inside its output's window (the gather reads only there)."""
+    entry is -1 or a position inside its output's window (the gather reads only there).
+    ``checked=False``: indices the forward kernel itself returned (the PyTorch bridge's
+    saved ones), whose positions are not searched again."""
     idx = _matching(op, name, indices, spec.output_shape, unbatched)
     host = to_host(idx)
     if host.dtype.kind not in "iu":
         raise TypeError(f"{op}: {name} has dtype {host.dtype}; expected int64, as the forward's "
                         f"return_indices=True gives")
     host = np.ascontiguousarray(host, np.int64)
-    reaches = adaptive_reaches(spec) if adaptive else window_reaches(spec)
-    spans = (a for r, o in zip(reaches, lift3(spec.out_size, 1)) for a in output_spans(r, o))
+    if not checked:
+        return idx if idx.dtype == np.int64 else _like(host, idx)
     stray = first_stray_index(host.reshape(-1), spec.channels_last, spec.channels, *lift3(spec.in_size, 1),
-                              *lift3(spec.out_size, 1), *spans)
+                              *lift3(spec.out_size, 1), *_output_spans(spec, adaptive))
     if stray >= 0:
         where = np.unravel_index(stray, host.shape)[unbatched:]
         raise ValueError(f"{op}: {name}[{', '.join(map(str, where))}]={int(host.reshape(-1)[stray])} is not a "
                          f"position inside that output's window of the input (spatial size {spec.in_size}); "
                          f"expected the indices the forward call returns")
     return idx if idx.dtype == np.int64 else _like(host, idx)
+
+
+@cached_plan
+def _output_spans(spec, adaptive):
+    """The per-dim (first, last, step) spans of ``spec``'s output windows, lifted to 3-D."""
+    reaches = adaptive_reaches(spec) if adaptive else window_reaches(spec)
+    return tuple(a for r, o in zip(reaches, lift3(spec.out_size, 1)) for a in output_spans(r, o))
 
 
 def _like(host, x):
@@ -113,7 +125,13 @@ def _zeros_like_input(spec, dtype):
 
 def _window(op, mode, nd, grad_output, input, kernel_size, stride, padding, dilation, ceil_mode,
             channels_last, algo, *, count_include_pad=True, divisor_override=None, norm_type=2.0,
-            indices=None):
+            indices=None, checked=True):
+    key = host_key(op, (mode, kernel_size, stride, padding, dilation, ceil_mode, channels_last, algo, count_include_pad,
+                        divisor_override, norm_type, checked), input, grad_output, indices)
+    if key is not None:
+        plan = call_plan(key)
+        if plan is not None:
+            return plan.run(grad_output, input, indices)
     channels_last = check_flag(op, "channels_last", channels_last)
     ceil_mode = check_flag(op, "ceil_mode", ceil_mode)
     count_include_pad = check_flag(op, "count_include_pad", count_include_pad)
@@ -124,23 +142,52 @@ def _window(op, mode, nd, grad_output, input, kernel_size, stride, padding, dila
                         channels_last=channels_last, dtype=dtype.name)
     g = _matching(op, "grad_output", grad_output, spec.output_shape, unbatched)
     geometry = (spec.kernel, spec.stride, spec.pads, spec.dilation, ceil_mode)
-    idx = y = xa = None
-    if spec.batch and mode == "max":
+    operands = functools.partial(_window_operands, op, mode, nd, spec, geometry, checked, unbatched)
+    return _run("pool_grad", key, backend, spec, algo, operands, unbatched, grad_output, g, input, x,
+                indices)
+
+
+def _window_operands(op, mode, nd, spec, geometry, checked, unbatched, x, indices):
+    """(indices, forward output, input) that the gather kernel of ``mode`` reads besides
+    the gradient, from the batched input ``x`` and the user's ``indices``."""
+    if mode == "max":
         if indices is not None:
-            idx = _indices(op, "indices", indices, spec, unbatched, adaptive=False)
-        else:
-            idx = _max_indices(nd, x, geometry, channels_last)
-    elif spec.batch and mode == "lp":
-        xa = x
-        if math.isinf(spec.norm_type):  # routes like max pooling of |x| (same tie and NaN rule)
-            idx = _max_indices(nd, _converted(x, dtype, absolute=True), geometry, channels_last)
-        else:  # the forward output in the working dtype
-            xw = _converted(x, np.float32) if dtype == np.float16 else x
-            y = getattr(forward, f"lp_pool{nd}d")(xw, spec.norm_type, spec.kernel, spec.stride, ceil_mode,
-                                                   padding=spec.pads, dilation=spec.dilation,
-                                                   channels_last=channels_last)
-    return execute("pool_grad", backend, spec, algo, input, (g, idx, y, xa), unbatched,
-                   _zeros_like_input(spec, dtype))
+            return _indices(op, "indices", indices, spec, unbatched, False, checked), None, None
+        return _max_indices(nd, x, geometry, spec.channels_last), None, None
+    if mode != "lp":
+        return None, None, None
+    dtype = np.dtype(spec.dtype)
+    if math.isinf(spec.norm_type):  # routes like max pooling of |x| (same tie and NaN rule)
+        return _max_indices(nd, _converted(x, dtype, absolute=True), geometry, spec.channels_last), None, x
+    xw = _converted(x, np.float32) if dtype == np.float16 else x  # the forward output in the working dtype
+    kernel, stride, pads, dilation, ceil_mode = geometry
+    y = getattr(forward, f"lp_pool{nd}d")(xw, spec.norm_type, kernel, stride, ceil_mode, padding=pads,
+                                           dilation=dilation, channels_last=spec.channels_last)
+    return None, y, x
+
+
+def _run(family, key, backend, spec, algo, operands, unbatched, grad_output, g, input, x, indices):
+    """The gradient of a checked call: ``operands(x, indices)`` gives the gather kernel's
+    arrays beside ``g``. A call on NumPy arrays with a plain ``key`` keeps its CallPlan
+    (ops/_call.py), which the next such call runs and nothing else: only the indices'
+    values and the forward outputs depend on more than the key."""
+    if key is None or backend != "cpu" or not spec.batch:
+        arrays = operands(x, indices) if spec.batch else ()
+        return execute(family, backend, spec, algo, input, (g, *arrays), unbatched, _zeros_like_input(spec, g.dtype))
+    check_output(spec.op, spec.input_shape, g.dtype)
+    impl = choose(family, "cpu", spec, algo)
+    in_shape, out_shape = spec.input_shape, spec.output_shape
+
+    def run(grad_output, input, indices):
+        if unbatched:
+            grad_output, input = grad_output.reshape(out_shape), input.reshape(in_shape)
+        result = impl.fn(spec, grad_output, *operands(input, indices))
+        return result.reshape(result.shape[1:]) if unbatched else result
+
+    plan = CallPlan(spec, impl, run)
+    result = run(grad_output, input, indices)
+    remember(key, plan)
+    return result
 
 
 def _max_indices(nd, x, geometry, channels_last):
@@ -170,6 +217,16 @@ def max_pool3d(grad_output, input, kernel_size, stride=None, padding=0, dilation
     """Gradient of max_pool3d with respect to its input (see max_pool1d)."""
     return _window("max_pool3d", "max", 3, grad_output, input, kernel_size, stride, padding, dilation,
                    ceil_mode, channels_last, algo, indices=indices)
+
+
+def max_pool_from_forward(nd, grad_output, input, kernel_size, stride, padding, dilation, ceil_mode, indices,
+                          channels_last):
+    """max_pool{nd}d's gradient through ``indices`` that fastconv's forward returned for this
+    very call (the PyTorch bridge's saved ones, which autograd refuses to use once modified):
+    their positions are not searched again, a third of the call on 8x64x56x56 channels-first.
+    The gather writes nowhere outside its input row whatever an index holds."""
+    return _window(f"max_pool{nd}d", "max", nd, grad_output, input, kernel_size, stride, padding, dilation,
+                   ceil_mode, channels_last, "auto", indices=indices, checked=False)
 
 
 def avg_pool1d(grad_output, input, kernel_size, stride=None, padding=0, ceil_mode=False,
@@ -221,21 +278,30 @@ def lp_pool3d(grad_output, input, norm_type, kernel_size, stride=None, ceil_mode
 
 # ---- adaptive and global -----------------------------------------------------------------
 
-def _adaptive(op, mode, nd, grad_output, input, output_size, indices, channels_last, algo):
+def _adaptive(op, mode, nd, grad_output, input, output_size, indices, channels_last, algo, checked=True):
+    key = host_key(op, (mode, output_size, channels_last, algo, checked), input, grad_output, indices)
+    if key is not None:
+        plan = call_plan(key)
+        if plan is not None:
+            return plan.run(grad_output, input, indices)
     channels_last = check_flag(op, "channels_last", channels_last)
     backend, x, unbatched, dtype = _batched_pair(op, nd, grad_output, input, indices)
     spec = resolve_adaptive_pool(op, mode, nd, tuple(shape_of(x)), output_size,
                                  channels_last=channels_last, dtype=dtype.name)
     g = _matching(op, "grad_output", grad_output, spec.output_shape, unbatched)
-    idx = None
-    if spec.batch and mode == "max":
-        if indices is not None:
-            idx = _indices(op, "indices", indices, spec, unbatched, adaptive=True)
-        else:
-            idx = getattr(forward, f"adaptive_max_pool{nd}d")(x, spec.out_size, True,
-                                                              channels_last=channels_last)[1]
-    return execute("adaptive_pool_grad", backend, spec, algo, input, (g, idx), unbatched,
-                   _zeros_like_input(spec, dtype))
+    operands = functools.partial(_adaptive_operands, op, mode, nd, spec, checked, unbatched)
+    return _run("adaptive_pool_grad", key, backend, spec, algo, operands, unbatched, grad_output, g, input, x,
+                indices)
+
+
+def _adaptive_operands(op, mode, nd, spec, checked, unbatched, x, indices):
+    """(indices,): what the adaptive gather kernel reads besides the gradient (None but for max)."""
+    if mode != "max":
+        return (None,)
+    if indices is not None:
+        return (_indices(op, "indices", indices, spec, unbatched, True, checked),)
+    pool = getattr(forward, f"adaptive_max_pool{nd}d")
+    return (pool(x, spec.out_size, True, channels_last=spec.channels_last)[1],)
 
 
 def adaptive_avg_pool1d(grad_output, input, output_size, *, channels_last=False, algo="auto"):
@@ -269,6 +335,12 @@ def adaptive_max_pool3d(grad_output, input, output_size, *, indices=None, channe
     """Gradient of adaptive_max_pool3d (see adaptive_max_pool1d)."""
     return _adaptive("adaptive_max_pool3d", "max", 3, grad_output, input, output_size, indices,
                      channels_last, algo)
+
+
+def adaptive_max_pool_from_forward(nd, grad_output, input, output_size, indices, channels_last):
+    """adaptive_max_pool{nd}d's gradient through the forward's own indices (see max_pool_from_forward)."""
+    return _adaptive(f"adaptive_max_pool{nd}d", "max", nd, grad_output, input, output_size, indices, channels_last,
+                     "auto", checked=False)
 
 
 def global_avg_pool(grad_output, input, *, channels_last=False):

@@ -4,8 +4,9 @@ A pooling gradient sums, for each input element, the gradients of the outputs wh
 windows contain it. Windows are products of per-dim ranges, so per dim it is enough to
 know, for each input position i, the outputs o whose window covers i. ``reach`` holds
 that as CSR arrays: outputs ``outs[ptr[i]:ptr[i + 1]]`` (ascending tap order for
-sliding windows, ascending o for adaptive cells), built once per call on the host in
-NumPy and read by the CPU and GPU kernels alike. The kernels visit them in this fixed
+sliding windows, ascending o for adaptive cells), built on the host in NumPy once per
+spec (kept in fastconv's plan cache: a tiny layer's reaches cost more than its gradient)
+and read by the CPU and GPU kernels alike, which never write them. The kernels visit them in this fixed
 order, so every sum runs in the same order on every run and thread count.
 """
 
@@ -17,6 +18,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from .._cache import cached_plan
 from .._jit_cache import robust_cache
 from .inline import inline_helper
 
@@ -84,6 +86,7 @@ def adaptive_reach(n, o) -> Reach:
     return Reach(ptr, outs, count)
 
 
+@cached_plan
 def window_reaches(spec) -> list:
     """The three per-dim Reach of a PoolSpec, lifted to 3-D (a unit dim reaches its one output)."""
     return [adaptive_reach(1, 1)] * (3 - spec.nd) + [
@@ -92,6 +95,7 @@ def window_reaches(spec) -> list:
                                        spec.pads)]
 
 
+@cached_plan
 def adaptive_reaches(spec) -> list:
     """The three per-dim Reach of an AdaptivePoolSpec, lifted to 3-D."""
     return [adaptive_reach(1, 1)] * (3 - spec.nd) + [adaptive_reach(n, o) for n, o in

@@ -254,6 +254,9 @@ class _Eager(torch.autograd.Function):
             x, y = (input.movedim(1, -1), output.movedim(1, -1)) if permuted else (input, output)
             ctx.call = call._replace(grads=transpose_call(call.nd, _grad_geometry(call, x, weight, y),
                                                           call.options).grads)
+        if not ctx.needs_input_grad[1]:  # only the weight's gradient reads the input: a frozen layer keeps none
+            ctx.input_size = input.shape
+            input = None
         ctx.save_for_backward(input, weight, output if call.activation else None)
         return output
 
@@ -266,7 +269,8 @@ class _Eager(torch.autograd.Function):
         _, input_grad_fn, weight_grad_fn = FUNCTIONS[call.transposed, call.nd]
         gi = gw = gb = None
         if needs[0]:
-            size = channels_last_shape(input.shape) if permuted else input.shape
+            size = ctx.input_size if input is None else input.shape
+            size = channels_last_shape(size) if permuted else size
             gi = run_input_grad(input_grad_fn, size, weight, g, call.grads, permuted)
         if needs[1]:
             gw = run_weight_grad(weight_grad_fn, input, weight.shape, g, call.grads, permuted)

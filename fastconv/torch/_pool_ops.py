@@ -4,6 +4,9 @@ pooling, each with a ``<name>_grad`` op running fastconv.grad.
 Max pooling ops always return their indices (the public functions drop them unless asked):
 the backward routes each gradient through them instead of searching the windows again.
 Each op saves its input (the gradient functions take it) and, for max pooling, the indices.
+The eager path's max pooling gradients take those indices as the forward kernel's own
+(fastconv.grad.pool.max_pool_from_forward: not checked again); the gradient ops check
+theirs, which a caller may pass.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import torch
 
 import fastconv
 import fastconv.grad as grad
+from fastconv.grad.pool import adaptive_max_pool_from_forward, max_pool_from_forward
 
 from ._args import compact, padding_arg
 from ._eager import applier, first_order
@@ -23,12 +27,13 @@ from ._library import define
 from ._tensors import as_array, as_tensor, fake_array, run
 
 
-def _define_pool(name, args_schema, forward, gradient, *, indices):
+def _define_pool(name, args_schema, forward, gradient, *, indices, gradient_from_forward=None):
     """Define ``fastconv::<name>(input, <args>, channels_last)`` and its gradient op.
 
     ``forward(x, *args, channels_last)`` and ``gradient(grad_output, x, indices, *args,
     channels_last)`` call fastconv on arrays; with ``indices`` the forward returns
-    (values, indices)."""
+    (values, indices), and ``gradient_from_forward`` (as ``gradient``) is the eager
+    path's, for the indices its own forward saved."""
     args = f", {args_schema}" if args_schema else ""
 
     def impl(input, *a):
@@ -43,7 +48,7 @@ def _define_pool(name, args_schema, forward, gradient, *, indices):
                     input.new_empty((input.shape[0], *out[1].shape[1:]), dtype=torch.int64))
         return input.new_empty((input.shape[0], *out.shape[1:]))
 
-    def grad_impl(grad_output, input, idx, *a, channels_last):
+    def grad_impl(grad_output, input, idx, *a, channels_last, gradient=gradient):
         arrays = (as_array(grad_output), as_array(input), as_array(idx))
         return as_tensor(run(input, gradient, *arrays, *a, channels_last=channels_last), arrays)
 
@@ -63,7 +68,9 @@ def _define_pool(name, args_schema, forward, gradient, *, indices):
     returns = "(Tensor, Tensor)" if indices else "Tensor"
     op = define(f"{name}(Tensor input{args}, bool channels_last) -> {returns}", impl, fake,
                 backward=backward, setup_context=setup)
-    _POOLS[op] = _Pool(impl, grad_impl, indices)
+    eager_grad = grad_impl if gradient_from_forward is None else functools.partial(grad_impl,
+                                                                                    gradient=gradient_from_forward)
+    _POOLS[op] = _Pool(impl, eager_grad, indices)
     return op
 
 
@@ -71,7 +78,7 @@ class _Pool(NamedTuple):
     """A pooling op's kernel functions on tensors, for the eager path."""
 
     impl: Callable
-    grad_impl: Callable
+    grad_impl: Callable  # given the indices its impl returned, when it returns them
     indices: bool
 
 
@@ -142,6 +149,10 @@ for _nd in (1, 2, 3):
         k, s, p, d, (ceil,) = _unpack(nd, w, pn)
         return f(g, x, k, s, p, d, bool(ceil), indices=idx, channels_last=channels_last)
 
+    def _max_grad_from_forward(g, x, idx, w, pn, *, channels_last, nd=_nd):
+        k, s, p, d, (ceil,) = _unpack(nd, w, pn)
+        return max_pool_from_forward(nd, g, x, k, s, p, d, bool(ceil), idx, channels_last)
+
     def _avg(x, w, pn, *, channels_last, nd=_nd, f=getattr(fastconv, f"avg_pool{_nd}d")):
         k, s, p, d, (ceil, cip, div) = _unpack(nd, w, pn)
         return f(x, k, s, p, bool(ceil), bool(cip), div or None, dilation=d, channels_last=channels_last)
@@ -164,6 +175,9 @@ for _nd in (1, 2, 3):
     def _adaptive_avg_grad(g, x, idx, o, *, channels_last, f=getattr(grad, f"adaptive_avg_pool{_nd}d")):
         return f(g, x, tuple(o), channels_last=channels_last)
 
+    def _adaptive_max_grad_from_forward(g, x, idx, o, *, channels_last, nd=_nd):
+        return adaptive_max_pool_from_forward(nd, g, x, tuple(o), idx, channels_last)
+
     def _adaptive_max(x, o, *, channels_last, f=getattr(fastconv, f"adaptive_max_pool{_nd}d")):
         return f(x, tuple(o), True, channels_last=channels_last)
 
@@ -171,7 +185,7 @@ for _nd in (1, 2, 3):
         return f(g, x, tuple(o), indices=idx, channels_last=channels_last)
 
     MAX_POOL[_nd] = _define_pool(f"max_pool{_nd}d", "int[] window, str padding_name", _max, _max_grad,
-                                 indices=True)
+                                 indices=True, gradient_from_forward=_max_grad_from_forward)
     AVG_POOL[_nd] = _define_pool(f"avg_pool{_nd}d", "int[] window, str padding_name", _avg, _avg_grad,
                                  indices=False)
     LP_POOL[_nd] = _define_pool(f"lp_pool{_nd}d", "float norm_type, int[] window, str padding_name", _lp, _lp_grad,
@@ -179,7 +193,8 @@ for _nd in (1, 2, 3):
     ADAPTIVE_AVG_POOL[_nd] = _define_pool(f"adaptive_avg_pool{_nd}d", "int[] output_size", _adaptive_avg,
                                           _adaptive_avg_grad, indices=False)
     ADAPTIVE_MAX_POOL[_nd] = _define_pool(f"adaptive_max_pool{_nd}d", "int[] output_size", _adaptive_max,
-                                          _adaptive_max_grad, indices=True)
+                                          _adaptive_max_grad, indices=True,
+                                          gradient_from_forward=_adaptive_max_grad_from_forward)
 
 GLOBAL_AVG_POOL = _define_pool(
     "global_avg_pool", "", lambda x, *, channels_last: fastconv.global_avg_pool(x, channels_last=channels_last),
