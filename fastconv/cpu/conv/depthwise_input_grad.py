@@ -4,9 +4,10 @@ The input gradient is the depthwise transposed conv of grad_output: input pixel 
 grad_output[o] * w[t] for every tap t with o * stride + t * dilation - pad == i. The
 phase decomposition of the generic transposed conv runs each phase as its own forward
 conv and interleaves the results (prod(stride) kernel specialisations and an extra copy);
-here a task owns rows of the input gradient and adds each tap's grad_output row into
-them in place, in the fixed order (kd, kh, kw, ow): no atomics, no copies beyond a
-float16 or non-contiguous operand, and the user's layout read and written as it is.
+here a task owns rows of the input gradient and sums the taps reaching each element in
+the fixed order (kd, kh, kw) (channels-last: each pixel written once; channels-first: in a
+scratch row, phase by phase): no atomics, no copies beyond a float16 or non-contiguous
+operand, and the user's layout read and written as it is.
 Stride 1 layers take the forward depthwise kernel with the flipped weight instead
 (input_grad.py).
 """
