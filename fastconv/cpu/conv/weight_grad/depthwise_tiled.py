@@ -42,11 +42,13 @@ MIN_TASKS = 8  # channels-last: strips made shorter until (strips x channel bloc
 
 def nhwc_strip(planes: int, out_h: int, in_w: int, channels: int, kh: int, sh: int, dh: int, itemsize: int) -> int:
     """Output rows per channels-last strip of ``planes`` output planes of ``out_h`` rows: their input rows
-    of a task's channels within STRIP_BYTES, at least MIN_TASKS tasks where the rows allow.
+    of a task's channels within STRIP_BYTES, at least MIN_TASKS tasks where the rows allow, a plane's
+    strips as even as can be (19 rows as 10 + 9, not 14 + 5: 1x728x19x19 0.095 -> 0.068 ms).
     From the shapes alone: the strips' partial sums, and so the result, do not depend on the threads."""
     rows = STRIP_BYTES // max(1, in_w * min(channels, CHANNEL_BLOCK) * itemsize)
     blocks = -(-channels // CHANNEL_BLOCK)
-    return max(1, min((rows - (kh - 1) * dh) // sh, planes * out_h * blocks // MIN_TASKS))
+    strip = max(1, min((rows - (kh - 1) * dh) // sh, planes * out_h * blocks // MIN_TASKS))
+    return -(-out_h // -(-out_h // strip))
 
 
 def _lanes(dtype: str) -> int:
