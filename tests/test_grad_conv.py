@@ -216,6 +216,10 @@ DEPTHWISE_INPUT_PATHS = [  # stride 1: the flipped forward conv; strided or over
     sample("conv2d", (1, 4, 5, 5), (4, 1, 3, 3), groups=4, padding=3),
     sample("conv1d", (2, 4, 13), (4, 1, 5), groups=4, stride=3, padding=2),
     sample("conv3d", (1, 3, 5, 6, 7), (3, 1, 3, 3, 3), groups=3, stride=2, padding=1),
+    # channels-last pixels summing 1, 2 and 4 taps, and 3 or 6 (the general loop); 37 channels: a part vector
+    sample("conv2d", (2, 37, 12, 11), (37, 1, 3, 3), groups=37, stride=2, padding=1),
+    sample("conv2d", (1, 37, 9, 10), (37, 1, 3, 3), groups=37, stride=(2, 1), padding=1),
+    sample("conv2d", (1, 20, 13, 12), (20, 1, 5, 5), groups=20, stride=2, padding=2),
 ]
 
 
