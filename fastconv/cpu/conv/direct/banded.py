@@ -8,16 +8,21 @@ of bands (conv.taps.regions), a box of outputs that all read the same box of tap
 one of them inside the input. So no padding is read and nothing is packed: the tiles read
 the contiguous channels-last input (the user's, or one copy of it) with their pixels C *
 stride_w apart (vector.fma_tile.fma_tile_strided_indexed). Each region is tiled as a plane
-of its own (tiled.plane_tiles) and its tiles run only the reduction steps of its box, taps
-outer and channels inner (a step's pixels read the next element of the same cache lines as
-the step before): their input offsets (xoff) and their rows of the task's packed weight
-block (woff). A region whose taps all read padding runs one step on a zero (its bias).
+of its own (tiled.plane_tiles) and its tiles run only the reduction steps of its box, in the
+plain kernel's order, channels outer: their input offsets (xoff) and their rows of the
+task's packed weight block (woff). A region whose taps all read padding runs one step on a
+zero (its bias). A region's sums are then the plain kernel's without the zero products of
+its padding taps, bitwise, so a result does not depend on which calls take this kernel (a
+Dask block or workspace chunk without padding runs the plain one).
 
 Measured single-threaded (process CPU time) on ASPP's 512-channel 33x33 layers at rates
-18 / 12 / 6: taps outer 8.3 / 10.1 / 14.6 ms, channels outer 9.7 / 15.3 / 24.5. Packing the
-input row-planar without its padding for the plain 14-pixel tiles (fma_tile_indexed) took
-11-25% longer there, though 10% less than the plain kernel on a 256-channel rate-4 layer
-(input and weight block inside L2), where these strided tiles gain nothing.
+18 / 12 / 6: taps outer 8.3 / 10.1 / 14.6 ms, channels outer 9.7 / 15.3 / 24.5; taps outer
+broke that bitwise agreement (Dask's tests), so channels outer it is. Against the plain
+kernel (again, another day: 33.6 / 28.4 / 18.5 ms) channels outer took 7.2-7.9 / 13.9 /
+21.3, so GAIN keeps rate 6 on the plain kernel. Packing the input row-planar without its
+padding for the plain 14-pixel tiles (fma_tile_indexed) took 11-25% longer there, though
+10% less than the plain kernel on a 256-channel rate-4 layer (input and weight block inside
+L2), where these strided tiles gain nothing.
 
 Segments run in the order of their first output row modulo the dilation (per stride):
 output rows dilation apart read the same input rows through different taps, often from
@@ -45,8 +50,9 @@ from .pointwise import strided_shape
 from .tiled import MAX_ROWS, TileShape, plane_cost, plane_tiles, segment_tiles, task_block, tile_origin
 
 # Banded when its modelled cost is under this share of the whole plane's (regions' narrow
-# tiles and the extra index loads are not all in the model).
-GAIN = 0.8
+# tiles, the extra index loads and the strided reads are not all in the model; 0.8 took
+# ASPP's rate 6, where the banded kernel ran 1.15x the plain kernel's time).
+GAIN = 0.6
 
 # Columns of BandedPlan.regions
 OD0, OH0, OW0, ROH, STEP0, STEP1, TILE0, LAY0, LAY1, EMPTY, FIELDS = range(11)
@@ -70,10 +76,12 @@ def zero_padded(spec) -> bool:
 
 
 def _region_steps(taps, kernel, cg):
-    """Reduction steps (c, kd, kh, kw flattened, the packed weight's order) of a box of taps,
-    taps outer and channels inner."""
+    """Reduction steps (c, kd, kh, kw flattened, the packed weight's order) of a box of taps, in
+    the plain kernel's order (channels outer): a region's sums are the plain kernel's with the
+    taps that read padding (zero products) left out, bitwise, so a result does not depend on
+    which layers or chunks (workspace chunks, Dask blocks) take the banded kernel."""
     index = np.arange(cg * int(np.prod(kernel))).reshape(cg, *kernel)
-    return np.moveaxis(index[:, slice(*taps[0]), slice(*taps[1]), slice(*taps[2])], 0, -1).reshape(-1)
+    return index[:, slice(*taps[0]), slice(*taps[1]), slice(*taps[2])].reshape(-1)
 
 
 def channels_last_offsets(geom, channels: int, cg: int) -> np.ndarray:
