@@ -27,6 +27,7 @@ import numpy as np
 from .._args import check_flag, int_tuple, is_int, resolve_pads, window_out_size
 from .._arrays import check_array, check_same_dtype, is_cuda_array, shape_of, to_host
 from .._cache import cached_plan
+from .._small_calls import on_one_thread, serial
 from ..dispatch import choose
 from ..kernels.geometry import lift3
 from ..kernels.pool_reach import adaptive_reaches, first_stray_index, output_spans, window_reaches
@@ -184,6 +185,8 @@ def _run(family, key, backend, spec, algo, operands, unbatched, grad_output, g, 
         result = impl.fn(spec, grad_output, *operands(input, indices))
         return result.reshape(result.shape[1:]) if unbatched else result
 
+    if serial(spec):
+        run = on_one_thread(run)
     plan = CallPlan(spec, impl, run)
     result = run(grad_output, input, indices)
     remember(key, plan)

@@ -1,7 +1,8 @@
 """What every op front end does around its kernel: pick the backend, add and remove
 the batch axis of unbatched input, handle empty batches, move arrays between host
-and device, check that the output can be allocated, dispatch on the resolved spec, and
-remember what a call on NumPy arrays resolved.
+and device, check that the output can be allocated, dispatch on the resolved spec, run
+small calls on one thread (fastconv/_small_calls.py), and remember what a call on NumPy
+arrays resolved.
 
 The call-plan cache. A call on NumPy arrays (conv, separable, pooling, adaptive pooling,
 unfold, fold, max_unpool) is keyed by its op, each array's shape and dtype, and every
@@ -27,6 +28,7 @@ import numpy as np
 
 from .._arrays import FLOAT_DTYPES, backend_of, check_array, is_cuda_array, like_input, shape_of, to_host
 from .._cache import CACHE
+from .._small_calls import on_one_thread, serial
 from ..dispatch import Implementation, choose
 
 
@@ -121,10 +123,13 @@ def host_plan(family: str, spec, algo, shapes=(), unbatched: bool = False, empty
     impl = choose(family, "cpu", spec, algo)
     if empty_result is not None and spec.batch == 0:
         return CallPlan(spec, impl, lambda *arrays: empty_result())
+    one_thread = serial(spec)
     if impl.bind is not None:
-        run, held = impl.bind(spec)
+        run, held = (on_one_thread(impl.bind) if one_thread else impl.bind)(spec)
     else:
         run, held = functools.partial(impl.fn, spec), ()
+    if one_thread:
+        run = on_one_thread(run)
     if not any(s is not None for s in shapes):
         return CallPlan(spec, impl, run, held)
     kernel = run
@@ -247,7 +252,7 @@ def execute(family: str, backend: str, spec, algo, x_user, arrays, unbatched: bo
     if spec.batch == 0:
         result = empty_result()
     elif backend == "cpu":
-        result = impl.fn(spec, *(to_host(a) for a in arrays))
+        result = (on_one_thread(impl.fn) if serial(spec) else impl.fn)(spec, *(to_host(a) for a in arrays))
     else:
         result = _run_cuda(impl, spec, arrays)
     result = _as_kind(result, x_user)

@@ -1,0 +1,138 @@
+"""Small calls run on the calling thread alone (fastconv/_small_calls.py): the same bits
+as the parallel path, the caller's thread count untouched, large calls still parallel."""
+
+from __future__ import annotations
+
+import threading
+
+import numba
+import numpy as np
+import pytest
+
+import fastconv as F
+import fastconv.grad as G
+from fastconv import _small_calls
+from fastconv import reference as ref
+from fastconv.grad import pool as pool_grad_module
+from fastconv.ops import _call as call_module
+from fastconv.spec import resolve_conv
+
+rng = np.random.default_rng(7)
+
+
+def _r(*shape, channels_last=False):
+    a = rng.standard_normal(shape).astype(np.float32)
+    if channels_last:
+        a = np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    return a
+
+
+def _small_calls_of(cl):
+    """Calls under SERIAL_FLOPS, one per kernel family: (name, call)."""
+    x, w = _r(2, 8, 9, 9, channels_last=cl), _r(8, 8, 3, 3)
+    xd, wd = _r(1, 24, 11, 11, channels_last=cl), _r(24, 1, 3, 3)
+    xp, wp = _r(1, 16, 7, 7, channels_last=cl), _r(32, 16, 1, 1)
+    g = _r(2, 8, 5, 5, channels_last=cl)
+    return [
+        ("conv3x3", lambda: F.conv2d(x, w, padding=1)),
+        ("conv3x3 stride 2", lambda: F.conv2d(x, w, stride=2, padding=1)),
+        ("depthwise", lambda: F.conv2d(xd, wd, padding=1, groups=24)),
+        ("pointwise", lambda: F.conv2d(xp, wp)),
+        ("transposed", lambda: F.conv_transpose2d(x, w.transpose(1, 0, 2, 3), stride=2, padding=1)),
+        ("max pool", lambda: F.max_pool2d(x, 3, 2, 1)),
+        ("avg pool", lambda: F.avg_pool2d(x, 2)),
+        ("input grad", lambda: G.conv2d_input((2, 8, 9, 9), w, g, stride=2, padding=1)),
+        ("weight grad", lambda: G.conv2d_weight(x, (8, 8, 3, 3), g, stride=2, padding=1)),
+        ("max pool grad", lambda: G.max_pool2d(g, x, 3, 2, 1)),
+    ]
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_small_calls_same_bits_as_parallel(channels_last, monkeypatch):
+    calls = _small_calls_of(channels_last)
+    F.clear_caches()
+    serial = []
+    for name, call in calls:
+        decided = []
+
+        def spy(spec, decided=decided):
+            decided.append(_small_calls.serial(spec))
+            return decided[-1]
+
+        monkeypatch.setattr(call_module, "serial", spy)
+        monkeypatch.setattr(pool_grad_module, "serial", spy)
+        serial.append(call())
+        assert decided and all(decided), f"{name}: not run on one thread ({decided})"
+    monkeypatch.undo()
+    monkeypatch.setattr(_small_calls, "SERIAL_FLOPS", 0)
+    F.clear_caches()
+    try:
+        parallel = [call() for _, call in calls]
+    finally:
+        F.clear_caches()
+    for (name, _), a, b in zip(calls, serial, parallel):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def test_small_call_matches_reference():
+    x, w = _r(2, 8, 9, 9), _r(8, 8, 3, 3)
+    assert _small_calls.serial(resolve_conv("conv2d", x.shape, w.shape, padding=1))
+    np.testing.assert_allclose(F.conv2d(x, w, padding=1), ref.conv(x, w, padding=1), rtol=1e-5, atol=1e-5)
+
+
+def test_threshold_by_work():
+    small = resolve_conv("conv2d", (1, 8, 9, 9), (8, 8, 3, 3), padding=1)
+    large = resolve_conv("conv2d", (1, 64, 56, 56), (64, 64, 3, 3), padding=1)
+    assert small.flops < _small_calls.SERIAL_FLOPS <= large.flops
+    assert _small_calls.serial(small) and not _small_calls.serial(large)
+    assert not _small_calls.serial(object())  # a spec without a FLOP count keeps every thread
+
+
+def test_one_thread_inside_restored_after(monkeypatch):
+    seen = []
+
+    def run(fail):
+        seen.append(numba.get_num_threads())
+        if fail:
+            raise RuntimeError("inside")
+        return "done"
+
+    before = numba.get_num_threads()
+    wrapped = _small_calls.on_one_thread(run)
+    assert wrapped(False) == "done"
+    with pytest.raises(RuntimeError, match="inside"):
+        wrapped(True)
+    assert seen == [1, 1]
+    assert numba.get_num_threads() == before
+
+
+def test_caller_thread_count_kept():
+    """A user's own thread count (lower than the machine's) is what large calls get back,
+    and a Python thread running small calls leaves the others' counts alone."""
+    x, w = _r(2, 8, 9, 9), _r(8, 8, 3, 3)
+    expected = F.conv2d(x, w, padding=1)
+    counts, errors = [], []
+
+    def worker():
+        try:
+            for _ in range(20):
+                np.testing.assert_array_equal(F.conv2d(x, w, padding=1), expected)
+            counts.append(numba.get_num_threads())
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    before = numba.get_num_threads()
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert counts == [numba.config.NUMBA_NUM_THREADS] * 3
+    assert numba.get_num_threads() == before
+    numba.set_num_threads(1)
+    try:
+        F.conv2d(x, w, padding=1)
+        assert numba.get_num_threads() == 1
+    finally:
+        numba.set_num_threads(before)
