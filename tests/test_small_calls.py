@@ -20,30 +20,32 @@ from fastconv.spec import resolve_conv
 rng = np.random.default_rng(7)
 
 
-def _r(*shape, channels_last=False):
-    a = rng.standard_normal(shape).astype(np.float32)
-    if channels_last:
-        a = np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
-    return a
+def _r(*shape):
+    return rng.standard_normal(shape).astype(np.float32)
 
 
 def _small_calls_of(cl):
-    """Calls under SERIAL_FLOPS, one per kernel family: (name, call)."""
-    x, w = _r(2, 8, 9, 9, channels_last=cl), _r(8, 8, 3, 3)
-    xd, wd = _r(1, 24, 11, 11, channels_last=cl), _r(24, 1, 3, 3)
-    xp, wp = _r(1, 16, 7, 7, channels_last=cl), _r(32, 16, 1, 1)
-    g = _r(2, 8, 5, 5, channels_last=cl)
+    """Calls under SERIAL_FLOPS, one per kernel family: (name, call); ``cl``: channels-last."""
+    def act(n, c, h):  # an activation, (N, C, H, W) or (N, H, W, C)
+        return _r(n, h, h, c) if cl else _r(n, c, h, h)
+
+    x, w = act(2, 8, 9), _r(8, 8, 3, 3)
+    xd, wd = act(1, 24, 11), _r(24, 1, 3, 3)
+    xp, wp = act(1, 16, 7), _r(32, 16, 1, 1)
+    g = act(2, 8, 5)
+    size = (2, 9, 9, 8) if cl else (2, 8, 9, 9)
+    kw = dict(channels_last=cl)
     return [
-        ("conv3x3", lambda: F.conv2d(x, w, padding=1)),
-        ("conv3x3 stride 2", lambda: F.conv2d(x, w, stride=2, padding=1)),
-        ("depthwise", lambda: F.conv2d(xd, wd, padding=1, groups=24)),
-        ("pointwise", lambda: F.conv2d(xp, wp)),
-        ("transposed", lambda: F.conv_transpose2d(x, w.transpose(1, 0, 2, 3), stride=2, padding=1)),
-        ("max pool", lambda: F.max_pool2d(x, 3, 2, 1)),
-        ("avg pool", lambda: F.avg_pool2d(x, 2)),
-        ("input grad", lambda: G.conv2d_input((2, 8, 9, 9), w, g, stride=2, padding=1)),
-        ("weight grad", lambda: G.conv2d_weight(x, (8, 8, 3, 3), g, stride=2, padding=1)),
-        ("max pool grad", lambda: G.max_pool2d(g, x, 3, 2, 1)),
+        ("conv3x3", lambda: F.conv2d(x, w, padding=1, **kw)),
+        ("conv3x3 stride 2", lambda: F.conv2d(x, w, stride=2, padding=1, **kw)),
+        ("depthwise", lambda: F.conv2d(xd, wd, padding=1, groups=24, **kw)),
+        ("pointwise", lambda: F.conv2d(xp, wp, **kw)),
+        ("transposed", lambda: F.conv_transpose2d(x, w.transpose(1, 0, 2, 3), stride=2, padding=1, **kw)),
+        ("max pool", lambda: F.max_pool2d(x, 3, 2, 1, **kw)),
+        ("avg pool", lambda: F.avg_pool2d(x, 2, **kw)),
+        ("input grad", lambda: G.conv2d_input(size, w, g, stride=2, padding=1, **kw)),
+        ("weight grad", lambda: G.conv2d_weight(x, (8, 8, 3, 3), g, stride=2, padding=1, **kw)),
+        ("max pool grad", lambda: G.max_pool2d(g, x, 3, 2, 1, **kw)),
     ]
 
 
