@@ -10,6 +10,7 @@ from ..dispatch import choose
 from ..spec.conv import resolve_conv
 from ..spec.separable import SeparablePair
 from ._call import DTYPE_NAMES, batched, call_plan, check_output, execute, host_key, host_plan, plain_types, remember
+from ._memory_format import as_channels_first, stored_channels_last
 
 
 def _host_key(op, input, weight, bias, args):
@@ -44,7 +45,13 @@ def _spec(op, x_shape, weight, bias, activation, channels_last, dtype_name, args
 def _run(family, op, nd, input, weight, bias, algo, activation, channels_last, device, **args):
     """Resolve a conv or transposed-conv call and run it; ``args`` are resolve_conv's
     geometry arguments (stride, padding, ...). A NumPy call seen before runs its
-    CallPlan (ops/_call.py) and nothing else."""
+    CallPlan (ops/_call.py) and nothing else. Channels-first input stored channels-last
+    runs the channels-last kernels (ops/_memory_format.py)."""
+    if channels_last is False and type(input) is np.ndarray and not input.flags.c_contiguous:
+        stored = stored_channels_last(input, nd)
+        if stored is not None:
+            return as_channels_first(_run(family, op, nd, stored, weight, bias, algo, activation, True, device,
+                                          **args))
     key = _host_key(op, input, weight, bias, (algo, activation, channels_last, device, *args.values()))
     if key is not None:
         plan = call_plan(key)

@@ -23,6 +23,7 @@ from .._args import check_flag, is_int
 from .._arrays import check_pool_dtype, like_input, shape_of, to_host
 from ..spec.pool import resolve_adaptive_pool, resolve_pool
 from ._call import DTYPE_NAMES, _as_kind, batched, call_plan, check_output, execute, host_key, host_plan, remember
+from ._memory_format import as_channels_first, stored_channels_last
 
 __all__ = [
     "max_pool1d", "max_pool2d", "max_pool3d",
@@ -55,7 +56,15 @@ def _pool(op, mode, nd, input, kernel_size, stride, padding, dilation, ceil_mode
           channels_last, device, *, count_include_pad=True, divisor_override=None,
           norm_type=2.0, return_indices=False):
     """Resolve a window-pooling call and run it; a NumPy call seen before runs its
-    CallPlan (ops/_call.py) and nothing else."""
+    CallPlan (ops/_call.py) and nothing else. Channels-first input stored channels-last
+    runs the channels-last kernels (ops/_memory_format.py)."""
+    if channels_last is False and type(input) is np.ndarray and not input.flags.c_contiguous:
+        stored = stored_channels_last(input, nd)
+        if stored is not None:
+            return as_channels_first(_pool(op, mode, nd, stored, kernel_size, stride, padding, dilation, ceil_mode,
+                                           True, device, count_include_pad=count_include_pad,
+                                           divisor_override=divisor_override, norm_type=norm_type,
+                                           return_indices=return_indices))
     key = host_key(op, (mode, kernel_size, stride, padding, dilation, ceil_mode, channels_last, device,
                         count_include_pad, divisor_override, norm_type, return_indices), input)
     if key is not None:
