@@ -93,6 +93,21 @@ def test_avg_pool_on_channels_last_storage():
     assert _is_stored_channels_last(y)
 
 
+@pytest.mark.parametrize("mode", ["avg", "max"])
+def test_adaptive_pool_on_channels_last_storage(mode):
+    x = _stored_channels_last(2, 7, 9, 11)
+    if mode == "avg":
+        y = F.adaptive_avg_pool2d(x, (4, 3))
+        want = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(x), (4, 3)).numpy()
+        np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)
+    else:
+        y, idx = F.adaptive_max_pool2d(x, (4, 3), return_indices=True)
+        yt, it = torch.nn.functional.adaptive_max_pool2d(torch.from_numpy(x), (4, 3), return_indices=True)
+        np.testing.assert_array_equal(y, yt.numpy())
+        np.testing.assert_array_equal(idx, it.numpy())
+    assert _is_stored_channels_last(y)
+
+
 def test_other_storage_unchanged():
     """Contiguous, other strided and unbatched arrays keep the channels-first kernels and a
     C-contiguous result."""

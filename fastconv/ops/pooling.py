@@ -199,6 +199,10 @@ def lp_pool3d(input, norm_type, kernel_size, stride=None, ceil_mode=False, *, pa
 # ---- adaptive ------------------------------------------------------------------------
 
 def _adaptive(op, mode, nd, input, output_size, return_indices, channels_last, device):
+    if channels_last is False and type(input) is np.ndarray and not input.flags.c_contiguous:
+        stored = stored_channels_last(input, nd)  # see _pool
+        if stored is not None:
+            return as_channels_first(_adaptive(op, mode, nd, stored, output_size, return_indices, True, device))
     key = host_key(op, (mode, output_size, return_indices, channels_last, device), input)
     if key is not None:
         plan = call_plan(key)
