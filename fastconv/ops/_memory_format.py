@@ -1,15 +1,15 @@
 """Channels-first arrays stored channels-last run the channels-last kernels (conv,
 transposed conv, window and adaptive pooling; not yet the gradients, unfold or fold).
 
-A PyTorch tensor in ``torch.channels_last`` (or ``channels_last_3d``) memory format reaches
-NumPy (``.numpy()``) as an (N, C, *spatial) array whose channels are innermost in memory. The channels-first kernels
-read it strided, or copy it first (the 1x1 GEMM path, depthwise): 5-10x the time of the
-same call on the channels-last view (one thread: 1x1 56x56 256 -> 64 7.1 ms against 0.74,
-depthwise 56x56x144 1.67 against 0.24). Such a call runs on that view with
-``channels_last=True`` instead, and its result comes back as PyTorch returns it: (N, K,
-*spatial) in shape, channels-last in memory (a transposed view of the kernel's output).
-Its values are those of the channels-last call, which may differ from the channels-first
-kernels' in the last bits.
+A PyTorch tensor in ``torch.channels_last`` (or ``channels_last_3d``) memory format
+reaches NumPy (``.numpy()``) as an (N, C, *spatial) array whose channels are innermost in
+memory. The channels-first kernels read it strided, or copy it first (the 1x1 GEMM path,
+depthwise): 5-10x the time of the same call on the channels-last view (one thread: 1x1
+56x56 256 -> 64 7.1 ms against 0.74, depthwise 56x56x144 1.67 against 0.24). Such a call
+runs on that view with ``channels_last=True`` instead, and its result comes back as
+PyTorch returns it: (N, K, *spatial) in shape, channels-last in memory (a transposed view
+of the kernel's output). Its values are those of the channels-last call, which may differ
+from the channels-first kernels' in the last bits.
 """
 
 from __future__ import annotations
