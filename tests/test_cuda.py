@@ -231,6 +231,18 @@ def test_noncontiguous_and_unbatched_device_input(rng):
     assert_close(got.copy_to_host(), ref.conv(x[:1], w, padding=1)[0], "conv", "float32", 5.0)
 
 
+def test_numpy_channels_last_storage_on_device(rng):
+    """A NumPy (N, C, H, W) array stored channels-last, sent with device="cuda", runs the
+    channels-last kernels there and comes back channels-last in memory, as on the CPU."""
+    x = rng.standard_normal((2, 6, 7, 4)).astype(np.float32).transpose(0, 3, 1, 2)
+    w = rng.standard_normal((5, 4, 3, 3)).astype(np.float32)
+    got = F.conv2d(x, w, padding=1, device="cuda")
+    assert isinstance(got, np.ndarray) and np.moveaxis(got, 1, -1).flags.c_contiguous
+    assert_close(got, ref.conv(np.ascontiguousarray(x), w, padding=1), "conv", "float32", 5.0)
+    pooled = F.max_pool2d(x, 3, 2, 1, device="cuda")
+    np.testing.assert_array_equal(pooled, F.max_pool2d(np.ascontiguousarray(x), 3, 2, 1))
+
+
 def test_zero_batch_on_device():
     x = cuda.to_device(np.zeros((0, 3, 5, 5), np.float32))
     got = F.conv2d(x, cuda.to_device(np.ones((2, 3, 3, 3), np.float32)))
