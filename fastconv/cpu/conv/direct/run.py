@@ -83,6 +83,7 @@ class DirectPlan(NamedTuple):
     kb_n: int
     banded: BandedPlan | None  # zeros padding: the plane in regions that skip the taps reading padding
     streams_l2: bool  # a channel block's weights do not fit L1
+    taps_outer: bool  # banded.taps_outer: banded always, with another padding over a padded copy
 
 
 @cached_plan
@@ -114,17 +115,17 @@ def direct_plan(spec) -> DirectPlan:
     banded = banded_plan(geom, channels, cg, shape, streams_l2) if zero_padded(spec) else None
     return DirectPlan(
         shape, (planar.dp, planar.hp, channels, planar.phases, planar.wq), tuple(maps),
-        xoff, tiles, pitches, -(-spec.out_per_group // shape.v), banded, streams_l2)
+        xoff, tiles, pitches, -(-spec.out_per_group // shape.v), banded, streams_l2, taps_outer(geom))
 
 
 @cached_plan
 def padded_plan(spec) -> BandedPlan | None:
     """A taps_outer layer's banded plan over its input padded (any mode): one region of every
     tap; None for other layers."""
-    geom = geometry3(spec)
-    if not taps_outer(geom):
-        return None
     plan = direct_plan(spec)  # its tile shape
+    if not plan.taps_outer:
+        return None
+    geom = geometry3(spec)
     padded = geom._replace(in_size=tuple(n + b + e for n, (b, e) in zip(geom.in_size, geom.pads)),
                            pads=((0, 0),) * 3)
     return banded_plan(padded, spec.in_channels, spec.in_per_group, plan.shape, plan.streams_l2)
@@ -136,8 +137,9 @@ def _banded_call(spec, plan: DirectPlan, w4, pos):
         return None, False  # a swapped weight (pos) is packed by the plain kernel only
     if plan.banded is not None and all_finite(w4):
         return plan.banded, False
-    padded = padded_plan(spec)  # a NaN or inf weight must meet the padded zeros banded would skip
-    return padded, padded is not None
+    if not plan.taps_outer:
+        return None, False
+    return padded_plan(spec), True  # also a NaN or inf weight, which must meet the padded zeros
 
 
 def bind_direct(spec):
