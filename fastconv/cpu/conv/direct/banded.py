@@ -32,7 +32,8 @@ Measured single-threaded (process CPU time, 1x33x33x512 -> 256 and 1x28x28x256 -
 float32, channels-last / channels-first, ms): rates 18 / 12 / 6 plain 35.8 / 30.6 / 20.6,
 channels outer 8.2 / 15.4 / 22.8, taps outer 7.2 / 10.0 / 12.6 (channels-first 8.8 / 11.8 /
 15.6, its copy included); rate 4: plain 5.9 / 6.0, taps outer 4.8 / 5.7; rate 2: plain 5.9 /
-6.0, taps outer 5.3 / 6.4 (so rate 2 keeps the plain kernel). Every tap over a padded copy
+6.0, taps outer 5.3 / 6.4, and through conv2d (interleaved processes, TAPS_OUTER_DILATION 2
+against 4) 1.02 / 1.13x the plain kernel's time, so rate 2 keeps it. Every tap over a padded copy
 (other padding modes): 7.1 at rates 2 and 4 (the plain kernel 5.9-6.0), 19.5-21.5 on ASPP's
 (plain 20.6-36.5). Packing the input row-planar without its padding for the plain 14-pixel
 tiles (fma_tile_indexed) took 11-25% longer on ASPP's layers.
