@@ -1,7 +1,8 @@
 """The direct kernel restricted per output region to the taps that read the input
 (fastconv/cpu/conv/direct/banded.py): every case asserts that its plan is banded, then
 checks both layouts against the reference (and PyTorch); NaN weights and non-zero padding
-values take the plain kernel. The cases band wherever the cost model finds any banding
+values take the plain kernel, or, on layers dilated TAPS_OUTER_DILATION or more, the banded
+kernel over a padded copy. The cases band wherever the cost model finds any banding
 cheaper (GAIN raised), so small shapes cover what large layers band."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from test_conv import OPS, check, reference_result, torch_result
 
 from fastconv import clear_caches
 from fastconv.cpu.conv.direct import banded
-from fastconv.cpu.conv.direct.run import direct_plan
+from fastconv.cpu.conv.direct.run import direct_plan, padded_plan
 from fastconv.testing.conv_samples import sample
 
 
@@ -81,25 +82,60 @@ def test_non_contiguous_input_untouched_and_the_same_on_one_and_two_threads(chan
     np.testing.assert_array_equal(x, before)
 
 
-def test_nan_weight_meets_the_padding_it_would_skip():
+@pytest.mark.parametrize("dilation", [2, 6])
+def test_nan_weight_meets_the_padding_it_would_skip(dilation):
     """0 * NaN is NaN: a NaN at tap (0, 0) reaches every output, also those whose tap (0, 0)
-    reads padding, which the banded plan skips (the plain kernel runs instead)."""
+    reads padding, which the banded plan skips (the plain kernel runs instead, or at rate 6
+    the banded kernel over a zero-padded copy)."""
     x = np.ones((1, 3, 17, 15))
     w = np.ones((4, 3, 3, 3))
     w[1, 2, 0, 0] = np.nan
-    got = OPS["conv2d"](x, w, padding=6, dilation=6, algo="direct")
+    got = OPS["conv2d"](x, w, padding=dilation, dilation=dilation, algo="direct")
     assert np.isnan(got[:, 1]).all() and not np.isnan(got[:, [0, 2, 3]]).any()
+    assert (padded_plan(sample("conv2d", x.shape, w.shape, padding=dilation, dilation=dilation).spec())
+            is None) == (dilation < banded.TAPS_OUTER_DILATION)
 
 
 def test_non_zero_padding_value_is_not_banded(rng):
-    s = sample("conv2d", (1, 3, 17, 15), (4, 3, 3, 3), dilation=6, padding=6, padding_mode="constant",
+    s = sample("conv2d", (1, 3, 17, 15), (4, 3, 3, 3), dilation=3, padding=3, padding_mode="constant",
                padding_value=1.5)
-    assert direct_plan(s.spec()).banded is None
+    assert direct_plan(s.spec()).banded is None and padded_plan(s.spec()) is None
     check(s, rng, "direct")
 
 
+PADDED_CASES = [
+    sample("conv2d", (2, 6, 17, 15), (10, 6, 3, 3), dilation=6, padding=6, padding_mode="constant",
+           padding_value=1.5),
+    sample("conv2d", (1, 4, 19, 21), (6, 4, 3, 3), dilation=(4, 8), padding=((5, 3), (8, 9)),
+           padding_mode="reflect", dtype="float16"),
+    sample("conv2d", (1, 6, 16, 18), (8, 3, 3, 3), stride=2, dilation=5, padding=7, groups=2,
+           padding_mode="circular", activation="relu", dtype="float32"),
+    sample("conv1d", (2, 8, 40), (10, 8, 3), dilation=16, padding=20, padding_mode="replicate"),
+    sample("conv3d", (1, 3, 8, 9, 7), (4, 3, 3, 3, 3), dilation=(1, 4, 2), padding=(1, 4, 2),
+           padding_mode="symmetric", dtype="float32"),
+]
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("s", PADDED_CASES, ids=str)
+def test_other_padding_modes_of_rate_4_and_more_read_a_padded_copy(s, channels_last, rng):
+    assert direct_plan(s.spec(channels_last)).banded is None
+    assert padded_plan(s.spec(channels_last)) is not None
+    check(s, rng, "direct", channels_last=channels_last)
+
+
+@pytest.mark.parametrize("shape, weight, dilation, padding", [((1, 256, 28, 28), (256, 256, 3, 3), 4, 4),
+                                                              ((1, 512, 33, 33), (256, 512, 3, 3), 6, 6),
+                                                              ((1, 16, 40, 40), (8, 16, 3, 3), 6, 0)])
+def test_layers_of_rate_4_and_more_are_always_banded(shape, weight, dilation, padding):
+    """Taps outer, one rule for every such layer: also where banding saves little or, without
+    padding, nothing (a Dask block inside the array)."""
+    plan = direct_plan(sample("conv2d", shape, weight, dilation=dilation, padding=padding, dtype="float32").spec())
+    assert plan.banded is not None
+    assert (plan.banded.regions.shape[0] == 1) == (padding == 0)
+
+
 @pytest.mark.parametrize("shape, weight, dilation", [((1, 256, 28, 28), (256, 256, 3, 3), 2),
-                                                     ((1, 256, 28, 28), (256, 256, 3, 3), 4),
                                                      ((1, 64, 56, 56), (64, 64, 3, 3), 1)])
 def test_layers_with_little_padding_keep_the_plain_plan(shape, weight, dilation, monkeypatch):
     monkeypatch.setattr(banded, "GAIN", 0.8)

@@ -85,6 +85,29 @@ def test_halo_deeper_than_chunks(rng, mode):
     same(fd.conv2d(dx, w, None, **kw), ref(F.conv2d, x, w, None, **kw))
 
 
+@pytest.mark.parametrize("mode", ["zeros", "reflect"])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_rate_4_and_more_chunks_cut_the_banded_regions(rng, mode, channels_last):
+    """Layers dilated 4 or more sum each pixel's taps outer, channels inner, in every call: the
+    whole array's banded regions (zeros padding), a chunk's own regions or, inside the array
+    and with other padding modes (or a NaN weight), every tap of a padded copy. Chunks that
+    cut the regions agree with the in-memory call bitwise."""
+    x = _rand(rng, (2, 12, 58, 50))
+    w = _rand(rng, (20, 12, 3, 3))
+    b = _rand(rng, (20,))
+    w_nan = w.copy()
+    w_nan[3, 5, 0, 2] = np.nan
+    if channels_last:
+        x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    rows, cols = (14, 15, 16, 13), (17, 16, 17)  # chunks inside the array (no padding) and at its edges
+    chunks = (1, rows, cols, 12) if channels_last else (1, 12, rows, cols)
+    dx = da.from_array(x, chunks=chunks)
+    for weight, kw in ((w, dict(padding=12, dilation=(12, 6))), (w, dict(padding=((6, 2), (7, 11)), dilation=6)),
+                       (w_nan, dict(padding=6, dilation=6, stride=2))):
+        kw.update(padding_mode=mode, channels_last=channels_last, algo="direct")
+        same(fd.conv2d(dx, weight, b, **kw), ref(F.conv2d, x, weight, b, **kw))
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_conv1d(rng, mode):
     x = _rand(rng, (3, 2, 40))

@@ -8,30 +8,40 @@ of bands (conv.taps.regions), a box of outputs that all read the same box of tap
 one of them inside the input. So no padding is read and nothing is packed: the tiles read
 the contiguous channels-last input (the user's, or one copy of it) with their pixels C *
 stride_w apart (vector.fma_tile.fma_tile_strided_indexed). Each region is tiled as a plane
-of its own (tiled.plane_tiles) and its tiles run only the reduction steps of its box, in the
-plain kernel's order, channels outer: their input offsets (xoff) and their rows of the
-task's packed weight block (woff). A region whose taps all read padding runs one step on a
-zero (its bias). A region's sums are then the plain kernel's without the zero products of
-its padding taps, bitwise, so a result does not depend on which calls take this kernel (a
-Dask block or workspace chunk without padding runs the plain one).
+of its own (tiled.plane_tiles) and its tiles run only the reduction steps of its box: their
+input offsets (xoff) and their rows of the task's packed weight block (woff). A region whose
+taps all read padding runs one step on a zero (its bias).
 
-Measured single-threaded (process CPU time) on ASPP's 512-channel 33x33 layers at rates
-18 / 12 / 6: taps outer 8.3 / 10.1 / 14.6 ms, channels outer 9.7 / 15.3 / 24.5; taps outer
-broke that bitwise agreement (Dask's tests), so channels outer it is. Against the plain
-kernel (again, another day: 33.6 / 28.4 / 18.5 ms) channels outer took 7.2-7.9 / 13.9 /
-21.3, so GAIN keeps rate 6 on the plain kernel. Packing the input row-planar without its
-padding for the plain 14-pixel tiles (fma_tile_indexed) took 11-25% longer there, though
-10% less than the plain kernel on a 256-channel rate-4 layer (input and weight block inside
-L2), where these strided tiles gain nothing.
+The order of a pixel's sum must not depend on how a call is cut (Dask blocks, workspace
+chunks): a block without padding, or one whose own plan differs from the whole array's,
+must add the same products in the same order. Two orders keep that, each from the spec's
+kernel and dilation alone (:func:`taps_outer`):
+
+- layers dilated TAPS_OUTER_DILATION or more (any dim) always run this kernel, taps outer
+  and channels inner (a step's pixels read the next element of the same cache lines as the
+  step before): with zeros padding over the regions, with any other padding (or a NaN or
+  inf weight, which must meet the padded zeros: 0 * inf is NaN) over one padded
+  channels-last copy as a single region of every tap (run.py). A pixel's sum is its taps
+  inside the input (or every tap), taps outer, whichever regions or blocks it falls in;
+- other layers run it, channels outer, only where the tile cost model (tiled.plane_cost,
+  per step, times the steps) puts it under GAIN of the plain kernel's: a region's sums are
+  then the plain kernel's without the zero products of its padding taps, bitwise, so a
+  call that takes the plain kernel instead agrees.
+
+Measured single-threaded (process CPU time, 1x33x33x512 -> 256 and 1x28x28x256 -> 256
+float32, channels-last / channels-first, ms): rates 18 / 12 / 6 plain 35.8 / 30.6 / 20.6,
+channels outer 8.2 / 15.4 / 22.8, taps outer 7.2 / 10.0 / 12.6 (channels-first 8.8 / 11.8 /
+15.6, its copy included); rate 4: plain 5.9 / 6.0, taps outer 4.8 / 5.7; rate 2: plain 5.9 /
+6.0, taps outer 5.3 / 6.4, and through conv2d (interleaved processes, TAPS_OUTER_DILATION 2
+against 4) 1.02 / 1.13x the plain kernel's time, so rate 2 keeps it. Every tap over a padded copy
+(other padding modes): 7.1 at rates 2 and 4 (the plain kernel 5.9-6.0), 19.5-21.5 on ASPP's
+(plain 20.6-36.5). Packing the input row-planar without its padding for the plain 14-pixel
+tiles (fma_tile_indexed) took 11-25% longer on ASPP's layers.
 
 Segments run in the order of their first output row modulo the dilation (per stride):
 output rows dilation apart read the same input rows through different taps, often from
 different regions (ASPP at rate 18: rows 0 and 18 both read input rows 0 and 18), so the
 second finds them in cache.
-
-The plan is taken where the tile cost model (tiled.plane_cost, per step, times the steps)
-puts it under GAIN of the whole plane's. Weights with NaN or inf take the plain kernel
-(0 * inf must be NaN).
 """
 
 from __future__ import annotations
@@ -49,10 +59,13 @@ from ..taps import regions
 from .pointwise import strided_shape
 from .tiled import MAX_ROWS, TileShape, plane_cost, plane_tiles, segment_tiles, task_block, tile_origin
 
-# Banded when its modelled cost is under this share of the whole plane's (regions' narrow
-# tiles, the extra index loads and the strided reads are not all in the model; 0.8 took
-# ASPP's rate 6, where the banded kernel ran 1.15x the plain kernel's time).
+# Layers dilated less than TAPS_OUTER_DILATION: banded (channels outer) when its modelled cost
+# is under this share of the whole plane's (regions' narrow tiles, the extra index loads and the
+# strided reads are not all in the model; 0.8 took ASPP's rate 6 channels outer, 1.15x the plain
+# kernel's time).
 GAIN = 0.6
+# Layers dilated this much or more (any dim) always run this kernel, taps outer (see above).
+TAPS_OUTER_DILATION = 4
 
 # Columns of BandedPlan.regions
 OD0, OH0, OW0, ROH, STEP0, STEP1, TILE0, LAY0, LAY1, EMPTY, FIELDS = range(11)
@@ -75,13 +88,17 @@ def zero_padded(spec) -> bool:
     return spec.padding_mode == "zeros" or (spec.padding_mode == "constant" and spec.padding_value == 0)
 
 
-def _region_steps(taps, kernel, cg):
-    """Reduction steps (c, kd, kh, kw flattened, the packed weight's order) of a box of taps, in
-    the plain kernel's order (channels outer): a region's sums are the plain kernel's with the
-    taps that read padding (zero products) left out, bitwise, so a result does not depend on
-    which layers or chunks (workspace chunks, Dask blocks) take the banded kernel."""
+def taps_outer(geom) -> bool:
+    """Whether a layer's sums run taps outer and channels inner, always in this kernel."""
+    return max(geom.dilation) >= TAPS_OUTER_DILATION
+
+
+def _region_steps(taps, kernel, cg, outer: bool):
+    """Reduction steps (c, kd, kh, kw flattened, the packed weight's order) of a box of taps,
+    taps outer and channels inner, or in the plain kernel's order (channels outer)."""
     index = np.arange(cg * int(np.prod(kernel))).reshape(cg, *kernel)
-    return index[:, slice(*taps[0]), slice(*taps[1]), slice(*taps[2])].reshape(-1)
+    box = index[:, slice(*taps[0]), slice(*taps[1]), slice(*taps[2])]
+    return (np.moveaxis(box, 0, -1) if outer else box).reshape(-1)
 
 
 def channels_last_offsets(geom, channels: int, cg: int) -> np.ndarray:
@@ -113,16 +130,18 @@ def _period(dilation: int, stride: int) -> int:
 
 
 def banded_plan(geom, channels: int, cg: int, shape: TileShape, streams_l2: bool) -> BandedPlan | None:
-    """The output plane in regions of exact bands tiled in banded_shape(shape), or None when
-    that does not beat GAIN of the plain kernel's modelled cost (in ``shape``)."""
+    """The output plane in regions of exact bands tiled in banded_shape(shape): always for a
+    taps_outer geometry, else None when that does not beat GAIN of the plain kernel's
+    modelled cost (in ``shape``)."""
     boxes = list(regions(geom, 1))
-    if len(boxes) == 1:
+    outer = taps_outer(geom)
+    if len(boxes) == 1 and not outer:
         return None
     plain, shape = shape, banded_shape(shape)
-    steps = [_region_steps(taps, geom.kernel, cg) for _, taps in boxes]
+    steps = [_region_steps(taps, geom.kernel, cg, outer) for _, taps in boxes]
     cost = sum(plane_cost(b[1] - b[0], b[3] - b[2], b[5] - b[4], shape, streams_l2) * max(s.size, 1)
                for (b, _), s in zip(boxes, steps))
-    if cost >= GAIN * plane_cost(*geom.out_size, plain, streams_l2) * cg * int(np.prod(geom.kernel)):
+    if not outer and cost >= GAIN * plane_cost(*geom.out_size, plain, streams_l2) * cg * int(np.prod(geom.kernel)):
         return None
     xoff_all = channels_last_offsets(geom, channels, cg)
     table, xoffs, woffs, rows, cols, sels, layouts, keys = [], [], [], [], [], [], [], []
@@ -158,8 +177,8 @@ def banded_plan(geom, channels: int, cg: int, shape: TileShape, streams_l2: bool
 @functools.cache
 def banded_kernel(shape: TileShape):
     """The direct kernel over a BandedPlan's regions (tiled.direct_kernel's tasks, layouts
-    and arguments otherwise, x the contiguous channels-last input and the pitches the
-    plan's), e.g. ``conv_direct_banded_p14v32_f32``."""
+    and arguments otherwise, x the contiguous channels-last input, or its padded copy, and
+    the pitches the plan's), e.g. ``conv_direct_banded_p14v32_f32``."""
     v, lanes, shapes, revision = shape.v, shape.lanes, shapes_literal(shape.shapes), REVISION
 
     def kernel(x, w, xoff, woff, bias, out, regions, tile_row, tile_col, tile_sel, layouts, order, n_img, od_n, oh_n,

@@ -15,7 +15,9 @@ Per call, in this order:
    With zeros padding, where the tile model says it pays, the plane is cut into regions
    that run only the taps reading the input (conv.direct.banded.banded_kernel), which
    reads channels-last input in place (other input copied to it once per chunk) instead
-   of step 2's packing.
+   of step 2's packing. Layers dilated banded.TAPS_OUTER_DILATION or more always run that
+   kernel (its sums taps outer): with another padding mode, or a NaN or inf weight, over
+   a padded channels-last copy per chunk (:func:`padded_plan`).
 
 Channels-last 1x1 convolutions without padding skip all of this: one GEMM of pixel rows
 read in place (conv/direct/pointwise_rows.py, its tiles from conv/direct/pointwise.py),
@@ -43,10 +45,17 @@ from ....dispatch import register
 from ....kernels.activation import ACTIVATION_CODES
 from ....kernels.geometry import geometry3
 from ....kernels.padding_index import source_index
-from ...layout import as_working, channels_last_5d, contiguous_channels_last, image_chunks
+from ...layout import (
+    as_working,
+    channels_last_5d,
+    contiguous_channels_last,
+    image_chunks,
+    padded_image_bytes,
+    padded_input,
+)
 from ...weights import all_finite, grouped_weight, pack_bias_blocked
 from ..driver import ChunkedOutput
-from .banded import BandedPlan, banded_kernel, banded_plan, zero_padded
+from .banded import BandedPlan, banded_kernel, banded_plan, taps_outer, zero_padded
 from .pointwise_rows import rows_plan, run_rows, supports_rows
 from .tiled import (
     L1_BYTES,
@@ -73,6 +82,8 @@ class DirectPlan(NamedTuple):
     pitches: tuple  # image, depth step, height step, group (in packed-input elements)
     kb_n: int
     banded: BandedPlan | None  # zeros padding: the plane in regions that skip the taps reading padding
+    streams_l2: bool  # a channel block's weights do not fit L1
+    taps_outer: bool  # banded.taps_outer: banded always, with another padding over a padded copy
 
 
 @cached_plan
@@ -104,7 +115,31 @@ def direct_plan(spec) -> DirectPlan:
     banded = banded_plan(geom, channels, cg, shape, streams_l2) if zero_padded(spec) else None
     return DirectPlan(
         shape, (planar.dp, planar.hp, channels, planar.phases, planar.wq), tuple(maps),
-        xoff, tiles, pitches, -(-spec.out_per_group // shape.v), banded)
+        xoff, tiles, pitches, -(-spec.out_per_group // shape.v), banded, streams_l2, taps_outer(geom))
+
+
+@cached_plan
+def padded_plan(spec) -> BandedPlan | None:
+    """A taps_outer layer's banded plan over its input padded (any mode): one region of every
+    tap; None for other layers."""
+    plan = direct_plan(spec)  # its tile shape
+    if not plan.taps_outer:
+        return None
+    geom = geometry3(spec)
+    padded = geom._replace(in_size=tuple(n + b + e for n, (b, e) in zip(geom.in_size, geom.pads)),
+                           pads=((0, 0),) * 3)
+    return banded_plan(padded, spec.in_channels, spec.in_per_group, plan.shape, plan.streams_l2)
+
+
+def _banded_call(spec, plan: DirectPlan, w4, pos):
+    """The banded plan a call runs (None: the plain kernel), and whether it reads a padded copy."""
+    if pos.size:
+        return None, False  # a swapped weight (pos) is packed by the plain kernel only
+    if plan.banded is not None and all_finite(w4):
+        return plan.banded, False
+    if not plan.taps_outer:
+        return None, False
+    return padded_plan(spec), True  # also a NaN or inf weight, which must meet the padded zeros
 
 
 def bind_direct(spec):
@@ -143,21 +178,21 @@ def _run_tiled(spec, x, w4, bias, pos):
     plan = direct_plan(spec)
     bq = pack_bias_blocked(bias, spec, plan.shape.v, dtype)
     od_n, oh_n, ow_n = geometry3(spec).out_size
-    tiles, banded = plan.tiles, plan.banded
-    if banded is not None and (pos.size or not all_finite(w4)):
-        banded = None  # a NaN or inf weight must meet the padded zeros it would skip; a swapped weight
-        # (pos) is packed by the plain kernel only
+    tiles = plan.tiles
+    banded, padded = _banded_call(spec, plan, w4, pos)
     segments = tiles.segments if banded is None else banded.order.shape[0]
     splits = task_splits(spec.groups * plan.kb_n, segments, numba.get_num_threads())
     fill = dtype.type(spec.padding_value)
 
     result = ChunkedOutput(spec, dtype, spec.channels_last)  # float16: float32 output per chunk only
     x5 = channels_last_5d(x, spec.nd, spec.channels_last)
-    in_place = banded is not None and x5.dtype == dtype and x5.flags.c_contiguous
+    in_place = banded is not None and not padded and x5.dtype == dtype and x5.flags.c_contiguous
     per_image = result.bytes_per_image
     if banded is None:
         per_image += plan.pitches[0] * dtype.itemsize
-    if x5.dtype != dtype or (banded is not None and not in_place):  # the chunk's input converted or copied
+    elif padded:
+        per_image += padded_image_bytes(spec, dtype)
+    if x5.dtype != dtype or (banded is not None and not padded and not in_place):  # the chunk converted or copied
         per_image += math.prod(x5.shape[1:]) * dtype.itemsize
     for n0, n1 in image_chunks(spec, per_image):
         out = result.chunk(n0, n1)
@@ -168,7 +203,10 @@ def _run_tiled(spec, x, w4, bias, pos):
                                       tiles.col, tiles.sel, tiles.group_start, n1 - n0, od_n, oh_n, ow_n,
                                       *plan.pitches, plan.kb_n, splits, spec.channels_last, act, pos)
         else:
-            xq = x5[n0:n1] if in_place else contiguous_channels_last(x5[n0:n1], dtype)
+            if padded:
+                xq = padded_input(x5[n0:n1], geometry3(spec), spec.padding_mode, spec.padding_value, dtype)
+            else:
+                xq = x5[n0:n1] if in_place else contiguous_channels_last(x5[n0:n1], dtype)
             banded_kernel(banded.shape)(xq.reshape(-1), w4, banded.xoff, banded.woff, bq.reshape(-1), out.reshape(-1),
                                       banded.regions, banded.row, banded.col, banded.sel, banded.layouts,
                                       banded.order, n1 - n0, od_n, oh_n, ow_n, *banded.pitches, plan.kb_n, splits,
