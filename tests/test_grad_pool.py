@@ -322,6 +322,22 @@ def test_max_pool_ties_route_to_the_forward_index():
     np.testing.assert_array_equal(_cf(gl), gi)  # the same indices in either layout
 
 
+@pytest.mark.parametrize("channels", [16, 20, 37])
+def test_max_pool_channels_last_in_channel_blocks(channels):
+    """Channels-last max pooling gradients run per image and block of 16 channels
+    (cpu/pool/max_grad.py): whole and partial blocks, ties included, route as torch's and as
+    the channels-first call."""
+    x = np.maximum(_rng(30).integers(-2, 3, (2, channels, 9, 8)), 0).astype(np.float64)
+    g = _rng(31).standard_normal(ref.max_pool(x, 3, 2, 1, 1, True).shape)
+    gi = G.max_pool2d(g, x, 3, 2, 1, ceil_mode=True)
+    np.testing.assert_array_equal(_cf(G.max_pool2d(_cl(g), _cl(x), 3, 2, 1, ceil_mode=True, channels_last=True)), gi)
+    np.testing.assert_allclose(gi, _torch_grad(lambda t: TF.max_pool2d(t, 3, 2, 1, ceil_mode=True), x, g), **TORCH64)
+    ga = _rng(32).standard_normal((2, channels, 4, 3))
+    gai = G.adaptive_max_pool2d(ga, x, (4, 3))
+    np.testing.assert_array_equal(_cf(G.adaptive_max_pool2d(_cl(ga), _cl(x), (4, 3), channels_last=True)), gai)
+    np.testing.assert_allclose(gai, _torch_grad(lambda t: TF.adaptive_max_pool2d(t, (4, 3)), x, ga), **TORCH64)
+
+
 def test_max_pool_given_indices():
     x = _rng().standard_normal((2, 3, 7, 7))
     _, idx = F.max_pool2d(x, 3, 2, return_indices=True)
@@ -390,6 +406,9 @@ def test_bitwise_across_runs_and_threads():
     calls = [
         lambda: G.avg_pool2d(_rng(25).standard_normal((4, 8, 10, 10)).astype(np.float32), x, 3, 2, 1),
         lambda: G.max_pool2d(_rng(25).standard_normal((4, 8, 10, 10)).astype(np.float32), x, 3, 2, 1),
+        lambda: G.max_pool2d(_rng(25).standard_normal((4, 10, 10, 20)).astype(np.float32),
+                             _rng(26).standard_normal((4, 20, 20, 20)).astype(np.float32), 3, 2, 1,
+                             channels_last=True),
         lambda: G.adaptive_avg_pool2d(_rng(25).standard_normal((4, 7, 6, 8)).astype(np.float32), _cl(x), (7, 6),
                                       channels_last=True),
         lambda: G.lp_pool2d(_rng(25).standard_normal((4, 8, 10, 10)).astype(np.float32), x, 3.0, 3, 2,

@@ -11,7 +11,8 @@ channels), so no two tasks write one element.
 What an output q contributes to an input element e of its window (``kind``):
 - AVG: g[q] / divisor(q), the divisor as the forward's (divisor_override, else the
   product of the per-dim counts; a divisor <= 0 contributes 0);
-- MAX: g[q] when the forward's index of q is e (ties and NaN as the forward decided);
+- MAX: g[q] when the forward's index of q is e (ties and NaN as the forward decided),
+  run from the outputs' side by max_grad.py in the same order;
 - LP (p finite): g[q] * y[q] ** (1 - p), with y the forward's output, 0 where y == 0;
   the sum is then multiplied by sign(x[e]) * |x[e]| ** (p - 1) (0 where x[e] == 0);
   the derivative of (sum |x| ** p) ** (1 / p), taken as 0 where it is not finite;
@@ -31,8 +32,9 @@ from numba import prange
 from ..._arrays import working_dtype
 from ...dispatch import register
 from ...kernels.geometry import lift3
-from ...kernels.pool_reach import adaptive_reaches, gather_kind, gather_scalars, window_reaches
+from ...kernels.pool_reach import MAX, adaptive_reaches, gather_kind, gather_scalars, window_reaches
 from .._jit import parallel_kernel
+from .max_grad import max_pool_grad_scatter
 
 
 @parallel_kernel
@@ -47,11 +49,13 @@ def pool_grad_gather(g, idx, y, x, gi, kind, p, divisor_override, cl, n_img, c_n
     offset: all channels (channels-last, contiguous) or the one channel. A contribution
     that does not apply adds +0, which leaves every sum as it was (none is -0).
 
-    MAX and LP_INF walk the row's outputs instead, each adding its gradient to the element
-    its index names when that lies in the row: per element the same (od, oh, ow) order and
-    the same sums, for a third of the work of testing every window of every element (3x3
+    LP_INF walks the row's outputs instead, each adding its gradient to the element its
+    index names when that lies in the row: per element the same (od, oh, ow) order and the
+    same sums, for a third of the work of testing every window of every element (3x3
     stride 2). It relies on the indices lying inside their windows (fastconv.grad checks
     them: kernels.pool_reach.first_stray_index); an index past the row is never written.
+    MAX does not come here: run_gather routes it through max_grad's scatter (each output
+    visited once, not once per input row its window spans).
     """
     zero = gi.dtype.type(0)
     one = gi.dtype.type(1)
@@ -79,7 +83,7 @@ def pool_grad_gather(g, idx, y, x, gi, kind, p, divisor_override, cl, n_img, c_n
                     row_q = ((n * od_n + od) * oh_n + oh) * ow_n * c_n
                 else:
                     row_q = (((n * c_n + c) * od_n + od) * oh_n + oh) * ow_n
-                if kind == 1 or kind == 3:  # each output of the row adds its gradient to the element it chose
+                if kind == 3:  # each output of the row adds its gradient to the element it chose
                     row_flat = (i_d * in_h + ih) * in_w
                     for ow in range(ow_n):
                         q0 = row_q + ow * lanes
@@ -138,18 +142,22 @@ def _flat(a, dtype):
     return np.ascontiguousarray(a, dtype).reshape(-1)
 
 
-def run_gather(spec, reaches, g, idx, y, x):
+def run_gather(spec, reaches, g, idx, y, x, descending=True):
     """The input gradient of ``spec`` (forward PoolSpec / AdaptivePoolSpec, batched) from the
     output gradient ``g`` (the spec's output shape), in the user's layout and dtype.
     ``idx``: the forward's indices (max; Lp with p = inf: those of max |x|); ``y``: the
-    forward's output in the working dtype (Lp with finite p); ``x``: the input (Lp)."""
+    forward's output in the working dtype (Lp with finite p); ``x``: the input (Lp).
+    ``descending``: the reach lists run in descending output order (sliding windows)."""
     dtype = np.dtype(spec.dtype)
     wd = working_dtype(dtype)
     kind = gather_kind(spec)
     dummy = np.zeros(1, wd)
     gi = np.empty(math.prod(spec.input_shape), wd)
-    if gi.size:
-        (in_d, in_h, in_w), (od_n, oh_n, ow_n) = lift3(spec.in_size, 1), lift3(spec.out_size, 1)
+    (in_d, in_h, in_w), (od_n, oh_n, ow_n) = lift3(spec.in_size, 1), lift3(spec.out_size, 1)
+    if gi.size and kind == MAX:  # the same sums in the same order as the gather below, from the outputs' side
+        max_pool_grad_scatter(_flat(g, wd), _flat(idx, np.int64), gi, spec.channels_last, spec.batch,
+                              spec.channels, in_d * in_h * in_w, od_n, oh_n, ow_n, descending)
+    elif gi.size:
         p, divisor = gather_scalars(spec, kind)
         geometry = tuple(v for r in reaches for v in r)
         pool_grad_gather(_flat(g, wd), _NO_INDEX if idx is None else _flat(idx, np.int64),
@@ -167,4 +175,4 @@ def pool_grad_cpu(spec, g, idx, y, x):
 
 @register("adaptive_pool_grad", "cpu", "gather", note="gather form over adaptive cells (Numba)")
 def adaptive_pool_grad_cpu(spec, g, idx):
-    return run_gather(spec, adaptive_reaches(spec), g, idx, None, None)
+    return run_gather(spec, adaptive_reaches(spec), g, idx, None, None, descending=False)
