@@ -1,5 +1,7 @@
 """Pooling gradients on the CPU, in gather form: each input element sums, in a fixed
 order, the gradients of the outputs whose windows contain it (no scatter, no atomics).
+Max pooling (window and adaptive) routes through its indices instead, in the same order
+(cpu/pool/max_grad.py); the max branch here serves Lp pooling with p = inf.
 
 One kernel serves sliding-window (max/avg/Lp) and adaptive pooling, 1-D to 3-D, either
 layout: the windows reach an input element through per-dim CSR lists
@@ -168,7 +170,7 @@ def run_gather(spec, reaches, g, idx, y, x, descending=True):
     return gi if wd == dtype else gi.astype(dtype)
 
 
-@register("pool_grad", "cpu", "gather", note="gather form: each input element sums its windows (Numba)")
+@register("pool_grad", "cpu", "gather", note="gather form: each input element sums its windows; max pooling through its indices (Numba)")
 def pool_grad_cpu(spec, g, idx, y, x):
     return run_gather(spec, window_reaches(spec), g, idx, y, x)
 
