@@ -97,3 +97,19 @@ def test_non_contiguous_input_and_threads(rng):
     np.testing.assert_array_equal(results[0], results[1])
     expected = ref.conv_transpose(np.moveaxis(x, -1, 1).astype(np.float64), w, b, stride=2)
     assert_close(np.moveaxis(results[0], -1, 1), expected, "conv", "float32", np.sqrt(64))
+
+
+def test_weight_strided_read_only_float64(rng):
+    """The weight packed straight from the user's transposed weight: a strided, read-only view of a
+    larger array is read as it is and left unchanged; float64 (blocks of fewer channels) to 1e-10."""
+    big = rng.standard_normal((64, 2, 64, 2, 2))
+    w = big[:, 1, ::2]  # (64, 32, 2, 2), not contiguous
+    w.flags.writeable = False
+    before = w.copy()
+    x = rng.standard_normal((2, 5, 9, 64))
+    b = rng.standard_normal(32)
+    assert _forward_and_plan((2, 64, 5, 9), (64, 32, 2, 2), 2, "float64") is not None
+    got = F.conv_transpose2d(x, w, b, stride=2, channels_last=True)
+    np.testing.assert_array_equal(w, before)
+    expected = ref.conv_transpose(np.moveaxis(x, -1, 1), np.ascontiguousarray(w), b, stride=2)
+    np.testing.assert_allclose(np.moveaxis(got, -1, 1), expected, rtol=1e-10, atol=1e-10 * np.abs(expected).max())
