@@ -95,8 +95,6 @@ def phase_weights(w, g_n, cg, kg, table, taps, out):
                         dst += t_sub
 
 
-
-
 @parallel_kernel
 def phase_packed(w, c_n, taps, v, out):
     """The forward weight of ungrouped phases of one tap each stacked into one 1x1 conv (U-Net's 2x2
@@ -115,3 +113,18 @@ def phase_packed(w, c_n, taps, v, out):
                 t = taps[p]
                 for j in range(v):
                     out[uint64(dst + j)] = w[uint64(src + j * t_n + t)]
+
+
+@parallel_kernel
+def phase_rows(w, c_n, taps, out):
+    """The same stacked 1x1 weight for the GEMM of channels-first phases: out, flat (C, P, K) =
+    w[c, k, taps[p]], whose transpose (a view) is the forward weight (P * K, C) phase_weights builds."""
+    p_n = taps.size
+    k_n = out.size // (c_n * p_n)
+    t_n = w.size // (c_n * k_n)
+    for c in prange(c_n):
+        for p in range(p_n):
+            src = c * k_n * t_n + taps[p]
+            dst = (c * p_n + p) * k_n
+            for k in range(k_n):
+                out[uint64(dst + k)] = w[uint64(src + k * t_n)]

@@ -41,7 +41,9 @@ Copies, beyond what the forward kernels do themselves: the weight, once, by
 their interleaved slots of the result (out[..., r_h::s_h, r_w::s_w]) by one fused
 kernel per layout: one output-sized copy in all. Channels-last phases stacked into one
 1x1 conv (U-Net's 2x2 stride 2) skip that copy where the 1x1 kernel can write each
-phase's outputs in their places (conv/direct/pointwise_rows.depth_to_space_plan). Stride 1 (a single phase) returns
+phase's outputs in their places (conv/direct/pointwise_rows.depth_to_space_plan), and
+skip phase_weights too: :func:`phase_packed` writes the blocks the kernel's tiles read
+straight from the transposed weight. Stride 1 (a single phase) returns
 the forward output itself. float16 is copied as bits (uint16); the forward kernels
 compute it in float32.
 """
@@ -64,7 +66,7 @@ from ..._jit import parallel_kernel
 from ...weights import all_finite
 from ..direct.pointwise_rows import depth_to_space_plan, run_rows, supports_rows
 from ..direct.run import conv_direct_swapped
-from .phase_split import dim_phases, phase_combinations, phase_packed, phase_weights
+from .phase_split import dim_phases, phase_combinations, phase_packed, phase_rows, phase_weights
 from .tiled import channels_first, run_tiled, tiled_plan
 
 
@@ -298,7 +300,11 @@ def _phases(spec, plan, x, weight, bias):
     g, cg, kg = spec.groups, spec.in_per_group, spec.out_per_group
     swapped = _swapped_groups(spec, plan.union)
     wsub = None
-    if len(swapped.rows):
+    if _stacked_gemm(spec, plan):  # the GEMM reads the stacked weight as a transposed view: no transpose
+        wsub = np.empty((spec.in_channels, plan.weight_elems // spec.in_channels), weight.dtype)
+        phase_rows(_flat_bits(weight), spec.in_channels, plan.weight_taps[:, 0], _flat_bits(wsub))
+        wsub = wsub.T
+    elif len(swapped.rows):
         wbits = _flat_bits(weight)
         wsub = np.empty(plan.weight_elems, wbits.dtype)
         phase_weights(wbits, g, cg, kg, plan.weight_table[swapped.rows], plan.weight_taps[swapped.rows], wsub)
@@ -359,6 +365,16 @@ def _swapped_groups(spec, union_ok: bool = True) -> SwappedGroups:
     return SwappedGroups(tuple(positions), np.array(rows, np.int64))
 
 
+def _stacked_gemm(spec, plan) -> bool:
+    """Whether the phases are one channels-first, ungrouped 1x1 conv of every phase stacked (U-Net's 2x2
+    stride 2) that the GEMM (conv/gemm.py) runs: its weight (P * K, C) is then a transposed view of
+    phase_rows' (C, P * K)."""
+    group = plan.groups[0]
+    return (not spec.channels_last and spec.groups == 1 and not plan.union and len(plan.groups) == 1
+            and group.spec is not None and len(group.phases) > 1 and plan.weight_taps.shape[1] == 1
+            and choose("conv", "cpu", group.spec).algo == "gemm")
+
+
 DEPTH_TO_SPACE_CHANNELS = 16  # fewer output channels: runs too short for NumPy's copy; the interleave kernel
 
 
@@ -411,7 +427,10 @@ def _forward(spec, group, x, wsub, weight, bias, pos, run=None):
     if pos is not None:
         return conv_direct_swapped(group.spec, xs, weight, bias, pos)
     shape = group.spec.weight_shape
-    w = None if wsub is None else wsub[group.weight_at:group.weight_at + math.prod(shape)].reshape(shape)
+    w = None
+    if wsub is not None:  # phase_weights' buffer, or (_stacked_gemm) the group's (P * K, C) weight itself
+        w = wsub.reshape(shape) if wsub.ndim == 2 else wsub[group.weight_at:group.weight_at + math.prod(shape)].reshape(
+            shape)
     b = None
     if bias is not None:
         b = np.broadcast_to(np.asarray(bias).reshape(g, 1, kg), (g, p_n, kg)).reshape(-1)
