@@ -1,7 +1,8 @@
 """Channels-last transposed convs whose phases are one stacked 1x1 conv (U-Net's 2x2 stride 2):
 the 1x1 kernel writes each phase's outputs straight into their interleaved places
 (conv/direct/pointwise_rows.depth_to_space_plan); where a channel block would straddle two
-phases, or the rows' last tiles would be narrow, the stacked result is copied into place. Against the NumPy reference and PyTorch."""
+phases, or the rows' last tiles would be narrow, the stacked result is copied into place. Channels-first, the
+GEMM reads the stacked weight as a transposed view (phases._stacked_gemm). Against the NumPy reference and PyTorch."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import torch
 import fastconv as F
 from fastconv import reference as ref
 from fastconv.cpu.conv.direct.pointwise_rows import depth_to_space_plan, rows_plan
-from fastconv.cpu.conv.transpose.phases import phase_plan
+from fastconv.cpu.conv.transpose.phases import _stacked_gemm, phase_plan
 from fastconv.spec.conv import resolve_conv
 from fastconv.testing.tolerances import assert_close
 
@@ -97,3 +98,50 @@ def test_non_contiguous_input_and_threads(rng):
     np.testing.assert_array_equal(results[0], results[1])
     expected = ref.conv_transpose(np.moveaxis(x, -1, 1).astype(np.float64), w, b, stride=2)
     assert_close(np.moveaxis(results[0], -1, 1), expected, "conv", "float32", np.sqrt(64))
+
+
+def test_weight_strided_read_only_float64(rng):
+    """The weight packed straight from the user's transposed weight: a strided, read-only view of a
+    larger array is read as it is and left unchanged; float64 (blocks of fewer channels) to 1e-10."""
+    big = rng.standard_normal((64, 2, 64, 2, 2))
+    w = big[:, 1, ::2]  # (64, 32, 2, 2), not contiguous
+    w.flags.writeable = False
+    before = w.copy()
+    x = rng.standard_normal((2, 5, 9, 64))
+    b = rng.standard_normal(32)
+    assert _forward_and_plan((2, 64, 5, 9), (64, 32, 2, 2), 2, "float64") is not None
+    got = F.conv_transpose2d(x, w, b, stride=2, channels_last=True)
+    np.testing.assert_array_equal(w, before)
+    expected = ref.conv_transpose(np.moveaxis(x, -1, 1), np.ascontiguousarray(w), b, stride=2)
+    np.testing.assert_allclose(np.moveaxis(got, -1, 1), expected, rtol=1e-10, atol=1e-10 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16"])
+def test_channels_first_gemm_reads_the_stacked_weight_transposed(dtype, rng):
+    """Channels-first 2x2 stride 2 through the GEMM, its stacked weight a transposed view of phase_rows'
+    (C, P * K): a strided, read-only weight left unchanged; 1 and 2 threads the same bits; against the
+    reference and PyTorch."""
+    x = rng.standard_normal((2, 96, 6, 7)).astype(dtype)
+    big = rng.standard_normal((96, 2, 48, 2, 2)).astype(dtype)
+    w = big[:, 0]
+    w.flags.writeable = False
+    before = w.copy()
+    b = rng.standard_normal(48).astype(dtype)
+    tspec = resolve_conv("conv_transpose2d", x.shape, w.shape, stride=2, has_bias=True, dtype=dtype)
+    assert _stacked_gemm(tspec, phase_plan(tspec))
+    results = []
+    previous = numba.get_num_threads()
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            results.append(F.conv_transpose2d(x, w, b, stride=2))
+    finally:
+        numba.set_num_threads(previous)
+    np.testing.assert_array_equal(results[0], results[1])
+    np.testing.assert_array_equal(w, before)
+    assert results[0].dtype == np.dtype(dtype)
+    expected = ref.conv_transpose(x, np.ascontiguousarray(w), b, stride=2)
+    assert_close(results[0], expected, "conv", dtype, np.sqrt(96))
+    if dtype != "float16":
+        assert_close(results[0], _torch(x, np.ascontiguousarray(w), b, 2, None), "conv", dtype, np.sqrt(96),
+                     what="against torch")

@@ -24,7 +24,9 @@ import torch_oracle
 
 import fastconv as F
 from fastconv import reference as ref
+from fastconv.cpu.conv.transpose.phases import phase_plan
 from fastconv.dispatch import capable
+from fastconv.spec.conv import resolve_conv
 from fastconv.testing.conv_samples import ConvSample, conv_samples
 from fastconv.testing.tolerances import assert_close
 
@@ -159,6 +161,32 @@ def test_transposed_checks_the_output_when_it_is_the_smaller(channels_last, rng)
                 got = F.conv_transpose2d(xin, ww, stride=2, algo=algo, channels_last=channels_last)
             got = np.moveaxis(got, -1, 1) if channels_last else got
             assert_same_nonfinite(got, expected, "conv", np.float64, f"{algo}")
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_transposed_unpadded_phases_check_nothing(channels_last, rng):
+    """Kernel = stride, no padding (U-Net's 2x2 stride 2): no phase's forward conv reads a zero, so
+    "phases" runs no check at all, and NaN and inf still land where the definition puts them (both
+    layouts: the channels-last stacked 1x1 kernel with its weight packed from the transposed one)."""
+    x = rng.standard_normal((2, 32, 3, 5))
+    w = zero_some(rng.standard_normal((32, 32, 2, 2)), rng)
+    spec = resolve_conv("conv_transpose2d", x.shape, w.shape, stride=2, channels_last=False, dtype="float64")
+    assert not phase_plan(spec).padded
+    assert not phase_plan(resolve_conv("conv_transpose2d", x.shape, w.shape, stride=2, padding=1,
+                                       dtype="float64")).padded  # padding only crops the output
+    assert phase_plan(resolve_conv("conv_transpose2d", x.shape, (32, 32, 4, 4), stride=2, padding=1,
+                                   dtype="float64")).padded  # DCGAN's: a phase's taps pass the input's edge
+    for xx, ww in ((x, w), *(with_nonfinite((x, w, None), where, values, rng)[:2] for where, values in PATTERNS[:5])):
+        expected = ref.conv_transpose(xx, ww, None, stride=2)
+        oracle = TF.conv_transpose2d(torch.from_numpy(xx), torch.from_numpy(ww), stride=2).numpy()
+        for a, o in zip(masks(expected), masks(oracle)):
+            np.testing.assert_array_equal(a, o)
+        xin = np.ascontiguousarray(np.moveaxis(xx, 1, -1)) if channels_last else xx
+        for algo in ("phases", "auto"):
+            with np.errstate(invalid="ignore"):
+                got = F.conv_transpose2d(xin, ww, stride=2, algo=algo, channels_last=channels_last)
+            got = np.moveaxis(got, -1, 1) if channels_last else got
+            assert_same_nonfinite(got, expected, "conv", np.float64, algo)
 
 
 SEPARABLE = [((1, 8, 9, 10), 3, 1, 1), ((2, 32, 7, 8), 3, 2, 1), ((1, 16, 8, 8), 5, 1, 2)]

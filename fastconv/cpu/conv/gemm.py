@@ -52,7 +52,9 @@ def conv_gemm(spec, x, weight, bias):
     if any(s != 1 for s in spec.stride):
         spatial = tuple(slice(None, None, s) for s in spec.stride)
         x = x[(slice(None),) + ((*spatial, slice(None)) if spec.channels_last else (slice(None), *spatial))]
-    w = np.ascontiguousarray(weight.reshape(spec.out_channels, cg), dtype=dtype)
+    w = weight.reshape(spec.out_channels, cg)
+    if w.dtype != dtype or not (w.flags.c_contiguous or w.flags.f_contiguous):  # a transposed one is read as such
+        w = np.ascontiguousarray(w, dtype=dtype)
     act = ACTIVATION_CODES[spec.activation]
     b = None if bias is None and not act else bias_vector(bias, spec, dtype)
     pixels = math.prod(spec.out_size)

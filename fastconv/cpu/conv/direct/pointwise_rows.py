@@ -98,6 +98,8 @@ class RowsPlan(NamedTuple):
     row_base: np.ndarray  # [i]: where output row i's first pixel starts in the output
     opix: int  # output elements from one pixel of a row to the next
     koff: np.ndarray  # [G * KB]: where each block of V channels starts within an output pixel
+    packed: bool  # the weight comes packed, (G, KB, C/G, V) (K/G a multiple of V), not as (G, K/G, C/G)
+    no_given: np.ndarray  # (0, C/G * V): the kernel's ``given`` when it packs the weight itself
 
 
 def supports_rows(spec) -> bool:
@@ -123,7 +125,7 @@ def rows_plan(spec) -> RowsPlan:
     return RowsPlan(shape, rows_kernel(shape), dtype, np.arange(cg, dtype=np.int64), widths, overlap, rows, pass_blocks,
                     ACTIVATION_CODES[spec.activation], np.zeros(g * kb_n * shape.v, dtype), kg % shape.v == 0,
                     spec.output_shape, np.dtype(spec.dtype), (g, kg, cg), pick, max(rows, 1), np.zeros(1, np.int64),
-                    g * kg, blocks // kb_n * kg + blocks % kb_n * shape.v)
+                    g * kg, blocks // kb_n * kg + blocks % kb_n * shape.v, False, np.zeros((0, cg * shape.v), dtype))
 
 
 @cached_plan
@@ -131,7 +133,8 @@ def depth_to_space_plan(spec, stride: tuple, out_shape: tuple):
     """The plan of ``spec`` (channels-last 1x1, ungrouped) whose output channels are prod(stride)
     phases of K stacked in phase order (a transposed conv's phases, phases.py), writing each
     phase's outputs straight into their places of the (N, *Q * stride, K) result
-    ``out_shape``: out[n, q * s + r, k] = y[n, q, phase(r) * K + k]. None when ``spec`` is
+    ``out_shape``: out[n, q * s + r, k] = y[n, q, phase(r) * K + k]; its weight comes packed
+    (transpose.phase_split.phase_packed). None when ``spec`` is
     not such a conv, a block of V channels would straddle two phases (K not a multiple of V),
     or the rows' last tiles would cost more than ROW_TAIL_SLACK (no tile crosses a row)."""
     if not supports_rows(spec) or spec.groups != 1:
@@ -159,7 +162,7 @@ def depth_to_space_plan(spec, stride: tuple, out_shape: tuple):
     c0 = np.arange(0, spec.out_channels, plan.shape.v)  # each block's first stacked channel
     koff = (phase_base[c0 // k_n] * k_n + c0 % k_n).astype(np.int64)
     return plan._replace(out_shape=out_shape, row_len=q[-1], row_base=(row_base * k_n).astype(np.int64),
-                         opix=stride[-1] * k_n, koff=koff)
+                         opix=stride[-1] * k_n, koff=koff, packed=True)
 
 
 @register_jitable
@@ -196,12 +199,14 @@ def rows_kernel(shape: TileShape):
     """The kernel for one tile shape set, e.g. ``conv_pointwise_rows_p9v32_f32``."""
     v, lanes, shapes, revision = shape.v, shape.lanes, shapes_literal(shape.shapes), REVISION
 
-    def kernel(x, w, xoff, bias, out, widths, overlap, rows, pass_blocks, act, row_len, row_base, opix, koff):
+    def kernel(x, w, xoff, bias, out, widths, overlap, rows, pass_blocks, act, row_len, row_base, opix, koff,
+               given):
         """out (M, K) flat = x (M, C) flat @ w (G, K/G, C/G) per group, plus the blocked bias
         (G * KB * V), then the activation; pixel p of output row i = p // row_len at
         out[row_base[i] + (p % row_len) * opix + koff[block]]. Task = (run of tiles of a
         single row, or of whole rows; its passes of channel blocks or a share of them):
-        CHUNKS_PER_THREAD per thread, or one per tile or row."""
+        CHUNKS_PER_THREAD per thread, or one per tile or row. ``given``: the weight packed already,
+        (G * KB, C/G * V), read by the tiles in place (w then gives only the shape), or no rows."""
         groups, kg, cg = w.shape
         c_n = groups * cg
         c_blocks = reduction_blocks(cg, v, w.itemsize)
@@ -225,8 +230,9 @@ def rows_kernel(shape: TileShape):
         while (splits * pass_groups) % _thread_count() != 0 and splits < units:
             splits += 1  # as many tasks for every thread
         # every task packs the passes it uses when no other task uses them, or the weight is large
-        prepack = splits > 1 and blocks * cg * v * w.itemsize <= PREPACK_BYTES
-        packed = np.empty((blocks if prepack else 0, cg * v), w.dtype)
+        prepacked = given.shape[0] > 0
+        prepack = not prepacked and splits > 1 and blocks * cg * v * w.itemsize <= PREPACK_BYTES
+        packed = given if prepacked else np.empty((blocks if prepack else 0, cg * v), w.dtype)
         previous = balanced(blocks)
         if prepack and (blocks * cg * v <= SERIAL_PACK or rows >= SERIAL_PACK_ROWS):
             for t in range(blocks):
@@ -248,7 +254,7 @@ def rows_kernel(shape: TileShape):
                     kb1 = min(kb_n, kb0 + pass_blocks)
                     first = g * kb_n  # the block of kb in ws is first + kb
                     ws = packed
-                    if not prepack:  # this pass's blocks, packed by the task that uses them
+                    if not (prepack or prepacked):  # this pass's blocks, packed by the task that uses them
                         ws = np.empty((kb1 - kb0, cg * v), w.dtype)
                         for kb in range(kb0, kb1):
                             pack_weight_block(w, g, kb, ws[kb - kb0], v, lanes, revision)
@@ -293,8 +299,8 @@ def rows_kernel(shape: TileShape):
     flat = types.Array(dt, 1, "C")
     ints = types.Array(types.int64, 1, "C")
     readonly = functools.partial(types.Array, dt, layout="C", readonly=True)  # writeable arrays convert to it
-    sig = (readonly(1), readonly(3), ints, readonly(1), flat, ints, ints) + (types.int64,) * 4 + (ints, types.int64,
-                                                                                                 ints)
+    sig = (readonly(1), readonly(3), ints, readonly(1), flat, ints, ints) + (types.int64,) * 4 + (
+        ints, types.int64, ints, types.Array(dt, 2, "C"))
     return specialised_kernel(kernel, f"conv_pointwise_rows_{shape.name}", [sig])
 
 
@@ -312,8 +318,8 @@ def blocked_bias(plan: RowsPlan, bias) -> np.ndarray:
 
 
 def run_rows(plan: RowsPlan, x, weight, bias):
-    """The call: x (N, *spatial, C) in the user's dtype and strides; result in its dtype.
-    Arrays already in the working dtype and C-contiguous are passed on as they are."""
+    """The call: x (N, *spatial, C) in the user's dtype and strides; result in its dtype; weight as
+    plan.packed says. Arrays already in the working dtype and C-contiguous are passed on as they are."""
     dtype = plan.dtype
     if plan.pick is not None:
         x = x[plan.pick]
@@ -322,7 +328,10 @@ def run_rows(plan: RowsPlan, x, weight, bias):
     if weight.dtype != dtype or not weight.flags.c_contiguous:
         weight = np.ascontiguousarray(weight, dtype)
     out = np.empty(plan.out_shape, dtype)
+    given = plan.no_given
+    if plan.packed:
+        given = weight.reshape(plan.no_bias.size // plan.shape.v, -1)
     plan.kernel(x.reshape(-1), weight.reshape(plan.w_shape), plan.xoff, blocked_bias(plan, bias), out.reshape(-1),
                 plan.widths, plan.overlap, plan.rows, plan.pass_blocks, plan.act, plan.row_len, plan.row_base,
-                plan.opix, plan.koff)
+                plan.opix, plan.koff, given)
     return out if dtype == plan.out_dtype else out.astype(plan.out_dtype)

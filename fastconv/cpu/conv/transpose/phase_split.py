@@ -93,3 +93,38 @@ def phase_weights(w, g_n, cg, kg, table, taps, out):
                             t = taps[r, j]
                             out[uint64(dst + j)] = w[uint64(src + t)] if t >= 0 else 0
                         dst += t_sub
+
+
+@parallel_kernel
+def phase_packed(w, c_n, taps, v, out):
+    """The forward weight of ungrouped phases of one tap each stacked into one 1x1 conv (U-Net's 2x2
+    stride 2) as the 1x1 kernel packs it (conv/direct/pointwise_rows, RowsPlan.packed): out, flat
+    (P, K/V, C, V) = w[c, kb * V + j, taps[p]], w flat (C, K, T), K a multiple of V. A task reads the
+    rows of a block of V channels of w once for all phases: no forward weight built (phase_weights'
+    (P * K, C) is a transpose, which the kernel's packing then transposed back)."""
+    p_n = taps.size
+    kb_n = out.size // (p_n * c_n * v)
+    t_n = w.size // (c_n * kb_n * v)
+    for kb in prange(kb_n):
+        for c in range(c_n):
+            src = (c * kb_n + kb) * v * t_n
+            for p in range(p_n):
+                dst = ((p * kb_n + kb) * c_n + c) * v
+                t = taps[p]
+                for j in range(v):
+                    out[uint64(dst + j)] = w[uint64(src + j * t_n + t)]
+
+
+@parallel_kernel
+def phase_rows(w, c_n, taps, out):
+    """The same stacked 1x1 weight for the GEMM of channels-first phases: out, flat (C, P, K) =
+    w[c, k, taps[p]], whose transpose (a view) is the forward weight (P * K, C) phase_weights builds."""
+    p_n = taps.size
+    k_n = out.size // (c_n * p_n)
+    t_n = w.size // (c_n * k_n)
+    for c in prange(c_n):
+        for p in range(p_n):
+            src = c * k_n * t_n + taps[p]
+            dst = (c * p_n + p) * k_n
+            for k in range(k_n):
+                out[uint64(dst + k)] = w[uint64(src + k * t_n)]

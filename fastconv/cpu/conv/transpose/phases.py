@@ -16,7 +16,9 @@ goes to the gather form (direct.py, algo "direct"): each phase's forward conv re
 zeros past the input's edges, where a transposed conv has no term at all. Non-finite values
 then land exactly where the definition (and PyTorch) puts them: an output is non-finite
 only through the terms it has. Which check runs, on the operands before or on the output
-after (both causes only add NaN), is whichever reads fewer elements.
+after (both causes only add NaN), is whichever reads fewer elements; none where no phase's
+forward conv reads zeros (U-Net's 2x2 stride 2: every term of every output is a term of the
+definition).
 Otherwise, where its conditions hold (ungrouped, output sizes multiples of the strides, ...),
 tiled.py runs every phase through the compiled direct kernel with the input
 packed once and each phase's outputs written straight into their interleaved places
@@ -39,14 +41,15 @@ Copies, beyond what the forward kernels do themselves: the weight, once, by
 their interleaved slots of the result (out[..., r_h::s_h, r_w::s_w]) by one fused
 kernel per layout: one output-sized copy in all. Channels-last phases stacked into one
 1x1 conv (U-Net's 2x2 stride 2) skip that copy where the 1x1 kernel can write each
-phase's outputs in their places (conv/direct/pointwise_rows.depth_to_space_plan). Stride 1 (a single phase) returns
+phase's outputs in their places (conv/direct/pointwise_rows.depth_to_space_plan), and
+skip phase_weights too: :func:`phase_packed` writes the blocks the kernel's tiles read
+straight from the transposed weight. Stride 1 (a single phase) returns
 the forward output itself. float16 is copied as bits (uint16); the forward kernels
 compute it in float32.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import NamedTuple
 
@@ -63,7 +66,7 @@ from ..._jit import parallel_kernel
 from ...weights import all_finite
 from ..direct.pointwise_rows import depth_to_space_plan, run_rows, supports_rows
 from ..direct.run import conv_direct_swapped
-from .phase_split import dim_phases, phase_combinations, phase_weights
+from .phase_split import dim_phases, phase_combinations, phase_packed, phase_rows, phase_weights
 from .tiled import channels_first, run_tiled, tiled_plan
 
 
@@ -82,6 +85,7 @@ class PhasePlan(NamedTuple):
     weight_taps: np.ndarray  # per phase with taps: flat kernel index of each forward tap (-1: a zero)
     weight_elems: int
     union: bool  # all phases run as one conv over the union of their windows
+    padded: bool  # some phase's forward conv reads zeros past the input's edges
 
 
 @cached_plan
@@ -118,7 +122,8 @@ def phase_plan(spec, union_ok: bool = True) -> PhasePlan:
         at += math.prod(fspec.weight_shape)
     width = max([t.size for t in taps], default=1)
     taps = np.array([np.pad(t, (0, width - t.size)) for t in taps], np.int64).reshape(-1, width)
-    return PhasePlan(tuple(groups), np.array(table, np.int64).reshape(-1, 4), taps, at, union is not None)
+    padded = union is not None or any(p.pads != (0, 0) for phases in tapped for p in phases)
+    return PhasePlan(tuple(groups), np.array(table, np.int64).reshape(-1, 4), taps, at, union is not None, padded)
 
 
 UNION_CHANNELS = 16  # stacked output channels that one vector of floats holds
@@ -247,8 +252,11 @@ def conv_transpose_phases(spec, x, weight, bias):
     """Two things make a NaN here that the definition does not: a NaN or inf weight meeting a phase's
     zero pads, and (union plan) a NaN or inf input meeting the union's zero taps. Both only add NaN,
     so a finite output needs no second look: the cheaper of the two checks runs, the operands before
-    (one pass over the weight, and the input for a union plan) or the output after."""
+    (one pass over the weight, and the input for a union plan) or the output after; none when no
+    forward conv reads zeros."""
     plan = phase_plan(spec)
+    if not plan.padded:
+        return _phases(spec, plan, x, weight, bias)
     after = math.prod(spec.output_shape) < weight.size + (x.size if plan.union else 0)
     if not after:
         exact = _nonfinite_route(spec, plan, x, weight, bias)
@@ -280,21 +288,30 @@ def _phases(spec, plan, x, weight, bias):
         out = _interleaved_in_kernel(spec, x, weight, bias)
         if out is not None:
             return out
+    first = plan.groups[0]
+    if _depth_to_space(spec, plan):
+        interleaved = depth_to_space_plan(first.spec, spec.stride, spec.output_shape)
+        if interleaved is not None:  # the 1x1 kernel writes each phase's outputs in their places
+            packed = np.empty(plan.weight_elems, weight.dtype)
+            phase_packed(_flat_bits(weight), spec.in_channels, plan.weight_taps[:, 0], interleaved.shape.v,
+                         _flat_bits(packed))
+            return _forward(spec, first, x, None, weight, bias, None,
+                            lambda xs, _, b: run_rows(interleaved, xs, packed, b))
     g, cg, kg = spec.groups, spec.in_per_group, spec.out_per_group
     swapped = _swapped_groups(spec, plan.union)
     wsub = None
-    if len(swapped.rows):
+    if _stacked_gemm(spec, plan):  # the GEMM reads the stacked weight as a transposed view: no transpose
+        wsub = np.empty((spec.in_channels, plan.weight_elems // spec.in_channels), weight.dtype)
+        phase_rows(_flat_bits(weight), spec.in_channels, plan.weight_taps[:, 0], _flat_bits(wsub))
+        wsub = wsub.T
+    elif len(swapped.rows):
         wbits = _flat_bits(weight)
         wsub = np.empty(plan.weight_elems, wbits.dtype)
         phase_weights(wbits, g, cg, kg, plan.weight_table[swapped.rows], plan.weight_taps[swapped.rows], wsub)
         wsub = wsub.view(dtype)
-    first = plan.groups[0]
     if len(plan.groups) == 1 and len(first.phases) == 1 and first.spec is not None:  # stride 1: one forward conv
         return _forward(spec, first, x, wsub, weight, bias, swapped.pos[0])
     if _depth_to_space(spec, plan):
-        interleaved = depth_to_space_plan(first.spec, spec.stride, spec.output_shape)
-        if interleaved is not None:  # the 1x1 kernel writes each phase's outputs in their places
-            return _forward(spec, first, x, wsub, weight, bias, None, functools.partial(run_rows, interleaved))
         return _depth_to_space_copy(spec, _forward(spec, first, x, wsub, weight, bias, None))
     out = np.empty(spec.output_shape, dtype)
     ys, table = [], []
@@ -346,6 +363,16 @@ def _swapped_groups(spec, union_ok: bool = True) -> SwappedGroups:
         positions.append(pos)
         row += len(group.phases)
     return SwappedGroups(tuple(positions), np.array(rows, np.int64))
+
+
+def _stacked_gemm(spec, plan) -> bool:
+    """Whether the phases are one channels-first, ungrouped 1x1 conv of every phase stacked (U-Net's 2x2
+    stride 2) that the GEMM (conv/gemm.py) runs: its weight (P * K, C) is then a transposed view of
+    phase_rows' (C, P * K)."""
+    group = plan.groups[0]
+    return (not spec.channels_last and spec.groups == 1 and not plan.union and len(plan.groups) == 1
+            and group.spec is not None and len(group.phases) > 1 and plan.weight_taps.shape[1] == 1
+            and choose("conv", "cpu", group.spec).algo == "gemm")
 
 
 DEPTH_TO_SPACE_CHANNELS = 16  # fewer output channels: runs too short for NumPy's copy; the interleave kernel
@@ -400,7 +427,10 @@ def _forward(spec, group, x, wsub, weight, bias, pos, run=None):
     if pos is not None:
         return conv_direct_swapped(group.spec, xs, weight, bias, pos)
     shape = group.spec.weight_shape
-    w = wsub[group.weight_at:group.weight_at + math.prod(shape)].reshape(shape)
+    w = None
+    if wsub is not None:  # phase_weights' buffer, or (_stacked_gemm) the group's (P * K, C) weight itself
+        w = wsub.reshape(shape) if wsub.ndim == 2 else wsub[group.weight_at:group.weight_at + math.prod(shape)].reshape(
+            shape)
     b = None
     if bias is not None:
         b = np.broadcast_to(np.asarray(bias).reshape(g, 1, kg), (g, p_n, kg)).reshape(-1)
