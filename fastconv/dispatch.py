@@ -12,6 +12,7 @@ time a (family, backend) pair is asked for, so ``import fastconv`` stays cheap.
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,6 +29,16 @@ IM2COL_MIN_SPAN = 12
 # 3.69 against 2.67 ms, batch 8 30.2 against 29.3; MobileNetV2's 0.70 against 0.61; 8 in-channels
 # 3x3 at 112x112 1.06 against 0.77; a small 64x64 stem 0.13 against 0.17).
 TILED_MIN_CHANNELS_FIRST = 16
+# Channels-first 1x1 layers whose weight has at least this many elements, and at least four times as
+# many as the input, take the direct kernel, not the GEMM: each OpenBLAS block packs its share of the
+# large weight again, where the direct kernel packs the small input once and each task one block of the
+# weight. fastconv / PyTorch, each in its own process, quiet (the committed run at f62fb16), gemm against
+# direct: ResNet-50's 7x7 512->2048 1.13 / 0.97, 2048->512 1.17 / 0.98, 1024->2048 stride 2 1.08 / 0.96.
+# One thread, CPU time, auto before / after this rule (host shared, load 9-10): 0.83, 0.90, 0.91. Where
+# the weight is only 2-3 times the input the GEMM stays: ResNet-50's 14x14 1024->512 (1.13 / 1.08, but
+# 0.97 on one thread) and U-Net's 2x2 stride-2 transposed 1024->512 at 28x28, whose four phases are
+# one 1024->2048 1x1 conv (one thread: 26.7-28.6 ms on the GEMM, 31.1-31.3 on the direct kernel).
+POINTWISE_DIRECT_WEIGHT = 1 << 19
 
 
 def read_share(spec) -> float:
@@ -125,7 +136,8 @@ def auto_algorithm(family: str, backend: str, spec, names: list[str]) -> str:
     behind each rule are in reports/auto_algorithm.md.
 
     - Convolutions: depthwise layers take the depthwise kernel; 1x1 layers one GEMM
-      channels-first, the direct kernel channels-last. Dilated layers with zeros padding:
+      channels-first (but the direct kernel where the weight is large, POINTWISE_DIRECT_WEIGHT,
+      and four times the input), the direct kernel channels-last. Dilated layers with zeros padding:
       the direct kernel too (it skips the taps that read padding, region by region;
       "taps", the same through GEMMs, is never chosen); with another padding mode,
       im2col once the dilated kernel spans IM2COL_MIN_SPAN rows. Every other
@@ -166,13 +178,19 @@ def auto_algorithm(family: str, backend: str, spec, names: list[str]) -> str:
     ordered = []
     if spec.is_depthwise:
         ordered.append("depthwise")
-    if spec.is_pointwise and not spec.channels_last:
+    if spec.is_pointwise and not spec.channels_last and not _weight_heavy(spec):
         ordered.append("gemm")
     span = max([(k - 1) * d for k, d in zip(spec.kernel[:-1], spec.dilation[:-1])] + [0])
     if spec.groups == 1 and span >= IM2COL_MIN_SPAN and "taps" not in names:
         ordered.append("im2col")
     ordered += ["direct", "im2col", "gemm"]
     return next(name for name in ordered + names if name in names)
+
+
+def _weight_heavy(spec) -> bool:
+    """Whether a 1x1 layer's weight is at least POINTWISE_DIRECT_WEIGHT elements and four times its input."""
+    weight = spec.out_channels * spec.in_per_group
+    return weight >= POINTWISE_DIRECT_WEIGHT and weight >= 4 * spec.batch * spec.in_channels * math.prod(spec.in_size)
 
 
 def _flips(spec) -> bool:

@@ -135,3 +135,31 @@ def test_pointwise_reduction_blocks(dtype, rng):
         theirs = torch.nn.functional.conv2d(torch.from_numpy(x64), torch.from_numpy(w64), torch.from_numpy(b64),
                                             stride=(1, 2), groups=2).clamp(0, 6).numpy()
         assert_close(got, theirs, "conv", dtype, np.sqrt(300), what="reduction blocks against torch")
+
+
+def test_auto_weight_heavy_channels_first_takes_direct(rng):
+    """algo="auto" on channels-first 1x1 layers: the direct kernel where the weight has at least
+    dispatch.POINTWISE_DIRECT_WEIGHT elements and four times the input's (ResNet-50's 7x7 2048->512,
+    its strided 14x14 1024->2048), the GEMM elsewhere (the same weight on a 28x28 input, U-Net's
+    stacked transposed phases); the auto result against the NumPy reference, with a bias and relu."""
+    from fastconv.dispatch import POINTWISE_DIRECT_WEIGHT, choose
+    from fastconv.spec.conv import resolve_conv
+
+    def chosen(x_shape, w_shape, **kw):
+        return choose("conv", "cpu", resolve_conv("conv2d", x_shape, w_shape, **kw)).algo
+
+    assert 512 * 2048 >= POINTWISE_DIRECT_WEIGHT
+    assert chosen((1, 2048, 7, 7), (512, 2048, 1, 1)) == "direct"
+    assert chosen((1, 1024, 14, 14), (2048, 1024, 1, 1), stride=2) == "direct"
+    assert chosen((1, 2048, 28, 28), (512, 2048, 1, 1)) == "gemm"  # the input is the larger operand
+    assert chosen((1, 1024, 28, 28), (2048, 1024, 1, 1)) == "gemm"  # the weight 2.6 times the input
+    assert chosen((1, 64, 7, 7), (128, 64, 1, 1)) == "gemm"  # a small weight
+    assert chosen((1, 7, 7, 2048), (512, 2048, 1, 1), channels_last=True) == "direct"
+
+    x = rng.standard_normal((1, 2048, 5, 7)).astype(np.float32)
+    w = rng.standard_normal((300, 2048, 1, 1)).astype(np.float32)
+    b = rng.standard_normal(300).astype(np.float32)
+    assert chosen(x.shape, w.shape) == "direct"
+    expected = ref.conv(x.astype(np.float64), w, b, activation="relu")
+    got = F.conv2d(x, w, b, activation="relu")
+    assert_close(got, expected, "conv", "float32", np.sqrt(2048), what="auto, weight-heavy channels-first 1x1")
