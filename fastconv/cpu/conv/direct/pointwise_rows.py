@@ -56,6 +56,9 @@ from .tiled import L1_BYTES, TileShape, step_cycles, tile_shape
 
 SERIAL_PACK = 16 * 1024  # packed weight elements the calling thread packs alone
 SERIAL_PACK_ROWS = 1024  # or any weight, for this many rows: packing is then under 3% of the work
+# Fewer rows and a larger weight: one task per block of V channels over every row, each packing its block, when
+# there are at least this many blocks per thread; else the calling thread packs them all before the loop.
+BLOCK_TASKS_PER_THREAD = 2
 RUN_BYTES = 256 * 1024  # a task's run of input rows stays in L2 over all its passes
 # ... or 1 MiB when each run packs the passes it uses (weights above PREPACK_BYTES): fewer runs pack the weight
 # fewer times. Single-thread CPU time against 256 KiB for all, 12 rounds (host load 6-7): ResNet-50's 2048->512 7x7
@@ -217,17 +220,16 @@ def rows_kernel(shape: TileShape):
             splits += 1  # as many tasks for every thread
         # every task packs the passes it uses when no other task uses them, or the weight is large
         prepack = splits > 1 and blocks * cg * v * w.itemsize <= PREPACK_BYTES
+        if prepack and blocks * cg * v > SERIAL_PACK and rows < SERIAL_PACK_ROWS and kb_n >= \
+                BLOCK_TASKS_PER_THREAD * _thread_count():
+            # a task per block of V channels over every row, packing its own block: no packing before the loop
+            pass_blocks, passes, pass_groups, splits, prepack = 1, kb_n, kb_n, 1, False
         packed = np.empty((blocks if prepack else 0, cg * v), w.dtype)
-        previous = balanced(blocks)
-        if prepack and (blocks * cg * v <= SERIAL_PACK or rows >= SERIAL_PACK_ROWS):
+        if prepack:  # on the calling thread: a parallel loop of its own would cost more than the packing
             for t in range(blocks):
                 g = t // kb_n
                 pack_weight_block(w, g, t - g * kb_n, packed[t], v, lanes, revision)
-        elif prepack:
-            for t in prange(blocks):
-                g = t // kb_n
-                pack_weight_block(w, g, t - g * kb_n, packed[t], v, lanes, revision)
-        balanced(splits * pass_groups)
+        previous = balanced(splits * pass_groups)
         for t in prange(splits * pass_groups):
             run = t // pass_groups
             q = t - run * pass_groups
