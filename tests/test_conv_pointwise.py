@@ -139,21 +139,20 @@ def test_pointwise_reduction_blocks(dtype, rng):
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_pointwise_block_tasks(dtype, rng):
-    """Few rows and a weight above pointwise_rows.SERIAL_PACK in enough channel blocks: one task per
-    block over every row, each packing its own block (no packing loop before the tiles); groups,
-    ragged blocks (K/G = 150), bias and relu6; 1 and 2 threads give the same bits, the input and
-    weight are not written. Against the NumPy reference and PyTorch."""
+    """Fewer rows than pointwise_rows.BLOCK_TASK_ROWS in CHUNKS_PER_THREAD channel blocks per thread
+    or more: one task per block over every row, each packing its own block (no packing before the
+    tiles); groups, ragged blocks (K/G = 250), bias and relu6; 1 and 2 threads give the same bits,
+    the input and weight are not written. Against the NumPy reference and PyTorch."""
     from fastconv.cpu.conv.direct import pointwise_rows as rows
     from fastconv.spec.conv import resolve_conv
 
     x = rng.standard_normal((1, 7, 9, 128)).astype(dtype)
-    w = rng.standard_normal((300, 64, 1, 1)).astype(dtype)
-    b = rng.standard_normal(300).astype(dtype)
+    w = rng.standard_normal((500, 64, 1, 1)).astype(dtype)
+    b = rng.standard_normal(500).astype(dtype)
     spec = resolve_conv("conv2d", x.shape, w.shape, groups=2, channels_last=True, dtype=dtype)
     plan = rows.rows_plan(spec)
-    blocks_per_group = -(-150 // plan.shape.v)
-    assert plan.rows < rows.SERIAL_PACK_ROWS and 2 * blocks_per_group * 64 * plan.shape.v > rows.SERIAL_PACK
-    assert blocks_per_group >= rows.BLOCK_TASKS_PER_THREAD * 2
+    assert plan.rows < rows.BLOCK_TASK_ROWS and x.nbytes <= rows.PACKING_RUN_BYTES
+    assert -(-250 // plan.shape.v) >= rows.CHUNKS_PER_THREAD * 2
     before = x.copy(), w.copy()
     results = []
     previous = numba.get_num_threads()

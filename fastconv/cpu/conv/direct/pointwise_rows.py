@@ -8,13 +8,14 @@ fused), its shapes from conv/direct/pointwise.py. The loop around it replaced th
 kernel's plane-tiled loop (one task per block of V channels, which packed its block and
 wrote a block of every output row), for MobileNetV2's and ResNet-50's 1x1 layers:
 
-- the weight is packed once per call, every block of V channels, when several tasks
-  use each pass of it: on the calling thread up to ``SERIAL_PACK`` elements (about
-  2 us) or from ``SERIAL_PACK_ROWS`` rows (a few percent of the work), else in a first
-  parallel loop (which costs 1.5-2 us more than a serial one on one thread, measured
-  with no rows to compute; on Numba's OpenMP layer, whose workers spin after each loop,
-  a second loop per call doubled the CPU time of an 8x256x28x28 layer on the busy
-  machine). When a pass is used by one task only, or the packed weight is above
+- a call is one parallel loop (a Numba TBB loop costs about 7 us of waking and joining
+  the worker on the 2-core machine; the weight's packing used to be a first one). The
+  weight is packed once per call, every block of V channels, when several tasks use each
+  pass of it: with fewer than ``BLOCK_TASK_ROWS`` rows whose input stays in L2
+  (``PACKING_RUN_BYTES``) and ``CHUNKS_PER_THREAD`` blocks per thread or more, by one task
+  per block of V channels over every row, packing its block before its tiles; else on
+  the calling thread before the loop (0.12 ns an element, the time of about 8 of its
+  multiply-adds). When a pass is used by one task only, or the packed weight is above
   ``PREPACK_BYTES`` (it would be written to memory and read back: ResNet-50's
   1024->2048 weight, 8 MB, ran 1.4x slower packed first), each task packs a pass as it
   uses it;
@@ -54,11 +55,7 @@ from ...vector.fma_tile import ACT_ACCUMULATE, ACT_NONE, REVISION, fma_tile_stri
 from .pointwise import strided_shape
 from .tiled import L1_BYTES, TileShape, step_cycles, tile_shape
 
-SERIAL_PACK = 16 * 1024  # packed weight elements the calling thread packs alone
-SERIAL_PACK_ROWS = 1024  # or any weight, for this many rows: packing is then under 3% of the work
-# Fewer rows and a larger weight: one task per block of V channels over every row, each packing its block, when
-# there are at least this many blocks per thread; else the calling thread packs them all before the loop.
-BLOCK_TASKS_PER_THREAD = 2
+BLOCK_TASK_ROWS = 1024  # from this many rows the calling thread packs the weight: under 1% of the work
 RUN_BYTES = 256 * 1024  # a task's run of input rows stays in L2 over all its passes
 # ... or 1 MiB when each run packs the passes it uses (weights above PREPACK_BYTES): fewer runs pack the weight
 # fewer times. Single-thread CPU time against 256 KiB for all, 12 rounds (host load 6-7): ResNet-50's 2048->512 7x7
@@ -220,8 +217,7 @@ def rows_kernel(shape: TileShape):
             splits += 1  # as many tasks for every thread
         # every task packs the passes it uses when no other task uses them, or the weight is large
         prepack = splits > 1 and blocks * cg * v * w.itemsize <= PREPACK_BYTES
-        if prepack and blocks * cg * v > SERIAL_PACK and rows < SERIAL_PACK_ROWS and kb_n >= \
-                BLOCK_TASKS_PER_THREAD * _thread_count():
+        if prepack and rows < BLOCK_TASK_ROWS and rows * c_n * x.itemsize <= PACKING_RUN_BYTES and kb_n >= target:
             # a task per block of V channels over every row, packing its own block: no packing before the loop
             pass_blocks, passes, pass_groups, splits, prepack = 1, kb_n, kb_n, 1, False
         packed = np.empty((blocks if prepack else 0, cg * v), w.dtype)
