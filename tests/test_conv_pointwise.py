@@ -139,7 +139,7 @@ def test_pointwise_reduction_blocks(dtype, rng):
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_pointwise_block_tasks(dtype, rng):
-    """Fewer rows than pointwise_rows.BLOCK_TASK_ROWS in CHUNKS_PER_THREAD channel blocks per thread
+    """Fewer rows than pointwise_rows.SERIAL_PACK_ROWS in CHUNKS_PER_THREAD channel blocks per thread
     or more: one task per block over every row, each packing its own block (no packing before the
     tiles); groups, ragged blocks (K/G = 250), bias and relu6; 1 and 2 threads give the same bits,
     the input and weight are not written. Against the NumPy reference and PyTorch."""
@@ -151,7 +151,7 @@ def test_pointwise_block_tasks(dtype, rng):
     b = rng.standard_normal(500).astype(dtype)
     spec = resolve_conv("conv2d", x.shape, w.shape, groups=2, channels_last=True, dtype=dtype)
     plan = rows.rows_plan(spec)
-    assert plan.rows < rows.BLOCK_TASK_ROWS and x.nbytes <= rows.PACKING_RUN_BYTES
+    assert plan.rows < rows.SERIAL_PACK_ROWS and x.nbytes <= rows.PACKING_RUN_BYTES
     assert -(-250 // plan.shape.v) >= rows.CHUNKS_PER_THREAD * 2
     before = x.copy(), w.copy()
     results = []

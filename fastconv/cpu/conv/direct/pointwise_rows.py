@@ -8,17 +8,21 @@ fused), its shapes from conv/direct/pointwise.py. The loop around it replaced th
 kernel's plane-tiled loop (one task per block of V channels, which packed its block and
 wrote a block of every output row), for MobileNetV2's and ResNet-50's 1x1 layers:
 
-- a call is one parallel loop (a Numba TBB loop costs about 7 us of waking and joining
-  the worker on the 2-core machine; the weight's packing used to be a first one). The
-  weight is packed once per call, every block of V channels, when several tasks use each
-  pass of it: with fewer than ``BLOCK_TASK_ROWS`` rows whose input stays in L2
-  (``PACKING_RUN_BYTES``) and ``CHUNKS_PER_THREAD`` blocks per thread or more, by one task
-  per block of V channels over every row, packing its block before its tiles; else on
-  the calling thread before the loop (0.12 ns an element, the time of about 8 of its
-  multiply-adds). When a pass is used by one task only, or the packed weight is above
-  ``PREPACK_BYTES`` (it would be written to memory and read back: ResNet-50's
-  1024->2048 weight, 8 MB, ran 1.4x slower packed first), each task packs a pass as it
-  uses it;
+- the weight is packed once per call, every block of V channels, when several tasks
+  use each pass of it. With fewer than ``SERIAL_PACK_ROWS`` rows whose input stays in L2
+  (``PACKING_RUN_BYTES``) and ``CHUNKS_PER_THREAD`` blocks per thread or more, a task is
+  one block over every row, packing its block before its tiles: the call is one
+  parallel loop (each Numba TBB loop wakes and joins the worker: 7 us measured quiet),
+  its tasks equal (MobileNetV2's 14x14 64->384, two threads, host loaded: 68-71 us with
+  a packing loop first, 44-53 as block tasks). Otherwise the calling thread packs up to
+  ``SERIAL_PACK`` elements (about 2 us) or from ``SERIAL_PACK_ROWS`` rows (under 1% of
+  the work), and larger weights of fewer rows are packed in a first parallel loop: on
+  layers of few blocks (14x14 384->64, two blocks) packing on the calling thread before
+  a single loop was slower under load (7x7 46-52 us against 38-43: the first loop has
+  the worker awake for the second). When a pass is used by one task only, or the packed
+  weight is above ``PREPACK_BYTES`` (it would be written to memory and read back:
+  ResNet-50's 1024->2048 weight, 8 MB, ran 1.4x slower packed first), each task packs a
+  pass as it uses it;
 - a task is a run of whole tiles of pixels (at most ``RUN_BYTES`` of input, which stays
   in L2; ``PACKING_RUN_BYTES`` when runs pack their own passes) by a share of the passes
   of channel blocks: all passes when the input is the larger operand (each task reads
@@ -55,7 +59,8 @@ from ...vector.fma_tile import ACT_ACCUMULATE, ACT_NONE, REVISION, fma_tile_stri
 from .pointwise import strided_shape
 from .tiled import L1_BYTES, TileShape, step_cycles, tile_shape
 
-BLOCK_TASK_ROWS = 1024  # from this many rows the calling thread packs the weight: under 1% of the work
+SERIAL_PACK = 16 * 1024  # packed weight elements the calling thread packs alone
+SERIAL_PACK_ROWS = 1024  # or any weight, for this many rows: packing is then under 1% of the work
 RUN_BYTES = 256 * 1024  # a task's run of input rows stays in L2 over all its passes
 # ... or 1 MiB when each run packs the passes it uses (weights above PREPACK_BYTES): fewer runs pack the weight
 # fewer times. Single-thread CPU time against 256 KiB for all, 12 rounds (host load 6-7): ResNet-50's 2048->512 7x7
@@ -217,15 +222,20 @@ def rows_kernel(shape: TileShape):
             splits += 1  # as many tasks for every thread
         # every task packs the passes it uses when no other task uses them, or the weight is large
         prepack = splits > 1 and blocks * cg * v * w.itemsize <= PREPACK_BYTES
-        if prepack and rows < BLOCK_TASK_ROWS and rows * c_n * x.itemsize <= PACKING_RUN_BYTES and kb_n >= target:
+        if prepack and rows < SERIAL_PACK_ROWS and rows * c_n * x.itemsize <= PACKING_RUN_BYTES and kb_n >= target:
             # a task per block of V channels over every row, packing its own block: no packing before the loop
             pass_blocks, passes, pass_groups, splits, prepack = 1, kb_n, kb_n, 1, False
         packed = np.empty((blocks if prepack else 0, cg * v), w.dtype)
-        if prepack:  # on the calling thread: a parallel loop of its own would cost more than the packing
+        previous = balanced(blocks)
+        if prepack and (blocks * cg * v <= SERIAL_PACK or rows >= SERIAL_PACK_ROWS):
             for t in range(blocks):
                 g = t // kb_n
                 pack_weight_block(w, g, t - g * kb_n, packed[t], v, lanes, revision)
-        previous = balanced(splits * pass_groups)
+        elif prepack:
+            for t in prange(blocks):
+                g = t // kb_n
+                pack_weight_block(w, g, t - g * kb_n, packed[t], v, lanes, revision)
+        balanced(splits * pass_groups)
         for t in prange(splits * pass_groups):
             run = t // pass_groups
             q = t - run * pass_groups
