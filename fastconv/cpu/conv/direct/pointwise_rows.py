@@ -18,8 +18,8 @@ wrote a block of every output row), for MobileNetV2's and ResNet-50's 1x1 layers
   ``SERIAL_PACK`` elements (about 2 us) or from ``SERIAL_PACK_ROWS`` rows (under 1% of
   the work), and larger weights of fewer rows are packed in a first parallel loop: on
   layers of few blocks (14x14 384->64, two blocks) packing on the calling thread before
-  a single loop was slower under load (7x7 46-52 us against 38-43: the first loop has
-  the worker awake for the second). When a pass is used by one task only, or the packed
+  a single loop was slower under load (7x7 46-52 us against 38-43; the first loop
+  probably wakes the worker for the second). When a pass is used by one task only, or the packed
   weight is above ``PREPACK_BYTES`` (it would be written to memory and read back:
   ResNet-50's 1024->2048 weight, 8 MB, ran 1.4x slower packed first), each task packs a
   pass as it uses it;
