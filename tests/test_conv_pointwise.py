@@ -163,3 +163,40 @@ def test_auto_weight_heavy_channels_first_takes_direct(rng):
     expected = ref.conv(x.astype(np.float64), w, b, activation="relu")
     got = F.conv2d(x, w, b, activation="relu")
     assert_close(got, expected, "conv", "float32", np.sqrt(2048), what="auto, weight-heavy channels-first 1x1")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_pointwise_block_tasks(dtype, rng):
+    """Fewer rows than pointwise_rows.SERIAL_PACK_ROWS in CHUNKS_PER_THREAD channel blocks per thread
+    or more: one task per block over every row, each packing its own block (no packing before the
+    tiles); groups, ragged blocks (K/G = 250), bias and relu6; 1 and 2 threads give the same bits,
+    the input and weight are not written. Against the NumPy reference and PyTorch."""
+    from fastconv.cpu.conv.direct import pointwise_rows as rows
+    from fastconv.spec.conv import resolve_conv
+
+    x = rng.standard_normal((1, 7, 9, 128)).astype(dtype)
+    w = rng.standard_normal((500, 64, 1, 1)).astype(dtype)
+    b = rng.standard_normal(500).astype(dtype)
+    spec = resolve_conv("conv2d", x.shape, w.shape, groups=2, channels_last=True, dtype=dtype)
+    plan = rows.rows_plan(spec)
+    assert plan.rows < rows.SERIAL_PACK_ROWS and x.nbytes <= rows.PACKING_RUN_BYTES
+    assert -(-250 // plan.shape.v) >= rows.CHUNKS_PER_THREAD * 2
+    before = x.copy(), w.copy()
+    results = []
+    previous = numba.get_num_threads()
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            results.append(F.conv2d(x, w, b, groups=2, activation="relu6", algo="direct", channels_last=True))
+    finally:
+        numba.set_num_threads(previous)
+    np.testing.assert_array_equal(x, before[0])
+    np.testing.assert_array_equal(w, before[1])
+    np.testing.assert_array_equal(results[0], results[1])
+    got = np.moveaxis(results[0], -1, 1)
+    x64, w64, b64 = (a.astype(np.float64) for a in (np.moveaxis(x, -1, 1), w, b))
+    expected = ref.conv(x64, w64, b64, groups=2, activation="relu6")
+    assert_close(got, expected, "conv", dtype, np.sqrt(64), what="block tasks")
+    theirs = torch.nn.functional.conv2d(torch.from_numpy(x64), torch.from_numpy(w64), torch.from_numpy(b64),
+                                        groups=2).clamp(0, 6).numpy()
+    assert_close(got, theirs, "conv", dtype, np.sqrt(64), what="block tasks against torch")

@@ -170,7 +170,8 @@ def run_gather(spec, reaches, g, idx, y, x, descending=True):
     return gi if wd == dtype else gi.astype(dtype)
 
 
-@register("pool_grad", "cpu", "gather", note="gather form: each input element sums its windows; max pooling through its indices (Numba)")
+@register("pool_grad", "cpu", "gather",
+          note="gather form: each input element sums its windows; max pooling through its indices (Numba)")
 def pool_grad_cpu(spec, g, idx, y, x):
     return run_gather(spec, window_reaches(spec), g, idx, y, x)
 

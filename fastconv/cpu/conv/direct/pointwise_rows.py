@@ -9,15 +9,20 @@ kernel's plane-tiled loop (one task per block of V channels, which packed its bl
 wrote a block of every output row), for MobileNetV2's and ResNet-50's 1x1 layers:
 
 - the weight is packed once per call, every block of V channels, when several tasks
-  use each pass of it: on the calling thread up to ``SERIAL_PACK`` elements (about
-  2 us) or from ``SERIAL_PACK_ROWS`` rows (a few percent of the work), else in a first
-  parallel loop (which costs 1.5-2 us more than a serial one on one thread, measured
-  with no rows to compute; on Numba's OpenMP layer, whose workers spin after each loop,
-  a second loop per call doubled the CPU time of an 8x256x28x28 layer on the busy
-  machine). When a pass is used by one task only, or the packed weight is above
-  ``PREPACK_BYTES`` (it would be written to memory and read back: ResNet-50's
-  1024->2048 weight, 8 MB, ran 1.4x slower packed first), each task packs a pass as it
-  uses it;
+  use each pass of it. With fewer than ``SERIAL_PACK_ROWS`` rows whose input stays in L2
+  (``PACKING_RUN_BYTES``) and ``CHUNKS_PER_THREAD`` blocks per thread or more, a task is
+  one block over every row, packing its block before its tiles: the call is one
+  parallel loop (each Numba TBB loop wakes and joins the worker: 7 us measured quiet),
+  its tasks equal (MobileNetV2's 14x14 64->384, two threads, host loaded: 68-71 us with
+  a packing loop first, 44-53 as block tasks). Otherwise the calling thread packs up to
+  ``SERIAL_PACK`` elements (about 2 us) or from ``SERIAL_PACK_ROWS`` rows (under 1% of
+  the work), and larger weights of fewer rows are packed in a first parallel loop: on
+  layers of few blocks (14x14 384->64, two blocks) packing on the calling thread before
+  a single loop was slower under load (7x7 46-52 us against 38-43; the first loop
+  probably wakes the worker for the second). When a pass is used by one task only, or the packed
+  weight is above ``PREPACK_BYTES`` (it would be written to memory and read back:
+  ResNet-50's 1024->2048 weight, 8 MB, ran 1.4x slower packed first), each task packs a
+  pass as it uses it;
 - a task is a run of whole tiles of pixels (at most ``RUN_BYTES`` of input, which stays
   in L2; ``PACKING_RUN_BYTES`` when runs pack their own passes) by a share of the passes
   of channel blocks: all passes when the input is the larger operand (each task reads
@@ -63,7 +68,7 @@ from .tiled import L1_BYTES, TileShape, step_cycles, tile_shape
 PREFETCH_TILES = 2
 LINE_BYTES = 64
 SERIAL_PACK = 16 * 1024  # packed weight elements the calling thread packs alone
-SERIAL_PACK_ROWS = 1024  # or any weight, for this many rows: packing is then under 3% of the work
+SERIAL_PACK_ROWS = 1024  # or any weight, for this many rows: packing is then under 1% of the work
 RUN_BYTES = 256 * 1024  # a task's run of input rows stays in L2 over all its passes
 # ... or 1 MiB when each run packs the passes it uses (weights above PREPACK_BYTES): fewer runs pack the weight
 # fewer times. Single-thread CPU time against 256 KiB for all, 12 rounds (host load 6-7): ResNet-50's 2048->512 7x7
@@ -232,6 +237,9 @@ def rows_kernel(shape: TileShape):
         # every task packs the passes it uses when no other task uses them, or the weight is large
         prepacked = given.shape[0] > 0
         prepack = not prepacked and splits > 1 and blocks * cg * v * w.itemsize <= PREPACK_BYTES
+        if prepack and rows < SERIAL_PACK_ROWS and rows * c_n * x.itemsize <= PACKING_RUN_BYTES and kb_n >= target:
+            # a task per block of V channels over every row, packing its own block: no packing before the loop
+            pass_blocks, passes, pass_groups, splits, prepack = 1, kb_n, kb_n, 1, False
         packed = given if prepacked else np.empty((blocks if prepack else 0, cg * v), w.dtype)
         previous = balanced(blocks)
         if prepack and (blocks * cg * v <= SERIAL_PACK or rows >= SERIAL_PACK_ROWS):
