@@ -7,8 +7,10 @@ chunk (``input.rechunk({channel_axis: -1})``), and the output has one channel ch
 Batch chunks map one to one onto output chunks; spatial output chunks follow the input's
 (see halo.py for where they start).
 
-Results: every output chunk runs the same kernel as the in-memory call with the same
-``algo`` and thread count, so they agree bitwise; with ``algo="auto"`` a chunk may get a
+Results: every output chunk runs the same algorithm as the in-memory call with the same
+``algo``, and each algorithm sums an output's products in an order fixed by the layer, not
+by the call's extent or thread count (the direct kernel's plain and banded plans included:
+cpu/conv/direct/banded.py), so they agree bitwise; with ``algo="auto"`` a chunk may get a
 different algorithm than the whole array would (the choice depends on the shape), and
 then they agree to rounding only. Pin ``algo`` where bitwise equality matters.
 """
