@@ -6,7 +6,7 @@ calls: a 1x2x6x6 conv2d 27 us on one thread against 56 us on two; a bare paralle
 about 7 us), and the calling thread then waits for a worker that has nothing left to do.
 Up to about 1 MFLOP the 3x3, depthwise and pooling kernels run as fast on one thread as on
 two, and above it two threads pull ahead (3x3 at 3.6 MFLOP: 53 against 43 us), so a call
-whose work is under SERIAL_FLOPS runs with Numba's thread count set to one for the
+whose work is under SERIAL_FLOPS and its bytes under SERIAL_BYTES runs with Numba's thread count set to one for the
 calling thread only (Numba's count is per thread: other Python threads and Dask tasks keep
 theirs), and restored after it, also when it raises.
 
@@ -19,14 +19,18 @@ from __future__ import annotations
 import functools
 
 # Work below which a call runs on one thread: spec.flops (conv: 2 * MACs; pooling: one per
-# window tap).
+# window tap) and spec.min_bytes (input, output and weight). The bytes keep memory-bound
+# calls with few FLOPs on two threads: a 2x2 max pool of 1x64x56x56 (0.2 MFLOP, 1 MB) takes
+# 95 us on one thread against 54 on two channels-first, 38 against 27 channels-last (one
+# process, medians of 1000 calls over 50 inputs, load 0.9); 1x16x28x28 (63 kB) 12 either way.
 SERIAL_FLOPS = 500_000
+SERIAL_BYTES = 64 * 1024
 
 
 def serial(spec) -> bool:
     """Whether a call resolved to ``spec`` runs on one thread."""
-    flops = getattr(spec, "flops", None)
-    return flops is not None and flops < SERIAL_FLOPS
+    flops, nbytes = getattr(spec, "flops", None), getattr(spec, "min_bytes", None)
+    return flops is not None and nbytes is not None and flops < SERIAL_FLOPS and nbytes < SERIAL_BYTES
 
 
 def on_one_thread(run):

@@ -110,7 +110,7 @@ PADDED_CASES = [
            padding_mode="reflect", dtype="float16"),
     sample("conv2d", (1, 6, 16, 18), (8, 3, 3, 3), stride=2, dilation=5, padding=7, groups=2,
            padding_mode="circular", activation="relu", dtype="float32"),
-    sample("conv1d", (2, 8, 40), (10, 8, 3), dilation=16, padding=20, padding_mode="replicate"),
+    sample("conv2d", (2, 8, 21, 40), (10, 8, 3, 3), dilation=(4, 16), padding=(4, 20), padding_mode="replicate"),
     sample("conv3d", (1, 3, 8, 9, 7), (4, 3, 3, 3, 3), dilation=(1, 4, 2), padding=(1, 4, 2),
            padding_mode="symmetric", dtype="float32"),
 ]
@@ -122,6 +122,22 @@ def test_other_padding_modes_of_rate_4_and_more_read_a_padded_copy(s, channels_l
     assert direct_plan(s.spec(channels_last)).banded is None
     assert padded_plan(s.spec(channels_last)) is not None
     check(s, rng, "direct", channels_last=channels_last)
+
+
+@pytest.mark.parametrize("s", [
+    sample("conv1d", (2, 8, 40), (10, 8, 3), dilation=16, padding=20, padding_mode="replicate"),
+    sample("conv1d", (1, 64, 600), (64, 64, 3), dilation=64, padding=((128, 0),), dtype="float32"),  # causal TCN
+    sample("conv2d", (1, 8, 9, 40), (6, 8, 1, 3), dilation=(1, 8), padding=(0, 8), padding_mode="reflect"),
+], ids=str)
+def test_one_dim_windows_keep_the_plain_order(s, rng):
+    """A window with one dim past 1 (TCN's dilated causal convs) is never taps outer: no padded
+    copy, and banded only under GAIN, channels outer, bitwise the plain kernel's sums."""
+    from fastconv.cpu.conv.direct.banded import taps_outer
+    from fastconv.kernels.geometry import geometry3
+
+    assert not taps_outer(geometry3(s.spec()))
+    assert padded_plan(s.spec()) is None
+    check(s, rng, "direct")
 
 
 @pytest.mark.parametrize("shape, weight, dilation, padding", [((1, 256, 28, 28), (256, 256, 3, 3), 4, 4),

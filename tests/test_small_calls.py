@@ -16,6 +16,7 @@ from fastconv import reference as ref
 from fastconv.grad import pool as pool_grad_module
 from fastconv.ops import _call as call_module
 from fastconv.spec import resolve_conv
+from fastconv.spec.pool import resolve_adaptive_pool
 
 rng = np.random.default_rng(7)
 
@@ -88,6 +89,9 @@ def test_threshold_by_work():
     assert small.flops < _small_calls.SERIAL_FLOPS <= large.flops
     assert _small_calls.serial(small) and not _small_calls.serial(large)
     assert not _small_calls.serial(object())  # a spec without a FLOP count keeps every thread
+    pool = resolve_adaptive_pool("adaptive_avg_pool2d", "avg", 2, (1, 2048, 7, 7), (1, 1))
+    assert pool.flops < _small_calls.SERIAL_FLOPS and pool.min_bytes >= _small_calls.SERIAL_BYTES
+    assert not _small_calls.serial(pool)  # memory-bound: two threads
 
 
 def test_one_thread_inside_restored_after(monkeypatch):
