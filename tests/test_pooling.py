@@ -17,6 +17,7 @@ import torch.nn.functional as TF
 
 import fastconv as F
 from fastconv import reference as ref
+from fastconv.spec.pool import resolve_adaptive_pool
 from fastconv.testing import workloads
 from fastconv.testing.registry import error_inputs, samples
 from fastconv.testing.tolerances import assert_close
@@ -374,6 +375,32 @@ def test_global_avg_channels_last_sums_like_channels_first_at_every_pixel_count(
         y = F.global_avg_pool(x)
         assert_close(y, ref.global_avg_pool(x), "pool", np.float32, what=f"{pixels} pixels")
         assert_same(call_cl(F.global_avg_pool, x), y)
+
+
+def test_global_avg_channels_first_parallel_above_its_bound(rng):
+    """Channels-first global average runs in parallel from SERIAL_WORK / GLOBAL_AVG_NCHW_VISITS
+    input elements (ResNet-50's 2048x7x7), serially below (512x7x7); both give the serial
+    kernel's bits, on one thread and on two, and PyTorch's values."""
+    import numba
+
+    from fastconv.cpu.pool import adaptive, run
+
+    for channels, parallel in ((2048, True), (512, False)):
+        x = randn(rng, (1, channels, 7, 7), np.float32)
+        plan = adaptive._plan(resolve_adaptive_pool("adaptive_avg_pool2d", "avg", 2, x.shape, 1))
+        assert (plan.work >= run.SERIAL_WORK) == parallel
+        serial = np.empty((1, channels, 1, 1, 1), np.float32)
+        adaptive.global_avg_nchw.serial(x.reshape(1, channels, 1, 7, 7), serial)
+        previous = numba.get_num_threads()
+        try:
+            for threads in (1, numba.config.NUMBA_NUM_THREADS):
+                numba.set_num_threads(threads)
+                F.clear_caches()
+                assert_same(F.global_avg_pool(x), serial.reshape(1, channels, 1, 1))
+        finally:
+            numba.set_num_threads(previous)
+        want = torch.from_numpy(x.astype(np.float64)).mean(dim=(2, 3), keepdim=True).numpy()
+        assert_close(F.global_avg_pool(x), want, "pool", np.float32, what=f"{channels} channels")
 
 
 @pytest.mark.parametrize("mode", ["max", "avg"])
