@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+# (N, C, *spatial) axes in channels-last order and back, by dims (also fastconv.torch's)
 TO_CHANNELS_LAST = {4: (0, 2, 3, 1), 5: (0, 2, 3, 4, 1)}
 TO_CHANNELS_FIRST = {4: (0, 3, 1, 2), 5: (0, 4, 1, 2, 3)}
 

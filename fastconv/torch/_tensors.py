@@ -25,16 +25,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..ops._memory_format import TO_CHANNELS_FIRST, TO_CHANNELS_LAST
+
 NUMPY_DTYPES = {
     torch.float16: np.dtype(np.float16), torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64),
     torch.int8: np.dtype(np.int8), torch.uint8: np.dtype(np.uint8), torch.int16: np.dtype(np.int16),
     torch.int32: np.dtype(np.int32), torch.int64: np.dtype(np.int64),
 }
 
-
-# (N, C, *spatial) axes in channels-last order and back, by dims
-TO_CHANNELS_LAST = {4: (0, 2, 3, 1), 5: (0, 2, 3, 4, 1)}
-TO_CHANNELS_FIRST = {4: (0, 3, 1, 2), 5: (0, 4, 1, 2, 3)}
 
 
 def as_array(tensor, permuted=False):
