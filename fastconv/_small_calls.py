@@ -6,9 +6,9 @@ calls: a 1x2x6x6 conv2d 27 us on one thread against 56 us on two; a bare paralle
 about 7 us), and the calling thread then waits for a worker that has nothing left to do.
 Up to about 1 MFLOP the 3x3, depthwise and pooling kernels run as fast on one thread as on
 two, and above it two threads pull ahead (3x3 at 3.6 MFLOP: 53 against 43 us), so a call
-whose work is under SERIAL_FLOPS and its bytes under SERIAL_BYTES runs with Numba's thread count set to one for the
-calling thread only (Numba's count is per thread: other Python threads and Dask tasks keep
-theirs), and restored after it, also when it raises.
+whose work is under SERIAL_FLOPS and its bytes under SERIAL_BYTES runs with Numba's thread
+count set to one for the calling thread only (Numba's count is per thread: other Python
+threads and Dask tasks keep theirs), and restored after it, also when it raises.
 
 Results do not change: every kernel's sums are in an order fixed by the problem, never by
 the thread count (tests/test_small_calls.py and the gradients' determinism tests).
