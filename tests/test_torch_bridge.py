@@ -247,6 +247,21 @@ def test_channels_last_and_unbatched_gradients_match_torch():
     torch.testing.assert_close(FT.avg_pool2d(FT.conv2d(u, w, padding=1), 2), TF.avg_pool2d(TF.conv2d(u, w, padding=1), 2))
 
 
+def test_weight_gradient_comes_in_the_weights_memory_format():
+    """A channels_last weight's gradient is channels_last too, so autograd keeps it as it is
+    (AccumulateGrad copies one of other strides); contiguous weights keep contiguous ones."""
+    for ours, theirs, weight_shape, fmt in ((FT.conv2d, TF.conv2d, (4, 3, 3, 3), torch.channels_last),
+                                            (FT.conv3d, TF.conv3d, (4, 3, 2, 3, 3), torch.channels_last_3d)):
+        x = _t(2, 3, *([6] * (len(weight_shape) - 2))).detach().contiguous(memory_format=fmt)
+        for weight_format in (fmt, torch.contiguous_format):
+            w = _t(*weight_shape).detach().contiguous(memory_format=weight_format).requires_grad_()
+            w_torch = w.detach().clone().requires_grad_()
+            ours(x, w, padding=1).square().sum().backward()
+            theirs(x, w_torch, padding=1).square().sum().backward()
+            assert w.grad.stride() == w.stride()
+            torch.testing.assert_close(w.grad, w_torch.grad)
+
+
 def test_eager_conv_saves_only_what_its_gradients_read():
     """A frozen weight's layer keeps no input (only the weight's gradient reads it); the
     gradients are torch's either way, in both layouts."""

@@ -38,7 +38,7 @@ import fastconv.grad as grad
 from ._args import compact, padding_arg
 from ._eager import applier, first_order
 from ._library import define
-from ._tensors import as_array, as_tensor, channels_last_shape, fake_array, numpy_dtype, run
+from ._tensors import as_array, as_tensor, channels_last_shape, fake_array, like_parameter, numpy_dtype, run
 
 
 def conv_geometry(stride, pads, dilation, groups, channels_last):
@@ -273,7 +273,7 @@ class _Eager(torch.autograd.Function):
             size = channels_last_shape(size) if permuted else size
             gi = run_input_grad(input_grad_fn, size, weight, g, call.grads, permuted)
         if needs[1]:
-            gw = run_weight_grad(weight_grad_fn, input, weight.shape, g, call.grads, permuted)
+            gw = like_parameter(run_weight_grad(weight_grad_fn, input, weight.shape, g, call.grads, permuted), weight)
         if needs[2]:
             gb = run_bias_grad(g, call.grads["channels_last"], permuted)
         return gi, gw, gb, None, None

@@ -32,6 +32,7 @@ NUMPY_DTYPES = {
     torch.int8: np.dtype(np.int8), torch.uint8: np.dtype(np.uint8), torch.int16: np.dtype(np.int16),
     torch.int32: np.dtype(np.int32), torch.int64: np.dtype(np.int64),
 }
+CHANNELS_LAST_FORMATS = {4: torch.channels_last, 5: torch.channels_last_3d}
 
 
 
@@ -64,6 +65,23 @@ def as_tensor(result, inputs, permuted=False):
         return torch.from_numpy(result.transpose(TO_CHANNELS_FIRST[result.ndim]) if permuted else result)
     tensor = torch.as_tensor(result, device="cuda")
     return tensor.permute(TO_CHANNELS_FIRST[tensor.dim()]) if permuted else tensor
+
+
+def like_parameter(grad, parameter):
+    """``grad`` (a contiguous CPU tensor of ``parameter``'s shape) in ``parameter``'s memory
+    format when that is channels_last: autograd's AccumulateGrad keeps a gradient whose strides
+    match its parameter's and copies any other into them, on PyTorch's intra-op pool, which
+    ``fastconv.torch`` holds to one thread. The copy here runs on fastconv's threads."""
+    nd = parameter.dim()
+    if (grad is None or grad.is_cuda or nd not in TO_CHANNELS_LAST or grad.dtype not in (torch.float32, torch.float64)
+            or parameter.is_contiguous() or not grad.is_contiguous()
+            or not parameter.is_contiguous(memory_format=CHANNELS_LAST_FORMATS[nd])):
+        return grad
+    from ..cpu.layout import channels_last_5d, contiguous_channels_last
+
+    array = grad.numpy()
+    moved = contiguous_channels_last(channels_last_5d(array, nd - 2, False), array.dtype)
+    return torch.from_numpy(moved.reshape(array.transpose(TO_CHANNELS_LAST[nd]).shape)).permute(TO_CHANNELS_FIRST[nd])
 
 
 def channels_last_shape(shape):
