@@ -29,6 +29,12 @@ IM2COL_MIN_SPAN = 12
 # 3.69 against 2.67 ms, batch 8 30.2 against 29.3; MobileNetV2's 0.70 against 0.61; 8 in-channels
 # 3x3 at 112x112 1.06 against 0.77; a small 64x64 stem 0.13 against 0.17).
 TILED_MIN_CHANNELS_FIRST = 16
+# Ungrouped layers of at most this many input channels take their input gradient as columns
+# folded back (cpu/conv/input_grad_columns.py): the adjoint conv has only these channels to
+# vectorise over. One thread, host loaded, ms adjoint -> columns: ResNet-50's stem 6.6 -> 5.8
+# channels-first, 6.6 -> 6.4 channels-last; MobileNetV2's 1.74 -> 0.72 and 1.50 -> 1.09; C3D's
+# conv1 101 -> 60 and 91 -> 67. From 8 channels the adjoint is faster (3x3 at 112x112: 1.5 / 2.7).
+INPUT_GRAD_COLUMNS_MAX_CHANNELS = 4
 # Channels-first 1x1 layers whose weight has at least this many elements, and at least four times as
 # many as the input, take the direct kernel, not the GEMM: each OpenBLAS block packs its share of the
 # large weight again, where the direct kernel packs the small input once and each task one block of the
@@ -59,7 +65,8 @@ _MODULES = {
     ("conv", "cpu"): ("fastconv.cpu.conv.direct.run", "fastconv.cpu.conv.im2col", "fastconv.cpu.conv.depthwise.run",
                       "fastconv.cpu.conv.gemm", "fastconv.cpu.conv.taps"),
     ("conv_transpose", "cpu"): ("fastconv.cpu.conv.transpose.direct", "fastconv.cpu.conv.transpose.phases"),
-    ("conv_input_grad", "cpu"): ("fastconv.cpu.conv.input_grad", "fastconv.cpu.conv.input_grad_gemm"),
+    ("conv_input_grad", "cpu"): ("fastconv.cpu.conv.input_grad", "fastconv.cpu.conv.input_grad_gemm",
+                                "fastconv.cpu.conv.input_grad_columns"),
     ("conv_weight_grad", "cpu"): ("fastconv.cpu.conv.weight_grad.direct", "fastconv.cpu.conv.weight_grad.im2col",
                                      "fastconv.cpu.conv.weight_grad.depthwise", "fastconv.cpu.conv.weight_grad.gemm",
                                      "fastconv.cpu.conv.weight_grad.tiled"),
@@ -98,6 +105,7 @@ class Implementation:
 
 _TABLE: dict[tuple[str, str, str], Implementation] = {}
 _LOADED: set[tuple[str, str]] = set()
+_ORDERED: dict[tuple[str, str], dict[str, Implementation]] = {}  # implementations(), kept per family
 
 
 def register(family: str, backend: str, algo: str, *, supports=None, note: str = "", bind=None):
@@ -108,6 +116,7 @@ def register(family: str, backend: str, algo: str, *, supports=None, note: str =
         _TABLE[(family, backend, algo)] = Implementation(
             family, backend, algo, fn, supports or (lambda spec: None), note, bind
         )
+        _ORDERED.clear()
         return fn
 
     return deco
@@ -122,12 +131,21 @@ def _load(family: str, backend: str) -> None:
 
 
 def implementations(family: str, backend: str) -> dict[str, Implementation]:
-    _load(family, backend)
-    return {a: impl for (f, b, a), impl in _TABLE.items() if f == family and b == backend}
+    """The family's implementations on ``backend`` in the order of its _MODULES entry (then of
+    registration within a module), whichever module a caller happened to import first."""
+    table = _ORDERED.get((family, backend))
+    if table is None:
+        _load(family, backend)
+        modules = _MODULES[(family, backend)]
+        found = [impl for (f, b, _), impl in _TABLE.items() if f == family and b == backend]
+        found.sort(key=lambda impl: modules.index(impl.fn.__module__) if impl.fn.__module__ in modules
+                   else len(modules))
+        table = _ORDERED[(family, backend)] = {impl.algo: impl for impl in found}
+    return table
 
 
 def capable(family: str, backend: str, spec) -> list[str]:
-    """Algorithms that can serve ``spec`` on ``backend``, in registration order."""
+    """Algorithms that can serve ``spec`` on ``backend``, in the order of :func:`implementations`."""
     return [a for a, impl in implementations(family, backend).items() if impl.supports(spec) is None]
 
 
@@ -149,7 +167,8 @@ def auto_algorithm(family: str, backend: str, spec, names: list[str]) -> str:
       GEMMs in the user's layout; channels-first ungrouped layers with fewer than
       TILED_MIN_CHANNELS_FIRST in-channels (stems) one GEMM over im2col columns, but on the CPU
       where the tiled kernel sums whole window rows; the rest the register-tiled kernel
-      ("tiled"). Input gradients: 1x1 stride-1 layers one GEMM;
+      ("tiled"). Input gradients: 1x1 stride-1 layers one GEMM; ungrouped layers of at most
+      INPUT_GRAD_COLUMNS_MAX_CHANNELS input channels columns folded back;
       depthwise layers (multiplier 1, zeros or constant padding) that the flipped forward
       depthwise conv cannot serve (strided) the depthwise gather kernel where a backend
       registers one (the GPU; the CPU's adjoint calls its own); the rest the adjoint
@@ -168,7 +187,9 @@ def auto_algorithm(family: str, backend: str, spec, names: list[str]) -> str:
     if family == "conv_input_grad":
         if "depthwise" in names and not _flips(spec):
             return "depthwise"
-        return "gemm" if "gemm" in names else names[0]
+        if "columns" in names and spec.groups == 1 and spec.in_channels <= INPUT_GRAD_COLUMNS_MAX_CHANNELS:
+            return "columns"
+        return next(name for name in ("gemm", "adjoint", *names) if name in names)
     if family == "separable":
         pw = spec.pointwise
         fits = pw.in_channels * pw.out_channels * pw.itemsize <= SEPARABLE_FUSED_WEIGHT_BYTES

@@ -1,0 +1,119 @@
+"""Input gradient as columns folded back (dispatch family "conv_input_grad", algo "columns").
+
+Per image and group, ``cols (Cg * taps, P) = W^T (Cg * taps, Kg) @ grad_output (Kg, P)``: each
+column holds what every tap of one output pixel sends back to the input, and every input
+pixel then gathers the columns of the taps that read it. The GEMM's rows are the input
+channels times the taps, so a layer of few input channels (a stem: 3 channels, 7x7 taps, 147
+rows) still runs a well-shaped product, where the adjoint conv's output has only those 3
+channels to vectorise over. The output rows are taken in bands whose columns fit in L2
+(BAND_BYTES): a band's GEMM, then :func:`fold_band` adds its columns onto the input rows
+they reach (a task per input row: no two tasks write one pixel). Channels-last grad_output
+is read in place as a transposed operand; the planes are moved to the user's layout once.
+
+Each input pixel adds its terms band by band, taps in ascending order within a band; the
+bands and GEMM blocks (fastconv.cpu.blas.gemm, counted for GEMM_THREADS threads whatever
+the actual count) are fixed by the shapes: the result is bitwise the same on any number of
+threads. float16 computes in float32 and rounds once. Zeros and constant padding only (the
+pads' gradient is dropped); other padding modes fold back onto the pixels a padded copy
+read, which the adjoint does.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import prange
+
+from ..._arrays import working_dtype
+from ..._workspace import chunks
+from ...dispatch import register
+from ...kernels.geometry import geometry3
+from .._jit import parallel_kernel
+from ..blas import gemm
+from ..windows import inside_range
+from .input_grad_gemm import GEMM_THREADS
+
+BAND_BYTES = 2 * 1024 * 1024  # a band's columns: about L2 (2 MB on the project machine)
+
+
+@parallel_kernel
+def fold_band(cols, r0, r1, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh, dw, pd, ph, pw, bd_n, bh_n, bw_n, out):
+    """out[p, z, y, x] += cols[p, tap, (row - r0) * bw_n + bx] over the output rows r0 <= row < r1
+    (row = bz * bh_n + by) and taps that land there, taps in ascending order.
+
+    cols (P, KD * KH * KW, (r1 - r0) * BW); out (P, D, H, W); pd/ph/pw the begin pads.
+    """
+    planes, d_n, h_n, w_n = out.shape
+    for t in prange(planes * d_n * h_n):
+        p = t // (d_n * h_n)
+        r = t - p * (d_n * h_n)
+        z = r // h_n
+        y = r - z * h_n
+        src = cols[p]
+        row = out[p, z, y]
+        for kd in range(kd_n):
+            pz = z + pd - kd * dd
+            if pz < 0 or pz % sd != 0 or pz // sd >= bd_n:
+                continue
+            for kh in range(kh_n):
+                py = y + ph - kh * dh
+                if py < 0 or py % sh != 0 or py // sh >= bh_n:
+                    continue
+                out_row = (pz // sd) * bh_n + py // sh
+                if out_row < r0 or out_row >= r1:
+                    continue
+                block0 = (out_row - r0) * bw_n
+                for kw in range(kw_n):
+                    a = pw - kw * dw  # input column of block bx: bx * sw - a
+                    lo, hi = inside_range(a, sw, w_n, bw_n)
+                    tap_row = src[(kd * kh_n + kh) * kw_n + kw]
+                    for bx in range(lo, hi):
+                        row[bx * sw - a] += tap_row[block0 + bx]
+
+
+def supports_columns(spec):
+    if spec.transposed:
+        return "a transposed convolution's input gradient is a forward convolution (adjoint)"
+    if spec.is_pointwise:
+        return "a 1x1 layer's columns are grad_output itself (algo 'gemm')"
+    if spec.padding_mode not in ("zeros", "constant"):
+        return "padding_mode must be zeros or constant (other pads fold back onto the pixels they copied)"
+    return None
+
+
+@register("conv_input_grad", "cpu", "columns", supports=supports_columns,
+          note="W^T @ grad_output per group into (channels x taps, pixels) columns, then a race-free gather "
+               "fold onto the input (few input channels: stems)")
+def conv_input_grad_columns(spec, grad_output, weight):
+    dtype = working_dtype(np.dtype(spec.dtype))
+    groups, cg, kg = spec.groups, spec.in_per_group, spec.out_per_group
+    geom = geometry3(spec)
+    taps, pixels = math.prod(geom.kernel), math.prod(spec.out_size)
+    result = np.empty(spec.input_shape, np.dtype(spec.dtype))
+    if result.size == 0:
+        return result
+    w = np.ascontiguousarray(weight, dtype=dtype).reshape(groups, kg, cg * taps)
+    out_rows, row_pixels = pixels // geom.out_size[2], geom.out_size[2]
+    image_cols = spec.in_channels * taps * pixels * dtype.itemsize
+    for n0, n1 in chunks(spec.batch, image_cols, BAND_BYTES):  # whole images while their columns fit
+        n = n1 - n0
+        g = np.asarray(grad_output[n0:n1], dtype=dtype)
+        if spec.channels_last:
+            g = g.reshape(n, pixels, spec.out_channels).transpose(0, 2, 1)
+        else:
+            g = g.reshape(n, spec.out_channels, pixels)
+        planes = np.zeros((n * spec.in_channels, *geom.in_size), dtype)
+        band = max(1, BAND_BYTES // (n * spec.in_channels * taps * row_pixels * dtype.itemsize))
+        cols = np.empty((n, groups, cg * taps, min(band, out_rows) * row_pixels), dtype)
+        for r0 in range(0, out_rows, band):
+            r1 = min(r0 + band, out_rows)
+            p0, p1 = r0 * row_pixels, r1 * row_pixels
+            part = cols[..., :p1 - p0]
+            for j in range(groups):
+                gemm(w[j].T, g[:, j * kg:(j + 1) * kg, p0:p1], part[:, j], threads=GEMM_THREADS)
+            fold_band(part.reshape(n * spec.in_channels, taps, p1 - p0), r0, r1, *geom.kernel, *geom.stride,
+                      *geom.dilation, *(b for b, _ in geom.pads), *geom.out_size, planes)
+        images = planes.reshape(n, spec.in_channels, *spec.in_size)
+        result[n0:n1] = np.moveaxis(images, 1, -1) if spec.channels_last else images
+    return result
