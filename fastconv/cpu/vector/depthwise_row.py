@@ -14,6 +14,11 @@ and each pixel's vector is stored once. Pixels left over go through tiles of P/2
 ..., 1; the last channel vector of a range that is not a multiple of L uses masked
 loads and stores (lanes past the range are neither read nor written).
 
+With ``pixels_outer`` (window_literal) the two loops trade places: each tile of pixels runs
+every channel vector, loading that vector's weights from memory (L1) for the tile, so the
+row's input is read in contiguous runs of whole pixels rather than one vector's lanes C
+apart per pass; the sums are the same.
+
 Clipped windows (output pixels near the zeros-padded borders): only window depths and rows
 kd0 <= kd < kd1, kh0 <= kh < kh1 are read (a branch per window row, same for every channel
 vector), and in the single-pixel variant (window_literal(columns=True)) only columns
@@ -41,15 +46,18 @@ from .ir import I64, Loops, const, internal_function, parameters, source_revisio
 REVISION = source_revision(__file__)
 
 
-def window_literal(kd: int, kh: int, kw: int, sw: int, dw: int, pixels: int, columns: bool = False) -> str:
+def window_literal(kd: int, kh: int, kw: int, sw: int, dw: int, pixels: int, columns: bool = False,
+                   pixels_outer: bool = False) -> str:
     """The compile-time shape dw_row reads: "KDxKHxKW sSW dDW pP cCOLUMNS" (columns: the
-    window's columns are clipped to [kw0, kw1) too, for single border pixels)."""
-    return f"{kd}x{kh}x{kw} s{sw} d{dw} p{pixels} c{int(columns)}"
+    window's columns are clipped to [kw0, kw1) too, for single border pixels), and " o1" when
+    the row's tiles are the outer loop and its channel vectors the inner one."""
+    return f"{kd}x{kh}x{kw} s{sw} d{dw} p{pixels} c{int(columns)}" + (" o1" if pixels_outer else "")
 
 
 def _parse(text: str):
-    window, s, d, p, c = text.split()
-    return tuple(int(n) for n in window.split("x")), int(s[1:]), int(d[1:]), int(p[1:]), bool(int(c[1:]))
+    window, s, d, p, c, *order = text.split()
+    return (tuple(int(n) for n in window.split("x")), int(s[1:]), int(d[1:]), int(p[1:]), bool(int(c[1:])),
+            order == ["o1"])
 
 
 class RowArgs(NamedTuple):
@@ -112,11 +120,12 @@ def dw_row(typingctx, x, w, bias, out, xb, ob, npix, c0, c1, cn, hstep, dstep, k
 
 
 def _row_function(module, context, dtype, lanes, geometry):
-    (kd_n, kh_n, kw_n), sw, dw, pixels, columns = geometry
+    (kd_n, kh_n, kw_n), sw, dw, pixels, columns, pixels_outer = geometry
     elem = context.get_data_type(dtype)
     ptr = elem.as_pointer()
     arg_types = [ptr if name in _ARRAYS else elem if name in ("lo", "hi") else I64 for name in RowArgs._fields]
-    name = f"fastconv_dw_row_k{kd_n}x{kh_n}x{kw_n}_s{sw}d{dw}p{pixels}c{int(columns)}_l{lanes}_f{dtype.bitwidth}"
+    order = "o" if pixels_outer else ""
+    name = f"fastconv_dw_row_k{kd_n}x{kh_n}x{kw_n}_s{sw}d{dw}p{pixels}c{int(columns)}{order}_l{lanes}_f{dtype.bitwidth}"
     fn, builder = internal_function(module, name, arg_types, RowArgs._fields)
     if builder is not None:
         _RowBuilder(builder, elem, lanes, RowArgs(*fn.args), geometry).emit()
@@ -128,12 +137,26 @@ class _RowBuilder(Loops):
     def __init__(self, builder, elem, lanes, args: RowArgs, geometry):
         super().__init__(builder, elem, lanes)
         self.args = args
-        (self.kd_n, self.kh_n, self.kw_n), self.sw, self.dw, self.pixels, self.columns = geometry
+        (self.kd_n, self.kh_n, self.kw_n), self.sw, self.dw, self.pixels, self.columns, self.pixels_outer = geometry
         self.bounds = ((args.kd0, args.kd1), (args.kh0, args.kh1), (args.kw0, args.kw1))
         self.declare("fmuladd", "masked.load", "masked.store")
 
     def emit(self):
-        """for c in c0, c0+L, ... < c1: the full vector, or the masked last one."""
+        """Channel vectors outer, each sweeping the row's tiles; or (pixels_outer) tiles outer,
+        each over every channel vector of its pixels."""
+        if self.pixels_outer:
+            self._tiles(lambda size, p0: self._channels(lambda c, mask: self._tile(size, p0, c, *self._vector_setup(
+                c, mask), mask)))
+        else:
+            self._channels(self._sweep)
+
+    def _sweep(self, c, mask):
+        """The row's tiles for channels c..c+L-1, their weights held in registers."""
+        setup = self._vector_setup(c, mask)
+        self._tiles(lambda size, p0: self._tile(size, p0, c, *setup, mask))
+
+    def _channels(self, body):
+        """for c in c0, c0+L, ... < c1: body(c, None) on a full vector, body(c, mask) on the masked last one."""
         b = self.b
         entry = b.block
         head = b.append_basic_block("channels.head")
@@ -149,47 +172,48 @@ class _RowBuilder(Loops):
         b.position_at_end(full)
         c_next = b.add(c, const(self.lanes))
         is_full = b.icmp_signed("<=", c_next, self.args.c1)
-        body = b.append_basic_block("channels.vector")
-        b.cbranch(is_full, body, part)
-        b.position_at_end(body)
-        self._channel_vector(c, None)
+        body_bb = b.append_basic_block("channels.vector")
+        b.cbranch(is_full, body_bb, part)
+        b.position_at_end(body_bb)
+        body(c, None)
         b.branch(latch)
         b.position_at_end(part)
-        mask = self.lanes_below(b.sub(self.args.c1, c))
-        self._channel_vector(c, mask)
+        body(c, self.lanes_below(b.sub(self.args.c1, c)))
         b.branch(latch)
         b.position_at_end(latch)
         c.add_incoming(c_next, latch)
         b.branch(head)
         b.position_at_end(exit_)
 
-    def _channel_vector(self, c, mask):
-        """The window's weights and the bias of channels c..c+L-1, then the row's pixels in tiles."""
-        b = self.b
+    def _vector_setup(self, c, mask):
+        """The window's weights and the bias of channels c..c+L-1, and the clamp's bounds."""
         taps = self.kd_n * self.kh_n * self.kw_n
-        weights = [self.load(self.args.w, b.add(b.mul(const(t), self.args.cn), c), mask) for t in range(taps)]
+        weights = [self.load(self.args.w, self.b.add(self.b.mul(const(t), self.args.cn), c), mask) for t in range(taps)]
         bias = self.load(self.args.bias, c, mask)
-        clamp = (self.splat(self.args.lo), self.splat(self.args.hi))
+        return weights, bias, (self.splat(self.args.lo), self.splat(self.args.hi))
+
+    def _tiles(self, body):
+        """The row's pixels in tiles of P, then P/2, ..., 1: body(size, p0) for each tile."""
         p0 = const(0)
         size = self.pixels
         while size >= 1:
-            p0 = self._tile_loop(size, p0, c, weights, bias, clamp, mask)
+            p0 = self._tile_loop(size, p0, body)
             size //= 2
 
-    def _tile_loop(self, size, start, c, weights, bias, clamp, mask):
-        """while p0 + size <= npix: one tile of `size` pixels. Returns p0 after the loop."""
+    def _tile_loop(self, size, start, body):
+        """while p0 + size <= npix: body(size, p0). Returns p0 after the loop."""
         b = self.b
         entry = b.block
         head = b.append_basic_block(f"tile{size}.head")
-        body = b.append_basic_block(f"tile{size}.body")
+        body_bb = b.append_basic_block(f"tile{size}.body")
         exit_ = b.append_basic_block(f"tile{size}.exit")
         b.branch(head)
         b.position_at_end(head)
         p0 = b.phi(I64, f"p{size}")
         p0.add_incoming(start, entry)
-        b.cbranch(b.icmp_signed("<=", b.add(p0, const(size)), self.args.npix), body, exit_)
-        b.position_at_end(body)
-        self._tile(size, p0, c, weights, bias, clamp, mask)
+        b.cbranch(b.icmp_signed("<=", b.add(p0, const(size)), self.args.npix), body_bb, exit_)
+        b.position_at_end(body_bb)
+        body(size, p0)
         p0.add_incoming(b.add(p0, const(size)), b.block)
         b.branch(head)
         b.position_at_end(exit_)
