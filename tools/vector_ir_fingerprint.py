@@ -14,7 +14,8 @@ Variants: float32 and float64, vector registers of 16, 32 and 64 bytes (16 regis
 planners choose on each (tiled.tile_shape, pointwise.strided_shape) for groups of 1 to
 64 output channels, plain and strided; the weight packer for each (V, lanes); the
 depthwise row for the windows of the test and benchmark layers (2-D and 3-D, strides 1
-and 2, dilation 2, short and long windows) as row tiles and as clipped single pixels.
+and 2, dilation 2, short and long windows) as row tiles (channel vectors outer or inner) and as
+clipped single pixels.
 
     python tools/vector_ir_fingerprint.py            # one line per variant, then the total
     python tools/vector_ir_fingerprint.py --check    # compare with tools/vector_ir_fingerprints.txt
@@ -116,8 +117,9 @@ def row_variants():
             lanes = vector_bytes // (4 if dtype == "float32" else 8)
             flat = types.Array(dt, 1, "C")
             for kd, kh, kw, sw, dw in WINDOWS:
-                for pixels, columns in ((8, False), (2, False), (1, True)):
-                    shape = row.window_literal(kd, kh, kw, sw, dw, pixels, columns=columns)
+                for pixels, columns, outer in ((8, False, False), (2, False, False), (1, True, False),
+                                               (8, False, True), (2, False, True)):
+                    shape = row.window_literal(kd, kh, kw, sw, dw, pixels, columns=columns, pixels_outer=outer)
                     arg_types = ((flat, types.Array(dt, 1, "C", readonly=True), flat, flat) + (types.intp,) * 14
                                  + (dt, dt, types.literal(shape), types.literal(lanes), types.literal(row.REVISION)))
                     yield f"dw_row {dtype} l{lanes} {shape}", row.dw_row, arg_types
