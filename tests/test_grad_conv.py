@@ -20,6 +20,7 @@ import torch.nn.functional as TF
 import fastconv
 import fastconv.grad as G
 from fastconv import reference as ref
+from fastconv.cpu.conv.weight_grad.operands import working_ndhwc
 from fastconv.testing.conv_samples import conv_samples, sample
 
 torch.set_num_threads(1)
@@ -617,6 +618,19 @@ def test_tiled_weight_grad_bitwise_across_threads(s, rng):
     finally:
         numba.set_num_threads(old)
     assert runs[0] == runs[1] == runs[2]
+
+
+@pytest.mark.parametrize("channels", [3, 16, 37])
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "circular"])
+def test_channels_first_to_padded_channels_last(channels, mode, rng):
+    """The weight gradients' channels-first copy (rows of pixels by blocks of channels) is the
+    padded array moved to channels-last."""
+    x = rng.standard_normal((2, channels, 3, 9, 70)).astype(np.float32)
+    pads = ((1, 1), (2, 1), (0, 3)) if mode != "zeros" else ((0, 0),) * 3
+    got = working_ndhwc(x, 3, False, pads, mode, 0.0, np.dtype(np.float32))
+    want = np.pad(x, ((0, 0), (0, 0), *pads), mode={"zeros": "constant", "reflect": "reflect",
+                                                     "circular": "wrap"}[mode])
+    assert np.array_equal(got, np.moveaxis(want, 1, -1))
 
 
 # ---- 1x1 layers, channels-last operands read in place --------------------------------------
