@@ -620,6 +620,21 @@ def test_tiled_weight_grad_bitwise_across_threads(s, rng):
     assert runs[0] == runs[1] == runs[2]
 
 
+
+@pytest.mark.parametrize("s", TILED[5:9] + TILED[11:15] + TILED[-2:], ids=str)
+def test_tiled_weight_grad_layouts_same_bits(s, rng):
+    """Channels-first grad_output, read in place by the tiles (a channel stride of its plane), sums
+    every product in the order of the channels-last copy: both layouts give the same bits, float32
+    and float64, also on a channels-first grad_output not contiguous (copied first)."""
+    for dtype in (np.float32, np.float64):
+        x, w, g = _arrays(s, rng, dtype)
+        last = _tiled_weight(s, x, g, True)
+        assert _tiled_weight(s, x, g, False).tobytes() == last.tobytes()
+        wide = np.zeros(g.shape[:-1] + (2 * g.shape[-1],), dtype)
+        wide[..., ::2] = g
+        assert _tiled_weight(s, x, wide[..., ::2], False).tobytes() == last.tobytes()
+
+
 @pytest.mark.parametrize("channels", [3, 16, 37])
 @pytest.mark.parametrize("mode", ["zeros", "reflect", "circular"])
 def test_channels_first_to_padded_channels_last(channels, mode, rng):

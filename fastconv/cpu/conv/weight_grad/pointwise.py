@@ -122,15 +122,15 @@ def pointwise_kernel(dtype: str):
                     ab = (grp * bg + j0) * ag + i
                     if v == 3:
                         for j in range(j0, j1, r3):
-                            wg_tile(a, b, target, xb, 0, 0, a_n, grp * bg + j, 0, 0, b_n, 1, 0, 1, p0, p1,
+                            wg_tile(a, b, target, xb, 0, 0, a_n, grp * bg + j, 0, 0, b_n, 1, 1, 0, 1, p0, p1,
                                     ab + (j - j0) * ag, ag, left, min(r3, j1 - j), k3, lanes, revision)
                     elif v == 2:
                         for j in range(j0, j1, r2):
-                            wg_tile(a, b, target, xb, 0, 0, a_n, grp * bg + j, 0, 0, b_n, 1, 0, 1, p0, p1,
+                            wg_tile(a, b, target, xb, 0, 0, a_n, grp * bg + j, 0, 0, b_n, 1, 1, 0, 1, p0, p1,
                                     ab + (j - j0) * ag, ag, left, min(r2, j1 - j), k2, lanes, revision)
                     else:
                         for j in range(j0, j1, r1):
-                            wg_tile(a, b, target, xb, 0, 0, a_n, grp * bg + j, 0, 0, b_n, 1, 0, 1, p0, p1,
+                            wg_tile(a, b, target, xb, 0, 0, a_n, grp * bg + j, 0, 0, b_n, 1, 1, 0, 1, p0, p1,
                                     ab + (j - j0) * ag, ag, left, min(r1, j1 - j), k1, lanes, revision)
                     i += v * lanes
         if pieces > 1:
