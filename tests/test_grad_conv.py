@@ -662,7 +662,10 @@ POINTWISE = [
     sample("conv1d", (2, 50, 300), (24, 50, 1)),
     sample("conv3d", (1, 12, 4, 9, 10), (20, 12, 1, 1, 1)),
     sample("conv_transpose2d", (2, 20, 18, 17), (20, 36, 1, 1)),
-    sample("conv2d", (1, 40, 24, 24), (100, 40, 1, 1)),  # expanding past one vector: OpenBLAS
+    sample("conv2d", (1, 64, 24, 24), (100, 64, 1, 1)),  # expanding past one vector: OpenBLAS
+    # expanding, in-channels leaving more lanes empty than out-channels: vectors along K in float32 (16 or 8 lanes)
+    sample("conv2d", (1, 40, 24, 24), (100, 40, 1, 1)),
+    sample("conv2d", (2, 24, 13, 11), (144, 24, 1, 1)),
 ]
 
 

@@ -4,9 +4,9 @@ calls it for stride-1 layers whose operands are C-contiguous in the working dtyp
 ``dW[k, c] = sum over pixels p of g[p, k] * x[p, c]``, both operands (M pixels, channels) rows
 read in place. The tile (vector/weight_grad_tile.py) holds rows of the broadcast operand by up
 to 3 vectors of the other, summed over a run of pixels in registers. The vectors run along the
-in-channels, unless a group's in-channels fit one vector and its out-channels are more (an
-expanding layer's 16-24 in-channels: a one-vector tile does a load per multiply-add): then
-along grad_output's K, the gradient computed as (C, K) and transposed (small there).
+in-channels, unless the out-channels are more and either a group's in-channels fit one vector
+(a one-vector tile does a load per multiply-add) or they would leave more lanes empty (:func:`along_k`):
+then along grad_output's K, the gradient computed as (C, K) and transposed (small there).
 
 - The pixel sum is cut into ``pieces`` (a power of two up to MAX_PIECES, each at least
   MIN_PIECE pixels) and the broadcast rows into blocks, so that pieces x blocks is about
@@ -45,13 +45,23 @@ def tile_rows(v: int) -> int:
     return rows - rows % 2 if rows > 2 else rows
 
 
+def along_k(cg: int, kg: int, dtype) -> bool:
+    """Whether the vectors run along a group's out-channels: more of them than in-channels, and the
+    in-channels within one vector or, rounded up to whole vectors, more work than the out-channels
+    rounded up (MobileNetV2's b2.expand, 24 -> 144 in float32: 0.68-0.75x gemm_sum's time on one
+    thread, where vectors along its in-channels, half of their second vector empty, took 0.89-1.0x)."""
+    lanes = _lanes(dtype)
+    return cg <= lanes < kg or (kg > cg and -(-cg // lanes) * kg > -(-kg // lanes) * cg)
+
+
 def takes(cg: int, kg: int, dtype) -> bool:
     """Whether a group's (in, out) channels take these tiles rather than OpenBLAS (gemm_sum). In-process,
     interleaved, 30-40 rounds, float32, against gemm_sum: in-channels within one vector or at least the
     out-channels win (MobileNetV2's b1.expand 0.68-0.70x, b1.project 0.83, b11.project 0.71-0.76; 256 and
     728 channels 0.2-0.87) or lose a little (128 and 512 channels at 56x56 and 14x14 1.05-1.11); expanding
-    layers with more in-channels lose (b6.expand 64->384 1.12, b10.expand 160->960 1.20-1.23)."""
-    return cg <= _lanes(dtype) or cg >= kg
+    layers with more in-channels lose (b6.expand 64->384 1.12, b10.expand 160->960 1.20-1.23), but those
+    whose in-channels fill their vectors worse than the out-channels win along K (:func:`along_k`)."""
+    return cg <= _lanes(dtype) or cg >= kg or along_k(cg, kg, dtype)
 
 
 def split(pixels: int, rows: int, vectors: int):
@@ -71,7 +81,7 @@ def pointwise_weight_grad(x, grad_output, groups: int, dtype) -> np.ndarray:
     m, c_n = x.shape
     k_n = grad_output.shape[1]
     cg, kg = c_n // groups, k_n // groups
-    by_k = cg <= _lanes(dtype) < kg  # the vectors run along K
+    by_k = along_k(cg, kg, dtype)
     a, b = (grad_output, x) if by_k else (x, grad_output)
     a_g, b_g = (kg, cg) if by_k else (cg, kg)
     pieces, per_block = split(m, b_g, -(-a_g // _lanes(dtype)))
