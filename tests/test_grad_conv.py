@@ -704,6 +704,40 @@ def test_pointwise_channels_last_in_place(s, rng):
     assert all(a.tobytes() == b.tobytes() for a, b in zip(*runs))
 
 
+
+POINTWISE_FIRST = [
+    # channels-first expanding layers: grad_output read in place, chunks stopping at images' ends
+    sample("conv2d", (3, 32, 7, 9), (128, 32, 1, 1)),
+    sample("conv2d", (2, 32, 30, 40), (128, 32, 1, 1)),  # pieces cut inside images
+    sample("conv2d", (2, 64, 9, 10), (256, 32, 1, 1), groups=2),
+    sample("conv2d", (2, 32, 12, 10), (128, 32, 1, 1), stride=2),
+    sample("conv1d", (2, 32, 150), (128, 32, 1)),
+]
+
+
+@pytest.mark.parametrize("s", POINTWISE_FIRST, ids=str)
+def test_pointwise_channels_first_tiles(s, rng):
+    """float64 to 1e-10 of torch; float32 within the rounding bound and bitwise the same on 1 and 2
+    threads; inputs untouched."""
+    x, w, g = _arrays(s, rng)
+    fn = getattr(G, f"conv{s.nd}d_weight")
+    assert _relative(fn(x, w.shape, g, **_args(s)), _torch_grads(s, x, w, g)[1]) <= 1e-10
+    x, w, g = (a.astype(np.float32) for a in (x, w, g))
+    before = (x.copy(), g.copy())
+    want = _torch_grads(s, x, w, g)[1]
+    bound = _rounding_bound(s, x, w, g, np.float32)[1]
+    old = numba.get_num_threads()
+    try:
+        runs = []
+        for threads in (1, 2):
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            runs.append(fn(x, w.shape, g, **_args(s)))
+    finally:
+        numba.set_num_threads(old)
+    assert runs[0].dtype == np.float32 and runs[0].tobytes() == runs[1].tobytes()
+    assert np.all(np.abs(runs[0].astype(np.float64) - want) <= bound + 1e-30)
+    assert np.array_equal(x, before[0]) and np.array_equal(g, before[1])
+
 # ---- errors ------------------------------------------------------------------------------
 
 def test_errors_name_the_argument(rng):
