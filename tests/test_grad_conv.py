@@ -20,6 +20,7 @@ import torch.nn.functional as TF
 import fastconv
 import fastconv.grad as G
 from fastconv import reference as ref
+from fastconv.cpu.conv.weight_grad.operands import working_ndhwc
 from fastconv.testing.conv_samples import conv_samples, sample
 
 torch.set_num_threads(1)
@@ -619,6 +620,34 @@ def test_tiled_weight_grad_bitwise_across_threads(s, rng):
     assert runs[0] == runs[1] == runs[2]
 
 
+
+@pytest.mark.parametrize("s", TILED[5:9] + TILED[11:15] + TILED[-2:], ids=str)
+def test_tiled_weight_grad_layouts_same_bits(s, rng):
+    """Channels-first grad_output, read in place by the tiles (a channel stride of its plane), sums
+    every product in the order of the channels-last copy: both layouts give the same bits, float32
+    and float64, also on a channels-first grad_output not contiguous (copied first)."""
+    for dtype in (np.float32, np.float64):
+        x, w, g = _arrays(s, rng, dtype)
+        last = _tiled_weight(s, x, g, True)
+        assert _tiled_weight(s, x, g, False).tobytes() == last.tobytes()
+        wide = np.zeros(g.shape[:-1] + (2 * g.shape[-1],), dtype)
+        wide[..., ::2] = g
+        assert _tiled_weight(s, x, wide[..., ::2], False).tobytes() == last.tobytes()
+
+
+@pytest.mark.parametrize("channels", [3, 16, 37])
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "circular"])
+def test_channels_first_to_padded_channels_last(channels, mode, rng):
+    """The weight gradients' channels-first copy (rows of pixels by blocks of channels) is the
+    padded array moved to channels-last."""
+    x = rng.standard_normal((2, channels, 3, 9, 70)).astype(np.float32)
+    pads = ((1, 1), (2, 1), (0, 3)) if mode != "zeros" else ((0, 0),) * 3
+    got = working_ndhwc(x, 3, False, pads, mode, 0.0, np.dtype(np.float32))
+    want = np.pad(x, ((0, 0), (0, 0), *pads), mode={"zeros": "constant", "reflect": "reflect",
+                                                     "circular": "wrap"}[mode])
+    assert np.array_equal(got, np.moveaxis(want, 1, -1))
+
+
 # ---- 1x1 layers, channels-last operands read in place --------------------------------------
 
 POINTWISE = [
@@ -633,7 +662,10 @@ POINTWISE = [
     sample("conv1d", (2, 50, 300), (24, 50, 1)),
     sample("conv3d", (1, 12, 4, 9, 10), (20, 12, 1, 1, 1)),
     sample("conv_transpose2d", (2, 20, 18, 17), (20, 36, 1, 1)),
-    sample("conv2d", (1, 40, 24, 24), (100, 40, 1, 1)),  # expanding past one vector: OpenBLAS
+    sample("conv2d", (1, 64, 24, 24), (100, 64, 1, 1)),  # expanding past one vector: OpenBLAS
+    # expanding, in-channels leaving more lanes empty than out-channels: vectors along K in float32 (16 or 8 lanes)
+    sample("conv2d", (1, 40, 24, 24), (100, 40, 1, 1)),
+    sample("conv2d", (2, 24, 13, 11), (144, 24, 1, 1)),
 ]
 
 
@@ -671,6 +703,40 @@ def test_pointwise_channels_last_in_place(s, rng):
         assert np.all(np.abs(got.astype(np.float64) - expected) <= bound + 1e-30)
     assert all(a.tobytes() == b.tobytes() for a, b in zip(*runs))
 
+
+
+POINTWISE_FIRST = [
+    # channels-first expanding layers: grad_output read in place, chunks stopping at images' ends
+    sample("conv2d", (3, 32, 7, 9), (128, 32, 1, 1)),
+    sample("conv2d", (2, 32, 30, 40), (128, 32, 1, 1)),  # pieces cut inside images
+    sample("conv2d", (2, 64, 9, 10), (256, 32, 1, 1), groups=2),
+    sample("conv2d", (2, 32, 12, 10), (128, 32, 1, 1), stride=2),
+    sample("conv1d", (2, 32, 150), (128, 32, 1)),
+]
+
+
+@pytest.mark.parametrize("s", POINTWISE_FIRST, ids=str)
+def test_pointwise_channels_first_tiles(s, rng):
+    """float64 to 1e-10 of torch; float32 within the rounding bound and bitwise the same on 1 and 2
+    threads; inputs untouched."""
+    x, w, g = _arrays(s, rng)
+    fn = getattr(G, f"conv{s.nd}d_weight")
+    assert _relative(fn(x, w.shape, g, **_args(s)), _torch_grads(s, x, w, g)[1]) <= 1e-10
+    x, w, g = (a.astype(np.float32) for a in (x, w, g))
+    before = (x.copy(), g.copy())
+    want = _torch_grads(s, x, w, g)[1]
+    bound = _rounding_bound(s, x, w, g, np.float32)[1]
+    old = numba.get_num_threads()
+    try:
+        runs = []
+        for threads in (1, 2):
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            runs.append(fn(x, w.shape, g, **_args(s)))
+    finally:
+        numba.set_num_threads(old)
+    assert runs[0].dtype == np.float32 and runs[0].tobytes() == runs[1].tobytes()
+    assert np.all(np.abs(runs[0].astype(np.float64) - want) <= bound + 1e-30)
+    assert np.array_equal(x, before[0]) and np.array_equal(g, before[1])
 
 # ---- errors ------------------------------------------------------------------------------
 

@@ -11,8 +11,9 @@ Flat C-contiguous arrays, element indexes:
 
 - input vector v of a pixel: ``x[xb + n * xns + oh * xrs + ow * xcs + v * L + lane]``, lanes below
   ``cw - v * L`` only (masked loads: nothing past the run is read);
-- grad_output of tile row j: ``g[gb + n * gns + oh * grs + ow * gcs + j]``, rows j >= kc reading row
-  kc - 1 (their sums are not stored);
+- grad_output of tile row j: ``g[gb + n * gns + oh * grs + ow * gcs + j * gks]``, rows j >= kc reading
+  row kc - 1 (their sums are not stored); ``gks`` is 1 for channels-last grad_output, its plane's
+  pixels for channels-first;
 - accumulator (j, v): ``acc[ab + j * astep + v * L + lane]``, read and written for j < kc and lanes
   below cw only.
 
@@ -55,6 +56,7 @@ class TileArgs(NamedTuple):
     gns: Any
     grs: Any
     gcs: Any
+    gks: Any
     n_count: Any
     oh0: Any
     oh1: Any
@@ -81,7 +83,8 @@ class _TileBuilder(Loops):
         b, a = self.b, self.a
         self.masks = [self.lanes_below(b.sub(a.cw, const(v * self.lanes))) for v in range(self.v)]
         last = b.sub(a.kc, const(1))
-        self.rows = [b.select(b.icmp_signed("<", const(j), a.kc), const(j), last) for j in range(self.kb)]
+        self.rows = [b.mul(b.select(b.icmp_signed("<", const(j), a.kc), const(j), last), a.gks)
+                     for j in range(self.kb)]
         slots = [[b.add(b.add(a.ab, b.mul(const(j), a.astep)), const(v * self.lanes)) for v in range(self.v)]
                  for j in range(self.kb)]
         accs = []
@@ -129,9 +132,9 @@ def _function(module, elem, lanes, shape, fields):
 
 
 @intrinsic(prefer_literal=True)
-def wg_tile(typingctx, x, g, acc, xb, xns, xrs, xcs, gb, gns, grs, gcs, n_count, oh0, oh1, ow0, ow1, ab, astep, cw,
-            kc, tile, lanes, revision):
-    """``wg_tile(x, g, acc, xb, xns, xrs, xcs, gb, gns, grs, gcs, n_count, oh0, oh1, ow0, ow1, ab, astep, cw, kc,
+def wg_tile(typingctx, x, g, acc, xb, xns, xrs, xcs, gb, gns, grs, gcs, gks, n_count, oh0, oh1, ow0, ow1, ab, astep,
+            cw, kc, tile, lanes, revision):
+    """``wg_tile(x, g, acc, xb, xns, xrs, xcs, gb, gns, grs, gcs, gks, n_count, oh0, oh1, ow0, ow1, ab, astep, cw, kc,
     TILE, LANES, REVISION)``: one tile's sums over a box of pixels added into its accumulators
     (module docstring)."""
     return array_intrinsic(parameters(locals()), _ARRAYS, _LITERALS, _parse, _function)

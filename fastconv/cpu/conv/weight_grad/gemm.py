@@ -11,7 +11,9 @@ by chunk: the result then depends on the workspace cap, never on the thread coun
 
 Channels-last stride-1 layers whose operands are C-contiguous in the working dtype run
 weight_grad/pointwise.py's register tiles instead, read in place, where its ``takes`` says
-they are faster (in-channels within one vector, or at least the out-channels).
+they are faster (in-channels within one vector, or at least the out-channels); so do
+channels-first batches that ``first_takes`` (expanding 4 times or more), their C-contiguous
+grad_output read in place and their input copied channels-last.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from ...._arrays import working_dtype
 from ....dispatch import register
 from ...blas import gemm_sum
 from ..pointwise_operands import image_chunks, pointwise, strided_pixels
-from .pointwise import pointwise_weight_grad, takes
+from .operands import working_ndhwc
+from .pointwise import first_takes, pointwise_weight_grad, takes
 
 
 @register("conv_weight_grad", "cpu", "gemm", supports=pointwise,
@@ -42,6 +45,12 @@ def conv_weight_grad_gemm(spec, x, grad_output):
         rows = spec.batch * pixels
         grad = pointwise_weight_grad(x.reshape(rows, spec.in_channels), grad_output.reshape(rows, spec.out_channels),
                                      groups, dtype)
+        return grad.reshape(spec.weight_shape).astype(spec.dtype, copy=False)
+    in_place = grad_output.dtype == dtype and grad_output.flags.c_contiguous
+    if not cl and in_place and first_takes(cg, kg, spec.batch, dtype):
+        rows = working_ndhwc(x, spec.nd, False, ((0, 0),) * 3, "zeros", 0.0, dtype).reshape(-1, spec.in_channels)
+        grad = pointwise_weight_grad(rows, grad_output.reshape(spec.batch, spec.out_channels, pixels), groups, dtype,
+                                     plane=pixels)
         return grad.reshape(spec.weight_shape).astype(spec.dtype, copy=False)
     grad = np.zeros((spec.out_channels, cg), dtype)
     operands = [(x, spec.in_channels), (grad_output, spec.out_channels)]

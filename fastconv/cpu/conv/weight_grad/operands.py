@@ -20,31 +20,52 @@ from ....kernels.padding_index import source_index
 from ..._jit import parallel_kernel
 from ...layout import as_working, channels_last_5d, padded_input
 
+TRANSPOSE_PIXELS = 2048  # output pixels per task of pad_ncdhw_to_ndhwc (whole rows)
+TRANSPOSE_CHANNELS = 16  # channels per pass over a task's pixels
+
 
 @parallel_kernel
 def pad_ncdhw_to_ndhwc(x, map_d, map_h, map_w, fill, out):
     """out[n, d, h, w, c] = x[n, c, map_d[d], map_h[h], map_w[w]], or fill where a map is -1:
-    layout.pad_ndhwc for a channels-first source. One task per output row (n, d, h), read
-    along W per channel, so the source streams; the row written (Wp x C) stays in L1."""
+    layout.pad_ndhwc for a channels-first source. A task owns whole rows of about
+    TRANSPOSE_PIXELS pixels and fills them TRANSPOSE_CHANNELS channels at a time, so each pass
+    reads that many source rows as streams and writes whole cache lines (one task per row,
+    channel by channel, took 1.5-2x the time with the source out of cache); fewer channels
+    than that go channel by channel along each row."""
     n_img, dp, hp, wp, c_n = out.shape
-    for t in prange(n_img * dp * hp):
-        n = t // (dp * hp)
-        r = t - n * (dp * hp)
-        d = r // hp
-        h = r - d * hp
+    rows = max(1, min(hp, TRANSPOSE_PIXELS // max(wp, 1)))
+    hb = (hp + rows - 1) // rows
+    for t in prange(n_img * dp * hb):
+        n = t // (dp * hb)
+        r = t - n * (dp * hb)
+        d = r // hb
+        h0 = (r - d * hb) * rows
         sd = map_d[d]
-        sh = map_h[h]
-        row = out[n, d, h]
-        if sd < 0 or sh < 0:
-            for w in range(wp):
-                for c in range(c_n):
-                    row[w, c] = fill
-            continue
-        for c in range(c_n):
-            src = x[n, c, sd, sh]
-            for w in range(wp):
-                sw = map_w[w]
-                row[w, c] = fill if sw < 0 else src[sw]
+        for c0 in range(0, c_n, TRANSPOSE_CHANNELS):
+            c1 = min(c0 + TRANSPOSE_CHANNELS, c_n)
+            for h in range(h0, min(h0 + rows, hp)):
+                sh = map_h[h]
+                row = out[n, d, h]
+                if sd < 0 or sh < 0:
+                    for w in range(wp):
+                        for c in range(c0, c1):
+                            row[w, c] = fill
+                elif c_n < TRANSPOSE_CHANNELS:
+                    for c in range(c_n):
+                        src = x[n, c, sd, sh]
+                        for w in range(wp):
+                            sw = map_w[w]
+                            row[w, c] = fill if sw < 0 else src[sw]
+                else:
+                    src = x[n, :, sd, sh]
+                    for w in range(wp):
+                        sw = map_w[w]
+                        if sw < 0:
+                            for c in range(c0, c1):
+                                row[w, c] = fill
+                        else:
+                            for c in range(c0, c1):
+                                row[w, c] = src[c, sw]
 
 
 def working_ndhwc(x, nd, channels_last, pads3, mode, value, dtype):
