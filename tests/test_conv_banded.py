@@ -157,3 +157,31 @@ def test_layers_with_little_padding_keep_the_plain_plan(shape, weight, dilation,
     monkeypatch.setattr(banded, "GAIN", 0.8)
     assert direct_plan(sample("conv2d", shape, weight, dilation=dilation, padding=dilation,
                               dtype="float32").spec()).banded is None
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("cg, taps, kg", [(5, 9, 20), (17, 27, 3), (40, 1, 33), (3, 3, 64)])
+def test_weight_block_packed_taps_outer(dtype, cg, taps, kg, rng):
+    """pack_weight_block_taps_outer: block kb of group g, rows (tap, channel), the channels past
+    the group's zero; odd channel counts leave steps past whole vectors, T = 1 is the weight's order."""
+    from numba import njit
+
+    from fastconv.cpu.conv.direct.tiled import tile_shape
+    from fastconv.cpu.vector.fma_tile import REVISION, pack_weight_block_taps_outer
+
+    shape = tile_shape(kg, dtype)
+    v, lanes, revision = shape.v, shape.lanes, REVISION
+
+    @njit
+    def pack(w, g, kb, t_n, out):
+        pack_weight_block_taps_outer(w, g, kb, t_n, out, v, lanes, revision)
+
+    w = rng.standard_normal((2, kg, cg * taps)).astype(dtype)
+    for g in range(2):
+        for kb in range(-(-kg // v)):
+            out = np.full(cg * taps * v, np.nan, dtype)
+            pack(w, g, kb, taps, out)
+            block = np.zeros((v, cg, taps), dtype)
+            rows = w[g, kb * v:(kb + 1) * v].reshape(-1, cg, taps)
+            block[:rows.shape[0]] = rows
+            np.testing.assert_array_equal(out.reshape(taps, cg, v), block.transpose(2, 1, 0))

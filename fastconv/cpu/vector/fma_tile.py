@@ -129,11 +129,20 @@ def fma_tile_strided_indexed(typingctx, x, w, xoff, bias, out, xbase, xrow, wbas
     return _tile_intrinsic(parameters(locals()), strided=True, indexed=True)
 
 
-def _tile_intrinsic(params: dict, strided: bool, indexed: bool = False):
+@intrinsic(prefer_literal=True)
+def fma_tile_strided_indexed_rolled(typingctx, x, w, xoff, bias, out, xbase, xrow, wbase, bbase, obase, orow,
+                                    pstride, kstride, kvalid, act, xpix, woff, sel, shapes, v, lanes, revision):
+    """fma_tile_strided_indexed whose loop over the steps is never unrolled: LLVM unrolled it
+    twice and hoisted both steps' broadcasts ahead of their FMAs, spilling accumulators (a
+    9-pixel tile with its data in L1, one thread: 5.6-10 against 5.0 ns a step)."""
+    return _tile_intrinsic(parameters(locals()), strided=True, indexed=True, rolled=True)
+
+
+def _tile_intrinsic(params: dict, strided: bool, indexed: bool = False, rolled: bool = False):
     """Typing and code generation of fma_tile (strided: of fma_tile_strided; indexed: of
-    fma_tile_indexed; both: of fma_tile_strided_indexed), whose parameters ``params`` are by
-    name: a switch over the tile shapes, each calling its own tile function with the
-    TileArgs of the same names."""
+    fma_tile_indexed; both: of fma_tile_strided_indexed, rolled: its loop kept rolled), whose
+    parameters ``params`` are by name: a switch over the tile shapes, each calling its own
+    tile function with the TileArgs of the same names."""
     shapes, v, lanes, revision = (params[name] for name in _LITERALS)
     if not isinstance(shapes, types.StringLiteral) or not all(
             isinstance(a, types.IntegerLiteral) for a in (v, lanes, revision)):
@@ -160,7 +169,7 @@ def _tile_intrinsic(params: dict, strided: bool, indexed: bool = False):
         done = builder.append_basic_block("tile.done")
         switch = builder.switch(ints["sel"], done)
         for i, (r, s) in enumerate(tile_shapes):
-            fn = _tile_function(builder.module, context, x.dtype, n_lanes, n_vec, r, s, strided, indexed)
+            fn = _tile_function(builder.module, context, x.dtype, n_lanes, n_vec, r, s, strided, indexed, rolled)
             block = builder.append_basic_block(f"tile.{r}x{s}")
             switch.add_case(ir.Constant(I64, i), block)
             builder.position_at_end(block)
@@ -172,27 +181,39 @@ def _tile_intrinsic(params: dict, strided: bool, indexed: bool = False):
     return sig, codegen
 
 
-def _tile_function(module, context, dtype, lanes, n_vec, rows, s, strided=False, indexed=False):
+def _tile_function(module, context, dtype, lanes, n_vec, rows, s, strided=False, indexed=False, rolled=False):
     """The tile of one shape as its own (internal, not inlined) function of the module:
     LLVM optimizes each shape apart, which keeps compile time linear in the shapes."""
     elem = context.get_data_type(dtype)
     ptr = elem.as_pointer()
     names = TileArgs.names(strided, indexed)
     arg_types = [I64.as_pointer() if name in _INDEX_ARRAYS else ptr if name in _ARRAYS else I64 for name in names]
-    kind = ("_px" if strided else "") + ("_wi" if indexed else "")
+    kind = ("_px" if strided else "") + ("_wi" if indexed else "") + ("_rolled" if rolled else "")
     name = f"fastconv_fma_tile_{rows}x{s}{kind}_l{lanes}v{lanes * n_vec}_f{dtype.bitwidth}"
     fn, builder = internal_function(module, name, arg_types, names)
     if builder is not None:
-        _TileBuilder(builder, elem, lanes, n_vec, TileArgs(**dict(zip(names, fn.args)))).emit(rows, s)
+        _TileBuilder(builder, elem, lanes, n_vec, TileArgs(**dict(zip(names, fn.args))), rolled).emit(rows, s)
         builder.ret_void()
     return fn
 
 
+def _not_unrolled(branch, key: str) -> None:
+    """Mark ``branch``, a loop's back edge, so that LLVM does not unroll the loop: a loop ID
+    (a node whose first operand is itself) holding llvm.loop.unroll.disable; ``key`` makes it
+    the loop's own."""
+    module = branch.parent.parent.module
+    disable = module.add_metadata([ir.MetaDataString(module, "llvm.loop.unroll.disable")])
+    loop_id = module.add_metadata([ir.MetaDataString(module, key), disable])
+    loop_id.operands = (loop_id, disable)
+    branch.set_metadata("llvm.loop", loop_id)
+
+
 class _TileBuilder(Loops):
-    def __init__(self, builder, elem, lanes, n_vec, args: TileArgs):
+    def __init__(self, builder, elem, lanes, n_vec, args: TileArgs, rolled: bool = False):
         super().__init__(builder, elem, lanes)
         self.n_vec, self.v = n_vec, lanes * n_vec
         self.args = args
+        self.rolled = rolled
         self.declare("fmuladd", "masked.store")
 
     def emit(self, rows, s):
@@ -234,7 +255,9 @@ class _TileBuilder(Loops):
         r.add_incoming(r_next, b.block)
         for acc, acc_next in zip(_flat(accs), _flat(new)):
             acc.add_incoming(acc_next, b.block)
-        b.cbranch(b.icmp_signed("<", r_next, a.n_steps), loop, exit_)
+        back = b.cbranch(b.icmp_signed("<", r_next, a.n_steps), loop, exit_)
+        if self.rolled:
+            _not_unrolled(back, b.function.name)
         b.position_at_end(exit_)
         return new
 
@@ -454,13 +477,49 @@ def pack_weight_block(typingctx, w, g, kb, out, v, lanes, revision):
     return sig, codegen
 
 
-def _pack_function(module, elem, bits, lanes, n_vec):
+@intrinsic(prefer_literal=True)
+def pack_weight_block_taps_outer(typingctx, w, g, kb, taps, out, v, lanes, revision):
+    """``pack_weight_block_taps_outer(w, g, kb, T, out, V, LANES, REVISION)``: pack_weight_block
+    with the steps in (tap, channel) order, w's own steps r = c * T + t being T taps of each
+    channel: ``out[(t * C + c) * V + j] = w[g, kb*V + j, c * T + t]`` (C = steps / T; T = 1 is
+    pack_weight_block's order). A kernel whose steps run taps outer then reads its weights in
+    order, not T * V elements apart."""
+    if not all(isinstance(a, types.IntegerLiteral) for a in (v, lanes, revision)):
+        return None
+    if not (isinstance(w, types.Array) and w.ndim == 3 and w.layout == "C" and w.dtype == out.dtype):
+        return None
+    n_lanes = lanes.literal_value
+    n_vec, rem = divmod(v.literal_value, n_lanes)
+    if rem:
+        return None
+    sig = types.none(w, types.intp, types.intp, types.intp, out, v, lanes, revision)
+
+    def codegen(context, builder, signature, args):
+        wa = context.make_array(signature.args[0])(context, builder, args[0])
+        oa = context.make_array(signature.args[4])(context, builder, args[4])
+        _, kg, steps = cgutils.unpack_tuple(builder, wa.shape, 3)
+        g_, kb_, taps_ = (context.cast(builder, a, t, types.intp) for a, t in zip(args[1:4], signature.args[1:4]))
+        fn = _pack_function(builder.module, context.get_data_type(w.dtype), w.dtype.bitwidth, n_lanes, n_vec,
+                            taps_outer=True)
+        builder.call(fn, list(PackArgs(w=wa.data, out=oa.data, kg=kg, steps=steps, g=g_, kb=kb_)) + [taps_])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def _pack_function(module, elem, bits, lanes, n_vec, taps_outer=False):
+    """The packer of pack_weight_block, or with ``taps_outer`` of pack_weight_block_taps_outer
+    (one more parameter, T, after PackArgs')."""
     ptr = elem.as_pointer()
     v = lanes * n_vec
-    fn, b = internal_function(module, f"fastconv_pack_weight_block_l{lanes}v{v}_f{bits}", [ptr, ptr] + [I64] * 4)
+    name = f"fastconv_pack_weight_block{'_taps_outer' * taps_outer}_l{lanes}v{v}_f{bits}"
+    fn, b = internal_function(module, name, [ptr, ptr] + [I64] * (5 if taps_outer else 4))
     if b is None:
         return fn
-    a = PackArgs(*fn.args)
+    a = PackArgs(*fn.args[:6])
+    if taps_outer:
+        taps = fn.args[6]
+        channels = b.sdiv(a.steps, taps)
     vectors = Vectors(b, elem, lanes)
     zero = ir.Constant(vectors.vec, None)
     k0 = b.mul(a.kb, const(v))
@@ -473,20 +532,37 @@ def _pack_function(module, elem, bits, lanes, n_vec):
         row_start.append((b.mul(b.add(b.mul(a.g, a.kg), k), a.steps), b.icmp_signed("<", const(j), kvalid)))
     full = b.mul(b.sdiv(a.steps, const(lanes)), const(lanes))
     with cgutils.for_range_slice(b, const(0), full, const(lanes)) as (r0, _):
+        dest = _taps_outer_rows(b, r0, lanes, taps, channels) if taps_outer else None
         for jb in range(n_vec):
             rows = []
             for i in range(lanes):
                 start, valid = row_start[jb * lanes + i]
                 rows.append(b.select(valid, vectors.load(a.w, b.add(start, r0)), zero))
             for col, value in enumerate(vectors.transpose(rows)):
-                vectors.store(value, a.out, b.add(b.mul(b.add(r0, const(col)), const(v)), const(jb * lanes)))
+                row = dest[col] if taps_outer else b.add(r0, const(col))
+                vectors.store(value, a.out, b.add(b.mul(row, const(v)), const(jb * lanes)))
     with cgutils.for_range_slice(b, full, a.steps, const(1)) as (r, _):
+        row = b.add(b.mul(b.srem(r, taps), channels), b.sdiv(r, taps)) if taps_outer else r
         for j in range(v):
             start, valid = row_start[j]
             value = b.select(valid, b.load(vectors.at(a.w, b.add(start, r))), ir.Constant(elem, 0.0))
-            b.store(value, vectors.at(a.out, b.add(b.mul(r, const(v)), const(j))))
+            b.store(value, vectors.at(a.out, b.add(b.mul(row, const(v)), const(j))))
     b.ret_void()
     return fn
+
+
+def _taps_outer_rows(b, r0, count, taps, channels):
+    """The rows t * C + c of steps r0 ... r0 + count - 1 (r = c * T + t): one division, then
+    each tap counted on from the one before."""
+    t, c = b.srem(r0, taps), b.sdiv(r0, taps)
+    rows = []
+    for i in range(count):
+        rows.append(b.add(b.mul(t, channels), c))
+        if i + 1 < count:
+            following = b.add(t, const(1))
+            wrap = b.icmp_signed("==", following, taps)
+            t, c = b.select(wrap, const(0), following), b.add(c, b.zext(wrap, I64))
+    return rows
 
 
 def _flat(nested):

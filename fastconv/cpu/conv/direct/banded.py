@@ -7,10 +7,14 @@ taps inside the input are one range (conv.taps.tap_bands, unmerged); a region is
 of bands (conv.taps.regions), a box of outputs that all read the same box of taps, every
 one of them inside the input. So no padding is read and nothing is packed: the tiles read
 the contiguous channels-last input (the user's, or one copy of it) with their pixels C *
-stride_w apart (vector.fma_tile.fma_tile_strided_indexed). Each region is tiled as a plane
-of its own (tiled.plane_tiles) and its tiles run only the reduction steps of its box: their
-input offsets (xoff) and their rows of the task's packed weight block (woff). A region whose
-taps all read padding runs one step on a zero (its bias).
+stride_w apart (vector.fma_tile.fma_tile_strided_indexed_rolled). Each region is tiled as a
+plane of its own (tiled.plane_tiles) and its tiles run only the reduction steps of its box:
+their input offsets (xoff) and their rows of the task's packed weight block (woff). A region
+whose taps all read padding runs one step on a zero (its bias). A taps-outer layer's tasks
+pack their block taps outer too (vector.fma_tile.pack_weight_block_taps_outer), so that a
+tile reads its weights in order: packed channels outer, consecutive steps read rows taps x V
+elements apart, across a new 4 KiB page every few steps (ASPP at rate 6, one thread: 7% of
+the call).
 
 The order of a pixel's sum must not depend on how a call is cut (Dask blocks, workspace
 chunks): a block without padding, or one whose own plan differs from the whole array's,
@@ -53,11 +57,12 @@ import numpy as np
 from numba import prange, types
 
 from ...._threads import balanced, restore
+from ....kernels.inline import inline_helper
 from ..._jit import specialised_kernel
-from ...vector.fma_tile import REVISION, fma_tile_strided_indexed, shapes_literal
+from ...vector.fma_tile import REVISION, fma_tile_strided_indexed_rolled, pack_weight_block_taps_outer, shapes_literal
 from ..taps import regions
 from .pointwise import strided_shape
-from .tiled import MAX_ROWS, TileShape, plane_cost, plane_tiles, segment_tiles, task_block, tile_origin
+from .tiled import MAX_ROWS, TileShape, plane_cost, plane_tiles, segment_tiles, task_place, tile_origin
 
 # Layers dilated less than TAPS_OUTER_DILATION: banded (channels outer) when its modelled cost
 # is under this share of the whole plane's (regions' narrow tiles, the extra index loads and the
@@ -75,7 +80,8 @@ class BandedPlan(NamedTuple):
     shape: TileShape  # banded_shape of the plain kernel's
     regions: np.ndarray  # (regions, FIELDS): origin, rows per depth, steps, tiles, layout, no taps
     xoff: np.ndarray  # every region's input offsets, concatenated
-    woff: np.ndarray  # their weight rows (step * V) in the task's packed block
+    woff: np.ndarray  # their weight rows (packed_row * V) in the task's packed block
+    taps: int  # the block packed taps outer (pack_weight_block_taps_outer's T): every tap, or 1 (channels outer)
     row: np.ndarray  # every region's PlaneTiles, concatenated (tile indices relative to TILE0)
     col: np.ndarray
     sel: np.ndarray
@@ -103,6 +109,12 @@ def _region_steps(taps, kernel, cg, outer: bool):
     index = np.arange(cg * int(np.prod(kernel))).reshape(cg, *kernel)
     box = index[:, slice(*taps[0]), slice(*taps[1]), slice(*taps[2])]
     return (np.moveaxis(box, 0, -1) if outer else box).reshape(-1)
+
+
+def packed_row(steps: np.ndarray, cg: int, taps: int) -> np.ndarray:
+    """Where steps (c, kd, kh, kw flattened) lie in a block packed with T = ``taps`` by
+    pack_weight_block_taps_outer: (tap, c) flattened (T = 1: the steps themselves)."""
+    return steps % taps * cg + steps // taps
 
 
 def channels_last_offsets(geom, channels: int, cg: int) -> np.ndarray:
@@ -148,6 +160,7 @@ def banded_plan(geom, channels: int, cg: int, shape: TileShape, streams_l2: bool
     if not outer and cost >= GAIN * plane_cost(*geom.out_size, plain, streams_l2) * cg * int(np.prod(geom.kernel)):
         return None
     xoff_all = channels_last_offsets(geom, channels, cg)
+    taps = int(np.prod(geom.kernel)) if outer else 1
     table, xoffs, woffs, rows, cols, sels, layouts, keys = [], [], [], [], [], [], [], []
     pd, ph = (_period(d, st) for d, st in zip(geom.dilation[:2], geom.stride[:2]))
     step = tile = lay = 0
@@ -162,7 +175,7 @@ def banded_plan(geom, channels: int, cg: int, shape: TileShape, streams_l2: bool
         table.append([box[0], box[2], box[4], roh, step, step + n, tile, lay, lay + tiles.group_start.size,
                       s.size == 0])
         xoffs.append(xoff_all[s] if s.size else np.zeros(1, np.int64))
-        woffs.append(s * shape.v if s.size else np.zeros(1, np.int64))
+        woffs.append(packed_row(s, cg, taps) * shape.v if s.size else np.zeros(1, np.int64))
         step, tile, lay = step + n, tile + tiles.row.size, lay + tiles.group_start.size
         rows.append(tiles.row)
         cols.append(tiles.col)
@@ -173,9 +186,18 @@ def banded_plan(geom, channels: int, cg: int, shape: TileShape, streams_l2: bool
     pixel = w_n * channels
     pitches = (d_n * h_n * pixel, geom.stride[0] * h_n * pixel, geom.stride[1] * pixel, cg,
                geom.stride[2] * channels)
-    return BandedPlan(shape, np.array(table, np.int64),
-                      *(np.concatenate(a).astype(np.int64) for a in (xoffs, woffs, rows, cols, sels, layouts)),
-                      order, pitches)
+    xoff, woff, row, col, sel, layout = (np.concatenate(a).astype(np.int64)
+                                         for a in (xoffs, woffs, rows, cols, sels, layouts))
+    return BandedPlan(shape, np.array(table, np.int64), xoff, woff, taps, row, col, sel, layout, order, pitches)
+
+
+@inline_helper
+def _task_block(t, w, taps, n_segments, kb_n, splits, v, lanes, revision):
+    """tiled.task_block with the weight block packed for BandedPlan.taps."""
+    blk, g, kb, k0, kvalid, first, last = task_place(t, w.shape[0], w.shape[1], n_segments, kb_n, splits, v)
+    wblk = np.empty(w.shape[2] * v, w.dtype)
+    pack_weight_block_taps_outer(w, g, kb, taps, wblk, v, lanes, revision)
+    return blk, g, k0, kvalid, first, last, wblk
 
 
 @functools.cache
@@ -185,8 +207,8 @@ def banded_kernel(shape: TileShape):
     the pitches the plan's), e.g. ``conv_direct_banded_p14v32_f32``."""
     v, lanes, shapes, revision = shape.v, shape.lanes, shapes_literal(shape.shapes), REVISION
 
-    def kernel(x, w, xoff, woff, bias, out, regions, tile_row, tile_col, tile_sel, layouts, order, n_img, od_n, oh_n,
-               ow_n, img_pitch, d_pitch, h_pitch, g_pitch, xpix, kb_n, splits, chan_last, act):
+    def kernel(x, w, xoff, woff, taps, bias, out, regions, tile_row, tile_col, tile_sel, layouts, order, n_img, od_n,
+               oh_n, ow_n, img_pitch, d_pitch, h_pitch, g_pitch, xpix, kb_n, splits, chan_last, act):
         """One task per (group, block of V output channels, 1/splits of all regions' segments
         in ``order``)."""
         groups, kg = w.shape[0], w.shape[1]
@@ -194,8 +216,8 @@ def banded_kernel(shape: TileShape):
         k_n = groups * kg
         previous = balanced(groups * kb_n * splits)
         for t in prange(groups * kb_n * splits):
-            blk, g, k0, kvalid, first, last, wblk = task_block(t, w, w.shape[2], order.shape[0], kb_n, splits, v,
-                                                               lanes, revision)
+            blk, g, k0, kvalid, first, last, wblk = _task_block(t, w, taps, order.shape[0], kb_n, splits, v, lanes,
+                                                                revision)
             zero = np.zeros(1, w.dtype)
             for n in range(n_img):
                 for s in range(first, last):
@@ -216,14 +238,14 @@ def banded_kernel(shape: TileShape):
                             obase = (n * k_n + k0) * plane + row * ow_n + col
                             orow, pstride, kstride = ow_n, 1, plane
                         if reg[EMPTY]:
-                            fma_tile_strided_indexed(zero, wblk, rxoff, bias, out, 0, 0, 0, blk * v, obase, orow,
-                                                     pstride, kstride, kvalid, act, 0, rwoff, tile_sel[i], shapes, v,
-                                                     lanes, revision)
+                            fma_tile_strided_indexed_rolled(zero, wblk, rxoff, bias, out, 0, 0, 0, blk * v, obase,
+                                                            orow, pstride, kstride, kvalid, act, 0, rwoff, tile_sel[i],
+                                                            shapes, v, lanes, revision)
                         else:
                             xbase = tile_origin(row, n, g, oh_n, img_pitch, d_pitch, h_pitch, g_pitch) + col * xpix
-                            fma_tile_strided_indexed(x, wblk, rxoff, bias, out, xbase, h_pitch, 0, blk * v, obase,
-                                                     orow, pstride, kstride, kvalid, act, xpix, rwoff, tile_sel[i],
-                                                     shapes, v, lanes, revision)
+                            fma_tile_strided_indexed_rolled(x, wblk, rxoff, bias, out, xbase, h_pitch, 0, blk * v,
+                                                            obase, orow, pstride, kstride, kvalid, act, xpix, rwoff,
+                                                            tile_sel[i], shapes, v, lanes, revision)
         restore(previous)
 
     dt = types.float32 if shape.dtype == "float32" else types.float64
@@ -231,6 +253,6 @@ def banded_kernel(shape: TileShape):
     ints = types.Array(types.int64, 1, "C")
     table = types.Array(types.int64, 2, "C")
     weights = types.Array(dt, 3, "C", readonly=True)
-    sig = ((types.Array(dt, 1, "C", readonly=True), weights, ints, ints, flat, flat, table, ints, ints, ints, ints,
-            table) + (types.int64,) * 11 + (types.boolean, types.int64))
+    sig = ((types.Array(dt, 1, "C", readonly=True), weights, ints, ints, types.int64, flat, flat, table, ints, ints,
+            ints, ints, table) + (types.int64,) * 11 + (types.boolean, types.int64))
     return specialised_kernel(kernel, f"conv_direct_banded_{shape.name}", [sig])

@@ -207,10 +207,10 @@ def _run_tiled(spec, x, w4, bias, pos):
                 xq = padded_input(x5[n0:n1], geometry3(spec), spec.padding_mode, spec.padding_value, dtype)
             else:
                 xq = x5[n0:n1] if in_place else contiguous_channels_last(x5[n0:n1], dtype)
-            banded_kernel(banded.shape)(xq.reshape(-1), w4, banded.xoff, banded.woff, bq.reshape(-1), out.reshape(-1),
-                                      banded.regions, banded.row, banded.col, banded.sel, banded.layouts,
-                                      banded.order, n1 - n0, od_n, oh_n, ow_n, *banded.pitches, plan.kb_n, splits,
-                                      spec.channels_last, act)
+            banded_kernel(banded.shape)(xq.reshape(-1), w4, banded.xoff, banded.woff, banded.taps, bq.reshape(-1),
+                                        out.reshape(-1), banded.regions, banded.row, banded.col, banded.sel,
+                                        banded.layouts, banded.order, n1 - n0, od_n, oh_n, ow_n, *banded.pitches,
+                                        plan.kb_n, splits, spec.channels_last, act)
         xq = None  # the next chunk's input is not allocated while this one lives
         result.store(n0, n1, out)
         out = None
