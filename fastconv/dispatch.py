@@ -43,8 +43,20 @@ INPUT_GRAD_COLUMNS_MAX_CHANNELS = 4
 # One thread, CPU time, auto before / after this rule (host shared, load 9-10): 0.83, 0.90, 0.91. Where
 # the weight is only 2-3 times the input the GEMM stays: ResNet-50's 14x14 1024->512 (1.13 / 1.08, but
 # 0.97 on one thread) and U-Net's 2x2 stride-2 transposed 1024->512 at 28x28, whose four phases are
-# one 1024->2048 1x1 conv (one thread: 26.7-28.6 ms on the GEMM, 31.1-31.3 on the direct kernel).
+# one 1024->2048 1x1 conv (one thread: 26.7-28.6 ms on the GEMM, 31.1-31.3 on the direct kernel). The direct
+# kernel now runs channels-first 1x1 layers on its 1x1 row kernel, reading the planes in place (one thread, thread
+# CPU time, three processes each, against the row-planar kernel: l4.down 3.65-4.02 to 3.16-3.24 ms, l4.1x1b
+# 1.64-2.03 to 1.58-1.66).
 POINTWISE_DIRECT_WEIGHT = 1 << 19
+# Smaller channels-first 1x1 layers take the direct kernel (its 1x1 row kernel, conv/direct/pointwise_rows.py,
+# reading the planes in place) where both channel counts per group are at least this. One thread, thread CPU
+# time, medians of 25-300 calls, the better of two processes each (host shared, load 9-10), gemm against
+# direct (PyTorch) in us: MobileNetV2's b6.expand 155 / 112 (136), b10.expand 228 / 184 (256), b4.project
+# 238 / 114 (167), conv_last 536 / 442 (672); ResNet-50's l1.1x1c 1662 / 1284 (1611), l2.1x1a 2667 / 2340
+# (2636), l2.down 3074 / 2485 (2753), l4.1x1b 1717 / 1361 (1803). With fewer channels the transposing stores
+# of its channels-first tiles outweigh the sums: b0.pw (32->16) 362 / 403, b1.expand (16->96) 839 / 1394,
+# b2.expand (24->144) 327 / 365; at 32 either side (pw.c32.112) 503 / 558.
+POINTWISE_ROWS_MIN_CHANNELS = 32
 
 
 def read_share(spec) -> float:
@@ -153,11 +165,12 @@ def auto_algorithm(family: str, backend: str, spec, names: list[str]) -> str:
     """The algo="auto" rule, per call, from the spec alone (cheap). The measurements
     behind each rule are in reports/auto_algorithm.md.
 
-    - Convolutions: depthwise layers take the depthwise kernel; 1x1 layers one GEMM
-      channels-first (but the direct kernel where the weight is large, POINTWISE_DIRECT_WEIGHT,
-      and four times the input), the direct kernel channels-last. Dilated layers with zeros padding:
-      the direct kernel too (it skips the taps that read padding, region by region;
-      "taps", the same through GEMMs, is never chosen); with another padding mode,
+    - Convolutions: depthwise layers take the depthwise kernel; 1x1 layers the direct kernel
+      channels-last, and channels-first where both channel counts per group are at least
+      POINTWISE_ROWS_MIN_CHANNELS, but one GEMM where the weight is large (POINTWISE_DIRECT_WEIGHT)
+      and less than four times the input; the GEMM on the other channels-first 1x1 layers.
+      Dilated layers with zeros padding: the direct kernel too (it skips the taps that read
+      padding, region by region; "taps", the same through GEMMs, is never chosen); with another padding mode,
       im2col once the dilated kernel spans IM2COL_MIN_SPAN rows. Every other
       convolution: the register-tiled direct kernel.
     - Separable convolutions (channels-last, zeros padding, multiplier 1): the fused
@@ -199,7 +212,7 @@ def auto_algorithm(family: str, backend: str, spec, names: list[str]) -> str:
     ordered = []
     if spec.is_depthwise:
         ordered.append("depthwise")
-    if spec.is_pointwise and not spec.channels_last and not _weight_heavy(spec):
+    if spec.is_pointwise and not spec.channels_last and not _pointwise_direct(spec):
         ordered.append("gemm")
     span = max([(k - 1) * d for k, d in zip(spec.kernel[:-1], spec.dilation[:-1])] + [0])
     if spec.groups == 1 and span >= IM2COL_MIN_SPAN and "taps" not in names:
@@ -208,7 +221,15 @@ def auto_algorithm(family: str, backend: str, spec, names: list[str]) -> str:
     return next(name for name in ordered + names if name in names)
 
 
-def _weight_heavy(spec) -> bool:
+def _pointwise_direct(spec) -> bool:
+    """Whether a channels-first 1x1 layer takes the direct kernel: a weight of POINTWISE_DIRECT_WEIGHT elements
+    or more where weight_heavy, a smaller one with POINTWISE_ROWS_MIN_CHANNELS per group either side."""
+    if spec.out_channels * spec.in_per_group >= POINTWISE_DIRECT_WEIGHT:
+        return weight_heavy(spec)
+    return min(spec.in_per_group, spec.out_per_group) >= POINTWISE_ROWS_MIN_CHANNELS
+
+
+def weight_heavy(spec) -> bool:
     """Whether a 1x1 layer's weight is at least POINTWISE_DIRECT_WEIGHT elements and four times its input."""
     weight = spec.out_channels * spec.in_per_group
     return weight >= POINTWISE_DIRECT_WEIGHT and weight >= 4 * spec.batch * spec.in_channels * math.prod(spec.in_size)

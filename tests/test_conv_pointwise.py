@@ -140,8 +140,10 @@ def test_pointwise_reduction_blocks(dtype, rng):
 def test_auto_weight_heavy_channels_first_takes_direct(rng):
     """algo="auto" on channels-first 1x1 layers: the direct kernel where the weight has at least
     dispatch.POINTWISE_DIRECT_WEIGHT elements and four times the input's (ResNet-50's 7x7 2048->512,
-    its strided 14x14 1024->2048), the GEMM elsewhere (the same weight on a 28x28 input, U-Net's
-    stacked transposed phases); the auto result against the NumPy reference, with a bias and relu."""
+    its strided 14x14 1024->2048), the GEMM for other weights that large (the same weight on a 28x28
+    input, U-Net's stacked transposed phases); smaller weights the direct kernel with
+    dispatch.POINTWISE_ROWS_MIN_CHANNELS channels per group either side, else the GEMM; the auto result
+    against the NumPy reference, with a bias and relu."""
     from fastconv.dispatch import POINTWISE_DIRECT_WEIGHT, choose
     from fastconv.spec.conv import resolve_conv
 
@@ -153,7 +155,9 @@ def test_auto_weight_heavy_channels_first_takes_direct(rng):
     assert chosen((1, 1024, 14, 14), (2048, 1024, 1, 1), stride=2) == "direct"
     assert chosen((1, 2048, 28, 28), (512, 2048, 1, 1)) == "gemm"  # the input is the larger operand
     assert chosen((1, 1024, 28, 28), (2048, 1024, 1, 1)) == "gemm"  # the weight 2.6 times the input
-    assert chosen((1, 64, 7, 7), (128, 64, 1, 1)) == "gemm"  # a small weight
+    assert chosen((1, 64, 7, 7), (128, 64, 1, 1)) == "direct"  # a small weight: the 1x1 row kernel
+    assert chosen((1, 16, 56, 56), (96, 16, 1, 1)) == "gemm"  # ... but not with few channels either side
+    assert chosen((1, 144, 56, 56), (24, 144, 1, 1)) == "gemm"
     assert chosen((1, 7, 7, 2048), (512, 2048, 1, 1), channels_last=True) == "direct"
 
     x = rng.standard_normal((1, 2048, 5, 7)).astype(np.float32)
@@ -200,3 +204,45 @@ def test_pointwise_block_tasks(dtype, rng):
     theirs = torch.nn.functional.conv2d(torch.from_numpy(x64), torch.from_numpy(w64), torch.from_numpy(b64),
                                         groups=2).clamp(0, 6).numpy()
     assert_close(got, theirs, "conv", dtype, np.sqrt(64), what="block tasks against torch")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_pointwise_rows_channels_first(dtype, rng):
+    """Channels-first 1x1 layers on the 1x1 row kernel (conv/direct/pointwise_rows.py), reading the
+    planes in place: odd planes (tails of every tile width), two images, groups with ragged channel
+    blocks (K/G = 35), a stride, a non-contiguous input, a sum over C/G longer than one L1 block (never
+    cut channels-first), bias and relu6; 1 and 2 threads give the same bits; the input and weight are
+    not written. Against the NumPy reference and PyTorch."""
+    from fastconv.cpu.conv.direct import pointwise_rows as rows
+    from fastconv.spec.conv import resolve_conv
+
+    cases = [((2, 64, 13, 11), (70, 32, 1, 1), 1, 2), ((1, 40, 17, 23), (96, 40, 1, 1), 2, 1),
+             ((3, 600, 5, 3), (50, 600, 1, 1), 1, 1)]
+    for x_shape, w_shape, stride, groups in cases:
+        big = rng.standard_normal((*x_shape[:3], 2 * x_shape[3])).astype(dtype)
+        x = big[..., ::2]  # non-contiguous: every other column
+        w = rng.standard_normal(w_shape).astype(dtype)
+        b = rng.standard_normal(w_shape[0]).astype(dtype)
+        spec = resolve_conv("conv2d", x.shape, w.shape, stride=stride, groups=groups, dtype=dtype)
+        plan = rows.rows_plan(spec)
+        assert rows.supports_rows(spec) and plan.xpix == 1 and plan.c_blocks == 1
+        before = x.copy(), w.copy()
+        results = []
+        previous = numba.get_num_threads()
+        try:
+            for threads in (1, 2):
+                numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+                results.append(F.conv2d(x, w, b, stride=stride, groups=groups, activation="relu6", algo="direct"))
+        finally:
+            numba.set_num_threads(previous)
+        np.testing.assert_array_equal(x, before[0])
+        np.testing.assert_array_equal(w, before[1])
+        np.testing.assert_array_equal(results[0], results[1])
+        assert results[0].dtype == np.dtype(dtype)
+        x64, w64, b64 = (a.astype(np.float64) for a in (x, w, b))
+        expected = ref.conv(x64, w64, b64, stride=stride, groups=groups, activation="relu6")
+        scale = np.sqrt(w_shape[1])
+        assert_close(results[0], expected, "conv", dtype, scale, what=f"channels-first rows {x_shape}")
+        theirs = torch.nn.functional.conv2d(torch.from_numpy(x64), torch.from_numpy(w64), torch.from_numpy(b64),
+                                            stride=stride, groups=groups).clamp(0, 6).numpy()
+        assert_close(results[0], theirs, "conv", dtype, scale, what=f"channels-first rows {x_shape} against torch")

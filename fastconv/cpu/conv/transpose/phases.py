@@ -59,7 +59,7 @@ from numba import prange, uint64
 
 from ...._arrays import working_dtype
 from ...._cache import cached_plan
-from ....dispatch import choose, register
+from ....dispatch import choose, register, weight_heavy
 from ....kernels.geometry import lift3
 from ....spec.conv import resolve_conv
 from ..._jit import parallel_kernel
@@ -367,12 +367,12 @@ def _swapped_groups(spec, union_ok: bool = True) -> SwappedGroups:
 
 def _stacked_gemm(spec, plan) -> bool:
     """Whether the phases are one channels-first, ungrouped 1x1 conv of every phase stacked (U-Net's 2x2
-    stride 2) that the GEMM (conv/gemm.py) runs: its weight (P * K, C) is then a transposed view of
-    phase_rows' (C, P * K)."""
+    stride 2), not dispatch.weight_heavy, that the GEMM (conv/gemm.py) runs: its weight (P * K, C) is then a
+    transposed view of phase_rows' (C, P * K)."""
     group = plan.groups[0]
     return (not spec.channels_last and spec.groups == 1 and not plan.union and len(plan.groups) == 1
             and group.spec is not None and len(group.phases) > 1 and plan.weight_taps.shape[1] == 1
-            and choose("conv", "cpu", group.spec).algo == "gemm")
+            and not weight_heavy(group.spec))
 
 
 DEPTH_TO_SPACE_CHANNELS = 16  # fewer output channels: runs too short for NumPy's copy; the interleave kernel
@@ -436,4 +436,5 @@ def _forward(spec, group, x, wsub, weight, bias, pos, run=None):
         b = np.broadcast_to(np.asarray(bias).reshape(g, 1, kg), (g, p_n, kg)).reshape(-1)
     if run is not None:
         return run(xs, w, b)
-    return choose("conv", "cpu", group.spec).fn(group.spec, xs, w, b)
+    algo = "gemm" if wsub is not None and wsub.ndim == 2 else "auto"  # _stacked_gemm: the view is the GEMM's
+    return choose("conv", "cpu", group.spec, algo).fn(group.spec, xs, w, b)
