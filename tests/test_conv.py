@@ -359,6 +359,42 @@ def test_direct_packs_few_rows_in_pieces(channels, channels_last, rng):
         np.testing.assert_array_equal(got[0], got[1])
 
 
+def test_direct_packed_input_buffer_kept_per_thread(rng):
+    """The packed input lives in a buffer each Python thread keeps between calls
+    (conv/direct/scratch.py): calls of other shapes and dtypes in turn, and calls on two
+    threads at once, each get their own results; the kept buffer is not the output."""
+    import threading
+
+    from fastconv.cpu.conv.direct import scratch
+
+    cases = [sample("conv2d", (2, 7, 12, 11), (9, 7, 3, 3), padding=1, dtype="float64"),
+             sample("conv2d", (1, 3, 5, 6), (4, 3, 3, 3), stride=2, padding=1),
+             sample("conv2d", (1, 20, 17, 19), (33, 20, 3, 3), padding=(1, 2))]
+    arrays = [s.arrays(rng) for s in cases]
+    expected = [reference_result(s, *a) for s, a in zip(cases, arrays)]
+
+    def run(results, order):
+        for i in order:
+            channels_last = i % 2 == 1
+            x, w, b = arrays[i]
+            xin = np.ascontiguousarray(np.moveaxis(x, 1, -1)) if channels_last else x
+            got = OPS["conv2d"](xin, w, b, algo="direct", channels_last=channels_last, **cases[i].args)
+            results.append((i, np.moveaxis(got, -1, 1) if channels_last else got))
+
+    ours = []
+    run(ours, [2, 0, 1, 2, 1])
+    kept = scratch._LOCAL.buf
+    assert not any(np.shares_memory(kept, got) for _, got in ours)
+    theirs = [[] for _ in range(2)]
+    workers = [threading.Thread(target=run, args=(theirs[k], [0, 1, 2, 0, 2, 1] * 3)) for k in range(2)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    for i, got in ours + theirs[0] + theirs[1]:
+        assert_close(got, expected[i], "conv", cases[i].dtype, scale(cases[i]), what=str(cases[i]))
+
+
 # --- the depthwise kernels (fastconv/cpu/conv/depthwise/) ----------------------------------------------
 
 DEPTHWISE_SAMPLES = [s for s in SAMPLES if not s.transposed and s.spec().is_depthwise]
