@@ -359,6 +359,81 @@ def test_direct_packs_few_rows_in_pieces(channels, channels_last, rng):
         np.testing.assert_array_equal(got[0], got[1])
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_direct_packing_matches_its_maps(dtype, rng):
+    """pack_row_planar against its definition in NumPy: out[n, d, h, c, ph, j] is x at the maps'
+    (depth, row, column), the padding value where a map says -1 and zero where it says -2.
+    Channels-last rows of whole vectors of channels and a tail (20, 37), rows not a multiple of
+    the vector (wq), strides 1 and 2, constant and reflect padding, rows of padding, a few rows
+    packed in pieces, and inputs whose pixels or channels are not adjacent (a strided view,
+    channels-first) through the scalar paths."""
+    from fastconv.cpu.conv.direct.run import direct_plan
+    from fastconv.cpu.conv.direct.tiled import pack_row_planar
+
+    cases = [(s_, sample("conv2d", (2, c, h, w), (8, c, kh, 3), dtype=dtype, **args))
+             for c in (20, 37) for h, w, kh, args in [
+                 (9, 37, 3, dict(padding=1)),
+                 (7, 23, 3, dict(stride=2, padding=2, padding_mode="constant", padding_value=0.5)),
+                 (5, 19, 3, dict(stride=(1, 2), padding=1, padding_mode="reflect")),
+                 (1, 41, 1, dict(padding=(0, 3)))]
+             for s_ in ("contiguous", "pixels_apart", "channels_first")]
+    for layout, s in cases:
+        spec = s.spec()
+        plan = direct_plan(spec)
+        x, _, _ = s.arrays(rng)
+        x5 = np.moveaxis(x, 1, -1)[:, None]  # (N, 1, H, W, C)
+        if layout == "contiguous":
+            x5 = np.ascontiguousarray(x5)
+        elif layout == "pixels_apart":
+            x5 = np.repeat(x5, 2, axis=3)[:, :, :, ::2]
+        fill = np.dtype(dtype).type(spec.padding_value)
+        out = np.full((x.shape[0], *plan.packed_shape), np.nan, dtype)
+        pack_row_planar(x5, *plan.maps, fill, out)
+        map_d, map_h, map_w = plan.maps
+        d, h, w = np.ix_(map_d, map_h, map_w.reshape(-1))
+        expected = x5[:, np.maximum(d, 0), np.maximum(h, 0), np.maximum(w, 0)]  # (N, Dp, Hp, SW * WQ, C)
+        expected = np.where(((d < 0) | (h < 0) | (w < 0))[None, ..., None], fill, expected)
+        expected = np.where((w == -2)[None, ..., None], 0, expected)
+        expected = np.moveaxis(expected, -1, 3).reshape(out.shape)
+        np.testing.assert_array_equal(out, expected, err_msg=f"{spec} {layout}")
+
+
+def test_direct_packed_input_buffer_kept_per_thread(rng):
+    """The packed input lives in a buffer each Python thread keeps between calls
+    (conv/direct/scratch.py): calls of other shapes and dtypes in turn, and calls on two
+    threads at once, each get their own results; the kept buffer is not the output."""
+    import threading
+
+    from fastconv.cpu.conv.direct import scratch
+
+    cases = [sample("conv2d", (2, 7, 12, 11), (9, 7, 3, 3), padding=1, dtype="float64"),
+             sample("conv2d", (1, 3, 5, 6), (4, 3, 3, 3), stride=2, padding=1),
+             sample("conv2d", (1, 20, 17, 19), (33, 20, 3, 3), padding=(1, 2))]
+    arrays = [s.arrays(rng) for s in cases]
+    expected = [reference_result(s, *a) for s, a in zip(cases, arrays)]
+
+    def run(results, order):
+        for i in order:
+            channels_last = i % 2 == 1
+            x, w, b = arrays[i]
+            xin = np.ascontiguousarray(np.moveaxis(x, 1, -1)) if channels_last else x
+            got = OPS["conv2d"](xin, w, b, algo="direct", channels_last=channels_last, **cases[i].args)
+            results.append((i, np.moveaxis(got, -1, 1) if channels_last else got))
+
+    ours = []
+    run(ours, [2, 0, 1, 2, 1])
+    kept = scratch._LOCAL.buf
+    assert not any(np.shares_memory(kept, got) for _, got in ours)
+    theirs = [[] for _ in range(2)]
+    workers = [threading.Thread(target=run, args=(theirs[k], [0, 1, 2, 0, 2, 1] * 3)) for k in range(2)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    for i, got in ours + theirs[0] + theirs[1]:
+        assert_close(got, expected[i], "conv", cases[i].dtype, scale(cases[i]), what=str(cases[i]))
+
+
 # --- the depthwise kernels (fastconv/cpu/conv/depthwise/) ----------------------------------------------
 
 DEPTHWISE_SAMPLES = [s for s in SAMPLES if not s.transposed and s.spec().is_depthwise]

@@ -6,8 +6,9 @@ Per call, in this order:
 1. the plan for the spec (tile shape, kernel, input layout, tiling of the output) comes
    from a cache: everything below that does not depend on the data;
 2. images, in chunks within the workspace cap, are padded into the row-planar,
-   stride-phase-split layout (conv.direct.tiled.pack_row_planar): the one layout
-   conversion of the input, from NCHW or NHWC alike;
+   stride-phase-split layout (conv.direct.tiled.pack_row_planar), in a buffer the calling
+   thread keeps between calls (conv.direct.scratch): the one layout conversion of the
+   input, from NCHW or NHWC alike;
 3. the kernel for the tile shape (conv.direct.tiled.direct_kernel): each task packs
    its block of V output channels' weights (vector.fma_tile.pack_weight_block)
    and writes the output straight into an array of the user's layout (NCHW or
@@ -57,6 +58,7 @@ from ...weights import all_finite, grouped_weight, pack_bias_blocked
 from ..driver import ChunkedOutput
 from .banded import BandedPlan, banded_kernel, banded_plan, taps_outer, zero_padded
 from .pointwise_rows import rows_plan, run_rows, supports_rows
+from .scratch import packing_buffer
 from .tiled import (
     L1_BYTES,
     NO_POS,
@@ -197,7 +199,7 @@ def _run_tiled(spec, x, w4, bias, pos):
     for n0, n1 in image_chunks(spec, per_image):
         out = result.chunk(n0, n1)
         if banded is None:
-            xq = np.empty((n1 - n0, *plan.packed_shape), dtype)
+            xq = packing_buffer((n1 - n0, *plan.packed_shape), dtype)
             pack_row_planar(as_working(x5[n0:n1], dtype), *plan.maps, fill, xq)
             direct_kernel(plan.shape)(xq.reshape(-1), w4, plan.xoff, bq.reshape(-1), out.reshape(-1), tiles.row,
                                       tiles.col, tiles.sel, tiles.group_start, n1 - n0, od_n, oh_n, ow_n,

@@ -30,6 +30,8 @@ from ...._threads import balanced, restore
 from ....kernels.inline import inline_helper
 from ..._jit import Simd, parallel_kernel, simd, specialised_kernel
 from ...vector.fma_tile import REVISION, fma_tile, pack_weight_block, shapes_literal
+from ...vector.planar_pack import REVISION as PLANAR_REVISION
+from ...vector.planar_pack import pack_planar_row
 from ...vector.swapped_pack import REVISION as SWAPPED_REVISION
 from ...vector.swapped_pack import pack_swapped_block
 
@@ -283,57 +285,80 @@ def column_map(w_map: np.ndarray, phases: int, wq: int) -> np.ndarray:
 PACK_TASKS = 16  # images x rows fewer than this are also cut along channels (or the row): 1-D layers are one row
 
 
-@parallel_kernel
 def pack_row_planar(x, map_d, map_h, map_w, fill, out):
     """out (N, Dp, Hp, C, SW, WQ) from x (N, D, H, W, C): map entries are source indices,
     -1 for the padding value, -2 for zero.
 
     Channels-last input with 8 or more channels is read along C (one pass over the
-    row); other input along W, one channel at a time (a pass per channel would re-read
-    a long channels-last row from memory C times: 1-D rows of 16000 ran 2x slower).
-    Fewer than PACK_TASKS rows are cut into pieces (of channels, or of the row read
-    along C) so that every thread packs, in chunks of :func:`balanced` (a preempted
-    worker's pieces are taken over).
+    row): with consecutive channels, whole vectors of them at a time, transposed in
+    registers (vector.planar_pack); other input along W, one channel at a time (a pass
+    per channel would re-read a long channels-last row from memory C times: 1-D rows of
+    16000 ran 2x slower). Fewer than PACK_TASKS rows are cut into pieces (of channels,
+    or of the row read along C) so that every thread packs, in chunks of
+    :func:`balanced` (a preempted worker's pieces are taken over).
     """
-    n_img, dp, hp, c_n, phases, wq = out.shape
-    zero = fill - fill
-    channels_inner = x.strides[4] < x.strides[3] and c_n >= 8
-    rows = n_img * dp * hp
-    pieces = 1 if rows >= PACK_TASKS else min(c_n if not channels_inner else wq, -(-PACK_TASKS // max(rows, 1)))
-    previous = balanced(rows * pieces)
-    for t in prange(rows * pieces):
-        piece = t % pieces
-        n = t // pieces // (dp * hp)
-        r = t // pieces - n * (dp * hp)
-        d = r // hp
-        h = r - d * hp
-        sd = map_d[d]
-        sh = map_h[h]
-        if channels_inner:
-            for ph in range(phases):
-                for j in range(piece * wq // pieces, (piece + 1) * wq // pieces):
-                    sw = map_w[ph, j]
-                    if sw == -2:
-                        for c in range(c_n):
+    _row_planar_packer()(x, map_d, map_h, map_w, fill, out)
+
+
+@functools.cache
+def _row_planar_packer():
+    width, revision = simd().vector_bytes, PLANAR_REVISION
+
+    def pack_row_planar_kernel(x, map_d, map_h, map_w, fill, out):
+        n_img, dp, hp, c_n, phases, wq = out.shape
+        zero = fill - fill
+        channels_inner = x.strides[4] < x.strides[3] and c_n >= 8
+        item = out.itemsize
+        vectors = channels_inner and x.strides[4] == item and x.strides[3] % item == 0 and x.strides[2] % item == 0 \
+            and x.strides[1] % item == 0 and x.strides[0] % item == 0
+        c_vec = c_n - c_n % (width // item) if vectors else 0  # channels packed by vectors
+        rows = n_img * dp * hp
+        pieces = 1 if rows >= PACK_TASKS else min(c_n if not channels_inner else wq, -(-PACK_TASKS // max(rows, 1)))
+        previous = balanced(rows * pieces)
+        for t in prange(rows * pieces):
+            piece = t % pieces
+            n = t // pieces // (dp * hp)
+            r = t // pieces - n * (dp * hp)
+            d = r // hp
+            h = r - d * hp
+            sd = map_d[d]
+            sh = map_h[h]
+            if channels_inner:
+                j0, j1 = piece * wq // pieces, (piece + 1) * wq // pieces
+                c0 = 0
+                if c_vec and sd >= 0 and sh >= 0:
+                    c0 = c_vec
+                    xbase = (n * x.strides[0] + sd * x.strides[1] + sh * x.strides[2]) // item
+                    for ph in range(phases):
+                        obase = (t // pieces * c_n * phases + ph) * wq + j0
+                        pack_planar_row(x, out, map_w[ph, j0:j1], xbase, x.strides[3] // item, obase, phases * wq,
+                                        j1 - j0, c_vec, fill, width, revision)
+                for ph in range(phases):
+                    for j in range(j0, j1):
+                        sw = map_w[ph, j]
+                        if sw == -2:
+                            for c in range(c0, c_n):
+                                out[n, d, h, c, ph, j] = zero
+                        elif sd < 0 or sh < 0 or sw < 0:
+                            for c in range(c0, c_n):
+                                out[n, d, h, c, ph, j] = fill
+                        else:
+                            for c in range(c0, c_n):
+                                out[n, d, h, c, ph, j] = x[n, sd, sh, sw, c]
+                continue
+            for c in range(piece * c_n // pieces, (piece + 1) * c_n // pieces):
+                for ph in range(phases):
+                    for j in range(wq):
+                        sw = map_w[ph, j]
+                        if sw == -2:
                             out[n, d, h, c, ph, j] = zero
-                    elif sd < 0 or sh < 0 or sw < 0:
-                        for c in range(c_n):
+                        elif sd < 0 or sh < 0 or sw < 0:
                             out[n, d, h, c, ph, j] = fill
-                    else:
-                        for c in range(c_n):
+                        else:
                             out[n, d, h, c, ph, j] = x[n, sd, sh, sw, c]
-            continue
-        for c in range(piece * c_n // pieces, (piece + 1) * c_n // pieces):
-            for ph in range(phases):
-                for j in range(wq):
-                    sw = map_w[ph, j]
-                    if sw == -2:
-                        out[n, d, h, c, ph, j] = zero
-                    elif sd < 0 or sh < 0 or sw < 0:
-                        out[n, d, h, c, ph, j] = fill
-                    else:
-                        out[n, d, h, c, ph, j] = x[n, sd, sh, sw, c]
-    restore(previous)
+        restore(previous)
+
+    return parallel_kernel(pack_row_planar_kernel)
 
 
 def reduction_offsets(geom, planar: RowPlanar, channels: int, in_per_group: int) -> np.ndarray:
