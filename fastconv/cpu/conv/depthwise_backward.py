@@ -134,8 +134,7 @@ def backward_kernel(kh_n: int, kw_n: int, dw: int, dtype: str):
                     dw_row(g, wf, zero, gx, grow + iw0 * c_n, obase + ow * c_n, 1, k0, k1, c_n, hstep, plane, 0, 1,
                            kh0, kh1, kw0, kw1, lo_clamp, hi_clamp, pixel_shape, lanes, row_revision)
         restore(previous)
-        for cb in range(n_cb):  # on the calling thread: a few adds per weight, cheaper than a parallel loop
-            add_strip_sums(partial, out, n_strips, taps, c_n, cb * CHANNEL_BLOCK)
+        add_strip_sums(partial, out, n_strips, taps, c_n, 0, c_n)  # on the calling thread: a few adds a weight
 
     dt = types.float32 if dtype == "float32" else types.float64
     flat = types.Array(dt, 1, "C")

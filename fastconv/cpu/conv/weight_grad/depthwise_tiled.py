@@ -55,10 +55,8 @@ def nhwc_strip(planes: int, out_h: int, in_w: int, channels: int, kh: int, sh: i
 
 
 @inline_helper
-def add_strip_sums(partial, out, n_strips, taps, c_n, k0):
-    """out (C, taps) += the strips' partial sums (strip, tap, C) of channels [k0, k0 + CHANNEL_BLOCK), in
-    strip order."""
-    k1 = min(k0 + CHANNEL_BLOCK, c_n)
+def add_strip_sums(partial, out, n_strips, taps, c_n, k0, k1):
+    """out (C, taps) += the strips' partial sums (strip, tap, C) of channels [k0, k1), in strip order."""
     total = np.empty(k1 - k0, partial.dtype)
     for t in range(taps):
         for k in range(k0, k1):
@@ -151,7 +149,7 @@ def nhwc_grad_kernel(kh_n: int, kw_n: int, sw: int, dw: int, dtype: str):
                              base + kd * taps2 * c_n, c_n, k0, k1, c_n, oh0, min(oh0 + strip, oh_n), ow_n, lo, hi,
                              in_h, in_w, sh, ph, pw, dh, shape, lanes, revision)
         for cb in prange(n_cb):
-            add_strip_sums(partial, out, n_strips, taps, c_n, cb * CHANNEL_BLOCK)
+            add_strip_sums(partial, out, n_strips, taps, c_n, cb * CHANNEL_BLOCK, min((cb + 1) * CHANNEL_BLOCK, c_n))
 
     name = f"dw_weight_grad_nhwc_k{kh_n}x{kw_n}_s{sw}d{dw}_{'f32' if dtype == 'float32' else 'f64'}"
     return specialised_kernel(kernel, name, [_signature(dtype, 19)])
