@@ -33,7 +33,7 @@ from ..vector.depthwise_grad import REVISION as GRAD_REVISION
 from ..vector.depthwise_grad import dw_grad_nhwc, grad_literal
 from ..vector.depthwise_row import REVISION as ROW_REVISION
 from ..vector.depthwise_row import dw_row, window_literal
-from ..weights import all_finite, pack_depthwise_weight
+from ..weights import all_finite
 from .depthwise.common import interior_columns
 from .depthwise.nhwc import PIXELS
 from .weight_grad.depthwise_tiled import (
@@ -77,7 +77,7 @@ def run_backward(plan: BackwardPlan, grad_output, x, weight):
     dtype, spec = plan.dtype, plan.spec
     if not (kernel_ready(grad_output, dtype) and kernel_ready(x, dtype) and all_finite(weight)):
         return None
-    wf = pack_depthwise_weight(np.flip(weight, axis=tuple(range(2, weight.ndim))), spec, dtype)
+    wf = np.ascontiguousarray(weight.reshape(spec.out_channels, -1)[:, ::-1].T, dtype)  # flipped, (taps, C)
     gx = np.empty(spec.input_shape, dtype)
     gw = np.zeros(spec.weight_shape, dtype)
     plan.kernel(x.reshape(-1), grad_output.reshape(-1), wf.reshape(-1), np.zeros(spec.out_channels, dtype),
