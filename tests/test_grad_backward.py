@@ -160,3 +160,19 @@ def test_errors(rng):
     with pytest.raises(ValueError, match="grad_output has shape"):  # the plan's key holds the shapes
         for _ in range(2):
             G.conv2d_backward(g[:, :, 1:], x, w, padding=1, groups=37, channels_last=True)
+
+
+@pytest.mark.cuda
+def test_cuda_arrays_take_the_two_kernels(rng):
+    """Device arrays in, device arrays out: the two CUDA kernels (and the bias's), bitwise the separate calls.
+    Under NUMBA_ENABLE_CUDASIM=1 without a GPU."""
+    from numba import cuda
+
+    if not cuda.is_available():
+        pytest.skip("no CUDA GPU and NUMBA_ENABLE_CUDASIM is not set")
+    s = sample("conv2d", (1, 3, 4, 5), (3, 1, 3, 3), groups=3, padding=1, dtype="float32")
+    for channels_last in (False, True):
+        x, w, g = (cuda.to_device(a) for a in _arrays(s, rng, channels_last))
+        got = _backward(s, x, w, g, channels_last, output_mask=(True, True, True))
+        want = _separate(s, x, w, g, channels_last)
+        _same_bits([a.copy_to_host() for a in got], [a.copy_to_host() for a in want])
