@@ -7,8 +7,8 @@ task owns one of the weight gradient's strips of output rows by a block of chann
 both: the strip's partial weight-gradient sums (vector.depthwise_grad.dw_grad_nhwc), then the same
 rows of the input gradient (vector.depthwise_row.dw_row on grad_output, the rows and border pixels
 the forward kernel would compute), while the strip's grad_output is still in cache; then the
-strips' sums are added in strip order, on the calling thread. Each sum is the separate calls' own, so the results are
-bitwise theirs, whatever the thread count.
+strips' sums are added in strip order, on the calling thread. Each sum is the separate calls' own,
+so the results are bitwise theirs, whatever the thread count.
 
 Where it applies (:func:`backward_plan`): multiplier 1, stride 1, zeros padding, an output the
 input's size (pads summing to the dilated window's span), window depth 1, float32 or float64, a
