@@ -1,8 +1,8 @@
 """The backward pass of a convolution layer: the gradients of its input and its weight.
 
 Same layer, same data as the forward problem, plus ``grad_output`` (the output's shape,
-in the run's layout). fastconv runs ``fastconv.grad.conv<N>d_input`` then
-``conv<N>d_weight`` (API.md "Gradients"); PyTorch runs ``aten.convolution_backward``
+in the run's layout). fastconv runs ``fastconv.grad.conv<N>d_backward`` (both gradients in
+one call, bitwise ``conv<N>d_input`` then ``conv<N>d_weight``); PyTorch runs ``aten.convolution_backward``
 with output_mask (input, weight), the one kernel its autograd calls for both, as a
 training step does. The layers have no bias, so neither side computes one.
 """
@@ -86,12 +86,11 @@ class ConvBackwardProblem(Problem):
 
         s = self.spec
         cl = layout == "nhwc"
-        data_grad, weight_grad = getattr(grad, f"{s.op}_input"), getattr(grad, f"{s.op}_weight")
+        backward = getattr(grad, f"{s.op}_backward")
         pads = pads_arg(s.pads)
 
         def run(x, w, g):
-            gx = data_grad(x.shape, w, g, s.stride, pads, s.dilation, s.groups, channels_last=cl, algo=algo)
-            gw = weight_grad(x, w.shape, g, s.stride, pads, s.dilation, s.groups, channels_last=cl, algo=algo)
+            gx, gw, _ = backward(g, x, w, s.stride, pads, s.dilation, s.groups, channels_last=cl, algo=algo)
             return gx, gw
         return run
 

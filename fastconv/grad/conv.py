@@ -9,6 +9,8 @@ NumPy arrays seen before runs its CallPlan (ops/_call.py) and nothing else, as t
 forward ops do: a 1x1 layer's gradient is a 0.1 ms GEMM, beside ~50 us of resolving.
 A transposed conv's weight gradient is the weight gradient of the forward conv that
 reads its grad_output with the same geometry, so the same kernels serve both.
+conv<N>d_backward returns a conv's gradients in one call (aten.convolution_backward's order),
+bitwise the separate calls; its call plan runs a channels-last depthwise layer's two in one pass.
 """
 
 from __future__ import annotations
@@ -17,13 +19,26 @@ import numpy as np
 
 from .._args import is_int
 from .._arrays import backend_of, check_array, check_float, check_same_dtype, like_input, shape_of, to_host
-from ..ops._call import DTYPE_NAMES, _as_kind, batched, call_plan, check_output, execute, host_key, host_plan, remember
+from .._small_calls import on_one_thread, serial
+from ..ops._call import (
+    DTYPE_NAMES,
+    CallPlan,
+    _as_kind,
+    batched,
+    call_plan,
+    check_output,
+    execute,
+    host_key,
+    host_plan,
+    remember,
+)
 from ..spec.conv import resolve_conv
 
 __all__ = [
     "conv1d_input", "conv2d_input", "conv3d_input",
     "conv1d_weight", "conv2d_weight", "conv3d_weight",
     "conv_bias",
+    "conv1d_backward", "conv2d_backward", "conv3d_backward",
     "conv_transpose1d_input", "conv_transpose2d_input", "conv_transpose3d_input",
     "conv_transpose1d_weight", "conv_transpose2d_weight", "conv_transpose3d_weight",
 ]
@@ -179,6 +194,103 @@ def conv3d_weight(input, weight_size, grad_output, stride=1, padding=0, dilation
     """Gradient of conv3d w.r.t. its weight, of shape ``weight_size`` (as torch.nn.grad.conv3d_weight)."""
     return _weight_grad("conv3d_weight", "conv3d", 3, input, weight_size, grad_output, channels_last, algo,
                         _conv_args(stride, padding, dilation, groups, padding_mode, padding_value))
+
+
+def _output_mask(op, value):
+    """``output_mask`` as three bools (grad input, grad weight, grad bias), else TypeError/ValueError."""
+    try:
+        mask = tuple(value)
+    except TypeError:
+        raise TypeError(f"{op}: output_mask must be a sequence of three bools, got {type(value).__name__}") from None
+    if len(mask) != 3 or not all(isinstance(m, (bool, np.bool_)) for m in mask):
+        raise ValueError(f"{op}: output_mask={value!r} must be three bools (grad input, grad weight, grad bias)")
+    return tuple(bool(m) for m in mask)
+
+
+def _backward(op, nd, grad_output, input, weight, output_mask, channels_last, algo, args):
+    """(grad input, grad weight, grad bias) of the forward conv<nd>d, each None where the mask says False:
+    the separate calls (whose checks and errors they are), or on NumPy arrays seen before the call plan
+    that a channels-last depthwise layer binds to the one-pass kernel (cpu/conv/depthwise_backward.py)."""
+    mask = _output_mask(op, output_mask)
+    bits = mask[0] + 2 * mask[1] + 4 * mask[2]
+    key = host_key(op, (bits, channels_last, algo, *args.values()), grad_output, input, weight)
+    if key is not None:
+        plan = call_plan(key)
+        if plan is not None:
+            return plan.run(grad_output, input, weight)
+    fwd = f"conv{nd}d"
+
+    def separate(g, x, w):
+        gi = _input_grad(f"{fwd}_input", fwd, nd, shape_of(x), w, g, channels_last, algo, args) if mask[0] else None
+        gw = _weight_grad(f"{fwd}_weight", fwd, nd, x, shape_of(w), g, channels_last, algo, args) if mask[1] else None
+        return gi, gw, conv_bias(g, channels_last=channels_last) if mask[2] else None
+
+    result = separate(grad_output, input, weight)
+    if key is None or len(shape_of(input)) != nd + 2:
+        return result
+    spec = resolve_conv(fwd, shape_of(input), shape_of(weight), channels_last=channels_last,
+                        dtype=DTYPE_NAMES[input.dtype], **args)
+    run = separate
+    if mask[:2] == (True, True) and algo == "auto":
+        from ..cpu.conv.depthwise_backward import backward_plan, run_backward
+
+        fused = backward_plan(spec)
+        if fused is not None:
+            def run(g, x, w):
+                both = run_backward(fused, g, x, w)
+                if both is None:
+                    return separate(g, x, w)
+                return (*both, conv_bias(g, channels_last=channels_last) if mask[2] else None)
+
+            if serial(spec):  # where each separate call would run on one thread
+                run = on_one_thread(run)
+    remember(key, CallPlan(spec, None, run))
+    return result
+
+
+def conv1d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1, *,
+                    output_mask=(True, True, False), padding_mode="zeros", padding_value=0.0, channels_last=False,
+                    algo="auto"):
+    """conv1d's gradients in one call: see :func:`conv2d_backward`."""
+    return _backward("conv1d_backward", 1, grad_output, input, weight, output_mask, channels_last, algo,
+                     _conv_args(stride, padding, dilation, groups, padding_mode, padding_value))
+
+
+def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1, *,
+                    output_mask=(True, True, False), padding_mode="zeros", padding_value=0.0, channels_last=False,
+                    algo="auto"):
+    """The gradients of conv2d w.r.t. its input, weight and bias in one call, as
+    ``aten.convolution_backward``: ``(grad_input, grad_weight, grad_bias)``, each None where
+    ``output_mask`` (three bools, aten's order) says False.
+
+    Arguments: ``grad_output``, then the forward's own (``conv2d(input, weight, ...)``, no bias
+    needed), in the forward's layout (``channels_last``). Each result is bitwise what
+    ``conv2d_input``, ``conv2d_weight`` and ``conv_bias`` return on the same arguments, and each
+    call raises their errors. A repeated call on C-contiguous float32/float64 NumPy arrays of a
+    channels-last depthwise layer (stride 1, zeros padding, an output of the input's size) computes
+    grad input and grad weight in one pass, each tile of grad_output read once; other layers, and
+    CUDA arrays, run the two gradients' own kernels one after the other.
+
+    >>> import numpy as np, fastconv.grad as G
+    >>> gi, gw, gb = G.conv2d_backward(np.ones((1, 1, 2, 2)), np.ones((1, 1, 3, 3)), np.ones((1, 1, 2, 2)))
+    >>> gi[0, 0]
+    array([[1., 2., 1.],
+           [2., 4., 2.],
+           [1., 2., 1.]])
+    >>> gw[0, 0], gb
+    (array([[4., 4.],
+           [4., 4.]]), None)
+    """
+    return _backward("conv2d_backward", 2, grad_output, input, weight, output_mask, channels_last, algo,
+                     _conv_args(stride, padding, dilation, groups, padding_mode, padding_value))
+
+
+def conv3d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1, *,
+                    output_mask=(True, True, False), padding_mode="zeros", padding_value=0.0, channels_last=False,
+                    algo="auto"):
+    """conv3d's gradients in one call: see :func:`conv2d_backward`."""
+    return _backward("conv3d_backward", 3, grad_output, input, weight, output_mask, channels_last, algo,
+                     _conv_args(stride, padding, dilation, groups, padding_mode, padding_value))
 
 
 def conv_transpose1d_input(input_size, weight, grad_output, stride=1, padding=0, output_padding=0, groups=1,

@@ -27,6 +27,7 @@ import numpy as np
 from numba import prange, types
 
 from ....kernels.geometry import geometry3
+from ....kernels.inline import inline_helper
 from ..._jit import simd, specialised_kernel
 from ...vector.depthwise_grad import REVISION, dw_grad_nchw, dw_grad_nhwc, grad_literal
 from ..depthwise.common import interior_columns
@@ -51,6 +52,21 @@ def nhwc_strip(planes: int, out_h: int, in_w: int, channels: int, kh: int, sh: i
     blocks = -(-channels // CHANNEL_BLOCK)
     strip = max(1, min((rows - (kh - 1) * dh) // sh, planes * out_h * blocks // MIN_TASKS))
     return -(-out_h // -(-out_h // strip))
+
+
+@inline_helper
+def add_strip_sums(partial, out, n_strips, taps, c_n, k0, k1):
+    """out (C, taps) += the strips' partial sums (strip, tap, C) of channels [k0, k1), in strip order."""
+    total = np.empty(k1 - k0, partial.dtype)
+    for t in range(taps):
+        for k in range(k0, k1):
+            total[k - k0] = out[k * taps + t]
+        for st in range(n_strips):
+            row = st * taps * c_n + t * c_n
+            for k in range(k0, k1):
+                total[k - k0] += partial[row + k]
+        for k in range(k0, k1):
+            out[k * taps + t] = total[k - k0]
 
 
 def _lanes(dtype: str) -> int:
@@ -132,19 +148,8 @@ def nhwc_grad_kernel(kh_n: int, kw_n: int, sw: int, dw: int, dtype: str):
                 dw_grad_nhwc(x, g, partial, ((q // od_n) * in_d + i_d) * in_plane, q * out_plane,
                              base + kd * taps2 * c_n, c_n, k0, k1, c_n, oh0, min(oh0 + strip, oh_n), ow_n, lo, hi,
                              in_h, in_w, sh, ph, pw, dh, shape, lanes, revision)
-        for cb in prange(n_cb):  # the strips' sums added to out in strip order
-            k0 = cb * CHANNEL_BLOCK
-            k1 = min(k0 + CHANNEL_BLOCK, c_n)
-            total = np.empty(k1 - k0, x.dtype)
-            for t in range(taps):
-                for k in range(k0, k1):
-                    total[k - k0] = out[k * taps + t]
-                for st in range(n_strips):
-                    row = st * taps * c_n + t * c_n
-                    for k in range(k0, k1):
-                        total[k - k0] += partial[row + k]
-                for k in range(k0, k1):
-                    out[k * taps + t] = total[k - k0]
+        for cb in prange(n_cb):
+            add_strip_sums(partial, out, n_strips, taps, c_n, cb * CHANNEL_BLOCK, min((cb + 1) * CHANNEL_BLOCK, c_n))
 
     name = f"dw_weight_grad_nhwc_k{kh_n}x{kw_n}_s{sw}d{dw}_{'f32' if dtype == 'float32' else 'f64'}"
     return specialised_kernel(kernel, name, [_signature(dtype, 19)])
