@@ -50,8 +50,8 @@ def tests(session: nox.Session) -> None:
     if code != 0:
         session.error(f"bounds-checked run failed (exit {code})")
     session.run("python", "-m", "pytest", "-m", "cuda", "tests/test_cuda.py", "tests/test_grad_pool_cuda.py",
-                "tests/test_grad_conv_cuda.py", "tests/test_cuda_stream.py", "-n", "2", *args,
-                env={"NUMBA_CACHE_DIR": CACHE, "NUMBA_ENABLE_CUDASIM": "1"})
+                "tests/test_grad_conv_cuda.py", "tests/test_cuda_stream.py", "tests/test_grad_backward.py",
+                "-n", "2", *args, env={"NUMBA_CACHE_DIR": CACHE, "NUMBA_ENABLE_CUDASIM": "1"})
 
 
 @nox.session
