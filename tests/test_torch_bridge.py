@@ -262,6 +262,23 @@ def test_weight_gradient_comes_in_the_weights_memory_format():
             torch.testing.assert_close(w.grad, w_torch.grad)
 
 
+def test_depthwise_channels_last_backward_in_one_call(monkeypatch):
+    """Input and weight gradients come from one fastconv.grad.conv2d_backward call (a repeated
+    channels-last depthwise layer takes its one-pass kernel), equal to torch's."""
+    calls = []
+    real = _conv_ops.BACKWARD[2]
+    monkeypatch.setitem(_conv_ops.BACKWARD, 2, lambda *a, **k: calls.append(k) or real(*a, **k))
+    x = _t(2, 6, 9, 8).detach().to(memory_format=torch.channels_last)
+    w = _t(6, 1, 3, 3)
+    for _ in range(2):
+        xs, ws, xt, wt = (t.detach().requires_grad_() for t in (x, w, x, w))
+        FT.conv2d(xs, ws, padding=1, groups=6).square().sum().backward()
+        TF.conv2d(xt, wt, padding=1, groups=6).square().sum().backward()
+        torch.testing.assert_close(xs.grad, xt.grad)
+        torch.testing.assert_close(ws.grad, wt.grad)
+    assert len(calls) == 2 and all(k["channels_last"] for k in calls)
+
+
 def test_eager_conv_saves_only_what_its_gradients_read():
     """A frozen weight's layer keeps no input (only the weight's gradient reads it); the
     gradients are torch's either way, in both layouts."""

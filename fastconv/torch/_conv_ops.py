@@ -99,6 +99,7 @@ def transpose_call(nd, geometry, options):
 FUNCTIONS = {(t, nd): (getattr(fastconv, f"{name}{nd}d"), getattr(grad, f"{name}{nd}d_input"),
                        getattr(grad, f"{name}{nd}d_weight"))
              for t, name in ((False, "conv"), (True, "conv_transpose")) for nd in (1, 2, 3)}
+BACKWARD = {nd: getattr(grad, f"conv{nd}d_backward") for nd in (1, 2, 3)}
 
 
 def run_forward(call, input, weight, bias, permuted=False):
@@ -116,6 +117,14 @@ def run_input_grad(fn, input_size, weight, grad_output, kwargs, permuted=False):
     if weight.is_cuda:
         return as_tensor(run(weight, fn, tuple(input_size), *arrays, **kwargs), arrays, permuted)
     return as_tensor(fn(tuple(input_size), *arrays, **kwargs), arrays, permuted)
+
+
+def run_backward(nd, input, weight, grad_output, kwargs, permuted=False):
+    """A conv's input and weight gradients in one ``fastconv.grad.conv{nd}d_backward`` call
+    (on a repeated call, one pass over grad_output where a kernel does both; CPU tensors)."""
+    arrays = (as_array(grad_output, permuted), as_array(input, permuted), as_array(weight))
+    gi, gw, _ = BACKWARD[nd](*arrays, output_mask=(True, True, False), **kwargs)
+    return as_tensor(gi, arrays, permuted), as_tensor(gw, arrays)
 
 
 def run_weight_grad(fn, input, weight_size, grad_output, kwargs, permuted=False):
@@ -268,12 +277,17 @@ class _Eager(torch.autograd.Function):
         g = activation_grad(grad_output, output, call.activation)
         _, input_grad_fn, weight_grad_fn = FUNCTIONS[call.transposed, call.nd]
         gi = gw = gb = None
-        if needs[0]:
-            size = ctx.input_size if input is None else input.shape
-            size = channels_last_shape(size) if permuted else size
-            gi = run_input_grad(input_grad_fn, size, weight, g, call.grads, permuted)
-        if needs[1]:
-            gw = like_parameter(run_weight_grad(weight_grad_fn, input, weight.shape, g, call.grads, permuted), weight)
+        if needs[0] and needs[1] and not call.transposed and not input.is_cuda:
+            gi, gw = run_backward(call.nd, input, weight, g, call.grads, permuted)
+            gw = like_parameter(gw, weight)
+        elif needs[0] or needs[1]:
+            if needs[0]:
+                size = ctx.input_size if input is None else input.shape
+                size = channels_last_shape(size) if permuted else size
+                gi = run_input_grad(input_grad_fn, size, weight, g, call.grads, permuted)
+            if needs[1]:
+                gw = run_weight_grad(weight_grad_fn, input, weight.shape, g, call.grads, permuted)
+                gw = like_parameter(gw, weight)
         if needs[2]:
             gb = run_bias_grad(g, call.grads["channels_last"], permuted)
         return gi, gw, gb, None, None
