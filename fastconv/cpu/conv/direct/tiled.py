@@ -297,23 +297,25 @@ def pack_row_planar(x, map_d, map_h, map_w, fill, out):
     or of the row read along C) so that every thread packs, in chunks of
     :func:`balanced` (a preempted worker's pieces are taken over).
     """
-    _row_planar_packer()(x, map_d, map_h, map_w, fill, out)
+    channels_inner = x.strides[4] < x.strides[3] and x.shape[4] >= 8
+    (_channels_inner_packer() if channels_inner else _channel_planes_packer())(x, map_d, map_h, map_w, fill, out)
 
 
 @functools.cache
-def _row_planar_packer():
+def _channels_inner_packer():
+    """Channels-last rows read along C; kept apart from the channel-planes kernel so that a
+    channels-first call never compiles the vector transpose (about 0.45 s of a cold first call)."""
     width, revision = simd().vector_bytes, PLANAR_REVISION
 
-    def pack_row_planar_kernel(x, map_d, map_h, map_w, fill, out):
+    def pack_rows_channels_inner(x, map_d, map_h, map_w, fill, out):
         n_img, dp, hp, c_n, phases, wq = out.shape
         zero = fill - fill
-        channels_inner = x.strides[4] < x.strides[3] and c_n >= 8
         item = out.itemsize
-        vectors = channels_inner and x.strides[4] == item and x.strides[3] % item == 0 and x.strides[2] % item == 0 \
+        vectors = x.strides[4] == item and x.strides[3] % item == 0 and x.strides[2] % item == 0 \
             and x.strides[1] % item == 0 and x.strides[0] % item == 0
         c_vec = c_n - c_n % (width // item) if vectors else 0  # channels packed by vectors
         rows = n_img * dp * hp
-        pieces = 1 if rows >= PACK_TASKS else min(c_n if not channels_inner else wq, -(-PACK_TASKS // max(rows, 1)))
+        pieces = 1 if rows >= PACK_TASKS else min(wq, -(-PACK_TASKS // max(rows, 1)))
         previous = balanced(rows * pieces)
         for t in prange(rows * pieces):
             piece = t % pieces
@@ -323,29 +325,50 @@ def _row_planar_packer():
             h = r - d * hp
             sd = map_d[d]
             sh = map_h[h]
-            if channels_inner:
-                j0, j1 = piece * wq // pieces, (piece + 1) * wq // pieces
-                c0 = 0
-                if c_vec and sd >= 0 and sh >= 0:
-                    c0 = c_vec
-                    xbase = (n * x.strides[0] + sd * x.strides[1] + sh * x.strides[2]) // item
-                    for ph in range(phases):
-                        obase = (t // pieces * c_n * phases + ph) * wq + j0
-                        pack_planar_row(x, out, map_w[ph, j0:j1], xbase, x.strides[3] // item, obase, phases * wq,
-                                        j1 - j0, c_vec, fill, width, revision)
+            j0, j1 = piece * wq // pieces, (piece + 1) * wq // pieces
+            c0 = 0
+            if c_vec and sd >= 0 and sh >= 0:
+                c0 = c_vec
+                xbase = (n * x.strides[0] + sd * x.strides[1] + sh * x.strides[2]) // item
                 for ph in range(phases):
-                    for j in range(j0, j1):
-                        sw = map_w[ph, j]
-                        if sw == -2:
-                            for c in range(c0, c_n):
-                                out[n, d, h, c, ph, j] = zero
-                        elif sd < 0 or sh < 0 or sw < 0:
-                            for c in range(c0, c_n):
-                                out[n, d, h, c, ph, j] = fill
-                        else:
-                            for c in range(c0, c_n):
-                                out[n, d, h, c, ph, j] = x[n, sd, sh, sw, c]
-                continue
+                    obase = (t // pieces * c_n * phases + ph) * wq + j0
+                    pack_planar_row(x, out, map_w[ph, j0:j1], xbase, x.strides[3] // item, obase, phases * wq,
+                                    j1 - j0, c_vec, fill, width, revision)
+            for ph in range(phases):
+                for j in range(j0, j1):
+                    sw = map_w[ph, j]
+                    if sw == -2:
+                        for c in range(c0, c_n):
+                            out[n, d, h, c, ph, j] = zero
+                    elif sd < 0 or sh < 0 or sw < 0:
+                        for c in range(c0, c_n):
+                            out[n, d, h, c, ph, j] = fill
+                    else:
+                        for c in range(c0, c_n):
+                            out[n, d, h, c, ph, j] = x[n, sd, sh, sw, c]
+        restore(previous)
+
+    return parallel_kernel(pack_rows_channels_inner)
+
+
+@functools.cache
+def _channel_planes_packer():
+    """Other input read along W, one channel at a time."""
+
+    def pack_rows_channel_planes(x, map_d, map_h, map_w, fill, out):
+        n_img, dp, hp, c_n, phases, wq = out.shape
+        zero = fill - fill
+        rows = n_img * dp * hp
+        pieces = 1 if rows >= PACK_TASKS else min(c_n, -(-PACK_TASKS // max(rows, 1)))
+        previous = balanced(rows * pieces)
+        for t in prange(rows * pieces):
+            piece = t % pieces
+            n = t // pieces // (dp * hp)
+            r = t // pieces - n * (dp * hp)
+            d = r // hp
+            h = r - d * hp
+            sd = map_d[d]
+            sh = map_h[h]
             for c in range(piece * c_n // pieces, (piece + 1) * c_n // pieces):
                 for ph in range(phases):
                     for j in range(wq):
@@ -358,7 +381,7 @@ def _row_planar_packer():
                             out[n, d, h, c, ph, j] = x[n, sd, sh, sw, c]
         restore(previous)
 
-    return parallel_kernel(pack_row_planar_kernel)
+    return parallel_kernel(pack_rows_channel_planes)
 
 
 def reduction_offsets(geom, planar: RowPlanar, channels: int, in_per_group: int) -> np.ndarray:
