@@ -121,12 +121,13 @@ def unfold_cpu(spec, x):
 # ---- fold -------------------------------------------------------------------------
 
 @parallel_kernel
-def fold_planes(cols, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh, dw, pd, ph, pw, bd_n, bh_n, bw_n, out):
-    """out[p, z, y, x] = sum of cols[p, tap, block] over the (tap, block) pairs landing there.
+def fold_band(cols, r0, r1, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh, dw, pd, ph, pw, bd_n, bh_n, bw_n, out):
+    """out[p, z, y, x] += cols[p, tap, (row - r0) * bw_n + bx] over the block rows r0 <= row < r1
+    (row = bz * bh_n + by) and taps that land there.
 
-    cols (P, KD * KH * KW, BD * BH * BW); out (P, D, H, W); pd/ph/pw the begin pads.
-    Each task owns one output row and gathers into it every tap that reaches it, taps
-    in ascending order per pixel.
+    cols (P, KD * KH * KW, (r1 - r0) * BW); out (P, D, H, W); pd/ph/pw the begin pads. Each
+    task owns one output row and gathers into it every tap that reaches it, taps in
+    ascending order per pixel: with r0 = 0 and r1 = BD * BH, col2im (fold) onto zeros.
     """
     planes, d_n, h_n, w_n = out.shape
     for t in prange(planes * d_n * h_n):
@@ -136,18 +137,18 @@ def fold_planes(cols, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh, dw, pd, ph, pw, bd_n
         y = r - z * h_n
         src = cols[p]
         row = out[p, z, y]
-        for x in range(w_n):
-            row[x] = 0
         for kd in range(kd_n):
             pz = z + pd - kd * dd
             if pz < 0 or pz % sd != 0 or pz // sd >= bd_n:
                 continue
-            bz = pz // sd
             for kh in range(kh_n):
                 py = y + ph - kh * dh
                 if py < 0 or py % sh != 0 or py // sh >= bh_n:
                     continue
-                block0 = ((bz * bh_n + py // sh) * bw_n)
+                block_row = (pz // sd) * bh_n + py // sh
+                if block_row < r0 or block_row >= r1:
+                    continue
+                block0 = (block_row - r0) * bw_n
                 for kw in range(kw_n):
                     a = pw - kw * dw  # output column of block bx: bx * sw - a
                     lo, hi = inside_range(a, sw, w_n, bw_n)
@@ -163,10 +164,10 @@ def fold_cpu(spec, cols):
     taps = int(np.prod(spec.kernel))
     blocks = int(np.prod(spec.grid))
     cw = working_c(cols, dtype).reshape(planes, taps, blocks)
-    out = np.empty((planes, *lift3(spec.image, 1)), dtype)
-    pads = lift3(spec.pads, (0, 0))
-    fold_planes(cw, *lift3(spec.kernel, 1), *lift3(spec.stride, 1), *lift3(spec.dilation, 1),
-                *(b for b, _ in pads), *lift3(spec.grid, 1), out)
+    out = np.zeros((planes, *lift3(spec.image, 1)), dtype)
+    pads, grid = lift3(spec.pads, (0, 0)), lift3(spec.grid, 1)
+    fold_band(cw, 0, grid[0] * grid[1], *lift3(spec.kernel, 1), *lift3(spec.stride, 1), *lift3(spec.dilation, 1),
+              *(b for b, _ in pads), *grid, out)
     return to_user_dtype(out.reshape(spec.output_shape), np.dtype(spec.dtype))
 
 

@@ -6,7 +6,7 @@ pixel then gathers the columns of the taps that read it. The GEMM's rows are the
 channels times the taps, so a layer of few input channels (a stem: 3 channels, 7x7 taps, 147
 rows) still runs a well-shaped product, where the adjoint conv's output has only those 3
 channels to vectorise over. The output rows are taken in bands whose columns fit in L2
-(BAND_BYTES): a band's GEMM, then :func:`fold_band` adds its columns onto the input rows
+(BAND_BYTES): a band's GEMM, then ``windows.fold_band`` adds its columns onto the input rows
 they reach (a task per input row: no two tasks write one pixel). Channels-last grad_output
 is read in place as a transposed operand; the planes are moved to the user's layout once.
 
@@ -23,53 +23,16 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import prange
 
 from ..._arrays import working_dtype
 from ..._workspace import chunks
 from ...dispatch import register
 from ...kernels.geometry import geometry3
-from .._jit import parallel_kernel
 from ..blas import gemm
-from ..windows import inside_range
+from ..windows import fold_band
 from .input_grad_gemm import GEMM_THREADS
 
 BAND_BYTES = 2 * 1024 * 1024  # a band's columns: about L2 (2 MB on the project machine)
-
-
-@parallel_kernel
-def fold_band(cols, r0, r1, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh, dw, pd, ph, pw, bd_n, bh_n, bw_n, out):
-    """out[p, z, y, x] += cols[p, tap, (row - r0) * bw_n + bx] over the output rows r0 <= row < r1
-    (row = bz * bh_n + by) and taps that land there, taps in ascending order.
-
-    cols (P, KD * KH * KW, (r1 - r0) * BW); out (P, D, H, W); pd/ph/pw the begin pads.
-    """
-    planes, d_n, h_n, w_n = out.shape
-    for t in prange(planes * d_n * h_n):
-        p = t // (d_n * h_n)
-        r = t - p * (d_n * h_n)
-        z = r // h_n
-        y = r - z * h_n
-        src = cols[p]
-        row = out[p, z, y]
-        for kd in range(kd_n):
-            pz = z + pd - kd * dd
-            if pz < 0 or pz % sd != 0 or pz // sd >= bd_n:
-                continue
-            for kh in range(kh_n):
-                py = y + ph - kh * dh
-                if py < 0 or py % sh != 0 or py // sh >= bh_n:
-                    continue
-                out_row = (pz // sd) * bh_n + py // sh
-                if out_row < r0 or out_row >= r1:
-                    continue
-                block0 = (out_row - r0) * bw_n
-                for kw in range(kw_n):
-                    a = pw - kw * dw  # input column of block bx: bx * sw - a
-                    lo, hi = inside_range(a, sw, w_n, bw_n)
-                    tap_row = src[(kd * kh_n + kh) * kw_n + kw]
-                    for bx in range(lo, hi):
-                        row[bx * sw - a] += tap_row[block0 + bx]
 
 
 def supports_columns(spec):

@@ -301,6 +301,16 @@ def pack_row_planar(x, map_d, map_h, map_w, fill, out):
     (_channels_inner_packer() if channels_inner else _channel_planes_packer())(x, map_d, map_h, map_w, fill, out)
 
 
+@inline_helper
+def _pack_task(t, pieces, dp, hp):
+    """(piece, image, depth row, row) of packing task ``t``."""
+    piece = t % pieces
+    n = t // pieces // (dp * hp)
+    r = t // pieces - n * (dp * hp)
+    d = r // hp
+    return piece, n, d, r - d * hp
+
+
 @functools.cache
 def _channels_inner_packer():
     """Channels-last rows read along C; kept apart from the channel-planes kernel so that a
@@ -318,11 +328,7 @@ def _channels_inner_packer():
         pieces = 1 if rows >= PACK_TASKS else min(wq, -(-PACK_TASKS // max(rows, 1)))
         previous = balanced(rows * pieces)
         for t in prange(rows * pieces):
-            piece = t % pieces
-            n = t // pieces // (dp * hp)
-            r = t // pieces - n * (dp * hp)
-            d = r // hp
-            h = r - d * hp
+            piece, n, d, h = _pack_task(t, pieces, dp, hp)
             sd = map_d[d]
             sh = map_h[h]
             j0, j1 = piece * wq // pieces, (piece + 1) * wq // pieces
@@ -362,11 +368,7 @@ def _channel_planes_packer():
         pieces = 1 if rows >= PACK_TASKS else min(c_n, -(-PACK_TASKS // max(rows, 1)))
         previous = balanced(rows * pieces)
         for t in prange(rows * pieces):
-            piece = t % pieces
-            n = t // pieces // (dp * hp)
-            r = t // pieces - n * (dp * hp)
-            d = r // hp
-            h = r - d * hp
+            piece, n, d, h = _pack_task(t, pieces, dp, hp)
             sd = map_d[d]
             sh = map_h[h]
             for c in range(piece * c_n // pieces, (piece + 1) * c_n // pieces):
