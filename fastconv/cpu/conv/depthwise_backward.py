@@ -43,6 +43,7 @@ from .weight_grad.depthwise_tiled import (
     _pixels,
     add_strip_sums,
     nhwc_strip,
+    zeroed_strip_block,
 )
 
 
@@ -106,13 +107,7 @@ def backward_kernel(kh_n: int, kw_n: int, dw: int, dtype: str):
         hstep = dh * in_w * c_n
         previous = balanced(n_strips * n_cb)
         for task in prange(n_strips * n_cb):
-            st = task // n_cb
-            k0 = (task - st * n_cb) * CHANNEL_BLOCK
-            k1 = min(k0 + CHANNEL_BLOCK, c_n)
-            base = st * taps * c_n
-            for t in range(taps):
-                for k in range(k0, k1):
-                    partial[base + t * c_n + k] = 0
+            st, k0, k1, base = zeroed_strip_block(task, n_cb, c_n, taps, partial)
             q = st // per_plane
             oh0 = (st - q * per_plane) * strip
             oh1 = min(oh0 + strip, in_h)

@@ -55,6 +55,20 @@ def nhwc_strip(planes: int, out_h: int, in_w: int, channels: int, kh: int, sh: i
 
 
 @inline_helper
+def zeroed_strip_block(task, n_cb, c_n, taps, partial):
+    """(strip, k0, k1, base) of a channels-last strip task (strips x channel blocks of
+    CHANNEL_BLOCK), its block of the strip's (tap, channel) partial sums set to zero."""
+    st = task // n_cb
+    k0 = (task - st * n_cb) * CHANNEL_BLOCK
+    k1 = min(k0 + CHANNEL_BLOCK, c_n)
+    base = st * taps * c_n
+    for t in range(taps):
+        for k in range(k0, k1):
+            partial[base + t * c_n + k] = 0
+    return st, k0, k1, base
+
+
+@inline_helper
 def add_strip_sums(partial, out, n_strips, taps, c_n, k0, k1):
     """out (C, taps) += the strips' partial sums (strip, tap, C) of channels [k0, k1), in strip order."""
     total = np.empty(k1 - k0, partial.dtype)
@@ -131,13 +145,7 @@ def nhwc_grad_kernel(kh_n: int, kw_n: int, sw: int, dw: int, dtype: str):
         n_cb = (c_n + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
         partial = np.empty(n_strips * taps * c_n, x.dtype)  # (strip, tap, channel)
         for task in prange(n_strips * n_cb):
-            st = task // n_cb
-            k0 = (task - st * n_cb) * CHANNEL_BLOCK
-            k1 = min(k0 + CHANNEL_BLOCK, c_n)
-            base = st * taps * c_n
-            for t in range(taps):
-                for k in range(k0, k1):
-                    partial[base + t * c_n + k] = 0
+            st, k0, k1, base = zeroed_strip_block(task, n_cb, c_n, taps, partial)
             q = st // per_plane  # n * od_n + od
             od = q % od_n
             oh0 = (st - q * per_plane) * strip
