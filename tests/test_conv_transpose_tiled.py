@@ -25,13 +25,13 @@ def test_when_it_applies():
     assert tiled_plan(spec((1, 32, 7, 7), (32, 16, 2, 2), stride=2), threads) is None  # 1x1 phases: one GEMM
     assert tiled_plan(spec((1, 32, 7, 7), (32, 16, 3, 3), stride=2, padding=1), threads) is None  # 13: odd output
     assert tiled_plan(spec((1, 32, 4, 4), (32, 8, 4, 4), stride=2, padding=1, groups=2), threads) is None
-    # K % V: neither phases grouped along the width (DCGAN) nor single phases all in the swapped-phases kernel need it
-    assert tiled_plan(spec((1, 32, 4, 4), (32, 12, 4, 4), stride=2, padding=1), threads).calls[0].w_shape[0] == 2
+    # K % V: the swapped-phases kernel stores K channels of every pixel
+    assert len(tiled_plan(spec((1, 32, 4, 4), (32, 12, 4, 4), stride=2, padding=1), threads).calls) == 4
     assert tiled_plan(spec((1, 32, 7, 7), (32, 12, 3, 3), stride=2, padding=1, output_padding=1), threads).swapped
     assert tiled_plan(spec((1, 8, 3, 4, 4), (8, 16, 2, 4, 4), stride=2, padding=1), threads) is None  # depth stride
-    # every call one phase (FCN): one call of the swapped-phases kernel, no forward weights built
-    assert tiled_plan(spec((1, 32, 7, 7), (32, 16, 3, 3), stride=2, padding=1, output_padding=1), threads).swapped
-    assert tiled_plan(spec((2, 64, 4, 4), (64, 32, 4, 4), stride=2, padding=1), threads).swapped is None  # grouped
+    # DCGAN's phases too: one call of the swapped-phases kernel, no forward weights built
+    assert sorted(np.diff(tiled_plan(spec((2, 64, 4, 4), (64, 32, 4, 4), stride=2, padding=1), threads).swapped.at)
+                  // 64) == [4, 4, 4, 4]
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
@@ -58,6 +58,25 @@ def _check(x, w, b, channels_last, **args):
     if channels_last:
         got = np.moveaxis(got, -1, 1)
     assert_close(got, expected, "conv", x.dtype.name, np.sqrt(np.prod(w.shape[1:])))
+    return got
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_threads_bitwise(channels_last, rng):
+    """DCGAN-like (4x4 stride 2, three images, K = 20: a part channel block), bias and relu6: against the
+    reference, and bitwise the same on one thread and on all."""
+    x = rng.standard_normal((3, 40, 3, 5)).astype(np.float32)
+    w = rng.standard_normal((40, 20, 4, 4)).astype(np.float32)
+    b = rng.standard_normal(20).astype(np.float32)
+    args = dict(stride=2, padding=1, activation="relu6")
+    got = _check(x, w, b, channels_last, **args)
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        again = _check(x, w, b, channels_last, **args)
+    finally:
+        numba.set_num_threads(previous)
+    assert np.array_equal(got, again)
 
 
 @pytest.mark.parametrize("channels_last", [False, True])

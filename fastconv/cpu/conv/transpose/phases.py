@@ -20,11 +20,10 @@ after (both causes only add NaN), is whichever reads fewer elements; none where 
 forward conv reads zeros (U-Net's 2x2 stride 2: every term of every output is a term of the
 definition).
 Otherwise, where its conditions hold (ungrouped, output sizes multiples of the strides, ...),
-tiled.py runs every phase through the compiled direct kernel with the input
-packed once and each phase's outputs written straight into their interleaved places
-(DCGAN's 4x4 and FCN's 3x3 stride-2 layers; where each phase runs alone, as in a strided
-3x3 conv's input gradient, all in one call of swapped_phases.py's kernel, which packs the
-transposed weight itself); 1x1 sub-kernels stay one GEMM.
+tiled.py runs every phase in one call of swapped_phases.py's kernel (the direct kernel's register
+tiles, the transposed weight packed by each task itself) with the input packed once and each
+phase's outputs written straight into their interleaved places (DCGAN's 4x4 and FCN's 3x3
+stride-2 layers, a strided 3x3 conv's input gradient); 1x1 sub-kernels stay one GEMM.
 
 Input: the user's layout (channels-first or channels-last), cropped by views where a
 phase starts inside it; zero padding is left to the forward kernel. A phase with no
