@@ -2,7 +2,7 @@
 
 Each result must be bitwise what the separate calls (conv<N>d_input, conv<N>d_weight, conv_bias)
 return, on the first call (the separate calls) and on repeated ones (the call plan: the one-pass
-kernel of cpu/conv/depthwise_backward.py for channels-last depthwise layers); ground truth against
+kernels of cpu/conv/depthwise_backward.py for depthwise layers); ground truth against
 the NumPy reference (adjointness, float64) and torch.autograd.
 """
 
@@ -33,14 +33,33 @@ FUSED = [  # channels-last: the one-pass kernel (asserted)
     sample("conv1d", (2, 16, 17), (16, 1, 5), groups=16, padding=2),
     sample("conv3d", (1, 8, 3, 6, 7), (8, 1, 1, 3, 3), groups=8, padding=(0, 1, 1), dtype="float32"),
 ]
-SEPARATE = [  # the two kernels one after the other in either layout
+STRIDED = [  # the one-pass kernels where _one_pass says
     sample("conv2d", (2, 12, 9, 10), (12, 1, 3, 3), groups=12, stride=2, padding=1),
+    sample("conv2d", (2, 70, 24, 23), (70, 1, 3, 3), groups=70, stride=2, padding=1, dtype="float32"),  # odd width,
+    # tasks of several channels, on two threads
+    sample("conv2d", (2, 8, 10, 9), (8, 1, 3, 3), groups=8, stride=(2, 1), padding=(1, 3)),  # an output wider
+    # than the input
+    sample("conv2d", (1, 6, 8, 10), (6, 1, 3, 3), groups=6, stride=3, padding=1),  # stride 3 along the row
+    sample("conv1d", (2, 16, 17), (16, 1, 3), groups=16, stride=2, padding=1),
+    sample("conv3d", (1, 4, 5, 6, 7), (4, 1, 3, 3, 3), groups=4, stride=2, padding=1, dtype="float32"),
+]
+SEPARATE = [  # the two kernels one after the other in either layout
     sample("conv2d", (2, 6, 7, 8), (12, 1, 3, 3), groups=6, padding=1),  # multiplier 2
     sample("conv2d", (2, 8, 9, 8), (8, 1, 3, 3), groups=8, padding=1, padding_mode="reflect"),
     sample("conv2d", (1, 6, 8, 9), (6, 1, 3, 3), groups=6),  # an output smaller than the input
     sample("conv3d", (1, 4, 5, 6, 5), (4, 1, 3, 3, 3), groups=4, padding=1),
     sample("conv2d", (2, 8, 9, 10), (12, 8, 3, 3), padding=1, dtype="float32"),
 ]
+
+
+def _one_pass(s, channels_last):
+    """Whether the call plan runs a one-pass kernel: channels-last stride 1 (FUSED), channels-last strided
+    maps of depth 1, channels-first strided layers of stride 2 at most along the row."""
+    if s in FUSED:
+        return channels_last
+    if s not in STRIDED:
+        return False
+    return s.nd < 3 if channels_last else np.broadcast_to(s.args.get("stride", 1), (s.nd,))[-1] <= 2
 
 
 def _args(s):
@@ -78,11 +97,11 @@ def _channels_first(a, channels_last):
 
 
 @pytest.mark.parametrize("channels_last", [False, True], ids=["first", "last"])
-@pytest.mark.parametrize("s", FUSED + SEPARATE, ids=str)
+@pytest.mark.parametrize("s", FUSED + STRIDED + SEPARATE, ids=str)
 def test_bitwise_the_separate_calls_and_correct(s, channels_last, rng):
     x, w, g = _arrays(s, rng, channels_last)
     spec = resolve_conv(f"conv{s.nd}d", x.shape, w.shape, channels_last=channels_last, dtype=s.dtype, **_args(s))
-    assert (backward_plan(spec) is not None) == (channels_last and s in FUSED)
+    assert (backward_plan(spec) is not None) == _one_pass(s, channels_last)
     want = _separate(s, x, w, g, channels_last)
     for _ in range(3):  # the first call, then the call plan
         _same_bits(_backward(s, x, w, g, channels_last, output_mask=(True, True, True)), want)
@@ -131,17 +150,26 @@ def test_output_mask_and_fallbacks(rng):
     _same_bits(_backward(s, x[0], w, g[0], True)[:2],  # unbatched
                (G.conv2d_input(x[0].shape, w, g[0], padding=1, groups=37, channels_last=True),
                 G.conv2d_weight(x[0], w.shape, g[0], padding=1, groups=37, channels_last=True)))
+    s = STRIDED[0]  # strided: a non-contiguous input; a NaN weight (no padding zeros to meet) in the kernel
+    for cl in (False, True):
+        x, w, g = _arrays(s, rng, cl)
+        for _ in range(2):
+            _backward(s, x, w, g, cl)
+        x_rev = x[:, ::-1] if cl else x[:, :, :, ::-1]
+        _same_bits(_backward(s, x_rev, w, g, cl)[:2], _separate(s, x_rev, w, g, cl)[:2])
+        _same_bits(_backward(s, x, w_nan[:12], g, cl)[:2], _separate(s, x, w_nan[:12], g, cl)[:2])
 
 
-def test_deterministic_across_threads(rng):
-    s = FUSED[1]
-    x, w, g = _arrays(s, rng, True)
+@pytest.mark.parametrize(("s", "channels_last"), [(FUSED[1], True), (STRIDED[1], True), (STRIDED[1], False)],
+                         ids=["last", "last-strided", "first-strided"])
+def test_deterministic_across_threads(s, channels_last, rng):
+    x, w, g = _arrays(s, rng, channels_last)
     old = numba.get_num_threads()
     try:
         runs = []
         for threads in (1, 2, 2, 1):
             numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-            runs.append(_backward(s, x, w, g, True)[:2])
+            runs.append(_backward(s, x, w, g, channels_last)[:2])
     finally:
         numba.set_num_threads(old)
     for run in runs[1:]:

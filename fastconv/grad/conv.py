@@ -10,7 +10,8 @@ forward ops do: a 1x1 layer's gradient is a 0.1 ms GEMM, beside ~50 us of resolv
 A transposed conv's weight gradient is the weight gradient of the forward conv that
 reads its grad_output with the same geometry, so the same kernels serve both.
 conv<N>d_backward returns a conv's gradients in one call (aten.convolution_backward's order),
-bitwise the separate calls; its call plan runs a channels-last depthwise layer's two in one pass.
+bitwise the separate calls; its call plan runs a depthwise layer's two in one pass (channels-last
+stride 1, channels-first strided).
 """
 
 from __future__ import annotations
@@ -210,7 +211,7 @@ def _output_mask(op, value):
 def _backward(op, nd, grad_output, input, weight, output_mask, channels_last, algo, args):
     """(grad input, grad weight, grad bias) of the forward conv<nd>d, each None where the mask says False:
     the separate calls (whose checks and errors they are), or on NumPy arrays seen before the call plan
-    that a channels-last depthwise layer binds to the one-pass kernel (cpu/conv/depthwise_backward.py)."""
+    that a depthwise layer binds to the one-pass kernel where it applies (cpu/conv/depthwise_backward.py)."""
     mask = _output_mask(op, output_mask)
     bits = mask[0] + 2 * mask[1] + 4 * mask[2]
     key = host_key(op, (bits, channels_last, algo, *args.values()), grad_output, input, weight)
@@ -267,9 +268,10 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     needed), in the forward's layout (``channels_last``). Each result is bitwise what
     ``conv2d_input``, ``conv2d_weight`` and ``conv_bias`` return on the same arguments, and each
     call raises their errors. A repeated call on C-contiguous float32/float64 NumPy arrays of a
-    channels-last depthwise layer (stride 1, zeros padding, an output of the input's size) computes
-    grad input and grad weight in one pass, each tile of grad_output read once; other layers, and
-    CUDA arrays, run the two gradients' own kernels one after the other.
+    depthwise layer with zeros padding (channels-last: stride 1, an output of the input's size;
+    channels-first: strided) computes grad input and grad weight in one pass, each tile of
+    grad_output read once; other layers, and CUDA arrays, run the two gradients' own kernels one
+    after the other.
 
     >>> import numpy as np, fastconv.grad as G
     >>> gi, gw, gb = G.conv2d_backward(np.ones((1, 1, 2, 2)), np.ones((1, 1, 3, 3)), np.ones((1, 1, 2, 2)))

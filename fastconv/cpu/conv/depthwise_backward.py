@@ -1,20 +1,35 @@
-"""Both gradients of a channels-last depthwise layer in one pass (fastconv.grad.conv<N>d_backward).
+"""Both gradients of a depthwise layer in one pass (fastconv.grad.conv<N>d_backward).
 
-Separately, the input gradient is the forward depthwise conv of grad_output with the flipped
-weight (input_grad.py) and the weight gradient the register-tiled kernel's strips
-(weight_grad/depthwise_tiled.py): two calls, three parallel loops, grad_output read twice. Here a
-task owns one of the weight gradient's strips of output rows by a block of channels and computes
-both: the strip's partial weight-gradient sums (vector.depthwise_grad.dw_grad_nhwc), then the same
-rows of the input gradient (vector.depthwise_row.dw_row on grad_output, the rows and border pixels
-the forward kernel would compute), while the strip's grad_output is still in cache; then the
-strips' sums are added in strip order, on the calling thread. Each sum is the separate calls' own,
-so the results are bitwise theirs, whatever the thread count.
+Channels-last, stride 1: separately, the input gradient is the forward depthwise conv of
+grad_output with the flipped weight (input_grad.py) and the weight gradient the register-tiled
+kernel's strips (weight_grad/depthwise_tiled.py): two calls, three parallel loops, grad_output read
+twice. Here a task owns one of the weight gradient's strips of output rows by a block of channels
+and computes both: the strip's partial weight-gradient sums (vector.depthwise_grad.dw_grad_nhwc),
+then the same rows of the input gradient (vector.depthwise_row.dw_row on grad_output, the rows and
+border pixels the forward kernel would compute), while the strip's grad_output is still in cache;
+then the strips' sums are added in strip order, on the calling thread.
 
-Where it applies (:func:`backward_plan`): multiplier 1, stride 1, zeros padding, an output the
-input's size (pads summing to the dilated window's span), window depth 1, float32 or float64, a
-window whose taps fit the registers; at run time C-contiguous, aligned, writeable arrays and a
-finite weight (a NaN or inf weight must meet the zeros of the padding: the separate calls see to
-it). Elsewhere the caller makes the separate calls.
+Channels-last, strided (2-D): separately, the input gradient is depthwise_input_grad.py's rows of
+all channels; here the strip task above, after its weight-gradient sums, writes the input
+gradient's rows from its first output row times the stride to the next strip's (depthwise_input_grad.
+pixel_row), its block of channels only.
+
+Channels-first, strided (stride 2 along the row at most): separately, the input gradient is
+depthwise_input_grad.py's planes and the weight gradient the tiled kernel's lane sums per channel.
+Here a task owns a run of channels and, per channel and image, adds the image's planes into the
+weight gradient's lane accumulators (vector.depthwise_grad.dw_grad_nchw), then builds the same
+image's input-gradient planes (depthwise_input_grad.plane_rows) from the grad_output planes just
+read.
+
+Each sum is the separate calls' own, so the results are bitwise theirs, whatever the thread count.
+
+Where it applies (:func:`backward_plan`): multiplier 1, zeros padding, float32 or float64, a window
+whose taps fit the registers; channels-last: window depth 1 and either stride 1, an output the
+input's size (pads summing to the dilated window's span) and at run time a finite weight (a NaN or
+inf weight must meet the zeros of the padding: the separate calls see to it), or a stride other
+than 1 (or pads past the window's span) on 2-D maps; channels-first: a stride other than 1 (or pads
+past the window's span), at most 2 along the row; at run time C-contiguous, aligned, writeable
+arrays. Elsewhere the caller makes the separate calls.
 """
 
 from __future__ import annotations
@@ -27,21 +42,25 @@ from numba import prange, types
 
 from ..._threads import balanced, restore
 from ...kernels.geometry import geometry3
+from ...spec.adjoint import flipped_conv_spec
 from .._jit import simd, specialised_kernel
 from ..layout import kernel_ready
 from ..vector.depthwise_grad import REVISION as GRAD_REVISION
-from ..vector.depthwise_grad import dw_grad_nhwc, grad_literal
+from ..vector.depthwise_grad import dw_grad_nchw, dw_grad_nhwc, grad_literal
 from ..vector.depthwise_row import REVISION as ROW_REVISION
 from ..vector.depthwise_row import dw_row, window_literal
 from ..weights import all_finite
 from .depthwise.common import interior_columns
 from .depthwise.nhwc import PIXELS
+from .depthwise_input_grad import pixel_row, plane_rows, plane_tables, source_rows
 from .weight_grad.depthwise_tiled import (
     CHANNEL_BLOCK,
+    NCHW_TASKS,
     SPARE_REGISTERS,
     _lanes,
     _pixels,
     add_strip_sums,
+    lane_sums,
     nhwc_strip,
     zeroed_strip_block,
 )
@@ -50,40 +69,160 @@ from .weight_grad.depthwise_tiled import (
 class BackwardPlan(NamedTuple):
     spec: object
     kernel: object
-    args: tuple  # the kernel's ints after its six arrays
+    args: tuple  # the kernel's ints after its arrays
     dtype: np.dtype
+    weight: str  # what the kernel reads: "flipped" (taps, C) reversed, then a bias of zeros; "taps" (taps, C);
+    # "channels" (C, taps)
 
 
 def backward_plan(spec) -> BackwardPlan | None:
     """The fused kernel and its arguments for the depthwise ``spec``, or None where it does not apply."""
     geom = geometry3(spec)
-    (kd, kh, kw), (_, dh, dw) = geom.kernel, geom.dilation
-    if not (spec.is_depthwise and spec.out_per_group == 1 and spec.channels_last and not spec.transposed
-            and spec.padding_mode == "zeros" and spec.dtype in ("float32", "float64") and kd == 1
-            and all(s == 1 for s in geom.stride) and tuple(geom.in_size) == tuple(geom.out_size)
-            and kh * kw + SPARE_REGISTERS + 1 <= simd().registers and spec.batch > 0):
+    (kd, kh, kw), (sd, sh, sw), (dd, dh, dw) = geom.kernel, geom.stride, geom.dilation
+    if not (spec.is_depthwise and spec.out_per_group == 1 and not spec.transposed and spec.padding_mode == "zeros"
+            and spec.dtype in ("float32", "float64") and kh * kw + SPARE_REGISTERS + 1 <= simd().registers
+            and spec.batch > 0):
+        return None
+    d, h, w = geom.in_size
+    od, oh, ow = geom.out_size
+    c = spec.in_channels
+    pads = tuple(b for b, _ in geom.pads)
+    dtype = np.dtype(spec.dtype)
+    strided = flipped_conv_spec(spec) is None  # the input gradient is depthwise_input_grad.py's
+    if not spec.channels_last:
+        if not strided or sw > 2:  # (the tiled weight gradient's strides)
+            return None
+        args = (spec.batch, c, d, h, w, od, oh, ow, kd, sd, sh, dd, dh, *pads,
+                *interior_columns(w, kw, sw, dw, pads[2], ow))
+        return BackwardPlan(spec, nchw_backward_kernel(kh, kw, sw, dw, spec.dtype), args, dtype, "channels")
+    if strided:
+        if not (d == od == 1 and kd == 1):
+            return None
+        args = (spec.batch, h, w, c, oh, ow, sh, dh, pads[1], pads[2], *interior_columns(w, kw, sw, dw, pads[2], ow),
+                nhwc_strip(1, oh, w, c, kh, sh, dh, dtype.itemsize))
+        return BackwardPlan(spec, nhwc_strided_kernel(kh, kw, sw, dw, spec.dtype), args, dtype, "taps")
+    if not (kd == 1 and all(s == 1 for s in geom.stride) and tuple(geom.in_size) == tuple(geom.out_size)):
         return None
     (ph, _), (pw, _) = geom.pads[1:]
-    d, h, w = geom.in_size
-    c = spec.in_channels
     fph, fpw = dh * (kh - 1) - ph, dw * (kw - 1) - pw  # the flipped conv's pads at the start
-    itemsize = np.dtype(spec.dtype).itemsize
     args = (spec.batch * d, h, w, c, dh, ph, pw, *interior_columns(w, kw, 1, dw, pw, w), fph, fpw,
-            *interior_columns(w, kw, 1, dw, fpw, w), nhwc_strip(d, h, w, c, kh, 1, dh, itemsize))
-    return BackwardPlan(spec, backward_kernel(kh, kw, dw, spec.dtype), args, np.dtype(spec.dtype))
+            *interior_columns(w, kw, 1, dw, fpw, w), nhwc_strip(d, h, w, c, kh, 1, dh, dtype.itemsize))
+    return BackwardPlan(spec, backward_kernel(kh, kw, dw, spec.dtype), args, dtype, "flipped")
 
 
 def run_backward(plan: BackwardPlan, grad_output, x, weight):
     """(grad input, grad weight), or None when the arrays or the weight need the separate calls."""
     dtype, spec = plan.dtype, plan.spec
-    if not (kernel_ready(grad_output, dtype) and kernel_ready(x, dtype) and all_finite(weight)):
+    if not (kernel_ready(grad_output, dtype) and kernel_ready(x, dtype)):
         return None
-    wf = np.ascontiguousarray(weight.reshape(spec.out_channels, -1)[:, ::-1].T, dtype)  # flipped, (taps, C)
+    w2 = weight.reshape(spec.out_channels, -1)
     gx = np.empty(spec.input_shape, dtype)
+    if plan.weight == "channels":  # the strided kernels read no zeros padding: any weight
+        gw = np.empty(spec.weight_shape, dtype)
+        plan.kernel(x.reshape(-1), grad_output.reshape(-1), np.ascontiguousarray(w2, dtype).reshape(-1),
+                    gx.reshape(-1), gw.reshape(-1), *plan.args)
+        return gx, gw
     gw = np.zeros(spec.weight_shape, dtype)
+    if plan.weight == "taps":
+        plan.kernel(x.reshape(-1), grad_output.reshape(-1), np.ascontiguousarray(w2.T, dtype).reshape(-1),
+                    gx.reshape(-1), gw.reshape(-1), *plan.args)
+        return gx, gw
+    if not all_finite(weight):
+        return None
+    wf = np.ascontiguousarray(w2[:, ::-1].T, dtype)  # flipped, (taps, C)
     plan.kernel(x.reshape(-1), grad_output.reshape(-1), wf.reshape(-1), np.zeros(spec.out_channels, dtype),
                 gx.reshape(-1), gw.reshape(-1), *plan.args)
     return gx, gw
+
+
+@functools.cache
+def nhwc_strided_kernel(kh_n: int, kw_n: int, sw: int, dw: int, dtype: str):
+    revision = GRAD_REVISION  # a closure constant: the disk cache's key
+    shape = grad_literal(kh_n, kw_n, sw, dw, _pixels(kh_n * kw_n, sw))
+    lanes = _lanes(dtype)
+    taps = kh_n * kw_n
+
+    def kernel(x, g, wt, gx, out, n_img, in_h, in_w, c_n, oh_n, ow_n, sh, dh, ph, pw, lo, hi, strip):
+        """gx (N, H, W, C) = the input gradient, out (C, KH, KW) += the weight gradient, from x (N, H, W, C),
+        g (N, OH, OW, C) and the weight wt (KH * KW, C); all flat. A task owns a strip of
+        output rows by a block of channels: the strip's partial weight-gradient sums, then the input
+        gradient's rows from the strip's first row times the stride to the next strip's (the plane's
+        last strip: to the last row), the block's channels."""
+        in_plane = in_h * in_w * c_n
+        out_plane = oh_n * ow_n * c_n
+        per_plane = (oh_n + strip - 1) // strip
+        n_strips = n_img * per_plane
+        n_cb = (c_n + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
+        partial = np.empty(n_strips * taps * c_n, x.dtype)  # (strip, tap, channel)
+        rows_d = source_rows(1, 1, 1, 1, 0, 1)
+        rows_h = source_rows(in_h, kh_n, sh, dh, ph, oh_n)
+        cols = source_rows(in_w, kw_n, sw, dw, pw, ow_n)
+        previous = balanced(n_strips * n_cb)
+        for task in prange(n_strips * n_cb):
+            st, k0, k1, base = zeroed_strip_block(task, n_cb, c_n, taps, partial)
+            q = st // per_plane
+            oh0 = (st - q * per_plane) * strip
+            oh1 = min(oh0 + strip, oh_n)
+            dw_grad_nhwc(x, g, partial, q * in_plane, q * out_plane, base, c_n, k0, k1, c_n, oh0, oh1, ow_n, lo, hi,
+                         in_h, in_w, sh, ph, pw, dh, shape, lanes, revision)
+            scratch = np.empty((4, taps), np.int64)
+            for ih in range(min(oh0 * sh, in_h), in_h if oh1 == oh_n else min(oh1 * sh, in_h)):
+                pixel_row(g, wt, gx, q * in_h + ih, k0, k1, scratch, 1, in_h, in_w, c_n, 1, oh_n, ow_n, 1, kh_n, kw_n,
+                          rows_d, rows_h, cols)
+        restore(previous)
+        add_strip_sums(partial, out, n_strips, taps, c_n, 0, c_n)  # on the calling thread: a few adds a weight
+
+    dt = types.float32 if dtype == "float32" else types.float64
+    flat = types.Array(dt, 1, "C")
+    name = f"dw_backward_nhwc_strided_k{kh_n}x{kw_n}_s{sw}d{dw}_{'f32' if dtype == 'float32' else 'f64'}"
+    return specialised_kernel(kernel, name, [(flat,) * 5 + (types.int64,) * 13])
+
+
+@functools.cache
+def nchw_backward_kernel(kh_n: int, kw_n: int, sw: int, dw: int, dtype: str):
+    revision = GRAD_REVISION  # a closure constant: the disk cache's key
+    shape = grad_literal(kh_n, kw_n, sw, dw)
+    lanes = _lanes(dtype)
+    taps2 = kh_n * kw_n
+
+    def kernel(x, g, w, gx, out, n_img, c_n, in_d, in_h, in_w, od_n, oh_n, ow_n, kd_n, sd, sh, dd, dh, pd, ph, pw, lo,
+               hi):
+        """gx (N, C, D, H, W) = the input gradient, out (C, KD, KH, KW) = the weight gradient, from x
+        (N, C, D, H, W), g (N, C, OD, OH, OW) and the weight w (C, KD, KH, KW); all flat. A task owns a
+        run of channels; per channel and image, the weight gradient's sums over the planes, then the
+        input gradient's planes, from the same grad_output planes."""
+        taps = kd_n * taps2
+        in_plane = in_h * in_w
+        out_plane = oh_n * ow_n
+        wq, rows_d, rows_h, cols, starts = plane_tables(in_d, in_h, in_w, od_n, oh_n, ow_n, kd_n, kh_n, kw_n, sd, sh,
+                                                        sw, dd, dh, dw, pd, ph, pw)
+        n_tasks = min(c_n, NCHW_TASKS)
+        previous = balanced(n_tasks)
+        for task in prange(n_tasks):
+            acc = np.empty(taps * lanes, x.dtype)
+            row = np.empty(sw * wq, x.dtype)
+            for c in range(task * c_n // n_tasks, (task + 1) * c_n // n_tasks):
+                acc[:] = 0
+                for n in range(n_img):
+                    q = n * c_n + c
+                    for od in range(od_n):
+                        for kd in range(kd_n):
+                            i_d = od * sd - pd + kd * dd
+                            if i_d < 0 or i_d >= in_d:
+                                continue
+                            dw_grad_nchw(x, g, acc, (q * in_d + i_d) * in_plane, (q * od_n + od) * out_plane,
+                                         kd * taps2 * lanes, oh_n, ow_n, lo, hi, in_h, in_w, sh, ph, pw, dh, shape,
+                                         lanes, revision)
+                    for i_d in range(in_d):
+                        plane_rows(g, w, gx, row, q * in_d + i_d, c_n, in_d, in_h, in_w, od_n, oh_n, ow_n, kd_n,
+                                   kh_n, kw_n, sw, wq, rows_d, rows_h, cols, starts)
+                lane_sums(acc, out, c * taps, taps, lanes)
+        restore(previous)
+
+    dt = types.float32 if dtype == "float32" else types.float64
+    flat = types.Array(dt, 1, "C")
+    name = f"dw_backward_nchw_k{kh_n}x{kw_n}_s{sw}d{dw}_{'f32' if dtype == 'float32' else 'f64'}"
+    return specialised_kernel(kernel, name, [(flat,) * 5 + (types.int64,) * 18])
 
 
 @functools.cache

@@ -18,15 +18,19 @@ import numpy as np
 from numba import prange
 
 from ..._arrays import working_dtype
+from ..._threads import balanced, restore
 from ...kernels.geometry import geometry3, lift3
 from ...kernels.inline import inline_helper
 from .._jit import parallel_kernel
 from ..layout import as_working, channels_last_5d
 from .depthwise.common import u
 
+PLANE_TASKS = 64  # rows (channels-last) or planes (channels-first) in at most this many tasks, each allocating
+# its scratch once
+
 
 @inline_helper
-def _source_rows(n, k_n, s, d, p, o_n):
+def source_rows(n, k_n, s, d, p, o_n):
     """table[i * k_n + k]: the grad_output row that tap k brings to input row i (i + p - k * d
     == o * s), or -1. Built once per call: floor divisions per row and tap would cost more
     than a short row's adds."""
@@ -54,11 +58,67 @@ def _column_ranges(w_n, kw_n, sw, dw, pw, ow_n):
     return table
 
 
+@inline_helper
+def pixel_row(gf, wf, of, t, k0, k1, scratch, d_n, h_n, w_n, c_n, od_n, oh_n, ow_n, kd_n, kh_n, kw_n, rows_d, rows_h,
+              cols):
+    """Input-gradient row t (n, d, h) of depthwise_input_grad_ndhwc, channels [k0, k1); gf, wf, of flat,
+    ``scratch`` (4, KD * KH * KW) int64."""
+    zero = of.dtype.type(0)
+    n = t // (d_n * h_n)
+    r = t - n * (d_n * h_n)
+    i_d = r // h_n
+    i_h = r - i_d * h_n
+    orow = t * w_n * c_n
+    grows, wrows, gs, ws = scratch[0], scratch[1], scratch[2], scratch[3]  # the grad_output rows reaching
+    n_rows = 0  # this row and their taps; per pixel, the grad_output pixels and their taps
+    for kd in range(kd_n):
+        o_d = rows_d[i_d * kd_n + kd]
+        if o_d < 0:
+            continue
+        for kh in range(kh_n):
+            o_h = rows_h[i_h * kh_n + kh]
+            if o_h < 0:
+                continue
+            grows[n_rows] = ((n * od_n + o_d) * oh_n + o_h) * ow_n * c_n
+            wrows[n_rows] = (kd * kh_n + kh) * kw_n
+            n_rows += 1
+    for iw in range(w_n):
+        m = 0
+        for j in range(n_rows):
+            for kw in range(kw_n):
+                ow = cols[iw * kw_n + kw]
+                if ow >= 0:
+                    gs[m] = grows[j] + ow * c_n
+                    ws[m] = (wrows[j] + kw) * c_n
+                    m += 1
+        ob = orow + iw * c_n
+        if m == 1:
+            g0, w0 = gs[0], ws[0]
+            for c in range(k0, k1):
+                of[u(ob + c)] = zero + gf[u(g0 + c)] * wf[u(w0 + c)]
+        elif m == 2:
+            g0, w0, g1, w1 = gs[0], ws[0], gs[1], ws[1]
+            for c in range(k0, k1):
+                of[u(ob + c)] = zero + gf[u(g0 + c)] * wf[u(w0 + c)] + gf[u(g1 + c)] * wf[u(w1 + c)]
+        elif m == 4:
+            g0, w0, g1, w1, g2, w2, g3, w3 = gs[0], ws[0], gs[1], ws[1], gs[2], ws[2], gs[3], ws[3]
+            for c in range(k0, k1):
+                of[u(ob + c)] = (zero + gf[u(g0 + c)] * wf[u(w0 + c)] + gf[u(g1 + c)] * wf[u(w1 + c)]
+                                 + gf[u(g2 + c)] * wf[u(w2 + c)] + gf[u(g3 + c)] * wf[u(w3 + c)])
+        else:
+            for c in range(k0, k1):
+                of[u(ob + c)] = zero
+            for j in range(m):
+                g0, w0 = gs[j], ws[j]
+                for c in range(k0, k1):
+                    of[u(ob + c)] += gf[u(g0 + c)] * wf[u(w0 + c)]
+
+
 @parallel_kernel
 def depthwise_input_grad_ndhwc(g, wt, out, sd, sh, sw, dd, dh, dw, pd, ph, pw):
     """out (N, D, H, W, C) = the input gradient from g (N, OD, OH, OW, C) and the weight as
-    wt (KD, KH, KW, C). One task per output row (n, d, h). Each pixel lists the taps that reach
-    it, in the order (kd, kh, kw), and its channels are written once as their sum (up to four
+    wt (KD, KH, KW, C). A task owns a run of output rows (n, d, h). Each pixel lists the taps that
+    reach it, in the order (kd, kh, kw), and its channels are written once as their sum (up to four
     taps in one vectorized loop, a 3x3 stride-2 layer's most): no zeroing pass, no adds into
     memory."""
     n_img, d_n, h_n, w_n, c_n = out.shape
@@ -67,20 +127,47 @@ def depthwise_input_grad_ndhwc(g, wt, out, sd, sh, sw, dd, dh, dw, pd, ph, pw):
     gf = g.reshape(-1)
     wf = wt.reshape(-1)
     of = out.reshape(-1)
-    rows_d = _source_rows(d_n, kd_n, sd, dd, pd, od_n)
-    rows_h = _source_rows(h_n, kh_n, sh, dh, ph, oh_n)
-    cols = _source_rows(w_n, kw_n, sw, dw, pw, ow_n)
-    taps = kd_n * kh_n * kw_n
-    zero = out.dtype.type(0)
-    for t in prange(n_img * d_n * h_n):
-        n = t // (d_n * h_n)
-        r = t - n * (d_n * h_n)
-        i_d = r // h_n
-        i_h = r - i_d * h_n
-        orow = t * w_n * c_n
-        grows = np.empty(kd_n * kh_n, np.int64)  # the grad_output rows reaching this row, and their taps
-        wrows = np.empty(kd_n * kh_n, np.int64)
-        n_rows = 0
+    rows_d = source_rows(d_n, kd_n, sd, dd, pd, od_n)
+    rows_h = source_rows(h_n, kh_n, sh, dh, ph, oh_n)
+    cols = source_rows(w_n, kw_n, sw, dw, pw, ow_n)
+    n_rows = n_img * d_n * h_n
+    n_tasks = min(n_rows, PLANE_TASKS)
+    previous = balanced(n_tasks)
+    for task in prange(n_tasks):
+        scratch = np.empty((4, kd_n * kh_n * kw_n), np.int64)
+        for t in range(task * n_rows // n_tasks, (task + 1) * n_rows // n_tasks):
+            pixel_row(gf, wf, of, t, 0, c_n, scratch, d_n, h_n, w_n, c_n, od_n, oh_n, ow_n, kd_n, kh_n, kw_n, rows_d,
+                      rows_h, cols)
+    restore(previous)
+
+
+@inline_helper
+def plane_tables(d_n, h_n, w_n, od_n, oh_n, ow_n, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh, dw, pd, ph, pw):
+    """(wq, rows_d, rows_h, cols, starts) that plane_rows reads: the places per phase of a scratch
+    row, the grad_output depths and rows each input depth and row gets per tap, the output columns
+    each kw reaches, and where kw's columns start in the scratch row."""
+    wq = (w_n + sw - 1) // sw  # places per phase
+    rows_d = source_rows(d_n, kd_n, sd, dd, pd, od_n)
+    rows_h = source_rows(h_n, kh_n, sh, dh, ph, oh_n)
+    cols = _column_ranges(w_n, kw_n, sw, dw, pw, ow_n)
+    starts = np.empty(kw_n, np.int64)  # row[starts[kw] + ow] is input column ow * sw + off
+    for kw in range(kw_n):
+        off = cols[kw, 2]
+        starts[kw] = off % sw * wq + (off - off % sw) // sw
+    return wq, rows_d, rows_h, cols, starts
+
+
+@inline_helper
+def plane_rows(gf, wf, of, row, t, c_n, d_n, h_n, w_n, od_n, oh_n, ow_n, kd_n, kh_n, kw_n, sw, wq, rows_d, rows_h,
+                cols, starts):
+    """Input-gradient plane t (n, c, d) of depthwise_input_grad_ncdhw, each row built in the scratch
+    ``row``; gf, wf, of flat (see plane_tables for the rest)."""
+    plane = t // d_n  # n * C + c
+    c = plane % c_n
+    i_d = t - plane * d_n
+    for i_h in range(h_n):
+        for i in range(sw * wq):
+            row[u(i)] = 0
         for kd in range(kd_n):
             o_d = rows_d[i_d * kd_n + kd]
             if o_d < 0:
@@ -89,98 +176,50 @@ def depthwise_input_grad_ndhwc(g, wt, out, sd, sh, sw, dd, dh, dw, pd, ph, pw):
                 o_h = rows_h[i_h * kh_n + kh]
                 if o_h < 0:
                     continue
-                grows[n_rows] = ((n * od_n + o_d) * oh_n + o_h) * ow_n * c_n
-                wrows[n_rows] = (kd * kh_n + kh) * kw_n
-                n_rows += 1
-        gs = np.empty(taps, np.int64)
-        ws = np.empty(taps, np.int64)
-        for iw in range(w_n):
-            m = 0
-            for j in range(n_rows):
+                grow = ((plane * od_n + o_d) * oh_n + o_h) * ow_n
                 for kw in range(kw_n):
-                    ow = cols[iw * kw_n + kw]
-                    if ow >= 0:
-                        gs[m] = grows[j] + ow * c_n
-                        ws[m] = (wrows[j] + kw) * c_n
-                        m += 1
-            ob = orow + iw * c_n
-            if m == 1:
-                g0, w0 = gs[0], ws[0]
-                for c in range(c_n):
-                    of[u(ob + c)] = zero + gf[u(g0 + c)] * wf[u(w0 + c)]
-            elif m == 2:
-                g0, w0, g1, w1 = gs[0], ws[0], gs[1], ws[1]
-                for c in range(c_n):
-                    of[u(ob + c)] = zero + gf[u(g0 + c)] * wf[u(w0 + c)] + gf[u(g1 + c)] * wf[u(w1 + c)]
-            elif m == 4:
-                g0, w0, g1, w1, g2, w2, g3, w3 = gs[0], ws[0], gs[1], ws[1], gs[2], ws[2], gs[3], ws[3]
-                for c in range(c_n):
-                    of[u(ob + c)] = (zero + gf[u(g0 + c)] * wf[u(w0 + c)] + gf[u(g1 + c)] * wf[u(w1 + c)]
-                                     + gf[u(g2 + c)] * wf[u(w2 + c)] + gf[u(g3 + c)] * wf[u(w3 + c)])
-            else:
-                for c in range(c_n):
-                    of[u(ob + c)] = zero
-                for j in range(m):
-                    g0, w0 = gs[j], ws[j]
-                    for c in range(c_n):
-                        of[u(ob + c)] += gf[u(g0 + c)] * wf[u(w0 + c)]
+                    lo, hi, rb = cols[kw, 0], cols[kw, 1], starts[kw]
+                    wv = wf[u(((c * kd_n + kd) * kh_n + kh) * kw_n + kw)]
+                    for ow in range(lo, hi):
+                        row[u(rb + ow)] += gf[u(grow + ow)] * wv
+        orow = (t * h_n + i_h) * w_n
+        if sw == 2:  # both phases in one loop: an interleaving store the loop vectorizer takes
+            for j in range(w_n // 2):
+                of[u(orow + 2 * j)] = row[u(j)]
+                of[u(orow + 2 * j + 1)] = row[u(wq + j)]
+            if w_n % 2:
+                of[u(orow + w_n - 1)] = row[u(wq - 1)]
+            continue
+        for phase in range(sw):
+            for j in range(wq):
+                if j * sw + phase < w_n:
+                    of[u(orow + j * sw + phase)] = row[u(phase * wq + j)]
 
 
 @parallel_kernel
 def depthwise_input_grad_ncdhw(g, w, out, sd, sh, sw, dd, dh, dw, pd, ph, pw):
     """out (N, C, D, H, W) = the input gradient from g (N, C, OD, OH, OW) and the weight w
-    (C, KD, KH, KW). One task per plane (n, c, d). A tap with column offset off writes the
-    input columns ow * sw + off: one phase (off mod sw) of the row, at consecutive places
-    of that phase. So each row is built phase-major in a scratch row (contiguous, the adds
-    vectorize along ow), then interleaved into out."""
+    (C, KD, KH, KW). A task owns a run of planes (n, c, d), one scratch row for all. A tap
+    with column offset off writes the input columns ow * sw + off: one phase (off mod sw) of
+    the row, at consecutive places of that phase. So each row is built phase-major in a
+    scratch row (contiguous, the adds vectorize along ow), then interleaved into out."""
     n_img, c_n, d_n, h_n, w_n = out.shape
     od_n, oh_n, ow_n = g.shape[2], g.shape[3], g.shape[4]
     kd_n, kh_n, kw_n = w.shape[1], w.shape[2], w.shape[3]
-    wq = (w_n + sw - 1) // sw  # places per phase
     gf = g.reshape(-1)
     wf = w.reshape(-1)
     of = out.reshape(-1)
-    rows_d = _source_rows(d_n, kd_n, sd, dd, pd, od_n)
-    rows_h = _source_rows(h_n, kh_n, sh, dh, ph, oh_n)
-    cols = _column_ranges(w_n, kw_n, sw, dw, pw, ow_n)
-    starts = np.empty(kw_n, np.int64)  # row[starts[kw] + ow] is input column ow * sw + off
-    for kw in range(kw_n):
-        off = cols[kw, 2]
-        starts[kw] = off % sw * wq + (off - off % sw) // sw
-    for t in prange(n_img * c_n * d_n):
-        plane = t // d_n  # n * C + c
-        c = plane % c_n
-        i_d = t - plane * d_n
+    wq, rows_d, rows_h, cols, starts = plane_tables(d_n, h_n, w_n, od_n, oh_n, ow_n, kd_n, kh_n, kw_n, sd, sh, sw, dd,
+                                                    dh, dw, pd, ph, pw)
+    n_planes = n_img * c_n * d_n
+    n_tasks = min(n_planes, PLANE_TASKS)
+    previous = balanced(n_tasks)
+    for task in prange(n_tasks):
         row = np.empty(sw * wq, out.dtype)
-        for i_h in range(h_n):
-            for i in range(sw * wq):
-                row[u(i)] = 0
-            for kd in range(kd_n):
-                o_d = rows_d[i_d * kd_n + kd]
-                if o_d < 0:
-                    continue
-                for kh in range(kh_n):
-                    o_h = rows_h[i_h * kh_n + kh]
-                    if o_h < 0:
-                        continue
-                    grow = ((plane * od_n + o_d) * oh_n + o_h) * ow_n
-                    for kw in range(kw_n):
-                        lo, hi, rb = cols[kw, 0], cols[kw, 1], starts[kw]
-                        wv = wf[u(((c * kd_n + kd) * kh_n + kh) * kw_n + kw)]
-                        for ow in range(lo, hi):
-                            row[u(rb + ow)] += gf[u(grow + ow)] * wv
-            orow = (t * h_n + i_h) * w_n
-            if sw == 2:  # both phases in one loop: an interleaving store the loop vectorizer takes
-                for j in range(w_n // 2):
-                    of[u(orow + 2 * j)] = row[u(j)]
-                    of[u(orow + 2 * j + 1)] = row[u(wq + j)]
-                if w_n % 2:
-                    of[u(orow + w_n - 1)] = row[u(wq - 1)]
-                continue
-            for phase in range(sw):
-                for j in range(wq):
-                    if j * sw + phase < w_n:
-                        of[u(orow + j * sw + phase)] = row[u(phase * wq + j)]
+        for t in range(task * n_planes // n_tasks, (task + 1) * n_planes // n_tasks):
+            plane_rows(gf, wf, of, row, t, c_n, d_n, h_n, w_n, od_n, oh_n, ow_n, kd_n, kh_n, kw_n, sw, wq, rows_d,
+                        rows_h, cols, starts)
+    restore(previous)
 
 
 def depthwise_input_grad(spec, grad_output, weight):
