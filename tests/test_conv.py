@@ -460,6 +460,28 @@ def test_depthwise_channels_first_row_path(s, rng, monkeypatch):
         cd.depthwise_plan.cache_clear()
 
 
+SMALL_PLANE_STRIDED = [
+    sample("conv2d", (1, 5, 13, 11), (5, 1, 3, 3), groups=5, stride=2, dilation=2, padding=(3, 1)),
+    sample("conv2d", (2, 3, 12, 14), (6, 1, 3, 3), groups=3, stride=2, padding=1, activation="relu6"),
+    sample("conv2d", (1, 4, 11, 10), (4, 1, 2, 4), groups=4, stride=3, padding=((2, 0), (1, 2)), dtype="float32"),
+]
+
+
+@pytest.mark.parametrize("s", SMALL_PLANE_STRIDED, ids=str)
+def test_depthwise_channels_first_small_plane_strided(s, rng, monkeypatch):
+    """Strided small planes in phase planes (stride x stride of them, each tap one fixed offset):
+    odd and even padding, dilation, a multiplier, a window wider than high."""
+    import fastconv.cpu.conv.depthwise.run as cd
+
+    monkeypatch.setattr(cd, "SMALL_PLANE_COLUMNS", 1000)
+    cd.depthwise_plan.cache_clear()
+    try:
+        assert cd.depthwise_plan(s.spec()).small[0]
+        check(s, rng, "depthwise")
+    finally:
+        cd.depthwise_plan.cache_clear()
+
+
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
 def test_depthwise_non_contiguous_read_only_inputs(channels_last, rng):
     base = rng.standard_normal((3, 11, 10, 12)).astype(np.float32)

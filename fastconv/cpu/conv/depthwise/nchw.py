@@ -17,7 +17,9 @@ row; border columns take a clipped per-pixel path.
 
 Small 2-D planes (``small``: few columns, equal strides, no depth) where borders would be
 most of the work: each task copies its plane into a zero-padded scratch plane of
-``hp_n x wp_n`` and runs one flat loop over it with no borders at all.
+``hp_n x wp_n`` and runs one flat loop over it with no borders at all. At stride S the
+scratch holds the padded plane as S x S phase planes (every S-th row and column from each
+offset), so every tap of the flat loop still reads contiguously.
 
 Kernels are specialised on the window (KD, KH, KW), the width stride and dilation and
 the dtype.
@@ -52,12 +54,14 @@ def nchw_kernel(kd_n: int, kh_n: int, kw_n: int, sw: int, dw: int, dtype: str):
         dstep = dd * in_h * in_w
         hstep = dh * in_w
         n_tasks = n_img * k_n * n_rb
+        hq_n = (hp_n + sw - 1) // sw  # the small plane's phase planes
+        wq_n = (wp_n + sw - 1) // sw
         previous = balanced(n_chunks)
         for chunk in prange(n_chunks):
             # scratch for small planes, once per chunk of tasks: padding stays zero, the flat loop
             # runs a multiple of FLAT_STEP long (the extra reads hit the zeroed tail)
-            xs = np.zeros(hp_n * wp_n + sw * FLAT_STEP if small else 1, x.dtype)
-            ys = np.empty(rblock * wp_n + FLAT_STEP if small else 1, x.dtype)
+            xs = np.zeros(sw * sw * hq_n * wq_n + FLAT_STEP if small else 1, x.dtype)
+            ys = np.empty(rblock * wq_n + FLAT_STEP if small else 1, x.dtype)
             for t in range(chunk * n_tasks // n_chunks, (chunk + 1) * n_tasks // n_chunks):
                 rb = t % n_rb
                 q = t // n_rb  # n * k_n + k
@@ -69,22 +73,28 @@ def nchw_kernel(kd_n: int, kh_n: int, kw_n: int, sw: int, dw: int, dtype: str):
                 r = rb * rblock
                 r_end = min(rows, r + rblock)
                 if small:
-                    # the plane, zero-padded, in scratch; output pixel (oh, ow) is q = oh * wp_n + ow of a
-                    # flat loop reading xs[sw * q + tap offset] (sh == sw), written with row pitch wp_n
+                    # the plane, zero-padded, in scratch as sw x sw phase planes of hq_n x wq_n (phase (a, c)
+                    # holds padded pixel (sw * i + a, sw * j + c) at (i, j); one plane at stride 1): output
+                    # pixel (oh, ow) is q = oh * wq_n + ow of a flat loop whose every tap reads its phase
+                    # plane at q + a fixed offset (sh == sw), contiguous; written with row pitch wq_n
                     for ih in range(in_h):
-                        for iw in range(in_w):
-                            xs[u((ih + ph) * wp_n + iw + pw)] = x[u(xplane + ih * in_w + iw)]
-                    q0 = r * wp_n
-                    for j in range(((r_end - r - 1) * wp_n + ow_n + FLAT_STEP - 1) // FLAT_STEP * FLAT_STEP):
+                        pr = ih + ph
+                        for cp in range(sw):
+                            xrow = ((pr % sw * sw + cp) * hq_n + pr // sw) * wq_n
+                            for iw in range((cp - pw % sw + sw) % sw, in_w, sw):
+                                xs[u(xrow + (iw + pw) // sw)] = x[u(xplane + ih * in_w + iw)]
+                    q0 = r * wq_n
+                    for j in range(((r_end - r - 1) * wq_n + ow_n + FLAT_STEP - 1) // FLAT_STEP * FLAT_STEP):
                         acc = b
                         for kh in range(kh_n):
                             for kw in range(kw_n):
-                                acc += xs[u(sw * (q0 + j) + kh * dh * wp_n + kw * dw)] * w[u(wk + kh * kw_n + kw)]
+                                tap = ((kh * dh % sw * sw + kw * dw % sw) * hq_n + kh * dh // sw) * wq_n + kw * dw // sw
+                                acc += xs[u(q0 + j + tap)] * w[u(wk + kh * kw_n + kw)]
                         ys[u(j)] = clamp(acc, lo, hi)
                     for i in range(r_end - r):
                         ob = (q * rows + r + i) * ow_n
                         for ow in range(ow_n):
-                            out[u(ob + ow)] = ys[u(i * wp_n + ow)]
+                            out[u(ob + ow)] = ys[u(i * wq_n + ow)]
                     r = r_end
                 while r < r_end:
                     od = r // oh_n
