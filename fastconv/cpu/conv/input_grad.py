@@ -14,8 +14,10 @@ Backward-data is a convolution of its own kind, run by the forward table's kerne
 - other stride-1 layers with zeros or constant padding that the forward table gives to the
   direct kernel: that kernel on grad_output, its tasks packing their weight blocks straight
   from the user's weight with channels swapped and taps reversed
-  (direct.run.conv_direct_swapped; no flipped weight built first). Its zero padding would meet a
-  NaN or inf weight where the transposed conv has no term: those weights take the transposed conv;
+  (direct.run.conv_direct_swapped; no flipped weight built first), or, where most (pixel, tap) pairs
+  read padding (BANDED_MAX_READ_SHARE: ASPP's large rates), the kernel's banded plan on the swapped,
+  flipped weight built first, running only the taps that read grad_output. Its zero padding would
+  meet a NaN or inf weight where the transposed conv has no term: those weights take the transposed conv;
 - a transposed conv's input gradient is the forward conv of grad_output, same geometry,
   cut to the input's size where output_padding reached a whole stride past it.
 
@@ -32,7 +34,7 @@ from numba import prange
 
 from ..._arrays import working_dtype
 from ..._workspace import chunks, workspace_limit
-from ...dispatch import choose, register
+from ...dispatch import choose, read_share, register
 from ...kernels.geometry import lift3
 from ...kernels.padding_index import gather_lists
 from ...spec.adjoint import (
@@ -48,7 +50,13 @@ from ..layout import as_working
 from ..weights import all_finite
 from .depthwise_input_grad import depthwise_input_grad
 from .direct.pointwise_rows import supports_rows
-from .direct.run import conv_direct_swapped
+from .direct.run import conv_direct, conv_direct_swapped, direct_plan
+
+# Stride-1 layers whose (pixel, tap) pairs read the input at most this share take the swapped conv's banded
+# plan (_banded_swapped). One thread, thread CPU time, medians of 10-20 calls in alternating processes (host
+# shared, load 3-6), plain kernel -> banded, channels-last: ASPP's rate 18 (share 0.41) 41 -> 16.5 ms, rate 12
+# (0.57) 30.6 -> 19.2; but rate 6 (0.77) 23.0 -> 24.8 and the dilated suite's res.d4 (0.82) 7.1 -> 9.9.
+BANDED_MAX_READ_SHARE = 0.7
 
 
 @parallel_kernel
@@ -105,6 +113,34 @@ def _padded_input_grad(spec, grad_output, weight):
     return np.ascontiguousarray(out)
 
 
+@parallel_kernel
+def swapped_flipped(weight, groups, out):
+    """out (C, K/G, taps) = the weight (K, C/G, taps) of the forward conv that computes a stride-1
+    conv's input gradient: out[g * Cg + c, k, t] = weight[g * Kg + k, c, taps - 1 - t]."""
+    k_n, cg, taps = weight.shape
+    kg = k_n // groups
+    for row in prange(groups * cg):
+        g = row // cg
+        c = row - g * cg
+        for k in range(kg):
+            src = weight[g * kg + k, c]
+            dst = out[row, k]
+            for t in range(taps):
+                dst[t] = src[taps - 1 - t]
+
+
+def _banded_swapped(spec, swapped, grad_output, weight):
+    """The swapped conv through the direct kernel's banded plan, which runs only the taps that read
+    grad_output (a dilated layer's input gradient: ASPP's rate 18 reads padding at 60% of its (pixel,
+    tap) pairs), on the swapped, flipped weight built first: the plain kernel's tasks pack a swapped
+    block as they go, the banded kernel's only the forward weight."""
+    dtype = working_dtype(np.dtype(spec.dtype))
+    w = np.ascontiguousarray(weight, dtype=dtype).reshape(spec.out_channels, spec.in_per_group, -1)
+    out = np.empty((spec.in_channels, spec.out_per_group, w.shape[2]), dtype)
+    swapped_flipped(w, spec.groups, out)
+    return conv_direct(swapped, grad_output, out.reshape(swapped.weight_shape), None)
+
+
 def _swapped_direct(spec):
     """The forward spec of a stride-1 layer's input gradient when the direct kernel runs it with the
     swapped weight (see the module docstring), else None."""
@@ -122,7 +158,10 @@ def _run_swapped(spec, swapped, grad_output, weight):
     non-finite weight makes every output it reaches non-finite)."""
     after = math.prod(swapped.output_shape) < weight.size
     if after or all_finite(weight):
-        out = conv_direct_swapped(swapped, grad_output, weight)
+        if read_share(spec) <= BANDED_MAX_READ_SHARE and direct_plan(swapped).banded is not None:
+            out = _banded_swapped(spec, swapped, grad_output, weight)
+        else:
+            out = conv_direct_swapped(swapped, grad_output, weight)
         if not after or all_finite(out):
             return out
     adj = adjoint_transpose_spec(spec, spec.pads, spec.in_size, spec.channels_last, spec.dtype)
