@@ -316,6 +316,43 @@ def test_swapped_direct_nonfinite_weight(s, where, rng):
     assert _relative(got[finite], want[finite]) <= 1e-10
 
 
+SWAPPED_BANDED = [  # dilated past the input's reach at most taps: the swapped conv's banded plan
+    sample("conv2d", (2, 8, 9, 10), (6, 8, 3, 3), padding=6, dilation=6),
+    sample("conv2d", (1, 8, 9, 9), (6, 4, 3, 3), groups=2, padding=(5, 6), dilation=(5, 6), dtype="float32"),
+]
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["first", "last"])
+@pytest.mark.parametrize("s", SWAPPED_BANDED, ids=str)
+def test_swapped_banded_input_grad(s, channels_last, rng):
+    """Against torch (float64 to 1e-10, float32 within the rounding bound), the weight read-only and
+    untouched; a NaN and an inf weight land where torch puts them (the transposed conv's fallback)."""
+    from fastconv.cpu.conv.direct.run import direct_plan
+    from fastconv.cpu.conv.input_grad import BANDED_MAX_READ_SHARE, _swapped_direct
+    from fastconv.dispatch import read_share
+
+    spec = s.spec().with_(channels_last=channels_last)
+    swapped = _swapped_direct(spec)
+    assert read_share(spec) <= BANDED_MAX_READ_SHARE and direct_plan(swapped).banded is not None
+    dtype = np.dtype(s.dtype)
+    x, w, g = _arrays(s, rng, dtype)
+    w_kept = w.copy()
+    w.flags.writeable = False
+    want = _torch_grads(s, x, w, g)[0]
+    got = _grads(s, x, w, g, channels_last=channels_last)[0]
+    assert got.dtype == dtype and np.array_equal(w, w_kept)
+    if dtype == np.float64:
+        assert _relative(got, want) <= 1e-10
+    else:
+        assert np.all(np.abs(got.astype(np.float64) - want) <= _rounding_bound(s, x, w, g, dtype)[0] + 1e-30)
+    w = w_kept
+    w[1, 2, 0, 0] = np.inf
+    w[0, 0, 1, 1] = np.nan
+    want = _torch_grads(s, x, w, g)[0]
+    got = _grads(s, x, w, g, channels_last=channels_last)[0]
+    assert np.array_equal(np.isnan(got), np.isnan(want)) and np.array_equal(np.isinf(got), np.isinf(want))
+
+
 def _strided_copy(a):
     """``a`` as a non-contiguous view of the same shape and values."""
     wide = np.zeros((*a.shape[:-1], 2 * a.shape[-1]), a.dtype)

@@ -14,8 +14,10 @@ Backward-data is a convolution of its own kind, run by the forward table's kerne
 - other stride-1 layers with zeros or constant padding that the forward table gives to the
   direct kernel: that kernel on grad_output, its tasks packing their weight blocks straight
   from the user's weight with channels swapped and taps reversed
-  (direct.run.conv_direct_swapped; no flipped weight built first). Its zero padding would meet a
-  NaN or inf weight where the transposed conv has no term: those weights take the transposed conv;
+  (direct.run.conv_direct_swapped; no flipped weight built first), or, where most (pixel, tap) pairs
+  read padding (BANDED_MAX_READ_SHARE: ASPP's large rates), the kernel's banded plan on the swapped,
+  flipped weight built first, running only the taps that read grad_output. Its zero padding would
+  meet a NaN or inf weight where the transposed conv has no term: those weights take the transposed conv;
 - a transposed conv's input gradient is the forward conv of grad_output, same geometry,
   cut to the input's size where output_padding reached a whole stride past it.
 
@@ -32,7 +34,7 @@ from numba import prange
 
 from ..._arrays import working_dtype
 from ..._workspace import chunks, workspace_limit
-from ...dispatch import choose, register
+from ...dispatch import choose, read_share, register
 from ...kernels.geometry import lift3
 from ...kernels.padding_index import gather_lists
 from ...spec.adjoint import (
@@ -48,7 +50,13 @@ from ..layout import as_working
 from ..weights import all_finite
 from .depthwise_input_grad import depthwise_input_grad
 from .direct.pointwise_rows import supports_rows
-from .direct.run import conv_direct_swapped
+from .direct.run import conv_direct, conv_direct_swapped, direct_plan
+
+# Stride-1 layers whose (pixel, tap) pairs read the input at most this share take the swapped conv's banded
+# plan (_banded_swapped). One thread, thread CPU time, medians of 10-20 calls in alternating processes (host
+# shared, load 3-6), plain kernel -> banded, channels-last: ASPP's rate 18 (share 0.41) 41 -> 16.5 ms, rate 12
+# (0.57) 30.6 -> 19.2; but rate 6 (0.77) 23.0 -> 24.8 and the dilated suite's res.d4 (0.82) 7.1 -> 9.9.
+BANDED_MAX_READ_SHARE = 0.7
 
 
 @parallel_kernel
@@ -105,6 +113,20 @@ def _padded_input_grad(spec, grad_output, weight):
     return np.ascontiguousarray(out)
 
 
+def _banded_swapped(spec, swapped, grad_output, weight):
+    """The swapped conv through the direct kernel's banded plan, which runs only the taps that read
+    grad_output (a dilated layer's input gradient: ASPP's rate 18 reads padding at 60% of its (pixel,
+    tap) pairs), on the swapped, flipped weight built first (weight[g * Kg + k, c, t] at
+    [g * Cg + c, k, taps - 1 - t]): the plain kernel's tasks pack a swapped
+    block as they go, the banded kernel's only the forward weight."""
+    dtype = working_dtype(np.dtype(spec.dtype))
+    groups, kg, cg = spec.groups, spec.out_per_group, spec.in_per_group
+    w = np.asarray(weight).reshape(groups, kg, cg, -1)[..., ::-1]
+    flipped = np.empty((groups, cg, kg, w.shape[3]), dtype)  # NumPy's strided copy: 0.3-0.6x a Numba loop's time
+    flipped[...] = w.transpose(0, 2, 1, 3)
+    return conv_direct(swapped, grad_output, flipped.reshape(swapped.weight_shape), None)
+
+
 def _swapped_direct(spec):
     """The forward spec of a stride-1 layer's input gradient when the direct kernel runs it with the
     swapped weight (see the module docstring), else None."""
@@ -122,7 +144,10 @@ def _run_swapped(spec, swapped, grad_output, weight):
     non-finite weight makes every output it reaches non-finite)."""
     after = math.prod(swapped.output_shape) < weight.size
     if after or all_finite(weight):
-        out = conv_direct_swapped(swapped, grad_output, weight)
+        if read_share(spec) <= BANDED_MAX_READ_SHARE and direct_plan(swapped).banded is not None:
+            out = _banded_swapped(spec, swapped, grad_output, weight)
+        else:
+            out = conv_direct_swapped(swapped, grad_output, weight)
         if not after or all_finite(out):
             return out
     adj = adjoint_transpose_spec(spec, spec.pads, spec.in_size, spec.channels_last, spec.dtype)
