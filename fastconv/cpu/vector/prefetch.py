@@ -1,4 +1,5 @@
-"""Software prefetch of one array element's cache line (no read, never faults)."""
+"""Software prefetch of one array element's cache line (no read, never faults): from kernels
+(:func:`prefetch_l2`) and from IR builders (:func:`prefetch_l1`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,19 @@ from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+
+def _prefetch(builder, ptr, locality: int) -> None:
+    """llvm.prefetch of the line at ``ptr`` for reading, data cache, ``locality`` 3 (L1) to 0."""
+    i32 = ir.IntType(32)
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32]),
+                                        "llvm.prefetch.p0")
+    builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, locality), ir.Constant(i32, 1)])
+
+
+def prefetch_l1(builder, ptr) -> None:
+    """Emit a prefetch of the line at ``ptr`` into L1 (any address: a prefetch never faults)."""
+    _prefetch(builder, ptr, 3)
 
 
 @intrinsic
@@ -16,11 +30,7 @@ def prefetch_l2(typingctx, arr, index):
 
     def codegen(context, builder, signature, args):
         ary = context.make_array(signature.args[0])(context, builder, args[0])
-        ptr = builder.gep(ary.data, [args[1]])
-        i32 = ir.IntType(32)
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32]),
-                                            "llvm.prefetch.p0")
-        builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 2), ir.Constant(i32, 1)])
+        _prefetch(builder, builder.gep(ary.data, [args[1]]), 2)
         return context.get_dummy_value()
 
     return types.void(arr, index), codegen

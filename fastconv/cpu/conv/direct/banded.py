@@ -59,6 +59,7 @@ from numba import prange, types
 from ...._threads import balanced, restore
 from ....kernels.inline import inline_helper
 from ..._jit import specialised_kernel
+from ...vector.aligned import aligned_empty
 from ...vector.fma_tile import REVISION, fma_tile_strided_indexed_rolled, pack_weight_block_taps_outer, shapes_literal
 from ..taps import regions
 from .pointwise import strided_shape
@@ -195,7 +196,7 @@ def banded_plan(geom, channels: int, cg: int, shape: TileShape, streams_l2: bool
 def _task_block(t, w, taps, n_segments, kb_n, splits, v, lanes, revision):
     """tiled.task_block with the weight block packed for BandedPlan.taps."""
     blk, g, kb, k0, kvalid, first, last = task_place(t, w.shape[0], w.shape[1], n_segments, kb_n, splits, v)
-    wblk = np.empty(w.shape[2] * v, w.dtype)
+    wblk = aligned_empty(w.shape[2] * v, w.dtype, lanes)
     pack_weight_block_taps_outer(w, g, kb, taps, wblk, v, lanes, revision)
     return blk, g, k0, kvalid, first, last, wblk
 

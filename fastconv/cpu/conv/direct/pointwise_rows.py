@@ -59,6 +59,7 @@ from ...._cache import cached_plan
 from ...._threads import CHUNKS_PER_THREAD, _thread_count, balanced, restore
 from ....kernels.activation import ACTIVATION_CODES
 from ..._jit import specialised_kernel
+from ...vector.aligned import aligned_empty
 from ...vector.fma_tile import ACT_ACCUMULATE, ACT_NONE, REVISION, fma_tile_strided, pack_weight_block, shapes_literal
 from ...vector.prefetch import prefetch_l2
 from .pointwise import strided_shape
@@ -257,7 +258,8 @@ def rows_kernel(shape: TileShape):
         if prepack and rows < SERIAL_PACK_ROWS and rows * c_n * x.itemsize <= PACKING_RUN_BYTES and kb_n >= target:
             # a task per block of V channels over every row, packing its own block: no packing before the loop
             pass_blocks, passes, pass_groups, splits, prepack = 1, kb_n, kb_n, 1, False
-        packed = given if prepacked else np.empty((blocks if prepack else 0, cg * v), w.dtype)
+        packed = given if prepacked else aligned_empty((blocks if prepack else 0) * cg * v, w.dtype, lanes).reshape(
+            (blocks if prepack else 0, cg * v))
         previous = balanced(blocks)
         if prepack and (blocks * cg * v <= SERIAL_PACK or rows >= SERIAL_PACK_ROWS):
             for t in range(blocks):
@@ -280,7 +282,7 @@ def rows_kernel(shape: TileShape):
                     first = g * kb_n  # the block of kb in ws is first + kb
                     ws = packed
                     if not (prepack or prepacked):  # this pass's blocks, packed by the task that uses them
-                        ws = np.empty((kb1 - kb0, cg * v), w.dtype)
+                        ws = aligned_empty((kb1 - kb0) * cg * v, w.dtype, lanes).reshape((kb1 - kb0, cg * v))
                         for kb in range(kb0, kb1):
                             pack_weight_block(w, g, kb, ws[kb - kb0], v, lanes, revision)
                         first = -kb0

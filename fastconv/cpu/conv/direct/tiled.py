@@ -29,6 +29,7 @@ from ...._cache import cached_plan
 from ...._threads import balanced, restore
 from ....kernels.inline import inline_helper
 from ..._jit import Simd, parallel_kernel, simd, specialised_kernel
+from ...vector.aligned import aligned_empty
 from ...vector.fma_tile import REVISION, fma_tile, pack_weight_block, shapes_literal
 from ...vector.planar_pack import REVISION as PLANAR_REVISION
 from ...vector.planar_pack import pack_planar_row
@@ -425,7 +426,7 @@ def task_block(t, w, steps, n_segments, kb_n, splits, v, lanes, revision):
     """Task t's place (:func:`task_place`, its block replacing the channel block) and its
     weight block packed for the micro-kernel, from w (G, K/G, steps)."""
     blk, g, kb, k0, kvalid, first, last = task_place(t, w.shape[0], w.shape[1], n_segments, kb_n, splits, v)
-    wblk = np.empty(steps * v, w.dtype)
+    wblk = aligned_empty(steps * v, w.dtype, lanes)
     pack_weight_block(w, g, kb, wblk, v, lanes, revision)
     return blk, g, k0, kvalid, first, last, wblk
 
@@ -436,7 +437,7 @@ def task_block_swapped(t, w, steps, n_segments, kb_n, splits, v, lanes, revision
     with its channel axes swapped, each tap t at step pos[t] of sub (vector.swapped_pack)."""
     kin = steps // sub
     blk, g, kb, k0, kvalid, first, last = task_place(t, w.shape[0] // kin, w.shape[1], n_segments, kb_n, splits, v)
-    wblk = np.empty(steps * v, w.dtype)
+    wblk = aligned_empty(steps * v, w.dtype, lanes)
     pack_swapped_block(w, g, kb, kin, pos, sub, wblk, v, lanes, revision)
     return blk, g, k0, kvalid, first, last, wblk
 
