@@ -34,6 +34,7 @@ from ....kernels.geometry import geometry3
 from ....spec.separable import SeparablePair
 from ..._jit import simd, specialised_kernel
 from ...layout import kernel_array
+from ...vector.aligned import aligned_empty
 from ...vector.depthwise_row import REVISION as DW_REVISION
 from ...vector.depthwise_row import dw_row, window_literal
 from ...vector.fma_tile import REVISION as TILE_REVISION
@@ -106,7 +107,7 @@ def separable_kernel(kh_n: int, kw_n: int, sw: int, dw: int, shape: TileShape):
         out (N, OH, OW, K), scratch (threads, rows*OW*C): one block per thread; lo and hi
         are -inf and inf (no depthwise activation); see the module docstring."""
         kb_n = (k_n + v - 1) // v
-        wpk = np.empty(kb_n * c_n * v, wp.dtype)
+        wpk = aligned_empty(kb_n * c_n * v, wp.dtype, lanes)
         for kb in range(kb_n):
             pack_weight_block(wp, 0, kb, wpk[kb * c_n * v:(kb + 1) * c_n * v], v, lanes, tile_rev)
         hstep = dh * in_w * c_n

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import functools
 
-import numpy as np
 from numba import prange, types
 
 from ...._threads import balanced, restore
 from ..._jit import specialised_kernel
+from ...vector.aligned import aligned_empty
 from ...vector.fma_tile import REVISION, fma_tile_indexed, shapes_literal
 from ...vector.swapped_pack import REVISION as SWAPPED_REVISION
 from ...vector.swapped_pack import pack_swapped_block
@@ -47,7 +47,7 @@ def swapped_phases_kernel(shape: TileShape):
             split = t // kb_n
             k0 = kb * v
             kvalid = min(v, kg - k0)
-            wblk = np.empty(kin * taps.size * v, w.dtype)
+            wblk = aligned_empty(kin * taps.size * v, w.dtype, lanes)
             pack_swapped_block(w, 0, kb, kin, taps, taps.size, wblk, v, lanes, swapped_revision)
             for p in range(x_at.size):
                 steps = xoff[at[p]:at[p + 1]]
