@@ -666,6 +666,8 @@ POINTWISE = [
     # expanding, in-channels leaving more lanes empty than out-channels: vectors along K in float32 (16 or 8 lanes)
     sample("conv2d", (1, 40, 24, 24), (100, 40, 1, 1)),
     sample("conv2d", (2, 24, 13, 11), (144, 24, 1, 1)),
+    # input gradient by the row kernel, its weight packed from the forward's (phase_packed), under 512 pixels
+    sample("conv2d", (1, 64, 9, 11), (48, 64, 1, 1)),
 ]
 
 
