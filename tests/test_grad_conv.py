@@ -703,6 +703,8 @@ POINTWISE = [
     # expanding, in-channels leaving more lanes empty than out-channels: vectors along K in float32 (16 or 8 lanes)
     sample("conv2d", (1, 40, 24, 24), (100, 40, 1, 1)),
     sample("conv2d", (2, 24, 13, 11), (144, 24, 1, 1)),
+    # input gradient by the row kernel, its weight packed from the forward's (phase_packed), under 512 pixels
+    sample("conv2d", (1, 64, 9, 11), (48, 64, 1, 1)),
 ]
 
 
@@ -740,6 +742,27 @@ def test_pointwise_channels_last_in_place(s, rng):
         assert np.all(np.abs(got.astype(np.float64) - expected) <= bound + 1e-30)
     assert all(a.tobytes() == b.tobytes() for a, b in zip(*runs))
 
+
+
+@pytest.mark.parametrize("s", [sample("conv2d", (2, 64, 9, 12), (48, 64, 1, 1)),
+                               sample("conv2d", (1, 32, 14, 14), (96, 32, 1, 1))], ids=str)
+def test_pointwise_channels_first_input_rows(s, rng):
+    """Channels-first input gradients of small ungrouped layers by the row kernel on grad_output's planes:
+    float64 to 1e-10 of torch; float32 within the rounding bound, bitwise the same on 1 and 2 threads."""
+    x, w, g = _arrays(s, rng)
+    assert _relative(G.conv2d_input(x.shape, w, g), _torch_grads(s, x, w, g)[0]) <= 1e-10
+    x, w, g = (a.astype(np.float32) for a in (x, w, g))
+    want, bound = _torch_grads(s, x, w, g)[0], _rounding_bound(s, x, w, g, np.float32)[0]
+    old = numba.get_num_threads()
+    try:
+        runs = []
+        for threads in (1, 2):
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            runs.append(G.conv2d_input(x.shape, w, g))
+    finally:
+        numba.set_num_threads(old)
+    assert runs[0].dtype == np.float32 and runs[0].tobytes() == runs[1].tobytes()
+    assert np.all(np.abs(runs[0].astype(np.float64) - want) <= bound + 1e-30)
 
 
 POINTWISE_FIRST = [
