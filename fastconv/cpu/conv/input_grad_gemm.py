@@ -33,6 +33,7 @@ from ..._cache import cached_plan
 from ...dispatch import register
 from ...spec.adjoint import swapped_conv_spec
 from ..blas import gemm
+from ..vector.aligned import aligned_empty
 from .direct.pointwise_rows import PREPACK_BYTES, rows_plan, run_rows
 from .pointwise_operands import image_chunks, pointwise, strided_pixels
 from .transpose.phase_split import phase_packed
@@ -81,7 +82,7 @@ def conv_input_grad_gemm(spec, grad_output, weight):
     in_place = grad_output.dtype == dtype and grad_output.flags.c_contiguous
     packed = packed_rows_plan(spec) if in_place else None
     if packed is not None:
-        w_packed = np.empty(packed.no_bias.size * kg, dtype)
+        w_packed = aligned_empty.py_func(packed.no_bias.size * kg, dtype, packed.shape.lanes)
         phase_packed(np.ascontiguousarray(weight, dtype=dtype).reshape(-1), kg, FIRST_TAP, packed.shape.v, w_packed)
         return run_rows(packed, grad_output, w_packed, None)
     swapped = swapped_conv_spec(spec) if spec.channels_last and spec.batch * pixels >= ROWS_MIN_PIXELS else None
