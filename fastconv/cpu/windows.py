@@ -121,15 +121,20 @@ def unfold_cpu(spec, x):
 # ---- fold -------------------------------------------------------------------------
 
 @parallel_kernel
-def fold_band(cols, r0, r1, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh, dw, pd, ph, pw, bd_n, bh_n, bw_n, out):
+def fold_band(cols, r0, r1, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh, dw, pd, ph, pw, bd_n, bh_n, bw_n, w_n, phased, out):
     """out[p, z, y, x] += cols[p, tap, (row - r0) * bw_n + bx] over the block rows r0 <= row < r1
     (row = bz * bh_n + by) and taps that land there.
 
-    cols (P, KD * KH * KW, (r1 - r0) * BW); out (P, D, H, W); pd/ph/pw the begin pads. Each
-    task owns one output row and gathers into it every tap that reaches it, taps in
-    ascending order per pixel: with r0 = 0 and r1 = BD * BH, col2im (fold) onto zeros.
+    cols (P, KD * KH * KW, (r1 - r0) * BW); out (P, D, H, W) holding input column x at x, or,
+    where ``phased``, (P, D, H, SW * WQ) holding it at (x % sw) * WQ + x // sw (the layout of
+    conv.input_grad_columns: every tap of a strided layer then adds a contiguous run, where in
+    column order its terms land sw apart); w_n the input's width W; pd/ph/pw the begin pads.
+    Each task owns one output row and gathers into it every tap that reaches it, taps in
+    ascending order per pixel, in either layout: with r0 = 0 and r1 = BD * BH, col2im (fold)
+    onto zeros.
     """
-    planes, d_n, h_n, w_n = out.shape
+    planes, d_n, h_n, wide = out.shape
+    wq = wide // sw
     for t in prange(planes * d_n * h_n):
         p = t // (d_n * h_n)
         r = t - p * (d_n * h_n)
@@ -150,11 +155,19 @@ def fold_band(cols, r0, r1, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh, dw, pd, ph, pw
                     continue
                 block0 = (block_row - r0) * bw_n
                 for kw in range(kw_n):
-                    a = pw - kw * dw  # output column of block bx: bx * sw - a
+                    a = pw - kw * dw  # input column of block bx: bx * sw - a
                     lo, hi = inside_range(a, sw, w_n, bw_n)
-                    tap_row = src[(kd * kh_n + kh) * kw_n + kw]
-                    for bx in range(lo, hi):
-                        row[bx * sw - a] += tap_row[block0 + bx]
+                    tap = (kd * kh_n + kh) * kw_n + kw
+                    if phased:
+                        phase = (-a) % sw
+                        at = phase * wq + (-a - phase) // sw  # where block bx lands: at + bx
+                        dst = row[at + lo:at + hi]  # indexed from 0: no negative-index wrap, so it vectorises
+                        run = src[tap, block0 + lo:block0 + hi]
+                        for i in range(hi - lo):
+                            dst[i] += run[i]
+                    else:
+                        for bx in range(lo, hi):
+                            row[bx * sw - a] += src[tap, block0 + bx]
 
 
 @register("fold", "cpu", "gather", note="race-free gather col2im: each output pixel sums its taps (Numba)")
@@ -167,7 +180,7 @@ def fold_cpu(spec, cols):
     out = np.zeros((planes, *lift3(spec.image, 1)), dtype)
     pads, grid = lift3(spec.pads, (0, 0)), lift3(spec.grid, 1)
     fold_band(cw, 0, grid[0] * grid[1], *lift3(spec.kernel, 1), *lift3(spec.stride, 1), *lift3(spec.dilation, 1),
-              *(b for b, _ in pads), *grid, out)
+              *(b for b, _ in pads), *grid, out.shape[3], False, out)
     return to_user_dtype(out.reshape(spec.output_shape), np.dtype(spec.dtype))
 
 

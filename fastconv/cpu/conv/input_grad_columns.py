@@ -6,9 +6,9 @@ pixel then gathers the columns of the taps that read it. The GEMM's rows are the
 channels times the taps, so a layer of few input channels (a stem: 3 channels, 7x7 taps, 147
 rows) still runs a well-shaped product, where the adjoint conv's output has only those 3
 channels to vectorise over. The output rows are taken in bands whose columns fit in L2
-(BAND_BYTES): a band's GEMM, then :func:`fold_band_phases` adds its columns onto the input rows
+(BAND_BYTES): a band's GEMM, then windows.fold_band (``phased``) adds its columns onto the input rows
 they reach (a task per input row: no two tasks write one pixel), rows stored by column phase
-so that each tap adds a contiguous run (one thread, thread CPU time, against windows.fold_band's
+so that each tap adds a contiguous run (one thread, thread CPU time, against the same fold in
 column order: ResNet-50's stem input gradient 7.1-7.6 to 4.9-5.4 ms, MobileNetV2's 1.3-1.7 to
 0.8-1.1; the same sums). Channels-last grad_output is read in place as a transposed operand; the
 planes are put back in column order in the user's layout once (:func:`unsplit_phases`).
@@ -34,7 +34,7 @@ from ...dispatch import register
 from ...kernels.geometry import geometry3
 from .._jit import parallel_kernel
 from ..blas import gemm
-from ..windows import inside_range
+from ..windows import fold_band
 from .input_grad_gemm import GEMM_THREADS
 
 BAND_BYTES = 2 * 1024 * 1024  # a band's columns: about L2 (2 MB on the project machine)
@@ -51,46 +51,8 @@ def supports_columns(spec):
 
 
 @parallel_kernel
-def fold_band_phases(cols, r0, r1, kd_n, kh_n, kw_n, sd, sh, sw, dd, dh, dw, pd, ph, pw, bd_n, bh_n, bw_n, w_n, out):
-    """windows.fold_band onto input rows stored by column phase: out (P, D, H, SW * WQ) holds input
-    column x at (x % sw) * WQ + x // sw, so that every tap adds a contiguous run of its block row
-    (in column order a strided layer's taps land sw apart: scattered adds). Each task owns one input
-    row; a pixel gathers the same taps in the same order as fold_band: the same sums, bitwise."""
-    planes, d_n, h_n, wide = out.shape
-    wq = wide // sw
-    for t in prange(planes * d_n * h_n):
-        p = t // (d_n * h_n)
-        r = t - p * (d_n * h_n)
-        z = r // h_n
-        y = r - z * h_n
-        src = cols[p]
-        row = out[p, z, y]
-        for kd in range(kd_n):
-            pz = z + pd - kd * dd
-            if pz < 0 or pz % sd != 0 or pz // sd >= bd_n:
-                continue
-            for kh in range(kh_n):
-                py = y + ph - kh * dh
-                if py < 0 or py % sh != 0 or py // sh >= bh_n:
-                    continue
-                block_row = (pz // sd) * bh_n + py // sh
-                if block_row < r0 or block_row >= r1:
-                    continue
-                block0 = (block_row - r0) * bw_n
-                for kw in range(kw_n):
-                    a = pw - kw * dw  # input column of block bx: bx * sw - a
-                    lo, hi = inside_range(a, sw, w_n, bw_n)
-                    phase = (-a) % sw
-                    at = phase * wq + (-a - phase) // sw  # where block bx lands: at + bx
-                    dst = row[at + lo:at + hi]  # views indexed from 0: no negative-index wrap, so the loop vectorises
-                    run = src[(kd * kh_n + kh) * kw_n + kw, block0 + lo:block0 + hi]
-                    for i in range(hi - lo):
-                        dst[i] += run[i]
-
-
-@parallel_kernel
 def unsplit_phases(planes, sw, channels_last, out):
-    """out = planes (N * C, D, H, SW * WQ) in column order (fold_band_phases' layout undone), out
+    """out = planes (N * C, D, H, SW * WQ) in column order (fold_band's phased layout undone), out
     (N, C, D, H, W) or, where ``channels_last``, (N, D, H, W, C)."""
     wq = planes.shape[3] // sw
     if channels_last:
@@ -146,8 +108,8 @@ def conv_input_grad_columns(spec, grad_output, weight):
             part = cols[..., :p1 - p0]
             for j in range(groups):
                 gemm(w[j].T, g[:, j * kg:(j + 1) * kg, p0:p1], part[:, j], threads=GEMM_THREADS)
-            fold_band_phases(part.reshape(n * spec.in_channels, taps, p1 - p0), r0, r1, *geom.kernel, *geom.stride,
-                             *geom.dilation, *(b for b, _ in geom.pads), *geom.out_size, geom.in_size[2], planes)
+            fold_band(part.reshape(n * spec.in_channels, taps, p1 - p0), r0, r1, *geom.kernel, *geom.stride,
+                      *geom.dilation, *(b for b, _ in geom.pads), *geom.out_size, geom.in_size[2], True, planes)
         images = result5[n0:n1] if result.dtype == dtype else np.empty((n, *result5.shape[1:]), dtype)
         unsplit_phases(planes, sw, spec.channels_last, images)
         if result.dtype != dtype:
