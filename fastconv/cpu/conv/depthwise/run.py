@@ -158,11 +158,7 @@ def conv_depthwise(spec, x, weight, bias):
         _run(plan, spec, x, w, b, out, lo, hi)
         return out
     result = ChunkedOutput(spec, dtype, spec.channels_last)  # float16: float32 output per chunk only
-    if kernel_ready(x, dtype) and result.direct:
-        spans = [(0, spec.batch)]
-    else:
-        spans = image_chunks(spec, math.prod(x.shape[1:]) * dtype.itemsize + result.bytes_per_image)
-    for n0, n1 in spans:
+    for n0, n1 in image_chunks(spec, math.prod(x.shape[1:]) * dtype.itemsize + result.bytes_per_image):
         xw = x[n0:n1] if kernel_ready(x, dtype) else np.array(x[n0:n1], dtype=dtype, order="C")
         out = result.chunk(n0, n1)
         _run(plan, spec, xw, w, b, out, lo, hi)
