@@ -25,7 +25,8 @@ copies it channels-last.
 - Where out-channel blocks are fewer than MIN_TASKS the pixel sum is cut into pieces (a
   number fixed by the shapes), their partial sums added in piece order. Blocks, chunks and
   pieces follow from the shapes alone: the result does not depend on the thread count.
-- Each task's block is written in the weight's (K, Cg, taps) order.
+- Each task's block is written in the weight's (K, Cg, taps) order (3x3 windows transposed in registers:
+  vector/tap_transpose.py, see WRITE).
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ from ....kernels.geometry import geometry3, lift3
 from ....kernels.tap_range import reading_outputs
 from ..._jit import simd, specialised_kernel
 from ...layout import kernel_array
+from ...vector.tap_transpose import REVISION as TRANSPOSE_REVISION
+from ...vector.tap_transpose import taps_to_channels
 from ...vector.weight_grad_tile import REVISION, wg_tile
 from .operands import working_ndhwc
 
@@ -51,8 +54,10 @@ CHUNK_PIXELS = 512  # output pixels per chunk
 MIN_TASKS = 8  # out-channel blocks x pieces of the pixel sum, at least (where the pixels allow)
 K_STEP = 8  # out-channel blocks are multiples of the tiles' out-channels
 # WRITE: a block's sums go from (out-channel, tap, in-channel) to the weight's (out-channel, in-channel, tap)
-# order through slices indexed from 0: one thread, 512x512x3x3 (ResNet-50's l4.3x3, a 2.4M-element weight),
-# the transposing write alone 3.5 ms with flat indexes, 1.6-1.8 so.
+# order: 3x3 windows a vector of in-channels at a time in registers (vector/tap_transpose.py), the rest element by
+# element through slices indexed from 0. One thread, 512x512x3x3 (ResNet-50's l4.3x3, a 2.4M-element weight), the
+# transposing write alone: 3.5 ms element by element with flat indexes, 1.8-2.8 through slices (it depends on where
+# the block's buffer lies against the weight, mod 4 KiB), 1.0-1.2 in registers.
 # G_COPY: row mode copies a channels-first grad_output channels-last with NumPy's strided copy, not
 # operands.pad_ncdhw_to_ndhwc (its maps and short channel runs: one thread, thread CPU time, 64x112x112
 # float32, ResNet-50's stem, 2.1 ms against 0.6-0.7; 32x112x112 1.06 against 0.2-0.3; a kept buffer
@@ -141,7 +146,8 @@ def conv_weight_grad_tiled(spec, x, grad_output):
 
 @functools.cache
 def tiled_kernel(dtype: str):
-    revision = REVISION  # a closure constant: part of the disk cache's key, unlike a global
+    revision = REVISION  # closure constants: part of the disk cache's key, unlike globals
+    transpose_revision = TRANSPOSE_REVISION
     lanes = _lanes(dtype)
 
     def kernel(x, g, out, partial, buffers, n_img, in_d, in_h, in_w, c_n, od_n, oh_n, ow_n, k_n, groups, kd_n, kh_n,
@@ -277,9 +283,14 @@ def tiled_kernel(dtype: str):
                         o = base + ((k0 + j) * cg + cc) * taps
                         for t in range(taps):
                             dest[o + t] = acc[j * j_step + (t * cg + cc) * tc_step]
-                else:  # (taps, Cg) -> (Cg, taps) through views indexed from 0 (no negative-index wrap): see WRITE
+                else:  # (taps, Cg) -> (Cg, taps): see WRITE
+                    done = 0
+                    if taps == 9:
+                        done = cg // lanes
+                        taps_to_channels(dest, acc, base + (k0 + j) * astep, j * astep, cg, done, "t9", lanes,
+                                         transpose_revision)
                     src = acc[j * astep:(j + 1) * astep]
-                    for cc in range(cg):
+                    for cc in range(done * lanes, cg):
                         o = base + ((k0 + j) * cg + cc) * taps
                         d = dest[o:o + taps]
                         for t in range(taps):
