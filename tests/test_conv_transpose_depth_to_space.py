@@ -145,3 +145,14 @@ def test_channels_first_gemm_reads_the_stacked_weight_transposed(dtype, rng):
     if dtype != "float16":
         assert_close(results[0], _torch(x, np.ascontiguousarray(w), b, 2, None), "conv", dtype, np.sqrt(96),
                      what="against torch")
+
+
+def test_wide_tiles_where_blocks_fit_the_phases():
+    from fastconv.cpu._jit import simd
+    from fastconv.cpu.conv.direct.pointwise import WIDE_PIXELS, WIDE_VECTORS
+
+    wide = _forward_and_plan((2, 32, 5, 13), (32, 64, 2, 2), 2, "float32")  # K = 64: 4 vectors of floats
+    narrow = _forward_and_plan((1, 64, 7, 9), (64, 32, 2, 2), 2, "float32")  # K = 32: a wide block straddles
+    if simd().registers >= 32:
+        assert (wide.shape.v, int(wide.widths[0])) == (WIDE_VECTORS * wide.shape.lanes, WIDE_PIXELS)
+        assert narrow.shape.v == 2 * narrow.shape.lanes
