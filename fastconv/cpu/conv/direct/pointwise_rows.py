@@ -125,15 +125,18 @@ def rows_plan(spec, wide: bool | None = None) -> RowsPlan:
     """Everything about a 1x1 call that depends on its spec (cached; do not write to its
     arrays). ``wide``: pointwise.wide_strided_shape's tiles where the target has them, else
     strided_shape's; None: wide channels-last where its blocks of V hold every group's
-    channels exactly (ResNet-50's and MobileNetV2's channels-last 1x1 layers of 64k channels,
-    one thread, in-process A/B, host loaded: 0.82-1.06x the time, geometric mean 0.93 and 0.90)."""
+    channels exactly and two threads keep their block tasks (:func:`_loses_block_tasks`).
+    ResNet-50's and MobileNetV2's channels-last 1x1 layers of 64k channels, one thread,
+    in-process A/B, host loaded: 0.82-1.06x the time, geometric mean 0.93 and 0.90; with
+    partial blocks (96 or 160 channels) 1.20-1.27x."""
     dtype = working_dtype(np.dtype(spec.dtype))
     shape = tile_shape(spec.out_per_group, dtype.name)
+    g, cg, kg = spec.groups, spec.in_per_group, spec.out_per_group
     wider = wide_strided_shape(shape) if wide or wide is None else None
-    if wide is None and not (spec.channels_last and wider is not None and spec.out_per_group % wider.v == 0):
+    if wide is None and not (spec.channels_last and wider is not None and kg % wider.v == 0
+                             and not _loses_block_tasks(spec, shape.v, wider.v, dtype.itemsize)):
         wider = None
     shape = wider or strided_shape(shape)
-    g, cg, kg = spec.groups, spec.in_per_group, spec.out_per_group
     kb_n = -(-kg // shape.v)
     c_blocks = reduction_blocks(cg, shape.v, dtype.itemsize) if spec.channels_last else 1
     block_bytes = -(-cg // c_blocks) * shape.v * dtype.itemsize
@@ -157,6 +160,16 @@ def rows_plan(spec, wide: bool | None = None) -> RowsPlan:
                     pass_blocks, ACTIVATION_CODES[spec.activation], np.zeros(g * kb_n * shape.v, dtype),
                     kg % shape.v == 0, spec.output_shape, np.dtype(spec.dtype), (g, kg, cg), pick, row_len, row_base,
                     opix, koff, False, np.zeros((0, cg * shape.v), dtype), xpix, xchan, xchan, c_blocks)
+
+
+def _loses_block_tasks(spec, v: int, wide_v: int, itemsize: int) -> bool:
+    """Whether the kernel runs ``spec`` on two threads as one task per block of v channels
+    (rows_kernel: few rows of small input, CHUNKS_PER_THREAD blocks per thread or more) but
+    would not with blocks of wide_v: the layer then stays on v (MobileNetV2's 14x14 64->384;
+    the one-loop path was measured faster there on two threads, the wide tiles only on one)."""
+    rows, c_n, kg = spec.batch * int(np.prod(spec.out_size)), spec.in_channels, spec.out_per_group
+    small = rows < SERIAL_PACK_ROWS and rows * c_n * itemsize <= PACKING_RUN_BYTES
+    return small and -(-kg // v) >= 2 * CHUNKS_PER_THREAD > -(-kg // wide_v)
 
 
 @cached_plan
