@@ -145,3 +145,30 @@ def test_channels_first_gemm_reads_the_stacked_weight_transposed(dtype, rng):
     if dtype != "float16":
         assert_close(results[0], _torch(x, np.ascontiguousarray(w), b, 2, None), "conv", dtype, np.sqrt(96),
                      what="against torch")
+
+
+def test_wide_tiles_where_blocks_fit_the_phases():
+    from fastconv.cpu._jit import simd
+    from fastconv.cpu.conv.direct.pointwise import WIDE_PIXELS, WIDE_VECTORS
+
+    wide = _forward_and_plan((2, 32, 5, 13), (32, 64, 2, 2), 2, "float32")  # K = 64: 4 vectors of floats
+    narrow = _forward_and_plan((1, 64, 7, 9), (64, 32, 2, 2), 2, "float32")  # K = 32: a wide block straddles
+    if simd().registers >= 32:
+        assert (wide.shape.v, int(wide.widths[0])) == (WIDE_VECTORS * wide.shape.lanes, WIDE_PIXELS)
+        assert narrow.shape.v == 2 * narrow.shape.lanes
+
+
+def test_wide_rows_plan_where_it_applies():
+    from fastconv.cpu._jit import simd
+
+    def v_of(x_shape, w_shape, channels_last=True):
+        return rows_plan(resolve_conv("conv2d", x_shape, w_shape, channels_last=channels_last, dtype="float32")).shape
+
+    wide = simd().registers >= 32
+    shape = v_of((1, 56, 56, 256), (128, 256, 1, 1))
+    assert shape.v == (4 if wide else 2) * shape.lanes
+    for args in [((1, 14, 14, 96), (96, 96, 1, 1)),  # 96 channels: a wide block would be partial
+                 ((1, 14, 14, 64), (384, 64, 1, 1)),  # 12 blocks of 32 run as block tasks on two threads, 6 not
+                 ((1, 256, 8, 8), (128, 256, 1, 1), False)]:  # channels-first
+        shape = v_of(*args)
+        assert shape.v == 2 * shape.lanes
