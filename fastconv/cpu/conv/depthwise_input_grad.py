@@ -7,7 +7,9 @@ conv and interleaves the results (prod(stride) kernel specialisations and an ext
 here a task owns rows of the input gradient and sums the taps reaching each element in
 the fixed order (kd, kh, kw) (channels-last: each pixel written once; channels-first: in a
 scratch row, phase by phase): no atomics, no copies beyond a float16 or non-contiguous
-operand, and the user's layout read and written as it is.
+operand, and the user's layout read and written as it is. Channels-first 3x3 stride-2 planes skip
+the scratch row: narrow ones as four phase planes of flat loops (phase_plane), wider rows two
+columns a step (plane_rows).
 Stride 1 layers take the forward depthwise kernel with the flipped weight instead
 (input_grad.py).
 """
