@@ -40,6 +40,11 @@ STRIDED = [  # the one-pass kernels where _one_pass says
     sample("conv2d", (2, 8, 10, 9), (8, 1, 3, 3), groups=8, stride=(2, 1), padding=(1, 3)),  # an output wider
     # than the input
     sample("conv2d", (1, 6, 8, 10), (6, 1, 3, 3), groups=6, stride=3, padding=1),  # stride 3 along the row
+    sample("conv2d", (1, 5, 9, 12), (5, 1, 3, 3), groups=5, stride=2, padding=(1, 2)),  # an even column pad
+    sample("conv2d", (2, 3, 7, 4), (3, 1, 3, 3), groups=3, stride=2),  # no column with all three taps
+    sample("conv2d", (1, 3, 4, 70), (3, 1, 3, 3), groups=3, stride=2, padding=1),  # rows too wide for the
+    # phase planes (channels-first)
+    sample("conv2d", (1, 2, 3, 67), (2, 1, 3, 3), groups=2, stride=2, padding=(0, 2)),
     sample("conv1d", (2, 16, 17), (16, 1, 3), groups=16, stride=2, padding=1),
     sample("conv3d", (1, 4, 5, 6, 7), (4, 1, 3, 3, 3), groups=4, stride=2, padding=1, dtype="float32"),
 ]
@@ -204,3 +209,19 @@ def test_cuda_arrays_take_the_two_kernels(rng):
         got = _backward(s, x, w, g, channels_last, output_mask=(True, True, True))
         want = _separate(s, x, w, g, channels_last)
         _same_bits([a.copy_to_host() for a in got], [a.copy_to_host() for a in want])
+
+
+@pytest.mark.parametrize("s", [STRIDED[0], STRIDED[6]], ids=["phase-planes", "rows"])
+def test_strided_channels_first_infinite_weight(s, rng):
+    """An inf weight meets no padding zeros: only the input pixels its tap reaches are inf, as in PyTorch."""
+    x, w, g = _arrays(s, rng, False)
+    w[1, 0, 1, 0] = np.inf
+    for _ in range(2):
+        gi, gw, _ = _backward(s, x, w, g, False)
+    _same_bits((gi, gw), _separate(s, x, w, g, False)[:2])
+    xt = torch.tensor(x, requires_grad=True)
+    a = _args(s)
+    TF.conv2d(xt, torch.tensor(w), None, a["stride"], a.get("padding", 0), 1, a["groups"]).backward(torch.tensor(g))
+    want = xt.grad.numpy()
+    assert np.isinf(gi[:, 1]).any() and np.array_equal(np.isinf(gi), np.isinf(want))
+    np.testing.assert_allclose(gi, want, rtol=1e-12, atol=1e-12)

@@ -52,7 +52,15 @@ from ..vector.depthwise_row import dw_row, window_literal
 from ..weights import all_finite
 from .depthwise.common import interior_columns
 from .depthwise.nhwc import PIXELS
-from .depthwise_input_grad import pixel_row, plane_rows, plane_tables, source_rows
+from .depthwise_input_grad import (
+    phase_buffers,
+    phase_plane,
+    phase_scratch,
+    pixel_row,
+    plane_rows,
+    plane_tables,
+    source_rows,
+)
 from .weight_grad.depthwise_tiled import (
     CHANNEL_BLOCK,
     NCHW_TASKS,
@@ -196,11 +204,13 @@ def nchw_backward_kernel(kh_n: int, kw_n: int, sw: int, dw: int, dtype: str):
         out_plane = oh_n * ow_n
         wq, rows_d, rows_h, cols, starts = plane_tables(in_d, in_h, in_w, od_n, oh_n, ow_n, kd_n, kh_n, kw_n, sd, sh,
                                                         sw, dd, dh, dw, pd, ph, pw)
+        rows, pitch = phase_scratch(in_d, in_h, in_w, od_n, oh_n, ow_n, kd_n, kh_n, kw_n, sh, sw, dh, dw, ph, pw)
         n_tasks = min(c_n, NCHW_TASKS)
         previous = balanced(n_tasks)
         for task in prange(n_tasks):
             acc = np.empty(taps * lanes, x.dtype)
             row = np.empty(sw * wq, x.dtype)
+            gp, ys = phase_buffers(rows, pitch, in_h, x.dtype)
             for c in range(task * c_n // n_tasks, (task + 1) * c_n // n_tasks):
                 acc[:] = 0
                 for n in range(n_img):
@@ -213,6 +223,8 @@ def nchw_backward_kernel(kh_n: int, kw_n: int, sw: int, dw: int, dtype: str):
                             dw_grad_nchw(x, g, acc, (q * in_d + i_d) * in_plane, (q * od_n + od) * out_plane,
                                          kd * taps2 * lanes, oh_n, ow_n, lo, hi, in_h, in_w, sh, ph, pw, dh, shape,
                                          lanes, revision)
+                    if rows and phase_plane(g, w, gx, gp, ys, q, c_n, in_h, in_w, oh_n, ow_n, ph, pw, pitch):
+                        continue
                     for i_d in range(in_d):
                         plane_rows(g, w, gx, row, q * in_d + i_d, c_n, in_d, in_h, in_w, od_n, oh_n, ow_n, kd_n,
                                    kh_n, kw_n, sw, wq, rows_d, rows_h, cols, starts)
