@@ -94,7 +94,7 @@ def direct_plan(spec) -> DirectPlan:
     write to its arrays (they stay writeable because Numba types read-only arrays apart)."""
     dtype = working_dtype(np.dtype(spec.dtype))
     geom = geometry3(spec)
-    shape = tile_shape(spec.out_per_group, dtype.name)
+    shape = tile_shape(spec.out_per_group, dtype.name, channels_last=spec.channels_last)
     cg, channels = spec.in_per_group, spec.in_channels
     planar = row_planar(geom)
     xoff = reduction_offsets(geom, planar, channels, cg)

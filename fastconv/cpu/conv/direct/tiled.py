@@ -64,7 +64,7 @@ class TileShape(NamedTuple):
         return f"p{self.pixels}v{self.v}_{'f32' if self.dtype == 'float32' else 'f64'}"
 
 
-def tile_shape(out_per_group: int, dtype: str, registers: Simd | None = None) -> TileShape:
+def tile_shape(out_per_group: int, dtype: str, registers: Simd | None = None, channels_last: bool = False) -> TileShape:
     """The register tiles for a group of ``out_per_group`` output channels.
 
     V covers the group's channels with the fewest wasted lanes: two full vectors when
@@ -75,16 +75,24 @@ def tile_shape(out_per_group: int, dtype: str, registers: Simd | None = None) ->
     (2x7, 3x4, 4x3, 7x2, 8x1 on AVX-512) so that every weight load still feeds about P
     pixels. ``registers`` is the target's (``simd()``, the default); tests pass others to
     check the plans of other CPUs.
+
+    Channels-last float32 output of more than three vectors' channels up to four, with 32
+    registers: four vectors of 6 pixels (all of a 64-channel float32 layer's outputs in one
+    block: the input is walked once, not once per block of two vectors; a channels-first
+    tile of 6 pixels would store through the general path). The same sums, in the same
+    order, as any other tile.
     """
     width, registers = registers or simd()
     lanes = width // np.dtype(dtype).itemsize
-    if out_per_group > lanes:
+    if channels_last and dtype == "float32" and registers >= 32 and 3 * lanes < out_per_group <= 4 * lanes:
+        n_vec = 4
+    elif out_per_group > lanes:
         n_vec = 2
     else:
         n_vec = 1
         while lanes > 2 and out_per_group <= lanes // 2:
             lanes //= 2
-    p = min((registers - SPARE_REGISTERS) // n_vec, 28)
+    p = min((registers - SPARE_REGISTERS - max(n_vec - 2, 0)) // n_vec, 28)
     shapes = [(1, s) for s in sorted({p, (p + 1) // 2, 4, 2, 1}, reverse=True) if s <= p]
     shapes += [(min(p // s, MAX_ROWS), s) for s in sorted({p // 2, 7, 4, 3, 2, 1}, reverse=True) if s <= p // 2]
     return TileShape(tuple(dict.fromkeys(shapes)), n_vec * lanes, lanes, dtype)
