@@ -12,7 +12,8 @@ Per call, in this order:
 3. the kernel for the tile shape (conv.direct.tiled.direct_kernel): each task packs
    its block of V output channels' weights (vector.fma_tile.pack_weight_block)
    and writes the output straight into an array of the user's layout (NCHW or
-   channels-last): no output transpose. float16 is computed in float32, cast at the end.
+   channels-last): no output transpose (channels-first planes of one output row through
+   a buffer per segment: conv.direct.staged). float16 is computed in float32, cast at the end.
    With zeros padding, where the tile model says it pays, the plane is cut into regions
    that run only the taps reading the input (conv.direct.banded.banded_kernel), which
    reads channels-last input in place (other input copied to it once per chunk) instead
@@ -25,7 +26,8 @@ read in place (conv/direct/pointwise_rows.py, its tiles from conv/direct/pointwi
 whose repeated calls are bound to their plan (:func:`bind_direct`).
 
 Files: conv/direct/tiled.py (tile shapes, tiling of the output plane, input packing,
-the kernel factory), conv/direct/banded.py (the plane in regions that skip the taps
+the kernel factory), conv/direct/staged.py (its loop for one-row channels-first
+planes), conv/direct/banded.py (the plane in regions that skip the taps
 reading zeros padding), vector/fma_tile.py (the register tile and the weight
 packer, as LLVM IR), conv/direct/pointwise_rows.py (channels-last 1x1 layers) and
 conv/direct/pointwise.py (its tile shapes).
@@ -59,6 +61,7 @@ from ..driver import ChunkedOutput
 from .banded import BandedPlan, banded_kernel, banded_plan, taps_outer, zero_padded
 from .pointwise_rows import rows_plan, run_rows, supports_rows
 from .scratch import packing_buffer
+from .staged import staged_kernel
 from .tiled import (
     L1_BYTES,
     NO_POS,
@@ -185,6 +188,7 @@ def _run_tiled(spec, x, w4, bias, pos):
     segments = tiles.segments if banded is None else banded.order.shape[0]
     splits = task_splits(spec.groups * plan.kb_n, segments, numba.get_num_threads())
     fill = dtype.type(spec.padding_value)
+    staged = not spec.channels_last and od_n * oh_n == 1 and not pos.size  # one output row: staged.staged_kernel
 
     result = ChunkedOutput(spec, dtype, spec.channels_last)  # float16: float32 output per chunk only
     x5 = channels_last_5d(x, spec.nd, spec.channels_last)
@@ -201,9 +205,14 @@ def _run_tiled(spec, x, w4, bias, pos):
         if banded is None:
             xq = packing_buffer((n1 - n0, *plan.packed_shape), dtype)
             pack_row_planar(as_working(x5[n0:n1], dtype), *plan.maps, fill, xq)
-            direct_kernel(plan.shape)(xq.reshape(-1), w4, plan.xoff, bq.reshape(-1), out.reshape(-1), tiles.row,
-                                      tiles.col, tiles.sel, tiles.group_start, n1 - n0, od_n, oh_n, ow_n,
-                                      *plan.pitches, plan.kb_n, splits, spec.channels_last, act, pos)
+            if staged:
+                staged_kernel(plan.shape)(xq.reshape(-1), w4, plan.xoff, bq.reshape(-1), out.reshape(-1), tiles.row,
+                                          tiles.col, tiles.sel, tiles.group_start, n1 - n0, od_n, oh_n, ow_n,
+                                          *plan.pitches, plan.kb_n, splits, act)
+            else:
+                direct_kernel(plan.shape)(xq.reshape(-1), w4, plan.xoff, bq.reshape(-1), out.reshape(-1), tiles.row,
+                                          tiles.col, tiles.sel, tiles.group_start, n1 - n0, od_n, oh_n, ow_n,
+                                          *plan.pitches, plan.kb_n, splits, spec.channels_last, act, pos)
         else:
             if padded:
                 xq = padded_input(x5[n0:n1], geometry3(spec), spec.padding_mode, spec.padding_value, dtype)

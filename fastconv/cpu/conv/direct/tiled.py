@@ -307,7 +307,10 @@ def pack_row_planar(x, map_d, map_h, map_w, fill, out):
     :func:`balanced` (a preempted worker's pieces are taken over).
     """
     channels_inner = x.strides[4] < x.strides[3] and x.shape[4] >= 8
-    (_channels_inner_packer() if channels_inner else _channel_planes_packer())(x, map_d, map_h, map_w, fill, out)
+    if channels_inner:
+        _channels_inner_packer()(x, map_d, map_h, map_w, fill, out)
+    else:
+        _channel_planes_packer()(x.transpose(0, 1, 2, 4, 3), map_d, map_h, map_w, fill, out)
 
 
 @inline_helper
@@ -366,9 +369,27 @@ def _channels_inner_packer():
     return parallel_kernel(pack_rows_channels_inner)
 
 
+@inline_helper
+def linear_run(map_w, ph, phases):
+    """[lo, hi): the longest run of phase ph's packed columns whose sources are consecutive
+    columns of the input row, phases apart (the unpadded interior, for any padding mode)."""
+    wq = map_w.shape[1]
+    lo, hi, start = 0, 0, 0
+    for j in range(wq + 1):
+        if j == wq or map_w[ph, j] < 0 or (j > start and map_w[ph, j] != map_w[ph, j - 1] + phases):
+            if j - start > hi - lo:
+                lo, hi = start, j
+            start = j + 1 if j < wq and map_w[ph, j] < 0 else j
+    return lo, hi
+
+
 @functools.cache
 def _channel_planes_packer():
-    """Other input read along W, one channel at a time."""
+    """Other input read along W, one channel at a time, x as (N, D, H, C, W) planes: the
+    row's interior (linear_run) as a copy, vectorized for channels-first input (contiguous
+    planes, stride 1), the rest (padding, reflected columns) through the maps. (Every
+    column through the maps: TCN's 64 x 16000 rows took 2.1-2.8 ms a call, one thread;
+    copied, 0.6-1.2.)"""
 
     def pack_rows_channel_planes(x, map_d, map_h, map_w, fill, out):
         n_img, dp, hp, c_n, phases, wq = out.shape
@@ -380,16 +401,29 @@ def _channel_planes_packer():
             piece, n, d, h = _pack_task(t, pieces, dp, hp)
             sd = map_d[d]
             sh = map_h[h]
-            for c in range(piece * c_n // pieces, (piece + 1) * c_n // pieces):
-                for ph in range(phases):
-                    for j in range(wq):
+            for ph in range(phases):
+                lo, hi = linear_run(map_w, ph, phases) if sd >= 0 and sh >= 0 else (0, 0)
+                s0 = map_w[ph, lo] if hi > lo else 0
+                for c in range(piece * c_n // pieces, (piece + 1) * c_n // pieces):
+                    dst = out[n, d, h, c, ph]
+                    src = x[n, max(sd, 0), max(sh, 0), c]
+                    run = dst[lo:hi]
+                    if phases == 1:
+                        inner = src[s0:s0 + hi - lo]
+                        for j in range(hi - lo):
+                            run[j] = inner[j]
+                    else:
+                        for j in range(hi - lo):
+                            run[j] = src[s0 + j * phases]
+                    for k in range(wq - (hi - lo)):  # the columns outside the run
+                        j = k if k < lo else k + hi - lo
                         sw = map_w[ph, j]
                         if sw == -2:
-                            out[n, d, h, c, ph, j] = zero
+                            dst[j] = zero
                         elif sd < 0 or sh < 0 or sw < 0:
-                            out[n, d, h, c, ph, j] = fill
+                            dst[j] = fill
                         else:
-                            out[n, d, h, c, ph, j] = x[n, sd, sh, sw, c]
+                            dst[j] = src[sw]
         restore(previous)
 
     return parallel_kernel(pack_rows_channel_planes)
