@@ -25,10 +25,13 @@ CACHE = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".nox", "numba-
 def tests(session: nox.Session) -> None:
     """CPU suite and bounds-checked run side by side, then the GPU kernels under numba-cuda's simulator.
 
-    A cold run is nearly all Numba compiling, one kernel at a time per process: the CPU suite and the
-    bounds-checked run (its own cache, every kernel compiled again with checks) run as two processes on
-    the two cores, with no kernel compiled twice in either cache; the simulator run, pure Python, then
-    takes both cores with pytest-xdist. Extra arguments go to the CPU suite and the simulator run.
+    A cold run is nearly all Numba compiling, one kernel at a time per process. The CPU suite runs as
+    two pytest-xdist workers (work stealing: each starts on its half of the tests and takes from the
+    other's at the end) beside the bounds-checked run (its own cache, every kernel compiled again with
+    checks): three processes keep both cores busy until the end, however the two runs' lengths compare.
+    The workers share one cache and tests/compile_lock.py makes a worker that reaches a kernel the other
+    is compiling wait and load it, so no kernel is compiled twice in either cache. The simulator run,
+    pure Python, then takes both cores. Extra arguments go to the CPU suite and the simulator run.
     """
     session.install("-e", ".[test]")
     args = session.posargs or []
@@ -41,7 +44,8 @@ def tests(session: nox.Session) -> None:
         background = subprocess.Popen([os.path.join(session.bin, "python"), "-m", "pytest", *checked],
                                       env=checked_env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            session.run("python", "-m", "pytest", "-m", "not cuda", *args, env={"NUMBA_CACHE_DIR": CACHE})
+            session.run("python", "-m", "pytest", "-m", "not cuda", "-n", "2", "--dist", "worksteal", *args,
+                        env={"NUMBA_CACHE_DIR": CACHE})
         finally:
             code = background.wait()
             log.seek(0)

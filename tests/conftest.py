@@ -1,5 +1,8 @@
+import compile_lock
 import numpy as np
 import pytest
+
+compile_lock.install()
 
 
 @pytest.fixture
