@@ -165,7 +165,39 @@ def test_fused_input_ends_at_last_channel(dtype, c, rng):
 
 def test_auto_fuses_while_the_pointwise_weight_fits():
     small = (1, 32, 8, 8, 32, 3, 1, 1, 1, 1, "zeros")
-    large = (1, 128, 4, 4, 128, 3, 1, 1, 1, 1, "zeros")
+    large = (1, 512, 4, 4, 512, 3, 1, 1, 1, 1, "zeros")
     for case, want in ((small, "fused"), (large, "composed")):
         pair = _pair(case, "float32", True)
         assert dispatch.auto_algorithm("separable", "cpu", pair, dispatch.capable("separable", "cpu", pair)) == want
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fused_wide_tiles(dtype, rng):
+    """Out-channels a multiple of the wide tiles' block (pointwise.wide_strided_shape: 64 float32, 32
+    float64) take them in the fused kernel: a task's pixels not a multiple of the widest tile (narrower
+    tiles at the end), stride 2 with padding, biases and relu6; 1 and 2 threads give the same bits; the
+    arrays are not written. Against the NumPy reference and PyTorch."""
+    import numba
+
+    from fastconv.cpu._jit import simd
+    from fastconv.cpu.conv.separable.fused import separable_plan
+
+    case = (2, 24, 9, 13, 64, 3, 2, 1, 1, 1, "zeros")
+    x, wd, wp, db, pb = _arrays(rng, case, dtype, True)
+    plan = separable_plan(_pair(case, dtype, True), numba.get_num_threads())
+    assert simd().registers < 32 or (64 % plan.shape.v == 0 and plan.shape.v > 2 * plan.shape.lanes)
+    before = [a.copy() for a in (x, wd, wp, db, pb)]
+    results = []
+    previous = numba.get_num_threads()
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            results.append(F.separable_conv2d(x, wd, wp, pb, 2, 1, depthwise_bias=db, activation="relu6",
+                                              channels_last=True, algo="fused"))
+    finally:
+        numba.set_num_threads(previous)
+    np.testing.assert_array_equal(results[0], results[1])
+    for a, b in zip((x, wd, wp, db, pb), before):
+        np.testing.assert_array_equal(a, b)
+    assert_close(results[0], _expected(case, x, wd, wp, db, pb, "relu6", True), "conv", dtype, 4, what="reference")
+    assert_close(results[0], _torch(case, x, wd, wp, db, pb, "relu6", True), "conv", dtype, 4, what="torch")
