@@ -4,12 +4,17 @@ phase's weights straight from the transposed weight: no forward weight is built 
 A task owns one block of V output channels and one range of each phase's segments. It packs its
 block once, every tap of the transposed weight (C, K, T) with channel axes swapped
 (vector.swapped_pack: step c * T + t holds tap t of reduction channel c), as the stride-1 input
-gradient does; then runs each phase's tiles by fma_tile_indexed, whose step r reads its V weights
+gradient does; then runs each image's phases' tiles by fma_tile_indexed, whose step r reads its V weights
 at woff[r] of that block (the phase's taps only), each output written at its interleaved place of
 the channels-last result, ``k_pitch`` = s_w * K elements from one output pixel of the phase to
-its next. So the weight is read once per task, as by the forward conv, where building the phases'
-forward weights first (phase_split.phase_weights) reads and writes the whole weight once more,
-and packing per phase would transpose every tap once per phase.
+its next. Images outside phases, so that an image's packed input stays in L2 while every phase reads it:
+DCGAN's up3 0.94-0.97 of the time with phases outside images, up1 and up2 within the noise (one thread,
+CPU time, medians of 50 calls alternating in one process, host loaded). So the weight is read once per
+task, as by the forward conv, where building the phases' forward weights first
+(phase_split.phase_weights) reads and writes the whole weight once more, and packing per phase
+would transpose every tap once per phase (phase-major blocks, each phase's steps contiguous, measured
+DCGAN's up1 0.87 of the time but ResNet-50's l4 3x3 stride-2 input gradient 1.4-1.6x: four passes
+over a 9 MB weight for a 7x7 plane).
 
 Per phase p: its input offset x_at[p] within a packed image, output offset out_at[p], reduction
 offsets xoff[at[p]:at[p + 1]] and weight offsets woff[at[p]:at[p + 1]], tiles tile_*[tile_at[p]:]
@@ -49,13 +54,13 @@ def swapped_phases_kernel(shape: TileShape):
             kvalid = min(v, kg - k0)
             wblk = aligned_empty(kin * taps.size * v, w.dtype, lanes)
             pack_swapped_block(w, 0, kb, kin, taps, taps.size, wblk, v, lanes, swapped_revision)
-            for p in range(x_at.size):
-                steps = xoff[at[p]:at[p + 1]]
-                wsteps = woff[at[p]:at[p + 1]]
-                layout = group_start[p]
-                first = split * layout[6] // splits
-                last = (split + 1) * layout[6] // splits
-                for n in range(n_img):
+            for n in range(n_img):
+                for p in range(x_at.size):
+                    steps = xoff[at[p]:at[p + 1]]
+                    wsteps = woff[at[p]:at[p + 1]]
+                    layout = group_start[p]
+                    first = split * layout[6] // splits
+                    last = (split + 1) * layout[6] // splits
                     for s in range(first, last):
                         base, t0, t1 = segment_tiles(s, layout, oh_n)
                         for i in range(tile_at[p] + t0, tile_at[p] + t1):
