@@ -141,13 +141,31 @@ def tiled_plan(spec, threads: int) -> TiledPlan | None:
             phases.append((x_at, out_at, np.ascontiguousarray(xoff), flat[tuple(q.taps for q in (*rows, p))].ravel()))
     if not phases or all(xoff.size == c_n for _, _, xoff, _ in phases):  # 1x1 sub-kernels: one GEMM is faster
         return None
-    tiles = [plane_tiles(*counts, shape, xoff.size * shape.v * np.dtype(dtype).itemsize > L1_BYTES)
+    tiles = [_phase_tiles(counts, shape, xoff.size * shape.v * np.dtype(dtype).itemsize > L1_BYTES)
              for _, _, xoff, _ in phases]
     calls = tuple(TiledCall(*phase, t) for phase, t in zip(phases, tiles))
     kb_n = -(-k_n // shape.v)
     return TiledPlan(shape, tuple(maps[:2]) + (maps[2].reshape(1, -1),), (dp, hp, c_n, 1, wq), pitches, counts,
                      calls, tuple(bias_only), kb_n,
                      _swapped_phases(calls, c_n, math.prod(geom.kernel), shape.v, threads, kb_n))
+
+
+# Phase planes at most this wide take tiles of at most SHORT_TILE_ROWS rows, chosen as if their weights were in L1.
+# DCGAN's up2 (8x8 phase planes, 1024 steps of 32 channels) ran eight 8x1 tiles a plane (the model's pick with the
+# weights streaming from L2); two 3x4 and two 1x4 tiles a group of four rows were 0.89-0.91 of its time, 4x3 tiles
+# 0.94, 7x2 ones 0.93-0.94 (one thread, CPU time, medians of 40-60 calls alternating in one process, host loaded).
+# Wider planes (up3's 16x16: 8x1 tiles on two columns beside 1x14 rows) measured the same or slower without them.
+NARROW_PLANE = 8
+SHORT_TILE_ROWS = 4
+
+
+def _phase_tiles(counts, shape: TileShape, streams_l2: bool) -> PlaneTiles:
+    """plane_tiles of one phase's output plane, narrow planes without tall tiles (see NARROW_PLANE)."""
+    if counts[2] > NARROW_PLANE:
+        return plane_tiles(*counts, shape, streams_l2)
+    short = shape._replace(shapes=tuple(s for s in shape.shapes if s[0] <= SHORT_TILE_ROWS))
+    tiles = plane_tiles(*counts, short, False)
+    return tiles._replace(sel=np.array([shape.shapes.index(short.shapes[i]) for i in tiles.sel], np.int64))
 
 
 def _swapped_phases(calls, c_n: int, t_n: int, v: int, threads: int, kb_n: int) -> SwappedPhases:
