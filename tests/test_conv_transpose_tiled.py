@@ -120,3 +120,31 @@ def test_channels_first(n, p, k, rng):
     out = np.empty((n, k, p), np.float32)
     channels_first(src.reshape(-1), out.reshape(-1), n, p, k)
     np.testing.assert_array_equal(out, np.moveaxis(src, -1, 1))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_narrow_planes_short_tiles(channels_last, rng):
+    """DCGAN's up2 in small (8x8 phase planes, two images, K = 40: a part channel block): tiles of at most
+    SHORT_TILE_ROWS rows covering every pixel of each plane, against the reference, bitwise the same on one
+    thread and on all."""
+    from fastconv.cpu.conv.transpose.tiled import SHORT_TILE_ROWS
+
+    x = rng.standard_normal((2, 24, 8, 8)).astype(np.float32)
+    w = rng.standard_normal((24, 40, 4, 4)).astype(np.float32)
+    b = rng.standard_normal(40).astype(np.float32)
+    args = dict(stride=2, padding=1, activation="relu")
+    plan = tiled_plan(spec(x.shape, w.shape, **args), numba.get_num_threads())
+    for call in plan.calls:
+        rows, cols, sels, _ = call.tiles.expand(plan.counts[1])
+        shapes = [plan.shape.shapes[s] for s in sels]
+        assert max(r for r, _ in shapes) <= SHORT_TILE_ROWS
+        covered = {(row + i, col + j) for row, col, (r, s) in zip(rows, cols, shapes) for i in range(r) for j in range(s)}
+        assert covered == {(i, j) for i in range(8) for j in range(8)}
+    got = _check(x, w, b, channels_last, **args)
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        again = _check(x, w, b, channels_last, **args)
+    finally:
+        numba.set_num_threads(previous)
+    assert np.array_equal(got, again)

@@ -86,6 +86,7 @@ class SwappedPhases(NamedTuple):
     tile_at: np.ndarray
     group_start: np.ndarray  # (P, longest), each row a PlaneTiles.group_start
     splits: int
+    images_outer: int  # 1: each image's phases in turn; 0: each phase's images (see _swapped_phases)
 
 
 # Phases without taps that the tiled kernel lists one by one (a stride far above the kernel
@@ -141,18 +142,44 @@ def tiled_plan(spec, threads: int) -> TiledPlan | None:
             phases.append((x_at, out_at, np.ascontiguousarray(xoff), flat[tuple(q.taps for q in (*rows, p))].ravel()))
     if not phases or all(xoff.size == c_n for _, _, xoff, _ in phases):  # 1x1 sub-kernels: one GEMM is faster
         return None
-    tiles = [plane_tiles(*counts, shape, xoff.size * shape.v * np.dtype(dtype).itemsize > L1_BYTES)
+    tiles = [_phase_tiles(counts, shape, xoff.size * shape.v * np.dtype(dtype).itemsize > L1_BYTES)
              for _, _, xoff, _ in phases]
     calls = tuple(TiledCall(*phase, t) for phase, t in zip(phases, tiles))
     kb_n = -(-k_n // shape.v)
     return TiledPlan(shape, tuple(maps[:2]) + (maps[2].reshape(1, -1),), (dp, hp, c_n, 1, wq), pitches, counts,
                      calls, tuple(bias_only), kb_n,
-                     _swapped_phases(calls, c_n, math.prod(geom.kernel), shape.v, threads, kb_n))
+                     _swapped_phases(calls, c_n, math.prod(geom.kernel), shape.v, threads, kb_n,
+                                     np.dtype(dtype).itemsize))
 
 
-def _swapped_phases(calls, c_n: int, t_n: int, v: int, threads: int, kb_n: int) -> SwappedPhases:
+# Phase planes at most this wide take tiles of at most SHORT_TILE_ROWS rows, chosen as if their weights were in L1.
+# DCGAN's up2 (8x8 phase planes, 1024 steps of 32 channels) ran eight 8x1 tiles a plane (the model's pick with the
+# weights streaming from L2); two 3x4 and two 1x4 tiles a group of four rows were 0.89-0.91 of its time, 4x3 tiles
+# 0.94, 7x2 ones 0.93-0.94 (one thread, CPU time, medians of 40-60 calls alternating in one process, host loaded).
+# Wider planes (up3's 16x16: 8x1 tiles on two columns beside 1x14 rows) measured the same or slower without them.
+NARROW_PLANE = 8
+# A task's packed weight block (every phase) at most this large stays in L2 while it runs an image's phases in
+# turn (see swapped_phases.py). DCGAN's up3 (256 KiB blocks): each image's phases in turn 0.90-1.00 of the time of
+# each phase's images; up2 (512 KiB) 1.04-1.09 and up1 (1 MiB) 1.06-1.08 (one thread, CPU time, medians of 50
+# calls alternating in one process, host loaded).
+L2_BLOCK_BYTES = 256 * 1024
+SHORT_TILE_ROWS = 4
+
+
+def _phase_tiles(counts, shape: TileShape, streams_l2: bool) -> PlaneTiles:
+    """plane_tiles of one phase's output plane, narrow planes without tall tiles (see NARROW_PLANE)."""
+    if counts[2] > NARROW_PLANE:
+        return plane_tiles(*counts, shape, streams_l2)
+    short = shape._replace(shapes=tuple(s for s in shape.shapes if s[0] <= SHORT_TILE_ROWS))
+    tiles = plane_tiles(*counts, short, False)
+    return tiles._replace(sel=np.array([shape.shapes.index(short.shapes[i]) for i in tiles.sel], np.int64))
+
+
+def _swapped_phases(calls, c_n: int, t_n: int, v: int, threads: int, kb_n: int, itemsize: int) -> SwappedPhases:
     """The ``calls`` (C = c_n reduction channels, T = t_n taps, blocks of V = v channels) as the arrays
-    of one call of swapped_phases.py's kernel."""
+    of one call of swapped_phases.py's kernel. A task runs each image's phases in turn when its packed
+    block (every tap) stays in L2 meanwhile (at most L2_BLOCK_BYTES), else each phase's images, its
+    weights kept in L2 across the images."""
     woff = [((np.arange(c_n)[:, None] * t_n + c.taps[None, :]) * v).ravel() for c in calls]
     tiles = [c.tiles for c in calls]
     longest = max(t.group_start.size for t in tiles)
@@ -163,7 +190,7 @@ def _swapped_phases(calls, c_n: int, t_n: int, v: int, threads: int, kb_n: int) 
         np.array([c.x_at for c in calls], np.int64), np.array([c.out_at for c in calls], np.int64),
         *(np.concatenate([getattr(t, f) for t in tiles]).astype(np.int64) for f in ("row", "col", "sel")),
         np.cumsum([0] + [t.row.size for t in tiles[:-1]], dtype=np.int64), group_start,
-        task_splits(kb_n, max(t.segments for t in tiles), threads))
+        task_splits(kb_n, max(t.segments for t in tiles), threads), int(c_n * t_n * v * itemsize <= L2_BLOCK_BYTES))
 
 
 def run_tiled(spec, plan: TiledPlan, x, weight, bias, fill) -> np.ndarray:
@@ -185,7 +212,7 @@ def run_tiled(spec, plan: TiledPlan, x, weight, bias, fill) -> np.ndarray:
         pack_row_planar(as_working(x5[n0:n1], dtype), *plan.maps, dtype.type(0), xq)
         kernel(xq.reshape(-1), w3, sp.xoff, sp.woff, sp.at, sp.taps, bq, out[n0:n1].reshape(-1), sp.x_at, sp.out_at,
                sp.tile_row, sp.tile_col, sp.tile_sel, sp.tile_at, sp.group_start, n1 - n0, qd_n, qh_n, sh * qw_n,
-               *plan.pitches, sw * k_n, plan.kb_n, sp.splits, act)
+               *plan.pitches, sw * k_n, plan.kb_n, sp.splits, sp.images_outer, act)
         xq = None
     for rd, rh, rw in plan.bias_only:
         out[:, rd::1, rh::sh, rw::sw] = fill
