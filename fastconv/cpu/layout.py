@@ -18,7 +18,6 @@ from ..kernels.geometry import Geometry3, geometry3
 from ..kernels.padding_index import source_index
 from ._jit import parallel_kernel
 
-
 # (N, C, *spatial) -> (N, *spatial, C) axes by ndim: np.moveaxis's own axis checks cost a tiny call several us
 _CHANNELS_TO_END = {n: (0, *range(2, n), 1) for n in (3, 4, 5)}
 
