@@ -18,11 +18,14 @@ from ..kernels.geometry import Geometry3, geometry3
 from ..kernels.padding_index import source_index
 from ._jit import parallel_kernel
 
+# (N, C, *spatial) -> (N, *spatial, C) axes by ndim: np.moveaxis's own axis checks cost a tiny call several us
+_CHANNELS_TO_END = {n: (0, *range(2, n), 1) for n in (3, 4, 5)}
+
 
 def channels_last_5d(x, nd: int, channels_last: bool):
     """A (N, D, H, W, C) view of a batched input, without copying."""
     if not channels_last:
-        x = np.moveaxis(x, 1, -1)
+        x = x.transpose(_CHANNELS_TO_END[x.ndim])
     return x[(slice(None),) + (None,) * (3 - nd)]
 
 

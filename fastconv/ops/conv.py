@@ -3,6 +3,9 @@ shortcuts, shaped like torch.nn.functional."""
 
 from __future__ import annotations
 
+import functools
+import inspect
+
 import numpy as np
 
 from .._arrays import check_array, check_same_dtype, shape_of
@@ -69,11 +72,54 @@ def _run(family, op, nd, input, weight, bias, algo, activation, channels_last, d
     return result
 
 
+# The geometry arguments of each family, in the order _run puts them in a call-plan key.
+_GEOMETRY = {"conv": ("stride", "padding", "dilation", "groups", "padding_mode", "padding_value"),
+             "conv_transpose": ("stride", "padding", "output_padding", "groups", "dilation", "output_size")}
+
+
 def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode,
           padding_value, algo, activation, channels_last, device):
     return _run("conv", op, nd, input, weight, bias, algo, activation, channels_last, device, stride=stride,
                 padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode,
                 padding_value=padding_value)
+
+
+def prepared(fn, **kwargs):
+    """``functools.partial(fn, **kwargs)`` for a conv or transposed conv function of this
+    module (``fn(input, weight, bias)``), with the arguments' part of its call-plan key
+    computed once: a repeated call on NumPy arrays looks its CallPlan up by the arrays'
+    shapes and dtypes alone, skipping the front's argument handling (a few us of a tiny
+    layer's call; the PyTorch bridge calls each layer through one). Any other call, and a
+    first one, takes ``fn`` itself: the same key, results and errors."""
+    op = fn.__name__
+    family = "conv_transpose" if op.startswith("conv_transpose") else "conv"
+    call = functools.partial(fn, **kwargs)
+    try:
+        bound = inspect.signature(fn).bind(None, None, **kwargs)
+    except TypeError:
+        return call  # fn raises it, naming the argument
+    bound.apply_defaults()
+    a = bound.arguments
+    cl = a["channels_last"]
+    args = (a["algo"], a["activation"], cl, a["device"], *(a[name] for name in _GEOMETRY[family]))
+    types = plain_types(args)
+    if types is None:
+        return call
+
+    def run(input, weight, bias=None):
+        if type(input) is np.ndarray and type(weight) is np.ndarray and (cl is not False or input.flags.c_contiguous):
+            if bias is None:
+                b = None
+            elif type(bias) is np.ndarray:
+                b = bias.shape, bias.dtype
+            else:
+                return call(input, weight, bias)
+            plan = call_plan((op, args, types, input.shape, input.dtype, weight.shape, weight.dtype, b))
+            if plan is not None:
+                return plan.run(input, weight, bias)
+        return call(input, weight, bias)
+
+    return run
 
 
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,

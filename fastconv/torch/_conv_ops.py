@@ -35,6 +35,7 @@ import torch
 import fastconv
 import fastconv.grad as grad
 
+from ..ops.conv import prepared
 from ._args import compact, padding_arg
 from ._eager import applier, first_order
 from ._library import define
@@ -79,6 +80,7 @@ class ConvCall(NamedTuple):
     grads: dict  # a transposed call with output_size: output_padding is found per call (_output_padding)
     activation: str  # "" for none
     output_size: bool  # a transposed call given output_size
+    run: object = None  # the eager path's forward on CPU arrays: fastconv.ops.conv.prepared (see run_forward)
 
 
 def conv_call(nd, geometry, options):
@@ -104,12 +106,20 @@ BACKWARD = {nd: getattr(grad, f"conv{nd}d_backward") for nd in (1, 2, 3)}
 
 def run_forward(call, input, weight, bias, permuted=False):
     """``call``'s forward on tensors; ``permuted``: the input is a channels_last-format tensor
-    that ``call`` takes channels-last (see _tensors), and so is the result."""
+    that ``call`` takes channels-last (see _tensors), and so is the result. A CPU call runs
+    ``call.run`` where the eager path prepared one (the same function and arguments)."""
     arrays = (as_array(input, permuted), as_array(weight), None if bias is None else as_array(bias))
-    fn = FUNCTIONS[call.transposed, call.nd][0]
     if input.is_cuda:
-        return as_tensor(run(input, fn, *arrays, **call.forward), arrays, permuted)
-    return as_tensor(fn(*arrays, **call.forward), arrays, permuted)  # run() without its frame: a tiny call's us
+        return as_tensor(run(input, FUNCTIONS[call.transposed, call.nd][0], *arrays, **call.forward), arrays,
+                         permuted)
+    if call.run is not None:
+        return as_tensor(call.run(*arrays), arrays, permuted)
+    return as_tensor(FUNCTIONS[call.transposed, call.nd][0](*arrays, **call.forward), arrays, permuted)
+
+
+def with_prepared_forward(call):
+    """``call`` with its ``run`` (fastconv.ops.conv.prepared), for the eager path, which keeps its calls."""
+    return call._replace(run=prepared(FUNCTIONS[call.transposed, call.nd][0], **call.forward))
 
 
 def run_input_grad(fn, input_size, weight, grad_output, kwargs, permuted=False):

@@ -123,12 +123,12 @@ def _transpose_encoding(op, nd, stride, padding, output_padding, groups, dilatio
 
 def _conv_call(op, nd, *args):
     """The ConvCall of a conv call (its encoding decoded once, for the eager path)."""
-    return _conv_ops.conv_call(nd, *_conv_encoding(op, nd, *args))
+    return _conv_ops.with_prepared_forward(_conv_ops.conv_call(nd, *_conv_encoding(op, nd, *args)))
 
 
 def _transpose_call(op, nd, *args):
     """The ConvCall of a transposed conv call (as _conv_call)."""
-    return _conv_ops.transpose_call(nd, *_transpose_encoding(op, nd, *args))
+    return _conv_ops.with_prepared_forward(_conv_ops.transpose_call(nd, *_transpose_encoding(op, nd, *args)))
 
 
 def _int(op, name, value):
