@@ -13,7 +13,8 @@ Channels-last stride-1 layers whose operands are C-contiguous in the working dty
 weight_grad/pointwise.py's register tiles instead, read in place, where its ``takes`` says
 they are faster (in-channels within one vector, or at least the out-channels); so do
 channels-first batches that ``first_takes`` (expanding 4 times or more), their C-contiguous
-grad_output read in place and their input copied channels-last.
+grad_output read in place and their input copied channels-last; other ungrouped channels-first
+layers where ``conv_takes`` run the forward 1x1 kernel per image (weight_grad/pointwise_conv.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ...blas import gemm_sum
 from ..pointwise_operands import image_chunks, pointwise, strided_pixels
 from .operands import working_ndhwc
 from .pointwise import first_takes, pointwise_weight_grad, takes
+from .pointwise_conv import conv_takes, conv_weight_grad
 
 
 @register("conv_weight_grad", "cpu", "gemm", supports=pointwise,
@@ -51,6 +53,10 @@ def conv_weight_grad_gemm(spec, x, grad_output):
         rows = working_ndhwc(x, spec.nd, False, ((0, 0),) * 3, "zeros", 0.0, dtype).reshape(-1, spec.in_channels)
         grad = pointwise_weight_grad(rows, grad_output.reshape(spec.batch, spec.out_channels, pixels), groups, dtype,
                                      plane=pixels)
+        return grad.reshape(spec.weight_shape).astype(spec.dtype, copy=False)
+    if not cl and in_place and groups == 1 and conv_takes(cg, kg, pixels):
+        rows = np.ascontiguousarray(x, dtype=dtype).reshape(spec.batch, spec.in_channels, pixels)
+        grad = conv_weight_grad(rows, grad_output.reshape(spec.batch, spec.out_channels, pixels), dtype)
         return grad.reshape(spec.weight_shape).astype(spec.dtype, copy=False)
     grad = np.zeros((spec.out_channels, cg), dtype)
     operands = [(x, spec.in_channels), (grad_output, spec.out_channels)]
