@@ -48,7 +48,7 @@ STRIDED = [  # the one-pass kernels where _one_pass says
     sample("conv1d", (2, 16, 17), (16, 1, 3), groups=16, stride=2, padding=1),
     sample("conv3d", (1, 4, 5, 6, 7), (4, 1, 3, 3, 3), groups=4, stride=2, padding=1, dtype="float32"),
 ]
-SEPARATE = [  # the two kernels one after the other in either layout
+SEPARATE = [  # the two kernels one after the other (channels-last; both layouts where _one_pass says)
     sample("conv2d", (2, 6, 7, 8), (12, 1, 3, 3), groups=6, padding=1),  # multiplier 2
     sample("conv2d", (2, 8, 9, 8), (8, 1, 3, 3), groups=8, padding=1, padding_mode="reflect"),
     sample("conv2d", (1, 6, 8, 9), (6, 1, 3, 3), groups=6),  # an output smaller than the input
@@ -58,10 +58,13 @@ SEPARATE = [  # the two kernels one after the other in either layout
 
 
 def _one_pass(s, channels_last):
-    """Whether the call plan runs a one-pass kernel: channels-last stride 1 (FUSED), channels-last strided
-    maps of depth 1, channels-first strided layers of stride 2 at most along the row."""
+    """Whether the call plan runs a one-pass kernel: stride 1 (FUSED; channels-first also an output smaller
+    than the input and 3-D, SEPARATE[2:4]), channels-last strided maps of depth 1, channels-first strided
+    layers of stride 2 at most along the row."""
     if s in FUSED:
-        return channels_last
+        return True
+    if s in SEPARATE[2:4]:
+        return not channels_last
     if s not in STRIDED:
         return False
     return s.nd < 3 if channels_last else np.broadcast_to(s.args.get("stride", 1), (s.nd,))[-1] <= 2
@@ -225,3 +228,23 @@ def test_strided_channels_first_infinite_weight(s, rng):
     want = xt.grad.numpy()
     assert np.isinf(gi[:, 1]).any() and np.array_equal(np.isinf(gi), np.isinf(want))
     np.testing.assert_allclose(gi, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("s", [FUSED[1], FUSED[3], SEPARATE[2]], ids=["strips", "dilated", "smaller-output"])
+def test_channels_first_stride1_deterministic_across_threads(s, rng):
+    """The channels-first stride-1 one-pass kernel: bitwise the same on 1 and 2 threads, and a NaN weight
+    takes the separate calls (it must meet the padding's zeros)."""
+    x, w, g = _arrays(s, rng, False)
+    old = numba.get_num_threads()
+    try:
+        runs = []
+        for threads in (1, 2, 2, 1):
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            runs.append(_backward(s, x, w, g, False)[:2])
+    finally:
+        numba.set_num_threads(old)
+    for run in runs[1:]:
+        _same_bits(run, runs[0])
+    w_nan = w.copy()
+    w_nan[1, 0, 0, 2] = np.nan
+    _same_bits(_backward(s, x, w_nan, g, False)[:2], _separate(s, x, w_nan, g, False)[:2])

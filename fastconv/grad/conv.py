@@ -269,7 +269,7 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     ``conv2d_input``, ``conv2d_weight`` and ``conv_bias`` return on the same arguments, and each
     call raises their errors. A repeated call on C-contiguous float32/float64 NumPy arrays of a
     depthwise layer with zeros padding (channels-last: stride 1, an output of the input's size;
-    channels-first: strided) computes grad input and grad weight in one pass, each tile of
+    channels-first: stride 1 or strided) computes grad input and grad weight in one pass, each tile of
     grad_output read once; other layers, and CUDA arrays, run the two gradients' own kernels one
     after the other.
 
