@@ -28,16 +28,18 @@ def tests(session: nox.Session) -> None:
     A cold run is nearly all Numba compiling, one kernel at a time per process. The CPU suite runs as
     two pytest-xdist workers (work stealing: each starts on its half of the tests and takes from the
     other's at the end) beside the bounds-checked run (its own cache, every kernel compiled again with
-    checks): three processes keep both cores busy until the end, however the two runs' lengths compare.
-    The workers share one cache and tests/compile_lock.py makes a worker that reaches a kernel the other
-    is compiling wait and load it, so no kernel is compiled twice in either cache. The simulator run,
-    pure Python, then takes both cores. Extra arguments go to the CPU suite and the simulator run.
+    checks, at LLVM's -O0 for half the compile time): three processes keep both cores busy until the end,
+    however the two runs' lengths compare. The workers share one cache and tests/compile_lock.py makes a
+    worker that reaches a kernel the other is compiling wait and load it, so no kernel is compiled twice
+    in either cache. The simulator run, pure Python, then takes both cores. Extra arguments go to the CPU
+    suite and the simulator run.
     """
     session.install("-e", ".[test]")
     args = session.posargs or []
     checked = ["-m", "not cuda and not slow", "-k", "not real_layers", "tests/test_conv.py", "tests/test_pooling.py",
                "tests/test_windows.py", "tests/test_integer_pooling.py", "tests/test_grad_pool.py", "-x", "-q"]
-    checked_env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=CACHE + "-boundscheck",
+    # NUMBA_OPT=0: every index is checked the same unoptimised, and the kernels compile in half the time
+    checked_env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_OPT="0", NUMBA_CACHE_DIR=CACHE + "-boundscheck",
                        FASTCONV_NUM_CASES="6")
     with tempfile.TemporaryFile("w+") as log:
         session.log("started in the background: NUMBA_BOUNDSCHECK=1 pytest " + " ".join(checked))
