@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+import threading
 
 import nox
 
@@ -23,41 +24,54 @@ CACHE = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".nox", "numba-
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """CPU suite and bounds-checked run side by side, then the GPU kernels under numba-cuda's simulator.
+    """The CPU suite, and beside it the bounds-checked run followed by the GPU kernels under numba-cuda's simulator.
 
     A cold run is nearly all Numba compiling, one kernel at a time per process. The CPU suite runs as
     two pytest-xdist workers (work stealing: each starts on its half of the tests and takes from the
-    other's at the end) beside the bounds-checked run (its own cache, every kernel compiled again with
-    checks, at LLVM's -O0 for half the compile time): three processes keep both cores busy until the end,
-    however the two runs' lengths compare. The workers share one cache and tests/compile_lock.py makes a
-    worker that reaches a kernel the other is compiling wait and load it, so no kernel is compiled twice
-    in either cache. The simulator run, pure Python, then takes both cores. Extra arguments go to the CPU
-    suite and the simulator run.
+    other's at the end). Beside it, one after the other: the bounds-checked run (its own cache, every
+    kernel compiled again with checks, at LLVM's -O0 for half the compile time), then the simulator run,
+    whose threads spend much of their time waiting on each other and so fill the cores' gaps. The CPU
+    suite and the simulator share one cache and tests/compile_lock.py makes a process that reaches a
+    kernel another is compiling wait and load it, so no kernel is compiled twice in either cache. Extra
+    arguments go to the CPU suite and the simulator run.
     """
     session.install("-e", ".[test]")
     args = session.posargs or []
+    python = os.path.join(session.bin, "python")
     checked = ["-m", "not cuda and not slow", "-k", "not real_layers", "tests/test_conv.py", "tests/test_pooling.py",
                "tests/test_windows.py", "tests/test_integer_pooling.py", "tests/test_grad_pool.py", "-x", "-q"]
     # NUMBA_OPT=0: every index is checked the same unoptimised, and the kernels compile in half the time
     checked_env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_OPT="0", NUMBA_CACHE_DIR=CACHE + "-boundscheck",
                        FASTCONV_NUM_CASES="6")
+    simulated = ["-m", "cuda", "tests/test_cuda.py", "tests/test_grad_pool_cuda.py", "tests/test_grad_conv_cuda.py",
+                 "tests/test_cuda_stream.py", "tests/test_grad_backward.py", "-n", "2", "-q", *args]
+    simulated_env = dict(os.environ, NUMBA_CACHE_DIR=CACHE, NUMBA_ENABLE_CUDASIM="1")
+    runs = [("bounds-checked run", checked, checked_env), ("simulator run", simulated, simulated_env)]
+    outcomes: list[tuple[str, int]] = []
     with tempfile.TemporaryFile("w+") as log:
-        session.log("started in the background: NUMBA_BOUNDSCHECK=1 pytest " + " ".join(checked))
-        background = subprocess.Popen([os.path.join(session.bin, "python"), "-m", "pytest", *checked],
-                                      env=checked_env, stdout=log, stderr=subprocess.STDOUT)
+        def beside() -> None:
+            for name, argv, env in runs:
+                log.write(f"\n{name}: pytest {' '.join(argv)}\n")
+                log.flush()
+                code = subprocess.call([python, "-m", "pytest", *argv], env=env, stdout=log, stderr=subprocess.STDOUT)
+                outcomes.append((name, code))
+                if code != 0:
+                    return
+
+        session.log("started in the background: " + "; then ".join(name for name, _, _ in runs))
+        background = threading.Thread(target=beside)
+        background.start()
         try:
             session.run("python", "-m", "pytest", "-m", "not cuda", "-n", "2", "--dist", "worksteal", *args,
                         env={"NUMBA_CACHE_DIR": CACHE})
         finally:
-            code = background.wait()
+            background.join()
             log.seek(0)
-            session.log(f"bounds-checked run (exit {code}):")
+            session.log("beside the CPU suite: " + ", ".join(f"{name} exit {code}" for name, code in outcomes))
             print(log.read(), flush=True)
-    if code != 0:
-        session.error(f"bounds-checked run failed (exit {code})")
-    session.run("python", "-m", "pytest", "-m", "cuda", "tests/test_cuda.py", "tests/test_grad_pool_cuda.py",
-                "tests/test_grad_conv_cuda.py", "tests/test_cuda_stream.py", "tests/test_grad_backward.py",
-                "-n", "2", *args, env={"NUMBA_CACHE_DIR": CACHE, "NUMBA_ENABLE_CUDASIM": "1"})
+    failed = [name for name, code in outcomes if code != 0]
+    if failed or len(outcomes) != len(runs):
+        session.error(f"failed: {', '.join(failed) or 'a run beside the CPU suite did not finish'}")
 
 
 @nox.session
