@@ -125,9 +125,30 @@ def row_variants():
                     yield f"dw_row {dtype} l{lanes} {shape}", row.dw_row, arg_types
 
 
+def channels_last_variants():
+    """The in-place channels-last tile (conv/direct/in_place.py): float32 on AVX-512, the tile
+    shapes of 32 and 64 output channels, geometries of 64 and 128 channels at stride 1 and 2."""
+    from numba.core import types
+
+    from fastconv.cpu.conv.direct.tiled import tile_shape
+    from fastconv.cpu.vector import channels_last_tile as tile
+    from fastconv.cpu.vector.fma_tile import shapes_literal
+
+    flat = types.Array(types.float32, 1, "C")
+    with vector_width(64, 32):
+        shapes = [tile_shape(k, "float32", channels_last=True) for k in (32, 64)]
+    for shape in shapes:
+        for c, stride, dilation in ((64, 1, 1), (128, 2, 1), (128, 1, 2)):
+            geometry = tile.geometry_literal(c, stride * c, 3, dilation * c)
+            consts = tuple(types.literal(a) for a in (shapes_literal(shape.shapes), shape.v, shape.lanes, geometry,
+                                                      tile.REVISION))
+            name = f"fma_tile_channels_last float32 v{shape.v} l{shape.lanes} {geometry} {shapes_literal(shape.shapes)}"
+            yield name, tile.fma_tile_channels_last, (flat,) * 4 + (types.intp,) * 13 + consts
+
+
 def fingerprints() -> dict:
     return {name: hashlib.sha256(module_text(fn, arg_types).encode()).hexdigest()[:16]
-            for name, fn, arg_types in (*tile_variants(), *row_variants())}
+            for name, fn, arg_types in (*tile_variants(), *row_variants(), *channels_last_variants())}
 
 
 def main(argv=None) -> int:

@@ -21,6 +21,12 @@ Per call, in this order:
    kernel (its sums taps outer): with another padding mode, or a NaN or inf weight, over
    a padded channels-last copy per chunk (:func:`padded_plan`).
 
+Channels-last float32 2-D layers of one group, whole vectors of input channels and kernels up
+to 3x3, not dilated, skip step 2 and the banded kernel: their
+input is read in place, or from one padded channels-last copy per chunk, by the tile
+whose channel count, pixel stride and tap spacing are compiled in (conv.direct.in_place),
+summing taps outer and channels inner.
+
 Channels-last 1x1 convolutions without padding skip all of this: one GEMM of pixel rows
 read in place (conv/direct/pointwise_rows.py, its tiles from conv/direct/pointwise.py),
 whose repeated calls are bound to their plan (:func:`bind_direct`).
@@ -29,7 +35,8 @@ Files: conv/direct/tiled.py (tile shapes, tiling of the output plane, input pack
 the kernel factory), conv/direct/staged.py (its loop for one-row channels-first
 planes), conv/direct/banded.py (the plane in regions that skip the taps
 reading zeros padding), vector/fma_tile.py (the register tile and the weight
-packer, as LLVM IR), conv/direct/pointwise_rows.py (channels-last 1x1 layers) and
+packer, as LLVM IR), conv/direct/in_place.py and vector/channels_last_tile.py (channels-last
+input read in place), conv/direct/pointwise_rows.py (channels-last 1x1 layers) and
 conv/direct/pointwise.py (its tile shapes).
 """
 
@@ -53,12 +60,14 @@ from ...layout import (
     channels_last_5d,
     contiguous_channels_last,
     image_chunks,
+    pad_ndhwc,
     padded_image_bytes,
     padded_input,
 )
 from ...weights import all_finite, grouped_weight, pack_bias_blocked
 from ..driver import ChunkedOutput
 from .banded import BandedPlan, banded_kernel, banded_plan, taps_outer, zero_padded
+from .in_place import BLOCKS_INNER_BYTES, InPlacePlan, in_place_kernel, in_place_plan
 from .pointwise_rows import rows_plan, run_rows, supports_rows
 from .scratch import packing_buffer
 from .staged import staged_kernel
@@ -89,6 +98,7 @@ class DirectPlan(NamedTuple):
     banded: BandedPlan | None  # zeros padding: the plane in regions that skip the taps reading padding
     streams_l2: bool  # a channel block's weights do not fit L1
     taps_outer: bool  # banded.taps_outer: banded always, with another padding over a padded copy
+    in_place: InPlacePlan | None  # channels-last input read in place (or padded) by in_place.in_place_kernel
 
 
 @cached_plan
@@ -120,7 +130,8 @@ def direct_plan(spec) -> DirectPlan:
     banded = banded_plan(geom, channels, cg, shape, streams_l2) if zero_padded(spec) else None
     return DirectPlan(
         shape, (planar.dp, planar.hp, channels, planar.phases, planar.wq), tuple(maps),
-        xoff, tiles, pitches, -(-spec.out_per_group // shape.v), banded, streams_l2, taps_outer(geom))
+        xoff, tiles, pitches, -(-spec.out_per_group // shape.v), banded, streams_l2, taps_outer(geom),
+        in_place_plan(spec, geom, shape))
 
 
 @cached_plan
@@ -184,6 +195,8 @@ def _run_tiled(spec, x, w4, bias, pos):
     bq = pack_bias_blocked(bias, spec, plan.shape.v, dtype)
     od_n, oh_n, ow_n = geometry3(spec).out_size
     tiles = plan.tiles
+    if plan.in_place is not None and not pos.size:
+        return _run_in_place(spec, plan, x, w4, bq, act)
     banded, padded = _banded_call(spec, plan, w4, pos)
     segments = tiles.segments if banded is None else banded.order.shape[0]
     splits = task_splits(spec.groups * plan.kb_n, segments, numba.get_num_threads())
@@ -223,6 +236,34 @@ def _run_tiled(spec, x, w4, bias, pos):
                                         banded.layouts, banded.order, n1 - n0, od_n, oh_n, ow_n, *banded.pitches,
                                         plan.kb_n, splits, spec.channels_last, act)
         xq = None  # the next chunk's input is not allocated while this one lives
+        result.store(n0, n1, out)
+        out = None
+    return result.out
+
+
+def _run_in_place(spec, plan: DirectPlan, x, w4, bq, act):
+    """A layer of in_place.in_place_plan: its input read in place, or a padded copy per chunk."""
+    dtype = working_dtype(np.dtype(spec.dtype))
+    ip = plan.in_place
+    _, oh_n, ow_n = geometry3(spec).out_size
+    tiles = plan.tiles
+    blocks_inner = plan.kb_n * plan.xoff.size * plan.shape.v * dtype.itemsize <= BLOCKS_INNER_BYTES
+    splits = task_splits(1 if blocks_inner else plan.kb_n, tiles.segments, numba.get_num_threads())
+    result = ChunkedOutput(spec, dtype, True)
+    x5 = channels_last_5d(x, spec.nd, True)
+    copied = ip.pads or x5.dtype != dtype or not x5.flags.c_contiguous
+    per_image = result.bytes_per_image + (ip.pitches[0] * dtype.itemsize if copied else 0)
+    kernel = in_place_kernel(plan.shape, ip.geometry)
+    for n0, n1 in image_chunks(spec, per_image):
+        out = result.chunk(n0, n1)
+        if copied:
+            xq = packing_buffer((n1 - n0, 1, *ip.padded, spec.in_channels), dtype)
+            pad_ndhwc(as_working(x5[n0:n1], dtype), *ip.maps, dtype.type(spec.padding_value), xq)
+        else:
+            xq = x5[n0:n1]
+        kernel(xq.reshape(-1), w4, bq.reshape(-1), out.reshape(-1), tiles.row, tiles.col, tiles.sel,
+               tiles.group_start, n1 - n0, oh_n, ow_n, *ip.pitches, ip.kh_n, plan.kb_n, splits, act, blocks_inner)
+        xq = None
         result.store(n0, n1, out)
         out = None
     return result.out
