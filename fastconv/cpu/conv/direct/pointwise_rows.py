@@ -14,8 +14,7 @@ wrote a block of every output row), for MobileNetV2's and ResNet-50's 1x1 layers
 
 - the weight is packed once per call, every block of V channels, when several tasks
   use each pass of it. With fewer than ``SERIAL_PACK_ROWS`` rows whose input stays in L2
-  (``PACKING_RUN_BYTES``) and ``CHUNKS_PER_THREAD`` blocks per thread or more, the calling
-  thread packs a weight up to ``SERIAL_PACK_FEW_ROWS`` elements before the tasks, else a task is
+  (``PACKING_RUN_BYTES``) and ``CHUNKS_PER_THREAD`` blocks per thread or more, a task is
   one block over every row, packing its block before its tiles: the call is one
   parallel loop (each Numba TBB loop wakes and joins the worker: 7 us measured quiet),
   its tasks equal (MobileNetV2's 14x14 64->384, two threads, host loaded: 68-71 us with
@@ -75,12 +74,6 @@ PREFETCH_TILES = 2
 LINE_BYTES = 64
 SERIAL_PACK = 16 * 1024  # packed weight elements the calling thread packs alone
 SERIAL_PACK_ROWS = 1024  # or any weight, for this many rows: packing is then under 1% of the work
-# ... or up to this many elements for fewer rows of input within PACKING_RUN_BYTES, instead of one task per block
-# of V channels over every row (about 3 us for 64x384): the tasks are then runs of rows over every block, and such
-# a layer takes the wide tiles (rows_plan, _loses_block_tasks). MobileNetV2's 14x14 64->384 channels-last, one
-# thread, thread CPU time, host loaded: 0.098-0.105 to 0.085-0.089 ms; two threads, wall clock, 0.104-0.108 to
-# 0.088-0.089. Its 96->576 (wide tiles already) measured the same either way.
-SERIAL_PACK_FEW_ROWS = 32 * 1024
 RUN_BYTES = 256 * 1024  # a task's run of input rows stays in L2 over all its passes
 # ... or 1 MiB when each run packs the passes it uses (weights above PREPACK_BYTES): fewer runs pack the weight
 # fewer times. Single-thread CPU time against 256 KiB for all, 12 rounds (host load 6-7): ResNet-50's 2048->512 7x7
@@ -176,8 +169,7 @@ def _loses_block_tasks(spec, v: int, wide_v: int, itemsize: int) -> bool:
     the one-loop path was measured faster there on two threads, the wide tiles only on one)."""
     rows, c_n, kg = spec.batch * int(np.prod(spec.out_size)), spec.in_channels, spec.out_per_group
     small = rows < SERIAL_PACK_ROWS and rows * c_n * itemsize <= PACKING_RUN_BYTES
-    packed = spec.groups * -(-kg // v) * v * spec.in_per_group  # the weight packed in blocks of v
-    return small and packed > SERIAL_PACK_FEW_ROWS and -(-kg // v) >= 2 * CHUNKS_PER_THREAD > -(-kg // wide_v)
+    return small and -(-kg // v) >= 2 * CHUNKS_PER_THREAD > -(-kg // wide_v)
 
 
 @cached_plan
@@ -286,15 +278,13 @@ def rows_kernel(shape: TileShape):
         # every task packs the passes it uses when no other task uses them, or the weight is large
         prepacked = given.shape[0] > 0
         prepack = not prepacked and splits > 1 and blocks * cg * v * w.itemsize <= PREPACK_BYTES
-        few_rows = rows < SERIAL_PACK_ROWS and rows * c_n * x.itemsize <= PACKING_RUN_BYTES
-        small_weight = blocks * cg * v <= SERIAL_PACK or (few_rows and blocks * cg * v <= SERIAL_PACK_FEW_ROWS)
-        if prepack and few_rows and kb_n >= target and not small_weight:
+        if prepack and rows < SERIAL_PACK_ROWS and rows * c_n * x.itemsize <= PACKING_RUN_BYTES and kb_n >= target:
             # a task per block of V channels over every row, packing its own block: no packing before the loop
             pass_blocks, passes, pass_groups, splits, prepack = 1, kb_n, kb_n, 1, False
         packed = given if prepacked else aligned_empty((blocks if prepack else 0) * cg * v, w.dtype, lanes).reshape(
             (blocks if prepack else 0, cg * v))
         previous = balanced(blocks)
-        if prepack and (small_weight or rows >= SERIAL_PACK_ROWS):
+        if prepack and (blocks * cg * v <= SERIAL_PACK or rows >= SERIAL_PACK_ROWS):
             for t in range(blocks):
                 g = t // kb_n
                 pack_weight_block(w, g, t - g * kb_n, packed[t], v, lanes, revision)
