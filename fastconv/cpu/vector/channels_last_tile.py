@@ -21,7 +21,7 @@ from numba.core import types
 from numba.extending import intrinsic
 
 from .fma_tile import TileArgs, _not_unrolled, _TileBuilder, parse_shapes
-from .ir import I64, const, internal_function, parameters, source_revision
+from .ir import I64, call_selected, const, internal_function, parameters, source_revision
 from .prefetch import prefetch_l1
 
 REVISION = source_revision(__file__)
@@ -69,16 +69,8 @@ def fma_tile_channels_last(typingctx, x, w, bias, out, xbase, xrow, xtap, kh_n, 
         data = {name: context.make_array(arg_types[name])(context, builder, values[name]).data for name in _ARRAYS}
         ints = {name: context.cast(builder, values[name], arg_types[name], types.intp) for name in scalars}
         call_args = [data[name] if name in data else ints[name] for name in _NAMES]
-        done = builder.append_basic_block("tile.done")
-        switch = builder.switch(ints["sel"], done)
-        for i, (r, s) in enumerate(tile_shapes):
-            fn = _tile_function(builder.module, context, dtype, n_lanes, n_vec, r, s, geom)
-            block = builder.append_basic_block(f"tile.{r}x{s}")
-            switch.add_case(ir.Constant(I64, i), block)
-            builder.position_at_end(block)
-            builder.call(fn, call_args)
-            builder.branch(done)
-        builder.position_at_end(done)
+        call_selected(builder, ints["sel"], tile_shapes, lambda r, s: _tile_function(
+            builder.module, context, dtype, n_lanes, n_vec, r, s, geom), call_args)
         return context.get_dummy_value()
 
     return sig, codegen

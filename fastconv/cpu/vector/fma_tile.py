@@ -40,7 +40,7 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-from .ir import I64, Loops, Vectors, const, internal_function, parameters, source_revision
+from .ir import I64, Loops, Vectors, call_selected, const, internal_function, parameters, source_revision
 from .prefetch import prefetch_l1
 
 ACT_NONE, ACT_RELU, ACT_RELU6 = 0, 1, 2  # the codes of layout.ACTIVATION_CODES
@@ -178,16 +178,8 @@ def _tile_intrinsic(params: dict, strided: bool, indexed: bool = False, rolled: 
         tile_args = TileArgs(**{name: a.data for name, a in arrays.items()}, n_steps=arrays["xoff"].nitems,
                              **{name: ints[name] for name in scalars if name != "sel"})
         call_args = [getattr(tile_args, name) for name in TileArgs.names(strided, indexed)]
-        done = builder.append_basic_block("tile.done")
-        switch = builder.switch(ints["sel"], done)
-        for i, (r, s) in enumerate(tile_shapes):
-            fn = _tile_function(builder.module, context, x.dtype, n_lanes, n_vec, r, s, strided, indexed, rolled)
-            block = builder.append_basic_block(f"tile.{r}x{s}")
-            switch.add_case(ir.Constant(I64, i), block)
-            builder.position_at_end(block)
-            builder.call(fn, call_args)
-            builder.branch(done)
-        builder.position_at_end(done)
+        call_selected(builder, ints["sel"], tile_shapes, lambda r, s: _tile_function(
+            builder.module, context, x.dtype, n_lanes, n_vec, r, s, strided, indexed, rolled), call_args)
         return context.get_dummy_value()
 
     return sig, codegen

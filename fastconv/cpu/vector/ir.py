@@ -66,6 +66,22 @@ def array_intrinsic(params: dict, arrays: tuple, literals: tuple, parse, functio
     return sig, codegen
 
 
+def call_selected(builder, selector, tiles, make_function, call_args) -> None:
+    """Call, with ``call_args``, the function ``make_function(rows, steps)`` of the tile shape
+    that ``selector`` (an index into ``tiles``, a sequence of (rows, steps)) names; no call
+    for any other value."""
+    done = builder.append_basic_block("tile.done")
+    switch = builder.switch(selector, done)
+    for i, (r, s) in enumerate(tiles):
+        fn = make_function(r, s)
+        block = builder.append_basic_block(f"tile.{r}x{s}")
+        switch.add_case(ir.Constant(I64, i), block)
+        builder.position_at_end(block)
+        builder.call(fn, call_args)
+        builder.branch(done)
+    builder.position_at_end(done)
+
+
 def internal_function(module, name: str, arg_types, arg_names=()):
     """The module's void function ``name``, and an IRBuilder at its entry block when its body
     is still to be written (None when the module has it already). New functions are
